@@ -1,0 +1,213 @@
+"""The corpus: reading UTF-8 text, the lookup table, encoding, the train/validation split, the parallel chunks,
+the windows of truncated BPTT, and the download of tiny Shakespeare.
+
+A text of N characters becomes N small integers (uint8 when the alphabet has at most 256 characters), read
+and encoded a block at a time, so that no Python object is made per character and a large corpus costs about
+one byte per character in memory.
+"""
+import codecs
+import hashlib
+import json
+import os
+import tempfile
+import urllib.request
+
+import numpy as np
+
+TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
+TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
+TINY_SHAKESPEARE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'tinyshakespeare.txt')
+BLOCK = 1 << 20                                         # bytes read and characters encoded at a time
+
+
+class CorpusError(ValueError):
+    """A corpus or lookup table that cannot be used; the message says what is wrong and how to fix it."""
+
+
+def _codepoints(s):
+    """The Unicode code points of a str, as a uint32 array."""
+    return np.frombuffer(s.encode('utf-32-le', 'surrogatepass'), dtype='<u4')
+
+
+def _text_blocks(path):
+    """Yield the text of a UTF-8 file a block at a time. Raises CorpusError if it is missing or not UTF-8."""
+    decoder = codecs.getincrementaldecoder('utf-8')('strict')
+    offset = 0
+    try:
+        with open(path, 'rb') as f:
+            while True:
+                raw = f.read(BLOCK)
+                try:
+                    s = decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as e:
+                    raise CorpusError(f'{path} is not UTF-8 text (bad byte at offset {offset + e.start}): '
+                                      'convert it to UTF-8 first')
+                offset += len(raw)
+                if s:
+                    yield s
+                if not raw:
+                    return
+    except FileNotFoundError:
+        raise CorpusError(f'corpus {path} does not exist: check the path')
+    except IsADirectoryError:
+        raise CorpusError(f'corpus {path} is a folder: give a text file')
+    except PermissionError:
+        raise CorpusError(f'corpus {path} cannot be read: permission denied')
+    except OSError as e:
+        raise CorpusError(f'corpus {path} cannot be read: {e.strerror or e}')
+
+
+def build_lookup(text):
+    """The sorted list of distinct characters of a str: the same list on every run and in every process."""
+    return [chr(c) for c in np.unique(_codepoints(text))]
+
+
+def encode(text, chars):
+    """Encode a str as indices into the lookup table chars. Raises CorpusError naming any unknown characters."""
+    table = _Table(chars)
+    return table.encode(_codepoints(text))
+
+
+def decode(ids, chars):
+    """The str whose characters are chars[i] for every index i."""
+    return ''.join(chars[i] for i in np.asarray(ids).reshape(-1))
+
+
+class _Table:
+    """Maps code points to lookup-table indices with a binary search."""
+
+    def __init__(self, chars):
+        cps = np.array([ord(ch) for ch in chars], dtype=np.uint32)
+        self.order = np.argsort(cps, kind='stable')
+        self.sorted = cps[self.order]
+        self.chars = chars
+        self.dtype = index_dtype(len(chars))
+
+    def encode(self, cps):
+        pos = np.searchsorted(self.sorted, cps)
+        pos_c = np.minimum(pos, len(self.sorted) - 1)
+        unknown = self.sorted[pos_c] != cps
+        if unknown.any():
+            bad = np.unique(cps[unknown])
+            names = ', '.join(repr(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
+            raise CorpusError(f'{len(bad)} character(s) not in the lookup table: {names}; '
+                              'remove them or use a model trained on a corpus that has them')
+        return self.order[pos_c].astype(self.dtype)
+
+
+def index_dtype(V):
+    """The smallest unsigned integer type that holds V indices."""
+    return np.uint8 if V <= 256 else np.uint16 if V <= 65536 else np.uint32
+
+
+def read_corpus(path, chars=None):
+    """Read and encode a UTF-8 text file.
+
+    chars: the lookup table to encode with; None builds it from the file (sorted distinct characters).
+    Returns (ids, chars): ids a 1-D array of indices. Raises CorpusError on a missing, unreadable, non-UTF-8 or
+    empty file, or on characters outside a given table.
+    """
+    if chars is None:                                   # first pass: the alphabet and the length
+        seen = np.zeros(0, dtype=np.uint32)
+        for s in _text_blocks(path):
+            seen = np.union1d(seen, np.unique(_codepoints(s)))
+        chars = [chr(c) for c in seen]
+    table = _Table(chars)
+    n = sum(len(s) for s in _text_blocks(path)) if chars else 0
+    if n == 0:
+        raise CorpusError(f'corpus {path} is empty: give a text file with some text in it')
+    ids = np.empty(n, dtype=table.dtype)
+    pos = 0
+    for s in _text_blocks(path):                        # second pass: encode into one preallocated array
+        ids[pos:pos + len(s)] = table.encode(_codepoints(s))
+        pos += len(s)
+    return ids, chars
+
+
+def save_lookup(path, chars):
+    """Write the lookup table as a JSON list of characters (index = position), atomically."""
+    from lstm import atomic_write
+    text = json.dumps(chars, ensure_ascii=True)
+    atomic_write(path, lambda f: f.write(text.encode('ascii')))
+
+
+def load_lookup(path):
+    """Read and check a lookup table written by save_lookup. Raises CorpusError on any problem."""
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise CorpusError(f'lookup table {path} does not exist: give the one saved with the weights (--lookup)')
+    except IsADirectoryError:
+        raise CorpusError(f'lookup table {path} is a folder, not a file')
+    except OSError as e:
+        raise CorpusError(f'lookup table {path} cannot be read: {e.strerror or e}')
+    try:
+        chars = json.loads(raw.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise CorpusError(f'lookup table {path} is not valid JSON: it should be a list of characters')
+    if not isinstance(chars, list) or not chars:
+        raise CorpusError(f'lookup table {path} should be a non-empty JSON list of characters')
+    if not all(isinstance(ch, str) and len(ch) == 1 for ch in chars):
+        raise CorpusError(f'lookup table {path} should hold single characters only')
+    if len(set(chars)) != len(chars):
+        raise CorpusError(f'lookup table {path} lists a character twice')
+    return chars
+
+
+def split(ids, val_fraction=0.1):
+    """The first (1 - val_fraction) of the corpus trains, the rest validates. Returns (train, val) views."""
+    n_train = int(len(ids) * (1.0 - val_fraction))
+    return ids[:n_train], ids[n_train:]
+
+
+def chunks(ids, B):
+    """Cut the text into B contiguous chunks of equal length, one per parallel stream: a (B, L) view."""
+    L = len(ids) // B
+    return ids[:B * L].reshape(B, L)
+
+
+def n_windows(L, T):
+    """How many windows of T inputs (and T shifted targets) fit in a chunk of length L."""
+    return max(0, (L - 1) // T)
+
+
+def window(chunked, T, k):
+    """Window k of the chunks: inputs x and targets y, each (T, B) time-major integer arrays."""
+    start = k * T
+    x = np.ascontiguousarray(chunked[:, start:start + T].T).astype(np.intp)
+    y = np.ascontiguousarray(chunked[:, start + 1:start + T + 1].T).astype(np.intp)
+    return x, y
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(BLOCK), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tiny_shakespeare(path=TINY_SHAKESPEARE_PATH, url=TINY_SHAKESPEARE_URL):
+    """The path of tiny Shakespeare, downloaded from its public source on first use and checked by SHA-256."""
+    if os.path.exists(path):
+        if sha256_file(path) != TINY_SHAKESPEARE_SHA256:
+            raise CorpusError(f'{path} is not tiny Shakespeare (its SHA-256 differs): delete it to download '
+                              'it again')
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=60) as r:
+            for block in iter(lambda: r.read(BLOCK), b''):
+                f.write(block)
+        if sha256_file(tmp) != TINY_SHAKESPEARE_SHA256:
+            raise CorpusError(f'the download from {url} does not have the expected SHA-256: try again, or give '
+                              'a local copy with --corpus')
+        os.replace(tmp, path)
+    except OSError as e:
+        raise CorpusError(f'could not download tiny Shakespeare from {url} ({e}): give a local copy with --corpus')
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

@@ -1,0 +1,325 @@
+"""The character-level language model: one-hot characters -> LSTM -> ... -> LSTM -> dense -> softmax.
+
+Parameters are a flat dict of named numpy arrays, the same names as in the weights file:
+`lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), `lstm2.b`, ..., `dense.W` (H, V), `dense.b` (V,).
+The hidden state carried between windows is a list with one (h, c) pair of (B, H) arrays per LSTM layer.
+"""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+import layers
+
+
+class ModelFileError(ValueError):
+    """A weights, optimizer or lookup file that cannot be used; the message says what is wrong."""
+
+
+def init_params(V, H=512, n_layers=2, rng=None, dtype=np.float32):
+    """Fresh parameters: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the forget gate's 1."""
+    rng = np.random.default_rng(rng)
+    params = {}
+    D = V
+    for n in range(1, n_layers + 1):
+        scale = 1.0 / np.sqrt(D + H)
+        params[f'lstm{n}.W'] = rng.uniform(-scale, scale, size=(D + H, 4 * H)).astype(dtype)
+        b = np.zeros(4 * H, dtype=dtype)
+        b[H:2 * H] = 1.0                                # forget gate open at the start: remember by default
+        params[f'lstm{n}.b'] = b
+        D = H
+    scale = 1.0 / np.sqrt(H)
+    params['dense.W'] = rng.uniform(-scale, scale, size=(H, V)).astype(dtype)
+    params['dense.b'] = np.zeros(V, dtype=dtype)
+    return params
+
+
+def sizes(params):
+    """(V, H, number of LSTM layers) read off the parameters' shapes."""
+    H, V = params['dense.W'].shape
+    n_layers = sum(1 for k in params if k.startswith('lstm') and k.endswith('.W'))
+    return V, H, n_layers
+
+
+def zero_state(params, B):
+    """The initial hidden state: zeros for h and c of every layer, each (B, H)."""
+    _, H, n_layers = sizes(params)
+    dtype = params['dense.W'].dtype
+    return [(np.zeros((B, H), dtype), np.zeros((B, H), dtype)) for _ in range(n_layers)]
+
+
+def forward(params, x, state, dropout=0.0, rng=None):
+    """Run the model over a window.
+
+    Inputs:
+    - x: (T, B) integer character indices
+    - state: list of (h0, c0) per layer
+    - dropout: probability of zeroing each input of layers 2.. and of the dense layer (inverted dropout;
+      0 at evaluation), with masks drawn from rng
+
+    Returns (logits (T, B, V), the final state to carry, cache).
+    """
+    _, _, n_layers = sizes(params)
+    caches, masks, new_state = [], [], []
+    inp = x
+    for n in range(1, n_layers + 1):
+        h0, c0 = state[n - 1]
+        h, c, cache = layers.lstm_forward(inp, h0, c0, params[f'lstm{n}.W'], params[f'lstm{n}.b'])
+        caches.append(cache)
+        new_state.append((h[-1].copy(), c[-1].copy()))
+        inp = h
+        mask = None
+        if dropout > 0.0:
+            keep = 1.0 - dropout
+            mask = (rng.random(h.shape, dtype=np.float32) < keep).astype(h.dtype) / h.dtype.type(keep)
+            inp = h * mask
+        masks.append(mask)
+    logits, dense_cache = layers.dense_forward(inp, params['dense.W'], params['dense.b'])
+    return logits, new_state, (caches, masks, dense_cache)
+
+
+def backward(dlogits, cache, dstate=None):
+    """Gradients of the loss with respect to every parameter and to the initial state.
+
+    Inputs: dlogits (T, B, V); the cache from forward; dstate, an optional list of (dhT, dcT) per layer for a
+    loss that also depends on the final state (None: the window's loss does not).
+    Returns (grads, a dict named like params; dstate0, a list of (dh0, dc0) per layer).
+    """
+    caches, masks, dense_cache = cache
+    grads = {}
+    dh, grads['dense.W'], grads['dense.b'] = layers.dense_backward(dlogits, dense_cache)
+    dstate0 = [None] * len(caches)
+    for n in range(len(caches), 0, -1):
+        if masks[n - 1] is not None:
+            dh = dh * masks[n - 1]
+        dcT = None
+        if dstate is not None:
+            dhT, dcT = dstate[n - 1]
+            dh = dh.copy()
+            dh[-1] += dhT
+        dx, dh0, dc0, grads[f'lstm{n}.W'], grads[f'lstm{n}.b'] = layers.lstm_backward(dh, dcT, caches[n - 1])
+        dstate0[n - 1] = (dh0, dc0)
+        dh = dx
+    return grads, dstate0
+
+
+def loss_and_grads(params, x, y, state, dropout=0.0, rng=None):
+    """One truncated-BPTT window: the mean loss over x -> y, its gradients, and the state to carry on."""
+    logits, new_state, cache = forward(params, x, state, dropout, rng)
+    loss, dlogits = layers.softmax_loss(logits, y)
+    grads, _ = backward(dlogits, cache)
+    return loss, grads, new_state
+
+
+def train_step(params, optimizer, x, y, state, dropout=0.0, rng=None):
+    """Forward and backward over one window, then one optimizer update of params in place.
+
+    Returns (loss in nats/char, gradient norm before clipping, the state to carry into the next window).
+    """
+    loss, grads, new_state = loss_and_grads(params, x, y, state, dropout, rng)
+    norm = optimizer.step(params, grads)
+    return loss, norm, new_state
+
+
+def step_state(params, ids, state):
+    """Advance the model over a (T, B) block of indices without a backward pass.
+
+    Returns (logits (T, B, V), state after the block, per-layer (h, c) arrays of shape (T, B, H)).
+    """
+    _, _, n_layers = sizes(params)
+    inp = ids
+    new_state, hidden = [], []
+    for n in range(1, n_layers + 1):
+        h0, c0 = state[n - 1]
+        h, c, _ = layers.lstm_forward(inp, h0, c0, params[f'lstm{n}.W'], params[f'lstm{n}.b'])
+        new_state.append((h[-1].copy(), c[-1].copy()))
+        hidden.append((h, c))
+        inp = h
+    logits, _ = layers.dense_forward(inp, params['dense.W'], params['dense.b'])
+    return logits, new_state, hidden
+
+
+def evaluate(params, ids, window=1000):
+    """Mean cross-entropy in nats/char of predicting ids[1:] from ids[:-1], read as one stream (batch 1)
+    with the state carried from window to window."""
+    ids = np.asarray(ids)
+    state = zero_state(params, 1)
+    total, count = 0.0, 0
+    for start in range(0, len(ids) - 1, window):
+        x = ids[start:start + window]
+        y = ids[start + 1:start + window + 1]
+        x = x[:len(y)]
+        logits, state, _ = step_state(params, x[:, None], state)
+        loss, _ = layers.softmax_loss(logits, y[:, None])
+        total += loss * len(y)
+        count += len(y)
+    return total / count
+
+
+def generate(params, prime, length, temperature=1.0, rng=None):
+    """Yield `length` sampled character indices, one at a time, after reading the indices in `prime`.
+
+    The next character is drawn from softmax(logits / temperature); temperature 0 takes the most likely one.
+    """
+    rng = np.random.default_rng(rng)
+    V, H, n_layers = sizes(params)
+    Ws = [params[f'lstm{n}.W'] for n in range(1, n_layers + 1)]
+    bs = [params[f'lstm{n}.b'] for n in range(1, n_layers + 1)]
+    Wd, bd = params['dense.W'], params['dense.b']
+    dtype = Wd.dtype
+    hs = [np.zeros(H, dtype) for _ in range(n_layers)]
+    cs = [np.zeros(H, dtype) for _ in range(n_layers)]
+    z = np.empty(4 * H, dtype)
+
+    def step(ix):
+        inp = None
+        for n in range(n_layers):
+            W = Ws[n]
+            D = W.shape[0] - H
+            if n == 0:
+                np.add(W[ix], bs[0], out=z)             # one-hot input: row ix of Wx
+            else:
+                np.matmul(inp, W[:D], out=z)
+                z += bs[n]
+            z += hs[n] @ W[D:]
+            layers.sigmoid(z[:3 * H], out=z[:3 * H])
+            np.tanh(z[3 * H:], out=z[3 * H:])
+            c = cs[n]
+            c *= z[H:2 * H]
+            c += z[:H] * z[3 * H:]
+            np.multiply(z[2 * H:3 * H], np.tanh(c), out=hs[n])
+            inp = hs[n]
+        return inp @ Wd + bd
+
+    ids = list(prime)
+    if not ids:
+        raise ValueError('the priming text is empty: give at least one character')
+    for ix in ids:
+        logits = step(ix)
+    for _ in range(length):
+        if temperature == 0:
+            ix = int(np.argmax(logits))
+        else:
+            z64 = logits.astype(np.float64) / temperature
+            p = np.exp(z64 - z64.max())
+            cdf = np.cumsum(p)
+            ix = int(np.searchsorted(cdf, rng.random() * cdf[-1], side='right'))
+            ix = min(ix, V - 1)
+        yield ix
+        logits = step(ix)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files. Arrays go in .npz files read with allow_pickle=False; metadata is a JSON string stored as a 0-d unicode
+# array named 'meta'. Every file is written to a temporary file in the same folder, flushed to disk, and renamed
+# into place, so a crash at any moment leaves either the old file or the new one, never half of one.
+
+def atomic_write(path, write):
+    """Call write(f) on a temporary binary file beside path, fsync it, and rename it to path."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:                                                # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def save_npz(path, arrays, meta=None):
+    """Write named arrays (and a JSON-able dict `meta`) to path atomically."""
+    arrays = dict(arrays)
+    if meta is not None:
+        arrays['meta'] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_npz(path, what):
+    """Read every array of an .npz file without ever running pickle. Returns (arrays, meta dict)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ModelFileError(f'{what} file {path} does not exist')
+    except IsADirectoryError:
+        raise ModelFileError(f'{what} file {path} is a folder, not a file')
+    except PermissionError:
+        raise ModelFileError(f'{what} file {path} cannot be read: permission denied')
+    except ValueError as e:
+        if 'pickle' in str(e):
+            raise ModelFileError(f'{what} file {path} holds pickled objects, which are never loaded: '
+                                 'save plain arrays instead')
+        raise ModelFileError(f'{what} file {path} is corrupt or not an .npz file ({e})')
+    except Exception as e:                              # zipfile, EOF, OSError, ...: anything unreadable
+        raise ModelFileError(f'{what} file {path} is corrupt or not an .npz file ({type(e).__name__}: {e})')
+    meta = {}
+    if 'meta' in arrays:
+        m = arrays.pop('meta')
+        try:
+            meta = json.loads(str(m[()])) if m.shape == () and m.dtype.kind == 'U' else None
+        except (ValueError, RecursionError):
+            meta = None
+        if not isinstance(meta, dict):
+            raise ModelFileError(f'{what} file {path} has unreadable metadata')
+    return arrays, meta
+
+
+def save_params(path, params, meta=None):
+    """Save the weights as float32 arrays named lstm1.W, lstm1.b, ..., dense.W, dense.b."""
+    save_npz(path, {k: v.astype(np.float32) for k, v in params.items()}, meta)
+
+
+def load_params(path, V=None, dtype=np.float32):
+    """Load and check weights saved by save_params. V, if given, is the lookup table's size.
+
+    Returns (params, meta). Raises ModelFileError with a one-line reason on any problem.
+    """
+    arrays, meta = load_npz(path, 'weights')
+    for key in ('dense.W', 'dense.b', 'lstm1.W', 'lstm1.b'):
+        if key not in arrays:
+            raise ModelFileError(f'weights file {path} has no array {key}: it is not a model of this repo')
+    n_layers = 0
+    while f'lstm{n_layers + 1}.W' in arrays:
+        n_layers += 1
+    expected = {'dense.W', 'dense.b'} | {f'lstm{n}.{p}' for n in range(1, n_layers + 1) for p in 'Wb'}
+    extra = sorted(set(arrays) - expected)
+    if extra:
+        raise ModelFileError(f'weights file {path} has unexpected arrays {extra}')
+    Wd = arrays['dense.W']
+    if Wd.ndim != 2:
+        raise ModelFileError(f'weights file {path}: dense.W should be 2-D (H, V), not {Wd.shape}')
+    H, Vw = Wd.shape
+    shapes = {'dense.W': (H, Vw), 'dense.b': (Vw,)}
+    D = Vw
+    for n in range(1, n_layers + 1):
+        shapes[f'lstm{n}.W'] = (D + H, 4 * H)
+        shapes[f'lstm{n}.b'] = (4 * H,)
+        D = H
+    for key, shape in shapes.items():
+        a = arrays[key]
+        if a.shape != shape:
+            raise ModelFileError(f'weights file {path}: {key} has shape {a.shape}, expected {shape}')
+        if a.dtype.kind != 'f':
+            raise ModelFileError(f'weights file {path}: {key} has dtype {a.dtype}, expected floats')
+        if not np.all(np.isfinite(a)):
+            raise ModelFileError(f'weights file {path}: {key} holds NaN or infinite values')
+    if V is not None and V != Vw:
+        raise ModelFileError(f'weights file {path} is for {Vw} characters but the lookup table has {V}: '
+                             'use the lookup table saved with these weights')
+    params = {k: np.ascontiguousarray(arrays[k], dtype=dtype) for k in shapes}
+    return params, meta

@@ -1,0 +1,71 @@
+"""RMSprop, with optional clipping of the gradient by its global norm.
+
+For every parameter p with gradient g:
+
+    cache = rho * cache + (1 - rho) * g^2
+    p    -= lr * g / (sqrt(cache) + eps)
+
+The state (one cache per parameter, and the step count) is plain arrays, so it is saved and restored exactly.
+"""
+import numpy as np
+
+
+def global_norm(grads):
+    """The L2 norm of all the gradients taken together."""
+    return float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+
+
+class RMSprop:
+    """RMSprop over a dict of named parameters.
+
+    - lr: learning rate; rho: decay of the running mean of squared gradients; eps: added to its square root
+    - clip: if > 0, gradients whose global norm exceeds clip are scaled down to norm clip before the update
+    """
+
+    def __init__(self, params, lr=0.001, rho=0.95, eps=1e-8, clip=0.0):
+        self.lr, self.rho, self.eps, self.clip = lr, rho, eps, clip
+        self.cache = {k: np.zeros_like(p) for k, p in params.items()}
+        self.steps = 0
+
+    def step(self, params, grads):
+        """Update params in place. Returns the gradients' global norm before clipping."""
+        norm = global_norm(grads)
+        scale = 1.0
+        if self.clip > 0 and norm > self.clip:
+            scale = self.clip / norm
+        for k, p in params.items():
+            g = grads[k]
+            if scale != 1.0:
+                g = g * p.dtype.type(scale)
+            cache = self.cache[k]
+            cache *= self.rho
+            cache += (1.0 - self.rho) * (g * g)
+            update = np.sqrt(cache)
+            update += self.eps
+            np.divide(g, update, out=update)
+            update *= self.lr
+            p -= update
+        self.steps += 1
+        return norm
+
+    def state_arrays(self):
+        """The state as named arrays, for saving."""
+        arrays = {f'cache.{k}': v for k, v in self.cache.items()}
+        arrays['steps'] = np.array(self.steps, dtype=np.int64)
+        return arrays
+
+    def load_state_arrays(self, arrays):
+        """Restore the state saved by state_arrays. Raises ValueError if it does not match the parameters."""
+        for k, c in self.cache.items():
+            key = f'cache.{k}'
+            if key not in arrays:
+                raise ValueError(f'the optimizer state has no {key}')
+            a = arrays[key]
+            if a.shape != c.shape:
+                raise ValueError(f'the optimizer state {key} has shape {a.shape}, the model needs {c.shape}')
+            if a.dtype.kind != 'f' or not np.all(np.isfinite(a)) or np.any(a < 0):
+                raise ValueError(f'the optimizer state {key} is not finite non-negative floats')
+            self.cache[k] = np.array(a, dtype=c.dtype)
+        if 'steps' not in arrays or arrays['steps'].shape != () or arrays['steps'].dtype.kind not in 'iu':
+            raise ValueError('the optimizer state has no valid step count')
+        self.steps = int(arrays['steps'])
