@@ -12,6 +12,9 @@ import numpy as np
 
 import layers
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 class ModelFileError(ValueError):
     """A weights, optimizer or lookup file that cannot be used; the message says what is wrong."""
@@ -181,8 +184,8 @@ def generate(params, prime, length, temperature=1.0, rng=None):
                 np.add(W[ix], bs[0], out=z)             # one-hot input: row ix of Wx
             else:
                 np.matmul(inp, W[:D], out=z)
-                z += bs[n]
-            z += hs[n] @ W[D:]
+                np.add(z, bs[n], out=z)
+            np.add(z, hs[n] @ W[D:], out=z)
             layers.sigmoid(z[:3 * H], out=z[:3 * H])
             np.tanh(z[3 * H:], out=z[3 * H:])
             c = cs[n]
@@ -222,6 +225,7 @@ def atomic_write(path, write):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)                  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, 'wb') as f:
             write(f)
             f.flush()
@@ -280,16 +284,21 @@ def load_npz(path, what):
 
 
 def save_params(path, params, meta=None):
-    """Save the weights as float32 arrays named lstm1.W, lstm1.b, ..., dense.W, dense.b."""
-    save_npz(path, {k: v.astype(np.float32) for k, v in params.items()}, meta)
+    """Save the weights, named lstm1.W, lstm1.b, ..., dense.W, dense.b, in their dtype (float32 by default)."""
+    save_npz(path, params, meta)
 
 
 def load_params(path, V=None, dtype=np.float32):
     """Load and check weights saved by save_params. V, if given, is the lookup table's size.
 
-    Returns (params, meta). Raises ModelFileError with a one-line reason on any problem.
+    Returns (params in the given dtype, meta). Raises ModelFileError with a one-line reason on any problem.
     """
     arrays, meta = load_npz(path, 'weights')
+    return _check_params(arrays, path, V, dtype), meta
+
+
+def _check_params(arrays, path, V, dtype):
+    """Check that named arrays form a model of this repo; return them as contiguous arrays of dtype."""
     for key in ('dense.W', 'dense.b', 'lstm1.W', 'lstm1.b'):
         if key not in arrays:
             raise ModelFileError(f'weights file {path} has no array {key}: it is not a model of this repo')
@@ -321,5 +330,46 @@ def load_params(path, V=None, dtype=np.float32):
     if V is not None and V != Vw:
         raise ModelFileError(f'weights file {path} is for {Vw} characters but the lookup table has {V}: '
                              'use the lookup table saved with these weights')
-    params = {k: np.ascontiguousarray(arrays[k], dtype=dtype) for k in shapes}
-    return params, meta
+    return {k: np.ascontiguousarray(arrays[k], dtype=dtype) for k in shapes}
+
+
+def save_checkpoint(path, params, optimizer, state, meta):
+    """Everything a resumed run needs, in one file: the weights in their training dtype, the optimizer's state,
+    the hidden state carried into the next window (h1, c1, h2, c2, ...), and `meta` (position, settings,
+    random state) as JSON. One file, so that a crash can never leave weights and optimizer state out of step."""
+    arrays = {f'weights.{k}': v for k, v in params.items()}
+    arrays.update(optimizer.state_arrays())
+    for n, (h, c) in enumerate(state, start=1):
+        arrays[f'state.h{n}'] = h
+        arrays[f'state.c{n}'] = c
+    save_npz(path, arrays, meta)
+
+
+def load_checkpoint(path, optimizer_factory):
+    """Read a checkpoint written by save_checkpoint.
+
+    optimizer_factory(params) makes the optimizer whose state is then restored.
+    Returns (params, optimizer, state, meta). Raises ModelFileError with a one-line reason on any problem.
+    """
+    arrays, meta = load_npz(path, 'checkpoint')
+    weights = {k[len('weights.'):]: v for k, v in arrays.items() if k.startswith('weights.')}
+    if not weights:
+        raise ModelFileError(f'checkpoint {path} holds no weights: it is not a training checkpoint of this repo')
+    dtypes = {v.dtype for v in weights.values()}
+    if len(dtypes) != 1 or dtypes.pop() not in (np.float32, np.float64):
+        raise ModelFileError(f'checkpoint {path}: the weights are not all float32 or all float64')
+    dtype = next(iter(weights.values())).dtype
+    params = _check_params(weights, str(path), None, dtype)
+    optimizer = optimizer_factory(params)
+    try:
+        optimizer.load_state_arrays(arrays)
+    except ValueError as e:
+        raise ModelFileError(f'checkpoint {path}: {e}')
+    _, H, n_layers = sizes(params)
+    state = []
+    for n in range(1, n_layers + 1):
+        h, c = arrays.get(f'state.h{n}'), arrays.get(f'state.c{n}')
+        if h is None or c is None or h.ndim != 2 or h.shape != c.shape or h.shape[1] != H:
+            raise ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
+        state.append((h.astype(dtype), c.astype(dtype)))
+    return params, optimizer, state, meta

@@ -1,0 +1,41 @@
+"""What the runnable scripts share: an argument parser whose errors are one line, and checked option types.
+
+Every error a script can foresee is reported as one line on stderr, `script: error: what is wrong and how to fix
+it`, with exit status 2 and no traceback.
+"""
+import argparse
+import os
+import sys
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block): the message says what to fix."""
+
+    def error(self, message):
+        fail(f'{message} (see --help)')
+
+
+def fail(message):
+    """Print `script: error: message` on stderr and exit with status 2."""
+    sys.stderr.write(f'{os.path.basename(sys.argv[0])}: error: {message}\n')
+    sys.exit(2)
+
+
+def _number(kind, test, what):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not {"an integer" if kind is int else "a number"}')
+        if value != value or not test(value):                      # value != value: NaN
+            raise argparse.ArgumentTypeError(f'{text} is not {what}')
+        return value
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, 'a positive integer')
+non_negative_int = _number(int, lambda v: v >= 0, 'zero or a positive integer')
+positive_float = _number(float, lambda v: 0 < v < float('inf'), 'a positive number')
+non_negative_float = _number(float, lambda v: 0 <= v < float('inf'), 'zero or a positive number')
+fraction = _number(float, lambda v: 0 <= v < 1, 'a fraction in [0, 1)')
+open_fraction = _number(float, lambda v: 0 < v < 1, 'a fraction in (0, 1)')
