@@ -1,0 +1,48 @@
+"""The corpus: lookup table, encoding, split, chunks and windows."""
+import numpy as np
+import pytest
+
+import data
+
+
+def test_lookup_is_sorted_and_encoding_round_trips():
+    text = 'hello, wörld!\nFIRST Citizen: €'
+    chars = data.build_lookup(text)
+    assert chars == sorted(set(text))
+    ids = data.encode(text, chars)
+    assert ids.dtype == np.uint8
+    assert data.decode(ids, chars) == text
+
+
+def test_unknown_characters_are_named():
+    with pytest.raises(data.CorpusError, match=r"2 character\(s\) not in the lookup table: 'x', 'é'"):
+        data.encode('abxé', ['a', 'b'])
+
+
+def test_read_corpus_in_blocks_equals_reading_whole(tmp_path, monkeypatch):
+    text = ('To be, or not to be: ça — €uro\n' * 200)
+    path = tmp_path / 't.txt'
+    path.write_text(text, encoding='utf-8')
+    monkeypatch.setattr(data, 'BLOCK', 7)                # multi-byte characters cut across blocks
+    ids, chars = data.read_corpus(path)
+    assert chars == sorted(set(text))
+    assert data.decode(ids, chars) == text
+
+
+def test_split_chunks_and_windows():
+    ids = np.arange(1000) % 50
+    train, val = data.split(ids, 0.1)
+    assert len(train) == 900 and len(val) == 100
+    chunked = data.chunks(train, 4)                     # 4 chunks of 225
+    assert chunked.shape == (4, 225)
+    assert data.n_windows(225, 10) == 22
+    x, y = data.window(chunked, 10, 3)
+    assert x.shape == y.shape == (10, 4)                # time-major
+    np.testing.assert_array_equal(x[:, 1], train[225 + 30:225 + 40])
+    np.testing.assert_array_equal(y[:, 1], train[225 + 31:225 + 41])
+
+
+def test_tiny_shakespeare_split_sizes():
+    ids = np.zeros(1115394, dtype=np.uint8)
+    train, val = data.split(ids, 0.1)
+    assert (len(train), len(val)) == (1003854, 111540)
