@@ -1,0 +1,161 @@
+"""Measure training and sampling speed, and the peak memory of training, at the original's shapes.
+
+    python _benchmark.py                       # this repo alone
+    .venv-torch/bin/python _benchmark.py       # side by side with PyTorch's nn.LSTM, where torch is installed
+
+Training: forward, backward and RMSprop over one window of T characters in B chunks (B * T characters), median
+of --steps steps after --warmup. Sampling: --sample-length characters one at a time (batch 1). The last line is
+one JSON object with every figure. Measure on a quiet machine: with another busy process on the cores, OpenBLAS's
+multi-threaded products slow down many times over.
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+import cli
+
+
+def parse_args(argv):
+    p = cli.Parser(description='Benchmark training and sampling of the numpy LSTM (and of PyTorch, if present).')
+    g = p.add_argument_group('model')
+    g.add_argument('--layers', type=cli.positive_int, default=2, help='LSTM layers (default 2)')
+    g.add_argument('--hidden', type=cli.positive_int, default=512, help='units per layer (default 512)')
+    g.add_argument('--vocab', type=cli.positive_int, default=65, help='characters (default 65)')
+    g = p.add_argument_group('measurement')
+    g.add_argument('--chunks', type=cli.positive_int, default=25, help='batch of chunks B (default 25)')
+    g.add_argument('--window', type=cli.positive_int, default=100, help='window T (default 100)')
+    g.add_argument('--steps', type=cli.positive_int, default=10, help='timed training steps (default 10)')
+    g.add_argument('--warmup', type=cli.non_negative_int, default=2, help='untimed steps first (default 2)')
+    g.add_argument('--sample-length', type=cli.positive_int, default=1000, help='characters sampled '
+                                                                              '(default 1000)')
+    g.add_argument('--threads', type=cli.positive_int, default=None,
+                   help='BLAS threads for numpy and PyTorch (default: numpy\'s default, all cores)')
+    g.add_argument('--no-torch', action='store_true', help='skip PyTorch even if it is installed')
+    return p.parse_args(argv)
+
+
+def median_time(fn, steps, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def bench_numpy(args):
+    import numpy as np
+    import lstm
+    from optimizer import RMSprop
+    rng = np.random.default_rng(0)
+    params = lstm.init_params(args.vocab, args.hidden, args.layers, rng)
+    opt = RMSprop(params)
+    B, T = args.chunks, args.window
+    x = rng.integers(0, args.vocab, size=(T, B))
+    y = rng.integers(0, args.vocab, size=(T, B))
+    state = [lstm.zero_state(params, B)]
+
+    def train():
+        _, _, state[0] = lstm.train_step(params, opt, x, y, state[0])
+    step = median_time(train, args.steps, args.warmup)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # KiB on Linux
+    gen = lstm.generate(params, [0], args.sample_length + 10, 1.0, rng)
+    for _ in range(10):
+        next(gen)
+    t = time.perf_counter()
+    for _ in range(args.sample_length):
+        next(gen)
+    sample = args.sample_length / (time.perf_counter() - t)
+    return dict(train_chars_per_s=B * T / step, train_step_ms=1e3 * step, sample_chars_per_s=sample,
+                peak_rss_mb=peak_mb)
+
+
+def bench_torch(args):
+    import torch
+    torch.manual_seed(0)
+    V, H, B, T = args.vocab, args.hidden, args.chunks, args.window
+    rnn = torch.nn.LSTM(V, H, num_layers=args.layers)
+    dense = torch.nn.Linear(H, V)
+    params = list(rnn.parameters()) + list(dense.parameters())
+    opt = torch.optim.RMSprop(params, lr=0.001, alpha=0.95, eps=1e-8)
+    x = torch.randint(0, V, (T, B))
+    y = torch.randint(0, V, (T, B))
+    state = [None]
+
+    def train():
+        onehot = torch.nn.functional.one_hot(x, V).float()
+        out, (h, c) = rnn(onehot, state[0])
+        loss = torch.nn.functional.cross_entropy(dense(out).reshape(T * B, V), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        state[0] = (h.detach(), c.detach())
+    step = median_time(train, args.steps, args.warmup)
+
+    with torch.no_grad():
+        torch.backends.mkldnn.enabled = False           # oneDNN is slower than plain for batch-1 steps
+        ix = torch.zeros(1, 1, dtype=torch.long)
+        hc = None
+        def sample_one():
+            nonlocal ix, hc
+            out, hc = rnn(torch.nn.functional.one_hot(ix, V).float(), hc)
+            p = torch.softmax(dense(out[0, 0]), dim=0)
+            ix = torch.multinomial(p, 1).view(1, 1)
+        for _ in range(10):
+            sample_one()
+        t = time.perf_counter()
+        for _ in range(args.sample_length):
+            sample_one()
+        sample = args.sample_length / (time.perf_counter() - t)
+    return dict(torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
+                torch_train_chars_per_s=B * T / step, torch_train_step_ms=1e3 * step,
+                torch_sample_chars_per_s=sample)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads is not None:                        # before numpy loads OpenBLAS
+        for var in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+            os.environ[var] = str(args.threads)
+    import numpy as np
+    result = dict(shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, B={args.chunks}, T={args.window}, '
+                        'float32', numpy_version=np.__version__, threads=args.threads or os.cpu_count())
+    result.update(bench_numpy(args))                     # first, so that the peak memory is numpy's alone
+    has_torch = False
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401
+            has_torch = True
+        except ImportError:
+            pass
+    if has_torch:
+        if args.threads is not None:
+            import torch
+            torch.set_num_threads(args.threads)
+        result.update(bench_torch(args))
+        result['train_vs_torch'] = result['train_chars_per_s'] / result['torch_train_chars_per_s']
+        result['sample_vs_torch'] = result['sample_chars_per_s'] / result['torch_sample_chars_per_s']
+
+    rows = [('training', f'{result["train_chars_per_s"]:,.0f} chars/s',
+             f'{result["train_step_ms"]:.0f} ms per window of {args.chunks * args.window} chars'),
+            ('sampling', f'{result["sample_chars_per_s"]:,.0f} chars/s', 'batch 1, one character at a time'),
+            ('peak memory of training', f'{result["peak_rss_mb"]:.0f} MB', 'max resident set size')]
+    if has_torch:
+        rows += [(f'PyTorch {result["torch_version"]} training', f'{result["torch_train_chars_per_s"]:,.0f} '
+                  'chars/s', f'this repo is {result["train_vs_torch"]:.2f}x'),
+                 (f'PyTorch {result["torch_version"]} sampling', f'{result["torch_sample_chars_per_s"]:,.0f} '
+                  'chars/s', f'this repo is {result["sample_vs_torch"]:.2f}x')]
+    print(f'{result["shape"]}, numpy {result["numpy_version"]}, {result["threads"]} threads')
+    for name, value, note in rows:
+        print(f'  {name:<28} {value:>16}   {note}')
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
