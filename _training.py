@@ -225,10 +225,12 @@ def main(argv=None):
             opt.lr = lr_at(pos['epoch'])
             while pos['window'] < n_win:
                 x, y = data.window(chunked, T, pos['window'])
-                loss, norm, state = lstm.train_step(params, opt, x, y, state, settings['dropout'], rng)
+                with np.errstate(all='ignore'):         # overflow is caught just below, with a clear message
+                    loss, norm, state = lstm.train_step(params, opt, x, y, state, settings['dropout'], rng)
                 if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):
-                    cli.fail(f'the loss became {loss} at step {pos["step"] + 1}: training stopped, and the last '
-                             f'good checkpoint in {out} is kept; resume it with a lower --lr or with --clip')
+                    cli.fail(f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
+                             f'{pos["step"] + 1}: training stopped, and the last good checkpoint in {out} is kept; '
+                             'resume it with a lower --lr or with --clip')
                 pos['window'] += 1
                 pos['step'] += 1
                 chars_done += x.size

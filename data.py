@@ -119,7 +119,10 @@ def read_corpus(path, chars=None):
     ids = np.empty(n, dtype=table.dtype)
     pos = 0
     for s in _text_blocks(path):                        # second pass: encode into one preallocated array
-        ids[pos:pos + len(s)] = table.encode(_codepoints(s))
+        try:
+            ids[pos:pos + len(s)] = table.encode(_codepoints(s))
+        except CorpusError as e:
+            raise CorpusError(f'{path}: {e}')
         pos += len(s)
     return ids, chars
 

@@ -1,0 +1,145 @@
+"""The runnable scripts, run as a user runs them: output, and one-line errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import data
+import lstm
+from helpers import tiny_corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAVES = os.path.join(ROOT, 'saves')
+CORPUS = os.environ.get('TINY_SHAKESPEARE', os.path.join(ROOT, '..', 'shared', 'data', 'tinyshakespeare.txt'))
+
+
+def script(name, *args, cwd=ROOT):
+    return subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+def assert_one_line_error(r, *words):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr                    # one line, no traceback
+    assert 'Traceback' not in r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.fixture(scope='module')
+def small_model(tmp_path_factory):
+    """A tiny trained-format model and its lookup table, for fast script runs."""
+    d = tmp_path_factory.mktemp('model')
+    chars = data.build_lookup(tiny_corpus(3000))
+    params = lstm.init_params(len(chars), 16, 2, np.random.default_rng(0))
+    lstm.save_params(d / 'w.npz', params)
+    data.save_lookup(d / 'l.json', chars)
+    return d / 'w.npz', d / 'l.json', chars
+
+
+def test_sample_with_the_shipped_model_is_reproducible():
+    a = script('_sample.py', '--length', 200, '--seed', 5)
+    b = script('_sample.py', '--length', 200, '--seed', 5, '--start', 'F')
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout
+    assert a.stdout.startswith('F') and len(a.stdout) == 1 + 200 + 1
+    c = script('_sample.py', '--length', 200, '--seed', 6)
+    assert c.stdout != a.stdout
+
+
+def test_sample_temperature_zero_is_deterministic():
+    a = script('_sample.py', '--length', 50, '--temperature', 0, '--seed', 1)
+    b = script('_sample.py', '--length', 50, '--temperature', 0, '--seed', 2)
+    assert a.returncode == 0 and a.stdout == b.stdout
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--start', 'Zé€'], ['--start', "'é'", "'€'", 'not in the lookup table']),
+    (['--length', '0'], ['--length', 'positive']),
+    (['--length', '-5'], ['--length']),
+    (['--temperature', '-1'], ['--temperature']),
+    (['--temperature', 'nan'], ['--temperature']),
+    (['--start', ''], ['--start', 'empty']),
+    (['--weights', 'no/such.npz'], ['does not exist']),
+    (['--lookup', 'no/such.json'], ['does not exist']),
+])
+def test_sample_refuses_bad_input(args, words):
+    assert_one_line_error(script('_sample.py', *args), *words)
+
+
+def test_sample_refuses_a_lookup_that_does_not_match(small_model, tmp_path):
+    weights, _, _ = small_model
+    assert_one_line_error(script('_sample.py', '--weights', weights, '--lookup',
+                                 os.path.join(SAVES, 'ShakespeareLookup.json')), 'lookup table')
+
+
+def test_shipped_files_are_consistent():
+    chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
+    params, meta = lstm.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'), V=len(chars))
+    assert lstm.sizes(params) == (65, 512, 2)
+    assert params['lstm1.W'].dtype == np.float32
+    with np.load(os.path.join(SAVES, 'ShakespeareNet.npz'), allow_pickle=False) as z:
+        assert all(z[k].dtype == np.float32 for k in z.files if k != 'meta')
+    assert meta['epoch'] >= 1
+    text = open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read()
+    data.encode(text, chars)                            # every character of the sample is known
+
+
+@pytest.mark.skipif(not os.path.exists(CORPUS), reason='tiny Shakespeare is not present')
+def test_shipped_lookup_is_the_corpus_lookup():
+    _, chars = data.read_corpus(CORPUS)
+    assert chars == data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
+
+
+def test_evaluate_scores_a_text(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    (tmp_path / 't.txt').write_text(tiny_corpus(500), encoding='utf-8')
+    r = script('_evaluate.py', '--text', tmp_path / 't.txt', '--weights', weights, '--lookup', lookup)
+    assert r.returncode == 0, r.stderr
+    nats = float(r.stdout.split('loss ')[1].split()[0])
+    assert abs(nats - np.log(len(chars))) < 0.3        # an untrained model: about log V
+    (tmp_path / 'bad.txt').write_text('KING: ¿qué?', encoding='utf-8')
+    r = script('_evaluate.py', '--text', tmp_path / 'bad.txt', '--weights', weights, '--lookup', lookup)
+    assert_one_line_error(r, 'bad.txt', "'¿'", "'é'")
+
+
+def test_benchmark_prints_a_table_and_json():
+    r = script('_benchmark.py', '--hidden', 16, '--chunks', 4, '--window', 10, '--steps', 2, '--warmup', 1,
+               '--sample-length', 50, '--no-torch')
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    for key in ('train_chars_per_s', 'sample_chars_per_s', 'peak_rss_mb'):
+        assert result[key] > 0
+
+
+def test_visualize_activations_and_colours(small_model):
+    import _visualize
+    weights, lookup, chars = small_model
+    params, _ = lstm.load_params(weights)
+    ids = data.encode('to be or not', chars)
+    acts = _visualize.activations(params, ids)
+    assert set(acts) == {(1, 'h'), (1, 'c'), (2, 'h'), (2, 'c')}
+    assert acts[(2, 'h')].shape == (len(ids), 16)
+    assert np.all(np.abs(acts[(1, 'c')]) <= 1)
+    # the activations equal the training forward pass's hidden states
+    _, _, hidden = lstm.step_state(params, ids[:, None], lstm.zero_state(params, 1))
+    np.testing.assert_array_equal(acts[(2, 'h')], hidden[1][0][:, 0])
+    assert _visualize.colour(-1) == '#ffffff'
+    assert _visualize.colour(1) == '#ff0000'
+    assert _visualize.colour(5) == '#ff0000'
+    assert _visualize.colour(0) == '#ff8080'
+
+
+def test_visualize_refuses_unknown_characters(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    (tmp_path / 't.txt').write_text('to be ¡Zz!', encoding='utf-8')
+    r = script('_visualize.py', '--text', tmp_path / 't.txt', '--weights', weights, '--lookup', lookup)
+    assert_one_line_error(r, "'¡'", "'Z'", "'z'")
+    (tmp_path / 'ok.txt').write_text('to be', encoding='utf-8')
+    r = script('_visualize.py', '--text', tmp_path / 'ok.txt', '--weights', weights, '--lookup', lookup,
+               '--neuron', 99)
+    assert_one_line_error(r, '--neuron 99')
