@@ -15,6 +15,7 @@ import sys
 import time
 
 import cli
+import lstm
 
 
 def parse_args(argv):
@@ -30,8 +31,9 @@ def parse_args(argv):
     g.add_argument('--warmup', type=cli.non_negative_int, default=2, help='untimed steps first (default 2)')
     g.add_argument('--sample-length', type=cli.positive_int, default=1000, help='characters sampled '
                                                                               '(default 1000)')
-    g.add_argument('--threads', type=cli.positive_int, default=None,
-                   help='BLAS threads for numpy and PyTorch (default: numpy\'s default, all cores)')
+    g.add_argument('--threads', type=cli.positive_int, default=os.cpu_count() or 1,
+                   help='threads for numpy (2 or more: the layers run as a pipeline, each on its own thread, '
+                        'with OpenBLAS at 1 thread) and for PyTorch (default: all cores)')
     g.add_argument('--no-torch', action='store_true', help='skip PyTorch even if it is installed')
     return p.parse_args(argv)
 
@@ -50,7 +52,6 @@ def median_time(fn, steps, warmup):
 
 def bench_numpy(args):
     import numpy as np
-    import lstm
     from optimizer import RMSprop
     rng = np.random.default_rng(0)
     params = lstm.init_params(args.vocab, args.hidden, args.layers, rng)
@@ -60,8 +61,12 @@ def bench_numpy(args):
     y = rng.integers(0, args.vocab, size=(T, B))
     state = [lstm.zero_state(params, B)]
 
+    threads = min(args.threads, args.layers)
+    if lstm.set_blas_threads(1) is None and args.threads > 1:
+        threads = 1                                     # OpenBLAS not found: let its own threads do the work
+
     def train():
-        _, _, state[0] = lstm.train_step(params, opt, x, y, state[0])
+        _, _, state[0] = lstm.train_step(params, opt, x, y, state[0], threads=threads)
     step = median_time(train, args.steps, args.warmup)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # KiB on Linux
     gen = lstm.generate(params, [0], args.sample_length + 10, 1.0, rng)
@@ -119,12 +124,9 @@ def bench_torch(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads is not None:                        # before numpy loads OpenBLAS
-        for var in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
-            os.environ[var] = str(args.threads)
     import numpy as np
     result = dict(shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, B={args.chunks}, T={args.window}, '
-                        'float32', numpy_version=np.__version__, threads=args.threads or os.cpu_count())
+                        'float32', numpy_version=np.__version__, threads=args.threads)
     result.update(bench_numpy(args))                     # first, so that the peak memory is numpy's alone
     has_torch = False
     if not args.no_torch:
@@ -134,9 +136,8 @@ def main(argv=None):
         except ImportError:
             pass
     if has_torch:
-        if args.threads is not None:
-            import torch
-            torch.set_num_threads(args.threads)
+        import torch
+        torch.set_num_threads(args.threads)
         result.update(bench_torch(args))
         result['train_vs_torch'] = result['train_chars_per_s'] / result['torch_train_chars_per_s']
         result['sample_vs_torch'] = result['sample_chars_per_s'] / result['torch_sample_chars_per_s']

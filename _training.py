@@ -76,6 +76,8 @@ def parse_args(argv):
     g.add_argument('--epochs', type=cli.positive_int, help='train until this many epochs are done (default 10)')
     g.add_argument('--dtype', choices=['float32', 'float64'], help='floating-point type (default float32)')
     g.add_argument('--seed', type=int, help='random seed of weights and dropout (default 0)')
+    g.add_argument('--threads', type=cli.positive_int, help='threads: 2 or more run the layers as a pipeline, '
+                   'each on its own thread (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)')
     g.add_argument('--max-steps', type=cli.positive_int, help='stop (with a checkpoint) once this many steps '
                                                               'are done in all, e.g. for a short trial')
     g = p.add_argument_group('output')
@@ -214,6 +216,12 @@ def main(argv=None):
     if args.resume:
         say(f'resuming at epoch {pos["epoch"]}, window {pos["window"]}/{n_win}, step {pos["step"]}')
 
+    threads = args.threads
+    if threads is None:
+        threads = 1 if os.environ.get('OPENBLAS_NUM_THREADS') == '1' else min(2, os.cpu_count() or 1)
+    threads = min(threads, settings['layers'])
+    if threads > 1 and lstm.set_blas_threads(1) is None:
+        threads = 1                                     # OpenBLAS not found: let its own threads do the work
     stopper = Stopper()
     last_ckpt = last_shown = time.time()
     t_run = time.time()
@@ -226,7 +234,8 @@ def main(argv=None):
             while pos['window'] < n_win:
                 x, y = data.window(chunked, T, pos['window'])
                 with np.errstate(all='ignore'):         # overflow is caught just below, with a clear message
-                    loss, norm, state = lstm.train_step(params, opt, x, y, state, settings['dropout'], rng)
+                    loss, norm, state = lstm.train_step(params, opt, x, y, state, settings['dropout'], rng,
+                                                        threads)
                 if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):
                     cli.fail(f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
                              f'{pos["step"] + 1}: training stopped, and the last good checkpoint in {out} is kept; '

@@ -4,9 +4,11 @@ Parameters are a flat dict of named numpy arrays, the same names as in the weigh
 `lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), `lstm2.b`, ..., `dense.W` (H, V), `dense.b` (V,).
 The hidden state carried between windows is a list with one (h, c) pair of (B, H) arrays per LSTM layer.
 """
+import ctypes
 import json
 import os
 import tempfile
+import threading
 
 import numpy as np
 
@@ -52,7 +54,7 @@ def zero_state(params, B):
     return [(np.zeros((B, H), dtype), np.zeros((B, H), dtype)) for _ in range(n_layers)]
 
 
-def forward(params, x, state, dropout=0.0, rng=None):
+def forward(params, x, state, dropout=0.0, rng=None, threads=1):
     """Run the model over a window.
 
     Inputs:
@@ -60,67 +62,176 @@ def forward(params, x, state, dropout=0.0, rng=None):
     - state: list of (h0, c0) per layer
     - dropout: probability of zeroing each input of layers 2.. and of the dense layer (inverted dropout;
       0 at evaluation), with masks drawn from rng
+    - threads: 1 runs the layers one after the other; more runs them as a pipeline over time ranges, each
+      layer on its own thread (layer 2 on one range while layer 1 computes the next); the results are the same
 
     Returns (logits (T, B, V), the final state to carry, cache).
     """
     _, _, n_layers = sizes(params)
-    caches, masks, new_state = [], [], []
-    inp = x
-    for n in range(1, n_layers + 1):
-        h0, c0 = state[n - 1]
-        h, c, cache = layers.lstm_forward(inp, h0, c0, params[f'lstm{n}.W'], params[f'lstm{n}.b'])
-        caches.append(cache)
-        new_state.append((h[-1].copy(), c[-1].copy()))
-        inp = h
-        mask = None
-        if dropout > 0.0:
-            keep = 1.0 - dropout
-            mask = (rng.random(h.shape, dtype=np.float32) < keep).astype(h.dtype) / h.dtype.type(keep)
-            inp = h * mask
-        masks.append(mask)
-    logits, dense_cache = layers.dense_forward(inp, params['dense.W'], params['dense.b'])
+    T, B = x.shape
+    dtype = params['dense.W'].dtype
+    masks = [None] * n_layers
+    if dropout > 0.0:                                   # drawn here, in layer order, whatever the threads
+        keep = 1.0 - dropout
+        for n in range(n_layers):
+            masks[n] = (rng.random((T, B, params['dense.W'].shape[0]), dtype=np.float32) < keep).astype(dtype)
+            masks[n] /= dtype.type(keep)
+    caches, inputs = [], [x]
+    for n in range(n_layers):
+        h0, c0 = state[n]
+        caches.append(layers.lstm_forward_start(inputs[n], h0, c0, params[f'lstm{n + 1}.W'],
+                                                params[f'lstm{n + 1}.b']))
+        h = caches[n]['h']
+        inputs.append(h if masks[n] is None else np.empty_like(h))     # the next layer's input, h * mask
+
+    def run(n, t0, t1):
+        # Layer n's steps, then the next layer's input projection for the same range: the products that do
+        # not depend on the recurrence go to the thread of the layer below, which balances the pipeline.
+        if n == 0:
+            layers.lstm_project(caches[0], t0, t1)
+        layers.lstm_forward_steps(caches[n], t0, t1)
+        if masks[n] is not None:
+            np.multiply(caches[n]['h'][t0:t1], masks[n][t0:t1], out=inputs[n + 1][t0:t1])
+        if n + 1 < n_layers:
+            layers.lstm_project(caches[n + 1], t0, t1)
+    _pipeline(run, n_layers, T, threads, reverse=False)
+
+    new_state = [(cache['h'][-1].copy(), cache['c'][-1].copy()) for cache in caches]
+    logits, dense_cache = layers.dense_forward(inputs[-1], params['dense.W'], params['dense.b'])
     return logits, new_state, (caches, masks, dense_cache)
 
 
-def backward(dlogits, cache, dstate=None):
+def backward(dlogits, cache, dstate=None, threads=1):
     """Gradients of the loss with respect to every parameter and to the initial state.
 
     Inputs: dlogits (T, B, V); the cache from forward; dstate, an optional list of (dhT, dcT) per layer for a
-    loss that also depends on the final state (None: the window's loss does not).
+    loss that also depends on the final state (None: the window's loss does not); threads as in forward.
     Returns (grads, a dict named like params; dstate0, a list of (dh0, dc0) per layer).
     """
     caches, masks, dense_cache = cache
+    n_layers = len(caches)
+    T = dlogits.shape[0]
     grads = {}
-    dh, grads['dense.W'], grads['dense.b'] = layers.dense_backward(dlogits, dense_cache)
-    dstate0 = [None] * len(caches)
-    for n in range(len(caches), 0, -1):
-        if masks[n - 1] is not None:
-            dh = dh * masks[n - 1]
+    dh_top, grads['dense.W'], grads['dense.b'] = layers.dense_backward(dlogits, dense_cache)
+    dhs = [np.empty_like(c['h']) for c in caches[:-1]] + [dh_top]   # gradient with respect to each layer's h
+    if masks[-1] is not None:
+        dh_top *= masks[-1]
+    for n in range(n_layers):
         dcT = None
         if dstate is not None:
-            dhT, dcT = dstate[n - 1]
-            dh = dh.copy()
-            dh[-1] += dhT
-        dx, dh0, dc0, grads[f'lstm{n}.W'], grads[f'lstm{n}.b'] = layers.lstm_backward(dh, dcT, caches[n - 1])
-        dstate0[n - 1] = (dh0, dc0)
-        dh = dx
+            dhT, dcT = dstate[n]
+            if n < n_layers - 1:
+                dhs[n][-1] = dhT                        # added to by the layer above, in run() below
+            else:
+                dh_top[-1] += dhT
+        layers.lstm_backward_start(caches[n], dcT)
+    results = [None] * n_layers
+
+    def run(n, t0, t1):
+        # This layer's dh for the range comes from the layer above's dz, computed here (not in the thread above)
+        # to balance the pipeline; then the backward steps; after the last range, the weight gradient.
+        if n + 1 < n_layers:
+            dx = layers.lstm_input_grad(caches[n + 1], t0, t1)
+            if masks[n] is not None:
+                dx *= masks[n][t0:t1]
+            if dstate is not None and t1 == T:
+                dx[-1] += dhs[n][-1]
+            dhs[n][t0:t1] = dx
+        layers.lstm_backward_steps(caches[n], dhs[n], t0, t1)
+        if t0 == 0:
+            results[n] = layers.lstm_backward_finish(caches[n])
+    _pipeline(run, n_layers, T, threads, reverse=True)
+
+    dstate0 = []
+    for n in range(n_layers):
+        dh0, dc0, grads[f'lstm{n + 1}.W'], grads[f'lstm{n + 1}.b'] = results[n]
+        dstate0.append((dh0, dc0))
     return grads, dstate0
 
 
-def loss_and_grads(params, x, y, state, dropout=0.0, rng=None):
+def set_blas_threads(n):
+    """Set the number of threads of the OpenBLAS that numpy uses, at run time. Returns the previous number,
+    or None where that OpenBLAS cannot be found (then nothing changes). The pipeline of forward/backward
+    wants 1: each of its threads then runs its products alone, and OpenBLAS's idle threads do not spin on
+    the other core."""
+    try:
+        with open('/proc/self/maps') as f:
+            paths = sorted({line.split()[-1] for line in f if 'openblas' in line.lower() and '/' in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (('scipy_openblas', '64_'), ('openblas', '64_'), ('scipy_openblas', ''),
+                               ('openblas', '')):
+            get = getattr(lib, f'{prefix}_get_num_threads{suffix}', None)
+            put = getattr(lib, f'{prefix}_set_num_threads{suffix}', None)
+            if get is not None and put is not None:
+                previous = int(get())
+                put(ctypes.c_int(n))
+                return previous
+    return None
+
+
+PIPELINE_RANGES = 20                                    # time ranges a window is cut into for the pipeline
+
+
+def _pipeline(run, n_layers, T, threads, reverse):
+    """Call run(n, t0, t1) for every layer n and time range, each layer's ranges in time order (reversed for
+    the backward pass), and a range of layer n only after the same range of the layer that feeds it (n - 1
+    forward, n + 1 backward). threads = 1: one layer after the other. More: one thread per layer; numpy
+    releases the GIL inside its kernels, so the layers overlap."""
+    order = list(range(n_layers))[::-1] if reverse else list(range(n_layers))
+    if threads <= 1 or n_layers == 1:
+        for n in order:
+            run(n, 0, T)
+        return
+    bounds = np.linspace(0, T, min(PIPELINE_RANGES, T) + 1).astype(int)
+    ranges = list(zip(bounds[:-1], bounds[1:]))
+    if reverse:
+        ranges = ranges[::-1]
+    done = {n: [threading.Event() for _ in ranges] for n in order}
+    errors = []
+
+    def work(k, n):
+        try:
+            for j, (t0, t1) in enumerate(ranges):
+                if k > 0:
+                    done[order[k - 1]][j].wait()
+                if errors:
+                    return
+                run(n, t0, t1)
+                done[n][j].set()
+        except BaseException as e:                      # re-raised by the caller's thread below
+            errors.append(e)
+        finally:
+            for event in done[n]:                       # never leave the next layer waiting
+                event.set()
+    workers = [threading.Thread(target=work, args=(k, n)) for k, n in enumerate(order)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+
+
+def loss_and_grads(params, x, y, state, dropout=0.0, rng=None, threads=1):
     """One truncated-BPTT window: the mean loss over x -> y, its gradients, and the state to carry on."""
-    logits, new_state, cache = forward(params, x, state, dropout, rng)
+    logits, new_state, cache = forward(params, x, state, dropout, rng, threads)
     loss, dlogits = layers.softmax_loss(logits, y)
-    grads, _ = backward(dlogits, cache)
+    grads, _ = backward(dlogits, cache, threads=threads)
     return loss, grads, new_state
 
 
-def train_step(params, optimizer, x, y, state, dropout=0.0, rng=None):
+def train_step(params, optimizer, x, y, state, dropout=0.0, rng=None, threads=1):
     """Forward and backward over one window, then one optimizer update of params in place.
 
     Returns (loss in nats/char, gradient norm before clipping, the state to carry into the next window).
     """
-    loss, grads, new_state = loss_and_grads(params, x, y, state, dropout, rng)
+    loss, grads, new_state = loss_and_grads(params, x, y, state, dropout, rng, threads)
     norm = optimizer.step(params, grads)
     return loss, norm, new_state
 

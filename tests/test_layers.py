@@ -38,8 +38,9 @@ def naive_lstm(x, h0, c0, W, b):
     return np.array(hs), np.array(cs)
 
 
-def test_lstm_matches_naive_reference():
-    _, x, h0, c0, W, b = make_lstm()
+@pytest.mark.parametrize('H', [6, 16])                  # 16: the products in column blocks
+def test_lstm_matches_naive_reference(H):
+    _, x, h0, c0, W, b = make_lstm(H=H)
     h, c, _ = layers.lstm_forward(x, h0, c0, W, b)
     hn, cn = naive_lstm(x, h0, c0, W, b)
     np.testing.assert_allclose(h, hn, rtol=1e-12, atol=1e-12)
@@ -64,13 +65,13 @@ def test_row_gather_equals_one_hot_product():
         np.testing.assert_allclose(a, b_, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize('one_hot', [False, True])
-def test_lstm_gradients_numeric(one_hot):
-    rng, x, h0, c0, W, b = make_lstm()
+@pytest.mark.parametrize('one_hot, H', [(False, 6), (True, 6), (False, 16)])
+def test_lstm_gradients_numeric(one_hot, H):
+    rng, x, h0, c0, W, b = make_lstm(H=H)
     if one_hot:
         x = rng.integers(0, 5, size=(4, 3))
-    dh = rng.standard_normal((4, 3, 6))
-    dcT = rng.standard_normal((3, 6))
+    dh = rng.standard_normal((4, 3, H))
+    dcT = rng.standard_normal((3, H))
 
     def f():                                            # a scalar whose gradient is (dh, dcT)
         h, c, _ = layers.lstm_forward(x, h0, c0, W, b)

@@ -24,8 +24,8 @@ def tiny_model(V=5, H=4, n_layers=2, seed=0):
     return rng, params
 
 
-@pytest.mark.parametrize('dropout', [0.0, 0.4])
-def test_model_gradients_numeric(dropout):
+@pytest.mark.parametrize('dropout, threads', [(0.0, 1), (0.4, 1), (0.4, 2)])
+def test_model_gradients_numeric(dropout, threads):
     rng, params = tiny_model()
     T, B = 3, 2
     x = rng.integers(0, 5, size=(T, B))
@@ -35,9 +35,9 @@ def test_model_gradients_numeric(dropout):
     def loss():                                         # the same dropout masks on every call
         logits, _, _ = lstm.forward(params, x, state, dropout, np.random.default_rng(7))
         return layers.softmax_loss(logits, y)[0]
-    logits, _, cache = lstm.forward(params, x, state, dropout, np.random.default_rng(7))
+    logits, _, cache = lstm.forward(params, x, state, dropout, np.random.default_rng(7), threads)
     _, dlogits = layers.softmax_loss(logits, y)
-    grads, dstate0 = lstm.backward(dlogits, cache)
+    grads, dstate0 = lstm.backward(dlogits, cache, threads=threads)
     for k in params:
         assert rel_error(numeric_grad(loss, params[k]), grads[k]) < 1e-7, k
     for n in range(2):
@@ -69,6 +69,47 @@ def test_two_windows_equal_one_long_window_for_the_model():
     ga, _ = lstm.backward(dla * y[:5].size, cache_a, dstate=dmid)
     for k in params:
         np.testing.assert_allclose(ga[k] + gb[k], grads[k], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize('n_layers', [2, 3])
+def test_pipelined_layers_equal_sequential_layers(n_layers):
+    rng, params = tiny_model(V=7, H=6, n_layers=n_layers)
+    x = rng.integers(0, 7, size=(45, 3))
+    y = rng.integers(0, 7, size=(45, 3))
+    state = [(rng.standard_normal((3, 6)), rng.standard_normal((3, 6))) for _ in range(n_layers)]
+    dstate = [(rng.standard_normal((3, 6)), rng.standard_normal((3, 6))) for _ in range(n_layers)]
+    out = []
+    for threads in (1, 2):
+        logits, new_state, cache = lstm.forward(params, x, state, 0.3, np.random.default_rng(1), threads)
+        _, dlogits = layers.softmax_loss(logits, y)
+        out.append((logits, new_state, *lstm.backward(dlogits, cache, dstate, threads)))
+    (l1, s1, g1, d1), (l2, s2, g2, d2) = out
+    np.testing.assert_allclose(l1, l2, rtol=1e-12, atol=1e-13)
+    for k in params:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-10, atol=1e-13)
+    for a, b in zip(s1 + d1, s2 + d2):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-13)
+
+
+def test_dstate_gradient_numeric():
+    """The gradient that flows in from a loss on the final state (used to compose windows)."""
+    rng, params = tiny_model()
+    x = rng.integers(0, 5, size=(3, 2))
+    y = rng.integers(0, 5, size=(3, 2))
+    state = lstm.zero_state(params, 2)
+    w = [(rng.standard_normal((2, 4)), rng.standard_normal((2, 4))) for _ in range(2)]
+
+    def loss():
+        logits, end, _ = lstm.forward(params, x, state)
+        return layers.softmax_loss(logits, y)[0] + sum(np.sum(h * a) + np.sum(c * b) for (h, c), (a, b) in
+                                                         zip(end, w))
+    for threads in (1, 2):
+        logits, _, cache = lstm.forward(params, x, state, threads=threads)
+        _, dlogits = layers.softmax_loss(logits, y)
+        grads, _ = lstm.backward(dlogits, cache, dstate=w, threads=threads)
+        for k in params:
+            assert rel_error(numeric_grad(loss, params[k]), grads[k]) < 1e-7, (k, threads)
 
 
 def test_generate_matches_the_window_forward():
