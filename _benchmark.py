@@ -62,13 +62,16 @@ def bench_numpy(args):
     state = [lstm.zero_state(params, B)]
 
     threads = min(args.threads, args.layers)
-    if lstm.set_blas_threads(1) is None and args.threads > 1:
+    blas = lstm.set_blas_threads(1 if threads > 1 else args.threads)
+    if blas is None:
         threads = 1                                     # OpenBLAS not found: let its own threads do the work
 
     def train():
         _, _, state[0] = lstm.train_step(params, opt, x, y, state[0], threads=threads)
     step = median_time(train, args.steps, args.warmup)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # KiB on Linux
+    if blas is not None:
+        lstm.set_blas_threads(args.threads)             # batch-1 sampling: OpenBLAS's own threads
     gen = lstm.generate(params, [0], args.sample_length + 10, 1.0, rng)
     for _ in range(10):
         next(gen)

@@ -85,15 +85,15 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1):
         inputs.append(h if masks[n] is None else np.empty_like(h))     # the next layer's input, h * mask
 
     def run(n, t0, t1):
-        # Layer n's steps, then the next layer's input projection for the same range: the products that do
-        # not depend on the recurrence go to the thread of the layer below, which balances the pipeline.
-        if n == 0:
-            layers.lstm_project(caches[0], t0, t1)
+        # The input projection of a layer's range is shared between the thread of the layer below (first half)
+        # and its own (second half): the lower layer's steps are cheaper, so this balances the pipeline.
+        tm = (t0 + t1 + 1) // 2
+        layers.lstm_project(caches[n], t0 if n == 0 else tm, t1)
         layers.lstm_forward_steps(caches[n], t0, t1)
         if masks[n] is not None:
             np.multiply(caches[n]['h'][t0:t1], masks[n][t0:t1], out=inputs[n + 1][t0:t1])
         if n + 1 < n_layers:
-            layers.lstm_project(caches[n + 1], t0, t1)
+            layers.lstm_project(caches[n + 1], t0, tm)
     _pipeline(run, n_layers, T, threads, reverse=False)
 
     new_state = [(cache['h'][-1].copy(), cache['c'][-1].copy()) for cache in caches]
@@ -209,7 +209,7 @@ def _pipeline(run, n_layers, T, threads, reverse):
         finally:
             for event in done[n]:                       # never leave the next layer waiting
                 event.set()
-    workers = [threading.Thread(target=work, args=(k, n)) for k, n in enumerate(order)]
+    workers = [threading.Thread(target=work, args=(k, n), name=f'layer{n + 1}') for k, n in enumerate(order)]
     for w in workers:
         w.start()
     for w in workers:
