@@ -1,13 +1,20 @@
-"""Look at single neurons: run the model over a text and colour each character by one neuron's activation.
+"""Look inside the model: one neuron's activation on every character of a text, and the neurons that follow
+features of the text.
 
-    python _visualize.py                         # the viewer (tkinter) over saves/sample.txt
-    python _visualize.py --text my.txt --layer 2 --neuron 17
+    python _visualize.py                              # the viewer (tkinter) over saves/sample.txt
+    python _visualize.py --layer 2 --state c --neuron 17
+    python _visualize.py --html neurons.html          # one self-contained page to explore in a browser
+    python _visualize.py --find --text valid.txt      # rank neurons by how well they follow text features
 
 The background of each character is the activation of the chosen neuron after reading it: -1 white, 0 pink,
-+1 red (newlines stay white). Choose the layer (1 or 2), the hidden state h or the cell state tanh(c), and the
-neuron by its index, or step through them with Previous and Next.
++1 red (newlines stay white). Choose the layer, the hidden state h or the cell state tanh(c), and the neuron by
+its index, or step through them with Previous and Next.
 """
+import base64
+import html
+import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -34,6 +41,12 @@ def parse_args(argv):
     g.add_argument('--state', choices=['h', 'c'], default='h',
                    help='h: hidden state; c: tanh of the cell state (default h)')
     g.add_argument('--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default 0)')
+    g = p.add_argument_group('output (instead of the viewer)')
+    g.add_argument('--html', metavar='FILE', help='write one self-contained HTML page to explore the neurons')
+    g.add_argument('--html-chars', type=cli.positive_int, default=3000,
+                   help='the page shows at most this many characters of the text (default 3000)')
+    g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
+    g.add_argument('--top', type=cli.positive_int, default=5, help='neurons listed per feature (default 5)')
     return p.parse_args(argv)
 
 
@@ -48,6 +61,131 @@ def activations(params, ids):
     return acts
 
 
+# --- features of the text, and the neurons that follow them ------------------------------------------------------
+
+SPEAKER = re.compile(r"^[A-Z][A-Z '.,-]*:$")            # a line of capitals ending with ':', e.g. 'KING RICHARD III:'
+WORD = re.compile(r"[A-Za-z']+")
+PERIODS = range(2, 9)                                   # periods tried for the periodic feature, in characters
+
+
+def features(text):
+    """Features of every character of the text: {name: (values, mask, description)}; the correlation of a
+    feature is taken over the characters where mask is True."""
+    N = len(text)
+    everywhere = np.ones(N, dtype=bool)
+    line_pos = np.zeros(N + 1)                          # + 1: room for a last line without a newline
+    speaker = np.zeros(N + 1)
+    start = 0
+    for line in text.split('\n'):
+        end = start + len(line)
+        line_pos[start:end + 1] = np.arange(end + 1 - start)     # the newline ends the line: its last position
+        if SPEAKER.match(line):
+            speaker[start:end + 1] = 1.0
+        start = end + 1
+    line_pos = line_pos[:N]
+    speaker = speaker[:N]
+    to_end = np.zeros(N)
+    in_word = np.zeros(N, dtype=bool)
+    for m in WORD.finditer(text):
+        to_end[m.start():m.end()] = np.arange(m.end() - m.start() - 1, -1, -1)
+        in_word[m.start():m.end()] = True
+    inside = np.zeros(N)
+    depth, quoted = 0, False
+    for j, ch in enumerate(text):
+        if ch in '([':
+            depth += 1
+        if ch == '"':
+            quoted = not quoted
+        inside[j] = 1.0 if (depth > 0 or quoted or ch == '"') else 0.0
+        if ch in ')]' and depth > 0:
+            depth -= 1
+    return {
+        'line position': (line_pos, everywhere, 'characters since the last newline'),
+        'speaker name': (speaker, everywhere, "inside a speaker's name (a line of capitals ending with ':')"),
+        'to word end': (to_end, in_word, 'characters left to the end of the word (inside words)'),
+        'quotes/brackets': (inside, everywhere, 'inside double quotes or brackets'),
+        'periodic in line': (line_pos, everywhere, 'a sine wave over the position in the line (best period)'),
+    }
+
+
+def find_neurons(params, ids, text, top=5, window=2000):
+    """Rank neurons by how well their activation follows each feature of the text.
+
+    Pearson correlation for each feature; for 'periodic in line', the multiple correlation R with
+    sin and cos of 2 pi * position / P for the best period P. Activations (h and tanh(c) of every layer) are
+    computed a window at a time with the state carried, and only sums are kept, so any length of text works.
+
+    Returns {feature: {'description', 'present', 'best': [(layer, state, neuron, r, P or None), ...]}}.
+    """
+    feats = features(text)
+    _, H, n_layers = lstm.sizes(params)
+    keys = [(n, s) for n in range(1, n_layers + 1) for s in 'hc']
+    M = len(keys) * H
+    N = len(ids)
+    lin = {k: dict(n=0.0, a=np.zeros(M), aa=np.zeros(M), f=0.0, ff=0.0, af=np.zeros(M))
+           for k in feats if k != 'periodic in line'}
+    pos = feats['periodic in line'][0]
+    X = {P: np.stack([np.ones(N), np.sin(2 * np.pi * pos / P), np.cos(2 * np.pi * pos / P)], axis=1)
+         for P in PERIODS}
+    per = {P: dict(Xa=np.zeros((3, M))) for P in PERIODS}
+    tot = dict(a=np.zeros(M), aa=np.zeros(M))
+    state = lstm.zero_state(params, 1)
+    for t0 in range(0, N, window):
+        t1 = min(N, t0 + window)
+        _, state, hidden = lstm.step_state(params, np.asarray(ids[t0:t1])[:, None], state)
+        A = np.concatenate([h[:, 0] if s == 'h' else np.tanh(c[:, 0]) for (h, c) in hidden for s in 'hc'],
+                           axis=1).astype(np.float64)               # (n, M), columns in the order of keys
+        tot['a'] += A.sum(0)
+        tot['aa'] += (A * A).sum(0)
+        for name, acc in lin.items():
+            f, mask = feats[name][0][t0:t1], feats[name][1][t0:t1]
+            Am = A[mask]
+            fm = f[mask]
+            acc['n'] += len(fm)
+            acc['a'] += Am.sum(0)
+            acc['aa'] += (Am * Am).sum(0)
+            acc['f'] += fm.sum()
+            acc['ff'] += (fm * fm).sum()
+            acc['af'] += fm @ Am
+        for P in PERIODS:
+            per[P]['Xa'] += X[P][t0:t1].T @ A
+
+    def best(scores, extra=None):
+        order = np.argsort(-np.abs(scores))[:top]
+        return [(keys[j // H][0], keys[j // H][1], int(j % H), float(scores[j]),
+                 None if extra is None else int(extra[j])) for j in order]
+
+    out = {}
+    for name, acc in lin.items():
+        n = acc['n']
+        var_f = acc['ff'] - acc['f'] ** 2 / max(n, 1)
+        var_a = acc['aa'] - acc['a'] ** 2 / max(n, 1)
+        present = n > 2 and var_f > 1e-12
+        r = np.zeros(M)
+        if present:
+            cov = acc['af'] - acc['a'] * acc['f'] / n
+            ok = var_a > 1e-12
+            r[ok] = cov[ok] / np.sqrt(var_a[ok] * var_f)
+        out[name] = dict(description=feats[name][2], present=bool(present), best=best(r) if present else [])
+    # periodic: R^2 = explained / total variance of the least-squares fit on [1, sin, cos]
+    sst = tot['aa'] - tot['a'] ** 2 / N
+    ok = sst > 1e-12
+    R = np.zeros(M)
+    period = np.zeros(M)
+    for P in PERIODS:
+        G = X[P].T @ X[P]
+        beta = np.linalg.lstsq(G, per[P]['Xa'], rcond=None)[0]             # (3, M)
+        explained = (beta * per[P]['Xa']).sum(0) - tot['a'] ** 2 / N
+        r = np.zeros(M)
+        r[ok] = np.sqrt(np.clip(explained[ok] / sst[ok], 0.0, 1.0))
+        better = r > R
+        R[better] = r[better]
+        period[better] = P
+    out['periodic in line'] = dict(description=feats['periodic in line'][2], present=N > 2,
+                                   best=best(R, period))
+    return out
+
+
 def colour(a):
     """Background colour of an activation: -1 white, 0 pink, +1 red, as '#rrggbb'."""
     t = (float(np.clip(a, -1.0, 1.0)) + 1.0) / 2.0
@@ -56,7 +194,7 @@ def colour(a):
 
 
 def load(args):
-    """The text, its activations and the model's sizes; every problem is a one-line error."""
+    """The model, the text and its indices; every problem is a one-line error."""
     try:
         chars = data.load_lookup(args.lookup)
         params, _ = lstm.load_params(args.weights, V=len(chars))
@@ -68,7 +206,113 @@ def load(args):
         cli.fail(f'--layer {args.layer}: the model has {n_layers} layers')
     if args.neuron >= H:
         cli.fail(f'--neuron {args.neuron}: the model has {H} neurons per layer (0 to {H - 1})')
-    return data.decode(ids, chars), activations(params, ids), H, n_layers
+    return params, ids, data.decode(ids, chars)
+
+
+def print_found(found, where):
+    print(f'neurons that follow features of {where} (r: correlation over the text; |r| near 1 is a close match)')
+    for name, f in found.items():
+        print(f'\n{name}: {f["description"]}')
+        if not f['present']:
+            print('  (absent from this text)')
+        for layer, state, k, r, P in f['best']:
+            what = 'h' if state == 'h' else 'tanh(c)'
+            period = f'  period {P}' if P is not None else ''
+            print(f'  layer {layer} {what:<7} neuron {k:3d}   r = {r:+.3f}{period}')
+
+
+def write_html(path, text, acts, H, n_layers, found, start):
+    """One self-contained page: the text coloured by a neuron, controls, and the best neurons per feature."""
+    keys = [(n, s) for n in range(1, n_layers + 1) for s in 'hc']
+    # activations as int8 (-127..127 for -1..1), layout [layer][state][neuron][character], base64
+    q = np.stack([np.clip(np.round(acts[k].T * 127), -127, 127) for k in keys]).astype(np.int8)
+    payload = dict(text=text, H=H, layers=n_layers, acts=base64.b64encode(q.tobytes()).decode('ascii'),
+                   found={name: dict(description=f['description'], present=f['present'],
+                                     best=[dict(layer=l, state=s, neuron=k, r=round(r, 3), period=P)
+                                           for l, s, k, r, P in f['best']]) for name, f in found.items()},
+                   start=dict(layer=start[0], state=start[1], neuron=start[2]))
+    page = HTML_TEMPLATE.replace('__DATA__', json.dumps(payload).replace('</', '<\\/'))
+    page = page.replace('__TITLE__', html.escape(f'LSTM neurons ({len(text)} characters)'))
+    lstm.atomic_write(path, lambda f: f.write(page.encode('utf-8')))
+
+
+HTML_TEMPLATE = r"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
+<style>
+body { font-family: sans-serif; margin: 1em; }
+#bar { position: sticky; top: 0; background: #fff; padding: .4em 0; border-bottom: 1px solid #ddd; }
+#bar * { font-size: 14px; margin-right: .3em; }
+#text { font-family: monospace; font-size: 14px; white-space: pre-wrap; line-height: 1.35; margin-top: .6em; }
+#found { font-size: 13px; margin-top: .5em; }
+#found b { display: inline-block; min-width: 10em; }
+.pick { cursor: pointer; border: 1px solid #bbb; border-radius: 3px; background: #f6f6f6; margin: 0 .2em; }
+#info { color: #444; }
+</style></head><body>
+<div id="bar">
+  <label>layer <select id="layer"></select></label>
+  <label>state <select id="state"><option value="h">h</option><option value="c">tanh(c)</option></select></label>
+  <label>neuron <input id="neuron" type="number" min="0" style="width:5em"></label>
+  <button id="prev">Previous</button><button id="next">Next</button>
+  <span id="info"></span>
+  <div id="found"></div>
+</div>
+<div id="text"></div>
+<script>
+const D = __DATA__;
+const N = D.text.length, H = D.H;
+const raw = atob(D.acts), acts = new Int8Array(raw.length);
+for (let j = 0; j < raw.length; j++) { const v = raw.charCodeAt(j); acts[j] = v > 127 ? v - 256 : v; }
+const layerSel = document.getElementById('layer'), stateSel = document.getElementById('state');
+const neuronBox = document.getElementById('neuron'), info = document.getElementById('info');
+for (let n = 1; n <= D.layers; n++) layerSel.add(new Option('layer ' + n, n));
+neuronBox.max = H - 1;
+const spans = [], box = document.getElementById('text');
+for (let j = 0; j < N; j++) {
+  const s = document.createElement('span'); s.textContent = D.text[j]; box.appendChild(s); spans.push(s);
+}
+function colour(a) {            // -1 white, 0 pink, +1 red: the same as colour() in _visualize.py
+  const t = (Math.max(-1, Math.min(1, a)) + 1) / 2, gb = Math.round(255 * (1 - t));
+  return 'rgb(255, ' + gb + ', ' + gb + ')';
+}
+function show() {
+  const layer = +layerSel.value, state = stateSel.value;
+  let k = Math.max(0, Math.min(H - 1, parseInt(neuronBox.value) || 0));
+  neuronBox.value = k;
+  const off = (((layer - 1) * 2 + (state === 'h' ? 0 : 1)) * H + k) * N;
+  let lo = 1, hi = -1;
+  for (let j = 0; j < N; j++) {
+    const a = acts[off + j] / 127;
+    lo = Math.min(lo, a); hi = Math.max(hi, a);
+    spans[j].style.background = D.text[j] === '\n' ? '' : colour(a);
+  }
+  info.textContent = 'layer ' + layer + ' ' + (state === 'h' ? 'h' : 'tanh(c)') + ' neuron ' + k +
+                     ': min ' + lo.toFixed(2) + ', max ' + hi.toFixed(2);
+  history.replaceState(null, '', '#layer=' + layer + '&state=' + state + '&neuron=' + k);
+}
+function pick(layer, state, k) { layerSel.value = layer; stateSel.value = state; neuronBox.value = k; show(); }
+const found = document.getElementById('found');
+for (const [name, f] of Object.entries(D.found)) {
+  const row = document.createElement('div');
+  row.innerHTML = '<b title="' + f.description + '">' + name + '</b>';
+  if (!f.present) row.appendChild(document.createTextNode('absent from this text'));
+  for (const b of f.best) {
+    const btn = document.createElement('button');
+    btn.className = 'pick';
+    btn.textContent = b.layer + (b.state === 'h' ? 'h' : 'c') + ':' + b.neuron + ' (' +
+                      (b.r >= 0 ? '+' : '') + b.r.toFixed(2) + (b.period ? ', P ' + b.period : '') + ')';
+    btn.title = 'layer ' + b.layer + ', ' + (b.state === 'h' ? 'h' : 'tanh(c)') + ', neuron ' + b.neuron;
+    btn.onclick = () => pick(b.layer, b.state, b.neuron);
+    row.appendChild(btn);
+  }
+  found.appendChild(row);
+}
+document.getElementById('prev').onclick = () => { neuronBox.value = ((+neuronBox.value || 0) - 1 + H) % H; show(); };
+document.getElementById('next').onclick = () => { neuronBox.value = ((+neuronBox.value || 0) + 1) % H; show(); };
+layerSel.onchange = stateSel.onchange = neuronBox.onchange = show;
+const h = new URLSearchParams(location.hash.slice(1));
+pick(h.get('layer') || D.start.layer, h.get('state') || D.start.state, h.get('neuron') || D.start.neuron);
+</script></body></html>
+"""
 
 
 def viewer(text, acts, H, n_layers, layer, state, neuron):
@@ -127,7 +371,24 @@ def viewer(text, acts, H, n_layers, layer, state, neuron):
 
 def main(argv=None):
     args = parse_args(argv)
-    text, acts, H, n_layers = load(args)
+    params, ids, text = load(args)
+    _, H, n_layers = lstm.sizes(params)
+    if args.find:
+        print_found(find_neurons(params, ids, text, args.top), f'{args.text} ({len(text):,} characters)')
+    if args.html:
+        if len(ids) > args.html_chars:
+            print(f'the page shows the first {args.html_chars:,} of {len(ids):,} characters (--html-chars)')
+            ids, text = ids[:args.html_chars], text[:args.html_chars]
+        found = find_neurons(params, ids, text, args.top)
+        try:
+            write_html(args.html, text, activations(params, ids), H, n_layers, found,
+                       (args.layer, args.state, args.neuron))
+        except OSError as e:
+            cli.fail(f'cannot write {args.html}: {e.strerror or e}')
+        print(f'wrote {args.html}: open it in a browser')
+    if args.find or args.html:
+        return 0
+    acts = activations(params, ids)
     try:
         viewer(text, acts, H, n_layers, args.layer, args.state, args.neuron)
     except ImportError:

@@ -1,0 +1,167 @@
+"""The neuron explorer: text features, the neuron ranking, and the HTML page in a real (headless) browser."""
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+import _visualize
+import data
+import lstm
+from helpers import tiny_corpus
+from test_scripts import ROOT, SAVES, assert_one_line_error, script
+
+CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
+
+
+def test_features_of_a_small_text():
+    text = 'KING:\nSo "we" go (now)\n'
+    f = _visualize.features(text)
+    pos, _, _ = f['line position']
+    assert list(pos[:6]) == [0, 1, 2, 3, 4, 5]         # 'KING:' then its newline
+    assert pos[6] == 0 and pos[9] == 3
+    speaker, _, _ = f['speaker name']
+    assert speaker[:6].tolist() == [1] * 6 and speaker[6:].sum() == 0
+    to_end, in_word, _ = f['to word end']
+    assert to_end[6:8].tolist() == [1, 0] and not in_word[8]   # 'So'
+    inside, _, _ = f['quotes/brackets']
+    assert inside[text.index('"we"'):text.index('"we"') + 4].tolist() == [1, 1, 1, 1]
+    assert inside[text.index('(now)'):text.index('(now)') + 5].tolist() == [1] * 5
+    assert inside[text.index(' go')] == 0
+
+
+def direct_ranking(params, ids, text):
+    """The same statistics computed directly on the whole activation matrix, for comparison."""
+    acts = _visualize.activations(params, ids)
+    _, H, n_layers = lstm.sizes(params)
+    A = np.concatenate([acts[(n, s)] for n in range(1, n_layers + 1) for s in 'hc'], axis=1).astype(np.float64)
+    f, mask, _ = _visualize.features(text)['line position']
+    r = np.array([np.corrcoef(A[mask, j], f[mask])[0, 1] for j in range(A.shape[1])])
+    pos = f
+    R = np.zeros(A.shape[1])
+    for P in _visualize.PERIODS:
+        X = np.stack([np.ones(len(pos)), np.sin(2 * np.pi * pos / P), np.cos(2 * np.pi * pos / P)], axis=1)
+        beta = np.linalg.lstsq(X, A, rcond=None)[0]
+        resid = A - X @ beta
+        r2 = 1 - (resid ** 2).sum(0) / ((A - A.mean(0)) ** 2).sum(0)
+        R = np.maximum(R, np.sqrt(np.clip(r2, 0, 1)))
+    return r, R
+
+
+def test_find_neurons_matches_a_direct_computation():
+    text = tiny_corpus(1500)
+    chars = data.build_lookup(text)
+    ids = data.encode(text, chars)
+    params = lstm.init_params(len(chars), 12, 2, np.random.default_rng(0), np.float64)
+    found = _visualize.find_neurons(params, ids, text, top=4, window=333)    # windows: the sums are streamed
+    r, R = direct_ranking(params, ids, text)
+    H = 12
+    keys = [(n, s) for n in (1, 2) for s in 'hc']
+    best = found['line position']['best']
+    assert [abs(b[3]) for b in best] == pytest.approx(sorted(np.abs(r), reverse=True)[:4], rel=1e-6)
+    for layer, state, k, rr, _ in best:
+        assert rr == pytest.approx(r[keys.index((layer, state)) * H + k], rel=1e-6)
+    per = found['periodic in line']['best']
+    assert per[0][3] == pytest.approx(R.max(), rel=1e-6)
+    assert found['quotes/brackets']['present'] is False
+
+
+def test_find_prints_each_feature():
+    r = script('_visualize.py', '--find', '--top', 2)
+    assert r.returncode == 0, r.stderr
+    for name in ('line position', 'speaker name', 'to word end', 'quotes/brackets', 'periodic in line'):
+        assert name in r.stdout
+    assert 'r = ' in r.stdout
+
+
+def test_html_refuses_a_path_it_cannot_write(tmp_path):
+    (tmp_path / 'page.html').mkdir()
+    assert_one_line_error(script('_visualize.py', '--html', tmp_path / 'page.html'), 'cannot write')
+    assert os.listdir(tmp_path) == ['page.html']       # no temporary file left behind
+
+
+def read_png(raw):
+    """Decode an 8-bit RGB or RGBA PNG (what Chromium writes) into an (h, w, channels) array."""
+    assert raw[:8] == b'\x89PNG\r\n\x1a\n'
+    pos, idat = 8, b''
+    while pos < len(raw):
+        n, kind = struct.unpack('>I4s', raw[pos:pos + 8])
+        body = raw[pos + 8:pos + 8 + n]
+        if kind == b'IHDR':
+            w, h, depth, ctype = struct.unpack('>IIBB', body[:10])
+        elif kind == b'IDAT':
+            idat += body
+        pos += 12 + n
+    assert depth == 8 and ctype in (2, 6)
+    ch = 3 if ctype == 2 else 4
+    rows = zlib.decompress(idat)
+    out = np.zeros((h, w * ch), dtype=np.int32)
+    prev = np.zeros(w * ch, dtype=np.int32)
+    stride = w * ch + 1
+    for y in range(h):
+        ftype, line = rows[y * stride], np.frombuffer(rows[y * stride + 1:(y + 1) * stride], np.uint8).astype(np.int32)
+        cur = np.zeros(w * ch, dtype=np.int32)
+        for x in range(w * ch):
+            a = cur[x - ch] if x >= ch else 0
+            b = prev[x]
+            c = prev[x - ch] if x >= ch else 0
+            if ftype == 0:
+                p = 0
+            elif ftype == 1:
+                p = a
+            elif ftype == 2:
+                p = b
+            elif ftype == 3:
+                p = (a + b) // 2
+            else:
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                p = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            cur[x] = (line[x] + p) & 255
+        out[y] = cur
+        prev = cur
+    return out.reshape(h, w, ch)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
+def test_html_page_in_headless_chromium(tmp_path):
+    playwright = pytest.importorskip('playwright.sync_api')
+    page_path = tmp_path / 'neurons.html'
+    r = script('_visualize.py', '--html', page_path, '--layer', 2, '--state', 'c', '--neuron', 5)
+    assert r.returncode == 0, r.stderr
+    html = page_path.read_text(encoding='utf-8')
+    assert 'http://' not in html and 'https://' not in html and 'src=' not in html    # nothing remote
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+            '--disable-component-update', '--disable-sync'])
+        page = browser.new_page(viewport={'width': 900, 'height': 700})
+        errors = []
+        page.on('pageerror', lambda e: errors.append(str(e)))
+        page.goto(page_path.as_uri())
+        assert page.input_value('#neuron') == '5'
+        assert page.input_value('#layer') == '2' and page.input_value('#state') == 'c'
+
+        def colours():
+            return page.eval_on_selector_all('#text span', 'spans => spans.map(s => s.style.background)')
+        before = colours()
+        assert len(before) == len(open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read())
+        assert any(c.startswith('rgb(255') for c in before)
+        page.click('#next')                                             # a real click on the button
+        assert page.input_value('#neuron') == '6'
+        after = colours()
+        assert after != before
+        page.click('#prev')
+        assert page.input_value('#neuron') == '5' and colours() == before
+        page.click('#found .pick >> nth=0')                             # a neuron from the list
+        assert 'neuron' in page.inner_text('#info')
+        page.select_option('#state', 'h')
+        assert 'h neuron' in page.inner_text('#info')
+        shot = read_png(page.screenshot())
+        browser.close()
+    assert not errors, errors
+    red = (shot[..., 0] > 200) & (shot[..., 1] < 150) & (shot[..., 2] < 150)
+    assert red.sum() > 500                                              # the colouring is visible
