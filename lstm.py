@@ -282,29 +282,34 @@ def generate(params, prime, length, temperature=1.0, rng=None):
     bs = [params[f'lstm{n}.b'] for n in range(1, n_layers + 1)]
     Wd, bd = params['dense.W'], params['dense.b']
     dtype = Wd.dtype
-    hs = [np.zeros(H, dtype) for _ in range(n_layers)]
+    # Layer n > 0 reads xh[n] = [h of layer n - 1, its own h_prev], so that one product xh[n] W gives z; layer 1
+    # reads a one-hot vector, so its input part is a row of W. own[n] is layer n's h (for n > 0, a view of xh[n]).
+    xh = [None] + [np.zeros(2 * H, dtype) for _ in range(1, n_layers)]
+    own = [np.zeros(H, dtype)] + [v[H:] for v in xh[1:]]
     cs = [np.zeros(H, dtype) for _ in range(n_layers)]
     z = np.empty(4 * H, dtype)
+    tmp = np.empty(H, dtype)
+    Wh1 = Ws[0][V:]
 
     def step(ix):
-        inp = None
         for n in range(n_layers):
-            W = Ws[n]
-            D = W.shape[0] - H
             if n == 0:
-                np.add(W[ix], bs[0], out=z)             # one-hot input: row ix of Wx
+                np.matmul(own[0], Wh1, out=z)
+                np.add(z, Ws[0][ix], out=z)             # one-hot input: row ix of Wx
             else:
-                np.matmul(inp, W[:D], out=z)
-                np.add(z, bs[n], out=z)
-            np.add(z, hs[n] @ W[D:], out=z)
+                np.matmul(xh[n], Ws[n], out=z)
+            np.add(z, bs[n], out=z)
             layers.sigmoid(z[:3 * H], out=z[:3 * H])
             np.tanh(z[3 * H:], out=z[3 * H:])
             c = cs[n]
-            c *= z[H:2 * H]
-            c += z[:H] * z[3 * H:]
-            np.multiply(z[2 * H:3 * H], np.tanh(c), out=hs[n])
-            inp = hs[n]
-        return inp @ Wd + bd
+            c *= z[H:2 * H]                             # c = f * c_prev + i * g
+            np.multiply(z[:H], z[3 * H:], out=tmp)
+            c += tmp
+            np.tanh(c, out=tmp)
+            np.multiply(z[2 * H:3 * H], tmp, out=own[n])   # h = o * tanh(c)
+            if n + 1 < n_layers:
+                xh[n + 1][:H] = own[n]
+        return own[-1] @ Wd + bd
 
     ids = list(prime)
     if not ids:
