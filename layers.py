@@ -78,67 +78,75 @@ def lstm_forward(x, h0, c0, W, b):
 
 def lstm_forward_start(x, h0, c0, W, b):
     """Allocate a window's buffers. Then lstm_project and lstm_forward_steps run the steps, in one go or a time
-    range at a time (the model's pipeline runs layer 2 on one range while layer 1 computes the next)."""
+    range at a time (the model's pipeline runs layer 2 on one range while layer 1 computes the next).
+
+    One (T, B, 4H) buffer G serves the whole life of a step, to keep memory (and memory traffic) low: it holds
+    z's input part, then z, then the gate activations [i, f, o, g], then the factors F with
+    dL/dz = [dc, dc, dh, dc] * F that the backward pass needs, and in the backward pass dL/dz itself.
+    """
     T, B = x.shape[:2]
     H = h0.shape[1]
     dt = W.dtype
     return dict(x=x, h0=h0, c0=c0, W=W, b=b, D=W.shape[0] - H,
                 Whb=column_blocks(W[W.shape[0] - H:], FORWARD_BLOCK),     # h_prev's weights, in blocks
-                a=np.empty((T, B, 4 * H), dt),          # gate activations i, f, o, g
+                G=np.empty((T, B, 4 * H), dt),          # z -> gates -> factors F -> (backward) dz
                 h=np.empty((T, B, H), dt),
                 c=np.empty((T, B, H), dt),
-                F=np.empty((T, B, 4 * H), dt),          # dL/dz = [dc, dc, dh, dc] * F, gate by gate
+                f=np.empty((T, B, H), dt),              # the forget gate, for dc_prev = dc * f
                 K=np.empty((T, B, H), dt))              # dL/dc gets dh * K from h = o * tanh(c)
 
 
 def lstm_project(cache, t0, t1):
     """The input part of z, x Wx + b, for time steps t0 <= t < t1: one product for the range, not one per step.
     (x[t0:t1] must be ready.)"""
-    x, W, D, a = cache['x'], cache['W'], cache['D'], cache['a']
+    x, W, D, G = cache['x'], cache['W'], cache['D'], cache['G']
     if x.ndim == 2:
         # A one-hot vector times Wx selects one row of Wx, so the input projection is a row gather.
-        np.take(W[:D], x[t0:t1], axis=0, out=a[t0:t1])
+        np.take(W[:D], x[t0:t1], axis=0, out=G[t0:t1])
     else:
-        np.matmul(x[t0:t1].reshape(-1, D), W[:D], out=a[t0:t1].reshape(-1, a.shape[2]))
-    a[t0:t1] += cache['b']
+        np.matmul(x[t0:t1].reshape(-1, D), W[:D], out=G[t0:t1].reshape(-1, G.shape[2]))
+    G[t0:t1] += cache['b']
 
 
 def lstm_forward_steps(cache, t0, t1):
     """Run time steps t0 <= t < t1: the recurrence (the steps before t0 and lstm_project of t0:t1 done)."""
     W, Whb = cache['W'], cache['Whb']
-    a, h, c, F, K = cache['a'], cache['h'], cache['c'], cache['F'], cache['K']
+    G, h, c, f_, K = cache['G'], cache['h'], cache['c'], cache['f'], cache['K']
     B, H = h.shape[1:]
 
     hz = np.empty((B, 4 * H), dtype=W.dtype)            # h_prev @ Wh
     tc = np.empty((B, H), dtype=W.dtype)                # tanh(c)
     tmp = np.empty((B, H), dtype=W.dtype)
+    tmp3 = np.empty((B, 3 * H), dtype=W.dtype)
     h_prev, c_prev = (cache['h0'], cache['c0']) if t0 == 0 else (h[t0 - 1], c[t0 - 1])
     for t in range(t0, t1):
-        at = a[t]                                       # (B, 4H), holds z's input part
+        Gt = G[t]                                       # (B, 4H), holds z's input part
         matmul_blocks(h_prev, Whb, out=hz)
-        at += hz                                        # z = x Wx + h_prev Wh + b
-        sigmoid(at[:, :3 * H], out=at[:, :3 * H])      # i, f, o
-        np.tanh(at[:, 3 * H:], out=at[:, 3 * H:])      # g
-        i, f, o, g = at[:, :H], at[:, H:2 * H], at[:, 2 * H:3 * H], at[:, 3 * H:]
+        Gt += hz                                        # z = x Wx + h_prev Wh + b
+        sigmoid(Gt[:, :3 * H], out=Gt[:, :3 * H])      # i, f, o
+        np.tanh(Gt[:, 3 * H:], out=Gt[:, 3 * H:])      # g
+        i, f, o, g = Gt[:, :H], Gt[:, H:2 * H], Gt[:, 2 * H:3 * H], Gt[:, 3 * H:]
         np.multiply(f, c_prev, out=c[t])
         np.multiply(i, g, out=tmp)
         c[t] += tmp                                     # c = f * c_prev + i * g
         np.tanh(c[t], out=tc)
         np.multiply(o, tc, out=h[t])                    # h = o * tanh(c)
 
-        # The backward pass's factors, computed now while this step's numbers are in cache.
-        Ft = F[t]
-        np.subtract(1.0, at[:, :3 * H], out=Ft[:, :3 * H])
-        Ft[:, :3 * H] *= at[:, :3 * H]                  # sigmoid' = s (1 - s) for i, f, o
-        Ft[:, :H] *= g                                  # dz_i = dc * g * i (1 - i)
-        Ft[:, H:2 * H] *= c_prev                        # dz_f = dc * c_prev * f (1 - f)
-        Ft[:, 2 * H:3 * H] *= tc                        # dz_o = dh * tanh(c) * o (1 - o)
-        np.multiply(g, g, out=Ft[:, 3 * H:])
-        np.subtract(1.0, Ft[:, 3 * H:], out=Ft[:, 3 * H:])
-        Ft[:, 3 * H:] *= i                              # dz_g = dc * i * (1 - g^2)
+        # The backward pass's factors, computed now while this step's numbers are in cache, over the gates in
+        # G[t] (in an order that reads each gate before it is overwritten).
+        f_[t] = f
         np.multiply(tc, tc, out=K[t])
         np.subtract(1.0, K[t], out=K[t])
         K[t] *= o                                       # dh/dc = o * (1 - tanh(c)^2)
+        np.multiply(g, g, out=tmp)
+        np.subtract(1.0, tmp, out=tmp)
+        tmp *= i                                        # i * (1 - g^2), for dz_g
+        np.subtract(1.0, Gt[:, :3 * H], out=tmp3)
+        Gt[:, :3 * H] *= tmp3                           # sigmoid' = s (1 - s) for i, f, o
+        Gt[:, :H] *= g                                  # dz_i = dc * g * i (1 - i)
+        Gt[:, H:2 * H] *= c_prev                        # dz_f = dc * c_prev * f (1 - f)
+        Gt[:, 2 * H:3 * H] *= tc                        # dz_o = dh * tanh(c) * o (1 - o)
+        Gt[:, 3 * H:] = tmp                             # dz_g = dc * i * (1 - g^2)
         h_prev, c_prev = h[t], c[t]
 
 
@@ -162,20 +170,20 @@ def lstm_backward(dh, dcT, cache):
 
 
 def lstm_backward_start(cache, dcT=None):
-    """Allocate the backward pass's buffers. Then lstm_backward_steps runs the steps from the last backwards,
-    lstm_input_grad gives the gradient of the inputs, and lstm_backward_finish the weights'."""
+    """Set up the backward pass. Then lstm_backward_steps runs the steps from the last backwards, lstm_input_grad
+    gives the gradient of the inputs, and lstm_backward_finish the weights'. The backward pass turns the cache's
+    factors into dL/dz in place: run it once per forward pass."""
     W, D, h = cache['W'], cache['D'], cache['h']
-    T, B, H = h.shape
+    B, H = h.shape[1:]
     cache['WhTb'] = column_blocks(W[D:].T, BACKWARD_BLOCK)     # Wh^T (4H, H) as C-ordered blocks
-    cache['dz'] = np.empty((T, B, 4 * H), dtype=W.dtype)
     cache['dh_next'] = np.zeros((B, H), dtype=W.dtype)  # gradient flowing into h[t] from step t + 1
     cache['dc_next'] = np.zeros((B, H), dtype=W.dtype) if dcT is None else dcT.astype(W.dtype, copy=True)
 
 
 def lstm_backward_steps(cache, dh, t0, t1):
-    """Run the backward steps t1 - 1 down to t0 (the steps from t1 on must be done), filling dL/dz. dh[t] is
-    the gradient with respect to h[t] for t0 <= t < t1 (dh may be the whole window's or just this range's)."""
-    a, F, K, dz, W = cache['a'], cache['F'], cache['K'], cache['dz'], cache['W']
+    """Run the backward steps t1 - 1 down to t0 (the steps from t1 on must be done), turning G[t] into dL/dz.
+    dh[t] is the gradient with respect to h[t] for t0 <= t < t1 (the whole window's dh, or this range's)."""
+    G, f, K, W = cache['G'], cache['f'], cache['K'], cache['W']
     dh_next, dc_next, WhTb = cache['dh_next'], cache['dc_next'], cache['WhTb']
     B, H = dh_next.shape
     off = t0 if dh.shape[0] == t1 - t0 else 0           # dh's own index of step t is t - off
@@ -185,11 +193,13 @@ def lstm_backward_steps(cache, dh, t0, t1):
         np.add(dh[t - off], dh_next, out=dht)           # h[t] feeds the output and the next step
         np.multiply(dht, K[t], out=dc)
         dc += dc_next                                   # c[t] feeds h[t] and the next step's cell
-        dzt = dz[t]
-        np.multiply(F[t].reshape(B, 4, H), dc[:, None, :], out=dzt.reshape(B, 4, H))   # dz_i, dz_f, dz_g
-        np.multiply(F[t, :, 2 * H:3 * H], dht, out=dzt[:, 2 * H:3 * H])                 # dz_o
-        np.multiply(dc, a[t, :, H:2 * H], out=dc_next)  # dc_prev = dc * f
-        matmul_blocks(dzt, WhTb, out=dh_next)           # dh_prev = dz Wh^T
+        dz = G[t]                                       # the factors F become dL/dz = [dc, dc, dh, dc] * F
+        dz4 = dz.reshape(B, 4, H)                       # a view: G[t] is contiguous
+        dz4[:, :2] *= dc[:, None, :]                    # dz_i, dz_f
+        dz4[:, 2] *= dht                                # dz_o
+        dz4[:, 3] *= dc                                 # dz_g
+        np.multiply(dc, f[t], out=dc_next)              # dc_prev = dc * f
+        matmul_blocks(dz, WhTb, out=dh_next)            # dh_prev = dz Wh^T
 
 
 def lstm_input_grad(cache, t0, t1):
@@ -197,27 +207,27 @@ def lstm_input_grad(cache, t0, t1):
     range done), or None when the inputs were indices."""
     if cache['x'].ndim == 2:
         return None
-    W, D, dz = cache['W'], cache['D'], cache['dz']
+    W, D, dz = cache['W'], cache['D'], cache['G']
     if 'WxT' not in cache:
         cache['WxT'] = np.ascontiguousarray(W[:D].T)
     return (dz[t0:t1].reshape(-1, dz.shape[2]) @ cache['WxT']).reshape(t1 - t0, dz.shape[1], D)
 
 
 def lstm_backward_finish(cache):
-    """After every backward step: (dh0, dc0, dW, db). The weight gradient is one product over the window,
-    inputs and h_prev fused as in W."""
-    x, W, D, h, dz = cache['x'], cache['W'], cache['D'], cache['h'], cache['dz']
+    """After every backward step: (dh0, dc0, dW, db). The weight gradient is a few products over the whole
+    window: dW = [x, h_prev]^T dz, the input rows and the h_prev rows each one product."""
+    x, W, D, h, dz = cache['x'], cache['W'], cache['D'], cache['h'], cache['G']
     T, B, H = h.shape
-    xh = np.empty((T, B, D + H), dtype=W.dtype)         # [x, h_prev] for every step
-    if x.ndim == 2:
-        xh[:, :, :D] = 0
-        np.put_along_axis(xh[:, :, :D], x[:, :, None], 1, axis=2)   # the one-hot vectors themselves
-    else:
-        xh[:, :, :D] = x
-    xh[0, :, D:] = cache['h0']
-    xh[1:, :, D:] = h[:-1]
     dz2 = dz.reshape(T * B, 4 * H)
-    dW = xh.reshape(T * B, D + H).T @ dz2
+    dW = np.empty_like(W)
+    if x.ndim == 2:                                     # the one-hot vectors themselves, (T B, D)
+        xs = np.zeros((T * B, D), dtype=W.dtype)
+        xs[np.arange(T * B), x.reshape(-1)] = 1
+    else:
+        xs = x.reshape(T * B, D)
+    np.matmul(xs.T, dz2, out=dW[:D])
+    np.matmul(h[:-1].reshape(-1, H).T, dz2[B:], out=dW[D:])      # h_prev = h[t - 1] for t >= 1 ...
+    dW[D:] += cache['h0'].T @ dz2[:B]                   # ... and h0 for t = 0
     db = dz2.sum(axis=0)
     return cache['dh_next'], cache['dc_next'], dW, db
 
