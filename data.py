@@ -10,14 +10,14 @@ import hashlib
 import json
 import os
 import tempfile
-import urllib.request
 
 import numpy as np
 
 TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
 TINY_SHAKESPEARE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'tinyshakespeare.txt')
-BLOCK = 1 << 20                                         # bytes read and characters encoded at a time
+BLOCK = 1 << 16                                         # bytes read and encoded at a time: small, so that
+                                                        # the temporaries never pile up in the heap
 
 
 class CorpusError(ValueError):
@@ -193,6 +193,7 @@ def sha256_file(path):
 
 def tiny_shakespeare(path=TINY_SHAKESPEARE_PATH, url=TINY_SHAKESPEARE_URL):
     """The path of tiny Shakespeare, downloaded from its public source on first use and checked by SHA-256."""
+    import urllib.request                               # here: it costs 7 MB of memory, and is rarely needed
     if os.path.exists(path):
         if sha256_file(path) != TINY_SHAKESPEARE_SHA256:
             raise CorpusError(f'{path} is not tiny Shakespeare (its SHA-256 differs): delete it to download '

@@ -87,11 +87,13 @@ def lstm_forward_start(x, h0, c0, W, b):
     T, B = x.shape[:2]
     H = h0.shape[1]
     dt = W.dtype
-    return dict(x=x, h0=h0, c0=c0, W=W, b=b, D=W.shape[0] - H,
+    hs = np.empty((T + 1, B, H), dt)                    # [h0, h[0], ..., h[T - 1]]: hs[t] is h_prev of step t
+    cs = np.empty((T + 1, B, H), dt)
+    hs[0], cs[0] = h0, c0
+    return dict(x=x, W=W, b=b, D=W.shape[0] - H,
                 Whb=column_blocks(W[W.shape[0] - H:], FORWARD_BLOCK),     # h_prev's weights, in blocks
                 G=np.empty((T, B, 4 * H), dt),          # z -> gates -> factors F -> (backward) dz
-                h=np.empty((T, B, H), dt),
-                c=np.empty((T, B, H), dt),
+                hs=hs, cs=cs, h=hs[1:], c=cs[1:],
                 f=np.empty((T, B, H), dt),              # the forget gate, for dc_prev = dc * f
                 K=np.empty((T, B, H), dt))              # dL/dc gets dh * K from h = o * tanh(c)
 
@@ -111,26 +113,26 @@ def lstm_project(cache, t0, t1):
 def lstm_forward_steps(cache, t0, t1):
     """Run time steps t0 <= t < t1: the recurrence (the steps before t0 and lstm_project of t0:t1 done)."""
     W, Whb = cache['W'], cache['Whb']
-    G, h, c, f_, K = cache['G'], cache['h'], cache['c'], cache['f'], cache['K']
-    B, H = h.shape[1:]
+    G, hs, cs, f_, K = cache['G'], cache['hs'], cache['cs'], cache['f'], cache['K']
+    B, H = hs.shape[1:]
 
     hz = np.empty((B, 4 * H), dtype=W.dtype)            # h_prev @ Wh
     tc = np.empty((B, H), dtype=W.dtype)                # tanh(c)
     tmp = np.empty((B, H), dtype=W.dtype)
     tmp3 = np.empty((B, 3 * H), dtype=W.dtype)
-    h_prev, c_prev = (cache['h0'], cache['c0']) if t0 == 0 else (h[t0 - 1], c[t0 - 1])
     for t in range(t0, t1):
+        h_prev, c_prev, h, c = hs[t], cs[t], hs[t + 1], cs[t + 1]
         Gt = G[t]                                       # (B, 4H), holds z's input part
         matmul_blocks(h_prev, Whb, out=hz)
         Gt += hz                                        # z = x Wx + h_prev Wh + b
         sigmoid(Gt[:, :3 * H], out=Gt[:, :3 * H])      # i, f, o
         np.tanh(Gt[:, 3 * H:], out=Gt[:, 3 * H:])      # g
         i, f, o, g = Gt[:, :H], Gt[:, H:2 * H], Gt[:, 2 * H:3 * H], Gt[:, 3 * H:]
-        np.multiply(f, c_prev, out=c[t])
+        np.multiply(f, c_prev, out=c)
         np.multiply(i, g, out=tmp)
-        c[t] += tmp                                     # c = f * c_prev + i * g
-        np.tanh(c[t], out=tc)
-        np.multiply(o, tc, out=h[t])                    # h = o * tanh(c)
+        c += tmp                                        # c = f * c_prev + i * g
+        np.tanh(c, out=tc)
+        np.multiply(o, tc, out=h)                       # h = o * tanh(c)
 
         # The backward pass's factors, computed now while this step's numbers are in cache, over the gates in
         # G[t] (in an order that reads each gate before it is overwritten).
@@ -147,7 +149,8 @@ def lstm_forward_steps(cache, t0, t1):
         Gt[:, H:2 * H] *= c_prev                        # dz_f = dc * c_prev * f (1 - f)
         Gt[:, 2 * H:3 * H] *= tc                        # dz_o = dh * tanh(c) * o (1 - o)
         Gt[:, 3 * H:] = tmp                             # dz_g = dc * i * (1 - g^2)
-        h_prev, c_prev = h[t], c[t]
+    if t1 == len(G):
+        del cache['Whb']                                # the window is done: let the copy of Wh go
 
 
 def lstm_backward(dh, dcT, cache):
@@ -175,7 +178,7 @@ def lstm_backward_start(cache, dcT=None):
     factors into dL/dz in place: run it once per forward pass."""
     W, D, h = cache['W'], cache['D'], cache['h']
     B, H = h.shape[1:]
-    cache['WhTb'] = column_blocks(W[D:].T, BACKWARD_BLOCK)     # Wh^T (4H, H) as C-ordered blocks
+    cache['WhTb'] = None                                # made by the first backward step, to keep the peak low
     cache['dh_next'] = np.zeros((B, H), dtype=W.dtype)  # gradient flowing into h[t] from step t + 1
     cache['dc_next'] = np.zeros((B, H), dtype=W.dtype) if dcT is None else dcT.astype(W.dtype, copy=True)
 
@@ -184,6 +187,8 @@ def lstm_backward_steps(cache, dh, t0, t1):
     """Run the backward steps t1 - 1 down to t0 (the steps from t1 on must be done), turning G[t] into dL/dz.
     dh[t] is the gradient with respect to h[t] for t0 <= t < t1 (the whole window's dh, or this range's)."""
     G, f, K, W = cache['G'], cache['f'], cache['K'], cache['W']
+    if cache['WhTb'] is None:
+        cache['WhTb'] = column_blocks(W[cache['D']:].T, BACKWARD_BLOCK)   # Wh^T (4H, H) as C-ordered blocks
     dh_next, dc_next, WhTb = cache['dh_next'], cache['dc_next'], cache['WhTb']
     B, H = dh_next.shape
     off = t0 if dh.shape[0] == t1 - t0 else 0           # dh's own index of step t is t - off
@@ -216,8 +221,8 @@ def lstm_input_grad(cache, t0, t1):
 def lstm_backward_finish(cache):
     """After every backward step: (dh0, dc0, dW, db). The weight gradient is a few products over the whole
     window: dW = [x, h_prev]^T dz, the input rows and the h_prev rows each one product."""
-    x, W, D, h, dz = cache['x'], cache['W'], cache['D'], cache['h'], cache['G']
-    T, B, H = h.shape
+    x, W, D, dz = cache['x'], cache['W'], cache['D'], cache['G']
+    T, B, H = cache['h'].shape
     dz2 = dz.reshape(T * B, 4 * H)
     dW = np.empty_like(W)
     if x.ndim == 2:                                     # the one-hot vectors themselves, (T B, D)
@@ -226,8 +231,7 @@ def lstm_backward_finish(cache):
     else:
         xs = x.reshape(T * B, D)
     np.matmul(xs.T, dz2, out=dW[:D])
-    np.matmul(h[:-1].reshape(-1, H).T, dz2[B:], out=dW[D:])      # h_prev = h[t - 1] for t >= 1 ...
-    dW[D:] += cache['h0'].T @ dz2[:B]                   # ... and h0 for t = 0
+    np.matmul(cache['hs'][:-1].reshape(-1, H).T, dz2, out=dW[D:])
     db = dz2.sum(axis=0)
     return cache['dh_next'], cache['dc_next'], dW, db
 

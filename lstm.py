@@ -107,6 +107,8 @@ def backward(dlogits, cache, dstate=None, threads=1):
     Inputs: dlogits (T, B, V); the cache from forward; dstate, an optional list of (dhT, dcT) per layer for a
     loss that also depends on the final state (None: the window's loss does not); threads as in forward.
     Returns (grads, a dict named like params; dstate0, a list of (dh0, dc0) per layer).
+    The backward pass uses the cache up (it turns the forward's buffers into gradients and frees them): run it
+    once per forward pass.
     """
     caches, masks, dense_cache = cache
     n_layers = len(caches)
@@ -129,9 +131,12 @@ def backward(dlogits, cache, dstate=None, threads=1):
 
     def run(n, t0, t1):
         # This layer's dh for the range comes from the layer above's dz, computed here (not in the thread above)
-        # to balance the pipeline; then the backward steps; after the last range, the weight gradient.
+        # to balance the pipeline; then the backward steps; after the last range, the weight gradient. A layer's
+        # buffers are let go as soon as they are used up, which keeps the peak memory low.
         if n + 1 < n_layers:
             dx = layers.lstm_input_grad(caches[n + 1], t0, t1)
+            if t0 == 0:
+                caches[n + 1].clear()
             if masks[n] is not None:
                 dx *= masks[n][t0:t1]
             if dstate is not None and t1 == T:
@@ -140,6 +145,10 @@ def backward(dlogits, cache, dstate=None, threads=1):
         layers.lstm_backward_steps(caches[n], dhs[n], t0, t1)
         if t0 == 0:
             results[n] = layers.lstm_backward_finish(caches[n])
+            keep = ('x', 'W', 'D', 'G') if n > 0 else ()        # what the layer below still reads
+            for key in [k for k in caches[n] if k not in keep]:
+                del caches[n][key]
+            dhs[n] = None
     _pipeline(run, n_layers, T, threads, reverse=True)
 
     dstate0 = []
