@@ -25,7 +25,7 @@ import numpy as np
 import cli
 import data
 import lstm
-from optimizer import RMSprop
+from optimizer import RMSprop, update_average
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG = 'ShakespeareNet.npz', 'ShakespeareOptimizer.npz', 'ShakespeareLookup.json', \
     'training_log.csv'
@@ -47,10 +47,11 @@ DEFAULTS = dict(
     lr_decay=1.0,           # optimisation: multiply the learning rate by this every epoch after --decay-after
     decay_after=0,          # optimisation: epochs at the full learning rate before the decay starts
     epochs=10,              # optimisation: train until this many epochs are complete
+    ema=0.0,                # optimisation: validate and save a moving average of the weights with this decay (0: off)
     dtype='float32',        # optimisation: float32 or float64
     seed=0,                 # optimisation: seed of the initial weights and of the dropout masks
 )
-RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'dropout', 'lr_decay', 'decay_after', 'epochs'}
+RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'dropout', 'lr_decay', 'decay_after', 'epochs', 'ema'}
 
 
 def parse_args(argv):
@@ -73,6 +74,8 @@ def parse_args(argv):
     g.add_argument('--dropout', type=cli.fraction, help='dropout probability between layers (default 0: off)')
     g.add_argument('--lr-decay', type=cli.positive_float, help='learning-rate factor per epoch (default 1)')
     g.add_argument('--decay-after', type=cli.non_negative_int, help='epochs before the decay starts (default 0)')
+    g.add_argument('--ema', type=cli.fraction, help='keep an exponential moving average of the weights with this '
+                   'decay (e.g. 0.999), and validate, sample and save it (default 0: off)')
     g.add_argument('--epochs', type=cli.positive_int, help='train until this many epochs are done (default 10)')
     g.add_argument('--dtype', choices=['float32', 'float64'], help='floating-point type (default float32)')
     g.add_argument('--seed', type=int, help='random seed of weights and dropout (default 0)')
@@ -143,8 +146,7 @@ def main(argv=None):
     if args.resume:
         try:
             chars = data.load_lookup(os.path.join(out, LOOKUP))
-            params, opt, state, meta = lstm.load_checkpoint(
-                ckpt_path, lambda p: RMSprop(p))
+            params, opt, state, meta, ema = lstm.load_checkpoint(ckpt_path, lambda p: RMSprop(p))
         except (lstm.ModelFileError, data.CorpusError) as e:
             cli.fail(f'cannot resume from {out}: {e}')
         if 'settings' not in meta or 'position' not in meta:
@@ -153,7 +155,7 @@ def main(argv=None):
         pos = meta['position']
     else:
         settings = settings_from(args)
-        chars, pos = None, None
+        chars, pos, ema = None, None, None
         if os.path.exists(ckpt_path):
             cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
 
@@ -185,6 +187,14 @@ def main(argv=None):
         rng = np.random.default_rng()
         rng.bit_generator.state = meta['rng']
     opt.lr, opt.rho, opt.eps, opt.clip = settings['lr'], settings['rho'], settings['eps'], settings['clip']
+    if not settings['ema']:
+        ema = None
+    elif ema is None:                                   # an average starts from the current weights
+        ema = {k: v.copy() for k, v in params.items()}
+
+    def model():
+        """The weights to validate, sample and save: the average where one is kept."""
+        return params if ema is None else ema
 
     def lr_at(epoch):
         return settings['lr'] * settings['lr_decay'] ** max(0, epoch - settings['decay_after'])
@@ -193,8 +203,8 @@ def main(argv=None):
         os.makedirs(folder, exist_ok=True)
         meta = dict(settings=settings, position=pos, rng=rng.bit_generator.state, saved=kind,
                     corpus_chars=int(len(ids)))
-        lstm.save_checkpoint(os.path.join(folder, CHECKPOINT), params, opt, state, meta)
-        lstm.save_params(os.path.join(folder, WEIGHTS), params,
+        lstm.save_checkpoint(os.path.join(folder, CHECKPOINT), params, opt, state, meta, ema)
+        lstm.save_params(os.path.join(folder, WEIGHTS), model(),
                          dict(step=pos['step'], epoch=pos['epoch'] + pos['window'] / n_win,
                               val_loss=pos.get('val_loss')))
         data.save_lookup(os.path.join(folder, LOOKUP), chars)
@@ -236,6 +246,8 @@ def main(argv=None):
                 with np.errstate(all='ignore'):         # overflow is caught just below, with a clear message
                     loss, norm, state = lstm.train_step(params, opt, x, y, state, settings['dropout'], rng,
                                                         threads)
+                if ema is not None:
+                    update_average(ema, params, settings['ema'])
                 if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):
                     cli.fail(f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
                              f'{pos["step"] + 1}: training stopped, and the last good checkpoint in {out} is kept; '
@@ -270,7 +282,7 @@ def main(argv=None):
                     return 0
 
             # end of an epoch: validate, sample, checkpoint
-            val = lstm.evaluate(params, val_ids)
+            val = lstm.evaluate(model(), val_ids)
             pos['epoch'] += 1
             pos['window'] = 0
             pos['val_loss'] = val
@@ -293,7 +305,7 @@ def main(argv=None):
                 f'({val / np.log(2):.4f} bits/char){" (best so far)" if improved else ""}')
             if args.sample_length:
                 sample_rng = np.random.default_rng(pos['step'])
-                say('--- sample (temperature 0.5) ---\n' + sample_text(params, chars, args.sample_length,
+                say('--- sample (temperature 0.5) ---\n' + sample_text(model(), chars, args.sample_length,
                                                                        sample_rng) + '\n---')
     finally:
         stopper.restore()

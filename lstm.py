@@ -458,11 +458,14 @@ def _check_params(arrays, path, V, dtype):
     return {k: np.ascontiguousarray(arrays[k], dtype=dtype) for k in shapes}
 
 
-def save_checkpoint(path, params, optimizer, state, meta):
+def save_checkpoint(path, params, optimizer, state, meta, ema=None):
     """Everything a resumed run needs, in one file: the weights in their training dtype, the optimizer's state,
-    the hidden state carried into the next window (h1, c1, h2, c2, ...), and `meta` (position, settings,
-    random state) as JSON. One file, so that a crash can never leave weights and optimizer state out of step."""
+    the hidden state carried into the next window (h1, c1, h2, c2, ...), the running average of the weights if
+    one is kept (ema), and `meta` (position, settings, random state) as JSON. One file, so that a crash can never
+    leave weights and optimizer state out of step."""
     arrays = {f'weights.{k}': v for k, v in params.items()}
+    if ema is not None:
+        arrays.update({f'ema.{k}': v for k, v in ema.items()})
     arrays.update(optimizer.state_arrays())
     for n, (h, c) in enumerate(state, start=1):
         arrays[f'state.h{n}'] = h
@@ -474,7 +477,8 @@ def load_checkpoint(path, optimizer_factory):
     """Read a checkpoint written by save_checkpoint.
 
     optimizer_factory(params) makes the optimizer whose state is then restored.
-    Returns (params, optimizer, state, meta). Raises ModelFileError with a one-line reason on any problem.
+    Returns (params, optimizer, state, meta, ema); ema is None where the checkpoint keeps no average.
+    Raises ModelFileError with a one-line reason on any problem.
     """
     arrays, meta = load_npz(path, 'checkpoint')
     weights = {k[len('weights.'):]: v for k, v in arrays.items() if k.startswith('weights.')}
@@ -497,4 +501,10 @@ def load_checkpoint(path, optimizer_factory):
         if h is None or c is None or h.ndim != 2 or h.shape != c.shape or h.shape[1] != H:
             raise ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
         state.append((h.astype(dtype), c.astype(dtype)))
-    return params, optimizer, state, meta
+    ema = None
+    if any(k.startswith('ema.') for k in arrays):
+        ema = _check_params({k[len('ema.'):]: v for k, v in arrays.items() if k.startswith('ema.')},
+                            f'{path} (its average weights)', None, dtype)
+        if any(ema[k].shape != params[k].shape for k in params):
+            raise ModelFileError(f'checkpoint {path}: the average weights do not match the weights')
+    return params, optimizer, state, meta, ema

@@ -69,3 +69,12 @@ class RMSprop:
         if 'steps' not in arrays or arrays['steps'].shape != () or arrays['steps'].dtype.kind not in 'iu':
             raise ValueError('the optimizer state has no valid step count')
         self.steps = int(arrays['steps'])
+
+
+def update_average(average, params, decay):
+    """The exponential moving average of the weights, in place: average = decay * average + (1 - decay) * params.
+    Evaluating with the average of the last ~1 / (1 - decay) steps' weights smooths out the optimizer's noise."""
+    for k, p in params.items():
+        a = average[k]
+        a *= decay
+        a += (1.0 - decay) * p

@@ -150,6 +150,15 @@ def test_rmsprop_matches_its_formula():
     np.testing.assert_allclose(opt.cache['w'], c2, rtol=1e-12)
 
 
+def test_moving_average_of_the_weights():
+    from optimizer import update_average
+    p = {'w': np.array([1.0, 2.0])}
+    avg = {'w': np.array([0.0, 0.0])}
+    update_average(avg, p, 0.9)
+    update_average(avg, {'w': np.array([3.0, 4.0])}, 0.9)
+    np.testing.assert_allclose(avg['w'], 0.9 * np.array([0.1, 0.2]) + 0.1 * np.array([3.0, 4.0]))
+
+
 def test_clipping_scales_to_the_global_norm():
     p = {'a': np.zeros(2), 'b': np.zeros(1)}
     opt = RMSprop(p, lr=1.0, rho=0.0, eps=1e-8, clip=1.0)
@@ -171,8 +180,9 @@ def test_save_then_load_is_exact(tmp_path):
     opt.step(params, {k: np.ones_like(v) for k, v in params.items()})
     state = [(np.full((2, 4), 0.5), np.full((2, 4), -0.5)) for _ in range(2)]
     lstm.save_checkpoint(tmp_path / 'c.npz', params, opt, state, {'position': {'step': 1}})
-    p2, opt2, state2, meta2 = lstm.load_checkpoint(tmp_path / 'c.npz', lambda p: RMSprop(p))
+    p2, opt2, state2, meta2, ema2 = lstm.load_checkpoint(tmp_path / 'c.npz', lambda p: RMSprop(p))
     assert meta2 == {'position': {'step': 1}}
+    assert ema2 is None
     assert opt2.steps == 1
     for k in params:
         assert p2[k].dtype == np.float64

@@ -129,7 +129,7 @@ def test_fuzz_weights_and_checkpoint_mutations(files, tmp_path, edits, cut):
             if name == 'ShakespeareNet.npz':
                 params, _ = lstm.load_params(path)
             else:
-                params, _, _, _ = lstm.load_checkpoint(path, lambda p: RMSprop(p))
+                params, _, _, _, _ = lstm.load_checkpoint(path, lambda p: RMSprop(p))
         except lstm.ModelFileError:
             continue
         assert all(np.all(np.isfinite(p)) for p in params.values())
@@ -202,7 +202,7 @@ def test_a_signal_writes_a_checkpoint_and_exits_cleanly(files, tmp_path, sig):
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 0, stderr
     assert 'Traceback' not in stderr
-    _, _, _, meta = lstm.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
+    _, _, _, meta, _ = lstm.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     assert meta['saved'] == 'interrupted'
     assert signal.Signals(sig).name in (out / 'training_log.csv').read_text()
 

@@ -17,7 +17,7 @@ def corpus(tmp_path):
 
 def run(corpus, out, *extra):
     args = ['--corpus', corpus, '--out', str(out), '--hidden', '8', '--chunks', '4', '--window', '10',
-            '--dtype', 'float64', '--dropout', '0.2', '--clip', '1', '--lr', '0.01', '--lr-decay', '0.5',
+            '--dtype', 'float64', '--dropout', '0.2', '--clip', '1', '--lr', '0.01', '--lr-decay', '0.5', '--ema', '0.9',
             '--quiet', '--sample-length', '0', *extra]
     assert _training.main(args) == 0
 
@@ -31,14 +31,16 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus):
     run(corpus, tmp_path / 'whole', '--epochs', '2', '--max-steps', '150')
     run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '75')
     run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '150', '--resume')
-    p1, o1, s1, m1 = load(tmp_path / 'whole')
-    p2, o2, s2, m2 = load(tmp_path / 'split')
+    p1, o1, s1, m1, e1 = load(tmp_path / 'whole')
+    p2, o2, s2, m2, e2 = load(tmp_path / 'split')
     assert m1['position']['step'] == m2['position']['step'] == 150
     assert m1['position']['epoch'] == 1
     for k in p1:
         assert p1[k].dtype == np.float64
         np.testing.assert_array_equal(p1[k], p2[k])
         np.testing.assert_array_equal(o1.cache[k], o2.cache[k])
+        np.testing.assert_array_equal(e1[k], e2[k])
+        assert not np.array_equal(e1[k], p1[k])         # the average is not the weights
     for (h1, c1), (h2, c2) in zip(s1, s2):
         np.testing.assert_array_equal(h1, h2)
         np.testing.assert_array_equal(c1, c2)
@@ -54,5 +56,8 @@ def test_training_writes_the_run_folder(tmp_path, corpus):
     log = (out / 'training_log.csv').read_text().splitlines()
     assert log[0].startswith('epoch,step,train_loss,val_loss')
     assert log[1].split(',')[0] == '1'
-    params, meta = lstm.load_params(out / 'ShakespeareNet.npz')
+    params, meta = lstm.load_params(out / 'ShakespeareNet.npz', dtype=np.float64)
     assert meta['val_loss'] == pytest.approx(float(log[1].split(',')[3]), abs=1e-4)
+    _, _, _, _, ema = load(out)
+    for k in params:                                    # the weights file holds the average
+        np.testing.assert_array_equal(params[k], ema[k])
