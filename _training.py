@@ -81,8 +81,8 @@ def parse_args(argv):
     g.add_argument('--seed', type=int, help='random seed of weights and dropout (default 0)')
     g.add_argument('--threads', type=cli.positive_int, help='threads: 2 or more run the layers as a pipeline, '
                    'each on its own thread (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)')
-    g.add_argument('--max-steps', type=cli.positive_int, help='stop (with a checkpoint) once this many steps '
-                                                              'are done in all, e.g. for a short trial')
+    g.add_argument('--max-steps', type=cli.non_negative_int, help='stop (with a checkpoint) once this many steps '
+                   'are done in all, e.g. for a short trial; 0 saves the untrained model')
     g = p.add_argument_group('output')
     g.add_argument('--out', default='checkpoints', help='run folder for checkpoints and the log (default '
                                                          'checkpoints; saves/ is only written if named here)')
@@ -232,6 +232,10 @@ def main(argv=None):
     threads = min(threads, settings['layers'])
     if threads > 1 and lstm.set_blas_threads(1) is None:
         threads = 1                                     # OpenBLAS not found: let its own threads do the work
+    if args.max_steps is not None and pos['step'] >= args.max_steps:
+        save(out, 'max-steps')
+        say(f'--max-steps {args.max_steps}: the model at step {pos["step"]} is saved in {out}')
+        return 0
     stopper = Stopper()
     last_ckpt = last_shown = time.time()
     t_run = time.time()

@@ -143,3 +143,30 @@ def test_visualize_refuses_unknown_characters(small_model, tmp_path):
     r = script('_visualize.py', '--text', tmp_path / 'ok.txt', '--weights', weights, '--lookup', lookup,
                '--neuron', 99)
     assert_one_line_error(r, '--neuron 99')
+
+
+def test_plot_draws_the_learning_curve(tmp_path):
+    log = tmp_path / 'training_log.csv'
+    log.write_text('epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+                   '1,401,2.6,2.0,0.002,300,3000,best\n'
+                   '1.5,600,1.9,,0.002,400,,SIGTERM received\n'
+                   '2,802,1.8,1.7,0.002,600,3000,best\n')
+    r = script('_plot.py', log, '--out', tmp_path / 'c.svg')
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / 'c.svg').read_text()
+    assert svg.startswith('<svg') and svg.count('<polyline') == 2
+    assert svg.count('<circle') == 4                    # two epochs, two curves; the interruption is skipped
+    assert '1.7000' in svg                              # the best validation loss is labelled
+    assert_one_line_error(script('_plot.py', tmp_path / 'none.csv'), 'does not exist')
+
+
+def test_max_steps_zero_saves_the_untrained_model(tmp_path):
+    (tmp_path / 'c.txt').write_text(tiny_corpus(3000), encoding='utf-8')
+    r = script('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', '--hidden', 8,
+               '--max-steps', 0)
+    assert r.returncode == 0, r.stderr
+    params, meta = lstm.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    init = lstm.init_params(len(data.build_lookup(tiny_corpus(3000))), 8, 2, np.random.default_rng(0))
+    assert meta['step'] == 0
+    for k in params:
+        np.testing.assert_array_equal(params[k], init[k])

@@ -1,0 +1,105 @@
+"""Draw the learning curve of a training run (training and validation loss per epoch) as an SVG picture.
+
+    python _plot.py saves/training_log.csv --out images/learning_curve.svg
+
+Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
+"""
+import csv
+import html
+import math
+import os
+import sys
+
+import cli
+
+
+def parse_args(argv):
+    p = cli.Parser(description='Draw training and validation loss per epoch from a training_log.csv as SVG.')
+    p.add_argument('log', help='training_log.csv written by _training.py')
+    p.add_argument('--out', default='images/learning_curve.svg', help='SVG file to write '
+                                                                      '(default images/learning_curve.svg)')
+    p.add_argument('--title', default='2x512 LSTM on tiny Shakespeare', help='title of the picture')
+    return p.parse_args(argv)
+
+
+def read_log(path):
+    """The epoch rows of a training log: [(epoch, train_loss, val_loss)], in order."""
+    rows = []
+    try:
+        with open(path, newline='') as f:
+            for row in csv.DictReader(f):
+                if row.get('val_loss'):
+                    rows.append((float(row['epoch']), float(row['train_loss']), float(row['val_loss'])))
+    except FileNotFoundError:
+        cli.fail(f'{path} does not exist: give the training_log.csv of a run')
+    except (KeyError, ValueError, csv.Error) as e:
+        cli.fail(f'{path} is not a training log of _training.py ({e})')
+    if not rows:
+        cli.fail(f'{path} has no finished epoch yet')
+    return rows
+
+
+def svg(rows, title, width=640, height=380):
+    left, right, top, bottom = 60, 20, 40, 50
+    epochs = [r[0] for r in rows]
+    values = [v for r in rows for v in r[1:]]
+    x0, x1 = 0.0, max(epochs)
+    y0 = math.floor(min(values) * 10) / 10
+    y1 = math.ceil(max(values) * 10) / 10
+
+    def X(e):
+        return left + (e - x0) / max(x1 - x0, 1e-9) * (width - left - right)
+
+    def Y(v):
+        return top + (y1 - v) / max(y1 - y0, 1e-9) * (height - top - bottom)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="14">{html.escape(title)}</text>']
+    step = 0.1 if y1 - y0 <= 1.0 else 0.2 if y1 - y0 <= 2.0 else 0.5
+    v = y0
+    while v <= y1 + 1e-9:
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e4e4e4"/>')
+        out.append(f'<text x="{left - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
+        v += step
+    every = max(1, round(x1 / 10))
+    for e in range(0, int(x1) + 1, every):
+        out.append(f'<line x1="{X(e):.1f}" x2="{X(e):.1f}" y1="{height - bottom}" y2="{height - bottom + 4}" '
+                   'stroke="black"/>')
+        out.append(f'<text x="{X(e):.1f}" y="{height - bottom + 17}" text-anchor="middle">{e}</text>')
+    out.append(f'<line x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}" stroke="black"/>')
+    out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}" stroke="black"/>')
+    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">epoch</text>')
+    out.append(f'<text x="16" y="{(top + height - bottom) / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {(top + height - bottom) / 2})">loss (nats/char)</text>')
+    for k, (name, colour) in enumerate((('training', '#1f77b4'), ('validation', '#d62728'))):
+        points = ' '.join(f'{X(r[0]):.1f},{Y(r[1 + k]):.1f}' for r in rows)
+        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for r in rows:
+            out.append(f'<circle cx="{X(r[0]):.1f}" cy="{Y(r[1 + k]):.1f}" r="2.5" fill="{colour}"/>')
+        ly = top + 10 + 18 * k
+        out.append(f'<line x1="{width - right - 120}" x2="{width - right - 95}" y1="{ly}" y2="{ly}" '
+                   f'stroke="{colour}" stroke-width="2"/>')
+        out.append(f'<text x="{width - right - 90}" y="{ly + 4}">{name}</text>')
+    best = min(rows, key=lambda r: r[2])
+    anchor = 'end' if X(best[0]) > width - right - 40 else 'middle'
+    out.append(f'<text x="{X(best[0]):.1f}" y="{Y(best[2]) + 18:.1f}" text-anchor="{anchor}" fill="#d62728">'
+               f'{best[2]:.4f}</text>')
+    out.append('</svg>')
+    return '\n'.join(out) + '\n'
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rows = read_log(args.log)
+    import lstm
+    try:
+        lstm.atomic_write(args.out, lambda f: f.write(svg(rows, args.title).encode('utf-8')))
+    except OSError as e:
+        cli.fail(f'cannot write {args.out}: {e.strerror or e}')
+    print(f'wrote {args.out}: {len(rows)} epochs, best validation loss {min(r[2] for r in rows):.4f}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
