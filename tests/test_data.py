@@ -1,4 +1,6 @@
 """The corpus: lookup table, encoding, split, chunks and windows."""
+import os
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,21 @@ def test_tiny_shakespeare_split_sizes():
     ids = np.zeros(1115394, dtype=np.uint8)
     train, val = data.split(ids, 0.1)
     assert (len(train), len(val)) == (1003854, 111540)
+
+
+def test_download_is_checked_by_its_sha256(tmp_path):
+    """The download path, run against local file:// URLs (no network in tests)."""
+    shared = os.environ.get('TINY_SHAKESPEARE',
+                            os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'tinyshakespeare.txt'))
+    bad = tmp_path / 'bad.txt'
+    bad.write_text('not Shakespeare', encoding='utf-8')
+    with pytest.raises(data.CorpusError, match='SHA-256'):
+        data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url=bad.as_uri())
+    assert not (tmp_path / 'dl' / 'a.txt').exists()     # a bad download is not kept
+    assert os.listdir(tmp_path / 'dl') == []
+    with pytest.raises(data.CorpusError, match='could not download'):
+        data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url=(tmp_path / 'missing.txt').as_uri())
+    if os.path.exists(shared):
+        path = data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url='file://' + os.path.abspath(shared))
+        assert data.sha256_file(path) == data.TINY_SHAKESPEARE_SHA256
+        assert data.tiny_shakespeare(path) == path      # present and checked: no second download
