@@ -315,7 +315,8 @@ pick(h.get('layer') || D.start.layer, h.get('state') || D.start.state, h.get('ne
 """
 
 
-def viewer(text, acts, H, n_layers, layer, state, neuron):
+def build_viewer(text, acts, H, n_layers, layer, state, neuron):
+    """The tkinter window. Returns (root, widgets): the caller runs root.mainloop(); tests drive the widgets."""
     import tkinter as tk
     root = tk.Tk()
     root.title('LSTM neuron viewer')
@@ -327,12 +328,17 @@ def viewer(text, acts, H, n_layers, layer, state, neuron):
     tk.Label(bar, text='Neuron').pack(side=tk.LEFT)
     entry = tk.Entry(bar, textvariable=neuron_var, width=6)
     entry.pack(side=tk.LEFT)
+    previous = tk.Button(bar, text='Previous')
+    previous.pack(side=tk.LEFT)
+    following = tk.Button(bar, text='Next')
+    following.pack(side=tk.LEFT)
     for n in range(1, n_layers + 1):
         tk.Radiobutton(bar, text=f'layer {n}', variable=layer_var, value=n, command=lambda: show()).pack(
             side=tk.LEFT)
     tk.Radiobutton(bar, text='h', variable=state_var, value='h', command=lambda: show()).pack(side=tk.LEFT)
     tk.Radiobutton(bar, text='tanh(c)', variable=state_var, value='c', command=lambda: show()).pack(side=tk.LEFT)
     status = tk.Label(bar, text='')
+    status.pack(side=tk.LEFT)
     box = tk.Text(root, wrap=tk.WORD, font=('Courier', 12), width=90, height=40)
     box.pack(side=tk.TOP, fill=tk.BOTH, expand=True)
     box.insert('1.0', text)
@@ -358,15 +364,15 @@ def viewer(text, acts, H, n_layers, layer, state, neuron):
             tag = f't{j}'
             box.tag_add(tag, f'1.0+{j}c')
             box.tag_configure(tag, background=colour(a[j]))
-        status.configure(text=f'layer {layer_var.get()} {state_var.get()} neuron {k}: '
-                              f'min {a.min():+.2f} mean {a.mean():+.2f} max {a.max():+.2f}')
+        status.configure(text=f'layer {layer_var.get()} {"h" if state_var.get() == "h" else "tanh(c)"} '
+                              f'neuron {k}: min {a.min():+.2f} max {a.max():+.2f}')
 
-    tk.Button(bar, text='Previous', command=lambda: show(current() - 1)).pack(side=tk.LEFT)
-    tk.Button(bar, text='Next', command=lambda: show(current() + 1)).pack(side=tk.LEFT)
-    status.pack(side=tk.LEFT)
+    previous.configure(command=lambda: show(current() - 1))
+    following.configure(command=lambda: show(current() + 1))
     entry.bind('<Return>', lambda e: show())
     show()
-    root.mainloop()
+    return root, dict(previous=previous, next=following, entry=entry, neuron=neuron_var, layer=layer_var,
+                      state=state_var, status=status, text=box, show=show)
 
 
 def main(argv=None):
@@ -390,7 +396,8 @@ def main(argv=None):
         return 0
     acts = activations(params, ids)
     try:
-        viewer(text, acts, H, n_layers, args.layer, args.state, args.neuron)
+        root, _ = build_viewer(text, acts, H, n_layers, args.layer, args.state, args.neuron)
+        root.mainloop()
     except ImportError:
         cli.fail('tkinter is not installed: install your system\'s python3-tk package')
     except Exception as e:                              # tkinter.TclError: no display

@@ -165,3 +165,60 @@ def test_html_page_in_headless_chromium(tmp_path):
     assert not errors, errors
     red = (shot[..., 0] > 200) & (shot[..., 1] < 150) & (shot[..., 2] < 150)
     assert red.sum() > 500                                              # the colouring is visible
+
+
+@pytest.fixture
+def display():
+    """A display for tkinter: the desktop's, or a virtual one (Xvfb) where the machine has it."""
+    if os.environ.get('DISPLAY'):
+        yield os.environ['DISPLAY']
+        return
+    if shutil.which('Xvfb') is None:
+        pytest.skip('no display and no Xvfb (.ci/run installs it)')
+    proc = subprocess.Popen(['Xvfb', ':97', '-screen', '0', '1280x1024x24'], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.environ['DISPLAY'] = ':97'
+    try:
+        import time
+        time.sleep(1.0)
+        yield ':97'
+    finally:
+        del os.environ['DISPLAY']
+        proc.terminate()
+        proc.wait()
+
+
+def test_tk_viewer_buttons_change_the_colours(display):
+    tkinter = pytest.importorskip('tkinter')
+    text = tiny_corpus(300)
+    chars = data.build_lookup(text)
+    ids = data.encode(text, chars)
+    params = lstm.init_params(len(chars), 8, 2, np.random.default_rng(0))
+    acts = _visualize.activations(params, ids)
+    try:
+        root, w = _visualize.build_viewer(text, acts, 8, 2, 1, 'h', 3)
+    except tkinter.TclError as e:
+        pytest.skip(f'no usable display: {e}')
+    try:
+        j = next(k for k, ch in enumerate(text) if ch != '\n')
+
+        def background():
+            return w['text'].tag_cget(f't{j}', 'background')
+        assert background() == _visualize.colour(acts[(1, 'h')][j, 3])
+        w['next'].invoke()
+        assert w['neuron'].get() == '4'
+        assert background() == _visualize.colour(acts[(1, 'h')][j, 4])
+        w['previous'].invoke()
+        w['previous'].invoke()
+        assert w['neuron'].get() == '2'
+        w['layer'].set(2)
+        w['state'].set('c')
+        w['show']()
+        assert background() == _visualize.colour(acts[(2, 'c')][j, 2])
+        assert 'layer 2 tanh(c) neuron 2' in w['status'].cget('text')
+        w['neuron'].set('7')
+        w['entry'].event_generate('<Return>')
+        root.update()
+        assert background() == _visualize.colour(acts[(2, 'c')][j, 7])
+    finally:
+        root.destroy()
