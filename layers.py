@@ -55,7 +55,7 @@ def matmul_blocks(x, Mb, out):
     return out
 
 
-def lstm_forward(x, h0, c0, W, b):
+def lstm_forward(x, h0, c0, W, b, backward=True):
     """Run an LSTM layer over a window of T time steps.
 
     Inputs:
@@ -63,6 +63,7 @@ def lstm_forward(x, h0, c0, W, b):
     - h0, c0: (B, H) initial hidden and cell state
     - W: (D + H, 4H) fused weights, rows [input; h_prev], columns gate blocks [i, f, o, g]
     - b: (4H,) bias
+    - backward: False skips what only the backward pass needs (for evaluation and sampling)
 
     Returns a tuple of:
     - h: (T, B, H) hidden states; h[-1] is the state to carry into the next window
@@ -72,7 +73,7 @@ def lstm_forward(x, h0, c0, W, b):
     T = x.shape[0]
     cache = lstm_forward_start(x, h0, c0, W, b)
     lstm_project(cache, 0, T)
-    lstm_forward_steps(cache, 0, T)
+    lstm_forward_steps(cache, 0, T, backward)
     return cache['h'], cache['c'], cache
 
 
@@ -110,8 +111,9 @@ def lstm_project(cache, t0, t1):
     G[t0:t1] += cache['b']
 
 
-def lstm_forward_steps(cache, t0, t1):
-    """Run time steps t0 <= t < t1: the recurrence (the steps before t0 and lstm_project of t0:t1 done)."""
+def lstm_forward_steps(cache, t0, t1, backward=True):
+    """Run time steps t0 <= t < t1: the recurrence (the steps before t0 and lstm_project of t0:t1 done).
+    backward=False skips the factors that only the backward pass needs."""
     W, Whb = cache['W'], cache['Whb']
     G, hs, cs, f_, K = cache['G'], cache['hs'], cache['cs'], cache['f'], cache['K']
     B, H = hs.shape[1:]
@@ -134,6 +136,8 @@ def lstm_forward_steps(cache, t0, t1):
         np.tanh(c, out=tc)
         np.multiply(o, tc, out=h)                       # h = o * tanh(c)
 
+        if not backward:
+            continue
         # The backward pass's factors, computed now while this step's numbers are in cache, over the gates in
         # G[t] (in an order that reads each gate before it is overwritten).
         f_[t] = f

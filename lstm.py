@@ -255,7 +255,7 @@ def step_state(params, ids, state):
     new_state, hidden = [], []
     for n in range(1, n_layers + 1):
         h0, c0 = state[n - 1]
-        h, c, _ = layers.lstm_forward(inp, h0, c0, params[f'lstm{n}.W'], params[f'lstm{n}.b'])
+        h, c, _ = layers.lstm_forward(inp, h0, c0, params[f'lstm{n}.W'], params[f'lstm{n}.b'], backward=False)
         new_state.append((h[-1].copy(), c[-1].copy()))
         hidden.append((h, c))
         inp = h

@@ -141,3 +141,11 @@ def test_two_windows_with_carried_state_equal_one_long_window():
     np.testing.assert_allclose(dba + dbb, db, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dh0a, dh0, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dc0a, dc0, rtol=1e-10, atol=1e-12)
+
+
+def test_forward_without_backward_factors_is_the_same_forward():
+    _, x, h0, c0, W, b = make_lstm(H=16)
+    h1, c1, _ = layers.lstm_forward(x, h0, c0, W, b)
+    h2, c2, _ = layers.lstm_forward(x, h0, c0, W, b, backward=False)
+    np.testing.assert_array_equal(h1, h2)
+    np.testing.assert_array_equal(c1, c2)
