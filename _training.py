@@ -184,6 +184,9 @@ def main(argv=None):
     else:
         if state[0][0].shape[0] != B or len(chars) != lstm.sizes(params)[0]:
             cli.fail(f'the checkpoint in {out} does not match its settings or lookup table')
+        if meta.get('corpus_chars') not in (None, len(ids)):
+            cli.fail(f'the corpus has {len(ids):,} characters but the run in {out} was trained on one of '
+                     f'{meta["corpus_chars"]:,}: resume with the same --corpus')
         rng = np.random.default_rng()
         rng.bit_generator.state = meta['rng']
     opt.lr, opt.rho, opt.eps, opt.clip = settings['lr'], settings['rho'], settings['eps'], settings['clip']

@@ -175,6 +175,11 @@ def test_training_refuses_bad_options(tmp_path, files):
     assert_one_line_error(r, 'cannot resume')
     r = script('_training.py', '--corpus', files / 'corpus.txt', '--out', files / 'run', *TRAIN)
     assert_one_line_error(r, 'already holds a run')
+    (tmp_path / 'other.txt').write_text(tiny_corpus(4000), encoding='utf-8')
+    r = script('_training.py', '--corpus', tmp_path / 'other.txt', '--out', files / 'run', '--resume')
+    assert_one_line_error(r, 'same --corpus')
+    r = script('_training.py', '--out', files / 'run', '--resume', '--hidden', '16')
+    assert_one_line_error(r, '--hidden 16', 'cannot change')
 
 
 # --- interruptions --------------------------------------------------------------------------------------------
