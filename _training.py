@@ -289,13 +289,13 @@ def main(argv=None):
                     return 0
 
             # end of an epoch: validate, sample, checkpoint
+            rate = chars_done / max(time.time() - t_run, 1e-9)           # training speed, before validation
             val = lstm.evaluate(model(), val_ids)
             pos['epoch'] += 1
             pos['window'] = 0
             pos['val_loss'] = val
             state = lstm.zero_state(params, B)              # the next epoch starts again at the chunks' heads
             pos['seconds'] += time.time() - t_run
-            rate = chars_done / max(time.time() - t_run, 1e-9)
             t_run, chars_done = time.time(), 0
             train_loss = epoch_loss / max(epoch_n, 1)
             epoch_loss, epoch_n = 0.0, 0
