@@ -170,3 +170,14 @@ def test_max_steps_zero_saves_the_untrained_model(tmp_path):
     assert meta['step'] == 0
     for k in params:
         np.testing.assert_array_equal(params[k], init[k])
+
+
+@pytest.mark.skipif(not os.path.exists(CORPUS), reason='tiny Shakespeare is not present')
+def test_shipped_model_validation_loss_is_what_its_file_says():
+    """The README's command, on the real validation split: the figure recorded at training is reproduced."""
+    r = script('_evaluate.py', '--corpus', CORPUS)
+    assert r.returncode == 0, r.stderr
+    assert 'the validation split' in r.stdout and '111,539 characters predicted' in r.stdout
+    nats = float(r.stdout.split('loss ')[1].split()[0])
+    _, meta = lstm.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
+    assert nats == pytest.approx(meta['val_loss'], abs=2e-4)
