@@ -63,7 +63,8 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1):
     - dropout: probability of zeroing each input of layers 2.. and of the dense layer (inverted dropout;
       0 at evaluation), with masks drawn from rng
     - threads: 1 runs the layers one after the other; more runs them as a pipeline over time ranges, each
-      layer on its own thread (layer 2 on one range while layer 1 computes the next); the results are the same
+      layer on its own thread (layer 2 on one range while layer 1 computes the next); the same results, up to
+      rounding
 
     Returns (logits (T, B, V), the final state to carry, cache).
     """
