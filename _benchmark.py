@@ -131,15 +131,14 @@ def main(argv=None):
     result = dict(shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, B={args.chunks}, T={args.window}, '
                         'float32', numpy_version=np.__version__, threads=args.threads)
     result.update(bench_numpy(args))                     # first, so that the peak memory is numpy's alone
-    has_torch = False
+    torch = None
     if not args.no_torch:
         try:
-            import torch  # noqa: F401
-            has_torch = True
+            import torch
         except ImportError:
             pass
+    has_torch = torch is not None
     if has_torch:
-        import torch
         torch.set_num_threads(args.threads)
         result.update(bench_torch(args))
         result['train_vs_torch'] = result['train_chars_per_s'] / result['torch_train_chars_per_s']

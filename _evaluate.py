@@ -6,7 +6,6 @@
 The text is read as one continuous stream (batch 1) with the hidden state carried from character to character,
 starting from zeros; the score is the mean of -ln p(next character) over every character but the first.
 """
-import os
 import sys
 import time
 
@@ -16,9 +15,6 @@ import cli
 import data
 import lstm
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
 def parse_args(argv):
     p = cli.Parser(description='Print the loss of a saved model on the validation split or on any text file.')
     g = p.add_argument_group('data')
@@ -27,11 +23,7 @@ def parse_args(argv):
     g.add_argument('--val-fraction', type=cli.open_fraction, default=0.1,
                    help='the validation split is this last fraction of the corpus (default 0.1)')
     g.add_argument('--text', help='score this whole UTF-8 file instead of a validation split')
-    g = p.add_argument_group('model')
-    g.add_argument('--weights', default=os.path.join(HERE, 'saves', 'ShakespeareNet.npz'),
-                   help='weights file (default saves/ShakespeareNet.npz)')
-    g.add_argument('--lookup', default=os.path.join(HERE, 'saves', 'ShakespeareLookup.json'),
-                   help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
+    cli.add_model_options(p)
     return p.parse_args(argv)
 
 

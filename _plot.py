@@ -7,7 +7,6 @@ Plain SVG written by hand: no plotting library is needed, and it shows in any br
 import csv
 import html
 import math
-import os
 import sys
 
 import cli

@@ -2,7 +2,6 @@
 
     python _sample.py --temperature 0.5 --length 1000 --start "ROMEO:" --seed 1
 """
-import os
 import sys
 
 import numpy as np
@@ -10,9 +9,6 @@ import numpy as np
 import cli
 import data
 import lstm
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def parse_args(argv):
     p = cli.Parser(description='Generate Shakespeare-like text from the trained character-level LSTM.')
@@ -24,11 +20,7 @@ def parse_args(argv):
     g.add_argument('--start', default='F', help='priming text, printed first (default "F")')
     g.add_argument('--seed', type=int, default=None, help='random seed: the same seed gives the same text '
                                                           '(default: a fresh one each run)')
-    g = p.add_argument_group('model')
-    g.add_argument('--weights', default=os.path.join(HERE, 'saves', 'ShakespeareNet.npz'),
-                   help='weights file (default saves/ShakespeareNet.npz)')
-    g.add_argument('--lookup', default=os.path.join(HERE, 'saves', 'ShakespeareLookup.json'),
-                   help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
+    cli.add_model_options(p)
     return p.parse_args(argv)
 
 

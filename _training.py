@@ -14,7 +14,6 @@ Every file is written to a temporary file and renamed into place. The shipped mo
 when --out saves is given.
 """
 import csv
-import json
 import os
 import signal
 import sys

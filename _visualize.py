@@ -23,19 +23,12 @@ import cli
 import data
 import lstm
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
 def parse_args(argv):
     p = cli.Parser(description='Show one neuron\'s activation on every character of a text.')
     g = p.add_argument_group('data')
-    g.add_argument('--text', default=os.path.join(HERE, 'saves', 'sample.txt'),
+    g.add_argument('--text', default=os.path.join(cli.SAVES, 'sample.txt'),
                    help='UTF-8 text to run the model over (default saves/sample.txt)')
-    g = p.add_argument_group('model')
-    g.add_argument('--weights', default=os.path.join(HERE, 'saves', 'ShakespeareNet.npz'),
-                   help='weights file (default saves/ShakespeareNet.npz)')
-    g.add_argument('--lookup', default=os.path.join(HERE, 'saves', 'ShakespeareLookup.json'),
-                   help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
+    cli.add_model_options(p)
     g = p.add_argument_group('view')
     g.add_argument('--layer', type=cli.positive_int, default=1, help='LSTM layer to show first (default 1)')
     g.add_argument('--state', choices=['h', 'c'], default='h',

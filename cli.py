@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+SAVES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'saves')
+
 
 class Parser(argparse.ArgumentParser):
     """argparse, but an error is one line (no usage block): the message says what to fix."""
@@ -39,3 +41,13 @@ positive_float = _number(float, lambda v: 0 < v < float('inf'), 'a positive numb
 non_negative_float = _number(float, lambda v: 0 <= v < float('inf'), 'zero or a positive number')
 fraction = _number(float, lambda v: 0 <= v < 1, 'a fraction in [0, 1)')
 open_fraction = _number(float, lambda v: 0 < v < 1, 'a fraction in (0, 1)')
+
+
+def add_model_options(parser):
+    """The option group naming a trained model: --weights and --lookup, the shipped model by default."""
+    g = parser.add_argument_group('model')
+    g.add_argument('--weights', default=os.path.join(SAVES, 'ShakespeareNet.npz'),
+                   help='weights file (default saves/ShakespeareNet.npz)')
+    g.add_argument('--lookup', default=os.path.join(SAVES, 'ShakespeareLookup.json'),
+                   help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
+    return g

@@ -180,7 +180,7 @@ def lstm_backward_start(cache, dcT=None):
     """Set up the backward pass. Then lstm_backward_steps runs the steps from the last backwards, lstm_input_grad
     gives the gradient of the inputs, and lstm_backward_finish the weights'. The backward pass turns the cache's
     factors into dL/dz in place: run it once per forward pass."""
-    W, D, h = cache['W'], cache['D'], cache['h']
+    W, h = cache['W'], cache['h']
     B, H = h.shape[1:]
     cache['WhTb'] = None                                # made by the first backward step, to keep the peak low
     cache['dh_next'] = np.zeros((B, H), dtype=W.dtype)  # gradient flowing into h[t] from step t + 1

@@ -3,7 +3,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 
 import numpy as np
@@ -13,7 +12,7 @@ import _visualize
 import data
 import lstm
 from helpers import tiny_corpus
-from test_scripts import ROOT, SAVES, assert_one_line_error, script
+from test_scripts import SAVES, assert_one_line_error, script
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 
