@@ -229,3 +229,18 @@ def test_lookup_table_is_the_same_in_two_processes(tmp_path):
     assert len(outs) == 1
     chars = json.loads(outs.pop())
     assert chars == sorted(set(tiny_corpus(3000) + 'zébra ünïcode €'))
+
+
+def test_an_error_in_a_pipeline_thread_reaches_the_caller(monkeypatch):
+    """No deadlock and no silent failure: the exception of a layer's thread is raised by forward()."""
+    _, params = tiny_model(V=5, H=4)
+    real = layers.lstm_forward_steps
+
+    def failing(cache, t0, t1, backward=True):
+        if cache['W'] is params['lstm2.W'] and t0 > 0:
+            raise FloatingPointError('boom in layer 2')
+        return real(cache, t0, t1, backward)
+    monkeypatch.setattr(layers, 'lstm_forward_steps', failing)
+    x = np.zeros((30, 2), dtype=int)
+    with pytest.raises(FloatingPointError, match='boom in layer 2'):
+        lstm.forward(params, x, lstm.zero_state(params, 2), threads=2)
