@@ -283,7 +283,7 @@ def main(argv=None):
                 if stop:
                     why = f'{stopper.signal} received' if stopper.signal else f'--max-steps {args.max_steps} reached'
                     log([f'{pos["epoch"] + pos["window"] / n_win:.4f}', pos['step'],
-                         f'{epoch_loss / max(epoch_n, 1):.4f}', '', opt.lr, f'{pos["seconds"]:.0f}', '', why])
+                         f'{epoch_loss / max(epoch_n, 1):.4f}', '', f'{opt.lr:.6g}', f'{pos["seconds"]:.0f}', '', why])
                     say(f'\n{why}: checkpoint saved in {out} at step {pos["step"]}; continue with --resume')
                     return 0
 
@@ -305,7 +305,7 @@ def main(argv=None):
             if improved:
                 save(os.path.join(out, 'best'), 'best')
             last_ckpt = time.time()
-            log([pos['epoch'], pos['step'], f'{train_loss:.4f}', f'{val:.4f}', opt.lr, f'{pos["seconds"]:.0f}',
+            log([pos['epoch'], pos['step'], f'{train_loss:.4f}', f'{val:.4f}', f'{opt.lr:.6g}', f'{pos["seconds"]:.0f}',
                  f'{rate:.0f}', 'best' if improved else 'epoch'])
             say(f'\nepoch {pos["epoch"]}: train loss {train_loss:.4f}, validation loss {val:.4f} nats/char '
                 f'({val / np.log(2):.4f} bits/char){" (best so far)" if improved else ""}')
