@@ -52,8 +52,8 @@ def test_tiny_shakespeare_split_sizes():
 
 def test_download_is_checked_by_its_sha256(tmp_path):
     """The download path, run against local file:// URLs (no network in tests)."""
-    shared = os.environ.get('TINY_SHAKESPEARE',
-                            os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'tinyshakespeare.txt'))
+    shared = os.environ.get('TINY_SHAKESPEARE', os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
+                                                             'data', 'tinyshakespeare.txt'))
     bad = tmp_path / 'bad.txt'
     bad.write_text('not Shakespeare', encoding='utf-8')
     with pytest.raises(data.CorpusError, match='SHA-256'):
