@@ -56,7 +56,7 @@ def svg(rows, title, width=640, height=380):
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="14">{html.escape(title)}</text>']
     step = 0.1 if y1 - y0 <= 1.0 else 0.2 if y1 - y0 <= 2.0 else 0.5
-    v = y0
+    v = math.ceil(y0 / step - 1e-9) * step                  # grid lines at round values
     while v <= y1 + 1e-9:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e4e4e4"/>')
         out.append(f'<text x="{left - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
