@@ -237,3 +237,26 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(files, t
     r = script('_training.py', '--out', out, '--resume', '--epochs', '2', '--lr', '1e38', '--quiet')
     assert_one_line_error(r, 'the loss became non-finite', 'last good checkpoint')
     assert (out / 'ShakespeareOptimizer.npz').read_bytes() == before
+
+
+def test_resume_after_sigterm_equals_an_uninterrupted_run(files, tmp_path):
+    """Interrupted by a signal at an arbitrary step, resumed, and compared with a run that never stopped."""
+    common = ['--dtype', 'float64', '--dropout', '0.3', '--max-steps', '1500', '--sample-length', '0']
+    out = tmp_path / 'interrupted'
+    p = start_training(files / 'corpus.txt', out, *common)
+    wait_for(out / 'training_log.csv')                  # at least one epoch done, then stop at some step
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 0
+    _, _, _, meta, _ = lstm.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
+    stopped_at = meta['position']['step']
+    assert 0 < stopped_at < 1500, stopped_at
+    assert _training.main(['--out', str(out), '--resume', '--quiet', '--max-steps', '1500']) == 0
+    whole = tmp_path / 'whole'
+    assert _training.main(['--corpus', str(files / 'corpus.txt'), '--out', str(whole), '--epochs', '1000',
+                           *TRAIN, *common]) == 0
+    a = lstm.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
+    b = lstm.load_checkpoint(whole / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
+    assert a[3]['position']['step'] == b[3]['position']['step'] == 1500
+    for k in a[0]:
+        np.testing.assert_array_equal(a[0][k], b[0][k])
