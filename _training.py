@@ -42,6 +42,7 @@ DEFAULTS = dict(
     rho=0.95,               # optimisation: RMSprop decay of the mean squared gradient
     eps=1e-8,               # optimisation: RMSprop epsilon
     clip=0.0,               # optimisation: clip the gradient's global norm to this (0: off)
+    weight_decay=0.0,       # optimisation: decoupled weight decay of the weight matrices (0: off)
     dropout=0.0,            # optimisation: dropout on the inputs of layers 2.. and of the dense layer (0: off)
     lr_decay=1.0,           # optimisation: multiply the learning rate by this every epoch after --decay-after
     decay_after=0,          # optimisation: epochs at the full learning rate before the decay starts
@@ -50,7 +51,8 @@ DEFAULTS = dict(
     dtype='float32',        # optimisation: float32 or float64
     seed=0,                 # optimisation: seed of the initial weights and of the dropout masks
 )
-RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'dropout', 'lr_decay', 'decay_after', 'epochs', 'ema'}
+RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'lr_decay', 'decay_after', 'epochs',
+             'ema'}
 
 
 def parse_args(argv):
@@ -70,6 +72,8 @@ def parse_args(argv):
     g.add_argument('--rho', type=cli.open_fraction, help='RMSprop decay rate (default 0.95)')
     g.add_argument('--eps', type=cli.positive_float, help='RMSprop epsilon (default 1e-8)')
     g.add_argument('--clip', type=cli.non_negative_float, help='clip the gradient global norm (default 0: off)')
+    g.add_argument('--weight-decay', type=cli.non_negative_float, help='decoupled weight decay of the weight '
+                   'matrices, per step: p -= lr * decay * p (default 0: off)')
     g.add_argument('--dropout', type=cli.fraction, help='dropout probability between layers (default 0: off)')
     g.add_argument('--lr-decay', type=cli.positive_float, help='learning-rate factor per epoch (default 1)')
     g.add_argument('--decay-after', type=cli.non_negative_int, help='epochs before the decay starts (default 0)')
@@ -189,6 +193,7 @@ def main(argv=None):
         rng = np.random.default_rng()
         rng.bit_generator.state = meta['rng']
     opt.lr, opt.rho, opt.eps, opt.clip = settings['lr'], settings['rho'], settings['eps'], settings['clip']
+    opt.weight_decay = settings['weight_decay']
     if not settings['ema']:
         ema = None
     elif ema is None:                                   # an average starts from the current weights

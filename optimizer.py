@@ -1,9 +1,9 @@
-"""RMSprop, with optional clipping of the gradient by its global norm.
+"""RMSprop, with optional clipping of the gradient by its global norm and optional weight decay.
 
 For every parameter p with gradient g:
 
     cache = rho * cache + (1 - rho) * g^2
-    p    -= lr * g / (sqrt(cache) + eps)
+    p    -= lr * g / (sqrt(cache) + eps)      (- lr * weight_decay * p for weight matrices, if set)
 
 The state (one cache per parameter, and the step count) is plain arrays, so it is saved and restored exactly.
 """
@@ -20,10 +20,12 @@ class RMSprop:
 
     - lr: learning rate; rho: decay of the running mean of squared gradients; eps: added to its square root
     - clip: if > 0, gradients whose global norm exceeds clip are scaled down to norm clip before the update
+    - weight_decay: if > 0, every weight matrix (not the biases) also shrinks by lr * weight_decay * p per step,
+      decoupled from the gradient (as in AdamW)
     """
 
-    def __init__(self, params, lr=0.001, rho=0.95, eps=1e-8, clip=0.0):
-        self.lr, self.rho, self.eps, self.clip = lr, rho, eps, clip
+    def __init__(self, params, lr=0.001, rho=0.95, eps=1e-8, clip=0.0, weight_decay=0.0):
+        self.lr, self.rho, self.eps, self.clip, self.weight_decay = lr, rho, eps, clip, weight_decay
         self.cache = {k: np.zeros_like(p) for k, p in params.items()}
         self.steps = 0
 
@@ -44,6 +46,8 @@ class RMSprop:
             update += self.eps
             np.divide(g, update, out=update)
             update *= self.lr
+            if self.weight_decay and p.ndim > 1:
+                update += (self.lr * self.weight_decay) * p
             p -= update
         self.steps += 1
         return norm

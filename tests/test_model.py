@@ -150,6 +150,15 @@ def test_rmsprop_matches_its_formula():
     np.testing.assert_allclose(opt.cache['w'], c2, rtol=1e-12)
 
 
+def test_weight_decay_shrinks_matrices_not_biases():
+    p = {'w': np.array([[2.0, -4.0]]), 'b': np.array([2.0])}
+    opt = RMSprop(p, lr=0.1, rho=0.0, eps=0.0, weight_decay=0.5)
+    opt.step(p, {'w': np.array([[1.0, -1.0]]), 'b': np.array([1.0])})
+    # gradient step: lr * g / |g| = 0.1 * sign(g); decay: lr * 0.5 * p, on the matrix only
+    np.testing.assert_allclose(p['w'], [[2.0 - 0.1 - 0.1, -4.0 + 0.1 + 0.2]])
+    np.testing.assert_allclose(p['b'], [2.0 - 0.1])
+
+
 def test_moving_average_of_the_weights():
     from optimizer import update_average
     p = {'w': np.array([1.0, 2.0])}
