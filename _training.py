@@ -34,6 +34,7 @@ WEIGHTS, CHECKPOINT, LOOKUP, LOG = 'ShakespeareNet.npz', 'ShakespeareOptimizer.n
 DEFAULTS = dict(
     corpus=None,            # data: UTF-8 text file; None = tiny Shakespeare, downloaded on first use
     val_fraction=0.1,       # data: the last fraction of the corpus validates
+    val_chars=0,            # data: validate on at most this many characters of that split (0: all of it)
     layers=2,               # model: LSTM layers
     hidden=512,             # model: units per LSTM layer
     chunks=25,              # optimisation: contiguous chunks trained side by side (the batch)
@@ -52,7 +53,7 @@ DEFAULTS = dict(
     seed=0,                 # optimisation: seed of the initial weights and of the dropout masks
 )
 RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'lr_decay', 'decay_after', 'epochs',
-             'ema'}
+             'ema', 'val_chars'}
 
 
 def parse_args(argv):
@@ -62,6 +63,9 @@ def parse_args(argv):
                                     'data/ on first use and checked by SHA-256)')
     g.add_argument('--val-fraction', type=cli.open_fraction, help='last fraction of the corpus kept for '
                                                                  'validation (default 0.1)')
+    g.add_argument('--val-chars', type=cli.non_negative_int, help='validate on at most this many characters '
+                   'of the validation split, its first ones (default 0: all; for a large corpus, where reading '
+                   'the split one character at a time takes long)')
     g = p.add_argument_group('model')
     g.add_argument('--layers', type=cli.positive_int, help='number of LSTM layers (default 2)')
     g.add_argument('--hidden', type=cli.positive_int, help='units per LSTM layer (default 512)')
@@ -167,6 +171,8 @@ def main(argv=None):
     except data.CorpusError as e:
         cli.fail(str(e))
     train_ids, val_ids = data.split(ids, settings['val_fraction'])
+    if settings['val_chars']:
+        val_ids = val_ids[:settings['val_chars']]
     B, T = settings['chunks'], settings['window']
     chunked = data.chunks(train_ids, B)
     n_win = data.n_windows(chunked.shape[1], T)

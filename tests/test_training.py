@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import _training
+import data
 import lstm
 from helpers import tiny_corpus
 from optimizer import RMSprop
@@ -62,3 +63,13 @@ def test_training_writes_the_run_folder(tmp_path, corpus):
     _, _, _, _, ema = load(out)
     for k in params:                                    # the weights file holds the average
         np.testing.assert_array_equal(params[k], ema[k])
+
+
+def test_val_chars_limits_the_validation_text(tmp_path, corpus):
+    run(corpus, tmp_path / 'run', '--epochs', '1', '--val-chars', '50')
+    log = (tmp_path / 'run' / 'training_log.csv').read_text().splitlines()
+    params, meta = lstm.load_params(tmp_path / 'run' / 'ShakespeareNet.npz', dtype=np.float64)
+    ids, _ = data.read_corpus(corpus)
+    val = data.split(ids, 0.1)[1][:50]
+    assert meta['val_loss'] == pytest.approx(lstm.evaluate(params, val), rel=1e-12)
+    assert float(log[1].split(',')[3]) == pytest.approx(meta['val_loss'], abs=1e-4)
