@@ -80,7 +80,6 @@ class _Table:
         cps = np.array([ord(ch) for ch in chars], dtype=np.uint32)
         self.order = np.argsort(cps, kind='stable')
         self.sorted = cps[self.order]
-        self.chars = chars
         self.dtype = index_dtype(len(chars))
 
     def encode(self, cps):
@@ -107,13 +106,14 @@ def read_corpus(path, chars=None):
     Returns (ids, chars): ids a 1-D array of indices. Raises CorpusError on a missing, unreadable, non-UTF-8 or
     empty file, or on characters outside a given table.
     """
-    if chars is None:                                   # first pass: the alphabet and the length
-        seen = np.zeros(0, dtype=np.uint32)
-        for s in _text_blocks(path):
+    n, seen = 0, np.zeros(0, dtype=np.uint32)
+    for s in _text_blocks(path):                        # first pass: the length (and the alphabet, if not given)
+        n += len(s)
+        if chars is None:
             seen = np.union1d(seen, np.unique(_codepoints(s)))
+    if chars is None:
         chars = [chr(c) for c in seen]
     table = _Table(chars)
-    n = sum(len(s) for s in _text_blocks(path)) if chars else 0
     if n == 0:
         raise CorpusError(f'corpus {path} is empty: give a text file with some text in it')
     ids = np.empty(n, dtype=table.dtype)
