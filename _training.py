@@ -45,6 +45,7 @@ DEFAULTS = dict(
     clip=0.0,               # optimisation: clip the gradient's global norm to this (0: off)
     weight_decay=0.0,       # optimisation: decoupled weight decay of the weight matrices (0: off)
     dropout=0.0,            # optimisation: dropout on the inputs of layers 2.. and of the dense layer (0: off)
+    weight_drop=0.0,        # optimisation: DropConnect on the recurrent weights, one mask per window (0: off)
     lr_decay=1.0,           # optimisation: multiply the learning rate by this every epoch after --decay-after
     decay_after=0,          # optimisation: epochs at the full learning rate before the decay starts
     epochs=10,              # optimisation: train until this many epochs are complete
@@ -52,8 +53,8 @@ DEFAULTS = dict(
     dtype='float32',        # optimisation: float32 or float64
     seed=0,                 # optimisation: seed of the initial weights and of the dropout masks
 )
-RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'lr_decay', 'decay_after', 'epochs',
-             'ema', 'val_chars'}
+RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'weight_drop', 'lr_decay', 'decay_after',
+             'epochs', 'ema', 'val_chars'}
 
 
 def parse_args(argv):
@@ -79,6 +80,8 @@ def parse_args(argv):
     g.add_argument('--weight-decay', type=cli.non_negative_float, help='decoupled weight decay of the weight '
                    'matrices, per step: p -= lr * decay * p (default 0: off)')
     g.add_argument('--dropout', type=cli.fraction, help='dropout probability between layers (default 0: off)')
+    g.add_argument('--weight-drop', type=cli.fraction, help='probability of dropping each recurrent weight, '
+                   'one mask per window (DropConnect as in AWD-LSTM; default 0: off)')
     g.add_argument('--lr-decay', type=cli.positive_float, help='learning-rate factor per epoch (default 1)')
     g.add_argument('--decay-after', type=cli.non_negative_int, help='epochs before the decay starts (default 0)')
     g.add_argument('--ema', type=cli.fraction, help='keep an exponential moving average of the weights with this '
@@ -262,7 +265,7 @@ def main(argv=None):
                 x, y = data.window(chunked, T, pos['window'])
                 with np.errstate(all='ignore'):         # overflow is caught just below, with a clear message
                     loss, norm, state = lstm.train_step(params, opt, x, y, state, settings['dropout'], rng,
-                                                        threads)
+                                                        threads, settings['weight_drop'])
                 if ema is not None:
                     update_average(ema, params, settings['ema'])
                 if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):

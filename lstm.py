@@ -54,7 +54,7 @@ def zero_state(params, B):
     return [(np.zeros((B, H), dtype), np.zeros((B, H), dtype)) for _ in range(n_layers)]
 
 
-def forward(params, x, state, dropout=0.0, rng=None, threads=1):
+def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0):
     """Run the model over a window.
 
     Inputs:
@@ -65,6 +65,9 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1):
     - threads: 1 runs the layers one after the other; more runs them as a pipeline over time ranges, each
       layer on its own thread (layer 2 on one range while layer 1 computes the next); the same results, up to
       rounding
+    - weight_drop: probability of zeroing each recurrent weight (the h_prev rows of every LSTM's W) for the
+      whole window, the same for every chunk and step (DropConnect, as in AWD-LSTM; inverted; 0 at evaluation),
+      with masks drawn from rng after the dropout masks
 
     Returns (logits (T, B, V), the final state to carry, cache).
     """
@@ -77,11 +80,20 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1):
         for n in range(n_layers):
             masks[n] = (rng.random((T, B, params['dense.W'].shape[0]), dtype=np.float32) < keep).astype(dtype)
             masks[n] /= dtype.type(keep)
+    weights = [params[f'lstm{n + 1}.W'] for n in range(n_layers)]
+    weight_masks = [None] * n_layers
+    if weight_drop > 0.0:
+        keep = 1.0 - weight_drop
+        for n, W in enumerate(weights):
+            H = W.shape[1] // 4
+            weight_masks[n] = (rng.random((H, 4 * H), dtype=np.float32) < keep).astype(dtype)
+            weight_masks[n] /= dtype.type(keep)
+            weights[n] = W.copy()
+            weights[n][-H:] *= weight_masks[n]
     caches, inputs = [], [x]
     for n in range(n_layers):
         h0, c0 = state[n]
-        caches.append(layers.lstm_forward_start(inputs[n], h0, c0, params[f'lstm{n + 1}.W'],
-                                                params[f'lstm{n + 1}.b']))
+        caches.append(layers.lstm_forward_start(inputs[n], h0, c0, weights[n], params[f'lstm{n + 1}.b']))
         h = caches[n]['h']
         inputs.append(h if masks[n] is None else np.empty_like(h))     # the next layer's input, h * mask
 
@@ -99,7 +111,7 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1):
 
     new_state = [(cache['h'][-1].copy(), cache['c'][-1].copy()) for cache in caches]
     logits, dense_cache = layers.dense_forward(inputs[-1], params['dense.W'], params['dense.b'])
-    return logits, new_state, (caches, masks, dense_cache)
+    return logits, new_state, (caches, masks, weight_masks, dense_cache)
 
 
 def backward(dlogits, cache, dstate=None, threads=1):
@@ -111,7 +123,7 @@ def backward(dlogits, cache, dstate=None, threads=1):
     The backward pass uses the cache up (it turns the forward's buffers into gradients and frees them): run it
     once per forward pass.
     """
-    caches, masks, dense_cache = cache
+    caches, masks, weight_masks, dense_cache = cache
     n_layers = len(caches)
     T = dlogits.shape[0]
     grads = {}
@@ -155,6 +167,8 @@ def backward(dlogits, cache, dstate=None, threads=1):
     dstate0 = []
     for n in range(n_layers):
         dh0, dc0, grads[f'lstm{n + 1}.W'], grads[f'lstm{n + 1}.b'] = results[n]
+        if weight_masks[n] is not None:                 # the gradient reaches a dropped weight through its mask
+            grads[f'lstm{n + 1}.W'][-weight_masks[n].shape[0]:] *= weight_masks[n]
         dstate0.append((dh0, dc0))
     return grads, dstate0
 
@@ -228,20 +242,20 @@ def _pipeline(run, n_layers, T, threads, reverse):
         raise errors[0]
 
 
-def loss_and_grads(params, x, y, state, dropout=0.0, rng=None, threads=1):
+def loss_and_grads(params, x, y, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0):
     """One truncated-BPTT window: the mean loss over x -> y, its gradients, and the state to carry on."""
-    logits, new_state, cache = forward(params, x, state, dropout, rng, threads)
+    logits, new_state, cache = forward(params, x, state, dropout, rng, threads, weight_drop)
     loss, dlogits = layers.softmax_loss(logits, y)
     grads, _ = backward(dlogits, cache, threads=threads)
     return loss, grads, new_state
 
 
-def train_step(params, optimizer, x, y, state, dropout=0.0, rng=None, threads=1):
+def train_step(params, optimizer, x, y, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0):
     """Forward and backward over one window, then one optimizer update of params in place.
 
     Returns (loss in nats/char, gradient norm before clipping, the state to carry into the next window).
     """
-    loss, grads, new_state = loss_and_grads(params, x, y, state, dropout, rng, threads)
+    loss, grads, new_state = loss_and_grads(params, x, y, state, dropout, rng, threads, weight_drop)
     norm = optimizer.step(params, grads)
     return loss, norm, new_state
 

@@ -24,8 +24,9 @@ def tiny_model(V=5, H=4, n_layers=2, seed=0):
     return rng, params
 
 
-@pytest.mark.parametrize('dropout, threads', [(0.0, 1), (0.4, 1), (0.4, 2)])
-def test_model_gradients_numeric(dropout, threads):
+@pytest.mark.parametrize('dropout, weight_drop, threads', [(0.0, 0.0, 1), (0.4, 0.0, 1), (0.4, 0.0, 2),
+                                                           (0.0, 0.5, 1), (0.3, 0.5, 2)])
+def test_model_gradients_numeric(dropout, weight_drop, threads):
     rng, params = tiny_model()
     T, B = 3, 2
     x = rng.integers(0, 5, size=(T, B))
@@ -33,9 +34,9 @@ def test_model_gradients_numeric(dropout, threads):
     state = [(rng.standard_normal((B, 4)), rng.standard_normal((B, 4))) for _ in range(2)]
 
     def loss():                                         # the same dropout masks on every call
-        logits, _, _ = lstm.forward(params, x, state, dropout, np.random.default_rng(7))
+        logits, _, _ = lstm.forward(params, x, state, dropout, np.random.default_rng(7), 1, weight_drop)
         return layers.softmax_loss(logits, y)[0]
-    logits, _, cache = lstm.forward(params, x, state, dropout, np.random.default_rng(7), threads)
+    logits, _, cache = lstm.forward(params, x, state, dropout, np.random.default_rng(7), threads, weight_drop)
     _, dlogits = layers.softmax_loss(logits, y)
     grads, dstate0 = lstm.backward(dlogits, cache, threads=threads)
     for k in params:
@@ -44,6 +45,23 @@ def test_model_gradients_numeric(dropout, threads):
         for j, name in enumerate('hc'):
             num = numeric_grad(loss, state[n][j])
             assert rel_error(num, dstate0[n][j]) < 1e-7, f'{name}0 of layer {n + 1}'
+
+
+def test_weight_drop_zeroes_recurrent_weights_only_and_keeps_the_mean():
+    rng, params = tiny_model()
+    H = 4
+    x = rng.integers(0, 5, size=(3, 2))
+    state = lstm.zero_state(params, 2)
+    _, _, cache = lstm.forward(params, x, state, 0.0, np.random.default_rng(3), 1, 0.5)
+    for n in range(2):
+        W, used = params[f'lstm{n + 1}.W'], cache[0][n]['W']
+        np.testing.assert_array_equal(used[:-H], W[:-H])                 # input rows untouched
+        ratio = used[-H:] / W[-H:]
+        assert set(np.unique(ratio.round(12))) == {0.0, 2.0}             # dropped, or kept and scaled by 1/keep
+    big = lstm.init_params(5, 64, 1, 0)
+    _, _, cache = lstm.forward(big, x, lstm.zero_state(big, 2), 0.0, np.random.default_rng(3), 1, 0.25)
+    kept = (cache[0][0]['W'][-64:] != 0).mean()
+    assert abs(kept - 0.75) < 0.01                                       # 16,384 weights: sd 0.0034
 
 
 def test_two_windows_equal_one_long_window_for_the_model():
