@@ -19,7 +19,7 @@ def corpus(tmp_path):
 def run(corpus, out, *extra):
     args = ['--corpus', corpus, '--out', str(out), '--hidden', '8', '--chunks', '4', '--window', '10',
             '--dtype', 'float64', '--dropout', '0.2', '--clip', '1', '--lr', '0.01', '--lr-decay', '0.5',
-            '--ema', '0.9', '--weight-decay', '0.01',
+            '--ema', '0.9', '--weight-decay', '0.01', '--weight-drop', '0.3',
             '--quiet', '--sample-length', '0', *extra]
     assert _training.main(args) == 0
 
