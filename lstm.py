@@ -76,18 +76,14 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0)
     dtype = params['dense.W'].dtype
     masks = [None] * n_layers
     if dropout > 0.0:                                   # drawn here, in layer order, whatever the threads
-        keep = 1.0 - dropout
         for n in range(n_layers):
-            masks[n] = (rng.random((T, B, params['dense.W'].shape[0]), dtype=np.float32) < keep).astype(dtype)
-            masks[n] /= dtype.type(keep)
+            masks[n] = _dropout_mask(rng, (T, B, params['dense.W'].shape[0]), dropout, dtype)
     weights = [params[f'lstm{n + 1}.W'] for n in range(n_layers)]
     weight_masks = [None] * n_layers
     if weight_drop > 0.0:
-        keep = 1.0 - weight_drop
         for n, W in enumerate(weights):
             H = W.shape[1] // 4
-            weight_masks[n] = (rng.random((H, 4 * H), dtype=np.float32) < keep).astype(dtype)
-            weight_masks[n] /= dtype.type(keep)
+            weight_masks[n] = _dropout_mask(rng, (H, 4 * H), weight_drop, dtype)
             weights[n] = W.copy()
             weights[n][-H:] *= weight_masks[n]
     caches, inputs = [], [x]
@@ -112,6 +108,14 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0)
     new_state = [(cache['h'][-1].copy(), cache['c'][-1].copy()) for cache in caches]
     logits, dense_cache = layers.dense_forward(inputs[-1], params['dense.W'], params['dense.b'])
     return logits, new_state, (caches, masks, weight_masks, dense_cache)
+
+
+def _dropout_mask(rng, shape, p, dtype):
+    """An inverted-dropout mask: 0 with probability p, else 1 / (1 - p), so that the mean is kept."""
+    keep = 1.0 - p
+    mask = (rng.random(shape, dtype=np.float32) < keep).astype(dtype)
+    mask /= dtype.type(keep)
+    return mask
 
 
 def backward(dlogits, cache, dstate=None, threads=1):
