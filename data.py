@@ -13,9 +13,12 @@ import tempfile
 
 import numpy as np
 
+import files
+
 TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
-TINY_SHAKESPEARE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'tinyshakespeare.txt')
+TINY_SHAKESPEARE_CHARS = 1115394
+TINY_SHAKESPEARE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'saves', 'shakespeare.txt')
 BLOCK = 1 << 16                                         # bytes read and encoded at a time: small, so that
                                                         # the temporaries never pile up in the heap
 
@@ -129,9 +132,7 @@ def read_corpus(path, chars=None):
 
 def save_lookup(path, chars):
     """Write the lookup table as a JSON list of characters (index = position), atomically."""
-    from lstm import atomic_write
-    text = json.dumps(chars, ensure_ascii=True)
-    atomic_write(path, lambda f: f.write(text.encode('ascii')))
+    files.write_text(path, json.dumps(chars, ensure_ascii=True))
 
 
 def load_lookup(path):
@@ -192,26 +193,30 @@ def sha256_file(path):
 
 
 def tiny_shakespeare(path=TINY_SHAKESPEARE_PATH, url=TINY_SHAKESPEARE_URL):
-    """The path of tiny Shakespeare, downloaded from its public source on first use and checked by SHA-256."""
-    import urllib.request                               # here: it costs 7 MB of memory, and is rarely needed
-    if os.path.exists(path):
-        if sha256_file(path) != TINY_SHAKESPEARE_SHA256:
-            raise CorpusError(f'{path} is not tiny Shakespeare (its SHA-256 differs): delete it to download '
-                              'it again')
+    """The path of tiny Shakespeare, the repo's default corpus, checked against its SHA-256 every time. The repo
+    ships it as saves/shakespeare.txt; a missing or damaged copy is downloaded again from its public source
+    (the damaged one is replaced only once a good copy has arrived)."""
+    if os.path.exists(path) and sha256_file(path) == TINY_SHAKESPEARE_SHA256:
         return path
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+    state = 'is damaged (its SHA-256 differs)' if os.path.exists(path) else 'is missing'
+    import urllib.request                               # here: it costs 7 MB of memory, and is rarely needed
+    tmp = None
     try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.download.', suffix='.tmp')
         with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=60) as r:
             for block in iter(lambda: r.read(BLOCK), b''):
                 f.write(block)
         if sha256_file(tmp) != TINY_SHAKESPEARE_SHA256:
-            raise CorpusError(f'the download from {url} does not have the expected SHA-256: try again, or give '
-                              'a local copy with --corpus')
+            raise CorpusError(f'tiny Shakespeare {path} {state}, and the copy downloaded from {url} does not have '
+                              'the expected SHA-256 either: restore it with `git checkout saves/shakespeare.txt`')
         os.replace(tmp, path)
+        tmp = None
     except OSError as e:
-        raise CorpusError(f'could not download tiny Shakespeare from {url} ({e}): give a local copy with --corpus')
+        raise CorpusError(f'tiny Shakespeare {path} {state}, and it could not be downloaded from {url} '
+                          f'({getattr(e, "reason", None) or e.strerror or e}): restore it with '
+                          '`git checkout saves/shakespeare.txt`, or give a corpus with --corpus') from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path

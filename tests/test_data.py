@@ -50,19 +50,32 @@ def test_tiny_shakespeare_split_sizes():
     assert (len(train), len(val)) == (1003854, 111540)
 
 
+def test_the_shipped_corpus_is_tiny_shakespeare():
+    path = data.tiny_shakespeare()
+    assert os.path.samefile(path, os.path.join(os.path.dirname(__file__), '..', 'saves', 'shakespeare.txt'))
+    assert data.sha256_file(path) == data.TINY_SHAKESPEARE_SHA256
+    ids, chars = data.read_corpus(path)
+    assert len(ids) == data.TINY_SHAKESPEARE_CHARS and len(chars) == 65
+
+
 def test_download_is_checked_by_its_sha256(tmp_path):
     """The download path, run against local file:// URLs (no network in tests)."""
-    shared = os.environ.get('TINY_SHAKESPEARE', os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
-                                                             'data', 'tinyshakespeare.txt'))
+    shipped = data.TINY_SHAKESPEARE_PATH
     bad = tmp_path / 'bad.txt'
     bad.write_text('not Shakespeare', encoding='utf-8')
     with pytest.raises(data.CorpusError, match='SHA-256'):
         data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url=bad.as_uri())
     assert not (tmp_path / 'dl' / 'a.txt').exists()     # a bad download is not kept
     assert os.listdir(tmp_path / 'dl') == []
-    with pytest.raises(data.CorpusError, match='could not download'):
+    with pytest.raises(data.CorpusError, match='is missing, and it could not be downloaded'):
         data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url=(tmp_path / 'missing.txt').as_uri())
-    if os.path.exists(shared):
-        path = data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url='file://' + os.path.abspath(shared))
-        assert data.sha256_file(path) == data.TINY_SHAKESPEARE_SHA256
-        assert data.tiny_shakespeare(path) == path      # present and checked: no second download
+    path = data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url='file://' + os.path.abspath(shipped))
+    assert data.sha256_file(path) == data.TINY_SHAKESPEARE_SHA256
+    assert data.tiny_shakespeare(path, url=bad.as_uri()) == path      # present and checked: no second download
+    # a damaged copy: kept while no good copy can be had, replaced by a good download
+    (tmp_path / 'dl' / 'a.txt').write_text('damaged', encoding='utf-8')
+    with pytest.raises(data.CorpusError, match='is damaged'):
+        data.tiny_shakespeare(path, url=bad.as_uri())
+    assert (tmp_path / 'dl' / 'a.txt').read_text() == 'damaged'
+    assert data.tiny_shakespeare(path, url='file://' + os.path.abspath(shipped)) == path
+    assert data.sha256_file(path) == data.TINY_SHAKESPEARE_SHA256
