@@ -4,7 +4,9 @@
     .venv-torch/bin/python _benchmark.py       # side by side with PyTorch's nn.LSTM, where torch is installed
 
 Training: forward, backward and RMSprop over one window of T characters in B chunks (B * T characters), median
-of --steps steps after --warmup. Sampling: --sample-length characters one at a time (batch 1). The last line is
+of --steps steps after --warmup. Sampling: --sample-length steps of one character, for 1 sample and for 32
+samples side by side. It prints the CPU, the OpenBLAS kernel in use and the thread count, and warns when
+OPENBLAS_CORETYPE pins the kernel. The last line is
 one JSON object with every figure. Measure on a quiet machine: with another busy process on the cores, OpenBLAS's
 multi-threaded products slow down many times over.
 """
@@ -14,6 +16,7 @@ import resource
 import sys
 import time
 
+import blas
 import cli
 import lstm
 
@@ -62,25 +65,32 @@ def bench_numpy(args):
     state = [lstm.zero_state(params, B)]
 
     threads = min(args.threads, args.layers)
-    blas = lstm.set_blas_threads(1 if threads > 1 else args.threads)
-    if blas is None:
+    found = blas.set_threads(1 if threads > 1 else args.threads)
+    if found is None:
         threads = 1                                     # OpenBLAS not found: let its own threads do the work
 
     def train():
-        _, _, state[0] = lstm.train_step(params, opt, x, y, state[0], threads=threads)
+        _, grads, state[0] = lstm.loss_and_grads(params, x, y, state[0], threads=threads)
+        opt.step(params, grads)
     step = median_time(train, args.steps, args.warmup)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # KiB on Linux
-    if blas is not None:
-        lstm.set_blas_threads(args.threads)             # batch-1 sampling: OpenBLAS's own threads
-    gen = lstm.generate(params, [0], args.sample_length + 10, 1.0, rng)
+    if found is not None:
+        blas.set_threads(args.threads)                  # sampling: OpenBLAS's own threads
+    result = dict(train_chars_per_s=B * T / step, train_step_ms=1e3 * step, peak_rss_mb=peak_mb)
+    for N in (1, 32):
+        result[f'sample{N}_chars_per_s'] = sample_speed(params, N, args.sample_length, rng)
+    return result
+
+
+def sample_speed(params, N, length, rng):
+    """Characters per second of lstm.sample drawing N samples side by side (N characters per step)."""
+    gen = lstm.sample(params, [0], length + 10, 1.0, rng, num_samples=N)
     for _ in range(10):
         next(gen)
     t = time.perf_counter()
-    for _ in range(args.sample_length):
+    for _ in range(length):
         next(gen)
-    sample = args.sample_length / (time.perf_counter() - t)
-    return dict(train_chars_per_s=B * T / step, train_step_ms=1e3 * step, sample_chars_per_s=sample,
-                peak_rss_mb=peak_mb)
+    return N * length / (time.perf_counter() - t)
 
 
 def bench_torch(args):
@@ -125,11 +135,30 @@ def bench_torch(args):
                 torch_sample_chars_per_s=sample)
 
 
+def cpu_model():
+    """The CPU's model name, from /proc/cpuinfo (Linux) or the platform module."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or 'unknown CPU'
+
+
 def main(argv=None):
     args = parse_args(argv)
     import numpy as np
+    pinned = os.environ.get('OPENBLAS_CORETYPE')
+    if pinned:
+        print(f'warning: OPENBLAS_CORETYPE={pinned} pins OpenBLAS to that kernel, which may not be the one it would '
+              'choose on this CPU; for the figures a user would see, run with '
+              '`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python _benchmark.py`', file=sys.stderr)
     result = dict(shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, B={args.chunks}, T={args.window}, '
-                        'float32', numpy_version=np.__version__, threads=args.threads)
+                        'float32', cpu=cpu_model(), cores=os.cpu_count(), openblas_core=blas.core_name(),
+                  openblas_coretype_env=pinned, numpy_version=np.__version__, threads=args.threads)
     result.update(bench_numpy(args))                     # first, so that the peak memory is numpy's alone
     torch = None
     if not args.no_torch:
@@ -142,18 +171,22 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
         result.update(bench_torch(args))
         result['train_vs_torch'] = result['train_chars_per_s'] / result['torch_train_chars_per_s']
-        result['sample_vs_torch'] = result['sample_chars_per_s'] / result['torch_sample_chars_per_s']
+        result['sample_vs_torch'] = result['sample1_chars_per_s'] / result['torch_sample_chars_per_s']
 
     rows = [('training', f'{result["train_chars_per_s"]:,.0f} chars/s',
              f'{result["train_step_ms"]:.0f} ms per window of {args.chunks * args.window} chars'),
-            ('sampling', f'{result["sample_chars_per_s"]:,.0f} chars/s', 'batch 1, one character at a time'),
+            ('sampling, batch 1', f'{result["sample1_chars_per_s"]:,.0f} chars/s', 'one sample, a character at a time'),
+            ('sampling, batch 32', f'{result["sample32_chars_per_s"]:,.0f} chars/s',
+             f'32 samples side by side ({result["sample32_chars_per_s"] / result["sample1_chars_per_s"]:.1f}x batch 1)'),
             ('peak memory of training', f'{result["peak_rss_mb"]:.0f} MB', 'max resident set size')]
     if has_torch:
         rows += [(f'PyTorch {result["torch_version"]} training', f'{result["torch_train_chars_per_s"]:,.0f} '
                   'chars/s', f'this repo is {result["train_vs_torch"]:.2f}x'),
                  (f'PyTorch {result["torch_version"]} sampling', f'{result["torch_sample_chars_per_s"]:,.0f} '
-                  'chars/s', f'this repo is {result["sample_vs_torch"]:.2f}x')]
-    print(f'{result["shape"]}, numpy {result["numpy_version"]}, {result["threads"]} threads')
+                  'chars/s', f'batch 1; this repo is {result["sample_vs_torch"]:.2f}x')]
+    print(f'{result["cpu"]}, {result["cores"]} cores; numpy {result["numpy_version"]}, OpenBLAS kernel '
+          f'{result["openblas_core"]}{" (pinned by OPENBLAS_CORETYPE)" if pinned else ""}; {result["threads"]} threads')
+    print(result['shape'])
     for name, value, note in rows:
         print(f'  {name:<28} {value:>16}   {note}')
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))

@@ -1,7 +1,7 @@
 """Score a saved model: mean cross-entropy in nats and bits per character.
 
-    python _evaluate.py --corpus ../shared/data/tinyshakespeare.txt     # the validation split (last 10%)
-    python _evaluate.py --text some_file.txt                             # any UTF-8 text
+    python _evaluate.py                             # the validation split (last 10%) of tiny Shakespeare
+    python _evaluate.py --text some_file.txt        # any UTF-8 text
 
 The text is read as one continuous stream (batch 1) with the hidden state carried from character to character,
 starting from zeros; the score is the mean of -ln p(next character) over every character but the first.
@@ -13,13 +13,14 @@ import numpy as np
 
 import cli
 import data
+import files
 import lstm
 
 def parse_args(argv):
     p = cli.Parser(description='Print the loss of a saved model on the validation split or on any text file.')
     g = p.add_argument_group('data')
     g.add_argument('--corpus', help='corpus whose validation split is scored (default: tiny Shakespeare, '
-                                    'downloaded into data/ on first use)')
+                                    'saves/shakespeare.txt)')
     g.add_argument('--val-fraction', type=cli.open_fraction, default=0.1,
                    help='the validation split is this last fraction of the corpus (default 0.1)')
     g.add_argument('--text', help='score this whole UTF-8 file instead of a validation split')
@@ -33,7 +34,7 @@ def main(argv=None):
         cli.fail('give either --text (score a whole file) or --corpus (score its validation split), not both')
     try:
         chars = data.load_lookup(args.lookup)
-        params, _ = lstm.load_params(args.weights, V=len(chars))
+        params, _ = files.load_params(args.weights, V=len(chars))
         if args.text is not None:
             ids, _ = data.read_corpus(args.text, chars)
             what = args.text
@@ -42,7 +43,7 @@ def main(argv=None):
             ids, _ = data.read_corpus(path, chars)
             ids = data.split(ids, args.val_fraction)[1]
             what = f'the validation split of {path} (last {args.val_fraction:g})'
-    except (lstm.ModelFileError, data.CorpusError) as e:
+    except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(str(e))
     if len(ids) < 2:
         cli.fail(f'{what} has fewer than 2 characters: there is nothing to predict')

@@ -10,6 +10,7 @@ import math
 import sys
 
 import cli
+import files
 
 
 def parse_args(argv):
@@ -90,12 +91,12 @@ def svg(rows, title, width=640, height=380):
 
 def main(argv=None):
     args = parse_args(argv)
-    rows = read_log(args.log)
-    import lstm
     try:
-        lstm.atomic_write(args.out, lambda f: f.write(svg(rows, args.title).encode('utf-8')))
-    except OSError as e:
-        cli.fail(f'cannot write {args.out}: {e.strerror or e}')
+        files.check_writable(args.out, '--out')
+        rows = read_log(args.log)
+        files.write_text(args.out, svg(rows, args.title))
+    except files.ModelFileError as e:
+        cli.fail(str(e))
     print(f'wrote {args.out}: {len(rows)} epochs, best validation loss {min(r[2] for r in rows):.4f}')
     return 0
 

@@ -1,6 +1,7 @@
 """Generate text from a trained model, printing it as it goes.
 
     python _sample.py --temperature 0.5 --length 1000 --start "ROMEO:" --seed 1
+    python _sample.py --num-samples 4 --top-p 0.9 --stop '\\n\\n'      # four speeches, drawn side by side
 """
 import sys
 
@@ -8,42 +9,109 @@ import numpy as np
 
 import cli
 import data
+import files
 import lstm
+
+
+def escapes(text):
+    """Read the backslash escapes \\n, \\t and \\\\ in an option's text (a shell cannot easily pass a newline)."""
+    out, k = [], 0
+    while k < len(text):
+        if text[k] == '\\' and k + 1 < len(text) and text[k + 1] in 'nt\\':
+            out.append({'n': '\n', 't': '\t', '\\': '\\'}[text[k + 1]])
+            k += 2
+        else:
+            out.append(text[k])
+            k += 1
+    return ''.join(out)
+
 
 def parse_args(argv):
     p = cli.Parser(description='Generate Shakespeare-like text from the trained character-level LSTM.')
     g = p.add_argument_group('sampling')
-    g.add_argument('--length', type=cli.positive_int, default=1000, help='characters to generate (default 1000)')
+    g.add_argument('--length', type=cli.positive_int, default=1000,
+                   help='characters to generate after the priming text (default 1000; with --stop, at most this)')
     g.add_argument('--temperature', type=cli.non_negative_float, default=0.5,
                    help='divides the logits: lower is safer, higher is wilder; 0 always takes the most likely '
                         'character (default 0.5)')
-    g.add_argument('--start', default='F', help='priming text, printed first (default "F")')
-    g.add_argument('--seed', type=int, default=None, help='random seed: the same seed gives the same text '
-                                                          '(default: a fresh one each run)')
+    g.add_argument('--top-k', type=cli.non_negative_int, default=0,
+                   help='draw only from the K most likely characters (default 0: all)')
+    g.add_argument('--top-p', type=cli.half_open_fraction, default=1.0,
+                   help='draw only from the nucleus: the smallest set of most likely characters whose probability '
+                        'reaches P (default 1: all)')
+    g.add_argument('--start', default=None, help='priming text, printed first (default "F"); \\n is a newline')
+    g.add_argument('--start-file', help='read the priming text from this UTF-8 file instead')
+    g.add_argument('--stop', help='stop a sample once its generated text ends with this text, e.g. \'\\n\\n\' for '
+                                  'one speech (\\n is a newline, \\t a tab)')
+    g.add_argument('--num-samples', type=cli.positive_int, default=1,
+                   help='draw this many independent samples side by side, as one batch, printed one after the '
+                        'other (default 1)')
+    g.add_argument('--seed', type=cli.non_negative_int, default=None,
+                   help='random seed: the same seed gives the same text (default: a fresh one each run)')
     cli.add_model_options(p)
     return p.parse_args(argv)
 
 
+def priming_text(args):
+    if args.start is not None and args.start_file is not None:
+        cli.fail('give either --start or --start-file, not both')
+    if args.start_file is None:
+        start = 'F' if args.start is None else escapes(args.start)
+        if not start:
+            cli.fail('--start is empty: give at least one character to begin with')
+        return start
+    try:
+        ids, chars = data.read_corpus(args.start_file)
+    except data.CorpusError as e:
+        cli.fail(f'--start-file: {e}')
+    return data.decode(ids, chars)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    if not args.start:
-        cli.fail('--start is empty: give at least one character to begin with')
+    start = priming_text(args)
+    stop = None if args.stop is None else escapes(args.stop)
+    if stop == '':
+        cli.fail('--stop is empty: give the text to stop after, e.g. \'\\n\\n\'')
     try:
         chars = data.load_lookup(args.lookup)
-        params, _ = lstm.load_params(args.weights, V=len(chars))
-    except (lstm.ModelFileError, data.CorpusError) as e:
+        params, _ = files.load_params(args.weights, V=len(chars))
+    except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(str(e))
+    what = '--start-file' if args.start_file else '--start'
     try:
-        prime = data.encode(args.start, chars)
+        prime = data.encode(start, chars)
+        what = '--stop'
+        stop_ids = None if stop is None else list(data.encode(stop, chars))
     except data.CorpusError as e:
-        cli.fail(f'--start: {e}')
+        cli.fail(f'{what}: {e}')
+    if args.top_k > len(chars):
+        cli.fail(f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet')
+    N = args.num_samples
+    draws = lstm.sample(params, prime, args.length, args.temperature, np.random.default_rng(args.seed), N,
+                        args.top_k, args.top_p)
+    texts = [[] for _ in range(N)]
+    done = np.zeros(N, dtype=bool)
     out = sys.stdout
     try:
-        out.write(args.start)
-        for ix in lstm.generate(params, prime, args.length, args.temperature, np.random.default_rng(args.seed)):
-            out.write(chars[ix])
-            out.flush()
-        out.write('\n')
+        if N == 1:
+            out.write(start)
+        for ix in draws:
+            for k in np.flatnonzero(~done):
+                texts[k].append(int(ix[k]))
+                if stop_ids is not None and texts[k][-len(stop_ids):] == stop_ids:
+                    done[k] = True
+            if N == 1:
+                out.write(chars[texts[0][-1]])
+                out.flush()
+            if done.all():
+                break
+        if N == 1:
+            out.write('\n')
+        else:
+            for k, text in enumerate(texts):
+                out.write(f'{"" if k == 0 else chr(10)}=== sample {k + 1} of {N} ===\n{start}'
+                          f'{data.decode(text, chars)}\n')
         out.flush()
     except BrokenPipeError:                             # e.g. piped into head: stop quietly
         sys.stderr.close()

@@ -1,7 +1,7 @@
 """Train the character-level LSTM with truncated backpropagation through time, or resume a saved run.
 
-    python _training.py --corpus ../shared/data/tinyshakespeare.txt --out checkpoints
-    python _training.py --out checkpoints --resume
+    python _training.py --out runs/shakespeare              # a new run on tiny Shakespeare (saves/shakespeare.txt)
+    python _training.py --out runs/shakespeare --resume     # continue it exactly where it stopped
 
 The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM and every --checkpoint-minutes:
   ShakespeareNet.npz        the latest weights (the format _sample.py reads)
@@ -14,6 +14,7 @@ Every file is written to a temporary file and renamed into place. The shipped mo
 when --out saves is given.
 """
 import csv
+import fcntl
 import os
 import signal
 import sys
@@ -23,74 +24,59 @@ import numpy as np
 
 import cli
 import data
+import files
 import lstm
+from blas import set_threads as set_blas_threads
 from optimizer import RMSprop, update_average
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG = 'ShakespeareNet.npz', 'ShakespeareOptimizer.npz', 'ShakespeareLookup.json', \
     'training_log.csv'
 
-# The original's settings. On --resume, the run's saved settings are used, and the options in RESUMABLE may be
-# changed on the command line; the others define the model and the data and cannot change mid-run.
-DEFAULTS = dict(
-    corpus=None,            # data: UTF-8 text file; None = tiny Shakespeare, downloaded on first use
-    val_fraction=0.1,       # data: the last fraction of the corpus validates
-    val_chars=0,            # data: validate on at most this many characters of that split (0: all of it)
-    layers=2,               # model: LSTM layers
-    hidden=512,             # model: units per LSTM layer
-    chunks=25,              # optimisation: contiguous chunks trained side by side (the batch)
-    window=100,             # optimisation: truncated-BPTT window (k1 = k2)
-    lr=0.001,               # optimisation: RMSprop learning rate
-    rho=0.95,               # optimisation: RMSprop decay of the mean squared gradient
-    eps=1e-8,               # optimisation: RMSprop epsilon
-    clip=0.0,               # optimisation: clip the gradient's global norm to this (0: off)
-    weight_decay=0.0,       # optimisation: decoupled weight decay of the weight matrices (0: off)
-    dropout=0.0,            # optimisation: dropout on the inputs of layers 2.. and of the dense layer (0: off)
-    weight_drop=0.0,        # optimisation: DropConnect on the recurrent weights, one mask per window (0: off)
-    lr_decay=1.0,           # optimisation: multiply the learning rate by this every epoch after --decay-after
-    decay_after=0,          # optimisation: epochs at the full learning rate before the decay starts
-    epochs=10,              # optimisation: train until this many epochs are complete
-    ema=0.0,                # optimisation: validate and save a moving average of the weights with this decay (0: off)
-    dtype='float32',        # optimisation: float32 or float64
-    seed=0,                 # optimisation: seed of the initial weights and of the dropout masks
-)
+# The run's settings: (group, name, default, type, help). The defaults are the original's. They are saved in the
+# checkpoint; on --resume the saved ones hold, and only those marked resumable may be changed on the command line.
+SETTINGS = [
+    ('data', 'corpus', None, str, 'UTF-8 text file to train on (default: tiny Shakespeare, saves/shakespeare.txt)'),
+    ('data', 'val_fraction', 0.1, cli.open_fraction, 'last fraction of the corpus kept for validation'),
+    ('data', 'val_chars', 0, cli.non_negative_int, 'validate on at most this many characters of the '
+                                                   'validation split, its first ones (0: all)'),
+    ('model', 'layers', 2, cli.positive_int, 'number of LSTM layers'),
+    ('model', 'hidden', 512, cli.positive_int, 'units per LSTM layer'),
+    ('optimisation', 'chunks', 25, cli.positive_int, 'contiguous chunks trained side by side (the batch)'),
+    ('optimisation', 'window', 100, cli.positive_int, 'truncated-BPTT window in characters (k1 = k2)'),
+    ('optimisation', 'lr', 0.001, cli.positive_float, 'RMSprop learning rate'),
+    ('optimisation', 'rho', 0.95, cli.open_fraction, 'RMSprop decay of the mean squared gradient'),
+    ('optimisation', 'eps', 1e-8, cli.positive_float, 'RMSprop epsilon'),
+    ('optimisation', 'clip', 0.0, cli.non_negative_float, 'clip the gradient\'s global norm to this (0: off)'),
+    ('optimisation', 'weight_decay', 0.0, cli.non_negative_float, 'decoupled weight decay of the weight '
+                                                                  'matrices, p -= lr * decay * p per step (0: off)'),
+    ('optimisation', 'dropout', 0.0, cli.fraction, 'dropout on the inputs of layers 2.. and of the dense layer'),
+    ('optimisation', 'weight_drop', 0.0, cli.fraction, 'DropConnect on the recurrent weights, one mask per '
+                                                       'window (as in AWD-LSTM)'),
+    ('optimisation', 'lr_decay', 1.0, cli.positive_float, 'multiply the learning rate by this every epoch '
+                                                          'after --decay-after'),
+    ('optimisation', 'decay_after', 0, cli.non_negative_int, 'epochs at the full learning rate before the decay'),
+    ('optimisation', 'epochs', 10, cli.positive_int, 'train until this many epochs are done'),
+    ('optimisation', 'ema', 0.0, cli.fraction, 'validate, sample and save a moving average of the weights with '
+                                               'this decay, e.g. 0.999 (0: off)'),
+    ('optimisation', 'dtype', 'float32', cli.choice('float32', 'float64'), 'floating-point type'),
+    ('optimisation', 'seed', 0, cli.non_negative_int, 'seed of the initial weights and of the dropout masks'),
+]
+DEFAULTS = {name: default for _, name, default, _, _ in SETTINGS}
 RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'weight_drop', 'lr_decay', 'decay_after',
-             'epochs', 'ema', 'val_chars'}
+             'epochs', 'ema', 'val_chars', 'corpus'}
 
 
 def parse_args(argv):
     p = cli.Parser(description='Train the character-level LSTM (truncated BPTT, RMSprop), or resume a run.')
-    g = p.add_argument_group('data')
-    g.add_argument('--corpus', help='UTF-8 text file to train on (default: tiny Shakespeare, downloaded into '
-                                    'data/ on first use and checked by SHA-256)')
-    g.add_argument('--val-fraction', type=cli.open_fraction, help='last fraction of the corpus kept for '
-                                                                 'validation (default 0.1)')
-    g.add_argument('--val-chars', type=cli.non_negative_int, help='validate on at most this many characters '
-                   'of the validation split, its first ones (default 0: all; for a large corpus, where reading '
-                   'the split one character at a time takes long)')
-    g = p.add_argument_group('model')
-    g.add_argument('--layers', type=cli.positive_int, help='number of LSTM layers (default 2)')
-    g.add_argument('--hidden', type=cli.positive_int, help='units per LSTM layer (default 512)')
-    g = p.add_argument_group('optimisation')
-    g.add_argument('--chunks', type=cli.positive_int, help='contiguous chunks trained side by side (default 25)')
-    g.add_argument('--window', type=cli.positive_int, help='truncated-BPTT window in characters (default 100)')
-    g.add_argument('--lr', type=cli.positive_float, help='RMSprop learning rate (default 0.001)')
-    g.add_argument('--rho', type=cli.open_fraction, help='RMSprop decay rate (default 0.95)')
-    g.add_argument('--eps', type=cli.positive_float, help='RMSprop epsilon (default 1e-8)')
-    g.add_argument('--clip', type=cli.non_negative_float, help='clip the gradient global norm (default 0: off)')
-    g.add_argument('--weight-decay', type=cli.non_negative_float, help='decoupled weight decay of the weight '
-                   'matrices, per step: p -= lr * decay * p (default 0: off)')
-    g.add_argument('--dropout', type=cli.fraction, help='dropout probability between layers (default 0: off)')
-    g.add_argument('--weight-drop', type=cli.fraction, help='probability of dropping each recurrent weight, '
-                   'one mask per window (DropConnect as in AWD-LSTM; default 0: off)')
-    g.add_argument('--lr-decay', type=cli.positive_float, help='learning-rate factor per epoch (default 1)')
-    g.add_argument('--decay-after', type=cli.non_negative_int, help='epochs before the decay starts (default 0)')
-    g.add_argument('--ema', type=cli.fraction, help='keep an exponential moving average of the weights with this '
-                   'decay (e.g. 0.999), and validate, sample and save it (default 0: off)')
-    g.add_argument('--epochs', type=cli.positive_int, help='train until this many epochs are done (default 10)')
-    g.add_argument('--dtype', choices=['float32', 'float64'], help='floating-point type (default float32)')
-    g.add_argument('--seed', type=int, help='random seed of weights and dropout (default 0)')
-    g.add_argument('--threads', type=cli.positive_int, help='threads: 2 or more run the layers as a pipeline, '
-                   'each on its own thread (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)')
+    groups = {}
+    for group, name, default, kind, text in SETTINGS:
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
+        shown = '' if name == 'corpus' else f' (default {default})'
+        groups[group].add_argument('--' + name.replace('_', '-'), type=kind, help=text + shown)
+    g = groups['optimisation']
+    g.add_argument('--threads', type=cli.positive_int, help='threads: 2 runs the layers as a pipeline, each on '
+                   'its own core (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)')
     g.add_argument('--max-steps', type=cli.non_negative_int, help='stop (with a checkpoint) once this many steps '
                    'are done in all, e.g. for a short trial; 0 saves the untrained model')
     g = p.add_argument_group('output')
@@ -102,35 +88,249 @@ def parse_args(argv):
                    help='also checkpoint every this many minutes within an epoch (default 10; 0: only per epoch)')
     g.add_argument('--sample-length', type=cli.non_negative_int, default=200,
                    help='characters of sample printed after each epoch (default 200)')
-    g.add_argument('--quiet', action='store_true', help='no progress line')
+    g.add_argument('--quiet', action='store_true', help='print only errors: no progress line, no epoch report '
+                                                        'and no sample')
     return p.parse_args(argv)
 
 
 def settings_from(args, saved=None):
-    """The run's settings: the saved ones on resume (with the resumable options overridden), else defaults
-    overridden by the command line."""
+    """The run's settings: the defaults overridden by the command line, or on resume the saved ones with the
+    resumable options overridden. Refuses (one line) a change of a setting that defines the run."""
     given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
     if saved is None:
         return {**DEFAULTS, **given}
-    fixed = {k: v for k, v in given.items() if k not in RESUMABLE and k != 'corpus' and saved.get(k) != v}
+    fixed = {k: v for k, v in given.items() if k not in RESUMABLE and saved.get(k, DEFAULTS[k]) != v}
     if fixed:
         k, v = next(iter(fixed.items()))
         cli.fail(f'--{k.replace("_", "-")} {v} differs from the saved run\'s {saved.get(k)}: it cannot change '
                  'on --resume (start a new run in another --out folder instead)')
-    settings = {**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
-    if 'corpus' in given:
-        settings['corpus'] = given['corpus']
-    return settings
+    return {**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
 
 
-def corpus_path(settings):
-    return settings['corpus'] if settings['corpus'] is not None else data.tiny_shakespeare()
+def lr_at(settings, epoch):
+    """The learning rate of an epoch (counted from 0): lr until decay_after, then x lr_decay per epoch."""
+    return settings['lr'] * settings['lr_decay'] ** max(0, epoch - settings['decay_after'])
 
 
-def sample_text(params, chars, length, rng):
+def is_best(val_loss, best_so_far):
+    """Whether an epoch's validation loss goes into best/: strictly lower than every earlier epoch's."""
+    return best_so_far is None or val_loss < best_so_far
+
+
+# --- the run: new or resumed -------------------------------------------------------------------------------------
+
+class Run:
+    """Everything a checkpoint holds: settings, weights, optimizer, carried state, average, position, random
+    state; and the lookup table."""
+
+    def __init__(self, settings, chars=None, params=None, opt=None, state=None, ema=None, pos=None, rng=None,
+                 corpus_chars=None):
+        self.settings, self.chars, self.params, self.opt = settings, chars, params, opt
+        self.state, self.ema, self.pos, self.rng = state, ema, pos, rng
+        self.corpus_chars = corpus_chars                # the length of the corpus a resumed run was trained on
+
+    def model(self):
+        """The weights to validate, sample and save: the average where one is kept."""
+        return self.params if self.ema is None else self.ema
+
+    def save(self, folder, kind, n_windows, corpus_chars):
+        meta = dict(settings=self.settings, position=self.pos, rng=self.rng.bit_generator.state, saved=kind,
+                    corpus_chars=int(corpus_chars))
+        files.save_checkpoint(os.path.join(folder, CHECKPOINT), self.params, self.opt, self.state, meta, self.ema)
+        files.save_params(os.path.join(folder, WEIGHTS), self.model(),
+                          dict(step=self.pos['step'], epoch=self.pos['epoch'] + self.pos['window'] / n_windows,
+                               val_loss=self.pos.get('val_loss')))
+        data.save_lookup(os.path.join(folder, LOOKUP), self.chars)
+
+
+def new_run(args, out):
+    if os.path.exists(os.path.join(out, CHECKPOINT)):
+        cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
+    settings = settings_from(args)
+    settings['corpus'] = stored_corpus(settings['corpus'])
+    return Run(settings, pos=dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0))
+
+
+def resumed_run(args, out):
+    if not os.path.exists(os.path.join(out, CHECKPOINT)):
+        cli.fail(f'cannot resume: {out} holds no run ({CHECKPOINT} is missing); start one without --resume')
+    try:
+        chars = data.load_lookup(os.path.join(out, LOOKUP))
+        params, opt, state, meta, ema = files.load_checkpoint(os.path.join(out, CHECKPOINT), RMSprop)
+    except (files.ModelFileError, data.CorpusError) as e:
+        cli.fail(f'cannot resume from {out}: {e}')
+    if 'settings' not in meta or 'position' not in meta or 'rng' not in meta:
+        cli.fail(f'cannot resume: {out}/{CHECKPOINT} has no training position (it was not written by _training.py)')
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta['rng']
+    settings = settings_from(args, meta['settings'])
+    if args.corpus is not None:
+        settings['corpus'] = stored_corpus(args.corpus)
+    return Run(settings, chars, params, opt, state, ema, meta['position'], rng, meta.get('corpus_chars'))
+
+
+def stored_corpus(path):
+    """How a checkpoint names its corpus, so that a clone anywhere resumes: None for the shipped tiny Shakespeare,
+    a path relative to the repo for a file inside it, else the absolute path."""
+    if path is None:
+        return None
+    path = os.path.abspath(path)
+    if os.path.exists(path) and os.path.exists(data.TINY_SHAKESPEARE_PATH) and \
+            os.path.samefile(path, data.TINY_SHAKESPEARE_PATH):
+        return None
+    inside = os.path.relpath(path, cli.ROOT)
+    return path if inside.startswith('..') else inside
+
+
+def corpus_path(run):
+    """The corpus file: the one the run names (relative paths are inside the repo), else the shipped tiny
+    Shakespeare, checked by its SHA-256. A checkpoint that names a tiny Shakespeare file which is not here (as one
+    written in another folder may) resumes on the shipped copy."""
+    path = run.settings['corpus']
+    if path is not None:
+        path = os.path.join(cli.ROOT, path)             # an absolute path stays as it is
+        if not os.path.exists(path) and run.corpus_chars == data.TINY_SHAKESPEARE_CHARS and \
+                'shakespeare' in os.path.basename(path).lower():
+            path = None
+    return path if path is not None else data.tiny_shakespeare()
+
+
+def load_data(run):
+    """Read the corpus; make the model on a new run. Returns (chunked training text (B, L), validation ids,
+    windows per epoch, characters in the corpus)."""
+    s = run.settings
+    try:
+        ids, run.chars = data.read_corpus(corpus_path(run), run.chars)
+    except data.CorpusError as e:
+        cli.fail(str(e))
+    train_ids, val_ids = data.split(ids, s['val_fraction'])
+    if s['val_chars']:
+        val_ids = val_ids[:s['val_chars']]
+    chunked = data.chunks(train_ids, s['chunks'])
+    n_windows = data.n_windows(chunked.shape[1], s['window'])
+    if n_windows == 0:
+        cli.fail(f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of more '
+                 f'than {s["window"]} characters: use a longer corpus, or lower --chunks or --window')
+    if len(val_ids) < 2:
+        cli.fail('the validation text is shorter than 2 characters: use a longer corpus or a larger --val-fraction')
+    if run.params is None:                              # a new run: the model is made from the lookup table
+        run.rng = np.random.default_rng(s['seed'])
+        run.params = lstm.init_params(len(run.chars), s['hidden'], s['layers'], run.rng, np.dtype(s['dtype']))
+        run.opt = RMSprop(run.params)
+        run.state = lstm.zero_state(run.params, s['chunks'])
+    elif run.state[0][0].shape[0] != s['chunks'] or len(run.chars) != lstm.sizes(run.params)[0]:
+        cli.fail('the checkpoint does not match its settings or lookup table')
+    elif run.corpus_chars not in (None, len(ids)):
+        cli.fail(f'the corpus has {len(ids):,} characters but the run was trained on one of '
+                 f'{run.corpus_chars:,}: resume with the same --corpus')
+    run.opt.lr, run.opt.rho, run.opt.eps = s['lr'], s['rho'], s['eps']
+    run.opt.clip, run.opt.weight_decay = s['clip'], s['weight_decay']
+    if not s['ema']:
+        run.ema = None
+    elif run.ema is None:                               # an average starts from the current weights
+        run.ema = {k: v.copy() for k, v in run.params.items()}
+    return chunked, val_ids, n_windows, len(ids)
+
+
+# --- training --------------------------------------------------------------------------------------------------
+
+def train_window(run, chunked, threads):
+    """One step of truncated BPTT on the next window of every chunk: forward, backward, RMSprop, average."""
+    s = run.settings
+    x, y = data.window(chunked, s['window'], run.pos['window'])
+    with np.errstate(all='ignore'):                     # overflow is caught below, with a clear message
+        loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, s['dropout'], run.rng, threads,
+                                                     s['weight_drop'])
+        run.opt.step(run.params, grads)
+    if run.ema is not None:
+        update_average(run.ema, run.params, s['ema'])
+    if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in run.params.values()):
+        cli.fail(f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
+                 f'{run.pos["step"] + 1}: training stopped, and the last good checkpoint is kept; resume it with '
+                 'a lower --lr or with --clip')
+    run.pos['window'] += 1
+    run.pos['step'] += 1
+    return loss
+
+
+def sample_text(params, chars, length, seed):
     """A short sample at temperature 0.5, primed with a newline (or the first character of the table)."""
     prime = chars.index('\n') if '\n' in chars else 0
-    return data.decode(list(lstm.generate(params, [prime], length, 0.5, rng)), chars)
+    return data.decode([ix[0] for ix in lstm.sample(params, [prime], length, 0.5, seed)], chars)
+
+
+class Log:
+    """training_log.csv: one row per epoch and per interruption."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def write(self, run, n_windows, train_loss, val_loss, chars_per_s, event):
+        new = not os.path.exists(self.path)
+        p = run.pos
+        with open(self.path, 'a', newline='') as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event'])
+            epoch = p['epoch'] if p['window'] == 0 else f'{p["epoch"] + p["window"] / n_windows:.4f}'
+            w.writerow([epoch, p['step'], f'{train_loss:.4f}', '' if val_loss is None else f'{val_loss:.4f}',
+                        f'{run.opt.lr:.6g}', f'{p["seconds"]:.0f}', '' if chars_per_s is None else f'{chars_per_s:.0f}',
+                        event])
+
+
+class Progress:
+    """The progress line (step, epoch, smoothed loss, speed, time left), at most twice a second; the speed and
+    the training time of the run."""
+
+    def __init__(self, quiet):
+        self.quiet, self.shown, self.smooth = quiet, 0.0, None
+        self.restart()
+
+    def restart(self):
+        self.t0, self.chars, self.loss_sum, self.n = time.time(), 0, 0.0, 0
+
+    def add(self, loss, chars):
+        self.chars += chars
+        self.loss_sum += loss
+        self.n += 1
+        self.smooth = loss if self.smooth is None else 0.98 * self.smooth + 0.02 * loss
+
+    def rate(self):
+        return self.chars / max(time.time() - self.t0, 1e-9)
+
+    def show(self, run, n_windows, steps_left):
+        if self.quiet or time.time() - self.shown < 0.5:
+            return
+        self.shown = time.time()
+        s, p = run.settings, run.pos
+        left = steps_left * s['chunks'] * s['window'] / self.rate()
+        sys.stdout.write(f'\rstep {p["step"]:6d}  epoch {p["epoch"] + p["window"] / n_windows:6.3f}  loss '
+                         f'{self.smooth:.4f}  {self.rate():6.0f} chars/s  {left / 60:6.1f} min left ')
+        sys.stdout.flush()
+
+
+def end_epoch(run, out, val_ids, n_windows, corpus_chars, progress, log, say, sample_length):
+    """Validate, sample, checkpoint, and keep the best epoch in best/."""
+    rate = progress.rate()                              # training speed, before validation
+    val = lstm.evaluate(run.model(), val_ids)
+    p = run.pos
+    p['epoch'], p['window'], p['val_loss'] = p['epoch'] + 1, 0, val
+    run.state = lstm.zero_state(run.params, run.settings['chunks'])   # the next epoch starts at the chunks' heads
+    p['seconds'] += time.time() - progress.t0
+    train_loss = progress.loss_sum / max(progress.n, 1)
+    improved = is_best(val, p['best_val'])
+    if improved:
+        p['best_val'] = val
+    run.save(out, 'epoch', n_windows, corpus_chars)
+    if improved:
+        run.save(os.path.join(out, 'best'), 'best', n_windows, corpus_chars)
+    log.write(run, n_windows, train_loss, val, rate, 'best' if improved else 'epoch')
+    say(f'\nepoch {p["epoch"]}: train loss {train_loss:.4f}, validation loss {val:.4f} nats/char '
+        f'({val / np.log(2):.4f} bits/char){" (best so far)" if improved else ""}')
+    if sample_length:
+        say('--- sample (temperature 0.5) ---\n' + sample_text(run.model(), run.chars, sample_length, p['step'])
+            + '\n---')
+    progress.restart()
 
 
 class Stopper:
@@ -148,189 +348,80 @@ class Stopper:
             signal.signal(s, h)
 
 
+def lock_folder(out):
+    """Hold an exclusive lock on the run folder for the life of the process (the system drops it when the
+    process ends, however it ends), and clear temporary files that a killed run left. Returns the lock's file."""
+    try:
+        files.check_folder(out, '--out folder')
+        f = open(os.path.join(out, '.lock'), 'a+')
+    except (files.ModelFileError, OSError) as e:
+        cli.fail(str(e) if isinstance(e, files.ModelFileError) else f'--out folder {out}: {e.strerror or e}')
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
+    for folder in (out, os.path.join(out, 'best')):
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.startswith('.') and name.endswith('.tmp'):
+                    os.remove(os.path.join(folder, name))
+    return f
+
+
+def default_threads():
+    return 1 if os.environ.get('OPENBLAS_NUM_THREADS') == '1' else min(2, os.cpu_count() or 1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = args.out
-    ckpt_path = os.path.join(out, CHECKPOINT)
-
+    if not out:
+        cli.fail('--out is empty: give a folder for the run')
+    run = resumed_run(args, out) if args.resume else new_run(args, out)
+    chunked, val_ids, n_windows, corpus_chars = load_data(run)
+    lock = lock_folder(out)                             # noqa: F841  (held until the process ends)
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
+    s, p = run.settings, run.pos
+    say(f'corpus {corpus_path(run)}: {corpus_chars:,} characters, {len(run.chars)} distinct; '
+        f'{chunked.size:,} train, {len(val_ids):,} validation')
+    say(f'model {s["layers"]}x{s["hidden"]} LSTM, {sum(a.size for a in run.params.values()):,} parameters, '
+        f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {n_windows} steps per epoch')
     if args.resume:
-        try:
-            chars = data.load_lookup(os.path.join(out, LOOKUP))
-            params, opt, state, meta, ema = lstm.load_checkpoint(ckpt_path, lambda p: RMSprop(p))
-        except (lstm.ModelFileError, data.CorpusError) as e:
-            cli.fail(f'cannot resume from {out}: {e}')
-        if 'settings' not in meta or 'position' not in meta:
-            cli.fail(f'cannot resume: {ckpt_path} has no training position (it was not written by _training.py)')
-        settings = settings_from(args, meta['settings'])
-        pos = meta['position']
-    else:
-        settings = settings_from(args)
-        chars, pos, ema = None, None, None
-        if os.path.exists(ckpt_path):
-            cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
-
-    try:
-        ids, chars = data.read_corpus(corpus_path(settings), chars)
-    except data.CorpusError as e:
-        cli.fail(str(e))
-    train_ids, val_ids = data.split(ids, settings['val_fraction'])
-    if settings['val_chars']:
-        val_ids = val_ids[:settings['val_chars']]
-    B, T = settings['chunks'], settings['window']
-    chunked = data.chunks(train_ids, B)
-    n_win = data.n_windows(chunked.shape[1], T)
-    if n_win == 0:
-        cli.fail(f'the training text ({len(train_ids)} characters) is too short for {B} chunks of more than {T} '
-                 'characters: use a longer corpus, or lower --chunks or --window')
-    if len(val_ids) < 2:
-        cli.fail('the validation text is shorter than 2 characters: use a longer corpus or a larger '
-                 '--val-fraction')
-
-    dtype = np.dtype(settings['dtype'])
-    if pos is None:
-        rng = np.random.default_rng(settings['seed'])
-        params = lstm.init_params(len(chars), settings['hidden'], settings['layers'], rng, dtype)
-        opt = RMSprop(params)
-        state = lstm.zero_state(params, B)
-        pos = dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0)
-    else:
-        if state[0][0].shape[0] != B or len(chars) != lstm.sizes(params)[0]:
-            cli.fail(f'the checkpoint in {out} does not match its settings or lookup table')
-        if meta.get('corpus_chars') not in (None, len(ids)):
-            cli.fail(f'the corpus has {len(ids):,} characters but the run in {out} was trained on one of '
-                     f'{meta["corpus_chars"]:,}: resume with the same --corpus')
-        rng = np.random.default_rng()
-        rng.bit_generator.state = meta['rng']
-    opt.lr, opt.rho, opt.eps, opt.clip = settings['lr'], settings['rho'], settings['eps'], settings['clip']
-    opt.weight_decay = settings['weight_decay']
-    if not settings['ema']:
-        ema = None
-    elif ema is None:                                   # an average starts from the current weights
-        ema = {k: v.copy() for k, v in params.items()}
-
-    def model():
-        """The weights to validate, sample and save: the average where one is kept."""
-        return params if ema is None else ema
-
-    def lr_at(epoch):
-        return settings['lr'] * settings['lr_decay'] ** max(0, epoch - settings['decay_after'])
-
-    def save(folder, kind):
-        os.makedirs(folder, exist_ok=True)
-        meta = dict(settings=settings, position=pos, rng=rng.bit_generator.state, saved=kind,
-                    corpus_chars=int(len(ids)))
-        lstm.save_checkpoint(os.path.join(folder, CHECKPOINT), params, opt, state, meta, ema)
-        lstm.save_params(os.path.join(folder, WEIGHTS), model(),
-                         dict(step=pos['step'], epoch=pos['epoch'] + pos['window'] / n_win,
-                              val_loss=pos.get('val_loss')))
-        data.save_lookup(os.path.join(folder, LOOKUP), chars)
-
-    def log(row):
-        path = os.path.join(out, LOG)
-        new = not os.path.exists(path)
-        with open(path, 'a', newline='') as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event'])
-            w.writerow(row)
-
-    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
-    say(f'corpus {corpus_path(settings)}: {len(ids):,} characters, {len(chars)} distinct; '
-        f'{len(train_ids):,} train, {len(val_ids):,} validation')
-    say(f'model {settings["layers"]}x{settings["hidden"]} LSTM, {sum(p.size for p in params.values()):,} '
-        f'parameters, {settings["dtype"]}; {B} chunks x window {T} = {n_win} steps per epoch')
-    if args.resume:
-        say(f'resuming at epoch {pos["epoch"]}, window {pos["window"]}/{n_win}, step {pos["step"]}')
-
-    threads = args.threads
-    if threads is None:
-        threads = 1 if os.environ.get('OPENBLAS_NUM_THREADS') == '1' else min(2, os.cpu_count() or 1)
-    threads = min(threads, settings['layers'])
-    if threads > 1 and lstm.set_blas_threads(1) is None:
+        say(f'resuming at epoch {p["epoch"]}, window {p["window"]}/{n_windows}, step {p["step"]}')
+    threads = min(args.threads or default_threads(), s['layers'])
+    if threads > 1 and set_blas_threads(1) is None:
         threads = 1                                     # OpenBLAS not found: let its own threads do the work
-    if args.max_steps is not None and pos['step'] >= args.max_steps:
-        save(out, 'max-steps')
-        say(f'--max-steps {args.max_steps}: the model at step {pos["step"]} is saved in {out}')
-        return 0
-    stopper = Stopper()
-    last_ckpt = last_shown = time.time()
-    t_run = time.time()
-    chars_done = 0
-    smooth = None
-    epoch_loss, epoch_n = 0.0, 0
+    max_steps = float('inf') if args.max_steps is None else args.max_steps
+    log, progress, stopper = Log(os.path.join(out, LOG)), Progress(args.quiet), Stopper()
+    last_checkpoint = time.time()
     try:
-        while pos['epoch'] < settings['epochs']:
-            opt.lr = lr_at(pos['epoch'])
-            while pos['window'] < n_win:
-                x, y = data.window(chunked, T, pos['window'])
-                with np.errstate(all='ignore'):         # overflow is caught just below, with a clear message
-                    loss, norm, state = lstm.train_step(params, opt, x, y, state, settings['dropout'], rng,
-                                                        threads, settings['weight_drop'])
-                if ema is not None:
-                    update_average(ema, params, settings['ema'])
-                if not np.isfinite(loss) or not all(np.isfinite(p).all() for p in params.values()):
-                    cli.fail(f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
-                             f'{pos["step"] + 1}: training stopped, and the last good checkpoint in {out} is kept; '
-                             'resume it with a lower --lr or with --clip')
-                pos['window'] += 1
-                pos['step'] += 1
-                chars_done += x.size
-                epoch_loss += loss
-                epoch_n += 1
-                smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-                elapsed = time.time() - t_run
-                rate = chars_done / elapsed
-                left = ((settings['epochs'] - pos['epoch']) * n_win - pos['window']) * B * T / rate
-                if args.max_steps is not None:
-                    left = min(left, (args.max_steps - pos['step']) * B * T / rate)
-                if not args.quiet and time.time() - last_shown > 0.5:
-                    last_shown = time.time()
-                    sys.stdout.write(f'\rstep {pos["step"]:6d}  epoch {pos["epoch"] + pos["window"] / n_win:6.3f}'
-                                     f'  loss {smooth:.4f}  {rate:6.0f} chars/s  {left / 60:6.1f} min left ')
-                    sys.stdout.flush()
-                stop = stopper.signal or (args.max_steps is not None and pos['step'] >= args.max_steps)
-                if stop or (args.checkpoint_minutes and time.time() - last_ckpt > 60 * args.checkpoint_minutes):
-                    pos['seconds'] += time.time() - t_run
-                    t_run, chars_done = time.time(), 0
-                    save(out, 'interrupted' if stop else 'periodic')
-                    last_ckpt = time.time()
-                if stop:
-                    why = f'{stopper.signal} received' if stopper.signal else f'--max-steps {args.max_steps} reached'
-                    log([f'{pos["epoch"] + pos["window"] / n_win:.4f}', pos['step'],
-                         f'{epoch_loss / max(epoch_n, 1):.4f}', '', f'{opt.lr:.6g}', f'{pos["seconds"]:.0f}', '', why])
-                    say(f'\n{why}: checkpoint saved in {out} at step {pos["step"]}; continue with --resume')
-                    return 0
-
-            # end of an epoch: validate, sample, checkpoint
-            rate = chars_done / max(time.time() - t_run, 1e-9)           # training speed, before validation
-            val = lstm.evaluate(model(), val_ids)
-            pos['epoch'] += 1
-            pos['window'] = 0
-            pos['val_loss'] = val
-            state = lstm.zero_state(params, B)              # the next epoch starts again at the chunks' heads
-            pos['seconds'] += time.time() - t_run
-            t_run, chars_done = time.time(), 0
-            train_loss = epoch_loss / max(epoch_n, 1)
-            epoch_loss, epoch_n = 0.0, 0
-            improved = pos['best_val'] is None or val < pos['best_val']
-            if improved:
-                pos['best_val'] = val
-            save(out, 'epoch')
-            if improved:
-                save(os.path.join(out, 'best'), 'best')
-            last_ckpt = time.time()
-            log([pos['epoch'], pos['step'], f'{train_loss:.4f}', f'{val:.4f}', f'{opt.lr:.6g}', f'{pos["seconds"]:.0f}',
-                 f'{rate:.0f}', 'best' if improved else 'epoch'])
-            say(f'\nepoch {pos["epoch"]}: train loss {train_loss:.4f}, validation loss {val:.4f} nats/char '
-                f'({val / np.log(2):.4f} bits/char){" (best so far)" if improved else ""}')
-            if args.sample_length:
-                sample_rng = np.random.default_rng(pos['step'])
-                say('--- sample (temperature 0.5) ---\n' + sample_text(model(), chars, args.sample_length,
-                                                                       sample_rng) + '\n---')
+        while p['epoch'] < s['epochs'] and p['step'] < max_steps and not stopper.signal:
+            run.opt.lr = lr_at(s, p['epoch'])
+            if p['window'] == n_windows:
+                end_epoch(run, out, val_ids, n_windows, corpus_chars, progress, log, say, args.sample_length)
+                continue
+            progress.add(train_window(run, chunked, threads), chunked.shape[0] * s['window'])
+            steps_left = min((s['epochs'] - p['epoch']) * n_windows - p['window'], max_steps - p['step'])
+            progress.show(run, n_windows, steps_left)
+            if args.checkpoint_minutes and time.time() - last_checkpoint > 60 * args.checkpoint_minutes:
+                p['seconds'] += time.time() - progress.t0
+                progress.t0, progress.chars = time.time(), 0
+                run.save(out, 'periodic', n_windows, corpus_chars)
+                last_checkpoint = time.time()
+        if p['epoch'] < s['epochs'] or args.max_steps == p['step']:
+            why = f'{stopper.signal} received' if stopper.signal else f'--max-steps {args.max_steps} reached'
+            p['seconds'] += time.time() - progress.t0
+            run.save(out, 'interrupted' if stopper.signal else 'max-steps', n_windows, corpus_chars)
+            if p['step'] > 0:
+                log.write(run, n_windows, progress.loss_sum / max(progress.n, 1), None, None, why)
+            say(f'\n{why}: checkpoint saved in {out} at step {p["step"]}; continue with --resume')
+            return 0
+    except files.ModelFileError as e:
+        cli.fail(f'{e}; the previous checkpoint in {out} is kept')
     finally:
         stopper.restore()
-    best = 'none' if pos['best_val'] is None else f'{pos["best_val"]:.4f} nats/char'
-    say(f'done: {pos["epoch"]} epochs, best validation loss {best}; files in {out}')
+    best = 'none' if p['best_val'] is None else f'{p["best_val"]:.4f} nats/char'
+    say(f'done: {p["epoch"]} epochs, best validation loss {best}; files in {out}')
     return 0
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 import cli
 import data
+import files
 import lstm
 
 def parse_args(argv):
@@ -46,7 +47,7 @@ def parse_args(argv):
 def activations(params, ids):
     """Run the model over the indices (batch 1) and return {(layer, 'h' or 'c'): (N, H) array}, layers from 1;
     'c' holds tanh(c), so both lie in [-1, 1]."""
-    _, _, hidden = lstm.step_state(params, np.asarray(ids)[:, None], lstm.zero_state(params, 1))
+    _, hidden = lstm.Predictor(params, 1)(np.asarray(ids)[:, None], keep=True)
     acts = {}
     for n, (h, c) in enumerate(hidden, start=1):
         acts[(n, 'h')] = h[:, 0, :]
@@ -122,10 +123,10 @@ def find_neurons(params, ids, text, top=5, window=2000):
          for P in PERIODS}
     per = {P: dict(Xa=np.zeros((3, M))) for P in PERIODS}
     tot = dict(a=np.zeros(M), aa=np.zeros(M))
-    state = lstm.zero_state(params, 1)
+    model = lstm.Predictor(params, 1)
     for t0 in range(0, N, window):
         t1 = min(N, t0 + window)
-        _, state, hidden = lstm.step_state(params, np.asarray(ids[t0:t1])[:, None], state)
+        _, hidden = model(np.asarray(ids[t0:t1])[:, None], keep=True)
         A = np.concatenate([h[:, 0] if s == 'h' else np.tanh(c[:, 0]) for (h, c) in hidden for s in 'hc'],
                            axis=1).astype(np.float64)               # (n, M), columns in the order of keys
         tot['a'] += A.sum(0)
@@ -190,9 +191,9 @@ def load(args):
     """The model, the text and its indices; every problem is a one-line error."""
     try:
         chars = data.load_lookup(args.lookup)
-        params, _ = lstm.load_params(args.weights, V=len(chars))
+        params, _ = files.load_params(args.weights, V=len(chars))
         ids, _ = data.read_corpus(args.text, chars)
-    except (lstm.ModelFileError, data.CorpusError) as e:
+    except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(str(e))
     _, H, n_layers = lstm.sizes(params)
     if args.layer > n_layers:
@@ -226,7 +227,7 @@ def write_html(path, text, acts, H, n_layers, found, start):
                    start=dict(layer=start[0], state=start[1], neuron=start[2]))
     page = HTML_TEMPLATE.replace('__DATA__', json.dumps(payload).replace('</', '<\\/'))
     page = page.replace('__TITLE__', html.escape(f'LSTM neurons ({len(text)} characters)'))
-    lstm.atomic_write(path, lambda f: f.write(page.encode('utf-8')))
+    files.write_text(path, page)
 
 
 HTML_TEMPLATE = r"""<!DOCTYPE html>
@@ -382,8 +383,8 @@ def main(argv=None):
         try:
             write_html(args.html, text, activations(params, ids), H, n_layers, found,
                        (args.layer, args.state, args.neuron))
-        except OSError as e:
-            cli.fail(f'cannot write {args.html}: {e.strerror or e}')
+        except files.ModelFileError as e:
+            cli.fail(str(e))
         print(f'wrote {args.html}: open it in a browser')
     if args.find or args.html:
         return 0

@@ -7,7 +7,8 @@ import argparse
 import os
 import sys
 
-SAVES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'saves')
+ROOT = os.path.dirname(os.path.abspath(__file__))
+SAVES = os.path.join(ROOT, 'saves')
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,6 +42,16 @@ positive_float = _number(float, lambda v: 0 < v < float('inf'), 'a positive numb
 non_negative_float = _number(float, lambda v: 0 <= v < float('inf'), 'zero or a positive number')
 fraction = _number(float, lambda v: 0 <= v < 1, 'a fraction in [0, 1)')
 open_fraction = _number(float, lambda v: 0 < v < 1, 'a fraction in (0, 1)')
+half_open_fraction = _number(float, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')
+
+
+def choice(*values):
+    """An option type that takes one of the given strings."""
+    def parse(text):
+        if text not in values:
+            raise argparse.ArgumentTypeError(f'{text!r} is not one of {", ".join(values)}')
+        return text
+    return parse
 
 
 def add_model_options(parser):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import data
+import files
 import layers
 import lstm
 from helpers import numeric_grad, rel_error, tiny_corpus
@@ -54,13 +55,13 @@ def test_weight_drop_zeroes_recurrent_weights_only_and_keeps_the_mean():
     state = lstm.zero_state(params, 2)
     _, _, cache = lstm.forward(params, x, state, 0.0, np.random.default_rng(3), 1, 0.5)
     for n in range(2):
-        W, used = params[f'lstm{n + 1}.W'], cache[0][n]['W']
+        W, used = params[f'lstm{n + 1}.W'], cache[1][0][n].W          # the weights the engine's layer used
         np.testing.assert_array_equal(used[:-H], W[:-H])                 # input rows untouched
         ratio = used[-H:] / W[-H:]
         assert set(np.unique(ratio.round(12))) == {0.0, 2.0}             # dropped, or kept and scaled by 1/keep
     big = lstm.init_params(5, 64, 1, 0)
     _, _, cache = lstm.forward(big, x, lstm.zero_state(big, 2), 0.0, np.random.default_rng(3), 1, 0.25)
-    kept = (cache[0][0]['W'][-64:] != 0).mean()
+    kept = (cache[1][0][0].W[-64:] != 0).mean()
     assert abs(kept - 0.75) < 0.01                                       # 16,384 weights: sd 0.0034
 
 
@@ -130,10 +131,10 @@ def test_dstate_gradient_numeric():
             assert rel_error(numeric_grad(loss, params[k]), grads[k]) < 1e-7, (k, threads)
 
 
-def test_generate_matches_the_window_forward():
-    """The one-vector-at-a-time sampler computes the same model as the batched layers: greedy decoding."""
+def test_greedy_sampling_matches_the_window_forward():
+    """Sampling one step at a time computes the same model as the training forward: greedy decoding."""
     rng, params = tiny_model(V=6, H=5)
-    out = list(lstm.generate(params, [1, 2, 3], 12, temperature=0))
+    out = [int(ix[0]) for ix in lstm.sample(params, [1, 2, 3], 12, temperature=0)]
     seq = [1, 2, 3]
     for _ in range(12):
         logits, _, _ = lstm.forward(params, np.array(seq)[:, None], lstm.zero_state(params, 1))
@@ -143,13 +144,81 @@ def test_generate_matches_the_window_forward():
 
 def test_sampling_with_a_seed_is_reproducible_and_temperature_matters():
     _, params = tiny_model(V=6, H=5)
-    a = list(lstm.generate(params, [0], 200, 1.0, np.random.default_rng(3)))
-    b = list(lstm.generate(params, [0], 200, 1.0, np.random.default_rng(3)))
-    c = list(lstm.generate(params, [0], 200, 1.0, np.random.default_rng(4)))
-    assert a == b
-    assert a != c
-    cold = list(lstm.generate(params, [0], 200, 0.05, np.random.default_rng(3)))
-    assert len(set(cold)) < len(set(a))                # a low temperature narrows the choice
+    draw = lambda seed, T=1.0, N=1: np.array(list(lstm.sample(params, [0], 200, T, np.random.default_rng(seed), N)))
+    a, b, c = draw(3), draw(3), draw(4)
+    assert (a == b).all()
+    assert (a != c).any()
+    assert len(set(draw(3, 0.05).ravel())) < len(set(a.ravel()))    # a low temperature narrows the choice
+    batch = draw(3, N=5)
+    assert batch.shape == (200, 5)
+    assert all((batch[:, k] != batch[:, 0]).any() for k in range(1, 5))     # independent samples
+    assert (draw(3, N=5) == batch).all()
+
+
+def constant_logits_model(logits):
+    """A model whose logits are the same whatever it reads: dense.W = 0, dense.b = logits."""
+    params = lstm.init_params(len(logits), 4, 1, 0, np.float64)
+    params['dense.W'][:] = 0
+    params['dense.b'][:] = logits
+    return params
+
+
+def test_sampling_draws_from_softmax_of_logits_over_temperature():
+    """4,000 independent first draws against softmax(logits / T): a chi-square test at a fixed seed. softmax of
+    the logits themselves (T ignored), or of logits * T, fails it by far."""
+    logits = np.array([0.0, 1.0, 2.0, 3.0, 0.5])
+    N = 4000
+    for T in (0.5, 1.0, 2.0):
+        first = next(lstm.sample(constant_logits_model(logits), [0], 1, T, np.random.default_rng(11), N))
+        counts = np.bincount(first, minlength=5)
+        expected = N * np.exp(logits / T) / np.exp(logits / T).sum()
+        chi2 = ((counts - expected) ** 2 / expected).sum()
+        assert chi2 < 18.5, (T, counts, expected)       # chi-square with 4 degrees of freedom: p = 0.001
+        wrong = N * np.exp(logits * T) / np.exp(logits * T).sum() if T != 1 else N * np.full(5, 0.2)
+        assert ((counts - wrong) ** 2 / wrong).sum() > 100
+
+
+def test_top_k_and_top_p():
+    p = np.array([[0.5, 0.25, 0.125, 0.0625, 0.0625]])
+    logits = np.log(p)
+    keep = lambda **kw: set(np.flatnonzero(lstm.next_char_probs(logits, 1.0, **kw)[0]))
+    assert keep(top_k=1) == {0}
+    assert keep(top_k=3) == {0, 1, 2}
+    assert keep(top_p=0.4) == {0}                       # 0.5 already reaches 0.4
+    assert keep(top_p=0.7) == {0, 1}                    # 0.5 + 0.25 reaches 0.7; 0.5 alone does not
+    assert keep(top_p=0.76) == {0, 1, 2}
+    assert keep(top_p=1.0) == {0, 1, 2, 3, 4}
+    assert keep(top_k=2, top_p=0.9) == {0, 1}
+    q = lstm.next_char_probs(logits, 1.0, top_p=0.7)[0]
+    np.testing.assert_allclose(q[:2], [2 / 3, 1 / 3], rtol=1e-12)   # renormalised
+    # top-k 1 is the most likely character, at any temperature
+    rng, params = tiny_model(V=6, H=5)
+    greedy = [int(ix[0]) for ix in lstm.sample(params, [2], 30, 0)]
+    top1 = [int(ix[0]) for ix in lstm.sample(params, [2], 30, 1.5, np.random.default_rng(0), top_k=1)]
+    assert top1 == greedy
+
+
+def test_evaluation_is_independent_of_its_window_and_equals_the_training_forward():
+    rng, params = tiny_model(V=6, H=5)
+    ids = rng.integers(0, 6, size=400)
+    logits, _, _ = lstm.forward(params, ids[:-1, None], lstm.zero_state(params, 1))
+    expected = layers.softmax_loss(logits, ids[1:, None])[0]
+    for window in (1, 7, 100, 399, 1000):
+        assert lstm.evaluate(params, ids, window) == pytest.approx(expected, rel=1e-12), window
+
+
+def test_initial_weights_scale_and_forget_bias():
+    V, H = 7, 64
+    params = lstm.init_params(V, H, 2, 0, np.float64)
+    for n, D in ((1, V), (2, H)):
+        W, b = params[f'lstm{n}.W'], params[f'lstm{n}.b']
+        scale = 1 / np.sqrt(D + H)
+        assert np.abs(W).max() <= scale
+        assert W.std() == pytest.approx(scale / np.sqrt(3), rel=0.02)         # uniform(-s, s): sd s / sqrt(3)
+        np.testing.assert_array_equal(b[H:2 * H], 1.0)                        # the forget gate's bias
+        np.testing.assert_array_equal(np.delete(b, np.s_[H:2 * H]), 0.0)
+    assert np.abs(params['dense.W']).max() <= 1 / np.sqrt(H)
+    np.testing.assert_array_equal(params['dense.b'], 0.0)
 
 
 def test_rmsprop_matches_its_formula():
@@ -197,8 +266,8 @@ def test_clipping_scales_to_the_global_norm():
 def test_save_then_load_is_exact(tmp_path):
     _, params = tiny_model()
     params32 = {k: v.astype(np.float32) for k, v in params.items()}
-    lstm.save_params(tmp_path / 'w.npz', params32, {'step': 3})
-    loaded, meta = lstm.load_params(tmp_path / 'w.npz', V=5)
+    files.save_params(tmp_path / 'w.npz', params32, {'step': 3})
+    loaded, meta = files.load_params(tmp_path / 'w.npz', V=5)
     assert meta == {'step': 3}
     for k in params32:
         assert loaded[k].dtype == np.float32
@@ -206,8 +275,8 @@ def test_save_then_load_is_exact(tmp_path):
     opt = RMSprop(params)
     opt.step(params, {k: np.ones_like(v) for k, v in params.items()})
     state = [(np.full((2, 4), 0.5), np.full((2, 4), -0.5)) for _ in range(2)]
-    lstm.save_checkpoint(tmp_path / 'c.npz', params, opt, state, {'position': {'step': 1}})
-    p2, opt2, state2, meta2, ema2 = lstm.load_checkpoint(tmp_path / 'c.npz', lambda p: RMSprop(p))
+    files.save_checkpoint(tmp_path / 'c.npz', params, opt, state, {'position': {'step': 1}})
+    p2, opt2, state2, meta2, ema2 = files.load_checkpoint(tmp_path / 'c.npz', lambda p: RMSprop(p))
     assert meta2 == {'position': {'step': 1}}
     assert ema2 is None
     assert opt2.steps == 1
@@ -220,10 +289,14 @@ def test_save_then_load_is_exact(tmp_path):
         np.testing.assert_array_equal(c, c2)
 
 
-def test_a_short_training_run_lowers_the_loss():
+@pytest.mark.parametrize('extra_chars', [0, 300])       # 300: more than 256 characters, 16-bit indices
+def test_a_short_training_run_lowers_the_loss(extra_chars):
     text = tiny_corpus(4000)
+    if extra_chars:
+        text += ''.join(chr(0x4e00 + k) for k in range(extra_chars)) * 2
     chars = data.build_lookup(text)
     ids = data.encode(text, chars)
+    assert ids.dtype == (np.uint16 if extra_chars else np.uint8)
     chunked = data.chunks(ids, 8)
     T = 20
     rng = np.random.default_rng(0)
@@ -237,11 +310,14 @@ def test_a_short_training_run_lowers_the_loss():
         if k == 0:
             state = lstm.zero_state(params, 8)
         x, y = data.window(chunked, T, k)
-        loss, _, state = lstm.train_step(params, opt, x, y, state)
+        loss, grads, state = lstm.loss_and_grads(params, x, y, state)
+        opt.step(params, grads)
         losses.append(loss)
     after = lstm.evaluate(params, ids[:1000])
     assert np.mean(losses[-20:]) < 0.6 * np.mean(losses[:5])
-    assert after < before - 1.0                         # from ~log(V) = 2.9 nats to well under 2
+    assert after < before - 1.0                         # from ~log(V) nats to well under that
+    sampled = data.decode([ix[0] for ix in lstm.sample(params, [0], 50, 1.0, 0)], chars)
+    assert len(sampled) == 50
 
 
 def test_lookup_table_is_the_same_in_two_processes(tmp_path):
@@ -256,18 +332,3 @@ def test_lookup_table_is_the_same_in_two_processes(tmp_path):
     assert len(outs) == 1
     chars = json.loads(outs.pop())
     assert chars == sorted(set(tiny_corpus(3000) + 'zébra ünïcode €'))
-
-
-def test_an_error_in_a_pipeline_thread_reaches_the_caller(monkeypatch):
-    """No deadlock and no silent failure: the exception of a layer's thread is raised by forward()."""
-    _, params = tiny_model(V=5, H=4)
-    real = layers.lstm_forward_steps
-
-    def failing(cache, t0, t1, backward=True):
-        if cache['W'] is params['lstm2.W'] and t0 > 0:
-            raise FloatingPointError('boom in layer 2')
-        return real(cache, t0, t1, backward)
-    monkeypatch.setattr(layers, 'lstm_forward_steps', failing)
-    x = np.zeros((30, 2), dtype=int)
-    with pytest.raises(FloatingPointError, match='boom in layer 2'):
-        lstm.forward(params, x, lstm.zero_state(params, 2), threads=2)

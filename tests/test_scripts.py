@@ -8,17 +8,25 @@ import numpy as np
 import pytest
 
 import data
+import files
 import lstm
 from helpers import tiny_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVES = os.path.join(ROOT, 'saves')
-CORPUS = os.environ.get('TINY_SHAKESPEARE', os.path.join(ROOT, '..', 'shared', 'data', 'tinyshakespeare.txt'))
+CORPUS = os.path.join(ROOT, 'saves', 'shakespeare.txt')
 
 
-def script(name, *args, cwd=ROOT):
+def script(name, *args, cwd=ROOT, env=None):
+    """Run a script; env: variables to set (an empty value removes the variable)."""
+    full = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v:
+            full[k] = v
+        else:
+            full.pop(k, None)
     return subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+                          text=True, cwd=cwd, timeout=600, env=full)
 
 
 def assert_one_line_error(r, *words):
@@ -36,7 +44,7 @@ def small_model(tmp_path_factory):
     d = tmp_path_factory.mktemp('model')
     chars = data.build_lookup(tiny_corpus(3000))
     params = lstm.init_params(len(chars), 16, 2, np.random.default_rng(0))
-    lstm.save_params(d / 'w.npz', params)
+    files.save_params(d / 'w.npz', params)
     data.save_lookup(d / 'l.json', chars)
     return d / 'w.npz', d / 'l.json', chars
 
@@ -79,7 +87,7 @@ def test_sample_refuses_a_lookup_that_does_not_match(small_model, tmp_path):
 
 def test_shipped_files_are_consistent():
     chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
-    params, meta = lstm.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'), V=len(chars))
+    params, meta = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'), V=len(chars))
     assert lstm.sizes(params) == (65, 512, 2)
     assert params['lstm1.W'].dtype == np.float32
     with np.load(os.path.join(SAVES, 'ShakespeareNet.npz'), allow_pickle=False) as z:
@@ -89,7 +97,6 @@ def test_shipped_files_are_consistent():
     data.encode(text, chars)                            # every character of the sample is known
 
 
-@pytest.mark.skipif(not os.path.exists(CORPUS), reason='tiny Shakespeare is not present')
 def test_shipped_lookup_is_the_corpus_lookup():
     _, chars = data.read_corpus(CORPUS)
     assert chars == data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
@@ -109,25 +116,37 @@ def test_evaluate_scores_a_text(small_model, tmp_path):
 
 def test_benchmark_prints_a_table_and_json():
     r = script('_benchmark.py', '--hidden', 16, '--chunks', 4, '--window', 10, '--steps', 2, '--warmup', 1,
-               '--sample-length', 50, '--no-torch')
+               '--sample-length', 50, '--no-torch', env={'OPENBLAS_CORETYPE': ''})
     assert r.returncode == 0, r.stderr
+    assert 'warning' not in r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    for key in ('train_chars_per_s', 'sample_chars_per_s', 'peak_rss_mb'):
+    for key in ('train_chars_per_s', 'sample1_chars_per_s', 'sample32_chars_per_s', 'peak_rss_mb'):
         assert result[key] > 0
+    assert result['cpu'] and result['cores'] >= 1 and result['threads'] >= 1
+    assert result['openblas_core'] in r.stdout.splitlines()[0]      # the kernel in use is named
+    r = script('_benchmark.py', '--hidden', 8, '--chunks', 2, '--window', 4, '--steps', 1, '--warmup', 0,
+               '--sample-length', 5, '--no-torch', env={'OPENBLAS_CORETYPE': 'Haswell'})
+    assert r.returncode == 0, r.stderr
+    assert 'warning: OPENBLAS_CORETYPE=Haswell' in r.stderr
 
 
 def test_visualize_activations_and_colours(small_model):
     import _visualize
     weights, lookup, chars = small_model
-    params, _ = lstm.load_params(weights)
+    params, _ = files.load_params(weights)
     ids = data.encode('to be or not', chars)
     acts = _visualize.activations(params, ids)
     assert set(acts) == {(1, 'h'), (1, 'c'), (2, 'h'), (2, 'c')}
     assert acts[(2, 'h')].shape == (len(ids), 16)
     assert np.all(np.abs(acts[(1, 'c')]) <= 1)
-    # the activations equal the training forward pass's hidden states
-    _, _, hidden = lstm.step_state(params, ids[:, None], lstm.zero_state(params, 1))
-    np.testing.assert_array_equal(acts[(2, 'h')], hidden[1][0][:, 0])
+    # the activations equal the reference forward pass's hidden states, h = o * tanh(c) of every step
+    _, _, cache = lstm.forward(params, ids[:, None], lstm.zero_state(params, 1), reference=True)
+    steps = cache[1][0]                                 # per layer, the step caches (xh, W, c_prev, i, f, o, g, tc)
+    for n in (1, 2):
+        np.testing.assert_allclose(acts[(n, 'h')], np.array([s[5] * s[7] for s in steps[n - 1]])[:, 0],
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(acts[(n, 'c')], np.array([s[7] for s in steps[n - 1]])[:, 0],
+                                   rtol=1e-5, atol=1e-6)
     assert _visualize.colour(-1) == '#ffffff'
     assert _visualize.colour(1) == '#ff0000'
     assert _visualize.colour(5) == '#ff0000'
@@ -165,19 +184,18 @@ def test_max_steps_zero_saves_the_untrained_model(tmp_path):
     r = script('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', '--hidden', 8,
                '--max-steps', 0)
     assert r.returncode == 0, r.stderr
-    params, meta = lstm.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    params, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
     init = lstm.init_params(len(data.build_lookup(tiny_corpus(3000))), 8, 2, np.random.default_rng(0))
     assert meta['step'] == 0
     for k in params:
         np.testing.assert_array_equal(params[k], init[k])
 
 
-@pytest.mark.skipif(not os.path.exists(CORPUS), reason='tiny Shakespeare is not present')
 def test_shipped_model_validation_loss_is_what_its_file_says():
     """The README's command, on the real validation split: the figure recorded at training is reproduced."""
     r = script('_evaluate.py', '--corpus', CORPUS)
     assert r.returncode == 0, r.stderr
     assert 'the validation split' in r.stdout and '111,539 characters predicted' in r.stdout
     nats = float(r.stdout.split('loss ')[1].split()[0])
-    _, meta = lstm.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
+    _, meta = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
     assert nats == pytest.approx(meta['val_loss'], abs=2e-4)

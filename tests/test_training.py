@@ -4,6 +4,7 @@ import pytest
 
 import _training
 import data
+import files
 import lstm
 from helpers import tiny_corpus
 from optimizer import RMSprop
@@ -25,7 +26,7 @@ def run(corpus, out, *extra):
 
 
 def load(out):
-    return lstm.load_checkpoint(out / _training.CHECKPOINT, lambda p: RMSprop(p))
+    return files.load_checkpoint(out / _training.CHECKPOINT, lambda p: RMSprop(p))
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus):
@@ -58,7 +59,7 @@ def test_training_writes_the_run_folder(tmp_path, corpus):
     log = (out / 'training_log.csv').read_text().splitlines()
     assert log[0].startswith('epoch,step,train_loss,val_loss')
     assert log[1].split(',')[0] == '1'
-    params, meta = lstm.load_params(out / 'ShakespeareNet.npz', dtype=np.float64)
+    params, meta = files.load_params(out / 'ShakespeareNet.npz', dtype=np.float64)
     assert meta['val_loss'] == pytest.approx(float(log[1].split(',')[3]), abs=1e-4)
     _, _, _, _, ema = load(out)
     for k in params:                                    # the weights file holds the average
@@ -68,8 +69,50 @@ def test_training_writes_the_run_folder(tmp_path, corpus):
 def test_val_chars_limits_the_validation_text(tmp_path, corpus):
     run(corpus, tmp_path / 'run', '--epochs', '1', '--val-chars', '50')
     log = (tmp_path / 'run' / 'training_log.csv').read_text().splitlines()
-    params, meta = lstm.load_params(tmp_path / 'run' / 'ShakespeareNet.npz', dtype=np.float64)
+    params, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz', dtype=np.float64)
     ids, _ = data.read_corpus(corpus)
     val = data.split(ids, 0.1)[1][:50]
     assert meta['val_loss'] == pytest.approx(lstm.evaluate(params, val), rel=1e-12)
     assert float(log[1].split(',')[3]) == pytest.approx(meta['val_loss'], abs=1e-4)
+
+
+def test_learning_rate_schedule():
+    s = dict(lr=0.002, lr_decay=0.9, decay_after=3)
+    assert [_training.lr_at(s, e) for e in range(6)] == pytest.approx([0.002, 0.002, 0.002, 0.002, 0.0018,
+                                                                        0.00162], rel=1e-12)
+    assert _training.lr_at(dict(lr=0.001, lr_decay=1.0, decay_after=0), 50) == 0.001
+
+
+def test_best_is_strictly_lower():
+    assert _training.is_best(2.0, None)
+    assert _training.is_best(1.9, 2.0)
+    assert not _training.is_best(2.0, 2.0)
+    assert not _training.is_best(2.1, 2.0)
+
+
+def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, monkeypatch):
+    losses = iter([2.0, 2.5, 1.5, 1.7])                 # epochs 1..4: best, worse, best, worse
+    monkeypatch.setattr(lstm, 'evaluate', lambda params, ids: next(losses))
+    out = tmp_path / 'run'
+    run(corpus, out, '--epochs', '4')
+    log = [line.split(',') for line in (out / 'training_log.csv').read_text().splitlines()[1:]]
+    assert [row[-1] for row in log] == ['best', 'epoch', 'best', 'epoch']
+    _, _, _, meta, _ = files.load_checkpoint(out / 'best' / _training.CHECKPOINT, RMSprop)
+    assert meta['position']['epoch'] == 3 and meta['position']['val_loss'] == 1.5
+    _, best_meta = files.load_params(out / 'best' / _training.WEIGHTS)
+    assert best_meta['val_loss'] == 1.5
+    _, _, _, last, _ = files.load_checkpoint(out / _training.CHECKPOINT, RMSprop)
+    assert last['position']['epoch'] == 4 and last['position']['best_val'] == 1.5
+
+
+def test_default_threads(monkeypatch):
+    monkeypatch.delenv('OPENBLAS_NUM_THREADS', raising=False)
+    monkeypatch.setattr(_training.os, 'cpu_count', lambda: 8)
+    assert _training.default_threads() == 2             # one thread per layer of the default model
+    monkeypatch.setattr(_training.os, 'cpu_count', lambda: 1)
+    assert _training.default_threads() == 1
+    monkeypatch.setattr(_training.os, 'cpu_count', lambda: None)
+    assert _training.default_threads() == 1
+    monkeypatch.setattr(_training.os, 'cpu_count', lambda: 8)
+    monkeypatch.setenv('OPENBLAS_NUM_THREADS', '1')    # training beside other work: one core
+    assert _training.default_threads() == 1

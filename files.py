@@ -1,0 +1,244 @@
+"""Every file the repo writes and every model file it reads: written atomically, read with checks, never pickle.
+
+Arrays go in .npz files read with allow_pickle=False; metadata is a JSON string stored in them as a 0-d unicode
+array named 'meta'. Every file is written to a temporary file in the same folder, flushed to disk and renamed
+into place, so a crash at any moment leaves either the old file or the new one, never half of one.
+
+The formats:
+- weights: `lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), ..., `dense.W` (H, V), `dense.b` (V,)
+- checkpoint: `weights.<name>`, `ema.<name>` (optional), the optimizer's arrays, `state.h1`, `state.c1`, ...
+"""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+class ModelFileError(ValueError):
+    """A weights, checkpoint or output file that cannot be used; the message says what is wrong."""
+
+
+def _umask():
+    """The process's umask (read without changing it for longer than the call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path, write):
+    """Call write(f) on a temporary binary file beside path, fsync it, and rename it to path.
+
+    Raises ModelFileError with a one-line reason when the folder cannot be made or written (a full disk, a
+    read-only file system, a parent that is a file); the previous file at path is then left as it was.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+        os.chmod(tmp, 0o666 & ~_umask())                # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise ModelFileError(f'cannot write {path}: {e.strerror or e}') from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+    try:                                                # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def write_text(path, text):
+    """Write a str as UTF-8, atomically."""
+    atomic_write(path, lambda f: f.write(text.encode('utf-8')))
+
+
+def check_writable(path, what='output'):
+    """Refuse, before any work, an output file that could not be written: an empty name, a parent that is a
+    file, a folder that cannot be created or written. Creates the folder if needed. Raises ModelFileError."""
+    path = os.fspath(path)
+    if not path:
+        raise ModelFileError(f'the {what} path is empty: give a file name')
+    if os.path.isdir(path):
+        raise ModelFileError(f'{what} {path} is a folder: give a file name')
+    check_folder(os.path.dirname(os.path.abspath(path)), what)
+
+
+def check_folder(folder, what='output folder'):
+    """Make sure folder exists (creating it) and that a file can be created in it. Raises ModelFileError."""
+    folder = os.fspath(folder)
+    if not folder:
+        raise ModelFileError(f'the {what} is empty: give a folder name')
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix='.write-test.', suffix='.tmp')
+        os.close(fd)
+        os.remove(probe)
+    except FileExistsError:
+        raise ModelFileError(f'{what} {folder} cannot be made: a file of that name is in the way') from None
+    except NotADirectoryError:
+        raise ModelFileError(f'{what} {folder} cannot be made: part of its path is a file, not a folder') \
+            from None
+    except OSError as e:
+        raise ModelFileError(f'{what} {folder} cannot be written: {e.strerror or e}') from None
+
+
+def save_npz(path, arrays, meta=None):
+    """Write named arrays (and a JSON-able dict `meta`) to path atomically."""
+    arrays = dict(arrays)
+    if meta is not None:
+        arrays['meta'] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_npz(path, what):
+    """Read every array of an .npz file without ever running pickle. Returns (arrays, meta dict)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, 'files'):                 # np.load also reads a bare .npy array
+                raise ModelFileError(f'{what} file {path} is a single .npy array, not an .npz file')
+            arrays = {k: z[k] for k in z.files}
+    except ModelFileError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f'{what} file {path} does not exist') from None
+    except IsADirectoryError:
+        raise ModelFileError(f'{what} file {path} is a folder, not a file') from None
+    except PermissionError:
+        raise ModelFileError(f'{what} file {path} cannot be read: permission denied') from None
+    except ValueError as e:
+        if 'allow_pickle' in str(e) and 'Object arrays' in str(e):
+            raise ModelFileError(f'{what} file {path} holds pickled objects, which are never loaded: '
+                                 'save plain arrays instead') from None
+        raise ModelFileError(f'{what} file {path} is not an .npz file of arrays (it is corrupt, or another '
+                             'kind of file)') from None
+    except Exception as e:                              # zipfile, EOF, OSError, ...: anything unreadable
+        raise ModelFileError(f'{what} file {path} is corrupt or not an .npz file ({type(e).__name__})') \
+            from None
+    meta = {}
+    if 'meta' in arrays:
+        m = arrays.pop('meta')
+        try:
+            meta = json.loads(str(m[()])) if m.shape == () and m.dtype.kind == 'U' else None
+        except (ValueError, RecursionError):
+            meta = None
+        if not isinstance(meta, dict):
+            raise ModelFileError(f'{what} file {path} has unreadable metadata')
+    return arrays, meta
+
+
+# --- the model's files ----------------------------------------------------------------------------------------
+
+def save_params(path, params, meta=None):
+    """Save the weights, named lstm1.W, lstm1.b, ..., dense.W, dense.b, in their dtype (float32 by default)."""
+    save_npz(path, params, meta)
+
+
+def load_params(path, V=None, dtype=np.float32):
+    """Load and check weights saved by save_params. V, if given, is the lookup table's size.
+
+    Returns (params in the given dtype, meta). Raises ModelFileError with a one-line reason on any problem.
+    """
+    arrays, meta = load_npz(path, 'weights')
+    return check_params(arrays, path, V, dtype), meta
+
+
+def check_params(arrays, path, V, dtype):
+    """Check that named arrays form a model of this repo; return them as contiguous arrays of dtype."""
+    for key in ('dense.W', 'dense.b', 'lstm1.W', 'lstm1.b'):
+        if key not in arrays:
+            raise ModelFileError(f'weights file {path} has no array {key}: it is not a model of this repo')
+    n_layers = 0
+    while f'lstm{n_layers + 1}.W' in arrays:
+        n_layers += 1
+    expected = {'dense.W', 'dense.b'} | {f'lstm{n}.{p}' for n in range(1, n_layers + 1) for p in 'Wb'}
+    extra = sorted(set(arrays) - expected)
+    if extra:
+        raise ModelFileError(f'weights file {path} has unexpected arrays {extra}')
+    Wd = arrays['dense.W']
+    if Wd.ndim != 2:
+        raise ModelFileError(f'weights file {path}: dense.W should be 2-D (H, V), not {Wd.shape}')
+    H, Vw = Wd.shape
+    shapes = {'dense.W': (H, Vw), 'dense.b': (Vw,)}
+    D = Vw
+    for n in range(1, n_layers + 1):
+        shapes[f'lstm{n}.W'] = (D + H, 4 * H)
+        shapes[f'lstm{n}.b'] = (4 * H,)
+        D = H
+    for key, shape in shapes.items():
+        a = arrays[key]
+        if a.shape != shape:
+            raise ModelFileError(f'weights file {path}: {key} has shape {a.shape}, expected {shape}')
+        if a.dtype.kind != 'f':
+            raise ModelFileError(f'weights file {path}: {key} has dtype {a.dtype}, expected floats')
+        if not np.all(np.isfinite(a)):
+            raise ModelFileError(f'weights file {path}: {key} holds NaN or infinite values')
+    if V is not None and V != Vw:
+        raise ModelFileError(f'weights file {path} is for {Vw} characters but the lookup table has {V}: '
+                             'use the lookup table saved with these weights')
+    return {k: np.ascontiguousarray(arrays[k], dtype=dtype) for k in shapes}
+
+
+def save_checkpoint(path, params, optimizer, state, meta, ema=None):
+    """Everything a resumed run needs, in one file: the weights in their training dtype, the optimizer's state,
+    the hidden state carried into the next window (h1, c1, h2, c2, ...), the running average of the weights if
+    one is kept (ema), and `meta` (position, settings, random state) as JSON. One file, so that a crash can never
+    leave weights and optimizer state out of step."""
+    arrays = {f'weights.{k}': v for k, v in params.items()}
+    if ema is not None:
+        arrays.update({f'ema.{k}': v for k, v in ema.items()})
+    arrays.update(optimizer.state_arrays())
+    for n, (h, c) in enumerate(state, start=1):
+        arrays[f'state.h{n}'] = h
+        arrays[f'state.c{n}'] = c
+    save_npz(path, arrays, meta)
+
+
+def load_checkpoint(path, optimizer_factory):
+    """Read a checkpoint written by save_checkpoint.
+
+    optimizer_factory(params) makes the optimizer whose state is then restored.
+    Returns (params, optimizer, state, meta, ema); ema is None where the checkpoint keeps no average.
+    Raises ModelFileError with a one-line reason on any problem.
+    """
+    arrays, meta = load_npz(path, 'checkpoint')
+    weights = {k[len('weights.'):]: v for k, v in arrays.items() if k.startswith('weights.')}
+    if not weights:
+        raise ModelFileError(f'checkpoint {path} holds no weights: it is not a training checkpoint of this repo')
+    dtypes = {v.dtype for v in weights.values()}
+    if len(dtypes) != 1 or dtypes.pop() not in (np.float32, np.float64):
+        raise ModelFileError(f'checkpoint {path}: the weights are not all float32 or all float64')
+    dtype = next(iter(weights.values())).dtype
+    params = check_params(weights, str(path), None, dtype)
+    optimizer = optimizer_factory(params)
+    try:
+        optimizer.load_state_arrays(arrays)
+    except ValueError as e:
+        raise ModelFileError(f'checkpoint {path}: {e}') from None
+    H, _ = params['dense.W'].shape
+    n_layers = sum(1 for k in params if k.endswith('.W')) - 1
+    state = []
+    for n in range(1, n_layers + 1):
+        h, c = arrays.get(f'state.h{n}'), arrays.get(f'state.c{n}')
+        if h is None or c is None or h.ndim != 2 or h.shape != c.shape or h.shape[1] != H:
+            raise ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
+        state.append((h.astype(dtype), c.astype(dtype)))
+    ema = None
+    if any(k.startswith('ema.') for k in arrays):
+        ema = check_params({k[len('ema.'):]: v for k, v in arrays.items() if k.startswith('ema.')},
+                           f'{path} (its average weights)', None, dtype)
+        if any(ema[k].shape != params[k].shape for k in params):
+            raise ModelFileError(f'checkpoint {path}: the average weights do not match the weights')
+    return params, optimizer, state, meta, ema
