@@ -19,11 +19,11 @@ import lstm
 def parse_args(argv):
     p = cli.Parser(description='Print the loss of a saved model on the validation split or on any text file.')
     g = p.add_argument_group('data')
-    g.add_argument('--corpus', help='corpus whose validation split is scored (default: tiny Shakespeare, '
+    g.add_argument('--corpus', type=cli.path, help='corpus whose validation split is scored (default: tiny Shakespeare, '
                                     'saves/shakespeare.txt)')
     g.add_argument('--val-fraction', type=cli.open_fraction, default=0.1,
                    help='the validation split is this last fraction of the corpus (default 0.1)')
-    g.add_argument('--text', help='score this whole UTF-8 file instead of a validation split')
+    g.add_argument('--text', type=cli.path, help='score this whole UTF-8 file instead of a validation split')
     cli.add_model_options(p)
     return p.parse_args(argv)
 

@@ -16,7 +16,7 @@ import files
 def parse_args(argv):
     p = cli.Parser(description='Draw training and validation loss per epoch from a training_log.csv as SVG.')
     p.add_argument('log', help='training_log.csv written by _training.py')
-    p.add_argument('--out', default='images/learning_curve.svg', help='SVG file to write '
+    p.add_argument('--out', type=cli.path, default='images/learning_curve.svg', help='SVG file to write '
                                                                       '(default images/learning_curve.svg)')
     p.add_argument('--title', default='2x512 LSTM on tiny Shakespeare', help='title of the picture')
     return p.parse_args(argv)

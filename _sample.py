@@ -40,7 +40,7 @@ def parse_args(argv):
                    help='draw only from the nucleus: the smallest set of most likely characters whose probability '
                         'reaches P (default 1: all)')
     g.add_argument('--start', default=None, help='priming text, printed first (default "F"); \\n is a newline')
-    g.add_argument('--start-file', help='read the priming text from this UTF-8 file instead')
+    g.add_argument('--start-file', type=cli.path, help='read the priming text from this UTF-8 file instead')
     g.add_argument('--stop', help='stop a sample once its generated text ends with this text, e.g. \'\\n\\n\' for '
                                   'one speech (\\n is a newline, \\t a tab)')
     g.add_argument('--num-samples', type=cli.positive_int, default=1,

@@ -35,7 +35,7 @@ WEIGHTS, CHECKPOINT, LOOKUP, LOG = 'ShakespeareNet.npz', 'ShakespeareOptimizer.n
 # The run's settings: (group, name, default, type, help). The defaults are the original's. They are saved in the
 # checkpoint; on --resume the saved ones hold, and only those marked resumable may be changed on the command line.
 SETTINGS = [
-    ('data', 'corpus', None, str, 'UTF-8 text file to train on (default: tiny Shakespeare, saves/shakespeare.txt)'),
+    ('data', 'corpus', None, cli.path, 'UTF-8 text file to train on (default: tiny Shakespeare, saves/shakespeare.txt)'),
     ('data', 'val_fraction', 0.1, cli.open_fraction, 'last fraction of the corpus kept for validation'),
     ('data', 'val_chars', 0, cli.non_negative_int, 'validate on at most this many characters of the '
                                                    'validation split, its first ones (0: all)'),
@@ -80,7 +80,7 @@ def parse_args(argv):
     g.add_argument('--max-steps', type=cli.non_negative_int, help='stop (with a checkpoint) once this many steps '
                    'are done in all, e.g. for a short trial; 0 saves the untrained model')
     g = p.add_argument_group('output')
-    g.add_argument('--out', default='checkpoints', help='run folder for checkpoints and the log (default '
+    g.add_argument('--out', type=cli.path, default='checkpoints', help='run folder for checkpoints and the log (default '
                                                          'checkpoints; saves/ is only written if named here)')
     g.add_argument('--resume', action='store_true', help='continue the run saved in --out exactly where it '
                                                          'stopped')
@@ -151,19 +151,26 @@ def new_run(args, out):
     return Run(settings, pos=dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0))
 
 
+def make_optimizer(params, settings):
+    return RMSprop(params, lr=settings['lr'], rho=settings['rho'], eps=settings['eps'], clip=settings['clip'],
+                   weight_decay=settings['weight_decay'])
+
+
 def resumed_run(args, out):
-    if not os.path.exists(os.path.join(out, CHECKPOINT)):
+    path = os.path.join(out, CHECKPOINT)
+    if not os.path.exists(path):
         cli.fail(f'cannot resume: {out} holds no run ({CHECKPOINT} is missing); start one without --resume')
     try:
+        _, meta = files.load_npz(path, 'checkpoint', only_meta=True)
+        if 'settings' not in meta or 'position' not in meta or 'rng' not in meta:
+            cli.fail(f'cannot resume: {path} has no training position (it was not written by _training.py)')
+        settings = settings_from(args, meta['settings'])
         chars = data.load_lookup(os.path.join(out, LOOKUP))
-        params, opt, state, meta, ema = files.load_checkpoint(os.path.join(out, CHECKPOINT), RMSprop)
+        params, opt, state, meta, ema = files.load_checkpoint(path, lambda p: make_optimizer(p, settings))
     except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(f'cannot resume from {out}: {e}')
-    if 'settings' not in meta or 'position' not in meta or 'rng' not in meta:
-        cli.fail(f'cannot resume: {out}/{CHECKPOINT} has no training position (it was not written by _training.py)')
     rng = np.random.default_rng()
     rng.bit_generator.state = meta['rng']
-    settings = settings_from(args, meta['settings'])
     if args.corpus is not None:
         settings['corpus'] = stored_corpus(args.corpus)
     return Run(settings, chars, params, opt, state, ema, meta['position'], rng, meta.get('corpus_chars'))
@@ -216,15 +223,13 @@ def load_data(run):
     if run.params is None:                              # a new run: the model is made from the lookup table
         run.rng = np.random.default_rng(s['seed'])
         run.params = lstm.init_params(len(run.chars), s['hidden'], s['layers'], run.rng, np.dtype(s['dtype']))
-        run.opt = RMSprop(run.params)
+        run.opt = make_optimizer(run.params, s)
         run.state = lstm.zero_state(run.params, s['chunks'])
     elif run.state[0][0].shape[0] != s['chunks'] or len(run.chars) != lstm.sizes(run.params)[0]:
         cli.fail('the checkpoint does not match its settings or lookup table')
     elif run.corpus_chars not in (None, len(ids)):
         cli.fail(f'the corpus has {len(ids):,} characters but the run was trained on one of '
                  f'{run.corpus_chars:,}: resume with the same --corpus')
-    run.opt.lr, run.opt.rho, run.opt.eps = s['lr'], s['rho'], s['eps']
-    run.opt.clip, run.opt.weight_decay = s['clip'], s['weight_decay']
     if not s['ema']:
         run.ema = None
     elif run.ema is None:                               # an average starts from the current weights
@@ -416,8 +421,10 @@ def main(argv=None):
                 log.write(run, n_windows, progress.loss_sum / max(progress.n, 1), None, None, why)
             say(f'\n{why}: checkpoint saved in {out} at step {p["step"]}; continue with --resume')
             return 0
-    except files.ModelFileError as e:
+    except files.ModelFileError as e:                   # e.g. the disk is full: the last complete files stay
         cli.fail(f'{e}; the previous checkpoint in {out} is kept')
+    except OSError as e:                                # the log could not be appended to
+        cli.fail(f'cannot write {os.path.join(out, LOG)}: {e.strerror or e}; the checkpoint in {out} is kept')
     finally:
         stopper.restore()
     best = 'none' if p['best_val'] is None else f'{p["best_val"]:.4f} nats/char'

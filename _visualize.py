@@ -27,7 +27,7 @@ import lstm
 def parse_args(argv):
     p = cli.Parser(description='Show one neuron\'s activation on every character of a text.')
     g = p.add_argument_group('data')
-    g.add_argument('--text', default=os.path.join(cli.SAVES, 'sample.txt'),
+    g.add_argument('--text', type=cli.path, default=os.path.join(cli.SAVES, 'sample.txt'),
                    help='UTF-8 text to run the model over (default saves/sample.txt)')
     cli.add_model_options(p)
     g = p.add_argument_group('view')
@@ -36,7 +36,7 @@ def parse_args(argv):
                    help='h: hidden state; c: tanh of the cell state (default h)')
     g.add_argument('--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default 0)')
     g = p.add_argument_group('output (instead of the viewer)')
-    g.add_argument('--html', metavar='FILE', help='write one self-contained HTML page to explore the neurons')
+    g.add_argument('--html', type=cli.path, metavar='FILE', help='write one self-contained HTML page to explore the neurons')
     g.add_argument('--html-chars', type=cli.positive_int, default=3000,
                    help='the page shows at most this many characters of the text (default 3000)')
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
@@ -253,7 +253,8 @@ body { font-family: sans-serif; margin: 1em; }
 <div id="text"></div>
 <script>
 const D = __DATA__;
-const N = D.text.length, H = D.H;
+const TEXT = Array.from(D.text);    // one entry per character (code point), as in Python; D.text.length counts
+const N = TEXT.length, H = D.H;     // UTF-16 units, two for a character outside the Basic Multilingual Plane
 const raw = atob(D.acts), acts = new Int8Array(raw.length);
 for (let j = 0; j < raw.length; j++) { const v = raw.charCodeAt(j); acts[j] = v > 127 ? v - 256 : v; }
 const layerSel = document.getElementById('layer'), stateSel = document.getElementById('state');
@@ -262,7 +263,7 @@ for (let n = 1; n <= D.layers; n++) layerSel.add(new Option('layer ' + n, n));
 neuronBox.max = H - 1;
 const spans = [], box = document.getElementById('text');
 for (let j = 0; j < N; j++) {
-  const s = document.createElement('span'); s.textContent = D.text[j]; box.appendChild(s); spans.push(s);
+  const s = document.createElement('span'); s.textContent = TEXT[j]; box.appendChild(s); spans.push(s);
 }
 function colour(a) {            // -1 white, 0 pink, +1 red: the same as colour() in _visualize.py
   const t = (Math.max(-1, Math.min(1, a)) + 1) / 2, gb = Math.round(255 * (1 - t));
@@ -277,7 +278,7 @@ function show() {
   for (let j = 0; j < N; j++) {
     const a = acts[off + j] / 127;
     lo = Math.min(lo, a); hi = Math.max(hi, a);
-    spans[j].style.background = D.text[j] === '\n' ? '' : colour(a);
+    spans[j].style.background = TEXT[j] === '\n' ? '' : colour(a);
   }
   info.textContent = 'layer ' + layer + ' ' + (state === 'h' ? 'h' : 'tanh(c)') + ' neuron ' + k +
                      ': min ' + lo.toFixed(2) + ', max ' + hi.toFixed(2);
@@ -371,6 +372,11 @@ def build_viewer(text, acts, H, n_layers, layer, state, neuron):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.html is not None:
+        try:
+            files.check_writable(args.html, '--html file')
+        except files.ModelFileError as e:
+            cli.fail(str(e))
     params, ids, text = load(args)
     _, H, n_layers = lstm.sizes(params)
     if args.find:

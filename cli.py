@@ -45,6 +45,13 @@ open_fraction = _number(float, lambda v: 0 < v < 1, 'a fraction in (0, 1)')
 half_open_fraction = _number(float, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')
 
 
+def path(text):
+    """An option naming a file or folder: any non-empty text."""
+    if not text:
+        raise argparse.ArgumentTypeError('the path is empty: give a name')
+    return text
+
+
 def choice(*values):
     """An option type that takes one of the given strings."""
     def parse(text):
@@ -57,8 +64,8 @@ def choice(*values):
 def add_model_options(parser):
     """The option group naming a trained model: --weights and --lookup, the shipped model by default."""
     g = parser.add_argument_group('model')
-    g.add_argument('--weights', default=os.path.join(SAVES, 'ShakespeareNet.npz'),
+    g.add_argument('--weights', type=path, default=os.path.join(SAVES, 'ShakespeareNet.npz'),
                    help='weights file (default saves/ShakespeareNet.npz)')
-    g.add_argument('--lookup', default=os.path.join(SAVES, 'ShakespeareLookup.json'),
+    g.add_argument('--lookup', type=path, default=os.path.join(SAVES, 'ShakespeareLookup.json'),
                    help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
     return g

@@ -103,13 +103,16 @@ def save_npz(path, arrays, meta=None):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_npz(path, what):
-    """Read every array of an .npz file without ever running pickle. Returns (arrays, meta dict)."""
+def load_npz(path, what, only_meta=False):
+    """Read every array of an .npz file without ever running pickle. Returns (arrays, meta dict).
+    only_meta reads the metadata alone (the arrays are then {})."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, 'files'):                 # np.load also reads a bare .npy array
-                raise ModelFileError(f'{what} file {path} is a single .npy array, not an .npz file')
-            arrays = {k: z[k] for k in z.files}
+        z = np.load(path, allow_pickle=False)
+        if isinstance(z, np.ndarray):                   # np.load also reads a bare .npy array
+            raise ModelFileError(f'{what} file {path} is a single .npy array, not an .npz file of named arrays')
+        with z:
+            names = [k for k in z.files if k == 'meta'] if only_meta else z.files
+            arrays = {k: z[k] for k in names}
     except ModelFileError:
         raise
     except FileNotFoundError:
@@ -119,11 +122,14 @@ def load_npz(path, what):
     except PermissionError:
         raise ModelFileError(f'{what} file {path} cannot be read: permission denied') from None
     except ValueError as e:
-        if 'allow_pickle' in str(e) and 'Object arrays' in str(e):
-            raise ModelFileError(f'{what} file {path} holds pickled objects, which are never loaded: '
-                                 'save plain arrays instead') from None
-        raise ModelFileError(f'{what} file {path} is not an .npz file of arrays (it is corrupt, or another '
-                             'kind of file)') from None
+        if 'Object arrays' in str(e):
+            raise ModelFileError(f'{what} file {path} holds arrays of Python objects, which are never loaded '
+                                 '(they need pickle): save plain numeric arrays instead') from None
+        if _starts_with(path, b'\x80'):                 # the mark of a pickle (protocol 2 and later)
+            raise ModelFileError(f'{what} file {path} is a pickle file, which is never loaded: save the arrays '
+                                 'with numpy.savez instead') from None
+        raise ModelFileError(f'{what} file {path} is not an .npz file (it is another kind of file, or '
+                             'damaged)') from None
     except Exception as e:                              # zipfile, EOF, OSError, ...: anything unreadable
         raise ModelFileError(f'{what} file {path} is corrupt or not an .npz file ({type(e).__name__})') \
             from None
@@ -137,6 +143,14 @@ def load_npz(path, what):
         if not isinstance(meta, dict):
             raise ModelFileError(f'{what} file {path} has unreadable metadata')
     return arrays, meta
+
+
+def _starts_with(path, prefix):
+    try:
+        with open(path, 'rb') as f:
+            return f.read(len(prefix)) == prefix
+    except OSError:
+        return False
 
 
 # --- the model's files ----------------------------------------------------------------------------------------

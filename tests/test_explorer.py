@@ -10,6 +10,7 @@ import pytest
 
 import _visualize
 import data
+import files
 import lstm
 from helpers import tiny_corpus
 from test_scripts import SAVES, assert_one_line_error, script
@@ -79,7 +80,7 @@ def test_find_prints_each_feature():
 
 def test_html_refuses_a_path_it_cannot_write(tmp_path):
     (tmp_path / 'page.html').mkdir()
-    assert_one_line_error(script('_visualize.py', '--html', tmp_path / 'page.html'), 'cannot write')
+    assert_one_line_error(script('_visualize.py', '--html', tmp_path / 'page.html'), 'is a folder')
     assert os.listdir(tmp_path) == ['page.html']       # no temporary file left behind
 
 
@@ -164,6 +165,39 @@ def test_html_page_in_headless_chromium(tmp_path):
     assert not errors, errors
     red = (shot[..., 0] > 200) & (shot[..., 1] < 150) & (shot[..., 2] < 150)
     assert red.sum() > 500                                              # the colouring is visible
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
+def test_html_page_colours_every_character_of_a_text_with_emoji(tmp_path):
+    """Characters outside the Basic Multilingual Plane are one character each in the page, as in Python: every
+    character shows its own activation (a page indexing UTF-16 units shifts them after the first emoji)."""
+    playwright = pytest.importorskip('playwright.sync_api')
+    text = 'To be 🎭 or not 😀😀 to be:\nthat is 𝄞 the question — 日本 🙂!\n' * 3
+    chars = data.build_lookup(text)
+    params = lstm.init_params(len(chars), 16, 2, np.random.default_rng(1))
+    params['lstm1.W'] *= 8                              # strong, varied activations
+    files.save_params(tmp_path / 'w.npz', params)
+    data.save_lookup(tmp_path / 'l.json', chars)
+    (tmp_path / 't.txt').write_text(text, encoding='utf-8')
+    page_path = tmp_path / 'emoji.html'
+    r = script('_visualize.py', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json', '--text',
+               tmp_path / 't.txt', '--html', page_path, '--layer', '1', '--state', 'h', '--neuron', '3')
+    assert r.returncode == 0, r.stderr
+    acts = _visualize.activations(params, data.encode(text, chars))[(1, 'h')][:, 3]
+    q = np.clip(np.round(acts * 127), -127, 127) / 127  # the page's 8-bit activations
+    gb = np.round(255 * (1 - (q + 1) / 2)).astype(int)
+    expected = ['' if ch == '\n' else f'rgb(255, {g}, {g})' for ch, g in zip(text, gb)]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+            '--disable-component-update', '--disable-sync'])
+        page = browser.new_page()
+        page.goto(page_path.as_uri())
+        spans = page.eval_on_selector_all('#text span', 'spans => spans.map(s => [s.textContent, s.style.background])')
+        browser.close()
+    assert [s[0] for s in spans] == list(text)          # one span per character, emoji whole
+    assert [s[1] for s in spans] == expected
+    assert len(set(expected)) > 10
 
 
 @pytest.fixture

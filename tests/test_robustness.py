@@ -67,10 +67,25 @@ def test_an_npz_with_pickled_objects_is_refused_without_running_pickle(made, tmp
     evil = np.empty(1, dtype=object)
     evil[0] = {'would': 'run pickle'}
     np.savez(tmp_path / 'w.npz', **dict(params, **{'dense.b': evil}))
-    with pytest.raises(files.ModelFileError, match='pickled objects'):
+    with pytest.raises(files.ModelFileError, match='arrays of Python objects, which are never loaded'):
         files.load_params(tmp_path / 'w.npz')
     r = script('_sample.py', '--weights', tmp_path / 'w.npz', '--lookup', made / 'run' / 'ShakespeareLookup.json')
-    assert_one_line_error(r, 'pickled objects')
+    assert_one_line_error(r, 'arrays of Python objects')
+
+
+def test_messages_name_the_kind_of_wrong_file(made, tmp_path):
+    import pickle
+    (tmp_path / 'p.npz').write_bytes(pickle.dumps({'lstm1.W': [1, 2]}))
+    with pytest.raises(files.ModelFileError, match='is a pickle file, which is never loaded'):
+        files.load_params(tmp_path / 'p.npz')
+    for raw in (b'just some text, not numpy', b'', b'PK\x03\x04 not really a zip'):
+        (tmp_path / 't.npz').write_bytes(raw)
+        with pytest.raises(files.ModelFileError) as e:
+            files.load_params(tmp_path / 't.npz')
+        assert 'pickle' not in str(e.value) and 'not an .npz file' in str(e.value)
+    np.save(tmp_path / 'a.npy', np.zeros(3))
+    with pytest.raises(files.ModelFileError, match='single .npy array'):
+        files.load_params(tmp_path / 'a.npy')
 
 
 def test_scripts_refuse_corrupt_weights(made, tmp_path):
@@ -266,3 +281,118 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
     assert a[3]['position']['step'] == b[3]['position']['step'] == 1500
     for k in a[0]:
         np.testing.assert_array_equal(a[0][k], b[0][k])
+
+
+# --- output paths ---------------------------------------------------------------------------------------------
+
+def test_unwritable_outputs_are_refused_before_any_work(made, tmp_path):
+    (tmp_path / 'a_file').write_text('x')
+    corpus = made / 'corpus.txt'
+    for out, words in ((tmp_path / 'a_file' / 'run', 'part of its path is a file'), ('', '--out'),
+                       (tmp_path / 'a_file', 'a file of that name is in the way')):
+        r = script('_training.py', '--corpus', corpus, '--out', out, *TRAIN)
+        assert_one_line_error(r, *words)
+    lookup, weights = made / 'run' / 'ShakespeareLookup.json', made / 'run' / 'ShakespeareNet.npz'
+    r = script('_visualize.py', '--weights', weights, '--lookup', lookup, '--text', corpus,
+               '--html', tmp_path / 'a_file' / 'page.html')
+    assert_one_line_error(r, 'a_file cannot be made', 'a file')
+    r = script('_visualize.py', '--weights', weights, '--lookup', lookup, '--text', corpus, '--html', '')
+    assert_one_line_error(r, 'empty')
+    r = script('_plot.py', made / 'run' / 'training_log.csv', '--out', tmp_path / 'a_file' / 'x.svg')
+    assert_one_line_error(r, 'a_file cannot be made', 'a file')
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only folders')
+def test_a_read_only_out_folder_is_refused(made, tmp_path):
+    ro = tmp_path / 'ro'
+    ro.mkdir()
+    ro.chmod(0o500)
+    r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', ro / 'run', *TRAIN)
+    assert_one_line_error(r, 'cannot be')
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_checkpoint(made, tmp_path, monkeypatch, capsys):
+    out = tmp_path / 'run'
+    assert _training.main(['--corpus', str(made / 'corpus.txt'), '--out', str(out), '--epochs', '1', *TRAIN]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def full(*args, **kwargs):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(np, 'savez', full)
+    with pytest.raises(SystemExit) as e:
+        _training.main(['--out', str(out), '--resume', '--epochs', '2'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'No space left on device' in err[0] and 'previous checkpoint' in err[0]
+    for name in ('ShakespeareOptimizer.npz', 'ShakespeareNet.npz', 'ShakespeareLookup.json'):
+        assert (out / name).read_bytes() == before[name]
+    assert not [p for p in out.iterdir() if p.name.endswith('.tmp')]
+
+
+def test_a_second_training_into_the_same_folder_is_refused(made, tmp_path):
+    out = tmp_path / 'run'
+    p = start_training(made / 'corpus.txt', out)
+    try:
+        wait_for(out / '.lock')
+        time.sleep(0.5)
+        r = script('_training.py', '--out', out, '--resume')
+        if not (out / 'ShakespeareOptimizer.npz').exists():
+            r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', out, *TRAIN)
+        assert_one_line_error(r, 'another training is running in')
+    finally:
+        p.kill()
+        p.wait(timeout=60)
+    # the lock dies with the process: a crashed run does not block the folder
+    wait_for(out / 'ShakespeareOptimizer.npz')
+    assert _training.main(['--out', str(out), '--resume', '--max-steps', '0', '--quiet']) == 0
+
+
+# --- every option's mistyped values -----------------------------------------------------------------------------
+
+BAD_VALUES = {
+    '_sample.py': [('--length', ['0', '-5', 'ten', '1.5', '']), ('--temperature', ['-1', 'nan', 'inf', 'hot']),
+                   ('--top-k', ['-1', '2.5', 'x']), ('--top-p', ['0', '1.5', '-0.1', 'nan']),
+                   ('--seed', ['-1', '1.5', 'x']), ('--num-samples', ['0', '-2', 'x']),
+                   ('--start', ['']), ('--stop', ['']), ('--start-file', ['no/such.txt']),
+                   ('--weights', ['no/such.npz', '']), ('--lookup', ['no/such.json', ''])],
+    '_training.py': [('--lr', ['0', '-1', 'nan', 'x']), ('--rho', ['0', '1', '1.5']), ('--eps', ['0', '-1']),
+                     ('--clip', ['-1', 'inf']), ('--weight-decay', ['-0.1']), ('--dropout', ['1', '-0.1', '2']),
+                     ('--weight-drop', ['1', '-1']), ('--lr-decay', ['0', '-1']), ('--decay-after', ['-1', '2.5']),
+                     ('--epochs', ['0', '-1']), ('--ema', ['1', '-0.5']), ('--dtype', ['float16', '']),
+                     ('--seed', ['-1', '1.5']), ('--threads', ['0', '-1']), ('--max-steps', ['-1']),
+                     ('--layers', ['0']), ('--hidden', ['0', '-8']), ('--chunks', ['0']), ('--window', ['0']),
+                     ('--val-fraction', ['0', '1', '1.5']), ('--val-chars', ['-1']),
+                     ('--checkpoint-minutes', ['-1', 'nan']), ('--sample-length', ['-1']),
+                     ('--corpus', ['no/such.txt', ''])],
+    '_evaluate.py': [('--val-fraction', ['0', '1', 'x']), ('--text', ['no/such.txt', '']),
+                     ('--corpus', ['no/such.txt']), ('--weights', ['no/such.npz'])],
+    '_visualize.py': [('--layer', ['0', '-1', '3']), ('--state', ['x']), ('--neuron', ['-1', '16', 'x']),
+                      ('--html-chars', ['0']), ('--top', ['0']), ('--text', ['no/such.txt', ''])],
+    '_plot.py': [('--out', [''])],
+    '_benchmark.py': [('--threads', ['0']), ('--steps', ['0']), ('--hidden', ['0']), ('--sample-length', ['0']),
+                      ('--warmup', ['-1'])],
+}
+
+
+@pytest.mark.parametrize('name', sorted(BAD_VALUES))
+def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
+    run = made / 'run'
+    model = ['--weights', run / 'ShakespeareNet.npz', '--lookup', run / 'ShakespeareLookup.json']
+    base = {'_sample.py': model + ['--length', '5'], '_evaluate.py': model + ['--text', made / 'corpus.txt'],
+            '_visualize.py': model + ['--text', made / 'corpus.txt', '--find'],
+            '_training.py': ['--corpus', made / 'corpus.txt', '--out', tmp_path / 'out', *TRAIN],
+            '_plot.py': [run / 'training_log.csv', '--out', tmp_path / 'x.svg'],
+            '_benchmark.py': ['--hidden', '8', '--chunks', '2', '--window', '3', '--steps', '1', '--no-torch']}[name]
+    for option, values in BAD_VALUES[name]:
+        for value in values:
+            args = [a for a in base]
+            if option in args:                          # the bad value replaces the good one
+                k = args.index(option)
+                args[k + 1] = value
+            else:
+                args += [option, value]
+            r = script(name, *args)
+            assert_one_line_error(r)
+            assert (option in r.stderr or 'does not exist' in r.stderr or 'empty' in r.stderr), (option, value,
+                                                                                               r.stderr)
+    assert not (tmp_path / 'out').exists() and not (tmp_path / 'x.svg').exists()
