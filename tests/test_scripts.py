@@ -65,6 +65,34 @@ def test_sample_temperature_zero_is_deterministic():
     assert a.returncode == 0 and a.stdout == b.stdout
 
 
+def test_sample_options_stop_start_file_batch_and_top_k(tmp_path):
+    # --stop: each sample ends right after the stop text, which is never cut
+    r = script('_sample.py', '--seed', 3, '--start', 'ROMEO:\\n', '--stop', '\\n\\n', '--length', 2000)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout[:-1]                                # print adds one newline
+    assert text.startswith('ROMEO:\n') and text.endswith('\n\n') and text[len('ROMEO:\n'):].count('\n\n') == 1
+    # --start-file primes like --start with the same text
+    (tmp_path / 'prime.txt').write_text('JULIET:\nO Romeo', encoding='utf-8')
+    a = script('_sample.py', '--seed', 4, '--length', 100, '--start-file', tmp_path / 'prime.txt')
+    b = script('_sample.py', '--seed', 4, '--length', 100, '--start', 'JULIET:\\nO Romeo')
+    assert a.returncode == 0 and a.stdout == b.stdout and a.stdout.startswith('JULIET:\nO Romeo')
+    # --num-samples: N samples, one after the other, reproducible, different from each other
+    c = script('_sample.py', '--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING')
+    d = script('_sample.py', '--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING')
+    assert c.returncode == 0 and c.stdout == d.stdout
+    parts = c.stdout.split('=== sample ')[1:]
+    assert len(parts) == 3 and len({p.split('\n', 1)[1] for p in parts}) == 3
+    assert all(p.split('\n', 1)[1].startswith('KING') for p in parts)
+    # --top-k 1 is greedy, whatever the temperature and seed
+    f = script('_sample.py', '--seed', 6, '--length', 60, '--top-k', 1, '--temperature', 1.5)
+    g = script('_sample.py', '--seed', 7, '--length', 60, '--temperature', 0)
+    assert f.returncode == 0 and f.stdout == g.stdout
+    h = script('_sample.py', '--length', 5, '--top-k', 66)
+    assert_one_line_error(h, '--top-k 66', '65 characters')
+    k = script('_sample.py', '--length', 5, '--start', 'A', '--start-file', tmp_path / 'prime.txt')
+    assert_one_line_error(k, 'either --start or --start-file')
+
+
 @pytest.mark.parametrize('args, words', [
     (['--start', 'Zé€'], ['--start', "'é'", "'€'", 'not in the lookup table']),
     (['--length', '0'], ['--length', 'positive']),

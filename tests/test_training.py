@@ -50,9 +50,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus):
     assert m1['rng'] == m2['rng']
 
 
-def test_training_writes_the_run_folder(tmp_path, corpus):
+def test_training_writes_the_run_folder(tmp_path, corpus, capsys):
     out = tmp_path / 'run'
-    run(corpus, out, '--epochs', '1')
+    run(corpus, out, '--epochs', '1', '--sample-length', '50')
+    assert capsys.readouterr().out == ''                # --quiet prints nothing, not even the epoch's sample
     for name in ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz', 'ShakespeareLookup.json', 'training_log.csv',
                  'best/ShakespeareNet.npz', 'best/ShakespeareOptimizer.npz', 'best/ShakespeareLookup.json'):
         assert (out / name).is_file(), name
