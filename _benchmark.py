@@ -3,8 +3,9 @@
     python _benchmark.py                       # this repo alone
     .venv-torch/bin/python _benchmark.py       # side by side with PyTorch's nn.LSTM, where torch is installed
 
-Training: forward, backward and RMSprop over one window of T characters in B chunks (B * T characters), median
-of --steps steps after --warmup. Sampling: --sample-length steps of one character, for 1 sample and for 32
+Training: forward, backward and RMSprop over one window of T characters in B chunks (B * T characters), the
+median of 3 * --rounds steps; with PyTorch, the two are timed in turn, round after round, so that a change in the
+machine's speed falls on both alike. Sampling: --sample-length steps of one character, for 1 sample and for 32
 samples side by side. It prints the CPU, the OpenBLAS kernel in use and the thread count, and warns when
 OPENBLAS_CORETYPE pins the kernel. The last line is
 one JSON object with every figure. Measure on a quiet machine: with another busy process on the cores, OpenBLAS's
@@ -30,30 +31,35 @@ def parse_args(argv):
     g = p.add_argument_group('measurement')
     g.add_argument('--chunks', type=cli.positive_int, default=25, help='batch of chunks B (default 25)')
     g.add_argument('--window', type=cli.positive_int, default=100, help='window T (default 100)')
-    g.add_argument('--steps', type=cli.positive_int, default=10, help='timed training steps (default 10)')
+    g.add_argument('--rounds', type=cli.positive_int, default=5, help='rounds of training steps, each timing 3 '
+                   'steps of this repo and then 3 of PyTorch, one after the other (default 5)')
     g.add_argument('--warmup', type=cli.non_negative_int, default=2, help='untimed steps first (default 2)')
     g.add_argument('--sample-length', type=cli.positive_int, default=1000, help='characters sampled '
                                                                               '(default 1000)')
     g.add_argument('--threads', type=cli.positive_int, default=os.cpu_count() or 1,
-                   help='threads for numpy (2 or more: the layers run as a pipeline, each on its own thread, '
+                   help='threads for numpy (2: half of the chunks on each of two threads, '
                         'with OpenBLAS at 1 thread) and for PyTorch (default: all cores)')
     g.add_argument('--no-torch', action='store_true', help='skip PyTorch even if it is installed')
     return p.parse_args(argv)
 
 
-def median_time(fn, steps, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2]
+def side_by_side(fns, rounds, per_round=3):
+    """Time each function in turn, round after round, so that a change in the machine's speed (another process,
+    a noisy neighbour) falls on all of them alike. In each round a function runs once untimed (the other's
+    threads settle) and then per_round times. Returns the median time of each, in seconds."""
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for k, fn in enumerate(fns):
+            fn()
+            for _ in range(per_round):
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+    return [sorted(ts)[len(ts) // 2] for ts in times]
 
 
-def bench_numpy(args):
+def numpy_trainer(args):
+    """One training step of this repo (forward, backward, RMSprop) at the benchmark's shapes, as a function."""
     import numpy as np
     from optimizer import RMSprop
     rng = np.random.default_rng(0)
@@ -63,22 +69,22 @@ def bench_numpy(args):
     x = rng.integers(0, args.vocab, size=(T, B))
     y = rng.integers(0, args.vocab, size=(T, B))
     state = [lstm.zero_state(params, B)]
-
-    threads = min(args.threads, args.layers)
-    found = blas.set_threads(1 if threads > 1 else args.threads)
-    if found is None:
+    threads = min(args.threads, 2)
+    if blas.set_threads(1 if threads > 1 else args.threads) is None:
         threads = 1                                     # OpenBLAS not found: let its own threads do the work
 
     def train():
         _, grads, state[0] = lstm.loss_and_grads(params, x, y, state[0], threads=threads)
         opt.step(params, grads)
-    step = median_time(train, args.steps, args.warmup)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # KiB on Linux
-    if found is not None:
-        blas.set_threads(args.threads)                  # sampling: OpenBLAS's own threads
-    result = dict(train_chars_per_s=B * T / step, train_step_ms=1e3 * step, peak_rss_mb=peak_mb)
-    for N in (1, 32):
-        result[f'sample{N}_chars_per_s'] = sample_speed(params, N, args.sample_length, rng)
+    return train, params
+
+
+def numpy_sampling(params, args):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    blas.set_threads(args.threads)                      # sampling: OpenBLAS's own threads
+    result = {f'sample{N}_chars_per_s': sample_speed(params, N, args.sample_length, rng) for N in (1, 32)}
+    blas.set_threads(1 if args.threads > 1 else args.threads)
     return result
 
 
@@ -93,7 +99,9 @@ def sample_speed(params, N, length, rng):
     return N * length / (time.perf_counter() - t)
 
 
-def bench_torch(args):
+def torch_trainer(args):
+    """The same training step in PyTorch: nn.LSTM (oneDNN's RNN primitive on the CPU), Linear, cross-entropy,
+    RMSprop with the same settings."""
     import torch
     torch.manual_seed(0)
     V, H, B, T = args.vocab, args.hidden, args.chunks, args.window
@@ -113,26 +121,21 @@ def bench_torch(args):
         loss.backward()
         opt.step()
         state[0] = (h.detach(), c.detach())
-    step = median_time(train, args.steps, args.warmup)
 
-    with torch.no_grad():
-        torch.backends.mkldnn.enabled = False           # oneDNN is slower than plain for batch-1 steps
-        ix = torch.zeros(1, 1, dtype=torch.long)
-        hc = None
-        def sample_one():
-            nonlocal ix, hc
-            out, hc = rnn(torch.nn.functional.one_hot(ix, V).float(), hc)
-            p = torch.softmax(dense(out[0, 0]), dim=0)
-            ix = torch.multinomial(p, 1).view(1, 1)
-        for _ in range(10):
-            sample_one()
-        t = time.perf_counter()
-        for _ in range(args.sample_length):
-            sample_one()
-        sample = args.sample_length / (time.perf_counter() - t)
-    return dict(torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
-                torch_train_chars_per_s=B * T / step, torch_train_step_ms=1e3 * step,
-                torch_sample_chars_per_s=sample)
+    def sampling():
+        with torch.no_grad():
+            torch.backends.mkldnn.enabled = False       # oneDNN is slower than plain for batch-1 steps
+            ix = torch.zeros(1, 1, dtype=torch.long)
+            hc = None
+            for k in range(args.sample_length + 10):
+                if k == 10:
+                    t = time.perf_counter()
+                out, hc = rnn(torch.nn.functional.one_hot(ix, V).float(), hc)
+                p = torch.softmax(dense(out[0, 0]), dim=0)
+                ix = torch.multinomial(p, 1).view(1, 1)
+            torch.backends.mkldnn.enabled = True
+            return args.sample_length / (time.perf_counter() - t)
+    return train, sampling
 
 
 def cpu_model():
@@ -159,17 +162,32 @@ def main(argv=None):
     result = dict(shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, B={args.chunks}, T={args.window}, '
                         'float32', cpu=cpu_model(), cores=os.cpu_count(), openblas_core=blas.core_name(),
                   openblas_coretype_env=pinned, numpy_version=np.__version__, threads=args.threads)
-    result.update(bench_numpy(args))                     # first, so that the peak memory is numpy's alone
-    torch = None
+    train_numpy, params = numpy_trainer(args)
+    for _ in range(args.warmup + 2):
+        train_numpy()
+    result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux; numpy's
+    torch = None                                                                          # alone: before torch
     if not args.no_torch:
         try:
             import torch
         except ImportError:
             pass
     has_torch = torch is not None
+    fns = [train_numpy]
     if has_torch:
         torch.set_num_threads(args.threads)
-        result.update(bench_torch(args))
+        train_torch, sample_torch = torch_trainer(args)
+        for _ in range(args.warmup):
+            train_torch()
+        fns.append(train_torch)
+        result.update(torch_version=torch.__version__, torch_threads=torch.get_num_threads())
+    times = side_by_side(fns, args.rounds)
+    B, T = args.chunks, args.window
+    result.update(train_chars_per_s=B * T / times[0], train_step_ms=1e3 * times[0])
+    result.update(numpy_sampling(params, args))
+    if has_torch:
+        result.update(torch_train_chars_per_s=B * T / times[1], torch_train_step_ms=1e3 * times[1],
+                      torch_sample_chars_per_s=sample_torch())
         result['train_vs_torch'] = result['train_chars_per_s'] / result['torch_train_chars_per_s']
         result['sample_vs_torch'] = result['sample1_chars_per_s'] / result['torch_sample_chars_per_s']
 

@@ -75,8 +75,8 @@ def parse_args(argv):
         shown = '' if name == 'corpus' else f' (default {default})'
         groups[group].add_argument('--' + name.replace('_', '-'), type=kind, help=text + shown)
     g = groups['optimisation']
-    g.add_argument('--threads', type=cli.positive_int, help='threads: 2 runs the layers as a pipeline, each on '
-                   'its own core (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)')
+    g.add_argument('--threads', type=cli.positive_int, help='threads: 2 runs half of the chunks on each of two '
+                   'cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)')
     g.add_argument('--max-steps', type=cli.non_negative_int, help='stop (with a checkpoint) once this many steps '
                    'are done in all, e.g. for a short trial; 0 saves the untrained model')
     g = p.add_argument_group('output')
@@ -393,7 +393,7 @@ def main(argv=None):
         f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {n_windows} steps per epoch')
     if args.resume:
         say(f'resuming at epoch {p["epoch"]}, window {p["window"]}/{n_windows}, step {p["step"]}')
-    threads = min(args.threads or default_threads(), s['layers'])
+    threads = min(args.threads or default_threads(), 2)
     if threads > 1 and set_blas_threads(1) is None:
         threads = 1                                     # OpenBLAS not found: let its own threads do the work
     max_steps = float('inf') if args.max_steps is None else args.max_steps

@@ -12,8 +12,8 @@ and tests/test_engine.py holds it to them in float64 over random shapes. What ma
   the gates, then the factors F with dL/dz = [dc, dc, dh, dc] * F, computed in the forward loop while the
   step's numbers are in cache, and in the backward loop dL/dz itself. The backward loop is then a handful of
   elementwise operations and one product per step.
-- The layers run as a pipeline on two threads (stack_forward / stack_backward): layer 2 on one time range
-  while layer 1 computes the next; numpy releases the GIL inside its kernels, so the two overlap.
+- On two threads (stack_forward / stack_backward), each thread runs half of the B streams through every layer;
+  numpy releases the GIL inside its kernels, so the two overlap, and the halves' weight gradients are added.
 """
 import threading
 import time
@@ -24,7 +24,6 @@ import numpy as np
 # weight into blocks of columns and doing one batched product over the blocks runs faster on one thread. The
 # block widths were measured: 32 columns forward, 16 backward.
 FORWARD_BLOCK, BACKWARD_BLOCK = 32, 16
-PIPELINE_RANGES = 20                                    # time ranges a window is cut into for the pipeline
 
 
 def sigmoid(x, out):
@@ -88,8 +87,8 @@ class LSTMWindow:
     """One LSTM layer over one window: its buffers, the forward steps and the backward steps.
 
     The forward (project, then forward_steps) and the backward (backward_start, backward_steps, input_grad,
-    backward_finish) can run over the whole window or a time range at a time, in order, which is how the
-    pipeline interleaves two layers. The object is the layer's cache: lstm_backward reads it, and it uses itself
+    backward_finish) run over the whole window, or a time range at a time, in order (the forward-only path
+    feeds text in pieces this way). The object is the layer's cache: lstm_backward reads it, and it uses itself
     up (G becomes dL/dz): run the backward once per forward.
     """
 
@@ -250,117 +249,96 @@ def lstm_backward(dh, dcT, cache):
     return (cache.input_grad(0, T),) + cache.backward_finish()
 
 
-# --- the stack of layers, pipelined over two threads -------------------------------------------------------------
+# --- the stack of layers, on one thread or two ------------------------------------------------------------------
 
 def stack_forward(x, state, Ws, bs, masks, threads=1):
-    """layers.stack_forward for (T, B) indices x. threads = 1 runs the layers one after the other; 2 or more
-    run them as a pipeline over time ranges, each layer on its own thread: the same results.
-    Returns (top output (T, B, H), final state, cache)."""
-    n_layers = len(Ws)
-    T = x.shape[0]
-    windows, inputs = [], [x]
-    for n in range(n_layers):
-        h0, c0 = state[n]
-        windows.append(LSTMWindow(inputs[n], h0, c0, Ws[n], bs[n]))
-        h = windows[n].h
-        inputs.append(h if masks[n] is None else np.empty_like(h))     # the next layer's input, h * mask
-
-    def run(n, t0, t1):
-        # The input projection of a layer's range is shared between the thread of the layer below (first half)
-        # and its own (second half): the lower layer's steps are cheaper, so this balances the pipeline.
-        tm = (t0 + t1 + 1) // 2
-        windows[n].project(t0 if n == 0 else tm, t1)
-        windows[n].forward_steps(t0, t1)
-        if masks[n] is not None:
-            np.multiply(windows[n].h[t0:t1], masks[n][t0:t1], out=inputs[n + 1][t0:t1])
-        if n + 1 < n_layers:
-            windows[n + 1].project(t0, tm)
-    _pipeline(run, n_layers, T, threads, reverse=False)
-    new_state = [(w.h[-1].copy(), w.c[-1].copy()) for w in windows]
-    return inputs[-1], new_state, (windows, masks)
+    """layers.stack_forward for (T, B) indices x. threads = 1 runs the layers one after the other; 2 (or more)
+    splits the B streams into two halves, each run through every layer on its own thread (numpy releases the
+    GIL inside its kernels, so the two overlap), and stack_backward adds the halves' weight gradients: the same
+    results up to rounding. Returns (top output (T, B, H), final state, cache)."""
+    B = x.shape[1]
+    if threads > 1 and B > 1:
+        halves = [slice(0, (B + 1) // 2), slice((B + 1) // 2, B)]
+        results = _on_threads([
+            (lambda s=s: _stack_forward(x[:, s], [(h[s], c[s]) for h, c in state], Ws, bs,
+                                        [None if m is None else m[:, s] for m in masks])) for s in halves])
+        top = np.concatenate([r[0] for r in results], axis=1)
+        new_state = [tuple(np.concatenate([r[1][n][j] for r in results]) for j in range(2)) for n in range(len(Ws))]
+        return top, new_state, (halves, [r[2] for r in results])
+    top, new_state, cache = _stack_forward(x, state, Ws, bs, masks)
+    return top, new_state, (None, [cache])
 
 
 def stack_backward(dtop, cache, dstate=None, threads=1):
     """layers.stack_backward, without the gradient of the indices: ([dW], [db], [(dh0, dc0)]) per layer.
-    Uses the cache up, freeing each layer's buffers as soon as they are used."""
-    windows, masks = cache
-    n_layers = len(windows)
-    T = dtop.shape[0]
-    dhs = [None] * (n_layers - 1) + [dtop if masks[-1] is None else dtop * masks[-1]]
-    for n in range(n_layers):
-        dcT = None
-        if dstate is not None:
-            dhT, dcT = dstate[n]
-            if n < n_layers - 1:
-                dhs[n] = np.empty_like(windows[n].h)
-                dhs[n][-1] = dhT                        # added to the layer above's dx, in run() below
-            else:
-                dhs[n][-1] += dhT
-        elif n < n_layers - 1:
-            dhs[n] = np.empty_like(windows[n].h)
-        windows[n].backward_start(dcT)
-    results = [None] * n_layers
-
-    def run(n, t0, t1):
-        # This layer's dh for the range comes from the layer above's dz, computed here (not in the thread above)
-        # to balance the pipeline; then the backward steps; after the last range, the weight gradient.
-        if n + 1 < n_layers:
-            dx = windows[n + 1].input_grad(t0, t1)
-            if t0 == 0:
-                windows[n + 1].release()
-            if masks[n] is not None:
-                dx *= masks[n][t0:t1]
-            if dstate is not None and t1 == T:
-                dx[-1] += dhs[n][-1]
-            dhs[n][t0:t1] = dx
-        windows[n].backward_steps(dhs[n], t0, t1)
-        if t0 == 0:
-            results[n] = windows[n].backward_finish()
-            windows[n].release(keep_dz=n > 0)           # the layer below still reads its dz
-            dhs[n] = None
-    _pipeline(run, n_layers, T, threads, reverse=True)
-    dWs = [r[2] for r in results]
-    dbs = [r[3] for r in results]
-    return dWs, dbs, [(r[0], r[1]) for r in results]
+    Uses the cache up, freeing each layer's buffers as soon as they are used. (threads: as forward ran.)"""
+    halves, caches = cache
+    if halves is None:
+        return _stack_backward(dtop, caches[0], dstate)
+    results = _on_threads([
+        (lambda s=s, c=c: _stack_backward(dtop[:, s], c, None if dstate is None else [(h[s], d[s]) for h, d in dstate]))
+        for s, c in zip(halves, caches)])
+    (dWs, dbs, dstate0), (dWs1, dbs1, dstate1) = results
+    for a, b in zip(dWs + dbs, dWs1 + dbs1):
+        a += b                                          # the two halves' gradients of the shared weights
+    return dWs, dbs, [tuple(np.concatenate([p[j], q[j]]) for j in range(2)) for p, q in zip(dstate0, dstate1)]
 
 
-def _pipeline(run, n_layers, T, threads, reverse):
-    """Call run(n, t0, t1) for every layer n and time range, each layer's ranges in time order (reversed for
-    the backward pass), and a range of layer n only after the same range of the layer that feeds it (n - 1
-    forward, n + 1 backward). threads = 1: one layer after the other. More: one thread per layer."""
-    order = list(range(n_layers))[::-1] if reverse else list(range(n_layers))
-    if threads <= 1 or n_layers == 1:
-        for n in order:
-            run(n, 0, T)
-        return
-    bounds = np.linspace(0, T, min(PIPELINE_RANGES, T) + 1).astype(int)
-    ranges = list(zip(bounds[:-1], bounds[1:]))
-    if reverse:
-        ranges = ranges[::-1]
-    done = {n: [threading.Event() for _ in ranges] for n in order}
-    errors = []
+def _on_threads(jobs):
+    """Run each job on its own thread; return their results in order (re-raising the first error)."""
+    results, errors = [None] * len(jobs), []
 
-    def work(k, n):
+    def work(k):
         try:
-            for j, (t0, t1) in enumerate(ranges):
-                if k > 0:
-                    done[order[k - 1]][j].wait()
-                if errors:
-                    return
-                run(n, t0, t1)
-                done[n][j].set()
+            results[k] = jobs[k]()
         except BaseException as e:                      # re-raised by the caller's thread below
             errors.append(e)
-        finally:
-            for event in done[n]:                       # never leave the next layer waiting
-                event.set()
-    workers = [threading.Thread(target=work, args=(k, n), name=f'layer{n + 1}') for k, n in enumerate(order)]
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
     if errors:
         raise errors[0]
+    return results
+
+
+def _stack_forward(x, state, Ws, bs, masks):
+    """The layers one after the other, each over the whole window."""
+    inp, windows = x, []
+    for (h0, c0), W, b, mask in zip(state, Ws, bs, masks):
+        window = LSTMWindow(inp, h0, c0, W, b)
+        window.project(0, len(window.G))
+        window.forward_steps(0, len(window.G))
+        windows.append(window)
+        inp = window.h if mask is None else window.h * mask          # the next layer's input
+    new_state = [(w.h[-1].copy(), w.c[-1].copy()) for w in windows]
+    return inp, new_state, (windows, masks)
+
+
+def _stack_backward(dtop, cache, dstate=None):
+    """The layers from the top down; each layer's buffers are let go as soon as they are used up."""
+    windows, masks = cache
+    dout = dtop
+    dWs, dbs, dstate0 = [], [], []
+    for n in reversed(range(len(windows))):
+        w = windows[n]
+        dh = dout if masks[n] is None else dout * masks[n]
+        dcT = None
+        if dstate is not None:
+            dh = dh.copy() if dh is dout else dh
+            dh[-1] += dstate[n][0]
+            dcT = dstate[n][1]
+        T = len(w.G)
+        w.backward_start(dcT)
+        w.backward_steps(dh, 0, T)
+        dout = w.input_grad(0, T)
+        dh0, dc0, dW, db = w.backward_finish()
+        w.release()
+        dWs.insert(0, dW)
+        dbs.insert(0, db)
+        dstate0.insert(0, (dh0, dc0))
+    return dWs, dbs, dstate0
 
 
 # --- forward only: sampling, evaluation, the explorer -----------------------------------------------------------

@@ -63,7 +63,8 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0,
     - weight_drop: probability of zeroing each recurrent weight (the h_prev rows of every LSTM's W) for the
       whole window, the same for every chunk and step (DropConnect, as in AWD-LSTM; inverted; 0 at evaluation),
       with masks drawn from rng after the dropout masks
-    - threads: 1 runs the layers one after the other; 2 runs them as a pipeline on two threads (same results)
+    - threads: 1 runs on one thread; 2 runs half of the streams on each of two threads (the same results, up to
+      rounding)
     - reference: run layers.py (the plain math, slow) instead of the engine
 
     Returns (logits (T, B, V), the final state to carry, cache).

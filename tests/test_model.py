@@ -55,13 +55,13 @@ def test_weight_drop_zeroes_recurrent_weights_only_and_keeps_the_mean():
     state = lstm.zero_state(params, 2)
     _, _, cache = lstm.forward(params, x, state, 0.0, np.random.default_rng(3), 1, 0.5)
     for n in range(2):
-        W, used = params[f'lstm{n + 1}.W'], cache[1][0][n].W          # the weights the engine's layer used
+        W, used = params[f'lstm{n + 1}.W'], cache[1][1][0][0][n].W      # the weights the engine's layer used
         np.testing.assert_array_equal(used[:-H], W[:-H])                 # input rows untouched
         ratio = used[-H:] / W[-H:]
         assert set(np.unique(ratio.round(12))) == {0.0, 2.0}             # dropped, or kept and scaled by 1/keep
     big = lstm.init_params(5, 64, 1, 0)
     _, _, cache = lstm.forward(big, x, lstm.zero_state(big, 2), 0.0, np.random.default_rng(3), 1, 0.25)
-    kept = (cache[1][0][0].W[-64:] != 0).mean()
+    kept = (cache[1][1][0][0][0].W[-64:] != 0).mean()
     assert abs(kept - 0.75) < 0.01                                       # 16,384 weights: sd 0.0034
 
 
@@ -91,7 +91,7 @@ def test_two_windows_equal_one_long_window_for_the_model():
 
 
 @pytest.mark.parametrize('n_layers', [2, 3])
-def test_pipelined_layers_equal_sequential_layers(n_layers):
+def test_two_threads_equal_one_thread(n_layers):
     rng, params = tiny_model(V=7, H=6, n_layers=n_layers)
     x = rng.integers(0, 7, size=(45, 3))
     y = rng.integers(0, 7, size=(45, 3))

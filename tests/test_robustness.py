@@ -369,7 +369,7 @@ BAD_VALUES = {
     '_visualize.py': [('--layer', ['0', '-1', '3']), ('--state', ['x']), ('--neuron', ['-1', '16', 'x']),
                       ('--html-chars', ['0']), ('--top', ['0']), ('--text', ['no/such.txt', ''])],
     '_plot.py': [('--out', [''])],
-    '_benchmark.py': [('--threads', ['0']), ('--steps', ['0']), ('--hidden', ['0']), ('--sample-length', ['0']),
+    '_benchmark.py': [('--threads', ['0']), ('--rounds', ['0']), ('--hidden', ['0']), ('--sample-length', ['0']),
                       ('--warmup', ['-1'])],
 }
 
@@ -382,7 +382,7 @@ def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
             '_visualize.py': model + ['--text', made / 'corpus.txt', '--find'],
             '_training.py': ['--corpus', made / 'corpus.txt', '--out', tmp_path / 'out', *TRAIN],
             '_plot.py': [run / 'training_log.csv', '--out', tmp_path / 'x.svg'],
-            '_benchmark.py': ['--hidden', '8', '--chunks', '2', '--window', '3', '--steps', '1', '--no-torch']}[name]
+            '_benchmark.py': ['--hidden', '8', '--chunks', '2', '--window', '3', '--rounds', '1', '--no-torch']}[name]
     for option, values in BAD_VALUES[name]:
         for value in values:
             args = [a for a in base]

@@ -143,7 +143,7 @@ def test_evaluate_scores_a_text(small_model, tmp_path):
 
 
 def test_benchmark_prints_a_table_and_json():
-    r = script('_benchmark.py', '--hidden', 16, '--chunks', 4, '--window', 10, '--steps', 2, '--warmup', 1,
+    r = script('_benchmark.py', '--hidden', 16, '--chunks', 4, '--window', 10, '--rounds', 1, '--warmup', 1,
                '--sample-length', 50, '--no-torch', env={'OPENBLAS_CORETYPE': ''})
     assert r.returncode == 0, r.stderr
     assert 'warning' not in r.stderr
@@ -152,7 +152,7 @@ def test_benchmark_prints_a_table_and_json():
         assert result[key] > 0
     assert result['cpu'] and result['cores'] >= 1 and result['threads'] >= 1
     assert result['openblas_core'] in r.stdout.splitlines()[0]      # the kernel in use is named
-    r = script('_benchmark.py', '--hidden', 8, '--chunks', 2, '--window', 4, '--steps', 1, '--warmup', 0,
+    r = script('_benchmark.py', '--hidden', 8, '--chunks', 2, '--window', 4, '--rounds', 1, '--warmup', 0,
                '--sample-length', 5, '--no-torch', env={'OPENBLAS_CORETYPE': 'Haswell'})
     assert r.returncode == 0, r.stderr
     assert 'warning: OPENBLAS_CORETYPE=Haswell' in r.stderr
