@@ -24,6 +24,7 @@ import numpy as np
 
 import cli
 import data
+import engine
 import files
 import lstm
 from blas import set_threads as set_blas_threads
@@ -135,7 +136,7 @@ class Run:
 
     def save(self, folder, kind, n_windows, corpus_chars):
         meta = dict(settings=self.settings, position=self.pos, rng=self.rng.bit_generator.state, saved=kind,
-                    corpus_chars=int(corpus_chars))
+                    corpus_chars=int(corpus_chars), block_widths=engine.block_widths())
         files.save_checkpoint(os.path.join(folder, CHECKPOINT), self.params, self.opt, self.state, meta, self.ema)
         files.save_params(os.path.join(folder, WEIGHTS), self.model(),
                           dict(step=self.pos['step'], epoch=self.pos['epoch'] + self.pos['window'] / n_windows,
@@ -171,6 +172,7 @@ def resumed_run(args, out):
         cli.fail(f'cannot resume from {out}: {e}')
     rng = np.random.default_rng()
     rng.bit_generator.state = meta['rng']
+    engine.set_block_widths(meta.get('block_widths', []))      # the same products as before: bit for bit
     if args.corpus is not None:
         settings['corpus'] = stored_corpus(args.corpus)
     return Run(settings, chars, params, opt, state, ema, meta['position'], rng, meta.get('corpus_chars'))

@@ -20,10 +20,11 @@ import time
 
 import numpy as np
 
-# OpenBLAS has a faster kernel for small products than the one it picks for (25 x 512) @ (512 x 2048): cutting the
-# weight into blocks of columns and doing one batched product over the blocks runs faster on one thread. The
-# block widths were measured: 32 columns forward, 16 backward.
-FORWARD_BLOCK, BACKWARD_BLOCK = 32, 16
+# OpenBLAS runs the small in-loop products, (B x H) @ (H x 4H) forward and (B x 4H) @ (4H x H) backward, faster
+# with the weight cut into blocks of columns and done as one batched product; which width is fastest depends on
+# the CPU, the OpenBLAS kernel and B, so best_block measures it on the machine at hand. FORWARD_BLOCK and
+# BACKWARD_BLOCK, when set (0: the plain product), fix the widths instead (the tests use this).
+FORWARD_BLOCK = BACKWARD_BLOCK = None
 
 
 def sigmoid(x, out):
@@ -55,32 +56,62 @@ def matmul_blocks(x, Mb, out):
 
 BLOCK_CANDIDATES = (0, 16, 32, 64, 128)               # 0: the plain product
 _best_blocks = {}                                       # (B, K, N, dtype) -> the fastest width, measured here
+_tuning = threading.Lock()
 
 
 def best_block(B, K, N, dtype):
     """The fastest way to compute a (B, K) @ (K, N) product on this machine: the width of the column blocks, or
-    0 for the plain product. Measured at first use for each shape (a few milliseconds), then remembered."""
-    key = (B, K, N, np.dtype(dtype).str)
-    if key not in _best_blocks:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((B, K)).astype(dtype)
-        M = rng.standard_normal((K, N)).astype(dtype)
-        out = np.empty((B, N), dtype)
-        timings = {}
-        for bs in BLOCK_CANDIDATES:
-            if bs and (N % bs or bs >= N):
-                continue
-            Mb = column_blocks(M, bs)
-            matmul_blocks(x, Mb, out)                   # warm up
-            best = float('inf')
-            for _ in range(5):                          # the fastest of 5 rounds of 5 calls: robust to noise
-                t = time.perf_counter()
-                for _ in range(5):
-                    matmul_blocks(x, Mb, out)
-                best = min(best, time.perf_counter() - t)
-            timings[bs] = best
-        _best_blocks[key] = min(timings, key=timings.get)
-    return _best_blocks[key]
+    0 for the plain product. Measured at first use for each shape (a few milliseconds), then remembered.
+    The widths change the rounding of the products, so a training checkpoint saves them (block_widths) and a
+    resumed run reuses them (set_block_widths): it then continues bit for bit."""
+    key = (int(B), int(K), int(N), np.dtype(dtype).str)
+    with _tuning:
+        if key not in _best_blocks:
+            _best_blocks[key] = _measure(B, K, N, dtype)
+        return _best_blocks[key]
+
+
+def _measure(B, K, N, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, K)).astype(dtype)
+    M = rng.standard_normal((K, N)).astype(dtype)
+    out = np.empty((B, N), dtype)
+    timings = {}
+    for bs in BLOCK_CANDIDATES:
+        if bs and (N % bs or bs >= N):
+            continue
+        Mb = column_blocks(M, bs)
+        matmul_blocks(x, Mb, out)                       # warm up
+        best = float('inf')
+        for _ in range(5):                              # the fastest of 5 rounds of 5 calls: robust to noise
+            t = time.perf_counter()
+            for _ in range(5):
+                matmul_blocks(x, Mb, out)
+            best = min(best, time.perf_counter() - t)
+        timings[bs] = best
+    return min(timings, key=timings.get)
+
+
+def block_widths():
+    """The widths chosen so far, as a JSON-able list of [B, K, N, dtype, width]."""
+    with _tuning:
+        return [[*key, width] for key, width in sorted(_best_blocks.items())]
+
+
+def set_block_widths(table):
+    """Use these widths (from block_widths, e.g. of a saved run) instead of measuring those shapes again."""
+    with _tuning:
+        for row in table if isinstance(table, list) else []:
+            try:
+                B, K, N, dtype, width = row
+                if int(width) in BLOCK_CANDIDATES:
+                    _best_blocks[(int(B), int(K), int(N), np.dtype(dtype).str)] = int(width)
+            except (TypeError, ValueError):             # a damaged entry: that shape is measured again
+                pass
+
+
+def _width(fixed, B, K, N, dtype):
+    return fixed if fixed is not None else best_block(B, K, N, dtype)
 
 
 class LSTMWindow:
@@ -99,7 +130,9 @@ class LSTMWindow:
         H = h0.shape[1]
         dt = W.dtype
         self.x, self.W, self.b, self.D, self.H = x, W, b, W.shape[0] - H, H
-        self.Whb = column_blocks(W[self.D:], FORWARD_BLOCK) if Whb is None else Whb
+        if Whb is None:                                 # h_prev's weights, in column blocks
+            Whb = column_blocks(W[self.D:], _width(FORWARD_BLOCK, B, H, 4 * H, dt))
+        self.Whb = Whb
         self.hs = np.empty((T + 1, B, H), dt)          # [h0, h[0], ..., h[T - 1]]: hs[t] is h_prev of step t
         self.cs = np.empty((T + 1, B, H), dt)
         self.hs[0], self.cs[0] = h0, c0
@@ -181,7 +214,8 @@ class LSTMWindow:
         dh[t] is the gradient with respect to h[t] for t0 <= t < t1 (the whole window's dh, or this range's)."""
         G, f, K = self.G, self.f, self.K
         if self.WhTb is None:
-            self.WhTb = column_blocks(self.W[self.D:].T, BACKWARD_BLOCK)   # Wh^T (4H, H) as C-ordered blocks
+            B, H = self.h.shape[1:]                     # Wh^T (4H, H), C-ordered, in column blocks
+            self.WhTb = column_blocks(self.W[self.D:].T, _width(BACKWARD_BLOCK, B, 4 * H, H, self.W.dtype))
         dh_next, dc_next, WhTb = self.dh_next, self.dc_next, self.WhTb
         B, H = dh_next.shape
         off = t0 if dh.shape[0] == t1 - t0 else 0       # dh's own index of step t is t - off
@@ -353,7 +387,7 @@ class StackRunner:
         self.Whbs = []
         for W, (h0, _) in zip(Ws, state):
             B, H = h0.shape
-            self.Whbs.append(column_blocks(W[-H:], best_block(B, H, 4 * H, W.dtype)))
+            self.Whbs.append(column_blocks(W[-H:], _width(FORWARD_BLOCK, B, H, 4 * H, W.dtype)))
 
     def __call__(self, x, keep=False):
         """Run over x, (T, B) indices. Returns (top output h (T, B, H), [(h, c)] per layer, (T, B, H) each, if

@@ -9,9 +9,10 @@ import lstm
 TOL = dict(rtol=1e-11, atol=1e-12)
 
 
-@pytest.fixture(params=[(32, 16), (8, 4)], ids=['default-blocks', 'small-blocks'])
+@pytest.fixture(params=[(None, None), (0, 0), (8, 4)], ids=['measured-blocks', 'plain', 'small-blocks'])
 def blocks(request, monkeypatch):
-    """The engine's column-block widths: the defaults, and widths small enough for the tiny shapes to use them."""
+    """The engine's column-block widths: measured on this machine, the plain product, and widths small enough for
+    the tiny shapes to use them."""
     monkeypatch.setattr(engine, 'FORWARD_BLOCK', request.param[0])
     monkeypatch.setattr(engine, 'BACKWARD_BLOCK', request.param[1])
     return request.param
