@@ -156,6 +156,35 @@ def evaluate(params, ids, window=1000):
     return total / count
 
 
+def evaluate_dynamic(params, ids, lr=0.2, window=50, decay=0.0, threads=1):
+    """Dynamic evaluation (Krause et al., 2018): score ids as one stream while the weights adapt to the text.
+
+    The text is read in windows of `window` characters with the state carried. Each window is scored first, and
+    only then does the model learn from it: one step of gradient descent on the window's mean loss,
+    p -= lr * dL/dp, and, if decay > 0, a pull back towards the original weights, p += decay * (p0 - p).
+    params is not changed. Returns (total loss in nats, characters scored) per window, as two arrays, so that a
+    caller can report any part of the text.
+    """
+    ids = np.asarray(ids)
+    p = {k: v.copy() for k, v in params.items()}
+    state = zero_state(p, 1)
+    sums, counts = [], []
+    for start in range(0, len(ids) - 1, window):
+        y = ids[start + 1:start + window + 1]
+        x = ids[start:start + len(y)]
+        logits, new_state, cache = forward(p, x[:, None], state, threads=threads)
+        loss, dlogits = layers.softmax_loss(logits, y[:, None])          # scored before the model learns
+        sums.append(loss * len(y))
+        counts.append(len(y))
+        grads, _ = backward(dlogits, cache, threads=threads)
+        for k, w in p.items():
+            w -= w.dtype.type(lr) * grads[k]
+            if decay:
+                w += w.dtype.type(decay) * (params[k] - w)
+        state = new_state
+    return np.array(sums), np.array(counts)
+
+
 def next_char_probs(logits, temperature=1.0, top_k=0, top_p=1.0):
     """The distribution the next character is drawn from: softmax(logits / temperature), restricted to the
     top_k most likely characters (0: all) and to the nucleus, the smallest set of the most likely characters

@@ -332,3 +332,22 @@ def test_lookup_table_is_the_same_in_two_processes(tmp_path):
     assert len(outs) == 1
     chars = json.loads(outs.pop())
     assert chars == sorted(set(tiny_corpus(3000) + 'zébra ünïcode €'))
+
+
+def test_dynamic_evaluation():
+    rng, params = tiny_model(V=6, H=5)
+    before = {k: v.copy() for k, v in params.items()}
+    ids = np.tile(rng.integers(0, 6, size=23), 20)      # a text that repeats: adapting to it pays
+    static = lstm.evaluate(params, ids)
+    sums, counts = lstm.evaluate_dynamic(params, ids, lr=0.0, window=17)
+    assert sums.sum() / counts.sum() == pytest.approx(static, rel=1e-12)       # no step: the static score
+    assert counts.sum() == len(ids) - 1
+    sums, counts = lstm.evaluate_dynamic(params, ids, lr=0.5, window=17, decay=1.0)
+    assert sums.sum() / counts.sum() == pytest.approx(static, rel=1e-12)       # pulled fully back every step
+    sums, counts = lstm.evaluate_dynamic(params, ids, lr=0.5, window=17)
+    first = lstm.evaluate(params, ids[:18])
+    assert sums[0] / counts[0] == pytest.approx(first, rel=1e-12)              # each window scored before learning
+    assert sums.sum() / counts.sum() < static - 0.05                            # it learns the repeats
+    assert sums[-5:].sum() / counts[-5:].sum() < sums[:5].sum() / counts[:5].sum()
+    for k in params:                                    # the model passed in is not changed
+        np.testing.assert_array_equal(params[k], before[k])

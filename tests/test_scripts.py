@@ -227,3 +227,16 @@ def test_shipped_model_validation_loss_is_what_its_file_says():
     nats = float(r.stdout.split('loss ')[1].split()[0])
     _, meta = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
     assert nats == pytest.approx(meta['val_loss'], abs=2e-4)
+
+
+def test_evaluate_dynamic_reports_both_halves_and_the_whole(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    (tmp_path / 't.txt').write_text(tiny_corpus(1200), encoding='utf-8')
+    r = script('_evaluate.py', '--weights', weights, '--lookup', lookup, '--text', tmp_path / 't.txt', '--dynamic',
+               '--dynamic-lr', 0.1, '--dynamic-window', 40)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert 'dynamic evaluation (lr 0.1, windows of 40' in lines[0]
+    losses = {line.split()[0]: float(line.split('loss ')[1].split()[0]) for line in lines[1:]}
+    assert set(losses) == {'first', 'second', 'whole'}
+    assert min(losses['first'], losses['second']) <= losses['whole'] <= max(losses['first'], losses['second'])
