@@ -51,6 +51,9 @@ SETTINGS = [
     ('optimisation', 'weight_decay', 0.0, cli.non_negative_float, 'decoupled weight decay of the weight '
                                                                   'matrices, p -= lr * decay * p per step (0: off)'),
     ('optimisation', 'dropout', 0.0, cli.fraction, 'dropout on the inputs of layers 2.. and of the dense layer'),
+    ('optimisation', 'variational', False, cli.boolean, 'dropout masks time-locked: one per chunk and window, the '
+                                                        'same at every step (Gal and Ghahramani, 2016), not one per '
+                                                        'step: true or false'),
     ('optimisation', 'weight_drop', 0.0, cli.fraction, 'DropConnect on the recurrent weights, one mask per '
                                                        'window (as in AWD-LSTM)'),
     ('optimisation', 'lr_decay', 1.0, cli.positive_float, 'multiply the learning rate by this every epoch '
@@ -63,8 +66,8 @@ SETTINGS = [
     ('optimisation', 'seed', 0, cli.non_negative_int, 'seed of the initial weights and of the dropout masks'),
 ]
 DEFAULTS = {name: default for _, name, default, _, _ in SETTINGS}
-RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'weight_drop', 'lr_decay', 'decay_after',
-             'epochs', 'ema', 'val_chars', 'corpus'}
+RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'variational', 'weight_drop', 'lr_decay',
+             'decay_after', 'epochs', 'ema', 'val_chars', 'corpus'}
 
 
 def parse_args(argv):
@@ -247,7 +250,7 @@ def train_window(run, chunked, threads):
     x, y = data.window(chunked, s['window'], run.pos['window'])
     with np.errstate(all='ignore'):                     # overflow is caught below, with a clear message
         loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, s['dropout'], run.rng, threads,
-                                                     s['weight_drop'])
+                                                     s['weight_drop'], s['variational'])
         run.opt.step(run.params, grads)
     if run.ema is not None:
         update_average(run.ema, run.params, s['ema'])

@@ -52,6 +52,14 @@ def path(text):
     return text
 
 
+def boolean(text):
+    """true/false (also yes/no, 1/0)."""
+    value = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f'{text!r} is not true or false')
+    return value
+
+
 def choice(*values):
     """An option type that takes one of the given strings."""
     def parse(text):

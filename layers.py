@@ -129,8 +129,8 @@ def stack_forward(x, state, Ws, bs, masks):
     Inputs:
     - x: (T, B, D) the first layer's inputs (one-hot vectors)
     - state: [(h0, c0)] per layer; Ws, bs: each layer's W and b
-    - masks: per layer, None or a (T, B, H) inverted-dropout mask multiplied into its output h (which is the
-      input of the layer above, or of the dense layer)
+    - masks: per layer, None or an inverted-dropout mask multiplied into its output h (which is the input of
+      the layer above, or of the dense layer): (T, B, H), or (1, B, H) for the same mask at every step
 
     Returns (the top layer's output (T, B, H), the final state [(h[-1], c[-1])] per layer, cache).
     """

@@ -53,13 +53,15 @@ def dropout_mask(rng, shape, p, dtype):
     return mask
 
 
-def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0, reference=False):
+def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0, reference=False,
+            variational=False):
     """Run the model over a window of truncated BPTT.
 
     Inputs:
     - x: (T, B) integer character indices; state: list of (h0, c0) per layer
     - dropout: probability of zeroing each input of layers 2.. and of the dense layer (inverted dropout;
-      0 at evaluation), with masks drawn from rng
+      0 at evaluation), with masks drawn from rng; variational: one mask per stream for the whole window, the
+      same at every time step (Gal and Ghahramani, 2016), instead of a new mask at every step
     - weight_drop: probability of zeroing each recurrent weight (the h_prev rows of every LSTM's W) for the
       whole window, the same for every chunk and step (DropConnect, as in AWD-LSTM; inverted; 0 at evaluation),
       with masks drawn from rng after the dropout masks
@@ -74,7 +76,7 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0,
     dtype = params['dense.W'].dtype
     masks = [None] * n_layers
     if dropout > 0.0:                                   # drawn here, in layer order, whatever the threads
-        masks = [dropout_mask(rng, (T, B, H), dropout, dtype) for _ in range(n_layers)]
+        masks = [dropout_mask(rng, (1 if variational else T, B, H), dropout, dtype) for _ in range(n_layers)]
     Ws = [params[f'lstm{n}.W'] for n in range(1, n_layers + 1)]
     bs = [params[f'lstm{n}.b'] for n in range(1, n_layers + 1)]
     weight_masks = [None] * n_layers
@@ -113,9 +115,9 @@ def backward(dlogits, cache, dstate=None, threads=1):
     return grads, dstate0
 
 
-def loss_and_grads(params, x, y, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0):
+def loss_and_grads(params, x, y, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0, variational=False):
     """One truncated-BPTT window: the mean loss over x -> y, its gradients, and the state to carry on."""
-    logits, new_state, cache = forward(params, x, state, dropout, rng, threads, weight_drop)
+    logits, new_state, cache = forward(params, x, state, dropout, rng, threads, weight_drop, variational=variational)
     loss, dlogits = layers.softmax_loss(logits, y)
     grads, _ = backward(dlogits, cache, threads=threads)
     return loss, grads, new_state

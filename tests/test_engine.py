@@ -56,9 +56,11 @@ def tiny_model(V, H, n_layers, rng):
 
 @pytest.mark.parametrize('T, B, V, H, n_layers', [(6, 3, 5, 7, 2), (1, 1, 4, 12, 2), (25, 2, 6, 9, 3),
                                                    (4, 1, 3, 8, 1), (30, 4, 7, 13, 2)])
-@pytest.mark.parametrize('dropout, weight_drop', [(0.0, 0.0), (0.4, 0.0), (0.0, 0.3), (0.3, 0.5)])
+@pytest.mark.parametrize('dropout, weight_drop, variational', [(0.0, 0.0, False), (0.4, 0.0, False),
+                                                                (0.0, 0.3, False), (0.3, 0.5, False), (0.4, 0.2, True)])
 @pytest.mark.parametrize('threads', [1, 2])
-def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropout, weight_drop, threads):
+def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropout, weight_drop, variational,
+                                             threads):
     rng = np.random.default_rng(T + 7 * B + 31 * H)
     params = tiny_model(V, H, n_layers, rng)
     x = rng.integers(0, V, size=(T, B))
@@ -68,7 +70,7 @@ def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropo
     out = []
     for reference in (True, False):                     # the same seed: the same dropout and weight-drop masks
         logits, end, cache = lstm.forward(params, x, state, dropout, np.random.default_rng(9), threads,
-                                          weight_drop, reference=reference)
+                                          weight_drop, reference=reference, variational=variational)
         grads, dstate0 = lstm.backward(dlogits, cache, dstate, threads)
         out.append((logits, end, grads, dstate0))
     (l1, e1, g1, d1), (l2, e2, g2, d2) = out

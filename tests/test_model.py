@@ -25,9 +25,10 @@ def tiny_model(V=5, H=4, n_layers=2, seed=0):
     return rng, params
 
 
-@pytest.mark.parametrize('dropout, weight_drop, threads', [(0.0, 0.0, 1), (0.4, 0.0, 1), (0.4, 0.0, 2),
-                                                           (0.0, 0.5, 1), (0.3, 0.5, 2)])
-def test_model_gradients_numeric(dropout, weight_drop, threads):
+@pytest.mark.parametrize('dropout, weight_drop, threads, variational', [
+    (0.0, 0.0, 1, False), (0.4, 0.0, 1, False), (0.4, 0.0, 2, False), (0.0, 0.5, 1, False), (0.3, 0.5, 2, False),
+    (0.4, 0.0, 1, True), (0.3, 0.5, 2, True)])
+def test_model_gradients_numeric(dropout, weight_drop, threads, variational):
     rng, params = tiny_model()
     T, B = 3, 2
     x = rng.integers(0, 5, size=(T, B))
@@ -35,9 +36,11 @@ def test_model_gradients_numeric(dropout, weight_drop, threads):
     state = [(rng.standard_normal((B, 4)), rng.standard_normal((B, 4))) for _ in range(2)]
 
     def loss():                                         # the same dropout masks on every call
-        logits, _, _ = lstm.forward(params, x, state, dropout, np.random.default_rng(7), 1, weight_drop)
+        logits, _, _ = lstm.forward(params, x, state, dropout, np.random.default_rng(7), 1, weight_drop,
+                                    variational=variational)
         return layers.softmax_loss(logits, y)[0]
-    logits, _, cache = lstm.forward(params, x, state, dropout, np.random.default_rng(7), threads, weight_drop)
+    logits, _, cache = lstm.forward(params, x, state, dropout, np.random.default_rng(7), threads, weight_drop,
+                                    variational=variational)
     _, dlogits = layers.softmax_loss(logits, y)
     grads, dstate0 = lstm.backward(dlogits, cache, threads=threads)
     for k in params:
@@ -351,3 +354,15 @@ def test_dynamic_evaluation():
     assert sums[-5:].sum() / counts[-5:].sum() < sums[:5].sum() / counts[:5].sum()
     for k in params:                                    # the model passed in is not changed
         np.testing.assert_array_equal(params[k], before[k])
+
+
+def test_variational_dropout_masks_are_the_same_at_every_step():
+    rng, params = tiny_model(V=5, H=64)
+    x = rng.integers(0, 5, size=(6, 3))
+    _, _, cache = lstm.forward(params, x, lstm.zero_state(params, 3), 0.5, np.random.default_rng(2), 1,
+                               variational=True)
+    masks = cache[1][1][0][1]                           # the engine's (windows, masks) of its one batch
+    for m in masks:
+        assert m.shape == (1, 3, 64)                    # one per stream and unit, broadcast over the window
+        assert set(np.unique(m)) == {0.0, 2.0}
+        assert 0.35 < (m == 0).mean() < 0.65

@@ -357,7 +357,7 @@ BAD_VALUES = {
                    ('--weights', ['no/such.npz', '']), ('--lookup', ['no/such.json', ''])],
     '_training.py': [('--lr', ['0', '-1', 'nan', 'x']), ('--rho', ['0', '1', '1.5']), ('--eps', ['0', '-1']),
                      ('--clip', ['-1', 'inf']), ('--weight-decay', ['-0.1']), ('--dropout', ['1', '-0.1', '2']),
-                     ('--weight-drop', ['1', '-1']), ('--lr-decay', ['0', '-1']), ('--decay-after', ['-1', '2.5']),
+                     ('--weight-drop', ['1', '-1']), ('--variational', ['maybe', '']), ('--lr-decay', ['0', '-1']), ('--decay-after', ['-1', '2.5']),
                      ('--epochs', ['0', '-1']), ('--ema', ['1', '-0.5']), ('--dtype', ['float16', '']),
                      ('--seed', ['-1', '1.5']), ('--threads', ['0', '-1']), ('--max-steps', ['-1']),
                      ('--layers', ['0']), ('--hidden', ['0', '-8']), ('--chunks', ['0']), ('--window', ['0']),

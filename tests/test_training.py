@@ -29,10 +29,11 @@ def load(out):
     return files.load_checkpoint(out / _training.CHECKPOINT, lambda p: RMSprop(p))
 
 
-def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus):
+@pytest.mark.parametrize('variational', ['false', 'true'])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus, variational):
     # 112 windows per epoch: 150 steps cross an epoch boundary, and the halves split inside epoch 1
-    run(corpus, tmp_path / 'whole', '--epochs', '2', '--max-steps', '150')
-    run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '75')
+    run(corpus, tmp_path / 'whole', '--epochs', '2', '--max-steps', '150', '--variational', variational)
+    run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '75', '--variational', variational)
     run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '150', '--resume')
     p1, o1, s1, m1, e1 = load(tmp_path / 'whole')
     p2, o2, s2, m2, e2 = load(tmp_path / 'split')
