@@ -57,8 +57,14 @@ def activations(params, ids):
 
 # --- features of the text, and the neurons that follow them ------------------------------------------------------
 
-SPEAKER = re.compile(r"^[A-Z][A-Z '.,-]*:$")            # a line of capitals ending with ':', e.g. 'KING RICHARD III:'
-WORD = re.compile(r"[A-Za-z']+")
+WORD = re.compile(r"(?:[^\W\d_]|')+")                  # letters of any alphabet, and apostrophes
+
+
+def is_speaker(line):
+    """A line of capitals ending with ':', e.g. 'KING RICHARD III:' (in any alphabet that has capitals)."""
+    name = line[:-1]
+    return line.endswith(':') and name[:1].isalpha() and name == name.upper() and name != name.lower() and \
+        all(ch.isalpha() or ch in " '.,-" for ch in name)
 PERIODS = range(2, 9)                                   # periods tried for the periodic feature, in characters
 
 
@@ -73,7 +79,7 @@ def features(text):
     for line in text.split('\n'):
         end = start + len(line)
         line_pos[start:end + 1] = np.arange(end + 1 - start)     # the newline ends the line: its last position
-        if SPEAKER.match(line):
+        if is_speaker(line):
             speaker[start:end + 1] = 1.0
         start = end + 1
     line_pos = line_pos[:N]

@@ -34,6 +34,17 @@ def test_features_of_a_small_text():
     assert inside[text.index(' go')] == 0
 
 
+def test_features_in_another_alphabet():
+    text = 'ΡΩΜΑΙΟΣ:\nΤο ῥόδον δ\' ἐστί.\nКОРОЛЬ ЛИР:\nнет\n'
+    f = _visualize.features(text)
+    speaker = f['speaker name'][0]
+    assert speaker[:9].tolist() == [1] * 9 and speaker[9:text.index('КОРОЛЬ')].sum() == 0
+    assert speaker[text.index('КОРОЛЬ'):text.index('КОРОЛЬ') + 12].tolist() == [1] * 12
+    to_end, in_word, _ = f['to word end']
+    k = text.index('ῥόδον')
+    assert to_end[k:k + 5].tolist() == [4, 3, 2, 1, 0] and not in_word[k + 5]
+
+
 def direct_ranking(params, ids, text):
     """The same statistics computed directly on the whole activation matrix, for comparison."""
     acts = _visualize.activations(params, ids)
