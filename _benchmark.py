@@ -25,17 +25,17 @@ import lstm
 def parse_args(argv):
     p = cli.Parser(description='Benchmark training and sampling of the numpy LSTM (and of PyTorch, if present).')
     g = p.add_argument_group('model')
-    g.add_argument('--layers', type=cli.positive_int, default=2, help='LSTM layers (default 2)')
-    g.add_argument('--hidden', type=cli.positive_int, default=512, help='units per layer (default 512)')
-    g.add_argument('--vocab', type=cli.positive_int, default=65, help='characters (default 65)')
+    g.add_argument('--layers', type=cli.positive_int, default=2, help='LSTM layers (default %(default)s)')
+    g.add_argument('--hidden', type=cli.positive_int, default=512, help='units per layer (default %(default)s)')
+    g.add_argument('--vocab', type=cli.positive_int, default=65, help='characters (default %(default)s)')
     g = p.add_argument_group('measurement')
-    g.add_argument('--chunks', type=cli.positive_int, default=25, help='batch of chunks B (default 25)')
-    g.add_argument('--window', type=cli.positive_int, default=100, help='window T (default 100)')
+    g.add_argument('--chunks', type=cli.positive_int, default=25, help='batch of chunks B (default %(default)s)')
+    g.add_argument('--window', type=cli.positive_int, default=100, help='window T (default %(default)s)')
     g.add_argument('--rounds', type=cli.positive_int, default=5, help='rounds of training steps, each timing 3 '
-                   'steps of this repo and then 3 of PyTorch, one after the other (default 5)')
-    g.add_argument('--warmup', type=cli.non_negative_int, default=2, help='untimed steps first (default 2)')
+                   'steps of this repo and then 3 of PyTorch, one after the other (default %(default)s)')
+    g.add_argument('--warmup', type=cli.non_negative_int, default=2, help='untimed steps first (default %(default)s)')
     g.add_argument('--sample-length', type=cli.positive_int, default=1000, help='characters sampled '
-                                                                              '(default 1000)')
+                                                                              '(default %(default)s)')
     g.add_argument('--threads', type=cli.positive_int, default=os.cpu_count() or 1,
                    help='threads for numpy (2: half of the chunks on each of two threads, '
                         'with OpenBLAS at 1 thread) and for PyTorch (default: all cores)')

@@ -26,7 +26,7 @@ def parse_args(argv):
     g.add_argument('--corpus', type=cli.path, help='corpus whose validation split is scored (default: tiny Shakespeare, '
                                     'saves/shakespeare.txt)')
     g.add_argument('--val-fraction', type=cli.open_fraction, default=0.1,
-                   help='the validation split is this last fraction of the corpus (default 0.1)')
+                   help='the validation split is this last fraction of the corpus (default %(default)s)')
     g.add_argument('--text', type=cli.path, help='score this whole UTF-8 file instead of a validation split')
     g = p.add_argument_group('dynamic evaluation (the weights adapt to the text as it is read)')
     g.add_argument('--dynamic', action='store_true', help='score with dynamic evaluation (Krause et al., 2018): '
@@ -36,7 +36,7 @@ def parse_args(argv):
     g.add_argument('--dynamic-window', type=cli.positive_int, default=DYNAMIC_WINDOW,
                    help=f'characters per window: per step (default {DYNAMIC_WINDOW})')
     g.add_argument('--dynamic-decay', type=cli.fraction, default=0.0,
-                   help='pull the weights back towards the original ones by this fraction per step (default 0)')
+                   help='pull the weights back towards the original ones by this fraction per step (default %(default)s)')
     cli.add_model_options(p)
     return p.parse_args(argv)
 

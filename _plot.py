@@ -17,7 +17,7 @@ def parse_args(argv):
     p = cli.Parser(description='Draw training and validation loss per epoch from a training_log.csv as SVG.')
     p.add_argument('log', help='training_log.csv written by _training.py')
     p.add_argument('--out', type=cli.path, default='images/learning_curve.svg', help='SVG file to write '
-                                                                      '(default images/learning_curve.svg)')
+                                                                      '(default %(default)s)')
     p.add_argument('--title', default='2x512 LSTM on tiny Shakespeare', help='title of the picture')
     return p.parse_args(argv)
 

@@ -30,10 +30,10 @@ def parse_args(argv):
     p = cli.Parser(description='Generate Shakespeare-like text from the trained character-level LSTM.')
     g = p.add_argument_group('sampling')
     g.add_argument('--length', type=cli.positive_int, default=1000,
-                   help='characters to generate after the priming text (default 1000; with --stop, at most this)')
+                   help='characters to generate after the priming text (default %(default)s; with --stop, at most this)')
     g.add_argument('--temperature', type=cli.non_negative_float, default=0.5,
                    help='divides the logits: lower is safer, higher is wilder; 0 always takes the most likely '
-                        'character (default 0.5)')
+                        'character (default %(default)s)')
     g.add_argument('--top-k', type=cli.non_negative_int, default=0,
                    help='draw only from the K most likely characters (default 0: all)')
     g.add_argument('--top-p', type=cli.half_open_fraction, default=1.0,
@@ -45,7 +45,7 @@ def parse_args(argv):
                                   'one speech (\\n is a newline, \\t a tab)')
     g.add_argument('--num-samples', type=cli.positive_int, default=1,
                    help='draw this many independent samples side by side, as one batch, printed one after the '
-                        'other (default 1)')
+                        'other (default %(default)s)')
     g.add_argument('--seed', type=cli.non_negative_int, default=None,
                    help='random seed: the same seed gives the same text (default: a fresh one each run)')
     cli.add_model_options(p)

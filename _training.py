@@ -89,9 +89,9 @@ def parse_args(argv):
     g.add_argument('--resume', action='store_true', help='continue the run saved in --out exactly where it '
                                                          'stopped')
     g.add_argument('--checkpoint-minutes', type=cli.non_negative_float, default=10.0,
-                   help='also checkpoint every this many minutes within an epoch (default 10; 0: only per epoch)')
+                   help='also checkpoint every this many minutes within an epoch (default %(default)s; 0: only per epoch)')
     g.add_argument('--sample-length', type=cli.non_negative_int, default=200,
-                   help='characters of sample printed after each epoch (default 200)')
+                   help='characters of sample printed after each epoch (default %(default)s)')
     g.add_argument('--quiet', action='store_true', help='print only errors: no progress line, no epoch report '
                                                         'and no sample')
     return p.parse_args(argv)

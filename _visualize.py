@@ -31,16 +31,16 @@ def parse_args(argv):
                    help='UTF-8 text to run the model over (default saves/sample.txt)')
     cli.add_model_options(p)
     g = p.add_argument_group('view')
-    g.add_argument('--layer', type=cli.positive_int, default=1, help='LSTM layer to show first (default 1)')
+    g.add_argument('--layer', type=cli.positive_int, default=1, help='LSTM layer to show first (default %(default)s)')
     g.add_argument('--state', choices=['h', 'c'], default='h',
-                   help='h: hidden state; c: tanh of the cell state (default h)')
-    g.add_argument('--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default 0)')
+                   help='h: hidden state; c: tanh of the cell state (default %(default)s)')
+    g.add_argument('--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default %(default)s)')
     g = p.add_argument_group('output (instead of the viewer)')
     g.add_argument('--html', type=cli.path, metavar='FILE', help='write one self-contained HTML page to explore the neurons')
     g.add_argument('--html-chars', type=cli.positive_int, default=3000,
-                   help='the page shows at most this many characters of the text (default 3000)')
+                   help='the page shows at most this many characters of the text (default %(default)s)')
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
-    g.add_argument('--top', type=cli.positive_int, default=5, help='neurons listed per feature (default 5)')
+    g.add_argument('--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)')
     return p.parse_args(argv)
 
 
