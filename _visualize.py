@@ -40,6 +40,8 @@ def parse_args(argv):
     g.add_argument('--html-chars', type=cli.positive_int, default=3000,
                    help='the page shows at most this many characters of the text (default %(default)s)')
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
+    g.add_argument('--saturation', metavar='SVG', type=cli.path, help='print how often each gate is saturated, '
+                   'and draw it per cell into this SVG file (the figure of Karpathy et al., 2015)')
     g.add_argument('--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)')
     return p.parse_args(argv)
 
@@ -49,7 +51,7 @@ def activations(params, ids):
     'c' holds tanh(c), so both lie in [-1, 1]."""
     _, hidden = lstm.Predictor(params, 1)(np.asarray(ids)[:, None], keep=True)
     acts = {}
-    for n, (h, c) in enumerate(hidden, start=1):
+    for n, (h, c, _) in enumerate(hidden, start=1):
         acts[(n, 'h')] = h[:, 0, :]
         acts[(n, 'c')] = np.tanh(c[:, 0, :])
     return acts
@@ -133,7 +135,7 @@ def find_neurons(params, ids, text, top=5, window=2000):
     for t0 in range(0, N, window):
         t1 = min(N, t0 + window)
         _, hidden = model(np.asarray(ids[t0:t1])[:, None], keep=True)
-        A = np.concatenate([h[:, 0] if s == 'h' else np.tanh(c[:, 0]) for (h, c) in hidden for s in 'hc'],
+        A = np.concatenate([h[:, 0] if s == 'h' else np.tanh(c[:, 0]) for (h, c, _) in hidden for s in 'hc'],
                            axis=1).astype(np.float64)               # (n, M), columns in the order of keys
         tot['a'] += A.sum(0)
         tot['aa'] += (A * A).sum(0)
@@ -184,6 +186,70 @@ def find_neurons(params, ids, text, top=5, window=2000):
     out['periodic in line'] = dict(description=feats['periodic in line'][2], present=N > 2,
                                    best=best(R, period))
     return out
+
+
+# --- gate saturation (Karpathy, Johnson and Fei-Fei, 2015) ------------------------------------------------------
+
+GATES = ('input', 'forget', 'output')                   # the column blocks i, f, o of each layer's gates
+
+
+def gate_saturation(params, ids, low=0.1, high=0.9, window=2000):
+    """How often each cell's gates are saturated over the text. Returns {(layer, gate name): (left, right)}: for
+    each of the H cells, the fraction of steps with the gate below `low` (left-saturated, nearly closed) and
+    above `high` (right-saturated, nearly open). Streamed a window at a time, so any length of text works."""
+    _, H, n_layers = lstm.sizes(params)
+    counts = {(n, g): [np.zeros(H), np.zeros(H)] for n in range(1, n_layers + 1) for g in GATES}
+    model = lstm.Predictor(params, 1)
+    N = 0
+    for t0 in range(0, len(ids), window):
+        _, hidden = model(np.asarray(ids[t0:t0 + window])[:, None], keep=True)
+        for n, (_, _, gates) in enumerate(hidden, start=1):
+            for k, g in enumerate(GATES):
+                a = gates[:, 0, k * H:(k + 1) * H]
+                counts[(n, g)][0] += (a < low).sum(axis=0)
+                counts[(n, g)][1] += (a > high).sum(axis=0)
+        N += len(ids[t0:t0 + window])
+    return {key: (left / N, right / N) for key, (left, right) in counts.items()}
+
+
+def print_saturation(sat, where, low=0.1, high=0.9):
+    print(f'gate saturation over {where}: the fraction of steps with a gate below {low} (left) or above {high} '
+          '(right), averaged over the cells; and how many cells are saturated more than half of the time')
+    print(f'{"layer":>5} {"gate":<7} {"left":>6} {"right":>6} {"neither":>8} {"cells mostly left":>17} '
+          f'{"cells mostly right":>18}')
+    for (n, g), (left, right) in sat.items():
+        print(f'{n:>5} {g:<7} {left.mean():6.3f} {right.mean():6.3f} {1 - left.mean() - right.mean():8.3f} '
+              f'{int((left > 0.5).sum()):>13} / {len(left)} {int((right > 0.5).sum()):>14} / {len(right)}')
+
+
+def saturation_svg(sat, title, size=220, pad=44):
+    """The paper's figure: one panel per layer (rows) and gate (columns), each cell a dot at (fraction of steps
+    left-saturated, fraction right-saturated). Plain SVG, no plotting library."""
+    layers_ = sorted({n for n, _ in sat})
+    colours = {'input': '#1f77b4', 'forget': '#2ca02c', 'output': '#d62728'}
+    width, height = pad + len(GATES) * (size + pad), 40 + len(layers_) * (size + pad)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           'font-size="12">', f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{html.escape(title)}</text>']
+    for r, n in enumerate(layers_):
+        for c, g in enumerate(GATES):
+            x0, y0 = pad + c * (size + pad), 40 + r * (size + pad)
+            out.append(f'<rect x="{x0}" y="{y0}" width="{size}" height="{size}" fill="none" stroke="black"/>')
+            out.append(f'<line x1="{x0}" y1="{y0}" x2="{x0 + size}" y2="{y0 + size}" stroke="#ccc"/>')  # x + y = 1
+            out.append(f'<text x="{x0 + size / 2}" y="{y0 - 6}" text-anchor="middle">layer {n}, {g} gate</text>')
+            out.append(f'<text x="{x0 + size / 2}" y="{y0 + size + 16}" text-anchor="middle" font-size="10">'
+                       'fraction left-saturated (&lt; 0.1)</text>')
+            out.append(f'<text x="{x0 - 8}" y="{y0 + size / 2}" text-anchor="middle" font-size="10" '
+                       f'transform="rotate(-90 {x0 - 8} {y0 + size / 2})">fraction right-saturated (&gt; 0.9)</text>')
+            for v in (0, 1):
+                out.append(f'<text x="{x0 + v * size}" y="{y0 + size + 28}" text-anchor="middle" '
+                           f'font-size="9">{v}</text>')
+            left, right = sat[(n, g)]
+            for a, b in zip(left, right):
+                out.append(f'<circle cx="{x0 + a * size:.1f}" cy="{y0 + (1 - b) * size:.1f}" r="2" '
+                           f'fill="{colours[g]}" fill-opacity="0.5"/>')
+    out.append('</svg>')
+    return '\n'.join(out) + '\n'
 
 
 def colour(a):
@@ -378,11 +444,12 @@ def build_viewer(text, acts, H, n_layers, layer, state, neuron):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.html is not None:
-        try:
-            files.check_writable(args.html, '--html file')
-        except files.ModelFileError as e:
-            cli.fail(str(e))
+    for option, path in (('--html', args.html), ('--saturation', args.saturation)):
+        if path is not None:
+            try:
+                files.check_writable(path, f'{option} file')
+            except files.ModelFileError as e:
+                cli.fail(str(e))
     params, ids, text = load(args)
     _, H, n_layers = lstm.sizes(params)
     if args.find:
@@ -398,7 +465,16 @@ def main(argv=None):
         except files.ModelFileError as e:
             cli.fail(str(e))
         print(f'wrote {args.html}: open it in a browser')
-    if args.find or args.html:
+    if args.saturation:
+        sat = gate_saturation(params, ids)
+        print_saturation(sat, f'{args.text} ({len(text):,} characters)')
+        try:
+            files.write_text(args.saturation, saturation_svg(sat, f'Gate saturation over {os.path.basename(args.text)}'
+                                                                  f' ({len(text):,} characters)'))
+        except files.ModelFileError as e:
+            cli.fail(str(e))
+        print(f'wrote {args.saturation}')
+    if args.find or args.html or args.saturation:
         return 0
     acts = activations(params, ids)
     try:

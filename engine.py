@@ -390,8 +390,9 @@ class StackRunner:
             self.Whbs.append(column_blocks(W[-H:], _width(FORWARD_BLOCK, B, H, 4 * H, W.dtype)))
 
     def __call__(self, x, keep=False):
-        """Run over x, (T, B) indices. Returns (top output h (T, B, H), [(h, c)] per layer, (T, B, H) each, if
-        keep, else None). The state moves on to the end of x."""
+        """Run over x, (T, B) indices. Returns (top output h (T, B, H), and if keep, [(h, c, gates)] per layer:
+        h and c (T, B, H), gates (T, B, 4H) the activated [i, f, o, g]; else None). The state moves on to the end
+        of x."""
         T = x.shape[0]
         inp, hidden, new_state = x, [], []
         for (h0, c0), W, b, Whb in zip(self.state, self.Ws, self.bs, self.Whbs):
@@ -399,8 +400,8 @@ class StackRunner:
             window.project(0, T)
             window.forward_steps(0, T, factors=False)
             new_state.append((window.h[-1], window.c[-1]))
-            if keep:
-                hidden.append((window.h, window.c))
+            if keep:                                    # without the factors, G holds the gates after each step
+                hidden.append((window.h, window.c, window.G))
             inp = window.h
         self.state = new_state
         return inp, (hidden if keep else None)

@@ -137,7 +137,8 @@ class Predictor:
                                         zero_state(params, B))
 
     def __call__(self, ids, keep=False):
-        """ids: (T, B) indices. Returns (logits (T, B, V), and if keep, [(h, c)] per layer, (T, B, H) each)."""
+        """ids: (T, B) indices. Returns (logits (T, B, V), and if keep, [(h, c, gates)] per layer: h and c
+        (T, B, H), gates (T, B, 4H) the activated [i, f, o, g] of every step)."""
         top, hidden = self.stack(np.asarray(ids), keep)
         logits, _ = layers.dense_forward(top, self.params['dense.W'], self.params['dense.b'])
         return (logits, hidden) if keep else logits

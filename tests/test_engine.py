@@ -92,15 +92,18 @@ def test_predictor_equals_reference_forward_in_pieces(blocks, B):
     x = rng.integers(0, 6, size=(23, B))
     logits, _, cache = lstm.forward(params, x, lstm.zero_state(params, B), reference=True)
     model = lstm.Predictor(params, B)
-    pieces, hidden = [], []
+    pieces, hidden, gates = [], [], []
     for t0, t1 in ((0, 1), (1, 9), (9, 10), (10, 23)):
         lg, hid = model(x[t0:t1], keep=True)
         pieces.append(lg)
         hidden.append(hid[1][0])                        # layer 2's h
+        gates.append(hid[1][2])                         # layer 2's gates [i, f, o, g]
     np.testing.assert_allclose(np.concatenate(pieces), logits, **TOL)
     h2_reference = cache[1][0][1]                       # reference cache: (caches, masks); layer 2's step caches
     h2 = np.array([step[7] * step[5] for step in h2_reference])     # h = o * tanh(c) from each step's cache
     np.testing.assert_allclose(np.concatenate(hidden), h2, **TOL)
+    ifog = np.array([np.concatenate(step[3:7], axis=1) for step in h2_reference])   # the reference's i, f, o, g
+    np.testing.assert_allclose(np.concatenate(gates), ifog, **TOL)
 
 
 def test_best_block_is_one_of_the_candidates_and_remembered():

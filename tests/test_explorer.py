@@ -266,3 +266,36 @@ def test_tk_viewer_buttons_change_the_colours(display):
         assert background() == _visualize.colour(acts[(2, 'c')][j, 7])
     finally:
         root.destroy()
+
+
+def test_gate_saturation_of_gates_with_known_values(tmp_path):
+    """Biases that pin each gate: the forget gate always open (right-saturated), the input gate always closed
+    (left-saturated), the output gate at 0.5 (neither); and one cell whose input gate is open half of the time."""
+    H, V = 4, 3
+    params = lstm.init_params(V, H, 2, np.random.default_rng(0), np.float64)
+    for n in (1, 2):
+        W, b = params[f'lstm{n}.W'], params[f'lstm{n}.b']
+        W[:] = 0
+        b[:H], b[H:2 * H], b[2 * H:3 * H] = -20, 20, 0   # input, forget, output
+    params['lstm1.W'][1, 0] = 40                        # input 1 opens input gate 0 of layer 1
+    ids = np.array([0, 1] * 50)                         # input 1 at half of the steps
+    sat = _visualize.gate_saturation(params, ids, window=7)
+    for n in (1, 2):
+        left, right = sat[(n, 'forget')]
+        np.testing.assert_array_equal(left, 0)
+        np.testing.assert_array_equal(right, 1)
+        left, right = sat[(n, 'output')]
+        np.testing.assert_array_equal(left, 0)
+        np.testing.assert_array_equal(right, 0)
+        left, right = sat[(n, 'input')]
+        expected_left = np.ones(H)
+        expected_right = np.zeros(H)
+        if n == 1:
+            expected_left[0] = expected_right[0] = 0.5
+        np.testing.assert_array_equal(left, expected_left)
+        np.testing.assert_array_equal(right, expected_right)
+    svg = _visualize.saturation_svg(sat, 'test')
+    assert svg.count('<circle') == 2 * 3 * H
+    r = script('_visualize.py', '--saturation', tmp_path / 's.svg', '--text', os.path.join(SAVES, 'sample.txt'))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count('forget') == 2 and (tmp_path / 's.svg').read_text().count('<circle') == 2 * 3 * 512
