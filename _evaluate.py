@@ -15,6 +15,7 @@ import cli
 import data
 import files
 import lstm
+import ngram
 
 # Chosen on the first half of tiny Shakespeare's validation split (see the README); reported on both halves.
 DYNAMIC_LR, DYNAMIC_WINDOW = 0.2, 50
@@ -37,6 +38,12 @@ def parse_args(argv):
                    help=f'characters per window: per step (default {DYNAMIC_WINDOW})')
     g.add_argument('--dynamic-decay', type=cli.fraction, default=0.0,
                    help='pull the weights back towards the original ones by this fraction per step (default %(default)s)')
+    g = p.add_argument_group('the n-gram baseline')
+    g.add_argument('--ngram', type=cli.positive_int, metavar='N', help='instead of the LSTM, score a character '
+                   'N-gram model (interpolated Witten-Bell) counted on the training split (N - 1 characters of '
+                   'context)')
+    g.add_argument('--compare', action='store_true', help='with --ngram: the LSTM and the n-gram side by side, by '
+                   'kind of character and by distance from the last newline')
     cli.add_model_options(p)
     return p.parse_args(argv)
 
@@ -45,6 +52,11 @@ def main(argv=None):
     args = parse_args(argv)
     if args.text is not None and args.corpus is not None:
         cli.fail('give either --text (score a whole file) or --corpus (score its validation split), not both')
+    if args.ngram and (args.text is not None or args.dynamic):
+        cli.fail('--ngram scores the validation split of --corpus, counted on its training split: it does not go '
+                 'with --text or --dynamic')
+    if args.compare and not args.ngram:
+        cli.fail('--compare goes with --ngram N')
     try:
         chars = data.load_lookup(args.lookup)
         params, _ = files.load_params(args.weights, V=len(chars))
@@ -54,13 +66,15 @@ def main(argv=None):
         else:
             path = args.corpus if args.corpus is not None else data.tiny_shakespeare()
             ids, _ = data.read_corpus(path, chars)
-            ids = data.split(ids, args.val_fraction)[1]
+            train_ids, ids = data.split(ids, args.val_fraction)
             what = f'the validation split of {path} (last {args.val_fraction:g})'
     except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(str(e))
     if len(ids) < 2:
         cli.fail(f'{what} has fewer than 2 characters: there is nothing to predict')
     t = time.time()
+    if args.ngram:
+        return score_ngram(args, params, chars, ids, what)
     if not args.dynamic:
         loss = lstm.evaluate(params, ids)
         print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s')
@@ -77,6 +91,33 @@ def main(argv=None):
             loss = sums[part].sum() / counts[part].sum()
             print(f'{name:<12} loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char '
                   f'({counts[part].sum():,} characters)')
+    return 0
+
+
+def score_ngram(args, params, chars, ids, what):
+    """The n-gram's loss on the validation split; with --compare, beside the LSTM's, by kind of character."""
+    path = args.corpus if args.corpus is not None else data.tiny_shakespeare()
+    train_ids, _ = data.split(data.read_corpus(path, chars)[0], args.val_fraction)
+    t = time.time()
+    ng = ngram.NGram(args.ngram, len(chars)).fit_score(train_ids, ids)
+    print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s by a {args.ngram}-gram model '
+          f'(interpolated Witten-Bell, counted on the first {1 - args.val_fraction:g} of the corpus)')
+    print(f'loss {ng.mean():.4f} nats/char = {ng.mean() / np.log(2):.4f} bits/char')
+    if not args.compare:
+        return 0
+    nn = lstm.char_losses(params, ids)
+    print(f'the LSTM on the same characters: {nn.mean():.4f} nats/char')
+    kinds, since = data.char_kinds(data.decode(ids, chars))
+    rows = [(name, mask[1:]) for name, mask in kinds.items()]
+    edges = [1, 10, 20, 30, 40, 50, 60]                 # characters from the last newline (0: 'after a newline')
+    for lo, hi in zip(edges, edges[1:] + [None]):
+        label = f'{lo} to {hi - 1} after a newline' if hi else f'{lo} or more after a newline'
+        rows.append((label, (since[1:] >= lo) & (since[1:] < (hi or 1 << 62))))
+    print(f'{"characters":<28} {"count":>8} {"LSTM":>7} {f"{args.ngram}-gram":>7} {"difference":>10}')
+    for name, mask in rows:
+        if mask.any():
+            a, b = nn[mask].mean(), ng[mask].mean()
+            print(f'{name:<28} {int(mask.sum()):>8,} {a:7.3f} {b:7.3f} {a - b:+10.3f}')
     return 0
 
 

@@ -59,14 +59,6 @@ def activations(params, ids):
 
 # --- features of the text, and the neurons that follow them ------------------------------------------------------
 
-WORD = re.compile(r"(?:[^\W\d_]|')+")                  # letters of any alphabet, and apostrophes
-
-
-def is_speaker(line):
-    """A line of capitals ending with ':', e.g. 'KING RICHARD III:' (in any alphabet that has capitals)."""
-    name = line[:-1]
-    return line.endswith(':') and name[:1].isalpha() and name == name.upper() and name != name.lower() and \
-        all(ch.isalpha() or ch in " '.,-" for ch in name)
 PERIODS = range(2, 9)                                   # periods tried for the periodic feature, in characters
 
 
@@ -81,14 +73,14 @@ def features(text):
     for line in text.split('\n'):
         end = start + len(line)
         line_pos[start:end + 1] = np.arange(end + 1 - start)     # the newline ends the line: its last position
-        if is_speaker(line):
+        if data.is_speaker(line):
             speaker[start:end + 1] = 1.0
         start = end + 1
     line_pos = line_pos[:N]
     speaker = speaker[:N]
     to_end = np.zeros(N)
     in_word = np.zeros(N, dtype=bool)
-    for m in WORD.finditer(text):
+    for m in data.WORD.finditer(text):
         to_end[m.start():m.end()] = np.arange(m.end() - m.start() - 1, -1, -1)
         in_word[m.start():m.end()] = True
     inside = np.zeros(N)

@@ -159,6 +159,21 @@ def evaluate(params, ids, window=1000):
     return total / count
 
 
+def char_losses(params, ids, window=1000):
+    """-ln p(ids[t] | ids[:t]) for every character after the first, read as one stream like evaluate: (N - 1,)
+    float64, for analyses of where the model does well."""
+    ids = np.asarray(ids)
+    model = Predictor(params, 1)
+    out = []
+    for start in range(0, len(ids) - 1, window):
+        y = ids[start + 1:start + window + 1]
+        x = ids[start:start + len(y)]
+        logits = model(x[:, None])[:, 0].astype(np.float64)
+        z = logits - logits.max(axis=1, keepdims=True)
+        out.append(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
+    return np.concatenate(out)
+
+
 def evaluate_dynamic(params, ids, lr=0.2, window=50, decay=0.0, threads=1):
     """Dynamic evaluation (Krause et al., 2018): score ids as one stream while the weights adapt to the text.
 

@@ -240,3 +240,20 @@ def test_evaluate_dynamic_reports_both_halves_and_the_whole(small_model, tmp_pat
     losses = {line.split()[0]: float(line.split('loss ')[1].split()[0]) for line in lines[1:]}
     assert set(losses) == {'first', 'second', 'whole'}
     assert min(losses['first'], losses['second']) <= losses['whole'] <= max(losses['first'], losses['second'])
+
+
+def test_evaluate_ngram_and_the_comparison_by_kind(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    (tmp_path / 'c.txt').write_text(tiny_corpus(3000), encoding='utf-8')
+    model = ['--weights', weights, '--lookup', lookup, '--corpus', tmp_path / 'c.txt']
+    r = script('_evaluate.py', *model, '--ngram', 3, '--compare')
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert '3-gram model (interpolated Witten-Bell' in out and 'the LSTM on the same characters' in out
+    for kind in ('first letter of a word', 'inside a word', "in a speaker's name", '10 to 19 after a newline'):
+        assert kind in out
+    one = float(script('_evaluate.py', *model, '--ngram', 1).stdout.split('loss ')[1].split()[0])
+    three = float(out.split('loss ')[1].split()[0])
+    assert three < one                                  # context helps on a text of repeated words
+    assert_one_line_error(script('_evaluate.py', *model, '--compare'), '--compare goes with --ngram')
+    assert_one_line_error(script('_evaluate.py', *model, '--ngram', 0), '--ngram')
