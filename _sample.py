@@ -107,11 +107,12 @@ def main(argv=None):
             if done.all():
                 break
         if N == 1:
-            out.write('\n')
+            out.write('' if (start + data.decode(texts[0], chars)).endswith('\n') else '\n')
         else:
             for k, text in enumerate(texts):
-                out.write(f'{"" if k == 0 else chr(10)}=== sample {k + 1} of {N} ===\n{start}'
-                          f'{data.decode(text, chars)}\n')
+                body = start + data.decode(text, chars)
+                out.write(f'{"" if k == 0 else chr(10)}=== sample {k + 1} of {N} ===\n{body}'
+                          f'{"" if body.endswith(chr(10)) else chr(10)}')
         out.flush()
     except BrokenPipeError:                             # e.g. piped into head: stop quietly
         sys.stderr.close()
