@@ -42,6 +42,8 @@ def parse_args(argv):
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
     g.add_argument('--saturation', metavar='SVG', type=cli.path, help='print how often each gate is saturated, '
                    'and draw it per cell into this SVG file (the figure of Karpathy et al., 2015)')
+    g.add_argument('--periodic-svg', metavar='SVG', type=cli.path, help='with --find: draw the mean activation '
+                   'by position in the line of the best periodic cells and of the best line-position cell')
     g.add_argument('--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)')
     return p.parse_args(argv)
 
@@ -59,7 +61,68 @@ def activations(params, ids):
 
 # --- features of the text, and the neurons that follow them ------------------------------------------------------
 
-PERIODS = range(2, 9)                                   # periods tried for the periodic feature, in characters
+class PeriodicSearch:
+    """Which activations oscillate with the position in the line: for every period P from 2 up to the longest
+    common line length and any phase, the partial correlation R of an activation with sin and cos of
+    2 pi * position / P once the position's trend (1, position, position^2) is taken out. Without that, a period
+    near the line length fits the steady rise of a line-position cell as well as any sine. The same search on the
+    positions shuffled among the characters is the control: the R that chance alone gives. Sums are gathered a
+    block of characters at a time (add), so any length of text works."""
+
+    def __init__(self, pos, periods, seed=0):
+        self.pos = np.asarray(pos, dtype=np.float64)
+        self.periods = np.asarray(list(periods), dtype=np.float64)
+        self.control = np.random.default_rng(seed).permutation(self.pos)
+        self.sums = {}
+
+    def _design(self, p):
+        q = p / 100.0                                   # scaled, so that the trend's columns are of order 1
+        trend = np.stack([np.ones_like(q), q, q * q], axis=1)
+        angle = 2 * np.pi * p[:, None] / self.periods[None, :]
+        waves = np.concatenate([np.sin(angle), np.cos(angle)], axis=1)    # (n, 2 periods): sines, then cosines
+        return np.concatenate([trend, waves], axis=1)
+
+    def add(self, t0, A):
+        """A: (n, M) activations of the characters t0 .. t0 + n - 1."""
+        for name, p in (('real', self.pos), ('control', self.control)):
+            X = self._design(p[t0:t0 + len(A)])
+            XX, XA = X.T @ X, X.T @ A
+            if name not in self.sums:
+                self.sums[name] = [XX, XA, (A * A).sum(axis=0)]
+            else:
+                for acc, new in zip(self.sums[name], (XX, XA, (A * A).sum(axis=0))):
+                    acc += new
+
+    def result(self, max_period=None):
+        """{'real' or 'control': (best partial R per activation (M,), its period (M,))}, over the periods up to
+        max_period (None: all)."""
+        nP = len(self.periods)
+        out = {}
+        for name, (XX, XA, aa) in self.sums.items():
+            def rss(columns):
+                G, b = XX[np.ix_(columns, columns)], XA[columns]
+                beta = np.linalg.lstsq(G, b, rcond=None)[0]
+                return aa - (beta * b).sum(axis=0)
+            base = rss([0, 1, 2])                       # the trend alone
+            best, period = np.zeros(len(aa)), np.zeros(len(aa))
+            for k, P in enumerate(self.periods):
+                if max_period is not None and P > max_period:
+                    continue
+                full = rss([0, 1, 2, 3 + k, 3 + nP + k])
+                r = np.sqrt(np.clip((base - full) / np.maximum(base, 1e-300), 0.0, 1.0))
+                better = r > best
+                best[better], period[better] = r[better], P
+            out[name] = (best, period)
+        return out
+
+
+def line_periods(text):
+    """Periods 2 .. the longest common line length (the 90th percentile of the lengths of the non-empty lines),
+    and the longest period that fits two cycles into a typical line (half the median length)."""
+    lengths = [len(line) for line in text.split('\n') if line]
+    longest = int(np.percentile(lengths, 90)) if lengths else 8
+    two_cycles = max(2, int(np.median(lengths)) // 2) if lengths else 4
+    return range(2, max(longest, 3) + 1), two_cycles
 
 
 def features(text):
@@ -98,15 +161,16 @@ def features(text):
         'speaker name': (speaker, everywhere, "inside a speaker's name (a line of capitals ending with ':')"),
         'to word end': (to_end, in_word, 'characters left to the end of the word (inside words)'),
         'quotes/brackets': (inside, everywhere, 'inside double quotes or brackets'),
-        'periodic in line': (line_pos, everywhere, 'a sine wave over the position in the line (best period)'),
+        'periodic in line': (line_pos, everywhere, 'a sine wave over the position in the line, its trend taken '
+                                                   'out (best period, any phase)'),
     }
 
 
 def find_neurons(params, ids, text, top=5, window=2000):
     """Rank neurons by how well their activation follows each feature of the text.
 
-    Pearson correlation for each feature; for 'periodic in line', the multiple correlation R with
-    sin and cos of 2 pi * position / P for the best period P. Activations (h and tanh(c) of every layer) are
+    Pearson correlation for each feature; for 'periodic in line', the partial correlation R of PeriodicSearch
+    for the best period P, and in 'control' the best R of the same search on shuffled positions. Activations (h and tanh(c) of every layer) are
     computed a window at a time with the state carried, and only sums are kept, so any length of text works.
 
     Returns {feature: {'description', 'present', 'best': [(layer, state, neuron, r, P or None), ...]}}.
@@ -118,10 +182,8 @@ def find_neurons(params, ids, text, top=5, window=2000):
     N = len(ids)
     lin = {k: dict(n=0.0, a=np.zeros(M), aa=np.zeros(M), f=0.0, ff=0.0, af=np.zeros(M))
            for k in feats if k != 'periodic in line'}
-    pos = feats['periodic in line'][0]
-    X = {P: np.stack([np.ones(N), np.sin(2 * np.pi * pos / P), np.cos(2 * np.pi * pos / P)], axis=1)
-         for P in PERIODS}
-    per = {P: dict(Xa=np.zeros((3, M))) for P in PERIODS}
+    periods, two_cycles = line_periods(text)
+    search = PeriodicSearch(feats['periodic in line'][0], periods)
     tot = dict(a=np.zeros(M), aa=np.zeros(M))
     model = lstm.Predictor(params, 1)
     for t0 in range(0, N, window):
@@ -141,8 +203,7 @@ def find_neurons(params, ids, text, top=5, window=2000):
             acc['f'] += fm.sum()
             acc['ff'] += (fm * fm).sum()
             acc['af'] += fm @ Am
-        for P in PERIODS:
-            per[P]['Xa'] += X[P][t0:t1].T @ A
+        search.add(t0, A)
 
     def best(scores, extra=None):
         order = np.argsort(-np.abs(scores))[:top]
@@ -161,22 +222,14 @@ def find_neurons(params, ids, text, top=5, window=2000):
             ok = var_a > 1e-12
             r[ok] = cov[ok] / np.sqrt(var_a[ok] * var_f)
         out[name] = dict(description=feats[name][2], present=bool(present), best=best(r) if present else [])
-    # periodic: R^2 = explained / total variance of the least-squares fit on [1, sin, cos]
-    sst = tot['aa'] - tot['a'] ** 2 / N
-    ok = sst > 1e-12
-    R = np.zeros(M)
-    period = np.zeros(M)
-    for P in PERIODS:
-        G = X[P].T @ X[P]
-        beta = np.linalg.lstsq(G, per[P]['Xa'], rcond=None)[0]             # (3, M)
-        explained = (beta * per[P]['Xa']).sum(0) - tot['a'] ** 2 / N
-        r = np.zeros(M)
-        r[ok] = np.sqrt(np.clip(explained[ok] / sst[ok], 0.0, 1.0))
-        better = r > R
-        R[better] = r[better]
-        period[better] = P
-    out['periodic in line'] = dict(description=feats['periodic in line'][2], present=N > 2,
-                                   best=best(R, period))
+    # Ranked over the periods that fit two cycles into a typical line: longer ones fit the steady rise of the
+    # line-position cells (what the trend leaves of it) as well as any wave. The longest are reported apart.
+    found, every = search.result(two_cycles), search.result()
+    R, period = found['real']
+    out['periodic in line'] = dict(description=feats['periodic in line'][2], present=N > 2, best=best(R, period),
+                                   control=float(found['control'][0].max()),
+                                   periods=[int(search.periods[0]), two_cycles, int(search.periods[-1])],
+                                   long=best(*every['real'])[:1])
     return out
 
 
@@ -244,6 +297,46 @@ def saturation_svg(sat, title, size=220, pad=44):
     return '\n'.join(out) + '\n'
 
 
+def position_profile_svg(params, ids, text, cells, title, max_pos=60, window=2000):
+    """For each cell (layer, 'h' or 'c', index, label): its mean activation at each position in the line, 0 ..
+    max_pos, over the text, as one plain-SVG panel per cell. A sine cell shows a wave; a counter, a ramp."""
+    pos = features(text)['line position'][0].astype(int)
+    sums = np.zeros((len(cells), max_pos + 1))
+    counts = np.bincount(np.minimum(pos, max_pos + 1), minlength=max_pos + 2)[:max_pos + 1]
+    model = lstm.Predictor(params, 1)
+    for t0 in range(0, len(ids), window):
+        _, hidden = model(np.asarray(ids[t0:t0 + window])[:, None], keep=True)
+        p = pos[t0:t0 + window]
+        keep = p <= max_pos
+        for j, (layer, state, k, _) in enumerate(cells):
+            h, c, _ = hidden[layer - 1]
+            a = h[:, 0, k] if state == 'h' else np.tanh(c[:, 0, k])
+            sums[j] += np.bincount(p[keep], weights=a[keep], minlength=max_pos + 1)
+    means = sums / np.maximum(counts, 1)
+    w, h_, pad = 300, 170, 40
+    width, height = pad + len(cells) * (w + pad), h_ + 90
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+           'font-size="12">', f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">{html.escape(title)}</text>']
+    for j, (layer, state, k, label) in enumerate(cells):
+        x0, y0 = pad + j * (w + pad), 40
+        lo, hi = float(means[j].min()), float(means[j].max())
+        span = max(hi - lo, 1e-9)
+        X = lambda q: x0 + q / max_pos * w
+        Y = lambda v: y0 + (hi - v) / span * h_
+        out.append(f'<rect x="{x0}" y="{y0}" width="{w}" height="{h_}" fill="none" stroke="black"/>')
+        pts = ' '.join(f'{X(q):.1f},{Y(v):.1f}' for q, v in enumerate(means[j]) if counts[q])
+        out.append(f'<polyline points="{pts}" fill="none" stroke="#d62728" stroke-width="1.5"/>')
+        out.append(f'<text x="{x0 + w / 2}" y="{y0 - 6}" text-anchor="middle">layer {layer} '
+                   f'{"h" if state == "h" else "tanh(c)"} {k}: {html.escape(label)}</text>')
+        out.append(f'<text x="{x0 + w / 2}" y="{y0 + h_ + 30}" text-anchor="middle" font-size="10">'
+                   f'position in the line (0 to {max_pos})</text>')
+        out.append(f'<text x="{x0 - 4}" y="{y0 + 10}" text-anchor="end" font-size="9">{hi:+.2f}</text>')
+        out.append(f'<text x="{x0 - 4}" y="{y0 + h_}" text-anchor="end" font-size="9">{lo:+.2f}</text>')
+    out.append('</svg>')
+    return '\n'.join(out) + '\n'
+
+
 def colour(a):
     """Background colour of an activation: -1 white, 0 pink, +1 red, as '#rrggbb'."""
     t = (float(np.clip(a, -1.0, 1.0)) + 1.0) / 2.0
@@ -277,6 +370,13 @@ def print_found(found, where):
             what = 'h' if state == 'h' else 'tanh(c)'
             period = f'  period {P}' if P is not None else ''
             print(f'  layer {layer} {what:<7} neuron {k:3d}   r = {r:+.3f}{period}')
+        if 'control' in f:
+            lo, mid, hi = f['periods']
+            print(f'  periods {lo} to {mid} (two cycles or more in a typical line); with the line positions shuffled '
+                  f'(chance), the best R of any neuron is {f["control"]:.3f}')
+            for layer, state, k, r, P in f['long']:
+                print(f'  over all periods up to {hi}, the best is layer {layer} {"h" if state == "h" else "tanh(c)"} '
+                      f'neuron {k} (R = {r:.3f}, period {P}): a period that long also fits a steady rise in the line')
 
 
 def write_html(path, text, acts, H, n_layers, found, start):
@@ -436,7 +536,10 @@ def build_viewer(text, acts, H, n_layers, layer, state, neuron):
 
 def main(argv=None):
     args = parse_args(argv)
-    for option, path in (('--html', args.html), ('--saturation', args.saturation)):
+    if args.periodic_svg is not None and not args.find:
+        cli.fail('--periodic-svg goes with --find')
+    for option, path in (('--html', args.html), ('--saturation', args.saturation),
+                         ('--periodic-svg', args.periodic_svg)):
         if path is not None:
             try:
                 files.check_writable(path, f'{option} file')
@@ -445,7 +548,19 @@ def main(argv=None):
     params, ids, text = load(args)
     _, H, n_layers = lstm.sizes(params)
     if args.find:
-        print_found(find_neurons(params, ids, text, args.top), f'{args.text} ({len(text):,} characters)')
+        found = find_neurons(params, ids, text, args.top)
+        print_found(found, f'{args.text} ({len(text):,} characters)')
+        if args.periodic_svg:
+            per, ramp = found['periodic in line'], found['line position']['best'][0]
+            cells = [(l, s, k, f'R {r:.2f} at period {P}') for l, s, k, r, P in per['best'][:2]]
+            cells.append((ramp[0], ramp[1], ramp[2], f'line position, r {ramp[3]:+.2f}'))
+            try:
+                files.write_text(args.periodic_svg, position_profile_svg(
+                    params, ids, text, cells, 'Mean activation by position in the line: the best periodic cells, '
+                                              'and a line-position cell'))
+            except files.ModelFileError as e:
+                cli.fail(str(e))
+            print(f'wrote {args.periodic_svg}')
     if args.html:
         if len(ids) > args.html_chars:
             print(f'the page shows the first {args.html_chars:,} of {len(ids):,} characters (--html-chars)')

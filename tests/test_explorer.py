@@ -53,13 +53,16 @@ def direct_ranking(params, ids, text):
     f, mask, _ = _visualize.features(text)['line position']
     r = np.array([np.corrcoef(A[mask, j], f[mask])[0, 1] for j in range(A.shape[1])])
     pos = f
-    R = np.zeros(A.shape[1])
-    for P in _visualize.PERIODS:
-        X = np.stack([np.ones(len(pos)), np.sin(2 * np.pi * pos / P), np.cos(2 * np.pi * pos / P)], axis=1)
+    q = pos / 100.0
+    trend = np.stack([np.ones(len(pos)), q, q * q], axis=1)
+    def rss(X):
         beta = np.linalg.lstsq(X, A, rcond=None)[0]
-        resid = A - X @ beta
-        r2 = 1 - (resid ** 2).sum(0) / ((A - A.mean(0)) ** 2).sum(0)
-        R = np.maximum(R, np.sqrt(np.clip(r2, 0, 1)))
+        return ((A - X @ beta) ** 2).sum(0)
+    base = rss(trend)
+    R = np.zeros(A.shape[1])
+    for P in range(2, _visualize.line_periods(text)[1] + 1):
+        X = np.concatenate([trend, np.stack([np.sin(2 * np.pi * pos / P), np.cos(2 * np.pi * pos / P)], 1)], 1)
+        R = np.maximum(R, np.sqrt(np.clip((base - rss(X)) / base, 0, 1)))
     return r, R
 
 
@@ -79,6 +82,29 @@ def test_find_neurons_matches_a_direct_computation():
     per = found['periodic in line']['best']
     assert per[0][3] == pytest.approx(R.max(), rel=1e-6)
     assert found['quotes/brackets']['present'] is False
+    assert 0 < found['periodic in line']['control'] < 0.5
+
+
+def test_periodic_search_finds_a_known_period_and_not_a_ramp_or_a_shuffled_signal():
+    rng = np.random.default_rng(0)
+    lines = [rng.integers(20, 60) for _ in range(800)]
+    pos = np.concatenate([np.arange(n + 1) for n in lines]).astype(float)   # positions in lines, newline last
+    N = len(pos)
+    wave = np.sin(2 * np.pi * pos / 7 + 1.3)
+    A = np.stack([wave + 0.5 * rng.standard_normal(N),                        # period 7, any phase, noisy
+                  np.tanh(pos / 30) + 0.05 * rng.standard_normal(N),         # a line-position ramp
+                  rng.permutation(wave) + 0.5 * rng.standard_normal(N),      # the wave, shuffled in time
+                  np.sin(2 * np.pi * pos / 23) + 0.5 * rng.standard_normal(N)], axis=1)   # a long period
+    search = _visualize.PeriodicSearch(pos, range(2, 61))
+    for t0 in range(0, N, 1000):                        # streamed in blocks
+        search.add(t0, A[t0:t0 + 1000])
+    found = search.result()
+    R, period = found['real']
+    assert period[0] == 7 and R[0] > 0.8
+    assert period[3] == 23 and R[3] > 0.7              # (a long wave shares a little with the trend)
+    control = found['control'][0]
+    assert R[1] < 0.15 and R[2] < 0.1                   # the ramp and the shuffled wave: no period
+    assert control.max() < 0.1                          # shuffled positions: chance level
 
 
 def test_find_prints_each_feature():
@@ -299,3 +325,12 @@ def test_gate_saturation_of_gates_with_known_values(tmp_path):
     r = script('_visualize.py', '--saturation', tmp_path / 's.svg', '--text', os.path.join(SAVES, 'sample.txt'))
     assert r.returncode == 0, r.stderr
     assert r.stdout.count('forget') == 2 and (tmp_path / 's.svg').read_text().count('<circle') == 2 * 3 * 512
+
+
+def test_find_draws_the_position_profiles(tmp_path):
+    r = script('_visualize.py', '--find', '--periodic-svg', tmp_path / 'p.svg')
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / 'p.svg').read_text()
+    assert svg.count('<polyline') == 3 and 'line position' in svg
+    assert 'two cycles or more in a typical line' in r.stdout and 'chance' in r.stdout
+    assert_one_line_error(script('_visualize.py', '--periodic-svg', tmp_path / 'q.svg'), '--periodic-svg goes with')
