@@ -405,6 +405,10 @@ body { font-family: sans-serif; margin: 1em; }
 #found b { display: inline-block; min-width: 10em; }
 .pick { cursor: pointer; border: 1px solid #bbb; border-radius: 3px; background: #f6f6f6; margin: 0 .2em; }
 #info { color: #444; }
+#select { font-size: 13px; margin-top: .4em; color: #333; }
+#selcells { margin-top: .2em; }
+#text span.match { outline: 2px solid #1f77b4; }
+#text span.chosen { outline: 2px solid #2ca02c; }
 </style></head><body>
 <div id="bar">
   <label>layer <select id="layer"></select></label>
@@ -413,6 +417,11 @@ body { font-family: sans-serif; margin: 1em; }
   <button id="prev">Previous</button><button id="next">Next</button>
   <span id="info"></span>
   <div id="found"></div>
+  <div id="select">select text with the mouse to find the cells that are on across it:
+    <label>on above <input id="threshold" type="number" step="0.05" min="-1" max="1" value="0.3" style="width:4em"></label>
+    <label>off in the <input id="before" type="number" min="0" max="20" value="3" style="width:3em"> characters before</label>
+    <span id="selinfo"></span><div id="selcells"></div>
+  </div>
 </div>
 <div id="text"></div>
 <script>
@@ -468,6 +477,77 @@ for (const [name, f] of Object.entries(D.found)) {
 document.getElementById('prev').onclick = () => { neuronBox.value = ((+neuronBox.value || 0) - 1 + H) % H; show(); };
 document.getElementById('next').onclick = () => { neuronBox.value = ((+neuronBox.value || 0) + 1) % H; show(); };
 layerSel.onchange = stateSel.onchange = neuronBox.onchange = show;
+// Select to find (as LSTMVis's select view): the cells that are on (above the threshold) at every character of the
+// selected span and off at the characters just before it, ranked by how clearly; then the other places in the
+// text where the best of them are on together.
+const K = D.layers * 2 * H;                             // every cell: layer, h or tanh(c), neuron
+const spanIndex = new Map(spans.map((s, j) => [s, j]));
+function charIndex(node) {                              // the character a selection end point lies in
+  const el = node.nodeType === 1 ? node : node.parentNode;
+  return spanIndex.has(el) ? spanIndex.get(el) : null;
+}
+function cellName(kk) {
+  const n = Math.floor(kk / (2 * H)) + 1, s = Math.floor(kk / H) % 2 ? 'c' : 'h', k = kk % H;
+  return [n, s, k];
+}
+function selectFind(a, b) {                             // characters a .. b inclusive
+  const thr = parseFloat(document.getElementById('threshold').value) * 127;
+  const pre = Math.max(0, parseInt(document.getElementById('before').value) || 0);
+  const scored = [];
+  for (let kk = 0; kk < K; kk++) {
+    const off = kk * N;
+    let lo = 127;
+    for (let j = a; j <= b; j++) lo = Math.min(lo, acts[off + j]);
+    if (lo < thr) continue;                             // not on across the whole span
+    let hi = -127;
+    for (let j = Math.max(0, a - pre); j < a; j++) hi = Math.max(hi, acts[off + j]);
+    if (a - pre >= 0 && pre > 0 && hi >= thr) continue; // already on before it
+    scored.push([(lo - (pre > 0 && a > 0 ? hi : -127)) / 127, kk]);
+  }
+  scored.sort((x, y) => y[0] - x[0]);
+  const best = scored.slice(0, 5).map(x => x[1]);
+  for (const s of spans) s.classList.remove('match', 'chosen');
+  for (let j = a; j <= b; j++) spans[j].classList.add('chosen');
+  let matches = 0;
+  const together = best.slice(0, 3);
+  if (together.length) {
+    for (let j = 0; j < N; j++) {
+      if (j >= a && j <= b) continue;
+      if (together.every(kk => acts[kk * N + j] >= thr)) { spans[j].classList.add('match'); matches++; }
+    }
+  }
+  const cells = document.getElementById('selcells');
+  cells.innerHTML = '';
+  for (const [score, kk] of scored.slice(0, 5)) {
+    const [n, s, k] = cellName(kk);
+    const btn = document.createElement('button');
+    btn.className = 'pick sel';
+    btn.dataset.cell = n + s + k;
+    btn.textContent = n + s + ':' + k + ' (' + score.toFixed(2) + ')';
+    btn.onclick = () => pick(n, s, k);
+    cells.appendChild(btn);
+  }
+  document.getElementById('selinfo').textContent = 'characters ' + a + ' to ' + b + ': ' + scored.length +
+    ' cells on across it and off before; the best ' + together.length + ' are on together at ' + matches +
+    ' other characters (outlined in blue)';
+  return {cells: best.map(cellName), matches: matches};
+}
+function selectedChars() {                             // the selection as characters a .. b, or null
+  const sel = window.getSelection();
+  if (!sel || sel.isCollapsed || !sel.rangeCount) return null;
+  const r = sel.getRangeAt(0), box = document.getElementById('text');
+  let a, b;
+  if (r.startContainer === box) a = r.startOffset;      // between spans: offsets count children
+  else { a = charIndex(r.startContainer); if (a !== null && r.startContainer.nodeType === 3 &&
+                                             r.startOffset >= r.startContainer.length) a++; }
+  if (r.endContainer === box) b = r.endOffset - 1;
+  else { b = charIndex(r.endContainer); if (b !== null && r.endOffset === 0) b--; }
+  return a === null || b === null || a > b ? null : [a, Math.min(b, N - 1)];
+}
+document.getElementById('text').addEventListener('mouseup', () => {
+  const ab = selectedChars();
+  if (ab) window.lastSelection = selectFind(ab[0], ab[1]);
+});
 const h = new URLSearchParams(location.hash.slice(1));
 pick(h.get('layer') || D.start.layer, h.get('state') || D.start.state, h.get('neuron') || D.start.neuron);
 </script></body></html>

@@ -334,3 +334,83 @@ def test_find_draws_the_position_profiles(tmp_path):
     assert svg.count('<polyline') == 3 and 'line position' in svg
     assert 'two cycles or more in a typical line' in r.stdout and 'chance' in r.stdout
     assert_one_line_error(script('_visualize.py', '--periodic-svg', tmp_path / 'q.svg'), '--periodic-svg goes with')
+
+
+def expected_selection(acts_q, a, b, thr, pre):
+    """The page's rule in Python, on the page's 8-bit activations acts_q (K, N): cells on (>= thr) at every
+    character of a .. b and not on in the pre characters before; ranked by the margin."""
+    t = thr * 127
+    lo = acts_q[:, a:b + 1].min(axis=1)
+    before = acts_q[:, max(0, a - pre):a]
+    hi = before.max(axis=1) if before.shape[1] else np.full(len(acts_q), -127)
+    ok = (lo >= t) & ~((pre > 0) & (a - pre >= 0) & (hi >= t))
+    score = (lo - hi) / 127
+    order = [int(k) for k in np.argsort(-score, kind='stable') if ok[k]]
+    return order, ok.sum()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
+def test_select_to_find_with_a_real_mouse_selection(tmp_path):
+    playwright = pytest.importorskip('playwright.sync_api')
+    page_path = tmp_path / 'neurons.html'
+    r = script('_visualize.py', '--html', page_path)
+    assert r.returncode == 0, r.stderr
+    text = open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read()
+    a = text.index('OPHELIA:')
+    b = a + len('OPHELIA:') - 1
+    params, _ = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
+    chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
+    acts = _visualize.activations(params, data.encode(text, chars))
+    q = np.concatenate([np.clip(np.round(acts[(n, s)].T * 127), -127, 127) for n in (1, 2) for s in 'hc'])
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+            '--disable-component-update', '--disable-sync'])
+        page = browser.new_page(viewport={'width': 1000, 'height': 900})
+        page.goto(page_path.as_uri())
+        first = page.locator('#text span').nth(a).bounding_box()
+        last = page.locator('#text span').nth(b).bounding_box()
+        page.mouse.move(first['x'] + 1, first['y'] + first['height'] / 2)        # a real drag with the mouse
+        page.mouse.down()
+        page.mouse.move(last['x'] + last['width'] - 1, last['y'] + last['height'] / 2, steps=10)
+        page.mouse.up()
+        assert page.evaluate('window.getSelection().toString()') == 'OPHELIA:'
+        info = page.inner_text('#selinfo')
+        buttons = page.eval_on_selector_all('#selcells button', 'bs => bs.map(b => b.dataset.cell)')
+        chosen = page.eval_on_selector_all('#text span.chosen', 'ss => ss.length')
+        matched = page.eval_on_selector_all('#text span.match', 'ss => ss.map(s => s.textContent).join("")')
+        page.click('#selcells button >> nth=0')                       # shows the best cell
+        shown = (page.input_value('#layer'), page.input_value('#state'), page.input_value('#neuron'))
+        browser.close()
+    order, count = expected_selection(q, a, b, 0.3, 3)
+    H = 512
+    names = [f'{k // (2 * H) + 1}{"hc"[(k // H) % 2]}{k % H}' for k in order[:5]]
+    assert f'characters {a} to {b}: {count} cells' in info
+    assert buttons == names and len(names) > 0
+    assert chosen == len('OPHELIA:')
+    assert 'HAMLET' in matched.replace('\n', '')       # the other speaker's name lights the same cells
+    k = order[0]
+    assert shown == (str(k // (2 * H) + 1), 'hc'[(k // H) % 2], str(k % H))
+
+
+def test_the_analyses_on_a_model_trained_on_a_non_latin_text(tmp_path):
+    """Train a small model on a Greek text through _training.py, then run every analysis on it."""
+    latin, greek = 'abcdefghijklmnopqrstuvwxyz', 'αβψδεφγηιξκλμνοπϙρστθωςχυζ'
+    table = str.maketrans(latin + latin.upper(), greek + greek.upper())
+    lines = tiny_corpus(6000).translate(table).split('\n')
+    text = ''.join(f'{("ΡΟΜΕΟ:", "ΚΙΝΓ:")[k % 2]}\n{line}\n' for k, line in enumerate(lines)) + '🎭\n'
+    (tmp_path / 'g.txt').write_text(text, encoding='utf-8')
+    run = tmp_path / 'run'
+    r = script('_training.py', '--corpus', tmp_path / 'g.txt', '--out', run, '--hidden', 16, '--chunks', 4,
+               '--window', 20, '--epochs', 2, '--lr', 0.01, '--quiet')
+    assert r.returncode == 0, r.stderr
+    model = ['--weights', run / 'best' / 'ShakespeareNet.npz', '--lookup', run / 'best' / 'ShakespeareLookup.json']
+    r = script('_visualize.py', *model, '--text', tmp_path / 'g.txt', '--find', '--saturation', tmp_path / 's.svg')
+    assert r.returncode == 0, r.stderr
+    assert 'speaker name' in r.stdout and "(absent from this text)" not in r.stdout.split('speaker name')[1][:120]
+    assert (tmp_path / 's.svg').read_text().count('<circle') == 2 * 3 * 16
+    r = script('_evaluate.py', *model, '--corpus', tmp_path / 'g.txt', '--ngram', 3, '--compare')
+    assert r.returncode == 0, r.stderr
+    assert 'first letter of a word' in r.stdout
+    r = script('_visualize.py', *model, '--text', tmp_path / 'g.txt', '--html', tmp_path / 'g.html')
+    assert r.returncode == 0, r.stderr
