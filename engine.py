@@ -123,9 +123,11 @@ class LSTMWindow:
     up (G becomes dL/dz): run the backward once per forward.
     """
 
-    def __init__(self, x, h0, c0, W, b, Whb=None):
+    def __init__(self, x, h0, c0, W, b, Whb=None, keep_c=True):
         """x: (T, B, D) inputs or (T, B) indices of one-hot vectors; h0, c0 (B, H); W (D + H, 4H); b (4H,);
-        Whb: h_prev's weights W[D:] already in column blocks (for repeated forward-only use), or None."""
+        Whb: h_prev's weights W[D:] already in column blocks (for repeated forward-only use), or None;
+        keep_c: keep every step's cell state in self.c. The backward pass does not read it (only the factors),
+        so training keeps just the last two steps' (self.c is then None, and c_last is the final state)."""
         T, B = x.shape[:2]
         H = h0.shape[1]
         dt = W.dtype
@@ -134,11 +136,18 @@ class LSTMWindow:
             Whb = column_blocks(W[self.D:], _width(FORWARD_BLOCK, B, H, 4 * H, dt))
         self.Whb = Whb
         self.hs = np.empty((T + 1, B, H), dt)          # [h0, h[0], ..., h[T - 1]]: hs[t] is h_prev of step t
-        self.cs = np.empty((T + 1, B, H), dt)
+        self.cs = np.empty((T + 1 if keep_c else 2, B, H), dt)     # all of c, or the last two steps' in turn
         self.hs[0], self.cs[0] = h0, c0
-        self.h, self.c = self.hs[1:], self.cs[1:]       # (T, B, H) views
+        self.h = self.hs[1:]                            # (T, B, H) view
+        self.c = self.cs[1:] if keep_c else None
+        self._done = 0                                  # steps run so far
         self.G = np.empty((T, B, 4 * H), dt)            # z -> gates -> factors F -> (backward) dz
         self.f = self.K = None                          # made by forward_steps(factors=True)
+
+    @property
+    def c_last(self):
+        """The cell state after the last step run so far."""
+        return self.cs[self._done % len(self.cs)]
 
     # --- forward ---
 
@@ -165,8 +174,9 @@ class LSTMWindow:
         tc = np.empty((B, H), dt)                       # tanh(c)
         tmp = np.empty((B, H), dt)
         tmp3 = np.empty((B, 3 * H), dt) if factors else None
+        ring = len(cs)                                  # T + 1, or 2 where only the last two are kept
         for t in range(t0, t1):
-            h_prev, c_prev, h, c = hs[t], cs[t], hs[t + 1], cs[t + 1]
+            h_prev, c_prev, h, c = hs[t], cs[t % ring], hs[t + 1], cs[(t + 1) % ring]
             Gt = G[t]                                   # (B, 4H), holds z's input part
             matmul_blocks(h_prev, Whb, out=hz)
             Gt += hz                                    # z = x Wx + h_prev Wh + b
@@ -196,6 +206,7 @@ class LSTMWindow:
             Gt[:, H:2 * H] *= c_prev                    # dz_f = dc * c_prev * f (1 - f)
             Gt[:, 2 * H:3 * H] *= tc                    # dz_o = dh * tanh(c) * o (1 - o)
             Gt[:, 3 * H:] = tmp                         # dz_g = dc * i * (1 - g^2)
+        self._done = t1
         if factors and t1 == len(G):
             self.Whb = None                             # the window is done: let the copy of Wh go
 
@@ -341,12 +352,12 @@ def _stack_forward(x, state, Ws, bs, masks):
     """The layers one after the other, each over the whole window."""
     inp, windows = x, []
     for (h0, c0), W, b, mask in zip(state, Ws, bs, masks):
-        window = LSTMWindow(inp, h0, c0, W, b)
+        window = LSTMWindow(inp, h0, c0, W, b, keep_c=False)
         window.project(0, len(window.G))
         window.forward_steps(0, len(window.G))
         windows.append(window)
         inp = window.h if mask is None else window.h * mask          # the next layer's input
-    new_state = [(w.h[-1].copy(), w.c[-1].copy()) for w in windows]
+    new_state = [(w.h[-1].copy(), w.c_last.copy()) for w in windows]
     return inp, new_state, (windows, masks)
 
 
@@ -396,10 +407,10 @@ class StackRunner:
         T = x.shape[0]
         inp, hidden, new_state = x, [], []
         for (h0, c0), W, b, Whb in zip(self.state, self.Ws, self.bs, self.Whbs):
-            window = LSTMWindow(inp, h0, c0, W, b, Whb)
+            window = LSTMWindow(inp, h0, c0, W, b, Whb, keep_c=keep)
             window.project(0, T)
             window.forward_steps(0, T, factors=False)
-            new_state.append((window.h[-1], window.c[-1]))
+            new_state.append((window.h[-1], window.c_last.copy()))
             if keep:                                    # without the factors, G holds the gates after each step
                 hidden.append((window.h, window.c, window.G))
             inp = window.h
