@@ -195,7 +195,8 @@ def main(argv=None):
              f'{result["train_step_ms"]:.0f} ms per window of {args.chunks * args.window} chars'),
             ('sampling, batch 1', f'{result["sample1_chars_per_s"]:,.0f} chars/s', 'one sample, a character at a time'),
             ('sampling, batch 32', f'{result["sample32_chars_per_s"]:,.0f} chars/s',
-             f'32 samples side by side ({result["sample32_chars_per_s"] / result["sample1_chars_per_s"]:.1f}x batch 1)'),
+             f'32 samples side by side '
+             f'({result["sample32_chars_per_s"] / result["sample1_chars_per_s"]:.1f}x batch 1)'),
             ('peak memory of training', f'{result["peak_rss_mb"]:.0f} MB', 'max resident set size')]
     if has_torch:
         rows += [(f'PyTorch {result["torch_version"]} training', f'{result["torch_train_chars_per_s"]:,.0f} '

@@ -24,7 +24,8 @@ DYNAMIC_LR, DYNAMIC_WINDOW = 0.2, 50
 def parse_args(argv):
     p = cli.Parser(description='Print the loss of a saved model on the validation split or on any text file.')
     g = p.add_argument_group('data')
-    g.add_argument('--corpus', type=cli.path, help='corpus whose validation split is scored (default: tiny Shakespeare, '
+    g.add_argument('--corpus', type=cli.path, help='corpus whose validation split is scored (default: tiny '
+                                                   'Shakespeare, '
                                     'saves/shakespeare.txt)')
     g.add_argument('--val-fraction', type=cli.open_fraction, default=0.1,
                    help='the validation split is this last fraction of the corpus (default %(default)s)')
@@ -37,7 +38,8 @@ def parse_args(argv):
     g.add_argument('--dynamic-window', type=cli.positive_int, default=DYNAMIC_WINDOW,
                    help=f'characters per window: per step (default {DYNAMIC_WINDOW})')
     g.add_argument('--dynamic-decay', type=cli.fraction, default=0.0,
-                   help='pull the weights back towards the original ones by this fraction per step (default %(default)s)')
+                   help='pull the weights back towards the original ones by this fraction per step '
+                        '(default %(default)s)')
     g = p.add_argument_group('the n-gram baseline')
     g.add_argument('--ngram', type=cli.positive_int, metavar='N', help='instead of the LSTM, score a character '
                    'N-gram model (interpolated Witten-Bell) counted on the training split (N - 1 characters of '

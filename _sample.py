@@ -30,7 +30,8 @@ def parse_args(argv):
     p = cli.Parser(description='Generate Shakespeare-like text from the trained character-level LSTM.')
     g = p.add_argument_group('sampling')
     g.add_argument('--length', type=cli.positive_int, default=1000,
-                   help='characters to generate after the priming text (default %(default)s; with --stop, at most this)')
+                   help='characters to generate after the priming text (default %(default)s; with --stop, at most '
+                        'this)')
     g.add_argument('--temperature', type=cli.non_negative_float, default=0.5,
                    help='divides the logits: lower is safer, higher is wilder; 0 always takes the most likely '
                         'character (default %(default)s)')

@@ -36,7 +36,8 @@ WEIGHTS, CHECKPOINT, LOOKUP, LOG = 'ShakespeareNet.npz', 'ShakespeareOptimizer.n
 # The run's settings: (group, name, default, type, help). The defaults are the original's. They are saved in the
 # checkpoint; on --resume the saved ones hold, and only those marked resumable may be changed on the command line.
 SETTINGS = [
-    ('data', 'corpus', None, cli.path, 'UTF-8 text file to train on (default: tiny Shakespeare, saves/shakespeare.txt)'),
+    ('data', 'corpus', None, cli.path, 'UTF-8 text file to train on (default: tiny Shakespeare, '
+                                       'saves/shakespeare.txt)'),
     ('data', 'val_fraction', 0.1, cli.open_fraction, 'last fraction of the corpus kept for validation'),
     ('data', 'val_chars', 0, cli.non_negative_int, 'validate on at most this many characters of the '
                                                    'validation split, its first ones (0: all)'),
@@ -84,12 +85,14 @@ def parse_args(argv):
     g.add_argument('--max-steps', type=cli.non_negative_int, help='stop (with a checkpoint) once this many steps '
                    'are done in all, e.g. for a short trial; 0 saves the untrained model')
     g = p.add_argument_group('output')
-    g.add_argument('--out', type=cli.path, default='checkpoints', help='run folder for checkpoints and the log (default '
+    g.add_argument('--out', type=cli.path, default='checkpoints', help='run folder for checkpoints and the log '
+                                                                      '(default '
                                                          'checkpoints; saves/ is only written if named here)')
     g.add_argument('--resume', action='store_true', help='continue the run saved in --out exactly where it '
                                                          'stopped')
     g.add_argument('--checkpoint-minutes', type=cli.non_negative_float, default=10.0,
-                   help='also checkpoint every this many minutes within an epoch (default %(default)s; 0: only per epoch)')
+                   help='also checkpoint every this many minutes within an epoch (default %(default)s; 0: only '
+                        'per epoch)')
     g.add_argument('--sample-length', type=cli.non_negative_int, default=200,
                    help='characters of sample printed after each epoch (default %(default)s)')
     g.add_argument('--quiet', action='store_true', help='print only errors: no progress line, no epoch report '

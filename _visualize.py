@@ -36,7 +36,8 @@ def parse_args(argv):
                    help='h: hidden state; c: tanh of the cell state (default %(default)s)')
     g.add_argument('--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default %(default)s)')
     g = p.add_argument_group('output (instead of the viewer)')
-    g.add_argument('--html', type=cli.path, metavar='FILE', help='write one self-contained HTML page to explore the neurons')
+    g.add_argument('--html', type=cli.path, metavar='FILE', help='write one self-contained HTML page to explore '
+                                                                 'the neurons')
     g.add_argument('--html-chars', type=cli.positive_int, default=3000,
                    help='the page shows at most this many characters of the text (default %(default)s)')
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
@@ -170,8 +171,9 @@ def find_neurons(params, ids, text, top=5, window=2000):
     """Rank neurons by how well their activation follows each feature of the text.
 
     Pearson correlation for each feature; for 'periodic in line', the partial correlation R of PeriodicSearch
-    for the best period P, and in 'control' the best R of the same search on shuffled positions. Activations (h and tanh(c) of every layer) are
-    computed a window at a time with the state carried, and only sums are kept, so any length of text works.
+    for the best period P, and in 'control' the best R of the same search on shuffled positions. Activations
+    (h and tanh(c) of every layer) are computed a window at a time with the state carried, and only sums are
+    kept, so any length of text works.
 
     Returns {feature: {'description', 'present', 'best': [(layer, state, neuron, r, P or None), ...]}}.
     """
