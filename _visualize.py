@@ -41,8 +41,9 @@ def parse_args(argv):
     g.add_argument('--html-chars', type=cli.positive_int, default=3000,
                    help='the page shows at most this many characters of the text (default %(default)s)')
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
-    g.add_argument('--saturation', metavar='SVG', type=cli.path, help='print how often each gate is saturated, '
-                   'and draw it per cell into this SVG file (the figure of Karpathy et al., 2015)')
+    g.add_argument('--saturation', metavar='SVG', type=cli.path, nargs='?', const='saturation.svg',
+                   help='print how often each gate is saturated, and draw it per cell into this SVG file (the '
+                        'figure of Karpathy et al., 2015; default file %(const)s)')
     g.add_argument('--periodic-svg', metavar='SVG', type=cli.path, help='with --find: draw the mean activation '
                    'by position in the line of the best periodic cells and of the best line-position cell')
     g.add_argument('--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)')
