@@ -76,7 +76,7 @@ def main(argv=None):
         cli.fail(f'{what} has fewer than 2 characters: there is nothing to predict')
     t = time.time()
     if args.ngram:
-        return score_ngram(args, params, chars, ids, what)
+        return score_ngram(args, params, chars, train_ids, ids, what)
     if not args.dynamic:
         loss = lstm.evaluate(params, ids)
         print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s')
@@ -96,10 +96,8 @@ def main(argv=None):
     return 0
 
 
-def score_ngram(args, params, chars, ids, what):
+def score_ngram(args, params, chars, train_ids, ids, what):
     """The n-gram's loss on the validation split; with --compare, beside the LSTM's, by kind of character."""
-    path = args.corpus if args.corpus is not None else data.tiny_shakespeare()
-    train_ids, _ = data.split(data.read_corpus(path, chars)[0], args.val_fraction)
     t = time.time()
     ng = ngram.NGram(args.ngram, len(chars)).fit_score(train_ids, ids)
     print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s by a {args.ngram}-gram model '

@@ -86,8 +86,7 @@ def parse_args(argv):
                    'are done in all, e.g. for a short trial; 0 saves the untrained model')
     g = p.add_argument_group('output')
     g.add_argument('--out', type=cli.path, default='checkpoints', help='run folder for checkpoints and the log '
-                                                                      '(default '
-                                                         'checkpoints; saves/ is only written if named here)')
+                   '(default %(default)s; saves/ is only written if named here)')
     g.add_argument('--resume', action='store_true', help='continue the run saved in --out exactly where it '
                                                          'stopped')
     g.add_argument('--checkpoint-minutes', type=cli.non_negative_float, default=10.0,

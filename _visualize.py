@@ -132,17 +132,9 @@ def features(text):
     feature is taken over the characters where mask is True."""
     N = len(text)
     everywhere = np.ones(N, dtype=bool)
-    line_pos = np.zeros(N + 1)                          # + 1: room for a last line without a newline
-    speaker = np.zeros(N + 1)
-    start = 0
-    for line in text.split('\n'):
-        end = start + len(line)
-        line_pos[start:end + 1] = np.arange(end + 1 - start)     # the newline ends the line: its last position
-        if data.is_speaker(line):
-            speaker[start:end + 1] = 1.0
-        start = end + 1
-    line_pos = line_pos[:N]
-    speaker = speaker[:N]
+    kinds, line_pos = data.char_kinds(text)            # line_pos: characters since the newline (the newline
+    line_pos = line_pos.astype(np.float64)              # ends its line: its last position)
+    speaker = kinds["in a speaker's name"].astype(np.float64)
     to_end = np.zeros(N)
     in_word = np.zeros(N, dtype=bool)
     for m in data.WORD.finditer(text):
@@ -187,15 +179,12 @@ def find_neurons(params, ids, text, top=5, window=2000):
            for k in feats if k != 'periodic in line'}
     periods, two_cycles = line_periods(text)
     search = PeriodicSearch(feats['periodic in line'][0], periods)
-    tot = dict(a=np.zeros(M), aa=np.zeros(M))
     model = lstm.Predictor(params, 1)
     for t0 in range(0, N, window):
         t1 = min(N, t0 + window)
         _, hidden = model(np.asarray(ids[t0:t1])[:, None], keep=True)
         A = np.concatenate([h[:, 0] if s == 'h' else np.tanh(c[:, 0]) for (h, c, _) in hidden for s in 'hc'],
                            axis=1).astype(np.float64)               # (n, M), columns in the order of keys
-        tot['a'] += A.sum(0)
-        tot['aa'] += (A * A).sum(0)
         for name, acc in lin.items():
             f, mask = feats[name][0][t0:t1], feats[name][1][t0:t1]
             Am = A[mask]

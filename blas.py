@@ -61,19 +61,20 @@ def get_threads():
     return None if get is None else int(get())
 
 
-def core_name():
-    """The name of the CPU kernel OpenBLAS chose (e.g. 'SkylakeX', 'Haswell', 'Zen'), or None."""
-    f = _function('get_corename')
+def _string(name):
+    """The text an OpenBLAS function of no arguments returns, or None."""
+    f = _function(name)
     if f is None:
         return None
     f.restype = ctypes.c_char_p
     return f().decode('ascii', 'replace')
+
+
+def core_name():
+    """The name of the CPU kernel OpenBLAS chose (e.g. 'SkylakeX', 'Haswell', 'Zen'), or None."""
+    return _string('get_corename')
 
 
 def config():
     """OpenBLAS's build description (version, threading, ...), or None."""
-    f = _function('get_config')
-    if f is None:
-        return None
-    f.restype = ctypes.c_char_p
-    return f().decode('ascii', 'replace')
+    return _string('get_config')
