@@ -369,7 +369,7 @@ BAD_VALUES = {
                      ('--corpus', ['no/such.txt']), ('--weights', ['no/such.npz'])],
     '_visualize.py': [('--layer', ['0', '-1', '3']), ('--state', ['x']), ('--neuron', ['-1', '16', 'x']),
                       ('--html-chars', ['0']), ('--top', ['0']), ('--text', ['no/such.txt', ''])],
-    '_plot.py': [('--out', [''])],
+    '_plot.py': [('--out', ['']), ('--ymax', ['0', '-1', 'nan', 'x']), ('--compare', ['no/such.csv', ''])],
     '_benchmark.py': [('--threads', ['0']), ('--rounds', ['0']), ('--hidden', ['0']), ('--sample-length', ['0']),
                       ('--warmup', ['-1'])],
 }

@@ -205,6 +205,17 @@ def test_plot_draws_the_learning_curve(tmp_path):
     assert svg.count('<circle') == 4                    # two epochs, two curves; the interruption is skipped
     assert '1.7000' in svg                              # the best validation loss is labelled
     assert_one_line_error(script('_plot.py', tmp_path / 'none.csv'), 'does not exist')
+    other = tmp_path / 'run-Q-something.csv'
+    other.write_text('epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+                     '1,401,2.9,2.4,0.002,300,3000,best\n2,802,2.0,1.9,0.002,600,3000,best\n')
+    r = script('_plot.py', log, '--compare', other, '--ymax', 2.1, '--out', tmp_path / 'd.svg')
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / 'd.svg').read_text()
+    assert svg.count('<polyline') == 3 and 'stroke-dasharray' in svg and 'run Q, validation' in svg
+    assert svg.count('<circle') == 3                    # the training loss of 2.6 is above --ymax: no dot
+    assert '>2.00</text>' in svg and '>2.15</text>' not in svg  # the axis stops at 2.1
+    assert_one_line_error(script('_plot.py', log, '--compare', tmp_path / 'none.csv'), 'does not exist')
+    assert_one_line_error(script('_plot.py', log, '--ymax', 0), '--ymax')
 
 
 def test_max_steps_zero_saves_the_untrained_model(tmp_path):
