@@ -144,16 +144,23 @@ class Predictor:
         return (logits, hidden) if keep else logits
 
 
-def evaluate(params, ids, window=1000):
-    """Mean cross-entropy in nats/char of predicting ids[1:] from ids[:-1], read as one stream (batch 1)
-    with the state carried from window to window (the window size changes nothing but speed)."""
+def _stream(params, ids, window):
+    """Read ids as one stream (batch 1), the state carried from window to window: yields, per window, the logits
+    (n, V) predicting the next characters and those characters y (n,)."""
     ids = np.asarray(ids)
     model = Predictor(params, 1)
-    total, count = 0.0, 0
     for start in range(0, len(ids) - 1, window):
         y = ids[start + 1:start + window + 1]
         x = ids[start:start + len(y)]
-        loss, _ = layers.softmax_loss(model(x[:, None]), y[:, None])
+        yield model(x[:, None])[:, 0], y
+
+
+def evaluate(params, ids, window=1000):
+    """Mean cross-entropy in nats/char of predicting ids[1:] from ids[:-1], read as one stream (batch 1)
+    with the state carried from window to window (the window size changes nothing but speed)."""
+    total, count = 0.0, 0
+    for logits, y in _stream(params, ids, window):
+        loss, _ = layers.softmax_loss(logits, y)
         total += loss * len(y)
         count += len(y)
     return total / count
@@ -162,14 +169,10 @@ def evaluate(params, ids, window=1000):
 def char_losses(params, ids, window=1000):
     """-ln p(ids[t] | ids[:t]) for every character after the first, read as one stream like evaluate: (N - 1,)
     float64, for analyses of where the model does well."""
-    ids = np.asarray(ids)
-    model = Predictor(params, 1)
     out = []
-    for start in range(0, len(ids) - 1, window):
-        y = ids[start + 1:start + window + 1]
-        x = ids[start:start + len(y)]
-        logits = model(x[:, None])[:, 0].astype(np.float64)
-        z = logits - logits.max(axis=1, keepdims=True)
+    for logits, y in _stream(params, ids, window):
+        z = logits.astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
         out.append(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
     return np.concatenate(out)
 
