@@ -14,7 +14,6 @@ import base64
 import html
 import json
 import os
-import re
 import sys
 
 import numpy as np
@@ -59,6 +58,16 @@ def activations(params, ids):
         acts[(n, 'h')] = h[:, 0, :]
         acts[(n, 'c')] = np.tanh(c[:, 0, :])
     return acts
+
+
+def hidden_states(params, ids, window=2000):
+    """Run the model over the indices as one stream (batch 1), a window at a time with the state carried, so that
+    any length of text works. Yields (t0, [(h, c, gates)] per layer) for the characters t0 .. t0 + n - 1: h and c
+    (n, H), gates (n, 4H) the activated [i, f, o, g]."""
+    model = lstm.Predictor(params, 1)
+    for t0 in range(0, len(ids), window):
+        _, hidden = model(np.asarray(ids[t0:t0 + window])[:, None], keep=True)
+        yield t0, [(h[:, 0], c[:, 0], gates[:, 0]) for h, c, gates in hidden]
 
 
 # --- features of the text, and the neurons that follow them ------------------------------------------------------
@@ -179,12 +188,10 @@ def find_neurons(params, ids, text, top=5, window=2000):
            for k in feats if k != 'periodic in line'}
     periods, two_cycles = line_periods(text)
     search = PeriodicSearch(feats['periodic in line'][0], periods)
-    model = lstm.Predictor(params, 1)
-    for t0 in range(0, N, window):
-        t1 = min(N, t0 + window)
-        _, hidden = model(np.asarray(ids[t0:t1])[:, None], keep=True)
-        A = np.concatenate([h[:, 0] if s == 'h' else np.tanh(c[:, 0]) for (h, c, _) in hidden for s in 'hc'],
+    for t0, hidden in hidden_states(params, ids, window):
+        A = np.concatenate([h if s == 'h' else np.tanh(c) for (h, c, _) in hidden for s in 'hc'],
                            axis=1).astype(np.float64)               # (n, M), columns in the order of keys
+        t1 = t0 + len(A)
         for name, acc in lin.items():
             f, mask = feats[name][0][t0:t1], feats[name][1][t0:t1]
             Am = A[mask]
@@ -236,16 +243,13 @@ def gate_saturation(params, ids, low=0.1, high=0.9, window=2000):
     above `high` (right-saturated, nearly open). Streamed a window at a time, so any length of text works."""
     _, H, n_layers = lstm.sizes(params)
     counts = {(n, g): [np.zeros(H), np.zeros(H)] for n in range(1, n_layers + 1) for g in GATES}
-    model = lstm.Predictor(params, 1)
-    N = 0
-    for t0 in range(0, len(ids), window):
-        _, hidden = model(np.asarray(ids[t0:t0 + window])[:, None], keep=True)
+    for _, hidden in hidden_states(params, ids, window):
         for n, (_, _, gates) in enumerate(hidden, start=1):
             for k, g in enumerate(GATES):
-                a = gates[:, 0, k * H:(k + 1) * H]
+                a = gates[:, k * H:(k + 1) * H]
                 counts[(n, g)][0] += (a < low).sum(axis=0)
                 counts[(n, g)][1] += (a > high).sum(axis=0)
-        N += len(ids[t0:t0 + window])
+    N = len(ids)
     return {key: (left / N, right / N) for key, (left, right) in counts.items()}
 
 
@@ -292,17 +296,15 @@ def saturation_svg(sat, title, size=220, pad=44):
 def position_profile_svg(params, ids, text, cells, title, max_pos=60, window=2000):
     """For each cell (layer, 'h' or 'c', index, label): its mean activation at each position in the line, 0 ..
     max_pos, over the text, as one plain-SVG panel per cell. A sine cell shows a wave; a counter, a ramp."""
-    pos = features(text)['line position'][0].astype(int)
+    _, pos = data.char_kinds(text)                     # characters since the last newline
     sums = np.zeros((len(cells), max_pos + 1))
     counts = np.bincount(np.minimum(pos, max_pos + 1), minlength=max_pos + 2)[:max_pos + 1]
-    model = lstm.Predictor(params, 1)
-    for t0 in range(0, len(ids), window):
-        _, hidden = model(np.asarray(ids[t0:t0 + window])[:, None], keep=True)
+    for t0, hidden in hidden_states(params, ids, window):
         p = pos[t0:t0 + window]
         keep = p <= max_pos
         for j, (layer, state, k, _) in enumerate(cells):
             h, c, _ = hidden[layer - 1]
-            a = h[:, 0, k] if state == 'h' else np.tanh(c[:, 0, k])
+            a = h[:, k] if state == 'h' else np.tanh(c[:, k])
             sums[j] += np.bincount(p[keep], weights=a[keep], minlength=max_pos + 1)
     means = sums / np.maximum(counts, 1)
     w, h_, pad = 300, 170, 40
