@@ -89,26 +89,22 @@ def svg(rows, title, others=(), ymax=None, width=640, height=380):
     out.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">epoch</text>')
     out.append(f'<text x="16" y="{(top + height - bottom) / 2}" text-anchor="middle" '
                f'transform="rotate(-90 16 {(top + height - bottom) / 2})">loss (nats/char)</text>')
-    for k, (name, colour) in enumerate((('training', '#1f77b4'), ('validation', '#d62728'))):
-        points = ' '.join(f'{X(r[0]):.1f},{Y(r[1 + k]):.1f}' for r in rows)
-        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2" '
-                   'clip-path="url(#plot)"/>')
-        for r in rows:
-            if r[1 + k] <= y1:
-                out.append(f'<circle cx="{X(r[0]):.1f}" cy="{Y(r[1 + k]):.1f}" r="2.5" fill="{colour}"/>')
+    def curve(k, label, colour, pairs, style, dots=False):
+        """One line of (epoch, loss) pairs, with its dots if asked, and its entry k in the legend."""
+        points = ' '.join(f'{X(e):.1f},{Y(v):.1f}' for e, v in pairs)
+        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" {style} clip-path="url(#plot)"/>')
+        if dots:
+            out.extend(f'<circle cx="{X(e):.1f}" cy="{Y(v):.1f}" r="2.5" fill="{colour}"/>' for e, v in pairs
+                       if v <= y1)
         ly = top + 10 + 18 * k
         out.append(f'<line x1="{width - right - 150}" x2="{width - right - 125}" y1="{ly}" y2="{ly}" '
-                   f'stroke="{colour}" stroke-width="2"/>')
-        out.append(f'<text x="{width - right - 120}" y="{ly + 4}">{name}</text>')
+                   f'stroke="{colour}" {style}/>')
+        out.append(f'<text x="{width - right - 120}" y="{ly + 4}">{html.escape(label)}</text>')
+    for k, (name, colour) in enumerate((('training', '#1f77b4'), ('validation', '#d62728'))):
+        curve(k, name, colour, [(r[0], r[1 + k]) for r in rows], 'stroke-width="2"', dots=True)
     for k, (label, o) in enumerate(others):
-        colour = ('#7f7f7f', '#2ca02c', '#9467bd', '#8c564b')[k % 4]
-        points = ' '.join(f'{X(r[0]):.1f},{Y(r[2]):.1f}' for r in o)
-        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5" '
-                   'stroke-dasharray="5,4" clip-path="url(#plot)"/>')
-        ly = top + 10 + 18 * (2 + k)
-        out.append(f'<line x1="{width - right - 150}" x2="{width - right - 125}" y1="{ly}" y2="{ly}" '
-                   f'stroke="{colour}" stroke-width="1.5" stroke-dasharray="5,4"/>')
-        out.append(f'<text x="{width - right - 120}" y="{ly + 4}">{html.escape(label)}, validation</text>')
+        curve(2 + k, f'{label}, validation', ('#7f7f7f', '#2ca02c', '#9467bd', '#8c564b')[k % 4],
+              [(r[0], r[2]) for r in o], 'stroke-width="1.5" stroke-dasharray="5,4"')
     best = min(rows, key=lambda r: r[2])
     anchor = 'end' if X(best[0]) > width - right - 40 else 'middle'
     out.append(f'<text x="{X(best[0]):.1f}" y="{Y(best[2]) + 18:.1f}" text-anchor="{anchor}" fill="#d62728">'
