@@ -122,4 +122,4 @@ def score_ngram(args, params, chars, train_ids, ids, what):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    cli.run(main)

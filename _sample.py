@@ -93,32 +93,29 @@ def main(argv=None):
                         args.top_k, args.top_p)
     texts = [[] for _ in range(N)]
     done = np.zeros(N, dtype=bool)
-    out = sys.stdout
-    try:
+    out = sys.stdout                                    # a closed pipe (| head) is handled by cli.run
+    if N == 1:
+        out.write(start)
+    for ix in draws:
+        for k in np.flatnonzero(~done):
+            texts[k].append(int(ix[k]))
+            if stop_ids is not None and texts[k][-len(stop_ids):] == stop_ids:
+                done[k] = True
         if N == 1:
-            out.write(start)
-        for ix in draws:
-            for k in np.flatnonzero(~done):
-                texts[k].append(int(ix[k]))
-                if stop_ids is not None and texts[k][-len(stop_ids):] == stop_ids:
-                    done[k] = True
-            if N == 1:
-                out.write(chars[texts[0][-1]])
-                out.flush()
-            if done.all():
-                break
-        if N == 1:
-            out.write('' if (start + data.decode(texts[0], chars)).endswith('\n') else '\n')
-        else:
-            for k, text in enumerate(texts):
-                body = start + data.decode(text, chars)
-                out.write(f'{"" if k == 0 else chr(10)}=== sample {k + 1} of {N} ===\n{body}'
-                          f'{"" if body.endswith(chr(10)) else chr(10)}')
-        out.flush()
-    except BrokenPipeError:                             # e.g. piped into head: stop quietly
-        sys.stderr.close()
+            out.write(chars[texts[0][-1]])
+            out.flush()
+        if done.all():
+            break
+    if N == 1:
+        out.write('' if (start + data.decode(texts[0], chars)).endswith('\n') else '\n')
+    else:
+        for k, text in enumerate(texts):
+            body = start + data.decode(text, chars)
+            out.write(f'{"" if k == 0 else chr(10)}=== sample {k + 1} of {N} ===\n{body}'
+                      f'{"" if body.endswith(chr(10)) else chr(10)}')
+    out.flush()
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    cli.run(main)

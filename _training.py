@@ -316,9 +316,8 @@ class Progress:
         self.shown = time.time()
         s, p = run.settings, run.pos
         left = steps_left * s['chunks'] * s['window'] / self.rate()
-        sys.stdout.write(f'\rstep {p["step"]:6d}  epoch {p["epoch"] + p["window"] / n_windows:6.3f}  loss '
-                         f'{self.smooth:.4f}  {self.rate():6.0f} chars/s  {left / 60:6.1f} min left ')
-        sys.stdout.flush()
+        cli.write(f'\rstep {p["step"]:6d}  epoch {p["epoch"] + p["window"] / n_windows:6.3f}  loss '
+                  f'{self.smooth:.4f}  {self.rate():6.0f} chars/s  {left / 60:6.1f} min left ')
 
 
 def end_epoch(run, out, val_ids, n_windows, corpus_chars, progress, log, say, sample_length):
@@ -392,7 +391,7 @@ def main(argv=None):
     run = resumed_run(args, out) if args.resume else new_run(args, out)
     chunked, val_ids, n_windows, corpus_chars = load_data(run)
     lock = lock_folder(out)                             # noqa: F841  (held until the process ends)
-    say = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
+    say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))  # a closed stdout: train on
     s, p = run.settings, run.pos
     say(f'corpus {corpus_path(run)}: {corpus_chars:,} characters, {len(run.chars)} distinct; '
         f'{chunked.size:,} train, {len(val_ids):,} validation')
@@ -440,4 +439,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    cli.run(main)

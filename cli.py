@@ -18,6 +18,40 @@ class Parser(argparse.ArgumentParser):
         fail(f'{message} (see --help)')
 
 
+def run(main):
+    """Run a script's main() and exit with its status.
+
+    When whoever reads the output goes away early (`python _visualize.py --find | head`), the script stops quietly,
+    as if it had printed everything, instead of ending on a BrokenPipeError traceback.
+    """
+    status = 0
+    try:
+        try:
+            status = main()
+        except SystemExit as e:                         # --help, or an error: its output must still be flushed
+            status = e.code
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+    sys.exit(status)
+
+
+def write(text):
+    """Print progress that nobody has to read: if stdout is a closed pipe, the work goes on without it."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+
+
+def _stdout_to_devnull():
+    """Send what is still to be printed, including what sits in the buffer, nowhere (not to a closed pipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def fail(message):
     """Print `script: error: message` on stderr and exit with status 2."""
     sys.stderr.write(f'{os.path.basename(sys.argv[0])}: error: {message}\n')

@@ -268,3 +268,43 @@ def test_evaluate_ngram_and_the_comparison_by_kind(small_model, tmp_path):
     assert three < one                                  # context helps on a text of repeated words
     assert_one_line_error(script('_evaluate.py', *model, '--compare'), '--compare goes with --ngram')
     assert_one_line_error(script('_evaluate.py', *model, '--ngram', 0), '--ngram')
+
+
+def into_a_closed_pipe(name, *args):
+    """Run a script with its stdout a pipe that nobody reads any more (as `| head` leaves it)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=600)
+    finally:
+        os.close(write)
+
+
+def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    text = tmp_path / 't.txt'
+    text.write_text(tiny_corpus(2000), encoding='utf-8')
+    model = ['--weights', weights, '--lookup', lookup]
+    log = tmp_path / 'log.csv'
+    log.write_text('epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n1,401,2.6,2.0,0.002,300,3000,best\n')
+    runs = [('_sample.py', '--length', 100, '--start', 'K', *model),
+            ('_sample.py', '--length', 20, '--start', 'K', '--num-samples', 3, *model),
+            ('_evaluate.py', '--text', text, *model),
+            ('_visualize.py', '--find', '--text', text, *model),
+            ('_visualize.py', '--saturation', tmp_path / 's.svg', '--text', text, *model),
+            ('_plot.py', log, '--out', tmp_path / 'c.svg'),
+            ('_benchmark.py', '--hidden', 8, '--chunks', 2, '--window', 4, '--rounds', 1, '--warmup', 0,
+             '--sample-length', 5, '--no-torch')]
+    runs += [(name, '--help') for name in sorted({r[0] for r in runs} | {'_training.py'})]
+    for name, *args in runs:
+        r = into_a_closed_pipe(name, *args)
+        assert r.returncode == 0 and r.stderr == '', (name, args, r.stderr)
+    # a training run goes on when nobody reads its progress, and saves its checkpoint
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text(tiny_corpus(3000), encoding='utf-8')
+    r = into_a_closed_pipe('_training.py', '--corpus', corpus, '--out', tmp_path / 'run', '--hidden', 8,
+                           '--chunks', 4, '--window', 10, '--epochs', 1, '--sample-length', 20)
+    assert r.returncode == 0 and r.stderr == '', r.stderr
+    _, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    assert meta['epoch'] == 1
