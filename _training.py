@@ -285,7 +285,8 @@ class Log:
             if new:
                 w.writerow(['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event'])
             epoch = p['epoch'] if p['window'] == 0 else f'{p["epoch"] + p["window"] / n_windows:.4f}'
-            w.writerow([epoch, p['step'], f'{train_loss:.4f}', '' if val_loss is None else f'{val_loss:.4f}',
+            w.writerow([epoch, p['step'], '' if train_loss is None else f'{train_loss:.4f}',
+                        '' if val_loss is None else f'{val_loss:.4f}',
                         f'{run.opt.lr:.6g}', f'{p["seconds"]:.0f}', '' if chars_per_s is None else f'{chars_per_s:.0f}',
                         event])
 
@@ -424,7 +425,8 @@ def main(argv=None):
             p['seconds'] += time.time() - progress.t0
             run.save(out, 'interrupted' if stopper.signal else 'max-steps', n_windows, corpus_chars)
             if p['step'] > 0:
-                log.write(run, n_windows, progress.loss_sum / max(progress.n, 1), None, None, why)
+                trained = progress.loss_sum / progress.n if progress.n else None   # None: stopped before a step
+                log.write(run, n_windows, trained, None, None, why)
             say(f'\n{why}: checkpoint saved in {out} at step {p["step"]}; continue with --resume')
             return 0
     except files.ModelFileError as e:                   # e.g. the disk is full: the last complete files stay

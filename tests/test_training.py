@@ -68,6 +68,15 @@ def test_training_writes_the_run_folder(tmp_path, corpus, capsys):
         np.testing.assert_array_equal(params[k], ema[k])
 
 
+def test_a_stop_before_any_step_logs_no_training_loss(tmp_path, corpus):
+    out = tmp_path / 'run'
+    run(corpus, out, '--max-steps', '5')
+    run(corpus, out, '--max-steps', '5', '--resume')   # nothing left to do: a row, but no training loss
+    rows = [line.split(',') for line in (out / 'training_log.csv').read_text().splitlines()[1:]]
+    assert [r[1] for r in rows] == ['5', '5'] and all('--max-steps 5 reached' in r[7] for r in rows)
+    assert float(rows[0][2]) > 0 and rows[1][2] == ''
+
+
 def test_val_chars_limits_the_validation_text(tmp_path, corpus):
     run(corpus, tmp_path / 'run', '--epochs', '1', '--val-chars', '50')
     log = (tmp_path / 'run' / 'training_log.csv').read_text().splitlines()
