@@ -300,6 +300,7 @@ def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_p
     for name, *args in runs:
         r = into_a_closed_pipe(name, *args)
         assert r.returncode == 0 and r.stderr == '', (name, args, r.stderr)
+    assert_one_line_error(into_a_closed_pipe('_sample.py', '--length', 0), '--length')  # errors: status 2
     # a training run goes on when nobody reads its progress, and saves its checkpoint
     corpus = tmp_path / 'c.txt'
     corpus.write_text(tiny_corpus(3000), encoding='utf-8')
