@@ -6,7 +6,6 @@
 The text is read as one continuous stream (batch 1) with the hidden state carried from character to character,
 starting from zeros; the score is the mean of -ln p(next character) over every character but the first.
 """
-import sys
 import time
 
 import numpy as np

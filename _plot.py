@@ -9,7 +9,6 @@ import csv
 import html
 import math
 import os
-import sys
 
 import cli
 import files

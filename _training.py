@@ -17,7 +17,6 @@ import csv
 import fcntl
 import os
 import signal
-import sys
 import time
 
 import numpy as np

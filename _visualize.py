@@ -14,7 +14,6 @@ import base64
 import html
 import json
 import os
-import sys
 
 import numpy as np
 
