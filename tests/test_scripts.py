@@ -230,6 +230,7 @@ def test_max_steps_zero_saves_the_untrained_model(tmp_path):
         np.testing.assert_array_equal(params[k], init[k])
 
 
+@pytest.mark.slow
 def test_shipped_model_validation_loss_is_what_its_file_says():
     """The README's command, on the real validation split: the figure recorded at training is reproduced."""
     r = script('_evaluate.py', '--corpus', CORPUS)
@@ -281,6 +282,12 @@ def into_a_closed_pipe(name, *args):
         os.close(write)
 
 
+def without_pin_warning(stderr):
+    """stderr less the one line _benchmark.py prints where OPENBLAS_CORETYPE is set (some machines set it)."""
+    return ''.join(line for line in stderr.splitlines(keepends=True)
+                   if not line.startswith('warning: OPENBLAS_CORETYPE='))
+
+
 def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_path):
     weights, lookup, _ = small_model
     text = tmp_path / 't.txt'
@@ -299,7 +306,7 @@ def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_p
     runs += [(name, '--help') for name in sorted({r[0] for r in runs} | {'_training.py'})]
     for name, *args in runs:
         r = into_a_closed_pipe(name, *args)
-        assert r.returncode == 0 and r.stderr == '', (name, args, r.stderr)
+        assert r.returncode == 0 and without_pin_warning(r.stderr) == '', (name, args, r.stderr)
     assert_one_line_error(into_a_closed_pipe('_sample.py', '--length', 0), '--length')  # errors: status 2
     # a training run goes on when nobody reads its progress, and saves its checkpoint
     corpus = tmp_path / 'c.txt'
