@@ -1,9 +1,31 @@
+"""What pytest loads first: the repository on the import path, ROOT, the `slow` mark, and the fixtures that
+several test files share. Plain helpers (no fixtures) are in helpers.py."""
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # the repository's folder
 sys.path.insert(0, ROOT)
+
+import data  # noqa: E402  (needs ROOT on the path)
+import files  # noqa: E402
+import lstm  # noqa: E402
+from helpers import tiny_corpus  # noqa: E402
 
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: takes most of the suite\'s time; leave out with -m "not slow"')
+
+
+@pytest.fixture(scope='module')
+def small_model(tmp_path_factory):
+    """A tiny model in the trained format (untrained weights) and its lookup table, for fast script runs:
+    (weights path, lookup path, chars)."""
+    d = tmp_path_factory.mktemp('model')
+    chars = data.build_lookup(tiny_corpus(3000))
+    params = lstm.init_params(len(chars), 16, 2, np.random.default_rng(0))
+    files.save_params(d / 'w.npz', params)
+    data.save_lookup(d / 'l.json', chars)
+    return d / 'w.npz', d / 'l.json', chars

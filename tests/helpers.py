@@ -1,5 +1,47 @@
-"""Small shared pieces of the tests."""
+"""Plain helpers shared by the test files (the shared fixtures are in conftest.py)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
+
+import lstm
+from conftest import ROOT
+
+SAVES = os.path.join(ROOT, 'saves')                     # the shipped model, lookup table, corpus and sample
+
+
+def script(name, *args, cwd=ROOT, env=None):
+    """Run a script as a user does; env: variables to set (an empty value removes the variable)."""
+    full = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v:
+            full[k] = v
+        else:
+            full.pop(k, None)
+    return subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600, env=full)
+
+
+def assert_one_line_error(r, *words):
+    """r (a finished script) failed with status 2 and one line on stderr holding each of words."""
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr                    # one line, no traceback
+    assert 'Traceback' not in r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def into_a_closed_pipe(name, *args):
+    """Run a script with its stdout a pipe that nobody reads any more (as `| head` leaves it)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=600)
+    finally:
+        os.close(write)
 
 
 def numeric_grad(f, x, h=1e-5):
@@ -35,3 +77,11 @@ def tiny_corpus(n=6000, seed=0):
     for k, w in enumerate(out):
         text += w + ('\n' if k % 7 == 6 else ' ')
     return text[:n]
+
+
+def tiny_model(rng, V=5, H=4, n_layers=2):
+    """Float64 weights of a small model, moved off their initial values (so that every path matters)."""
+    params = lstm.init_params(V, H, n_layers, rng, np.float64)
+    for k in params:
+        params[k] += rng.standard_normal(params[k].shape) * 0.3
+    return params

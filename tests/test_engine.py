@@ -5,6 +5,7 @@ import pytest
 import engine
 import layers
 import lstm
+from helpers import tiny_model
 
 TOL = dict(rtol=1e-11, atol=1e-12)
 
@@ -47,13 +48,6 @@ def test_engine_layer_equals_reference_layer(blocks, T, B, D, H, one_hot):
         np.testing.assert_allclose(a, b_, **TOL)
 
 
-def tiny_model(V, H, n_layers, rng):
-    params = lstm.init_params(V, H, n_layers, rng, np.float64)
-    for k in params:                                    # move off the initial values so every path matters
-        params[k] += rng.standard_normal(params[k].shape) * 0.3
-    return params
-
-
 @pytest.mark.parametrize('T, B, V, H, n_layers', [(6, 3, 5, 7, 2), (1, 1, 4, 12, 2), (25, 2, 6, 9, 3),
                                                    (4, 1, 3, 8, 1), (30, 4, 7, 13, 2)])
 @pytest.mark.parametrize('dropout, weight_drop, variational', [(0.0, 0.0, False), (0.4, 0.0, False),
@@ -62,7 +56,7 @@ def tiny_model(V, H, n_layers, rng):
 def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropout, weight_drop, variational,
                                              threads):
     rng = np.random.default_rng(T + 7 * B + 31 * H)
-    params = tiny_model(V, H, n_layers, rng)
+    params = tiny_model(rng, V, H, n_layers)
     x = rng.integers(0, V, size=(T, B))
     state = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for _ in range(n_layers)]
     dlogits = rng.standard_normal((T, B, V))
@@ -88,7 +82,7 @@ def test_predictor_equals_reference_forward_in_pieces(blocks, B):
     """The forward-only path (sampling, evaluation, explorer), fed in pieces of any length, equals the reference
     forward over the whole text."""
     rng = np.random.default_rng(4)
-    params = tiny_model(6, 12, 2, rng)
+    params = tiny_model(rng, 6, 12, 2)
     x = rng.integers(0, 6, size=(23, B))
     logits, _, cache = lstm.forward(params, x, lstm.zero_state(params, B), reference=True)
     model = lstm.Predictor(params, B)
@@ -119,7 +113,7 @@ def test_best_block_is_one_of_the_candidates_and_remembered():
 
 def test_an_error_in_a_thread_reaches_the_caller(monkeypatch):
     """No deadlock and no silent failure: the exception of a layer's thread is raised by forward()."""
-    params = tiny_model(5, 4, 2, np.random.default_rng(0))
+    params = tiny_model(np.random.default_rng(0), 5, 4, 2)
     real = engine.LSTMWindow.forward_steps
 
     def failing(self, t0, t1, factors=True):

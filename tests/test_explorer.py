@@ -12,8 +12,7 @@ import _visualize
 import data
 import files
 import lstm
-from helpers import tiny_corpus
-from test_scripts import SAVES, assert_one_line_error, script
+from helpers import SAVES, assert_one_line_error, script, tiny_corpus
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 

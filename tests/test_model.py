@@ -11,25 +11,15 @@ import data
 import files
 import layers
 import lstm
-from helpers import numeric_grad, rel_error, tiny_corpus
+from helpers import ROOT, numeric_grad, rel_error, tiny_corpus, tiny_model
 from optimizer import RMSprop
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_model(V=5, H=4, n_layers=2, seed=0):
-    rng = np.random.default_rng(seed)
-    params = lstm.init_params(V, H, n_layers, rng, np.float64)
-    for k in params:                                    # move off the initial values so every path matters
-        params[k] += rng.standard_normal(params[k].shape) * 0.3
-    return rng, params
-
 
 @pytest.mark.parametrize('dropout, weight_drop, threads, variational', [
     (0.0, 0.0, 1, False), (0.4, 0.0, 1, False), (0.4, 0.0, 2, False), (0.0, 0.5, 1, False), (0.3, 0.5, 2, False),
     (0.4, 0.0, 1, True), (0.3, 0.5, 2, True)])
 def test_model_gradients_numeric(dropout, weight_drop, threads, variational):
-    rng, params = tiny_model()
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng)
     T, B = 3, 2
     x = rng.integers(0, 5, size=(T, B))
     y = rng.integers(0, 5, size=(T, B))
@@ -52,7 +42,8 @@ def test_model_gradients_numeric(dropout, weight_drop, threads, variational):
 
 
 def test_weight_drop_zeroes_recurrent_weights_only_and_keeps_the_mean():
-    rng, params = tiny_model()
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng)
     H = 4
     x = rng.integers(0, 5, size=(3, 2))
     state = lstm.zero_state(params, 2)
@@ -69,7 +60,8 @@ def test_weight_drop_zeroes_recurrent_weights_only_and_keeps_the_mean():
 
 
 def test_two_windows_equal_one_long_window_for_the_model():
-    rng, params = tiny_model()
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng)
     x = rng.integers(0, 5, size=(8, 2))
     y = rng.integers(0, 5, size=(8, 2))
     state = lstm.zero_state(params, 2)
@@ -95,7 +87,8 @@ def test_two_windows_equal_one_long_window_for_the_model():
 
 @pytest.mark.parametrize('n_layers', [2, 3])
 def test_two_threads_equal_one_thread(n_layers):
-    rng, params = tiny_model(V=7, H=6, n_layers=n_layers)
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng, V=7, H=6, n_layers=n_layers)
     x = rng.integers(0, 7, size=(45, 3))
     y = rng.integers(0, 7, size=(45, 3))
     state = [(rng.standard_normal((3, 6)), rng.standard_normal((3, 6))) for _ in range(n_layers)]
@@ -116,7 +109,8 @@ def test_two_threads_equal_one_thread(n_layers):
 
 def test_dstate_gradient_numeric():
     """The gradient that flows in from a loss on the final state (used to compose windows)."""
-    rng, params = tiny_model()
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng)
     x = rng.integers(0, 5, size=(3, 2))
     y = rng.integers(0, 5, size=(3, 2))
     state = lstm.zero_state(params, 2)
@@ -136,7 +130,8 @@ def test_dstate_gradient_numeric():
 
 def test_greedy_sampling_matches_the_window_forward():
     """Sampling one step at a time computes the same model as the training forward: greedy decoding."""
-    rng, params = tiny_model(V=6, H=5)
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng, V=6, H=5)
     out = [int(ix[0]) for ix in lstm.sample(params, [1, 2, 3], 12, temperature=0)]
     seq = [1, 2, 3]
     for _ in range(12):
@@ -146,7 +141,7 @@ def test_greedy_sampling_matches_the_window_forward():
 
 
 def test_sampling_with_a_seed_is_reproducible_and_temperature_matters():
-    _, params = tiny_model(V=6, H=5)
+    params = tiny_model(np.random.default_rng(0), V=6, H=5)
     draw = lambda seed, T=1.0, N=1: np.array(list(lstm.sample(params, [0], 200, T, np.random.default_rng(seed), N)))
     a, b, c = draw(3), draw(3), draw(4)
     assert (a == b).all()
@@ -195,14 +190,16 @@ def test_top_k_and_top_p():
     q = lstm.next_char_probs(logits, 1.0, top_p=0.7)[0]
     np.testing.assert_allclose(q[:2], [2 / 3, 1 / 3], rtol=1e-12)   # renormalised
     # top-k 1 is the most likely character, at any temperature
-    rng, params = tiny_model(V=6, H=5)
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng, V=6, H=5)
     greedy = [int(ix[0]) for ix in lstm.sample(params, [2], 30, 0)]
     top1 = [int(ix[0]) for ix in lstm.sample(params, [2], 30, 1.5, np.random.default_rng(0), top_k=1)]
     assert top1 == greedy
 
 
 def test_evaluation_is_independent_of_its_window_and_equals_the_training_forward():
-    rng, params = tiny_model(V=6, H=5)
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng, V=6, H=5)
     ids = rng.integers(0, 6, size=400)
     logits, _, _ = lstm.forward(params, ids[:-1, None], lstm.zero_state(params, 1))
     expected = layers.softmax_loss(logits, ids[1:, None])[0]
@@ -267,7 +264,7 @@ def test_clipping_scales_to_the_global_norm():
 
 
 def test_save_then_load_is_exact(tmp_path):
-    _, params = tiny_model()
+    params = tiny_model(np.random.default_rng(0))
     params32 = {k: v.astype(np.float32) for k, v in params.items()}
     files.save_params(tmp_path / 'w.npz', params32, {'step': 3})
     loaded, meta = files.load_params(tmp_path / 'w.npz', V=5)
@@ -338,7 +335,8 @@ def test_lookup_table_is_the_same_in_two_processes(tmp_path):
 
 
 def test_dynamic_evaluation():
-    rng, params = tiny_model(V=6, H=5)
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng, V=6, H=5)
     before = {k: v.copy() for k, v in params.items()}
     ids = np.tile(rng.integers(0, 6, size=23), 20)      # a text that repeats: adapting to it pays
     static = lstm.evaluate(params, ids)
@@ -357,7 +355,8 @@ def test_dynamic_evaluation():
 
 
 def test_variational_dropout_masks_are_the_same_at_every_step():
-    rng, params = tiny_model(V=5, H=64)
+    rng = np.random.default_rng(0)
+    params = tiny_model(rng, V=5, H=64)
     x = rng.integers(0, 5, size=(6, 3))
     _, _, cache = lstm.forward(params, x, lstm.zero_state(params, 3), 0.5, np.random.default_rng(2), 1,
                                variational=True)

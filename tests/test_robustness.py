@@ -15,9 +15,8 @@ import _training
 import data
 import files
 import lstm
-from helpers import tiny_corpus
+from helpers import ROOT, assert_one_line_error, script, tiny_corpus
 from optimizer import RMSprop
-from test_scripts import ROOT, assert_one_line_error, script
 
 TRAIN = ['--hidden', '8', '--chunks', '4', '--window', '10', '--quiet', '--sample-length', '0']
 

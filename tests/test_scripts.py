@@ -10,43 +10,9 @@ import pytest
 import data
 import files
 import lstm
-from helpers import tiny_corpus
+from helpers import ROOT, SAVES, assert_one_line_error, into_a_closed_pipe, script, tiny_corpus
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAVES = os.path.join(ROOT, 'saves')
-CORPUS = os.path.join(ROOT, 'saves', 'shakespeare.txt')
-
-
-def script(name, *args, cwd=ROOT, env=None):
-    """Run a script; env: variables to set (an empty value removes the variable)."""
-    full = dict(os.environ)
-    for k, v in (env or {}).items():
-        if v:
-            full[k] = v
-        else:
-            full.pop(k, None)
-    return subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600, env=full)
-
-
-def assert_one_line_error(r, *words):
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr                    # one line, no traceback
-    assert 'Traceback' not in r.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
-@pytest.fixture(scope='module')
-def small_model(tmp_path_factory):
-    """A tiny trained-format model and its lookup table, for fast script runs."""
-    d = tmp_path_factory.mktemp('model')
-    chars = data.build_lookup(tiny_corpus(3000))
-    params = lstm.init_params(len(chars), 16, 2, np.random.default_rng(0))
-    files.save_params(d / 'w.npz', params)
-    data.save_lookup(d / 'l.json', chars)
-    return d / 'w.npz', d / 'l.json', chars
+CORPUS = os.path.join(SAVES, 'shakespeare.txt')
 
 
 def test_sample_with_the_shipped_model_is_reproducible():
@@ -269,17 +235,6 @@ def test_evaluate_ngram_and_the_comparison_by_kind(small_model, tmp_path):
     assert three < one                                  # context helps on a text of repeated words
     assert_one_line_error(script('_evaluate.py', *model, '--compare'), '--compare goes with --ngram')
     assert_one_line_error(script('_evaluate.py', *model, '--ngram', 0), '--ngram')
-
-
-def into_a_closed_pipe(name, *args):
-    """Run a script with its stdout a pipe that nobody reads any more (as `| head` leaves it)."""
-    read, write = os.pipe()
-    os.close(read)
-    try:
-        return subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], stdout=write,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=600)
-    finally:
-        os.close(write)
 
 
 def without_pin_warning(stderr):
