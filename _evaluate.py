@@ -77,12 +77,14 @@ def main(argv=None):
     if args.ngram:
         return score_ngram(args, params, chars, train_ids, ids, what)
     if not args.dynamic:
-        loss = lstm.evaluate(params, ids)
+        with cli.Progress('scoring', len(ids) - 1) as progress:
+            loss = lstm.evaluate(params, ids, progress=progress)
         print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s')
         print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char')
         return 0
-    sums, counts = lstm.evaluate_dynamic(params, ids, args.dynamic_lr, args.dynamic_window, args.dynamic_decay,
-                                         threads=1)
+    with cli.Progress('scoring with dynamic evaluation', len(ids) - 1) as progress:
+        sums, counts = lstm.evaluate_dynamic(params, ids, args.dynamic_lr, args.dynamic_window, args.dynamic_decay,
+                                             threads=1, progress=progress)
     print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s, with dynamic evaluation '
           f'(lr {args.dynamic_lr:g}, windows of {args.dynamic_window}, decay {args.dynamic_decay:g})')
     half = np.searchsorted(np.cumsum(counts), counts.sum() / 2)      # the window holding the middle character
@@ -98,13 +100,15 @@ def main(argv=None):
 def score_ngram(args, params, chars, train_ids, ids, what):
     """The n-gram's loss on the validation split; with --compare, beside the LSTM's, by kind of character."""
     t = time.time()
-    ng = ngram.NGram(args.ngram, len(chars)).fit_score(train_ids, ids)
+    with cli.Progress(f'counting and scoring the {args.ngram}-gram model', args.ngram, 'orders') as progress:
+        ng = ngram.NGram(args.ngram, len(chars)).fit_score(train_ids, ids, progress)
     print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s by a {args.ngram}-gram model '
           f'(interpolated Witten-Bell, counted on the first {1 - args.val_fraction:g} of the corpus)')
     print(f'loss {ng.mean():.4f} nats/char = {ng.mean() / np.log(2):.4f} bits/char')
     if not args.compare:
         return 0
-    nn = lstm.char_losses(params, ids)
+    with cli.Progress('scoring with the LSTM', len(ids) - 1) as progress:
+        nn = lstm.char_losses(params, ids, progress=progress)
     print(f'the LSTM on the same characters: {nn.mean():.4f} nats/char')
     kinds, since = data.char_kinds(data.decode(ids, chars))
     rows = [(name, mask[1:]) for name, mask in kinds.items()]

@@ -91,12 +91,22 @@ def main(argv=None):
     N = args.num_samples
     draws = lstm.sample(params, prime, args.length, args.temperature, np.random.default_rng(args.seed), N,
                         args.top_k, args.top_p)
+    # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr (a terminal) says how far.
+    with cli.Progress('sampling', args.length, 'steps') as progress:
+        if N == 1 and cli.is_terminal(sys.stdout):
+            progress.close()
+        write_samples(draws, start, stop_ids, chars, N, progress)
+    return 0
+
+
+def write_samples(draws, start, stop_ids, chars, N, progress):
+    """Print one sample as it is drawn, or N samples one after the other once all are drawn."""
     texts = [[] for _ in range(N)]
     done = np.zeros(N, dtype=bool)
     out = sys.stdout                                    # a closed pipe (| head) is handled by cli.run
     if N == 1:
         out.write(start)
-    for ix in draws:
+    for step, ix in enumerate(draws, start=1):
         for k in np.flatnonzero(~done):
             texts[k].append(int(ix[k]))
             if stop_ids is not None and texts[k][-len(stop_ids):] == stop_ids:
@@ -104,8 +114,10 @@ def main(argv=None):
         if N == 1:
             out.write(chars[texts[0][-1]])
             out.flush()
+        progress(step)
         if done.all():
             break
+    progress.close()
     if N == 1:
         out.write('' if (start + data.decode(texts[0], chars)).endswith('\n') else '\n')
     else:
@@ -114,8 +126,6 @@ def main(argv=None):
             out.write(f'{"" if k == 0 else chr(10)}=== sample {k + 1} of {N} ===\n{body}'
                       f'{"" if body.endswith(chr(10)) else chr(10)}')
     out.flush()
-    return 0
-
 
 if __name__ == '__main__':
     cli.run(main)

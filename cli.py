@@ -6,6 +6,7 @@ it`, with exit status 2 and no traceback.
 import argparse
 import os
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SAVES = os.path.join(ROOT, 'saves')
@@ -22,7 +23,8 @@ def run(main):
     """Run a script's main() and exit with its status.
 
     When whoever reads the output goes away early (`python _visualize.py --find | head`), the script stops quietly,
-    as if it had printed everything, instead of ending on a BrokenPipeError traceback.
+    as if it had printed everything, instead of ending on a BrokenPipeError traceback. Ctrl-C stops it with one
+    line and exit status 130.
     """
     status = 0
     try:
@@ -33,7 +35,23 @@ def run(main):
         sys.stdout.flush()
     except BrokenPipeError:
         _stdout_to_devnull()
+    except KeyboardInterrupt:
+        status = _interrupted()
     sys.exit(status)
+
+
+def _interrupted():
+    """Say that Ctrl-C stopped the script, in one line; the exit status of a process stopped by SIGINT."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _stdout_to_devnull()
+    try:
+        sys.stderr.write(f'{os.path.basename(sys.argv[0])}: interrupted (Ctrl-C)\n')
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return 130
 
 
 def write(text):
@@ -111,3 +129,65 @@ def add_model_options(parser):
     g.add_argument('--lookup', type=path, default=os.path.join(SAVES, 'ShakespeareLookup.json'),
                    help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
     return g
+
+
+class Progress:
+    """A progress line on stderr (done, rate, time left), shown only when stderr is a terminal.
+
+    In a pipe or a file nothing is written, so that what a script prints there is its result only. Call it with
+    the count done so far, as often as is convenient (it redraws at most about 4 times a second), and close it
+    (or use it in a `with` block) to clear the line.
+    """
+
+    interval = 0.25                                     # seconds between redraws
+
+    def __init__(self, what, total, unit='chars', stream=None):
+        self.what, self.total, self.unit = what, max(int(total), 1), unit
+        self.stream = sys.stderr if stream is None else stream
+        self.shown = is_terminal(self.stream)
+        self.start = self.drawn = time.monotonic()
+        self.width = 0                                  # of the line on screen, to clear it
+
+    def __call__(self, done):
+        now = time.monotonic()
+        if not self.shown or now - self.drawn < self.interval:
+            return
+        self.drawn = now
+        rate = done / max(now - self.start, 1e-9)
+        left = f'{_duration((self.total - done) / rate)} left' if rate > 0 else ''
+        self._draw(f'{self.what}: {done:,} of {self.total:,} {self.unit} ({100 * done / self.total:.0f}%), '
+                   f'{rate:,.0f} {self.unit}/s, {left}')
+
+    def close(self):
+        if self.width:
+            self._draw('')
+        self.shown = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _draw(self, line):
+        try:
+            self.stream.write('\r' + line.ljust(self.width) + ('' if line else '\r'))
+            self.stream.flush()
+        except (OSError, ValueError):                   # a terminal gone away: the work goes on without it
+            self.shown = False
+        self.width = len(line)
+
+
+def is_terminal(stream):
+    """Whether stream is an open terminal (not a pipe, a file, or closed)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):       # a closed or missing stream
+        return False
+
+
+def _duration(seconds):
+    """A rough time: '42 s', '3.5 min', '2.1 h'."""
+    if seconds < 60:
+        return f'{seconds:.0f} s'
+    return f'{seconds / 60:.1f} min' if seconds < 3600 else f'{seconds / 3600:.1f} h'

@@ -144,47 +144,51 @@ class Predictor:
         return (logits, hidden) if keep else logits
 
 
-def _stream(params, ids, window):
+def _stream(params, ids, window, progress=None):
     """Read ids as one stream (batch 1), the state carried from window to window: yields, per window, the logits
-    (n, V) predicting the next characters and those characters y (n,)."""
+    (n, V) predicting the next characters and those characters y (n,). progress, if given, is called with the
+    number of characters read so far."""
     ids = np.asarray(ids)
     model = Predictor(params, 1)
     for start in range(0, len(ids) - 1, window):
         y = ids[start + 1:start + window + 1]
         x = ids[start:start + len(y)]
         yield model(x[:, None])[:, 0], y
+        if progress is not None:
+            progress(start + len(y))
 
 
-def evaluate(params, ids, window=1000):
+def evaluate(params, ids, window=1000, progress=None):
     """Mean cross-entropy in nats/char of predicting ids[1:] from ids[:-1], read as one stream (batch 1)
-    with the state carried from window to window (the window size changes nothing but speed)."""
+    with the state carried from window to window (the window size changes nothing but speed). progress: an
+    optional callable, called now and then with the number of characters read so far."""
     total, count = 0.0, 0
-    for logits, y in _stream(params, ids, window):
+    for logits, y in _stream(params, ids, window, progress):
         loss, _ = layers.softmax_loss(logits, y)
         total += loss * len(y)
         count += len(y)
     return total / count
 
 
-def char_losses(params, ids, window=1000):
+def char_losses(params, ids, window=1000, progress=None):
     """-ln p(ids[t] | ids[:t]) for every character after the first, read as one stream like evaluate: (N - 1,)
-    float64, for analyses of where the model does well."""
+    float64, for analyses of where the model does well. progress as in evaluate."""
     out = []
-    for logits, y in _stream(params, ids, window):
+    for logits, y in _stream(params, ids, window, progress):
         z = logits.astype(np.float64)
         z -= z.max(axis=1, keepdims=True)
         out.append(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
     return np.concatenate(out)
 
 
-def evaluate_dynamic(params, ids, lr=0.2, window=50, decay=0.0, threads=1):
+def evaluate_dynamic(params, ids, lr=0.2, window=50, decay=0.0, threads=1, progress=None):
     """Dynamic evaluation (Krause et al., 2018): score ids as one stream while the weights adapt to the text.
 
     The text is read in windows of `window` characters with the state carried. Each window is scored first, and
     only then does the model learn from it: one step of gradient descent on the window's mean loss,
     p -= lr * dL/dp, and, if decay > 0, a pull back towards the original weights, p += decay * (p0 - p).
     params is not changed. Returns (total loss in nats, characters scored) per window, as two arrays, so that a
-    caller can report any part of the text.
+    caller can report any part of the text. progress as in evaluate.
     """
     ids = np.asarray(ids)
     p = {k: v.copy() for k, v in params.items()}
@@ -203,6 +207,8 @@ def evaluate_dynamic(params, ids, lr=0.2, window=50, decay=0.0, threads=1):
             if decay:
                 w += w.dtype.type(decay) * (params[k] - w)
         state = new_state
+        if progress is not None:
+            progress(start + len(y))
     return np.array(sums), np.array(counts)
 
 

@@ -30,9 +30,10 @@ class NGram:
     def __init__(self, n, V):
         self.n, self.V = n, V
 
-    def fit_score(self, train, test):
+    def fit_score(self, train, test, progress=None):
         """Count on train; return -ln P of every character of test after the first, streamed: test[t] is
-        predicted from test[:t] only (its first characters have shorter contexts), like the LSTM's score."""
+        predicted from test[:t] only (its first characters have shorter contexts), like the LSTM's score.
+        progress, if given, is called with the number of orders done so far (of n)."""
         train, test = np.asarray(train, np.int64), np.asarray(test, np.int64)
         seq = np.concatenate([train, test])
         start = np.where(np.arange(len(seq)) < len(train), 0, len(train))   # each text's first position
@@ -49,6 +50,8 @@ class NGram:
             table = self._count(cid[is_train & (cid >= 0)], seq[is_train & (cid >= 0)], cid.max() + 1)
             self.tables.append(table)
             p = self._mix(table, cid, seq, p)
+            if progress is not None:
+                progress(k + 1)
         return -np.log(p[len(train) + 1:])
 
     def _count(self, h, c, n_contexts):
