@@ -2,11 +2,13 @@
 
     python _sample.py --temperature 0.5 --length 1000 --start "ROMEO:" --seed 1
     python _sample.py --num-samples 4 --top-p 0.9 --stop '\\n\\n'      # four speeches, drawn side by side
+    python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the likeliest text the beam finds
 """
 import sys
 
 import numpy as np
 
+import beam
 import cli
 import data
 import files
@@ -49,6 +51,13 @@ def parse_args(argv):
                         'other (default %(default)s)')
     g.add_argument('--seed', type=cli.non_negative_int, default=None,
                    help='random seed: the same seed gives the same text (default: a fresh one each run)')
+    g.add_argument('--beam', type=cli.positive_int, default=None, metavar='N',
+                   help='instead of drawing, print the likeliest continuation found by a beam search that keeps '
+                        'the N likeliest (by the sum of their characters\' log-probabilities, no temperature); '
+                        '1 is --temperature 0; draws nothing, so --seed changes nothing (default: draw)')
+    g.add_argument('--show-logprob', action='store_true',
+                   help='after the text, print on stderr the mean log-probability of its generated characters '
+                        'under the model (temperature 1), in nats per character')
     cli.add_model_options(p)
     return p.parse_args(argv)
 
@@ -70,6 +79,7 @@ def priming_text(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_beam(args)
     start = priming_text(args)
     stop = None if args.stop is None else escapes(args.stop)
     if stop == '':
@@ -89,18 +99,29 @@ def main(argv=None):
     if args.top_k > len(chars):
         cli.fail(f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet')
     N = args.num_samples
-    draws = lstm.sample(params, prime, args.length, args.temperature, np.random.default_rng(args.seed), N,
-                        args.top_k, args.top_p)
-    # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr (a terminal) says how far.
-    with cli.Progress('sampling', args.length, 'steps') as progress:
-        if N == 1 and cli.is_terminal(sys.stdout):
+    with cli.Progress('beam search' if args.beam else 'sampling', args.length, 'steps') as progress:
+        if args.beam:                                   # the likeliest is known only at the end: then printed
+            found, _ = beam.search(params, prime, args.length, args.beam, stop_ids, progress=progress)
             progress.close()
-        write_samples(draws, start, stop_ids, chars, N, progress)
+            draws = ([ix] for ix in found)
+        else:
+            draws = lstm.sample(params, prime, args.length, args.temperature, np.random.default_rng(args.seed), N,
+                                args.top_k, args.top_p)
+            # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr says how far.
+            if N == 1 and cli.is_terminal(sys.stdout):
+                progress.close()
+        texts = write_samples(draws, start, stop_ids, chars, N, progress)
+    if args.show_logprob:
+        for k, text in enumerate(texts):
+            logp = -lstm.char_losses(params, np.concatenate([prime, text]))[len(prime) - 1:]
+            sys.stderr.write(f'{"" if N == 1 else f"sample {k + 1}: "}mean log-probability {logp.mean():.4f} '
+                             f'nats per character over the {len(text)} generated\n')
     return 0
 
 
 def write_samples(draws, start, stop_ids, chars, N, progress):
-    """Print one sample as it is drawn, or N samples one after the other once all are drawn."""
+    """Print one sample as it is drawn, or N samples one after the other once all are drawn. Returns the samples'
+    generated indices."""
     texts = [[] for _ in range(N)]
     done = np.zeros(N, dtype=bool)
     out = sys.stdout                                    # a closed pipe (| head) is handled by cli.run
@@ -126,6 +147,21 @@ def write_samples(draws, start, stop_ids, chars, N, progress):
             out.write(f'{"" if k == 0 else chr(10)}=== sample {k + 1} of {N} ===\n{body}'
                       f'{"" if body.endswith(chr(10)) else chr(10)}')
     out.flush()
+    return texts
+
+
+def check_beam(args):
+    """--beam ranks by the model's own probabilities, and finds one text: refuse the options it would ignore."""
+    if not args.beam:
+        return
+    ignored = [name for name, given in (('--temperature', args.temperature != 0.5), ('--top-k', args.top_k),
+                                        ('--top-p', args.top_p < 1.0), ('--num-samples', args.num_samples > 1))
+               if given]
+    if ignored:
+        cli.fail(f'--beam ranks continuations by the model\'s own probabilities and prints the likeliest one: '
+                 f'{" and ".join(ignored)} would do nothing with it; leave {"it" if len(ignored) == 1 else "them"} '
+                 'out')
+
 
 if __name__ == '__main__':
     cli.run(main)

@@ -147,12 +147,18 @@ def load_lookup(path):
         raise CorpusError(f'lookup table {path} is a folder, not a file')
     except OSError as e:
         raise CorpusError(f'lookup table {path} cannot be read: {e.strerror or e}')
+    if raw[:2] == b'PK':
+        raise CorpusError(f'lookup table {path} is an .npz file (weights?), not a JSON list of characters: give the '
+                          'weights with --weights and their lookup table with --lookup')
     try:
         chars = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise CorpusError(f'lookup table {path} is not valid JSON: it should be a list of characters')
     if not isinstance(chars, list) or not chars:
         raise CorpusError(f'lookup table {path} should be a non-empty JSON list of characters')
+    if isinstance(chars[0], list):
+        raise CorpusError(f'lookup table {path} holds a model\'s weights (lists of numbers), not characters: give '
+                          'it with --weights, and its lookup table with --lookup')
     if not all(isinstance(ch, str) and len(ch) == 1 for ch in chars):
         raise CorpusError(f'lookup table {path} should hold single characters only')
     if len(set(chars)) != len(chars):

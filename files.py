@@ -160,12 +160,22 @@ def save_params(path, params, meta=None):
     save_npz(path, params, meta)
 
 
-def load_params(path, V=None, dtype=np.float32):
-    """Load and check weights saved by save_params. V, if given, is the lookup table's size.
+def load_params(path, V=None, dtype=None):
+    """Load and check weights saved by save_params, or by the original project (a .json file: see original.py).
+    V, if given, is the lookup table's size.
 
-    Returns (params in the given dtype, meta). Raises ModelFileError with a one-line reason on any problem.
+    dtype None keeps the weights' own precision: float64 for float64 weights (the original's models), float32
+    for the rest. Returns (params, meta; {} for the original's files, which hold none). Raises ModelFileError with
+    a one-line reason on any problem.
     """
+    import original                                     # here: original.py imports this module
+    if original.is_original(path):
+        params = original.read(path, V)
+        dtype = original.own_dtype(params) if dtype is None else dtype
+        return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}, {}
     arrays, meta = load_npz(path, 'weights')
+    if dtype is None:
+        dtype = np.float64 if any(getattr(a, 'dtype', None) == np.float64 for a in arrays.values()) else np.float32
     return check_params(arrays, path, V, dtype), meta
 
 

@@ -1,0 +1,71 @@
+"""Convert a weights file between this repo's .npz and the original project's .json, the direction chosen by the
+file names' extensions:
+
+    python _convert.py saves/ShakespeareNet.npz /tmp/ShakespeareNet.json   # for the original's scripts
+    python _convert.py ShakespeareNet.json ShakespeareNet.npz              # a model saved by the original
+
+The lookup table needs no conversion: both projects read the same JSON list of characters.
+"""
+import argparse
+import os
+
+import cli
+import files
+import lstm
+import original
+
+HELP_EPILOG = '''\
+The original's format (see original.py): a JSON list [[w, b], ..., [[w, b]]], one [w, b] per LSTM layer with
+w (4H, D + H) the transpose of this repo's W and b a (4H, 1) column, then the output layer wrapped once more;
+every number a float64. A round trip changes nothing: a float32 value is exact in float64. A .json -> .npz
+conversion keeps the original's float64 values as float64 (its model then gives here what it gives in the
+original, not rounded to float32; the scripts run it in float64), and stores float32 where every value is a
+float32 value (a model that went out from this repo comes back as it was). --float32 rounds to float32.'''
+
+
+def parse_args(argv):
+    p = cli.Parser(description='Convert a weights file between this repo\'s .npz and the original project\'s '
+                               '.json, the direction chosen by the extensions.', epilog=HELP_EPILOG,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('input', type=cli.path, help='weights to read: an .npz of this repo, or a .json of the original')
+    p.add_argument('output', type=cli.path, help='file to write: .json for an .npz input, .npz for a .json input')
+    p.add_argument('--force', action='store_true', help='replace the output file if it exists (default: refuse)')
+    p.add_argument('--float32', action='store_true',
+                   help='.json -> .npz: store float32 even where the values are float64 (half the size, and '
+                        'faster; the original\'s results then change in the last digits)')
+    return p.parse_args(argv)
+
+
+def extension(path):
+    return os.path.splitext(os.fspath(path))[1].lower()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    src, dst = extension(args.input), extension(args.output)
+    to_json = src == '.npz'
+    if src not in ('.npz',) + original.SUFFIXES:
+        cli.fail(f'{args.input}: the input should end in .npz (this repo\'s weights) or .json (the original\'s)')
+    if dst != ('.json' if to_json else '.npz'):
+        cli.fail(f'{args.output}: {src} converts to {".json" if to_json else ".npz"}: name the output so')
+    if args.float32 and to_json:
+        cli.fail('--float32 is for .json -> .npz: the original\'s format is always float64')
+    if os.path.exists(args.output) and not args.force:
+        cli.fail(f'{args.output} exists: give another name, or --force to replace it')
+    try:
+        files.check_writable(args.output)
+        params, _ = files.load_params(args.input, dtype='float32' if args.float32 else None)
+        if to_json:
+            original.write(args.output, params)
+        else:
+            files.save_params(args.output, params)
+    except files.ModelFileError as e:
+        cli.fail(str(e))
+    V, H, n_layers = lstm.sizes(params)
+    dtype = 'float64' if to_json else params['dense.W'].dtype
+    print(f'wrote {args.output}: {n_layers} LSTM layers of {H} units, {V} characters, {dtype}')
+    return 0
+
+
+if __name__ == '__main__':
+    cli.run(main)
