@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+import analysis
 import cli
 import data
 import files
@@ -110,7 +111,7 @@ def score_ngram(args, params, chars, train_ids, ids, what):
     with cli.Progress('scoring with the LSTM', len(ids) - 1) as progress:
         nn = lstm.char_losses(params, ids, progress=progress)
     print(f'the LSTM on the same characters: {nn.mean():.4f} nats/char')
-    kinds, since = data.char_kinds(data.decode(ids, chars))
+    kinds, since = analysis.char_kinds(data.decode(ids, chars))
     rows = [(name, mask[1:]) for name, mask in kinds.items()]
     edges = [1, 10, 20, 30, 40, 50, 60]                 # characters from the last newline (0: 'after a newline')
     for lo, hi in zip(edges, edges[1:] + [None]):

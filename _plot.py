@@ -6,12 +6,12 @@
 Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
 """
 import csv
-import html
 import math
 import os
 
 import cli
 import files
+import svg
 
 
 def parse_args(argv):
@@ -27,17 +27,42 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+COLUMNS = ('epoch', 'train_loss', 'val_loss')
+
+
+def check_row(path, line, row, numbers):
+    """An epoch is a finite number >= 0, a loss (a cross-entropy) >= 0 or inf or nan (a run that diverged)."""
+    epoch, train, val = numbers
+    if not (math.isfinite(epoch) and epoch >= 0):
+        cli.fail(f'{path}, line {line}: the epoch is {row["epoch"]}, not a number of epochs')
+    for name, v in (('train_loss', train), ('val_loss', val)):
+        if v < 0:
+            cli.fail(f'{path}, line {line}: {name} is {row[name]}, below zero (a loss is a cross-entropy)')
+
+
 def read_log(path):
-    """The epoch rows of a training log: [(epoch, train_loss, val_loss)], in order."""
+    """The epoch rows of a training log: [(epoch, train_loss, val_loss)], in order. A loss that is inf or nan (a
+    run that diverged) is kept as it is; what cannot be drawn is a one-line error."""
     rows = []
     try:
-        with open(path, newline='') as f:
-            for row in csv.DictReader(f):
+        with open(path, newline='', encoding='utf-8') as f:
+            reader = csv.DictReader(f)
+            if not set(COLUMNS) <= set(reader.fieldnames or ()):
+                cli.fail(f'{path} is not a training log of _training.py (its first line names no '
+                         f'{", ".join(COLUMNS)} columns)')
+            for row in reader:
                 if row.get('val_loss'):
-                    rows.append((float(row['epoch']), float(row['train_loss']), float(row['val_loss'])))
+                    if any(row[name] is None for name in COLUMNS):
+                        cli.fail(f'{path}, line {reader.line_num}: fewer fields than its first line names')
+                    rows.append(tuple(float(row[name]) for name in COLUMNS))
+                    check_row(path, reader.line_num, row, rows[-1])
     except FileNotFoundError:
         cli.fail(f'{path} does not exist: give the training_log.csv of a run')
-    except (KeyError, ValueError, csv.Error) as e:
+    except IsADirectoryError:
+        cli.fail(f'{path} is a folder: give the training_log.csv in it')
+    except OSError as e:
+        cli.fail(f'cannot read {path}: {e.strerror or e}')
+    except (KeyError, TypeError, ValueError, csv.Error) as e:     # TypeError: a row shorter than the header
         cli.fail(f'{path} is not a training log of _training.py ({e})')
     if not rows:
         cli.fail(f'{path} has no finished epoch yet')
@@ -52,64 +77,86 @@ def run_name(path):
     return name
 
 
-def svg(rows, title, others=(), ymax=None, width=640, height=380):
-    """rows: the run's [(epoch, train, val)]; others: [(label, rows)] of runs whose validation loss is drawn too."""
+def grid_step(span, magnitude):
+    """The step between horizontal grid lines at round values: at most about ten lines over the span, and
+    steps that stay visible at the size of the values (a loss of 1e18 is no reason to draw 1e19 lines)."""
+    span = max(span, magnitude * 1e-6)
+    if span <= 5:
+        return 0.05 if span <= 0.5 else 0.1 if span <= 1.0 else 0.2 if span <= 2.0 else 0.5
+    unit = 10.0 ** math.floor(math.log10(span / 10))
+    return next(m * unit for m in (1, 2, 5, 10) if span / (m * unit) <= 10)
+
+
+def round_to_tenth(v, up):
+    """v rounded up or down to a tenth; values too large for that are kept as they are."""
+    if abs(v) > 1e300:
+        return v
+    return (math.ceil(v * 10) if up else math.floor(v * 10)) / 10
+
+
+def loss_text(v):
+    """A loss as text: four decimals, or four digits for a loss too large for that."""
+    return f'{v:.4f}' if v < 1e6 else f'{v:.4g}'
+
+
+def picture(rows, title, others=(), ymax=None, width=640, height=380):
+    """rows: the run's [(epoch, train, val)]; others: [(label, rows)] of runs whose validation loss is drawn too.
+    Losses that are not finite are left out of the lines."""
     left, right, top, bottom = 60, 20, 40, 50
     epochs = [r[0] for r in rows] + [r[0] for _, o in others for r in o]
     values = [v for r in rows for v in r[1:]] + [r[2] for _, o in others for r in o]
+    values = [v for v in values if math.isfinite(v)]
     x0, x1 = 0.0, max(epochs)
-    y0 = math.floor(min(values) * 10) / 10
-    y1 = math.ceil(max(values) * 10) / 10 if ymax is None else max(ymax, y0 + 0.1)
+    y0 = round_to_tenth(min(values), up=False)
+    y1 = round_to_tenth(max(values), up=True) if ymax is None else max(ymax, y0 + 0.1)
+    span = max(y1 - y0, 1e-9)
 
     def X(e):
         return left + (e - x0) / max(x1 - x0, 1e-9) * (width - left - right)
 
-    def Y(v):
-        return top + (y1 - v) / max(y1 - y0, 1e-9) * (height - top - bottom)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<clipPath id="plot"><rect x="{left - 4}" y="{top}" width="{width - left - right + 8}" '
-           f'height="{height - top - bottom + 4}"/></clipPath>',
-           f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="14">{html.escape(title)}</text>']
-    step = 0.05 if y1 - y0 <= 0.5 else 0.1 if y1 - y0 <= 1.0 else 0.2 if y1 - y0 <= 2.0 else 0.5
+    def Y(v):                                           # far outside the picture: held there (clipped anyway)
+        return top + min(max((y1 - v) / span, -1e4), 1e4) * (height - top - bottom)
+    clip = f'<clipPath id="plot">{svg.element("rect", x=left - 4, y=top, width=width - left - right + 8, height=height - top - bottom + 4)}</clipPath>'
+    out = svg.document(width, height, title, 22, clip)
+    step = grid_step(y1 - y0, max(abs(y0), abs(y1)))
     v = math.ceil(y0 / step - 1e-9) * step                  # grid lines at round values
-    while v <= y1 + 1e-9:
-        out.append(f'<line x1="{left}" x2="{width - right}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e4e4e4"/>')
-        out.append(f'<text x="{left - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:.{2 if step < 0.1 else 1}f}</text>')
+    while v <= y1 + max(1e-9, step * 1e-6):             # (the tolerance: rounding in v)
+        out.append(svg.element('line', x1=left, x2=width - right, y1=Y(v), y2=Y(v), stroke='#e4e4e4'))
+        out.append(svg.text(left - 6, Y(v) + 4, f'{v:.{2 if step < 0.1 else 1}f}' if step < 1 else f'{v:g}',
+                            text_anchor='end'))
         v += step
     every = max(1, round(x1 / 10))
     for e in range(0, int(x1) + 1, every):
-        out.append(f'<line x1="{X(e):.1f}" x2="{X(e):.1f}" y1="{height - bottom}" y2="{height - bottom + 4}" '
-                   'stroke="black"/>')
-        out.append(f'<text x="{X(e):.1f}" y="{height - bottom + 17}" text-anchor="middle">{e}</text>')
-    out.append(f'<line x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}" stroke="black"/>')
-    out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}" stroke="black"/>')
-    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 12}" text-anchor="middle">epoch</text>')
-    out.append(f'<text x="16" y="{(top + height - bottom) / 2}" text-anchor="middle" '
-               f'transform="rotate(-90 16 {(top + height - bottom) / 2})">loss (nats/char)</text>')
+        out.append(svg.element('line', x1=X(e), x2=X(e), y1=height - bottom, y2=height - bottom + 4, stroke='black'))
+        out.append(svg.text(X(e), height - bottom + 17, str(e), text_anchor='middle'))
+    out.append(svg.element('line', x1=left, x2=width - right, y1=height - bottom, y2=height - bottom, stroke='black'))
+    out.append(svg.element('line', x1=left, x2=left, y1=top, y2=height - bottom, stroke='black'))
+    out.append(svg.text((left + width - right) / 2, height - 12, 'epoch', text_anchor='middle'))
+    out.append(svg.text(16, (top + height - bottom) / 2, 'loss (nats/char)', text_anchor='middle',
+                        transform=f'rotate(-90 16 {(top + height - bottom) / 2})'))
+
     def curve(k, label, colour, pairs, style, dots=False):
         """One line of (epoch, loss) pairs, with its dots if asked, and its entry k in the legend."""
-        points = ' '.join(f'{X(e):.1f},{Y(v):.1f}' for e, v in pairs)
-        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" {style} clip-path="url(#plot)"/>')
+        pairs = [(e, v) for e, v in pairs if math.isfinite(v)]
+        out.append(svg.element('polyline', points=svg.points((X(e), Y(v)) for e, v in pairs), fill='none',
+                               stroke=colour, **style, clip_path='url(#plot)'))
         if dots:
-            out.extend(f'<circle cx="{X(e):.1f}" cy="{Y(v):.1f}" r="2.5" fill="{colour}"/>' for e, v in pairs
-                       if v <= y1)
+            out.extend(svg.element('circle', cx=X(e), cy=Y(v), r='2.5', fill=colour) for e, v in pairs if v <= y1)
         ly = top + 10 + 18 * k
-        out.append(f'<line x1="{width - right - 150}" x2="{width - right - 125}" y1="{ly}" y2="{ly}" '
-                   f'stroke="{colour}" {style}/>')
-        out.append(f'<text x="{width - right - 120}" y="{ly + 4}">{html.escape(label)}</text>')
+        out.append(svg.element('line', x1=width - right - 150, x2=width - right - 125, y1=ly, y2=ly, stroke=colour,
+                               **style))
+        out.append(svg.text(width - right - 120, ly + 4, label))
     for k, (name, colour) in enumerate((('training', '#1f77b4'), ('validation', '#d62728'))):
-        curve(k, name, colour, [(r[0], r[1 + k]) for r in rows], 'stroke-width="2"', dots=True)
+        curve(k, name, colour, [(r[0], r[1 + k]) for r in rows], dict(stroke_width='2'), dots=True)
     for k, (label, o) in enumerate(others):
         curve(2 + k, f'{label}, validation', ('#7f7f7f', '#2ca02c', '#9467bd', '#8c564b')[k % 4],
-              [(r[0], r[2]) for r in o], 'stroke-width="1.5" stroke-dasharray="5,4"')
-    best = min(rows, key=lambda r: r[2])
-    anchor = 'end' if X(best[0]) > width - right - 40 else 'middle'
-    out.append(f'<text x="{X(best[0]):.1f}" y="{Y(best[2]) + 18:.1f}" text-anchor="{anchor}" fill="#d62728">'
-               f'{best[2]:.4f}</text>')
-    out.append('</svg>')
-    return '\n'.join(out) + '\n'
+              [(r[0], r[2]) for r in o], dict(stroke_width='1.5', stroke_dasharray='5,4'))
+    finite = [r for r in rows if math.isfinite(r[2])]
+    if finite:
+        best = min(finite, key=lambda r: r[2])
+        anchor = 'end' if X(best[0]) > width - right - 40 else 'middle'
+        out.append(svg.text(X(best[0]), Y(best[2]) + 18, loss_text(best[2]), text_anchor=anchor, fill='#d62728'))
+    return svg.finish(out)
 
 
 def main(argv=None):
@@ -118,12 +165,14 @@ def main(argv=None):
         files.check_writable(args.out, '--out')
         rows = read_log(args.log)
         others = [(run_name(path), read_log(path)) for path in args.compare]
-        files.write_text(args.out, svg(rows, args.title, others, args.ymax))
+        finite = [r[2] for r in rows if math.isfinite(r[2])]
+        if not finite:
+            cli.fail(f'{args.log}: every validation loss is inf or nan, nothing to draw')
+        files.write_text(args.out, picture(rows, args.title, others, args.ymax))
     except files.ModelFileError as e:
         cli.fail(str(e))
-    print(f'wrote {args.out}: {len(rows)} epochs, best validation loss {min(r[2] for r in rows):.4f}')
+    print(f'wrote {args.out}: {len(rows)} epochs, best validation loss {loss_text(min(finite))}')
     return 0
-
 
 if __name__ == '__main__':
     cli.run(main)

@@ -9,7 +9,6 @@ import codecs
 import hashlib
 import json
 import os
-import re
 import tempfile
 
 import numpy as np
@@ -227,39 +226,3 @@ def tiny_shakespeare(path=TINY_SHAKESPEARE_PATH, url=TINY_SHAKESPEARE_URL):
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return path
-
-
-# --- kinds of text, for the analyses -----------------------------------------------------------------------------
-
-WORD = re.compile(r"(?:[^\W\d_]|')+")                  # letters of any alphabet, and apostrophes
-
-
-def is_speaker(line):
-    """A line of capitals ending with ':', e.g. 'KING RICHARD III:' (in any alphabet that has capitals)."""
-    name = line[:-1]
-    return line.endswith(':') and name[:1].isalpha() and name == name.upper() and name != name.lower() and \
-        all(ch.isalpha() or ch in " '.,-" for ch in name)
-
-
-def char_kinds(text):
-    """Boolean masks over the characters of text, one per kind: {name: (N,) bool}. A character may be of several
-    kinds. Also the distance of each character from the last newline before it, (N,) ints."""
-    N = len(text)
-    alpha = np.array([ch.isalpha() for ch in text])
-    prev_alpha = np.concatenate([[False], alpha[:-1]])
-    prev_newline = np.array([False] + [ch == '\n' for ch in text[:-1]])
-    space = np.array([ch.isspace() for ch in text])
-    punct = ~alpha & ~space & ~np.array([ch.isdigit() for ch in text])
-    speaker = np.zeros(N, dtype=bool)
-    since = np.zeros(N, dtype=np.int64)
-    start = 0
-    for line in text.split('\n'):
-        end = start + len(line)
-        since[start:min(end + 1, N)] = np.arange(min(end + 1, N) - start)
-        if is_speaker(line):
-            speaker[start:end + 1] = True
-        start = end + 1
-    kinds = {'first letter of a word': alpha & ~prev_alpha, 'inside a word': alpha & prev_alpha,
-             'after a newline': prev_newline, "in a speaker's name": speaker[:N], 'punctuation': punct,
-             'space or newline': space}
-    return kinds, since

@@ -1,25 +1,29 @@
-"""The neuron explorer: text features, the neuron ranking, and the HTML page in a real (headless) browser."""
+"""The neuron explorer: text features, the neuron ranking, the printout, the figures and the tkinter viewer (the
+HTML page: test_page.py)."""
 import os
+import re
 import shutil
-import struct
+import signal
 import subprocess
-import zlib
+import sys
+import time
 
 import numpy as np
 import pytest
 
-import _visualize
+import analysis
 import data
+import figures
 import files
 import lstm
+import viewer
+from conftest import ROOT
 from helpers import SAVES, assert_one_line_error, script, tiny_corpus
-
-CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 
 
 def test_features_of_a_small_text():
     text = 'KING:\nSo "we" go (now)\n'
-    f = _visualize.features(text)
+    f = analysis.features(text)
     pos, _, _ = f['line position']
     assert list(pos[:6]) == [0, 1, 2, 3, 4, 5]         # 'KING:' then its newline
     assert pos[6] == 0 and pos[9] == 3
@@ -35,7 +39,7 @@ def test_features_of_a_small_text():
 
 def test_features_in_another_alphabet():
     text = 'ΡΩΜΑΙΟΣ:\nΤο ῥόδον δ\' ἐστί.\nКОРОЛЬ ЛИР:\nнет\n'
-    f = _visualize.features(text)
+    f = analysis.features(text)
     speaker = f['speaker name'][0]
     assert speaker[:9].tolist() == [1] * 9 and speaker[9:text.index('КОРОЛЬ')].sum() == 0
     assert speaker[text.index('КОРОЛЬ'):text.index('КОРОЛЬ') + 12].tolist() == [1] * 12
@@ -44,12 +48,29 @@ def test_features_in_another_alphabet():
     assert to_end[k:k + 5].tolist() == [4, 3, 2, 1, 0] and not in_word[k + 5]
 
 
+def test_features_of_a_text_with_crlf_line_ends_are_those_of_the_same_text_with_lf():
+    """A corpus written on Windows ends its lines with '\\r\\n': its speakers' names, positions in the line and
+    line lengths are found as with '\\n' alone."""
+    lf = 'KING:\nSo we go now\n\nQUEEN MARGARET:\nNay, stay\nTo be\n'
+    crlf = lf.replace('\n', '\r\n')
+    f, g = analysis.features(lf), analysis.features(crlf)
+    keep = np.array([ch != '\r' for ch in crlf])       # crlf's characters that lf has too
+    for name in ('line position', 'speaker name', 'to word end'):
+        np.testing.assert_array_equal(g[name][0][keep], f[name][0], err_msg=name)
+    assert g['speaker name'][0].sum() == f['speaker name'][0].sum() + 2     # and each name's '\\r'
+    assert analysis.line_periods(crlf) == analysis.line_periods(lf)
+    chars = data.build_lookup(crlf)
+    params = lstm.init_params(len(chars), 8, 1, np.random.default_rng(0), np.float64)
+    found = analysis.find_neurons(params, data.encode(crlf, chars), crlf, top=1)
+    assert found['speaker name']['present'] and found['speaker name']['best']
+
+
 def direct_ranking(params, ids, text):
     """The same statistics computed directly on the whole activation matrix, for comparison."""
-    acts = _visualize.activations(params, ids)
+    acts = analysis.activations(params, ids)
     _, H, n_layers = lstm.sizes(params)
     A = np.concatenate([acts[(n, s)] for n in range(1, n_layers + 1) for s in 'hc'], axis=1).astype(np.float64)
-    f, mask, _ = _visualize.features(text)['line position']
+    f, mask, _ = analysis.features(text)['line position']
     r = np.array([np.corrcoef(A[mask, j], f[mask])[0, 1] for j in range(A.shape[1])])
     pos = f
     q = pos / 100.0
@@ -59,7 +80,7 @@ def direct_ranking(params, ids, text):
         return ((A - X @ beta) ** 2).sum(0)
     base = rss(trend)
     R = np.zeros(A.shape[1])
-    for P in range(2, _visualize.line_periods(text)[1] + 1):
+    for P in range(2, analysis.line_periods(text)[1] + 1):
         X = np.concatenate([trend, np.stack([np.sin(2 * np.pi * pos / P), np.cos(2 * np.pi * pos / P)], 1)], 1)
         R = np.maximum(R, np.sqrt(np.clip((base - rss(X)) / base, 0, 1)))
     return r, R
@@ -70,7 +91,7 @@ def test_find_neurons_matches_a_direct_computation():
     chars = data.build_lookup(text)
     ids = data.encode(text, chars)
     params = lstm.init_params(len(chars), 12, 2, np.random.default_rng(0), np.float64)
-    found = _visualize.find_neurons(params, ids, text, top=4, window=333)    # windows: the sums are streamed
+    found = analysis.find_neurons(params, ids, text, top=4, window=333)    # windows: the sums are streamed
     r, R = direct_ranking(params, ids, text)
     H = 12
     keys = [(n, s) for n in (1, 2) for s in 'hc']
@@ -94,7 +115,7 @@ def test_periodic_search_finds_a_known_period_and_not_a_ramp_or_a_shuffled_signa
                   np.tanh(pos / 30) + 0.05 * rng.standard_normal(N),         # a line-position ramp
                   rng.permutation(wave) + 0.5 * rng.standard_normal(N),      # the wave, shuffled in time
                   np.sin(2 * np.pi * pos / 23) + 0.5 * rng.standard_normal(N)], axis=1)   # a long period
-    search = _visualize.PeriodicSearch(pos, range(2, 61))
+    search = analysis.PeriodicSearch(pos, range(2, 61))
     for t0 in range(0, N, 1000):                        # streamed in blocks
         search.add(t0, A[t0:t0 + 1000])
     found = search.result()
@@ -106,153 +127,64 @@ def test_periodic_search_finds_a_known_period_and_not_a_ramp_or_a_shuffled_signa
     assert control.max() < 0.1                          # shuffled positions: chance level
 
 
-def test_find_prints_each_feature():
+def printed_neurons(stdout):
+    """{feature: [(layer, state, neuron, 'r' or 'R', score, period or None)]} from --find's printout."""
+    out, name = {}, None
+    for line in stdout.splitlines():
+        head = re.match(r'(\S[^:]*): ', line)
+        if head and not line.startswith('neurons that follow'):
+            name = head.group(1)
+            out[name] = []
+        row = re.match(r'  layer (\d+) (h|tanh\(c\)) +neuron +(\d+)   (r|R) = ([-+]?[\d.]+)(?:  period (\d+))?$', line)
+        if row:
+            layer, state, k, kind, score, period = row.groups()
+            out[name].append((int(layer), 'h' if state == 'h' else 'c', int(k), kind, score,
+                              None if period is None else int(period)))
+    return out
+
+
+def test_find_prints_the_neurons_it_finds():
+    """The printout lists, under each feature, the neurons that find_neurons ranks first, with their scores:
+    Pearson's r signed, the periodic search's partial correlation R unsigned, with its period."""
     r = script('_visualize.py', '--find', '--top', 2)
     assert r.returncode == 0, r.stderr
-    for name in ('line position', 'speaker name', 'to word end', 'quotes/brackets', 'periodic in line'):
-        assert name in r.stdout
-    assert 'r = ' in r.stdout
-
-
-def test_html_refuses_a_path_it_cannot_write(tmp_path):
-    (tmp_path / 'page.html').mkdir()
-    assert_one_line_error(script('_visualize.py', '--html', tmp_path / 'page.html'), 'is a folder')
-    assert os.listdir(tmp_path) == ['page.html']       # no temporary file left behind
-
-
-def read_png(raw):
-    """Decode an 8-bit RGB or RGBA PNG (what Chromium writes) into an (h, w, channels) array."""
-    assert raw[:8] == b'\x89PNG\r\n\x1a\n'
-    pos, idat = 8, b''
-    while pos < len(raw):
-        n, kind = struct.unpack('>I4s', raw[pos:pos + 8])
-        body = raw[pos + 8:pos + 8 + n]
-        if kind == b'IHDR':
-            w, h, depth, ctype = struct.unpack('>IIBB', body[:10])
-        elif kind == b'IDAT':
-            idat += body
-        pos += 12 + n
-    assert depth == 8 and ctype in (2, 6)
-    ch = 3 if ctype == 2 else 4
-    rows = zlib.decompress(idat)
-    out = np.zeros((h, w * ch), dtype=np.int32)
-    prev = np.zeros(w * ch, dtype=np.int32)
-    stride = w * ch + 1
-    for y in range(h):
-        ftype, line = rows[y * stride], np.frombuffer(rows[y * stride + 1:(y + 1) * stride], np.uint8).astype(np.int32)
-        cur = np.zeros(w * ch, dtype=np.int32)
-        for x in range(w * ch):
-            a = cur[x - ch] if x >= ch else 0
-            b = prev[x]
-            c = prev[x - ch] if x >= ch else 0
-            if ftype == 0:
-                p = 0
-            elif ftype == 1:
-                p = a
-            elif ftype == 2:
-                p = b
-            elif ftype == 3:
-                p = (a + b) // 2
-            else:
-                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-                p = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-            cur[x] = (line[x] + p) & 255
-        out[y] = cur
-        prev = cur
-    return out.reshape(h, w, ch)
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
-def test_html_page_in_headless_chromium(tmp_path):
-    playwright = pytest.importorskip('playwright.sync_api')
-    page_path = tmp_path / 'neurons.html'
-    r = script('_visualize.py', '--html', page_path, '--layer', 2, '--state', 'c', '--neuron', 5)
-    assert r.returncode == 0, r.stderr
-    html = page_path.read_text(encoding='utf-8')
-    assert 'http://' not in html and 'https://' not in html and 'src=' not in html    # nothing remote
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-            '--disable-component-update', '--disable-sync'])
-        page = browser.new_page(viewport={'width': 900, 'height': 700})
-        errors = []
-        page.on('pageerror', lambda e: errors.append(str(e)))
-        page.goto(page_path.as_uri())
-        assert page.input_value('#neuron') == '5'
-        assert page.input_value('#layer') == '2' and page.input_value('#state') == 'c'
-
-        def colours():
-            return page.eval_on_selector_all('#text span', 'spans => spans.map(s => s.style.background)')
-        before = colours()
-        assert len(before) == len(open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read())
-        assert any(c.startswith('rgb(255') for c in before)
-        page.click('#next')                                             # a real click on the button
-        assert page.input_value('#neuron') == '6'
-        after = colours()
-        assert after != before
-        page.click('#prev')
-        assert page.input_value('#neuron') == '5' and colours() == before
-        page.click('#found .pick >> nth=0')                             # a neuron from the list
-        assert 'neuron' in page.inner_text('#info')
-        page.select_option('#state', 'h')
-        assert 'h neuron' in page.inner_text('#info')
-        shot = read_png(page.screenshot())
-        browser.close()
-    assert not errors, errors
-    red = (shot[..., 0] > 200) & (shot[..., 1] < 150) & (shot[..., 2] < 150)
-    assert red.sum() > 500                                              # the colouring is visible
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
-def test_html_page_colours_every_character_of_a_text_with_emoji(tmp_path):
-    """Characters outside the Basic Multilingual Plane are one character each in the page, as in Python: every
-    character shows its own activation (a page indexing UTF-16 units shifts them after the first emoji)."""
-    playwright = pytest.importorskip('playwright.sync_api')
-    text = 'To be 🎭 or not 😀😀 to be:\nthat is 𝄞 the question — 日本 🙂!\n' * 3
-    chars = data.build_lookup(text)
-    params = lstm.init_params(len(chars), 16, 2, np.random.default_rng(1))
-    params['lstm1.W'] *= 8                              # strong, varied activations
-    files.save_params(tmp_path / 'w.npz', params)
-    data.save_lookup(tmp_path / 'l.json', chars)
-    (tmp_path / 't.txt').write_text(text, encoding='utf-8')
-    page_path = tmp_path / 'emoji.html'
-    r = script('_visualize.py', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json', '--text',
-               tmp_path / 't.txt', '--html', page_path, '--layer', '1', '--state', 'h', '--neuron', '3')
-    assert r.returncode == 0, r.stderr
-    acts = _visualize.activations(params, data.encode(text, chars))[(1, 'h')][:, 3]
-    q = np.clip(np.round(acts * 127), -127, 127) / 127  # the page's 8-bit activations
-    gb = np.round(255 * (1 - (q + 1) / 2)).astype(int)
-    expected = ['' if ch == '\n' else f'rgb(255, {g}, {g})' for ch, g in zip(text, gb)]
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-            '--disable-component-update', '--disable-sync'])
-        page = browser.new_page()
-        page.goto(page_path.as_uri())
-        spans = page.eval_on_selector_all('#text span', 'spans => spans.map(s => [s.textContent, s.style.background])')
-        browser.close()
-    assert [s[0] for s in spans] == list(text)          # one span per character, emoji whole
-    assert [s[1] for s in spans] == expected
-    assert len(set(expected)) > 10
+    text = open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read()
+    chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
+    params, _ = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
+    found = analysis.find_neurons(params, data.encode(text, chars), text, top=2)
+    printed = printed_neurons(r.stdout)
+    assert list(printed) == list(found)
+    for name, f in found.items():
+        if name == 'periodic in line':
+            expected = [(l, s, k, 'R', f'{v:.3f}', P) for l, s, k, v, P in f['best']]
+        else:
+            expected = [(l, s, k, 'r', f'{v:+.3f}', None) for l, s, k, v, _ in f['best']]
+        assert printed[name] == expected, name
+        assert ('(absent from this text)' in r.stdout.split(name + ':')[1].split('\n\n')[0]) == (not f['present'])
+    assert found['quotes/brackets']['present'] is False and found['speaker name']['present'] is True
 
 
 @pytest.fixture
-def display():
-    """A display for tkinter: the desktop's, or a virtual one (Xvfb) where the machine has it."""
+def display(monkeypatch):
+    """A display for tkinter: the desktop's, or a virtual one (Xvfb) where the machine has it. Xvfb picks a free
+    display number itself and writes it to a pipe once it accepts connections (-displayfd)."""
     if os.environ.get('DISPLAY'):
         yield os.environ['DISPLAY']
         return
     if shutil.which('Xvfb') is None:
         pytest.skip('no display and no Xvfb (.ci/run installs it)')
-    proc = subprocess.Popen(['Xvfb', ':97', '-screen', '0', '1280x1024x24'], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    os.environ['DISPLAY'] = ':97'
+    read, write = os.pipe()
+    proc = subprocess.Popen(['Xvfb', '-displayfd', str(write), '-screen', '0', '1280x1024x24', '-nolisten', 'tcp'],
+                            pass_fds=[write], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
     try:
-        import time
-        time.sleep(1.0)
-        yield ':97'
+        with os.fdopen(read) as f:
+            number = f.readline().strip()              # blocks until the server is ready (or has died)
+        if not number:
+            pytest.skip(f'Xvfb did not start (exit status {proc.wait()})')
+        monkeypatch.setenv('DISPLAY', f':{number}')
+        yield f':{number}'
     finally:
-        del os.environ['DISPLAY']
         proc.terminate()
         proc.wait()
 
@@ -263,9 +195,9 @@ def test_tk_viewer_buttons_change_the_colours(display):
     chars = data.build_lookup(text)
     ids = data.encode(text, chars)
     params = lstm.init_params(len(chars), 8, 2, np.random.default_rng(0))
-    acts = _visualize.activations(params, ids)
+    acts = analysis.activations(params, ids)
     try:
-        root, w = _visualize.build_viewer(text, acts, 8, 2, 1, 'h', 3)
+        root, w = viewer.build_viewer(text, acts, 8, 2, 1, 'h', 3)
     except tkinter.TclError as e:
         pytest.skip(f'no usable display: {e}')
     try:
@@ -273,24 +205,52 @@ def test_tk_viewer_buttons_change_the_colours(display):
 
         def background():
             return w['text'].tag_cget(f't{j}', 'background')
-        assert background() == _visualize.colour(acts[(1, 'h')][j, 3])
+        assert background() == viewer.colour(acts[(1, 'h')][j, 3])
         w['next'].invoke()
         assert w['neuron'].get() == '4'
-        assert background() == _visualize.colour(acts[(1, 'h')][j, 4])
+        assert background() == viewer.colour(acts[(1, 'h')][j, 4])
         w['previous'].invoke()
         w['previous'].invoke()
         assert w['neuron'].get() == '2'
         w['layer'].set(2)
         w['state'].set('c')
         w['show']()
-        assert background() == _visualize.colour(acts[(2, 'c')][j, 2])
+        assert background() == viewer.colour(acts[(2, 'c')][j, 2])
         assert 'layer 2 tanh(c) neuron 2' in w['status'].cget('text')
         w['neuron'].set('7')
         w['entry'].event_generate('<Return>')
         root.update()
-        assert background() == _visualize.colour(acts[(2, 'c')][j, 7])
+        assert background() == viewer.colour(acts[(2, 'c')][j, 7])
     finally:
         root.destroy()
+
+
+def window_titles(display):
+    """The titles of the windows on the display."""
+    out = subprocess.run(['xwininfo', '-root', '-tree', '-display', display], capture_output=True, text=True)
+    return re.findall(r'"([^"]*)"', out.stdout)
+
+
+@pytest.mark.skipif(shutil.which('xwininfo') is None, reason='xwininfo (x11-utils) is not installed')
+def test_ctrl_c_closes_the_viewer_with_one_line_and_status_130(display, small_model, tmp_path):
+    pytest.importorskip('tkinter')
+    weights, lookup, _ = small_model
+    (tmp_path / 't.txt').write_text(tiny_corpus(300), encoding='utf-8')
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_visualize.py'), '--text', tmp_path / 't.txt',
+                          '--weights', weights, '--lookup', lookup], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        while 'LSTM neuron viewer' not in window_titles(display):       # wait for the window
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == ['_visualize.py: interrupted (Ctrl-C)'], err
+    assert 'LSTM neuron viewer' not in window_titles(display)
 
 
 def test_gate_saturation_of_gates_with_known_values(tmp_path):
@@ -304,7 +264,7 @@ def test_gate_saturation_of_gates_with_known_values(tmp_path):
         b[:H], b[H:2 * H], b[2 * H:3 * H] = -20, 20, 0   # input, forget, output
     params['lstm1.W'][1, 0] = 40                        # input 1 opens input gate 0 of layer 1
     ids = np.array([0, 1] * 50)                         # input 1 at half of the steps
-    sat = _visualize.gate_saturation(params, ids, window=7)
+    sat = analysis.gate_saturation(params, ids, window=7)
     for n in (1, 2):
         left, right = sat[(n, 'forget')]
         np.testing.assert_array_equal(left, 0)
@@ -319,7 +279,7 @@ def test_gate_saturation_of_gates_with_known_values(tmp_path):
             expected_left[0] = expected_right[0] = 0.5
         np.testing.assert_array_equal(left, expected_left)
         np.testing.assert_array_equal(right, expected_right)
-    svg = _visualize.saturation_svg(sat, 'test')
+    svg = figures.saturation_svg(sat, 'test')
     assert svg.count('<circle') == 2 * 3 * H
     r = script('_visualize.py', '--saturation', tmp_path / 's.svg', '--text', os.path.join(SAVES, 'sample.txt'))
     assert r.returncode == 0, r.stderr
@@ -333,63 +293,6 @@ def test_find_draws_the_position_profiles(tmp_path):
     assert svg.count('<polyline') == 3 and 'line position' in svg
     assert 'two cycles or more in a typical line' in r.stdout and 'chance' in r.stdout
     assert_one_line_error(script('_visualize.py', '--periodic-svg', tmp_path / 'q.svg'), '--periodic-svg goes with')
-
-
-def expected_selection(acts_q, a, b, thr, pre):
-    """The page's rule in Python, on the page's 8-bit activations acts_q (K, N): cells on (>= thr) at every
-    character of a .. b and not on in the pre characters before; ranked by the margin."""
-    t = thr * 127
-    lo = acts_q[:, a:b + 1].min(axis=1)
-    before = acts_q[:, max(0, a - pre):a]
-    hi = before.max(axis=1) if before.shape[1] else np.full(len(acts_q), -127)
-    ok = (lo >= t) & ~((pre > 0) & (a - pre >= 0) & (hi >= t))
-    score = (lo - hi) / 127
-    order = [int(k) for k in np.argsort(-score, kind='stable') if ok[k]]
-    return order, ok.sum()
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
-def test_select_to_find_with_a_real_mouse_selection(tmp_path):
-    playwright = pytest.importorskip('playwright.sync_api')
-    page_path = tmp_path / 'neurons.html'
-    r = script('_visualize.py', '--html', page_path)
-    assert r.returncode == 0, r.stderr
-    text = open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read()
-    a = text.index('OPHELIA:')
-    b = a + len('OPHELIA:') - 1
-    params, _ = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
-    chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
-    acts = _visualize.activations(params, data.encode(text, chars))
-    q = np.concatenate([np.clip(np.round(acts[(n, s)].T * 127), -127, 127) for n in (1, 2) for s in 'hc'])
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-            '--disable-component-update', '--disable-sync'])
-        page = browser.new_page(viewport={'width': 1000, 'height': 900})
-        page.goto(page_path.as_uri())
-        first = page.locator('#text span').nth(a).bounding_box()
-        last = page.locator('#text span').nth(b).bounding_box()
-        page.mouse.move(first['x'] + 1, first['y'] + first['height'] / 2)        # a real drag with the mouse
-        page.mouse.down()
-        page.mouse.move(last['x'] + last['width'] - 1, last['y'] + last['height'] / 2, steps=10)
-        page.mouse.up()
-        assert page.evaluate('window.getSelection().toString()') == 'OPHELIA:'
-        info = page.inner_text('#selinfo')
-        buttons = page.eval_on_selector_all('#selcells button', 'bs => bs.map(b => b.dataset.cell)')
-        chosen = page.eval_on_selector_all('#text span.chosen', 'ss => ss.length')
-        matched = page.eval_on_selector_all('#text span.match', 'ss => ss.map(s => s.textContent).join("")')
-        page.click('#selcells button >> nth=0')                       # shows the best cell
-        shown = (page.input_value('#layer'), page.input_value('#state'), page.input_value('#neuron'))
-        browser.close()
-    order, count = expected_selection(q, a, b, 0.3, 3)
-    H = 512
-    names = [f'{k // (2 * H) + 1}{"hc"[(k // H) % 2]}{k % H}' for k in order[:5]]
-    assert f'characters {a} to {b}: {count} cells' in info
-    assert buttons == names and len(names) > 0
-    assert chosen == len('OPHELIA:')
-    assert 'HAMLET' in matched.replace('\n', '')       # the other speaker's name lights the same cells
-    k = order[0]
-    assert shown == (str(k // (2 * H) + 1), 'hc'[(k // H) % 2], str(k % H))
 
 
 def test_the_analyses_on_a_model_trained_on_a_non_latin_text(tmp_path):

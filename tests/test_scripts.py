@@ -125,11 +125,12 @@ def test_benchmark_prints_a_table_and_json():
 
 
 def test_visualize_activations_and_colours(small_model):
-    import _visualize
+    import analysis
+    import viewer
     weights, lookup, chars = small_model
     params, _ = files.load_params(weights)
     ids = data.encode('to be or not', chars)
-    acts = _visualize.activations(params, ids)
+    acts = analysis.activations(params, ids)
     assert set(acts) == {(1, 'h'), (1, 'c'), (2, 'h'), (2, 'c')}
     assert acts[(2, 'h')].shape == (len(ids), 16)
     assert np.all(np.abs(acts[(1, 'c')]) <= 1)
@@ -141,10 +142,10 @@ def test_visualize_activations_and_colours(small_model):
                                    rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(acts[(n, 'c')], np.array([s[7] for s in steps[n - 1]])[:, 0],
                                    rtol=1e-5, atol=1e-6)
-    assert _visualize.colour(-1) == '#ffffff'
-    assert _visualize.colour(1) == '#ff0000'
-    assert _visualize.colour(5) == '#ff0000'
-    assert _visualize.colour(0) == '#ff8080'
+    assert viewer.colour(-1) == '#ffffff'
+    assert viewer.colour(1) == '#ff0000'
+    assert viewer.colour(5) == '#ff0000'
+    assert viewer.colour(0) == '#ff8080'
 
 
 def test_visualize_refuses_unknown_characters(small_model, tmp_path):

@@ -1,0 +1,89 @@
+"""_plot.py on logs that are damaged, diverged or not logs at all: a picture or one line, never a hang."""
+import os
+
+import pytest
+
+from helpers import SAVES, assert_one_line_error, script
+
+LOG = os.path.join(SAVES, 'training_log.csv')
+HEADER = 'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+ROWS = ['1,401,3.0012,3.4493,0.002,393,2963,best\n', '2,802,2.0704,3.1017,0.002,671,4096,best\n',
+        '3,1203,1.9000,2.5000,0.002,900,4000,best\n']
+
+
+def plot(tmp_path, log_text, *args):
+    (tmp_path / 'log.csv').write_text(log_text, encoding='utf-8')
+    return script('_plot.py', tmp_path / 'log.csv', '--out', tmp_path / 'out.svg', *args)
+
+
+def drawn(tmp_path):
+    svg = (tmp_path / 'out.svg').read_text()
+    assert 'nan' not in svg and 'inf' not in svg
+    assert len(svg) < 20000                             # a bounded number of grid lines
+    return svg
+
+
+@pytest.mark.parametrize('rows, args', [
+    ([ROWS[0], '2,802,1e18,1e18,0.002,671,4096,\n', ROWS[2]], []),        # a loss of 1e18
+    (ROWS, ['--ymax', '1e18']),
+    (ROWS, ['--ymax', '1e300']),
+    (['1,401,1e18,1e18,0.002,393,2963,best\n', '2,802,1e18,1e18,0.002,671,4096,\n'], []),   # and nothing else
+    (['1,401,1.7e308,1.7e308,0.002,393,2963,best\n'], []),
+])
+def test_a_huge_loss_or_axis_is_drawn_with_a_few_grid_lines(tmp_path, rows, args):
+    r = plot(tmp_path, HEADER + ''.join(rows), *args)
+    assert r.returncode == 0, r.stderr
+    svg = drawn(tmp_path)
+    assert 1 <= svg.count('stroke="#e4e4e4"') <= 12
+
+
+def test_a_diverged_run_is_drawn_without_its_nan_and_inf_losses(tmp_path):
+    r = plot(tmp_path, HEADER + ROWS[0] + '2,802,nan,inf,0.002,671,4096,\n' + ROWS[2])
+    assert r.returncode == 0, r.stderr
+    svg = drawn(tmp_path)
+    assert svg.count('<circle') == 4                    # two epochs with finite losses, each train and val
+    assert 'best validation loss 2.5000' in r.stdout
+    assert_one_line_error(plot(tmp_path, HEADER + '1,401,nan,nan,0.002,393,2963,best\n'), 'inf or nan')
+
+
+def test_columns_in_another_order_draw_the_same_picture(tmp_path):
+    order = [3, 0, 7, 2, 1, 4, 5, 6]
+    lines = [HEADER] + ROWS
+    reordered = ''.join(','.join(line.rstrip('\n').split(',')[k] for k in order) + '\n' for line in lines)
+    assert plot(tmp_path, ''.join(lines)).returncode == 0
+    first = (tmp_path / 'out.svg').read_text()
+    r = plot(tmp_path, reordered)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'out.svg').read_text() == first
+
+
+@pytest.mark.parametrize('log_text, words', [
+    (HEADER + 'inf,401,3.0,3.4,0.002,393,2963,best\n', ['line 2', 'epoch is inf']),
+    (HEADER + 'nan,401,3.0,3.4,0.002,393,2963,best\n', ['line 2', 'epoch is nan']),
+    (HEADER + '-1,401,3.0,3.4,0.002,393,2963,best\n', ['epoch is -1']),
+    (HEADER + '1,401,-3.0,3.4,0.002,393,2963,best\n', ['train_loss is -3.0', 'below zero']),
+    (HEADER + '1,401,x,3.4,0.002,393,2963,best\n', ['not a training log']),
+    ('step,epoch,val_loss\n1,2,3\n', ['not a training log']),
+    ('val_loss,epoch,train_loss,step\n3.4,1\n', ['line 2', 'fewer fields']),
+    ('First Citizen:\nBefore we proceed any further, hear me speak.\n', ['not a training log']),
+    (HEADER, ['no finished epoch']),
+])
+def test_a_damaged_log_is_one_line(tmp_path, log_text, words):
+    assert_one_line_error(plot(tmp_path, log_text), *words)
+    assert not (tmp_path / 'out.svg').exists()
+
+
+def test_what_is_not_a_log_is_one_line(tmp_path):
+    assert_one_line_error(script('_plot.py', SAVES, '--out', tmp_path / 'a.svg'), 'is a folder')
+    assert_one_line_error(script('_plot.py', os.path.join(SAVES, 'shakespeare.txt'), '--out', tmp_path / 'a.svg'),
+                          'not a training log')
+    assert_one_line_error(script('_plot.py', os.path.join(SAVES, 'ShakespeareNet.npz'), '--out',
+                                 tmp_path / 'a.svg'), 'not a training log')
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_shipped_learning_curve_is_drawn_again_byte_for_byte(tmp_path):
+    r = script('_plot.py', LOG, '--out', tmp_path / 'curve.svg')
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(SAVES, '..', 'images', 'learning_curve.svg')) as f:
+        assert (tmp_path / 'curve.svg').read_text() == f.read()
