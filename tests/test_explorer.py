@@ -1,5 +1,6 @@
 """The neuron explorer: text features, the neuron ranking, the printout, the figures and the tkinter viewer (the
 HTML page: test_page.py)."""
+import io
 import os
 import re
 import shutil
@@ -11,7 +12,9 @@ import time
 import numpy as np
 import pytest
 
+import _visualize
 import analysis
+import cli
 import data
 import figures
 import files
@@ -223,6 +226,44 @@ def test_tk_viewer_buttons_change_the_colours(display):
         assert background() == viewer.colour(acts[(2, 'c')][j, 7])
     finally:
         root.destroy()
+
+
+def test_the_analyses_report_their_progress_in_characters():
+    text = tiny_corpus(2500)
+    chars = data.build_lookup(text)
+    ids = data.encode(text, chars)
+    params = lstm.init_params(len(chars), 8, 2, np.random.default_rng(0))
+    cells = [(1, 'h', 0, ''), (2, 'c', 1, '')]
+    for run in (lambda p: analysis.find_neurons(params, ids, text, window=1000, progress=p),
+                lambda p: analysis.gate_saturation(params, ids, window=1000, progress=p),
+                lambda p: analysis.position_profile(params, ids, text, cells, window=1000, progress=p),
+                lambda p: analysis.activations(params, ids, progress=p)):
+        seen = []
+        run(seen.append)
+        assert seen[-1] == 2500 and seen == sorted(seen) and len(seen) == len(range(0, 2500, seen[0]))
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize('mode', ['--find', '--saturation'])
+def test_find_and_saturation_show_progress_on_a_terminal_only(small_model, tmp_path, monkeypatch, capsys, mode):
+    weights, lookup, _ = small_model
+    (tmp_path / 't.txt').write_text(tiny_corpus(5000), encoding='utf-8')
+    args = ['--text', str(tmp_path / 't.txt'), '--weights', str(weights), '--lookup', str(lookup), mode]
+    if mode == '--saturation':
+        args.append(str(tmp_path / 's.svg'))
+    monkeypatch.setattr(cli.Progress, 'interval', 0)   # draw at every call
+    printed = {}
+    for stderr in (Terminal(), io.StringIO()):
+        monkeypatch.setattr(sys, 'stderr', stderr)
+        assert _visualize.main(args) == 0
+        printed[type(stderr)] = stderr.getvalue(), capsys.readouterr().out
+    shown, out = printed[Terminal]
+    assert 'of 5,000 chars' in shown and shown.rstrip(' ').endswith('\r'), shown    # drawn, then cleared
+    assert printed[io.StringIO] == ('', out) and 'layer' in out                  # in a file: the result only
 
 
 def window_titles(display):
