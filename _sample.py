@@ -54,7 +54,8 @@ def parse_args(argv):
     g.add_argument('--beam', type=cli.positive_int, default=None, metavar='N',
                    help='instead of drawing, print the likeliest continuation found by a beam search that keeps '
                         'the N likeliest (by the sum of their characters\' log-probabilities, no temperature); '
-                        '1 is --temperature 0; draws nothing, so --seed changes nothing (default: draw)')
+                        '1 is --temperature 0; with --stop, a short text that ends there often wins, since every character '
+                        'lowers the sum; draws nothing, so --seed changes nothing (default: draw)')
     g.add_argument('--show-logprob', action='store_true',
                    help='after the text, print on stderr the mean log-probability of its generated characters '
                         'under the model (temperature 1), in nats per character')

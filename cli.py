@@ -125,7 +125,8 @@ def add_model_options(parser):
     """The option group naming a trained model: --weights and --lookup, the shipped model by default."""
     g = parser.add_argument_group('model')
     g.add_argument('--weights', type=path, default=os.path.join(SAVES, 'ShakespeareNet.npz'),
-                   help='weights file (default saves/ShakespeareNet.npz)')
+                   help='weights file: an .npz of this repo, or a .json saved by the original project (default '
+                        'saves/ShakespeareNet.npz)')
     g.add_argument('--lookup', type=path, default=os.path.join(SAVES, 'ShakespeareLookup.json'),
                    help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
     return g

@@ -100,6 +100,9 @@ def read(path, V=None):
     if isinstance(layers, list) and layers and all(isinstance(ch, str) for ch in layers):
         raise files.ModelFileError(f'weights file {path} holds a lookup table (a list of characters), not a '
                                    'model\'s weights: a script takes it with --lookup')
+    if isinstance(layers, dict) and 'cache' in layers:
+        raise files.ModelFileError(f'weights file {path} holds the original\'s optimizer state (its RMSprop cache), '
+                                   'not its weights: give the weights file (ShakespeareNet.json)')
     if not isinstance(layers, list) or len(layers) < 2:
         raise files.ModelFileError(f'weights file {path} is not a model saved by the original: that is a JSON '
                                    'list of layers, [[w, b], ..., [[w, b]]], at least one LSTM and the output')

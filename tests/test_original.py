@@ -170,6 +170,8 @@ def damaged(kind):
     j = as_json(good)
     if kind == 'a dict':
         return {'layers': j}
+    if kind == 'the optimizer':
+        return {'n': 4, 'cache': j[:-1] + j[-1]}
     if kind == 'one entry':
         return j[-1:]
     if kind == 'output not wrapped':
@@ -205,7 +207,7 @@ def damaged(kind):
 
 
 @pytest.mark.parametrize('kind, words', [
-    ('a dict', 'not a model saved by the original'), ('one entry', 'not a model saved by the original'),
+    ('a dict', 'not a model saved by the original'), ('the optimizer', "holds the original's optimizer state"), ('one entry', 'not a model saved by the original'),
     ('output not wrapped', 'wrapped once more'), ('a triple', "layer 1 should be a pair [w, b]"),
     ('ragged', "layer 1's w is ragged"), ('a string', "layer 2's w holds something that is not a number"),
     ('true', 'not a number'), ('null', "layer 1's b holds something that is not a number"),
