@@ -11,6 +11,7 @@ OPENBLAS_CORETYPE pins the kernel. The last line is
 one JSON object with every figure. Measure on a quiet machine: with another busy process on the cores, OpenBLAS's
 multi-threaded products slow down many times over.
 """
+import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import json
 import os
 import resource
@@ -18,7 +19,6 @@ import sys
 import time
 
 import blas
-import cli
 import lstm
 
 

@@ -6,12 +6,12 @@
 The text is read as one continuous stream (batch 1) with the hidden state carried from character to character,
 starting from zeros; the score is the mean of -ln p(next character) over every character but the first.
 """
+import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import time
 
 import numpy as np
 
 import analysis
-import cli
 import data
 import files
 import lstm
@@ -63,7 +63,7 @@ def main(argv=None):
         chars = data.load_lookup(args.lookup)
         params, _ = files.load_params(args.weights, V=len(chars))
         if args.text is not None:
-            ids, _ = data.read_corpus(args.text, chars)
+            ids, _ = data.read_corpus(args.text, chars, 'text')
             what = args.text
         else:
             path = args.corpus if args.corpus is not None else data.tiny_shakespeare()

@@ -5,11 +5,11 @@
 
 Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
 """
+import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import csv
 import math
 import os
 
-import cli
 import files
 import svg
 

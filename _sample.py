@@ -4,12 +4,12 @@
     python _sample.py --num-samples 4 --top-p 0.9 --stop '\\n\\n'      # four speeches, drawn side by side
     python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the likeliest text the beam finds
 """
+import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import sys
 
 import numpy as np
 
 import beam
-import cli
 import data
 import files
 import lstm
@@ -72,7 +72,7 @@ def priming_text(args):
             cli.fail('--start is empty: give at least one character to begin with')
         return start
     try:
-        ids, chars = data.read_corpus(args.start_file)
+        ids, chars = data.read_corpus(args.start_file, what='file')
     except data.CorpusError as e:
         cli.fail(f'--start-file: {e}')
     return data.decode(ids, chars)

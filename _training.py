@@ -13,6 +13,7 @@ The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM and every -
 Every file is written to a temporary file and renamed into place. The shipped model in saves/ is only written
 when --out saves is given.
 """
+import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import csv
 import fcntl
 import os
@@ -21,7 +22,6 @@ import time
 
 import numpy as np
 
-import cli
 import data
 import engine
 import files

@@ -10,10 +10,10 @@ The background of each character is the activation of the chosen neuron after re
 +1 red (newlines stay white). Choose the layer, the hidden state h or the cell state tanh(c), and the neuron by
 its index, or step through them with Previous and Next.
 """
+import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import os
 
 import analysis
-import cli
 import data
 import figures
 import files
@@ -52,7 +52,7 @@ def load(args):
     try:
         chars = data.load_lookup(args.lookup)
         params, _ = files.load_params(args.weights, V=len(chars))
-        ids, _ = data.read_corpus(args.text, chars)
+        ids, _ = data.read_corpus(args.text, chars, 'text')
     except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(str(e))
     _, H, n_layers = lstm.sizes(params)

@@ -4,6 +4,8 @@ Every error a script can foresee is reported as one line on stderr, `script: err
 it`, with exit status 2 and no traceback.
 """
 import argparse
+import errno
+import io
 import os
 import sys
 import time
@@ -24,8 +26,11 @@ def run(main):
 
     When whoever reads the output goes away early (`python _visualize.py --find | head`), the script stops quietly,
     as if it had printed everything, instead of ending on a BrokenPipeError traceback. Ctrl-C stops it with one
-    line and exit status 130.
+    line and exit status 130. Output that cannot be written (a full disk, `> /dev/full`, a closed stdout) is one
+    line on stderr and exit status 2; stderr that cannot be written is left out, the exit status kept. What the
+    console's encoding cannot show is written as a backslash escape.
     """
+    _guard_output()
     status = 0
     try:
         try:
@@ -35,6 +40,11 @@ def run(main):
         sys.stdout.flush()
     except BrokenPipeError:
         _stdout_to_devnull()
+    except OutputError as e:
+        _stdout_to_devnull()
+        if not status:
+            _say(f'error: {e.strerror}')
+            status = 2
     except KeyboardInterrupt:
         status = _interrupted()
     sys.exit(status)
@@ -46,33 +56,120 @@ def _interrupted():
         sys.stdout.flush()
     except (OSError, ValueError):
         _stdout_to_devnull()
-    try:
-        sys.stderr.write(f'{os.path.basename(sys.argv[0])}: interrupted (Ctrl-C)\n')
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    _say('interrupted (Ctrl-C)')
     return 130
 
 
+def _on_uncaught(kind, value, tb):
+    """Ctrl-C before run() (while numpy is imported): one line and status 130 too, never a traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        os._exit(_interrupted())
+    sys.__excepthook__(kind, value, tb)
+
+
+sys.excepthook = _on_uncaught                           # scripts import cli first, so that this covers start-up
+
+
 def write(text):
-    """Print progress that nobody has to read: if stdout is a closed pipe, the work goes on without it."""
+    """Print progress that nobody has to read: if stdout cannot take it (a closed pipe, a full disk), the work
+    goes on without it (after one line on stderr, unless the reader simply went away)."""
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
         _stdout_to_devnull()
+    except (OSError, ValueError, AttributeError) as e:  # ValueError: a closed file; AttributeError: stdout None
+        _stdout_to_devnull()
+        _say(f'warning: {getattr(e, "strerror", None) or e}: going on without printing')
+
+
+def _say(text):
+    """Write `script: text` on stderr if it can be written (2>/dev/full: it cannot, and nothing else changes)."""
+    try:
+        sys.stderr.write(f'{os.path.basename(sys.argv[0])}: {text}\n')
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class OutputError(OSError):
+    """stdout could not be written: its message (strerror) says so, in words."""
+
+
+class _Output(io.RawIOBase):
+    """The file descriptor under stdout or stderr. A write that fails raises OutputError (stdout) or is dropped
+    (stderr, or stdout once its reader is gone)."""
+
+    def __init__(self, fd, name, closed):
+        self.fd, self.name, self.is_closed, self.discard = fd, name, closed, False
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self.fd
+
+    def isatty(self):
+        return not self.is_closed and os.isatty(self.fd)
+
+    def write(self, b):
+        if self.discard or (self.is_closed and self.name == 'stderr'):
+            return len(b)
+        if self.is_closed:
+            raise OutputError(errno.EBADF, f'cannot write the output: {self.name} is closed')
+        try:
+            return os.write(self.fd, b)
+        except OSError as e:
+            if self.name == 'stderr':                   # nowhere left to say anything: go on
+                return len(b)
+            if isinstance(e, BrokenPipeError):
+                raise
+            raise OutputError(e.errno, f'cannot write the output to {self.name}: {e.strerror or e}') from None
+
+
+def _guard_output():
+    """Put stdout and stderr on _Output, with backslash escapes for what their encoding cannot show. A closed
+    descriptor (`>&-`) is first opened on /dev/null, so that no file the script opens can take its number."""
+    for fd, name in ((1, 'stdout'), (2, 'stderr')):
+        old = getattr(sys, name)
+        if isinstance(old, io.TextIOWrapper) and isinstance(getattr(old.buffer, 'raw', None), _Output):
+            continue                                    # already done
+        try:
+            os.fstat(fd)
+            closed = False
+        except OSError:
+            closed = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        try:
+            if old is not None:
+                old.flush()
+        except (OSError, ValueError):
+            pass
+        encoding = getattr(old, 'encoding', None) or 'utf-8'
+        line_buffering = name == 'stderr' or bool(getattr(old, 'line_buffering', False))
+        setattr(sys, name, io.TextIOWrapper(io.BufferedWriter(_Output(fd, name, closed)), encoding=encoding,
+                                            errors='backslashreplace', line_buffering=line_buffering))
 
 
 def _stdout_to_devnull():
     """Send what is still to be printed, including what sits in the buffer, nowhere (not to a closed pipe)."""
+    raw = getattr(getattr(sys.stdout, 'buffer', None), 'raw', None)
+    if isinstance(raw, _Output):
+        raw.discard = True
+        return
+    if sys.stdout is None:
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
 
 
 def fail(message):
-    """Print `script: error: message` on stderr and exit with status 2."""
-    sys.stderr.write(f'{os.path.basename(sys.argv[0])}: error: {message}\n')
+    """Print `script: error: message` on stderr (if it can be written) and exit with status 2."""
+    _say(f'error: {message}')
     sys.exit(2)
 
 

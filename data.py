@@ -7,9 +7,13 @@ one byte per character in memory.
 """
 import codecs
 import hashlib
+import io
 import json
 import os
+import select
+import stat
 import tempfile
+import unicodedata
 
 import numpy as np
 
@@ -32,32 +36,66 @@ def _codepoints(s):
     return np.frombuffer(s.encode('utf-32-le', 'surrogatepass'), dtype='<u4')
 
 
-def _text_blocks(path):
-    """Yield the text of a UTF-8 file a block at a time. Raises CorpusError if it is missing or not UTF-8."""
+def _open_text(path, what='corpus'):
+    """Open a text file to be read twice (its length first, then its characters). A pipe, a FIFO or another stream
+    that cannot be read twice (`--corpus /dev/stdin`, `<(cat t.txt)`) is read once, into memory, up to a quarter
+    of the machine's memory. Raises CorpusError if it is missing or unreadable."""
+    try:
+        f = open(path, 'rb')
+        if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return f
+        with f:
+            limit, raw = _memory_bytes() // 4, io.BytesIO()
+            while True:
+                select.select([f], [], [], 0.5)         # waits in short turns: a Ctrl-C is acted on within 0.5 s
+                block = os.read(f.fileno(), BLOCK)
+                if not block:
+                    break
+                raw.write(block)
+                if raw.tell() > limit:
+                    raise CorpusError(f'{what} {path} is a stream of more than {limit:,} bytes, a quarter of this '
+                                      'machine\'s memory: save it to a file and give that')
+        raw.seek(0)
+        return raw
+    except FileNotFoundError:
+        raise CorpusError(f'{what} {path} does not exist: check the path') from None
+    except IsADirectoryError:
+        raise CorpusError(f'{what} {path} is a folder: give a text file') from None
+    except PermissionError:
+        raise CorpusError(f'{what} {path} cannot be read: permission denied') from None
+    except OSError as e:
+        raise CorpusError(f'{what} {path} cannot be read: {e.strerror or e}') from None
+
+
+def _memory_bytes():
+    """The machine's physical memory in bytes (2**40 where the system does not say)."""
+    try:
+        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def _text_blocks(f, path, what='corpus'):
+    """Yield the text of an open UTF-8 file, from its start, a block at a time. Raises CorpusError if it is not
+    UTF-8 or cannot be read."""
     decoder = codecs.getincrementaldecoder('utf-8')('strict')
     offset = 0
     try:
-        with open(path, 'rb') as f:
-            while True:
-                raw = f.read(BLOCK)
-                try:
-                    s = decoder.decode(raw, final=not raw)
-                except UnicodeDecodeError as e:
-                    raise CorpusError(f'{path} is not UTF-8 text (bad byte at offset {offset + e.start}): '
-                                      'convert it to UTF-8 first')
-                offset += len(raw)
-                if s:
-                    yield s
-                if not raw:
-                    return
-    except FileNotFoundError:
-        raise CorpusError(f'corpus {path} does not exist: check the path')
-    except IsADirectoryError:
-        raise CorpusError(f'corpus {path} is a folder: give a text file')
-    except PermissionError:
-        raise CorpusError(f'corpus {path} cannot be read: permission denied')
+        f.seek(0)
+        while True:
+            raw = f.read(BLOCK)
+            try:
+                s = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as e:
+                raise CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {offset + e.start}): '
+                                  'convert it to UTF-8 first') from None
+            offset += len(raw)
+            if s:
+                yield s
+            if not raw:
+                return
     except OSError as e:
-        raise CorpusError(f'corpus {path} cannot be read: {e.strerror or e}')
+        raise CorpusError(f'{what} {path} cannot be read: {e.strerror or e}') from None
 
 
 def build_lookup(text):
@@ -91,10 +129,18 @@ class _Table:
         unknown = self.sorted[pos_c] != cps
         if unknown.any():
             bad = np.unique(cps[unknown])
-            names = ', '.join(repr(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
+            names = ', '.join(_shown(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
             raise CorpusError(f'{len(bad)} character(s) not in the lookup table: {names}; '
                               'remove them or use a model trained on a corpus that has them')
         return self.order[pos_c].astype(self.dtype)
+
+
+def _shown(ch):
+    """A character as a message shows it: quoted, with its code point where it would not show by itself (a
+    combining accent, a space or control character, a lone surrogate): 'a', U+0301 (COMBINING ACUTE ACCENT)."""
+    if unicodedata.category(ch)[0] in 'MZC' and ch != ' ':
+        return f'U+{ord(ch):04X} ({unicodedata.name(ch, "no name")})'
+    return repr(ch)
 
 
 def index_dtype(V):
@@ -102,31 +148,37 @@ def index_dtype(V):
     return np.uint8 if V <= 256 else np.uint16 if V <= 65536 else np.uint32
 
 
-def read_corpus(path, chars=None):
+def read_corpus(path, chars=None, what='corpus'):
     """Read and encode a UTF-8 text file.
 
     chars: the lookup table to encode with; None builds it from the file (sorted distinct characters).
+    what: how error messages name the file ('corpus', 'text', ...).
     Returns (ids, chars): ids a 1-D array of indices. Raises CorpusError on a missing, unreadable, non-UTF-8 or
     empty file, or on characters outside a given table.
     """
     n, seen = 0, np.zeros(0, dtype=np.uint32)
-    for s in _text_blocks(path):                        # first pass: the length (and the alphabet, if not given)
-        n += len(s)
+    with _open_text(path, what) as f:
+        for s in _text_blocks(f, path, what):           # first pass: the length (and the alphabet, if not given)
+            n += len(s)
+            if chars is None:
+                seen = np.union1d(seen, np.unique(_codepoints(s)))
         if chars is None:
-            seen = np.union1d(seen, np.unique(_codepoints(s)))
-    if chars is None:
-        chars = [chr(c) for c in seen]
-    table = _Table(chars)
-    if n == 0:
-        raise CorpusError(f'corpus {path} is empty: give a text file with some text in it')
-    ids = np.empty(n, dtype=table.dtype)
-    pos = 0
-    for s in _text_blocks(path):                        # second pass: encode into one preallocated array
-        try:
-            ids[pos:pos + len(s)] = table.encode(_codepoints(s))
-        except CorpusError as e:
-            raise CorpusError(f'{path}: {e}')
-        pos += len(s)
+            chars = [chr(c) for c in seen]
+        table = _Table(chars)
+        if n == 0:
+            raise CorpusError(f'{what} {path} is empty: give a text file with some text in it')
+        ids = np.empty(n, dtype=table.dtype)
+        pos = 0
+        for s in _text_blocks(f, path, what):           # second pass: encode into one preallocated array
+            if pos + len(s) > n:
+                break
+            try:
+                ids[pos:pos + len(s)] = table.encode(_codepoints(s))
+            except CorpusError as e:
+                raise CorpusError(f'{path}: {e}') from None
+            pos += len(s)
+    if pos != n:
+        raise CorpusError(f'{what} {path} changed while it was read: read it again once nothing writes to it')
     return ids, chars
 
 
