@@ -90,7 +90,7 @@ def numpy_sampling(params, args):
 
 def sample_speed(params, N, length, rng):
     """Characters per second of lstm.sample drawing N samples side by side (N characters per step)."""
-    gen = lstm.sample(params, [0], length + 10, 1.0, rng, num_samples=N)
+    gen = lstm.sample(params, [0], length + 10, temperature=1.0, rng=rng, num_samples=N)
     for _ in range(10):
         next(gen)
     t = time.perf_counter()

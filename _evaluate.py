@@ -84,8 +84,8 @@ def main(argv=None):
         print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char')
         return 0
     with cli.Progress('scoring with dynamic evaluation', len(ids) - 1) as progress:
-        sums, counts = lstm.evaluate_dynamic(params, ids, args.dynamic_lr, args.dynamic_window, args.dynamic_decay,
-                                             threads=1, progress=progress)
+        sums, counts = lstm.evaluate_dynamic(params, ids, lr=args.dynamic_lr, window=args.dynamic_window,
+                                             decay=args.dynamic_decay, threads=1, progress=progress)
     print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s, with dynamic evaluation '
           f'(lr {args.dynamic_lr:g}, windows of {args.dynamic_window}, decay {args.dynamic_decay:g})')
     half = np.searchsorted(np.cumsum(counts), counts.sum() / 2)      # the window holding the middle character

@@ -106,8 +106,9 @@ def main(argv=None):
             progress.close()
             draws = ([ix] for ix in found)
         else:
-            draws = lstm.sample(params, prime, args.length, args.temperature, np.random.default_rng(args.seed), N,
-                                args.top_k, args.top_p)
+            draws = lstm.sample(params, prime, args.length, temperature=args.temperature,
+                                rng=np.random.default_rng(args.seed), num_samples=N, top_k=args.top_k,
+                                top_p=args.top_p)
             # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr says how far.
             if N == 1 and cli.is_terminal(sys.stdout):
                 progress.close()

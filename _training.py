@@ -176,7 +176,10 @@ def resumed_run(args, out):
         cli.fail(f'cannot resume from {out}: {e}')
     rng = np.random.default_rng()
     rng.bit_generator.state = meta['rng']
-    engine.set_block_widths(meta.get('block_widths', []))      # the same products as before: bit for bit
+    try:
+        engine.set_block_widths(meta.get('block_widths', []))  # the same products as before: bit for bit
+    except ValueError as e:
+        cli.fail(f'cannot resume from {out}: {path}: {e}')
     if args.corpus is not None:
         settings['corpus'] = stored_corpus(args.corpus)
     return Run(settings, chars, params, opt, state, ema, meta['position'], rng, meta.get('corpus_chars'))
@@ -250,8 +253,9 @@ def train_window(run, chunked, threads):
     s = run.settings
     x, y = data.window(chunked, s['window'], run.pos['window'])
     with np.errstate(all='ignore'):                     # overflow is caught below, with a clear message
-        loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, s['dropout'], run.rng, threads,
-                                                     s['weight_drop'], s['variational'])
+        loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, dropout=s['dropout'], rng=run.rng,
+                                                     threads=threads, weight_drop=s['weight_drop'],
+                                                     variational=s['variational'])
         run.opt.step(run.params, grads)
     if run.ema is not None:
         update_average(run.ema, run.params, s['ema'])
@@ -267,7 +271,7 @@ def train_window(run, chunked, threads):
 def sample_text(params, chars, length, seed):
     """A short sample at temperature 0.5, primed with a newline (or the first character of the table)."""
     prime = chars.index('\n') if '\n' in chars else 0
-    return data.decode([ix[0] for ix in lstm.sample(params, [prime], length, 0.5, seed)], chars)
+    return data.decode([ix[0] for ix in lstm.sample(params, [prime], length, temperature=0.5, rng=seed)], chars)
 
 
 class Log:

@@ -66,7 +66,7 @@ def search(params, prime, length, width, stop=None, progress=None):
             progress(step)
         if np.all(done | np.isneginf(scores)):
             break
-        model.stack.state = [(h[row], c[row]) for h, c in model.stack.state]   # each row goes on from its parent
+        model.state = [(h[row], c[row]) for h, c in model.state]    # each row goes on from its parent
         logits = model(np.maximum(ix, 0)[None, :])[0]
     out, k = [], 0                                      # row 0 holds the best: follow its parents back
     for row, ix in zip(reversed(parents), reversed(chars)):

@@ -14,17 +14,26 @@ and tests/test_engine.py holds it to them in float64 over random shapes. What ma
   elementwise operations and one product per step.
 - On two threads (stack_forward / stack_backward), each thread runs half of the B streams through every layer;
   numpy releases the GIL inside its kernels, so the two overlap, and the halves' weight gradients are added.
+
+The forward-only path (stack_forward_only: sampling, evaluation, the explorer) runs the same forward loop without
+the backward's factors, with the recurrent weights prepared once, and with a fixed block width, so that it gives
+the same output in every process.
 """
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 # OpenBLAS runs the small in-loop products, (B x H) @ (H x 4H) forward and (B x 4H) @ (4H x H) backward, faster
 # with the weight cut into blocks of columns and done as one batched product; which width is fastest depends on
-# the CPU, the OpenBLAS kernel and B, so best_block measures it on the machine at hand. FORWARD_BLOCK and
-# BACKWARD_BLOCK, when set (0: the plain product), fix the widths instead (the tests use this).
+# the CPU, the OpenBLAS kernel and B, so training measures it on the machine at hand (best_block). FORWARD_BLOCK
+# and BACKWARD_BLOCK, when set (0: the plain product), fix training's widths instead (the tests use this).
 FORWARD_BLOCK = BACKWARD_BLOCK = None
+# The forward-only path (sampling, evaluation, the explorer) uses one fixed width instead, the plain product: a
+# width changes the products' rounding, and a measured one can differ from one process to the next, so that the
+# same seed could give a different sample. Fixed, the same input gives the same output in every process.
+FORWARD_ONLY_BLOCK = 0
 
 
 def sigmoid(x, out):
@@ -63,7 +72,8 @@ def best_block(B, K, N, dtype):
     """The fastest way to compute a (B, K) @ (K, N) product on this machine: the width of the column blocks, or
     0 for the plain product. Measured at first use for each shape (a few milliseconds), then remembered.
     The widths change the rounding of the products, so a training checkpoint saves them (block_widths) and a
-    resumed run reuses them (set_block_widths): it then continues bit for bit."""
+    resumed run reuses them (set_block_widths): it then continues bit for bit. (Training only: the forward-only
+    path uses FORWARD_ONLY_BLOCK.)"""
     key = (int(B), int(K), int(N), np.dtype(dtype).str)
     with _tuning:
         if key not in _best_blocks:
@@ -99,15 +109,35 @@ def block_widths():
 
 
 def set_block_widths(table):
-    """Use these widths (from block_widths, e.g. of a saved run) instead of measuring those shapes again."""
+    """Use these widths (from block_widths, e.g. of a saved run) instead of measuring those shapes again.
+    Raises ValueError, naming the first wrong entry, if the table is not such a list (and then uses none of it)."""
+    if not isinstance(table, list):
+        raise ValueError(f'the table of block widths is a {type(table).__name__}, not a list')
+    widths = {}
+    for k, row in enumerate(table):
+        key = _width_key(row)
+        if key is None:
+            raise ValueError(f'entry {k} of the table of block widths is {row!r}, not [B, K, N, float dtype, '
+                             f'width] with sizes above 0 and a width among {list(BLOCK_CANDIDATES)}')
+        widths[key] = row[4]
     with _tuning:
-        for row in table if isinstance(table, list) else []:
-            try:
-                B, K, N, dtype, width = row
-                if int(width) in BLOCK_CANDIDATES:
-                    _best_blocks[(int(B), int(K), int(N), np.dtype(dtype).str)] = int(width)
-            except (TypeError, ValueError):             # a damaged entry: that shape is measured again
-                pass
+        _best_blocks.update(widths)
+
+
+def _width_key(row):
+    """The key (B, K, N, dtype) of a row [B, K, N, dtype, width] of block_widths, or None if it is damaged."""
+    if not isinstance(row, list) or len(row) != 5 or not isinstance(row[3], str):
+        return None
+    sizes = [row[0], row[1], row[2], row[4]]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
+        return None
+    if min(row[:3]) < 1 or row[4] not in BLOCK_CANDIDATES:
+        return None
+    try:
+        dtype = np.dtype(row[3])
+    except TypeError:
+        return None
+    return (row[0], row[1], row[2], dtype.str) if dtype.kind == 'f' else None
 
 
 def _width(fixed, B, K, N, dtype):
@@ -115,67 +145,61 @@ def _width(fixed, B, K, N, dtype):
 
 
 class LSTMWindow:
-    """One LSTM layer over one window: its buffers, the forward steps and the backward steps.
+    """One LSTM layer run over one whole window: the engine's lstm_forward, and its cache.
 
-    The forward (project, then forward_steps) and the backward (backward_start, backward_steps, input_grad,
-    backward_finish) run over the whole window, or a time range at a time, in order (the forward-only path
-    feeds text in pieces this way). The object is the layer's cache: lstm_backward reads it, and it uses itself
-    up (G becomes dL/dz): run the backward once per forward.
+    Making it runs the forward pass: the input projection x Wx + b of every step as one product, then the steps.
+    With factors=True (training) each step also leaves the factors of its gate gradients in G, and backward()
+    turns them into dL/dz and returns the gradients; it uses the window up, so run it once. With factors=False
+    (the forward-only path) G ends up holding every step's activated gates [i, f, o, g].
     """
 
-    def __init__(self, x, h0, c0, W, b, Whb=None, keep_c=True):
+    def __init__(self, x, h0, c0, W, b, Whb=None, factors=True, keep_c=True):
         """x: (T, B, D) inputs or (T, B) indices of one-hot vectors; h0, c0 (B, H); W (D + H, 4H); b (4H,);
-        Whb: h_prev's weights W[D:] already in column blocks (for repeated forward-only use), or None;
+        Whb: h_prev's weights W[D:] already in column blocks (the forward-only path prepares them once), or None
+        to cut them here at training's measured width; factors: compute what backward() needs;
         keep_c: keep every step's cell state in self.c. The backward pass does not read it (only the factors),
-        so training keeps just the last two steps' (self.c is then None, and c_last is the final state)."""
+        so training keeps just the last two steps' (self.c is then None); c_last is the final state either way."""
         T, B = x.shape[:2]
         H = h0.shape[1]
         dt = W.dtype
         self.x, self.W, self.b, self.D, self.H = x, W, b, W.shape[0] - H, H
-        if Whb is None:                                 # h_prev's weights, in column blocks
+        if Whb is None:
             Whb = column_blocks(W[self.D:], _width(FORWARD_BLOCK, B, H, 4 * H, dt))
-        self.Whb = Whb
         self.hs = np.empty((T + 1, B, H), dt)          # [h0, h[0], ..., h[T - 1]]: hs[t] is h_prev of step t
         self.cs = np.empty((T + 1 if keep_c else 2, B, H), dt)     # all of c, or the last two steps' in turn
         self.hs[0], self.cs[0] = h0, c0
         self.h = self.hs[1:]                            # (T, B, H) view
         self.c = self.cs[1:] if keep_c else None
-        self._done = 0                                  # steps run so far
+        self.c_last = self.cs[T % len(self.cs)]         # (B, H) view: the cell state after the last step
         self.G = np.empty((T, B, 4 * H), dt)            # z -> gates -> factors F -> (backward) dz
-        self.f = self.K = None                          # made by forward_steps(factors=True)
-
-    @property
-    def c_last(self):
-        """The cell state after the last step run so far."""
-        return self.cs[self._done % len(self.cs)]
+        self.f = np.empty((T, B, H), dt) if factors else None      # the forget gate, for dc_prev = dc * f
+        self.K = np.empty((T, B, H), dt) if factors else None      # dL/dc gets dh * K from h = o * tanh(c)
+        self._project()
+        self._forward_steps(Whb)
 
     # --- forward ---
 
-    def project(self, t0, t1):
-        """The input part of z, x Wx + b, for steps t0 <= t < t1: one product for the range (x[t0:t1] ready)."""
+    def _project(self):
+        """The input part of z, x Wx + b, for every step: one product for the window."""
         x, W, D, G = self.x, self.W, self.D, self.G
         if x.ndim == 2:
             # A one-hot vector times Wx selects one row of Wx, so the input projection is a row gather.
-            np.take(W[:D], x[t0:t1], axis=0, out=G[t0:t1])
+            np.take(W[:D], x, axis=0, out=G)
         else:
-            np.matmul(x[t0:t1].reshape(-1, D), W[:D], out=G[t0:t1].reshape(-1, G.shape[2]))
-        G[t0:t1] += self.b
+            np.matmul(x.reshape(-1, D), W[:D], out=G.reshape(-1, G.shape[2]))
+        G += self.b
 
-    def forward_steps(self, t0, t1, factors=True):
-        """lstm_step_forward for steps t0 <= t < t1, in order (the steps before t0 and project(t0, t1) done).
-        factors=False skips what only the backward pass needs (evaluation and sampling)."""
-        G, hs, cs, Whb = self.G, self.hs, self.cs, self.Whb
+    def _forward_steps(self, Whb):
+        """lstm_step_forward for every step, in order; with the factors if self.f is there."""
+        G, hs, cs, f_, K = self.G, self.hs, self.cs, self.f, self.K
         T, B, H = self.h.shape
         dt = G.dtype
-        if factors and self.f is None:
-            self.f = np.empty((T, B, H), dt)           # the forget gate, for dc_prev = dc * f
-            self.K = np.empty((T, B, H), dt)           # dL/dc gets dh * K from h = o * tanh(c)
         hz = np.empty((B, 4 * H), dt)                   # h_prev @ Wh
         tc = np.empty((B, H), dt)                       # tanh(c)
         tmp = np.empty((B, H), dt)
-        tmp3 = np.empty((B, 3 * H), dt) if factors else None
+        tmp3 = np.empty((B, 3 * H), dt)
         ring = len(cs)                                  # T + 1, or 2 where only the last two are kept
-        for t in range(t0, t1):
+        for t in range(T):
             h_prev, c_prev, h, c = hs[t], cs[t % ring], hs[t + 1], cs[(t + 1) % ring]
             Gt = G[t]                                   # (B, 4H), holds z's input part
             matmul_blocks(h_prev, Whb, out=hz)
@@ -188,11 +212,10 @@ class LSTMWindow:
             c += tmp                                    # c = f * c_prev + i * g
             np.tanh(c, out=tc)
             np.multiply(o, tc, out=h)                   # h = o * tanh(c)
-            if not factors:
+            if f_ is None:
                 continue
             # The factors of lstm_step_backward's gate gradients, computed now while this step's numbers are in
             # cache, over the gates in G[t] (in an order that reads each gate before it is overwritten).
-            K, f_ = self.K, self.f
             f_[t] = f
             np.multiply(tc, tc, out=K[t])
             np.subtract(1.0, K[t], out=K[t])
@@ -206,34 +229,30 @@ class LSTMWindow:
             Gt[:, H:2 * H] *= c_prev                    # dz_f = dc * c_prev * f (1 - f)
             Gt[:, 2 * H:3 * H] *= tc                    # dz_o = dh * tanh(c) * o (1 - o)
             Gt[:, 3 * H:] = tmp                         # dz_g = dc * i * (1 - g^2)
-        self._done = t1
-        if factors and t1 == len(G):
-            self.Whb = None                             # the window is done: let the copy of Wh go
 
     # --- backward ---
 
-    def backward_start(self, dcT=None):
-        """Set up the backward pass; dcT (B, H) is the gradient of the last cell state, or None for zero."""
-        B, H = self.h.shape[1:]
-        dt = self.W.dtype
-        self.WhTb = None                                # made by the first backward step, to keep the peak low
-        self.dh_next = np.zeros((B, H), dt)             # the gradient flowing into h[t] from step t + 1
-        self.dc_next = np.zeros((B, H), dt) if dcT is None else dcT.astype(dt, copy=True)
+    def backward(self, dh, dcT=None):
+        """layers.lstm_backward: dh (T, B, H) the gradient of every h[t]; dcT (B, H) that of the last cell state,
+        or None for zero. Returns (dx (T, B, D), or None for indices; dh0, dc0 (B, H); dW; db). The window must
+        have been made with factors=True; this uses it up (G becomes dL/dz)."""
+        dh0, dc0 = self._backward_steps(dh, dcT)
+        dx = self._input_grad()
+        dW, db = self._weight_grads()
+        return dx, dh0, dc0, dW, db
 
-    def backward_steps(self, dh, t0, t1):
-        """lstm_step_backward for steps t1 - 1 down to t0 (the steps from t1 on done), turning G[t] into dL/dz.
-        dh[t] is the gradient with respect to h[t] for t0 <= t < t1 (the whole window's dh, or this range's)."""
+    def _backward_steps(self, dh, dcT):
+        """lstm_step_backward for steps T - 1 down to 0, turning G[t] into dL/dz. Returns (dh0, dc0)."""
         G, f, K = self.G, self.f, self.K
-        if self.WhTb is None:
-            B, H = self.h.shape[1:]                     # Wh^T (4H, H), C-ordered, in column blocks
-            self.WhTb = column_blocks(self.W[self.D:].T, _width(BACKWARD_BLOCK, B, 4 * H, H, self.W.dtype))
-        dh_next, dc_next, WhTb = self.dh_next, self.dc_next, self.WhTb
-        B, H = dh_next.shape
-        off = t0 if dh.shape[0] == t1 - t0 else 0       # dh's own index of step t is t - off
-        dht = np.empty((B, H), G.dtype)
-        dc = np.empty((B, H), G.dtype)
-        for t in range(t1 - 1, t0 - 1, -1):
-            np.add(dh[t - off], dh_next, out=dht)       # h[t] feeds the output and the next step
+        B, H = self.h.shape[1:]
+        dt = G.dtype
+        WhTb = column_blocks(self.W[self.D:].T, _width(BACKWARD_BLOCK, B, 4 * H, H, dt))   # Wh^T (4H, H)
+        dh_next = np.zeros((B, H), dt)                  # the gradient flowing into h[t] from step t + 1
+        dc_next = np.zeros((B, H), dt) if dcT is None else dcT.astype(dt, copy=True)
+        dht = np.empty((B, H), dt)
+        dc = np.empty((B, H), dt)
+        for t in range(len(G) - 1, -1, -1):
+            np.add(dh[t], dh_next, out=dht)             # h[t] feeds the output and the next step
             np.multiply(dht, K[t], out=dc)
             dc += dc_next                               # c[t] feeds h[t] and the next step's cell
             dz = G[t]                                   # the factors F become dL/dz = [dc, dc, dh, dc] * F
@@ -243,19 +262,19 @@ class LSTMWindow:
             dz4[:, 3] *= dc                             # dz_g
             np.multiply(dc, f[t], out=dc_next)          # dc_prev = dc * f
             matmul_blocks(dz, WhTb, out=dh_next)        # dh_prev = dz Wh^T
+        return dh_next, dc_next
 
-    def input_grad(self, t0, t1):
-        """dx[t0:t1] = dz Wx^T as one product (the backward steps of the range done); None for indices."""
+    def _input_grad(self):
+        """dx = dz Wx^T as one product for the window (after the backward steps); None for indices."""
         if self.x.ndim == 2:
             return None
-        if getattr(self, 'WxT', None) is None:
-            self.WxT = np.ascontiguousarray(self.W[:self.D].T)
         dz = self.G
-        return (dz[t0:t1].reshape(-1, dz.shape[2]) @ self.WxT).reshape(t1 - t0, dz.shape[1], self.D)
+        WxT = np.ascontiguousarray(self.W[:self.D].T)
+        return (dz.reshape(-1, dz.shape[2]) @ WxT).reshape(dz.shape[0], dz.shape[1], self.D)
 
-    def backward_finish(self):
-        """After every backward step: (dh0, dc0, dW, db). The weight gradient is two products over the whole
-        window, dW = [x, h_prev]^T dz: the input rows and the h_prev rows."""
+    def _weight_grads(self):
+        """(dW, db) after the backward steps. The weight gradient is two products over the whole window,
+        dW = [x, h_prev]^T dz: the input rows and the h_prev rows."""
         x, W, D, dz = self.x, self.W, self.D, self.G
         T, B, H = self.h.shape
         dz2 = dz.reshape(T * B, 4 * H)
@@ -267,70 +286,79 @@ class LSTMWindow:
             xs = x.reshape(T * B, D)
         np.matmul(xs.T, dz2, out=dW[:D])
         np.matmul(self.hs[:-1].reshape(-1, H).T, dz2, out=dW[D:])
-        db = dz2.sum(axis=0)
-        return self.dh_next, self.dc_next, dW, db
+        return dW, dz2.sum(axis=0)
 
-    def release(self, keep_dz=False):
-        """Let the buffers go once the backward pass is done with them; keep_dz keeps what input_grad reads."""
-        for name in ('hs', 'cs', 'h', 'c', 'f', 'K', 'WhTb', 'dh_next', 'dc_next', 'Whb'):
-            setattr(self, name, None)
-        if not keep_dz:
-            self.G = self.x = self.WxT = None
+    def release(self):
+        """Let the buffers go (stack_backward does, as soon as a layer's backward is done)."""
+        self.x = self.hs = self.cs = self.h = self.c = self.c_last = self.G = self.f = self.K = None
 
 
 def lstm_forward(x, h0, c0, W, b):
-    """layers.lstm_forward (x may also be (T, B) indices of one-hot vectors). Returns (h, c, cache)."""
+    """layers.lstm_forward (x may also be (T, B) indices of one-hot vectors). Returns (h, c, cache): the cache is
+    the LSTMWindow."""
     window = LSTMWindow(x, h0, c0, W, b)
-    window.project(0, len(window.G))
-    window.forward_steps(0, len(window.G))
     return window.h, window.c, window
 
 
 def lstm_backward(dh, dcT, cache):
     """layers.lstm_backward: (dx or None for indices, dh0, dc0, dW, db). Uses the cache up."""
-    T = dh.shape[0]
-    cache.backward_start(dcT)
-    cache.backward_steps(dh, 0, T)
-    return (cache.input_grad(0, T),) + cache.backward_finish()
+    return cache.backward(dh, dcT)
 
 
 # --- the stack of layers, on one thread or two ------------------------------------------------------------------
+
+class StackCache(NamedTuple):
+    """What stack_backward needs from stack_forward."""
+    parts: list                                         # the streams each thread ran: [slice(0, B)], or two halves
+    windows: list                                       # per part, each layer's LSTMWindow
+    masks: list                                         # per part, each layer's dropout mask (its streams) or None
+
 
 def stack_forward(x, state, Ws, bs, masks, threads=1):
     """layers.stack_forward for (T, B) indices x. threads = 1 runs the layers one after the other; 2 (or more)
     splits the B streams into two halves, each run through every layer on its own thread (numpy releases the
     GIL inside its kernels, so the two overlap), and stack_backward adds the halves' weight gradients: the same
-    results up to rounding. Returns (top output (T, B, H), final state, cache)."""
+    results up to rounding. Returns (top output (T, B, H), final state, StackCache)."""
     B = x.shape[1]
-    if threads > 1 and B > 1:
-        halves = [slice(0, (B + 1) // 2), slice((B + 1) // 2, B)]
-        results = _on_threads([
-            (lambda s=s: _stack_forward(x[:, s], [(h[s], c[s]) for h, c in state], Ws, bs,
-                                        [None if m is None else m[:, s] for m in masks])) for s in halves])
-        top = np.concatenate([r[0] for r in results], axis=1)
-        new_state = [tuple(np.concatenate([r[1][n][j] for r in results]) for j in range(2)) for n in range(len(Ws))]
-        return top, new_state, (halves, [r[2] for r in results])
-    top, new_state, cache = _stack_forward(x, state, Ws, bs, masks)
-    return top, new_state, (None, [cache])
-
-
-def stack_backward(dtop, cache, dstate=None, threads=1):
-    """layers.stack_backward, without the gradient of the indices: ([dW], [db], [(dh0, dc0)]) per layer.
-    Uses the cache up, freeing each layer's buffers as soon as they are used. (threads: as forward ran.)"""
-    halves, caches = cache
-    if halves is None:
-        return _stack_backward(dtop, caches[0], dstate)
+    parts = [slice(0, (B + 1) // 2), slice((B + 1) // 2, B)] if threads > 1 and B > 1 else [slice(0, B)]
+    part_masks = [[None if m is None else m[:, s] for m in masks] for s in parts]
     results = _on_threads([
-        (lambda s=s, c=c: _stack_backward(dtop[:, s], c, None if dstate is None else [(h[s], d[s]) for h, d in dstate]))
-        for s, c in zip(halves, caches)])
-    (dWs, dbs, dstate0), (dWs1, dbs1, dstate1) = results
-    for a, b in zip(dWs + dbs, dWs1 + dbs1):
-        a += b                                          # the two halves' gradients of the shared weights
-    return dWs, dbs, [tuple(np.concatenate([p[j], q[j]]) for j in range(2)) for p, q in zip(dstate0, dstate1)]
+        (lambda s=s, m=m: _stack_forward(x[:, s], [(h[s], c[s]) for h, c in state], Ws, bs, m))
+        for s, m in zip(parts, part_masks)])
+    top = _join([r[0] for r in results], axis=1)
+    new_state = [(_join([r[1][n][0] for r in results]), _join([r[1][n][1] for r in results]))
+                 for n in range(len(Ws))]
+    return top, new_state, StackCache(parts, [r[2] for r in results], part_masks)
+
+
+def stack_backward(dtop, cache, dstate=None):
+    """layers.stack_backward: (dx, [dW], [db], [(dh0, dc0)] per layer), dx None for indices. Uses the cache up,
+    freeing each layer's buffers as soon as they are used, on the threads the forward pass ran on."""
+    parts = cache.parts
+    results = _on_threads([
+        (lambda s=s, w=w, m=m: _stack_backward(dtop[:, s], w, m, None if dstate is None else
+                                               [(h[s], c[s]) for h, c in dstate]))
+        for s, w, m in zip(parts, cache.windows, cache.masks)])
+    dxs, dWs, dbs, dstate0 = results[0]
+    for _, dWs1, dbs1, _ in results[1:]:
+        for a, b in zip(dWs + dbs, dWs1 + dbs1):
+            a += b                                      # the two halves' gradients of the shared weights
+    dx = None if dxs is None else _join([r[0] for r in results], axis=1)
+    dstate0 = [(_join([r[3][n][0] for r in results]), _join([r[3][n][1] for r in results]))
+               for n in range(len(dWs))]
+    return dx, dWs, dbs, dstate0
+
+
+def _join(arrays, axis=0):
+    """The parts' arrays side by side: the array itself when there is one part."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=axis)
 
 
 def _on_threads(jobs):
-    """Run each job on its own thread; return their results in order (re-raising the first error)."""
+    """Run each job, on its own thread when there are several; return their results in order (re-raising the
+    first error)."""
+    if len(jobs) == 1:
+        return [jobs[0]()]
     results, errors = [None] * len(jobs), []
 
     def work(k):
@@ -349,70 +377,60 @@ def _on_threads(jobs):
 
 
 def _stack_forward(x, state, Ws, bs, masks):
-    """The layers one after the other, each over the whole window."""
+    """The layers one after the other, each over the whole window: (top output, final state, the windows)."""
     inp, windows = x, []
     for (h0, c0), W, b, mask in zip(state, Ws, bs, masks):
         window = LSTMWindow(inp, h0, c0, W, b, keep_c=False)
-        window.project(0, len(window.G))
-        window.forward_steps(0, len(window.G))
         windows.append(window)
         inp = window.h if mask is None else window.h * mask          # the next layer's input
     new_state = [(w.h[-1].copy(), w.c_last.copy()) for w in windows]
-    return inp, new_state, (windows, masks)
+    return inp, new_state, windows
 
 
-def _stack_backward(dtop, cache, dstate=None):
+def _stack_backward(dtop, windows, masks, dstate=None):
     """The layers from the top down; each layer's buffers are let go as soon as they are used up."""
-    windows, masks = cache
     dout = dtop
     dWs, dbs, dstate0 = [], [], []
     for n in reversed(range(len(windows))):
-        w = windows[n]
         dh = dout if masks[n] is None else dout * masks[n]
         dcT = None
         if dstate is not None:
             dh = dh.copy() if dh is dout else dh
             dh[-1] += dstate[n][0]
             dcT = dstate[n][1]
-        T = len(w.G)
-        w.backward_start(dcT)
-        w.backward_steps(dh, 0, T)
-        dout = w.input_grad(0, T)
-        dh0, dc0, dW, db = w.backward_finish()
-        w.release()
+        dout, dh0, dc0, dW, db = windows[n].backward(dh, dcT)
+        windows[n].release()
         dWs.insert(0, dW)
         dbs.insert(0, db)
         dstate0.insert(0, (dh0, dc0))
-    return dWs, dbs, dstate0
+    return dout, dWs, dbs, dstate0
 
 
 # --- forward only: sampling, evaluation, the explorer -----------------------------------------------------------
 
-class StackRunner:
-    """The stack of layers run forward only, for any number of steps at a time, with the state carried from
-    call to call: layers.stack_forward without dropout, through the same LSTMWindow forward steps as training
-    (without the backward factors). The weights are prepared once, for every call."""
+class LayerSteps(NamedTuple):
+    """Every step of one layer, as the forward-only path returns them."""
+    h: np.ndarray                                       # (T, B, H) the hidden state
+    c: np.ndarray                                       # (T, B, H) the cell state
+    gates: np.ndarray                                   # (T, B, 4H) the activated gates [i, f, o, g]
 
-    def __init__(self, Ws, bs, state):
-        self.Ws, self.bs, self.state = Ws, bs, state
-        self.Whbs = []
-        for W, (h0, _) in zip(Ws, state):
-            B, H = h0.shape
-            self.Whbs.append(column_blocks(W[-H:], _width(FORWARD_BLOCK, B, H, 4 * H, W.dtype)))
 
-    def __call__(self, x, keep=False):
-        """Run over x, (T, B) indices. Returns (top output h (T, B, H), and if keep, [(h, c, gates)] per layer:
-        h and c (T, B, H), gates (T, B, 4H) the activated [i, f, o, g]; else None). The state moves on to the end
-        of x."""
-        T = x.shape[0]
-        inp, hidden, new_state = x, [], []
-        for (h0, c0), W, b, Whb in zip(self.state, self.Ws, self.bs, self.Whbs):
-            window = LSTMWindow(inp, h0, c0, W, b, Whb, keep_c=keep)
-            window.project(0, T)
-            window.forward_steps(0, T, factors=False)
-            new_state.append((window.h[-1], window.c_last.copy()))
-            if keep:                                    # without the factors, G holds the gates after each step
-                hidden.append((window.h, window.c, window.G))
-            inp = window.h
-        self.state = new_state
-        return inp, (hidden if keep else None)
+def recurrent_blocks(W):
+    """h_prev's weights of an LSTM's W (D + H, 4H) in column blocks of the forward-only width: made once for
+    stack_forward_only, which uses them at every call."""
+    H = W.shape[1] // 4
+    return column_blocks(W[-H:], FORWARD_ONLY_BLOCK)
+
+
+def stack_forward_only(x, state, Ws, bs, Whbs, keep=False):
+    """layers.stack_forward without dropout, through the same forward steps as training without the backward's
+    factors. x: (T, B) indices; state: [(h0, c0)] per layer; Whbs: recurrent_blocks of each W.
+    Returns (top output (T, B, H), the final state, and if keep a LayerSteps per layer, else None)."""
+    inp, steps, new_state = x, [], []
+    for (h0, c0), W, b, Whb in zip(state, Ws, bs, Whbs):
+        window = LSTMWindow(inp, h0, c0, W, b, Whb, factors=False, keep_c=keep)
+        new_state.append((window.h[-1], window.c_last.copy()))
+        if keep:                                        # without the factors, G holds the gates after each step
+            steps.append(LayerSteps(window.h, window.c, window.G))
+        inp = window.h
+    return inp, new_state, (steps if keep else None)

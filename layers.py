@@ -14,6 +14,8 @@ h_prev; columns in four blocks of H for the gates i, f, o, g.
 This code is written to be read, not to be fast: training runs `engine.py`, which computes exactly these
 functions with fused buffers, and the tests hold it to them (tests/test_engine.py).
 """
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -29,6 +31,18 @@ def one_hot(ids, V, dtype=np.float64):
 
 
 # --- one LSTM step ----------------------------------------------------------------------------------------------
+
+class StepCache(NamedTuple):
+    """What lstm_step_backward needs from lstm_step_forward."""
+    xh: np.ndarray                                      # (B, D + H) the step's input and h_prev side by side
+    W: np.ndarray                                       # (D + H, 4H) the weights
+    c_prev: np.ndarray                                  # (B, H) the previous cell state
+    i: np.ndarray                                       # (B, H) each: the activated gates
+    f: np.ndarray
+    o: np.ndarray
+    g: np.ndarray
+    tc: np.ndarray                                      # (B, H) tanh(c)
+
 
 def lstm_step_forward(x, h_prev, c_prev, W, b):
     """One time step of an LSTM layer.
@@ -49,8 +63,7 @@ def lstm_step_forward(x, h_prev, c_prev, W, b):
     c = f * c_prev + i * g
     tc = np.tanh(c)
     h = o * tc
-    cache = (xh, W, c_prev, i, f, o, g, tc)
-    return h, c, cache
+    return h, c, StepCache(xh, W, c_prev, i, f, o, g, tc)
 
 
 def lstm_step_backward(dh, dc, cache):
@@ -84,7 +97,8 @@ def lstm_forward(x, h0, c0, W, b):
     """Run an LSTM layer over a window of T steps.
 
     Inputs: x (T, B, D); h0, c0 (B, H) the state carried in from the previous window; W, b as for one step.
-    Returns (h (T, B, H), c (T, B, H), cache); h[-1], c[-1] is the state to carry into the next window.
+    Returns (h (T, B, H), c (T, B, H), cache); h[-1], c[-1] is the state to carry into the next window. The
+    cache is the list of the T steps' StepCache.
     """
     T, B = x.shape[:2]
     H = h0.shape[1]
@@ -109,7 +123,7 @@ def lstm_backward(dh, dcT, cache):
     Returns (dx (T, B, D), dh0, dc0 (B, H) the gradients of the carried-in state, dW, db).
     """
     T, B, H = dh.shape
-    W = cache[0][1]
+    W = cache[0].W
     dx = np.empty((T, B, W.shape[0] - H), W.dtype)
     dW, db = np.zeros_like(W), np.zeros(W.shape[1], W.dtype)
     dh_next = np.zeros((B, H), W.dtype)                 # what h[t] gets from step t + 1
@@ -122,6 +136,12 @@ def lstm_backward(dh, dcT, cache):
 
 
 # --- the stack of LSTM layers, with dropout between them ---------------------------------------------------------
+
+class StackCache(NamedTuple):
+    """What stack_backward needs from stack_forward."""
+    layers: list                                        # per layer, its lstm_forward cache
+    masks: list                                         # per layer, the dropout mask of its output, or None
+
 
 def stack_forward(x, state, Ws, bs, masks):
     """LSTM layers one on top of the other over a window.
@@ -141,7 +161,7 @@ def stack_forward(x, state, Ws, bs, masks):
         caches.append(cache)
         new_state.append((h[-1], c[-1]))
         inp = h if mask is None else h * mask
-    return inp, new_state, (caches, masks)
+    return inp, new_state, StackCache(caches, masks)
 
 
 def stack_backward(dtop, cache, dstate=None):
@@ -151,7 +171,7 @@ def stack_backward(dtop, cache, dstate=None):
     gradient with respect to the final state (for a loss that reads it).
     Returns (dx (T, B, D), [dW] per layer, [db] per layer, [(dh0, dc0)] per layer).
     """
-    caches, masks = cache
+    caches, masks = cache.layers, cache.masks
     n_layers = len(caches)
     dWs, dbs, dstate0 = [None] * n_layers, [None] * n_layers, [None] * n_layers
     dout = dtop
@@ -171,7 +191,7 @@ def stack_backward(dtop, cache, dstate=None):
 
 def dense_forward(h, W, b):
     """The same dense layer at every time step. Inputs: h (T, B, H), W (H, V), b (V,).
-    Returns (logits (T, B, V), cache)."""
+    Returns (logits (T, B, V), cache): the cache is the pair (h, W)."""
     T, B, H = h.shape
     logits = (h.reshape(T * B, H) @ W).reshape(T, B, -1)
     logits += b

@@ -4,9 +4,18 @@ Parameters are a flat dict of named numpy arrays, the same names as in the weigh
 `lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), `lstm2.b`, ..., `dense.W` (H, V), `dense.b` (V,).
 The hidden state carried between windows is a list with one (h, c) pair of (B, H) arrays per LSTM layer.
 
-The math is in layers.py; training runs it through engine.py (the same functions, fast). `forward(...,
-reference=True)` runs layers.py itself, which the tests compare with the engine.
+The math is in layers.py. Training runs parts of it directly: the dense layer (dense_forward, dense_backward)
+and the loss (softmax_loss), always; sampling's softmax too. The LSTM layers it runs through engine.py, which
+computes layers.py's stack_forward and stack_backward fast; `forward(..., reference=True)` runs layers.py's
+own, which the tests compare with the engine.
+
+Forward only (evaluation, sampling, the explorer), two wrappers: Predictor runs B streams side by side, any
+number of steps at a time, with the state carried from call to call (sampling feeds it one step at a time);
+stream reads one text as a stream a window at a time (evaluation, the explorer). Both give the same output
+for the same input in every process (engine.FORWARD_ONLY_BLOCK).
 """
+from typing import NamedTuple
+
 import numpy as np
 
 import engine
@@ -53,8 +62,16 @@ def dropout_mask(rng, shape, p, dtype):
     return mask
 
 
-def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0, reference=False,
-            variational=False):
+class Cache(NamedTuple):
+    """What backward needs from forward."""
+    reference: bool                                     # the LSTM layers ran in layers.py (True) or engine.py
+    stack: object                                       # their stack_forward cache (layers.StackCache or engine's)
+    weight_masks: list                                  # per layer, the weight-drop mask of its h_prev rows, or None
+    dense: tuple                                        # layers.dense_forward's cache
+
+
+def forward(params, x, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0.0, variational=False,
+            reference=False):
     """Run the model over a window of truncated BPTT.
 
     Inputs:
@@ -69,7 +86,7 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0,
       rounding)
     - reference: run layers.py (the plain math, slow) instead of the engine
 
-    Returns (logits (T, B, V), the final state to carry, cache).
+    Returns (logits (T, B, V), the final state to carry, Cache).
     """
     V, H, n_layers = sizes(params)
     T, B = x.shape
@@ -90,98 +107,115 @@ def forward(params, x, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0,
     else:
         top, new_state, stack_cache = engine.stack_forward(x, state, Ws, bs, masks, threads)
     logits, dense_cache = layers.dense_forward(top, params['dense.W'], params['dense.b'])
-    return logits, new_state, (reference, stack_cache, weight_masks, dense_cache)
+    return logits, new_state, Cache(reference, stack_cache, weight_masks, dense_cache)
 
 
-def backward(dlogits, cache, dstate=None, threads=1):
+def backward(dlogits, cache, *, dstate=None):
     """Gradients of the loss with respect to every parameter and to the initial state.
 
-    Inputs: dlogits (T, B, V); the cache from forward; dstate, an optional list of (dhT, dcT) per layer for a
-    loss that also depends on the final state (None: the window's loss does not); threads as in forward.
+    Inputs: dlogits (T, B, V); the Cache from forward; dstate, an optional list of (dhT, dcT) per layer for a
+    loss that also depends on the final state (None: the window's loss does not).
     Returns (grads, a dict named like params; dstate0, a list of (dh0, dc0) per layer).
-    The engine's backward pass uses its cache up: run it once per forward pass.
+    The engine's backward pass uses its cache up (on the threads forward ran on): run it once per forward pass.
     """
-    reference, stack_cache, weight_masks, dense_cache = cache
     grads = {}
-    dtop, grads['dense.W'], grads['dense.b'] = layers.dense_backward(dlogits, dense_cache)
-    if reference:
-        _, dWs, dbs, dstate0 = layers.stack_backward(dtop, stack_cache, dstate)
-    else:
-        dWs, dbs, dstate0 = engine.stack_backward(dtop, stack_cache, dstate, threads)
-    for n, (dW, db, wmask) in enumerate(zip(dWs, dbs, weight_masks), start=1):
+    dtop, grads['dense.W'], grads['dense.b'] = layers.dense_backward(dlogits, cache.dense)
+    stack_backward = layers.stack_backward if cache.reference else engine.stack_backward
+    _, dWs, dbs, dstate0 = stack_backward(dtop, cache.stack, dstate)      # no gradient for the characters
+    for n, (dW, db, wmask) in enumerate(zip(dWs, dbs, cache.weight_masks), start=1):
         if wmask is not None:                           # the gradient reaches a dropped weight through its mask
             dW[-wmask.shape[0]:] *= wmask
         grads[f'lstm{n}.W'], grads[f'lstm{n}.b'] = dW, db
     return grads, dstate0
 
 
-def loss_and_grads(params, x, y, state, dropout=0.0, rng=None, threads=1, weight_drop=0.0, variational=False):
+def loss_and_grads(params, x, y, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0.0, variational=False):
     """One truncated-BPTT window: the mean loss over x -> y, its gradients, and the state to carry on."""
-    logits, new_state, cache = forward(params, x, state, dropout, rng, threads, weight_drop, variational=variational)
+    logits, new_state, cache = forward(params, x, state, dropout=dropout, rng=rng, threads=threads,
+                                       weight_drop=weight_drop, variational=variational)
     loss, dlogits = layers.softmax_loss(logits, y)
-    grads, _ = backward(dlogits, cache, threads=threads)
+    grads, _ = backward(dlogits, cache)
     return loss, grads, new_state
 
 
 # --- forward only: evaluation, sampling, the explorer ------------------------------------------------------------
 
 class Predictor:
-    """The model run forward only over B streams, any number of steps at a time, with the state carried from
-    call to call (starting from zeros). Evaluation, sampling and the explorer all run through it."""
+    """The model run forward only over B streams side by side, any number of steps at a time, with the state
+    carried from call to call (starting from zeros): sampling feeds it one step at a time. The recurrent weights
+    are prepared once, for every call. self.state, [(h, c)] per layer of (B, H) arrays, is the state the next
+    call starts from; a caller may replace it (beam search moves rows from one stream to another)."""
 
     def __init__(self, params, B=1):
         _, _, n_layers = sizes(params)
         self.params = params
-        self.stack = engine.StackRunner([params[f'lstm{n}.W'] for n in range(1, n_layers + 1)],
-                                        [params[f'lstm{n}.b'] for n in range(1, n_layers + 1)],
-                                        zero_state(params, B))
+        self.Ws = [params[f'lstm{n}.W'] for n in range(1, n_layers + 1)]
+        self.bs = [params[f'lstm{n}.b'] for n in range(1, n_layers + 1)]
+        self.Whbs = [engine.recurrent_blocks(W) for W in self.Ws]
+        self.state = zero_state(params, B)
 
-    def __call__(self, ids, keep=False):
-        """ids: (T, B) indices. Returns (logits (T, B, V), and if keep, [(h, c, gates)] per layer: h and c
-        (T, B, H), gates (T, B, 4H) the activated [i, f, o, g] of every step)."""
-        top, hidden = self.stack(np.asarray(ids), keep)
+    def __call__(self, ids, *, keep=False):
+        """ids: (T, B) indices. Returns the logits (T, B, V); if keep, (logits, an engine.LayerSteps per layer:
+        every step's h, c (T, B, H) and activated gates [i, f, o, g] (T, B, 4H)). The state moves on."""
+        top, self.state, steps = engine.stack_forward_only(np.asarray(ids), self.state, self.Ws, self.bs,
+                                                           self.Whbs, keep)
         logits, _ = layers.dense_forward(top, self.params['dense.W'], self.params['dense.b'])
-        return (logits, hidden) if keep else logits
+        return (logits, steps) if keep else logits
 
 
-def _stream(params, ids, window, progress=None):
-    """Read ids as one stream (batch 1), the state carried from window to window: yields, per window, the logits
-    (n, V) predicting the next characters and those characters y (n,). progress, if given, is called with the
-    number of characters read so far."""
+class StreamWindow(NamedTuple):
+    """One window of a text read by stream."""
+    t0: int                                             # the index of its first character in the text
+    logits: np.ndarray                                  # (n, V) for each of its n characters, predicting the next
+    steps: list                                         # if asked for, an engine.LayerSteps per layer of (n, ...)
+                                                        # arrays (h, c (n, H), gates (n, 4H)); else None
+
+
+def stream(params, ids, window=1000, *, keep=False):
+    """Read ids as one stream (batch 1) a window of characters at a time, the state carried from window to
+    window, so that any length of text works: yields a StreamWindow per window. The window size changes nothing
+    but speed and memory."""
     ids = np.asarray(ids)
     model = Predictor(params, 1)
-    for start in range(0, len(ids) - 1, window):
-        y = ids[start + 1:start + window + 1]
-        x = ids[start:start + len(y)]
-        yield model(x[:, None])[:, 0], y
-        if progress is not None:
-            progress(start + len(y))
+    for t0 in range(0, len(ids), window):
+        x = ids[t0:t0 + window, None]
+        if not keep:
+            yield StreamWindow(t0, model(x)[:, 0], None)
+            continue
+        logits, steps = model(x, keep=True)
+        yield StreamWindow(t0, logits[:, 0], [engine.LayerSteps(*(a[:, 0] for a in layer)) for layer in steps])
 
 
-def evaluate(params, ids, window=1000, progress=None):
+def evaluate(params, ids, *, window=1000, progress=None):
     """Mean cross-entropy in nats/char of predicting ids[1:] from ids[:-1], read as one stream (batch 1)
     with the state carried from window to window (the window size changes nothing but speed). progress: an
     optional callable, called now and then with the number of characters read so far."""
-    total, count = 0.0, 0
-    for logits, y in _stream(params, ids, window, progress):
-        loss, _ = layers.softmax_loss(logits, y)
-        total += loss * len(y)
-        count += len(y)
-    return total / count
+    ids = np.asarray(ids)
+    total = 0.0
+    for t0, logits, _ in stream(params, ids[:-1], window):
+        loss, _ = layers.softmax_loss(logits, ids[t0 + 1:t0 + 1 + len(logits)])
+        total += loss * len(logits)
+        if progress is not None:
+            progress(t0 + len(logits))
+    return total / (len(ids) - 1)
 
 
-def char_losses(params, ids, window=1000, progress=None):
+def char_losses(params, ids, *, window=1000, progress=None):
     """-ln p(ids[t] | ids[:t]) for every character after the first, read as one stream like evaluate: (N - 1,)
     float64, for analyses of where the model does well. progress as in evaluate."""
+    ids = np.asarray(ids)
     out = []
-    for logits, y in _stream(params, ids, window, progress):
+    for t0, logits, _ in stream(params, ids[:-1], window):
+        y = ids[t0 + 1:t0 + 1 + len(logits)]
         z = logits.astype(np.float64)
         z -= z.max(axis=1, keepdims=True)
         out.append(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
+        if progress is not None:
+            progress(t0 + len(y))
     return np.concatenate(out)
 
 
-def evaluate_dynamic(params, ids, lr=0.2, window=50, decay=0.0, threads=1, progress=None):
+def evaluate_dynamic(params, ids, *, lr=0.2, window=50, decay=0.0, threads=1, progress=None):
     """Dynamic evaluation (Krause et al., 2018): score ids as one stream while the weights adapt to the text.
 
     The text is read in windows of `window` characters with the state carried. Each window is scored first, and
@@ -201,7 +235,7 @@ def evaluate_dynamic(params, ids, lr=0.2, window=50, decay=0.0, threads=1, progr
         loss, dlogits = layers.softmax_loss(logits, y[:, None])          # scored before the model learns
         sums.append(loss * len(y))
         counts.append(len(y))
-        grads, _ = backward(dlogits, cache, threads=threads)
+        grads, _ = backward(dlogits, cache)
         for k, w in p.items():
             w -= w.dtype.type(lr) * grads[k]
             if decay:
@@ -212,7 +246,7 @@ def evaluate_dynamic(params, ids, lr=0.2, window=50, decay=0.0, threads=1, progr
     return np.array(sums), np.array(counts)
 
 
-def next_char_probs(logits, temperature=1.0, top_k=0, top_p=1.0):
+def next_char_probs(logits, *, temperature=1.0, top_k=0, top_p=1.0):
     """The distribution the next character is drawn from: softmax(logits / temperature), restricted to the
     top_k most likely characters (0: all) and to the nucleus, the smallest set of the most likely characters
     whose probability reaches top_p (1: all), and renormalised. logits: (N, V). Returns (N, V) float64."""
@@ -233,7 +267,7 @@ def next_char_probs(logits, temperature=1.0, top_k=0, top_p=1.0):
     return p
 
 
-def sample(params, prime, length, temperature=1.0, rng=None, num_samples=1, top_k=0, top_p=1.0):
+def sample(params, prime, length, *, temperature=1.0, rng=None, num_samples=1, top_k=0, top_p=1.0):
     """Draw num_samples texts side by side, one batch: yield `length` arrays of num_samples character indices,
     one step at a time, after reading the indices in `prime` (the same priming text for every sample).
 
@@ -252,7 +286,8 @@ def sample(params, prime, length, temperature=1.0, rng=None, num_samples=1, top_
         if temperature == 0:
             ix = np.argmax(logits, axis=1)
         else:
-            cdf = np.cumsum(next_char_probs(logits, temperature, top_k, top_p), axis=1)
+            p = next_char_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)
+            cdf = np.cumsum(p, axis=1)
             u = rng.random(N) * cdf[:, -1]
             ix = np.minimum((cdf <= u[:, None]).sum(axis=1), cdf.shape[1] - 1)   # the first cdf above u
         yield ix

@@ -12,7 +12,6 @@ sys.path.insert(0, ROOT)
 import data  # noqa: E402  (needs ROOT on the path)
 import files  # noqa: E402
 import lstm  # noqa: E402
-from helpers import tiny_corpus  # noqa: E402
 
 
 def pytest_configure(config):
@@ -23,6 +22,7 @@ def pytest_configure(config):
 def small_model(tmp_path_factory):
     """A tiny model in the trained format (untrained weights) and its lookup table, for fast script runs:
     (weights path, lookup path, chars)."""
+    from helpers import tiny_corpus                     # here: helpers.py imports ROOT from this file
     d = tmp_path_factory.mktemp('model')
     chars = data.build_lookup(tiny_corpus(3000))
     params = lstm.init_params(len(chars), 16, 2, np.random.default_rng(0))

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from typing import NamedTuple
 
 import numpy as np
 
@@ -85,3 +86,47 @@ def tiny_model(rng, V=5, H=4, n_layers=2):
     for k in params:
         params[k] += rng.standard_normal(params[k].shape) * 0.3
     return params
+
+
+def naive_lstm(x, h0, c0, W, b):
+    """One gate at a time, one step at a time, with explicit weight blocks and the textbook sigmoid: the LSTM
+    from its equations, to hold the others to. Returns h, c (T, B, H) and the activated gates [i, f, o, g]
+    (T, B, 4H) of every step."""
+    T = x.shape[0]
+    H = h0.shape[1]
+    D = W.shape[0] - H
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    Wi, Wf, Wo, Wg = (W[:, k * H:(k + 1) * H] for k in range(4))
+    bi, bf, bo, bg = (b[k * H:(k + 1) * H] for k in range(4))
+    h, c = h0, c0
+    hs, cs, gates = [], [], []
+    for t in range(T):
+        i = sig(x[t] @ Wi[:D] + h @ Wi[D:] + bi)
+        f = sig(x[t] @ Wf[:D] + h @ Wf[D:] + bf)
+        o = sig(x[t] @ Wo[:D] + h @ Wo[D:] + bo)
+        g = np.tanh(x[t] @ Wg[:D] + h @ Wg[D:] + bg)
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        hs.append(h)
+        cs.append(c)
+        gates.append(np.concatenate([i, f, o, g], axis=1))
+    return np.array(hs), np.array(cs), np.array(gates)
+
+
+class ReferenceSteps(NamedTuple):
+    h: np.ndarray
+    c: np.ndarray
+    gates: np.ndarray
+
+
+def reference_model(params, ids):
+    """The model over ids (T, B) from a zero state, without dropout, built on naive_lstm: (logits (T, B, V), per
+    layer ReferenceSteps(h, c, gates) of every step)."""
+    V, H, n_layers = lstm.sizes(params)
+    inp = np.eye(V)[ids]                                # the one-hot vectors
+    layers = []
+    for n in range(1, n_layers + 1):
+        zeros = np.zeros((ids.shape[1], H))
+        layers.append(ReferenceSteps(*naive_lstm(inp, zeros, zeros, params[f'lstm{n}.W'], params[f'lstm{n}.b'])))
+        inp = layers[-1].h
+    return inp @ params['dense.W'] + params['dense.b'], layers

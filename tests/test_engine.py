@@ -5,7 +5,7 @@ import pytest
 import engine
 import layers
 import lstm
-from helpers import tiny_model
+from helpers import reference_model, tiny_model
 
 TOL = dict(rtol=1e-11, atol=1e-12)
 
@@ -16,6 +16,8 @@ def blocks(request, monkeypatch):
     the tiny shapes to use them."""
     monkeypatch.setattr(engine, 'FORWARD_BLOCK', request.param[0])
     monkeypatch.setattr(engine, 'BACKWARD_BLOCK', request.param[1])
+    if request.param[0] is not None:                    # the forward-only path's fixed width
+        monkeypatch.setattr(engine, 'FORWARD_ONLY_BLOCK', request.param[0])
     return request.param
 
 
@@ -63,9 +65,10 @@ def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropo
     dstate = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for _ in range(n_layers)]
     out = []
     for reference in (True, False):                     # the same seed: the same dropout and weight-drop masks
-        logits, end, cache = lstm.forward(params, x, state, dropout, np.random.default_rng(9), threads,
-                                          weight_drop, reference=reference, variational=variational)
-        grads, dstate0 = lstm.backward(dlogits, cache, dstate, threads)
+        logits, end, cache = lstm.forward(params, x, state, dropout=dropout, rng=np.random.default_rng(9),
+                                          threads=threads, weight_drop=weight_drop, reference=reference,
+                                          variational=variational)
+        grads, dstate0 = lstm.backward(dlogits, cache, dstate=dstate)
         out.append((logits, end, grads, dstate0))
     (l1, e1, g1, d1), (l2, e2, g2, d2) = out
     np.testing.assert_allclose(l2, l1, **TOL)
@@ -77,50 +80,138 @@ def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropo
         np.testing.assert_allclose(g2[k], g1[k], **TOL, err_msg=k)
 
 
+@pytest.mark.parametrize('threads', [1, 2])
+def test_engine_stack_equals_reference_stack_with_its_input_gradient(blocks, threads):
+    """engine.stack_backward returns what layers.stack_backward does, dx included (for inputs that are vectors)."""
+    rng = np.random.default_rng(3)
+    T, B, D, H = 5, 3, 4, 6
+    x = rng.standard_normal((T, B, D))
+    Ws = [rng.standard_normal((D + H, 4 * H)) * 0.5, rng.standard_normal((2 * H, 4 * H)) * 0.5]
+    bs = [rng.standard_normal(4 * H) * 0.5 for _ in Ws]
+    state = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for _ in Ws]
+    masks = [lstm.dropout_mask(rng, (T, B, H), 0.3, np.dtype(np.float64)), None]
+    dtop = rng.standard_normal((T, B, H))
+    dstate = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for _ in Ws]
+    top, end, cache = layers.stack_forward(x, state, Ws, bs, masks)
+    top_e, end_e, cache_e = engine.stack_forward(x, state, Ws, bs, masks, threads)
+    np.testing.assert_allclose(top_e, top, **TOL)
+    expected = layers.stack_backward(dtop, cache, dstate)
+    got = engine.stack_backward(dtop, cache_e, dstate)
+    flat = lambda dx, dWs, dbs, dstate0: [dx, *dWs, *dbs, *(a for pair in dstate0 for a in pair)]
+    for a, b_ in zip(flat(*got), flat(*expected), strict=True):                # dx first
+        np.testing.assert_allclose(a, b_, **TOL)
+    for a, b_ in zip(flat(0, [], [], end_e), flat(0, [], [], end), strict=True):   # the final state
+        np.testing.assert_allclose(a, b_, **TOL)
+
+
 @pytest.mark.parametrize('B', [1, 3])
 def test_predictor_equals_reference_forward_in_pieces(blocks, B):
-    """The forward-only path (sampling, evaluation, explorer), fed in pieces of any length, equals the reference
-    forward over the whole text."""
+    """The forward-only path (sampling, evaluation, explorer), fed in pieces of any length, equals the naive
+    per-gate LSTM over the whole text: logits, and every layer's h, c and gates."""
     rng = np.random.default_rng(4)
     params = tiny_model(rng, 6, 12, 2)
     x = rng.integers(0, 6, size=(23, B))
-    logits, _, cache = lstm.forward(params, x, lstm.zero_state(params, B), reference=True)
+    logits, reference = reference_model(params, x)
     model = lstm.Predictor(params, B)
-    pieces, hidden, gates = [], [], []
-    for t0, t1 in ((0, 1), (1, 9), (9, 10), (10, 23)):
-        lg, hid = model(x[t0:t1], keep=True)
-        pieces.append(lg)
-        hidden.append(hid[1][0])                        # layer 2's h
-        gates.append(hid[1][2])                         # layer 2's gates [i, f, o, g]
-    np.testing.assert_allclose(np.concatenate(pieces), logits, **TOL)
-    h2_reference = cache[1][0][1]                       # reference cache: (caches, masks); layer 2's step caches
-    h2 = np.array([step[7] * step[5] for step in h2_reference])     # h = o * tanh(c) from each step's cache
-    np.testing.assert_allclose(np.concatenate(hidden), h2, **TOL)
-    ifog = np.array([np.concatenate(step[3:7], axis=1) for step in h2_reference])   # the reference's i, f, o, g
-    np.testing.assert_allclose(np.concatenate(gates), ifog, **TOL)
+    pieces = [model(x[t0:t1], keep=True) for t0, t1 in ((0, 1), (1, 9), (9, 10), (10, 23))]
+    np.testing.assert_allclose(np.concatenate([lg for lg, _ in pieces]), logits, **TOL)
+    for n, expected in enumerate(reference):
+        for name in ('h', 'c', 'gates'):
+            got = np.concatenate([getattr(steps[n], name) for _, steps in pieces])
+            np.testing.assert_allclose(got, getattr(expected, name), **TOL, err_msg=f'layer {n + 1} {name}')
 
 
-def test_best_block_is_one_of_the_candidates_and_remembered():
-    bs = engine.best_block(3, 16, 64, np.float64)
-    assert bs in engine.BLOCK_CANDIDATES and (bs == 0 or 64 % bs == 0)
-    assert engine.best_block(3, 16, 64, np.float64) == bs
+def test_stream_equals_the_predictor_whatever_its_window():
+    rng = np.random.default_rng(5)
+    params = tiny_model(rng, 6, 8, 2)
+    ids = rng.integers(0, 6, size=40)
+    logits, steps = lstm.Predictor(params, 1)(ids[:, None], keep=True)
+    for window in (1, 7, 40, 100):
+        parts = list(lstm.stream(params, ids, window, keep=True))
+        assert [p.t0 for p in parts] == list(range(0, 40, window))
+        np.testing.assert_allclose(np.concatenate([p.logits for p in parts]), logits[:, 0], **TOL)
+        for n in range(2):
+            np.testing.assert_allclose(np.concatenate([p.steps[n].c for p in parts]), steps[n].c[:, 0], **TOL)
+        assert all(p.steps is None for p in lstm.stream(params, ids, window))
+
+
+def test_the_forward_only_path_never_measures_a_width(monkeypatch):
+    """Sampling, evaluation and the explorer's stream never time the products (whose widths change the rounding),
+    so that they give the same output in every process; training's forward pass does."""
+    def measure(*shape):
+        raise AssertionError(f'measured {shape}')
+    monkeypatch.setattr(engine, 'best_block', measure)
+    params = tiny_model(np.random.default_rng(6), 7, 32, 2)
+    ids = np.random.default_rng(7).integers(0, 7, size=(30, 3))
+    lstm.Predictor(params, 3)(ids, keep=True)
+    list(lstm.sample(params, [1, 2], 5, rng=0, num_samples=3))
+    lstm.evaluate(params, ids[:, 0])
+    list(lstm.stream(params, ids[:, 0], 7, keep=True))
+    with pytest.raises(AssertionError, match='measured'):
+        lstm.forward(params, ids, lstm.zero_state(params, 3))
+
+
+def test_best_block_is_the_fastest_allowed_width_and_is_remembered(monkeypatch):
+    """best_block with a fake clock on which each width's product takes a known time: it picks the fastest width
+    that divides N and is below it, measures a shape once, and block_widths lists it."""
+    cost = {0: 5.0, 16: 3.0, 32: 2.0, 64: 4.0, 128: 1.0}   # 128 is the fastest, but not below N = 64 here
+    clock = [0.0]
+    calls = []
+    real = engine.matmul_blocks
+
+    def timed(x, Mb, out):
+        width = 0 if Mb.ndim == 2 else Mb.shape[2]
+        clock[0] += cost[width]
+        calls.append(width)
+        return real(x, Mb, out)
+    monkeypatch.setattr(engine, 'matmul_blocks', timed)
+    monkeypatch.setattr(engine.time, 'perf_counter', lambda: clock[0])
+    monkeypatch.setattr(engine, '_best_blocks', {})
+    assert engine.best_block(3, 16, 64, np.float64) == 32
+    assert set(calls) == {0, 16, 32}                    # 64 and 128 are not below N = 64: never tried
+    n = len(calls)
+    assert engine.best_block(3, 16, 64, np.float64) == 32 and len(calls) == n     # remembered, not measured again
+    assert engine.best_block(3, 16, 256, np.float64) == 128                     # another shape, measured anew
+    assert engine.block_widths() == [[3, 16, 64, '<f8', 32], [3, 16, 256, '<f8', 128]]
     x = np.random.default_rng(0).standard_normal((3, 16))
     M = np.random.default_rng(1).standard_normal((16, 64))
-    for width in engine.BLOCK_CANDIDATES:
+    for width in engine.BLOCK_CANDIDATES:               # every width computes the product
         out = np.empty((3, 64))
-        np.testing.assert_allclose(engine.matmul_blocks(x, engine.column_blocks(M, width), out), x @ M, **TOL)
+        np.testing.assert_allclose(real(x, engine.column_blocks(M, width), out), x @ M, **TOL)
+
+
+@pytest.mark.parametrize('table, words', [
+    ({'3': 16}, 'a dict, not a list'),
+    ([[3, 16, 64, '<f8', 32], [3, 16, 64, '<f8', 24]], 'entry 1'),             # not a candidate width
+    ([[3, 16, 64, '<f8']], 'entry 0'),
+    ([[3, -16, 64, '<f8', 32]], 'entry 0'),
+    ([[3, 16, 64, 'no such type', 32]], 'entry 0'),
+    ([[3, 16, 64, '<i8', 32]], 'entry 0'),
+    ([[3, 16.5, 64, '<f8', 32]], 'entry 0'),
+    ([[True, 16, 64, '<f8', 32]], 'entry 0'),
+    (['3, 16, 64'], 'entry 0'),
+])
+def test_set_block_widths_refuses_a_damaged_table_and_uses_none_of_it(monkeypatch, table, words):
+    monkeypatch.setattr(engine, '_best_blocks', {})
+    with pytest.raises(ValueError, match=words) as e:
+        engine.set_block_widths(table)
+    assert '\n' not in str(e.value)
+    assert engine.block_widths() == []                  # not even the good entries before the bad one
+    engine.set_block_widths([[3, 16, 64, 'float64', 16], [1, 8, 32, '<f4', 0]])
+    assert engine.block_widths() == [[1, 8, 32, '<f4', 0], [3, 16, 64, '<f8', 16]]
+    assert engine.best_block(3, 16, 64, np.float64) == 16                      # used, not measured
 
 
 def test_an_error_in_a_thread_reaches_the_caller(monkeypatch):
     """No deadlock and no silent failure: the exception of a layer's thread is raised by forward()."""
     params = tiny_model(np.random.default_rng(0), 5, 4, 2)
-    real = engine.LSTMWindow.forward_steps
+    real = engine.LSTMWindow._forward_steps
 
-    def failing(self, t0, t1, factors=True):
+    def failing(self, Whb):
         if self.W is params['lstm2.W']:
             raise FloatingPointError('boom in layer 2')
-        return real(self, t0, t1, factors)
-    monkeypatch.setattr(engine.LSTMWindow, 'forward_steps', failing)
+        return real(self, Whb)
+    monkeypatch.setattr(engine.LSTMWindow, '_forward_steps', failing)
     x = np.zeros((30, 2), dtype=int)
     with pytest.raises(FloatingPointError, match='boom in layer 2'):
         lstm.forward(params, x, lstm.zero_state(params, 2), threads=2)

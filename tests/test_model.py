@@ -26,13 +26,13 @@ def test_model_gradients_numeric(dropout, weight_drop, threads, variational):
     state = [(rng.standard_normal((B, 4)), rng.standard_normal((B, 4))) for _ in range(2)]
 
     def loss():                                         # the same dropout masks on every call
-        logits, _, _ = lstm.forward(params, x, state, dropout, np.random.default_rng(7), 1, weight_drop,
-                                    variational=variational)
+        logits, _, _ = lstm.forward(params, x, state, dropout=dropout, rng=np.random.default_rng(7),
+                                    weight_drop=weight_drop, variational=variational)
         return layers.softmax_loss(logits, y)[0]
-    logits, _, cache = lstm.forward(params, x, state, dropout, np.random.default_rng(7), threads, weight_drop,
-                                    variational=variational)
+    logits, _, cache = lstm.forward(params, x, state, dropout=dropout, rng=np.random.default_rng(7),
+                                    threads=threads, weight_drop=weight_drop, variational=variational)
     _, dlogits = layers.softmax_loss(logits, y)
-    grads, dstate0 = lstm.backward(dlogits, cache, threads=threads)
+    grads, dstate0 = lstm.backward(dlogits, cache)
     for k in params:
         assert rel_error(numeric_grad(loss, params[k]), grads[k]) < 1e-7, k
     for n in range(2):
@@ -42,21 +42,22 @@ def test_model_gradients_numeric(dropout, weight_drop, threads, variational):
 
 
 def test_weight_drop_zeroes_recurrent_weights_only_and_keeps_the_mean():
+    """forward with weight drop computes the model whose h_prev rows of every W are multiplied by masks drawn
+    from rng (in layer order, dropped or scaled by 1 / keep), and whose input rows are untouched."""
     rng = np.random.default_rng(0)
-    params = tiny_model(rng)
-    H = 4
+    params = tiny_model(rng, H=64)
     x = rng.integers(0, 5, size=(3, 2))
     state = lstm.zero_state(params, 2)
-    _, _, cache = lstm.forward(params, x, state, 0.0, np.random.default_rng(3), 1, 0.5)
-    for n in range(2):
-        W, used = params[f'lstm{n + 1}.W'], cache[1][1][0][0][n].W      # the weights the engine's layer used
-        np.testing.assert_array_equal(used[:-H], W[:-H])                 # input rows untouched
-        ratio = used[-H:] / W[-H:]
-        assert set(np.unique(ratio.round(12))) == {0.0, 2.0}             # dropped, or kept and scaled by 1/keep
-    big = lstm.init_params(5, 64, 1, 0)
-    _, _, cache = lstm.forward(big, x, lstm.zero_state(big, 2), 0.0, np.random.default_rng(3), 1, 0.25)
-    kept = (cache[1][1][0][0][0].W[-64:] != 0).mean()
-    assert abs(kept - 0.75) < 0.01                                       # 16,384 weights: sd 0.0034
+    logits, _, _ = lstm.forward(params, x, state, rng=np.random.default_rng(3), weight_drop=0.25)
+    replay = np.random.default_rng(3)
+    dropped = dict(params)
+    for n in (1, 2):
+        mask = lstm.dropout_mask(replay, (64, 4 * 64), 0.25, np.dtype(np.float64))
+        assert set(np.unique(mask)) == {0.0, 4 / 3} and abs((mask != 0).mean() - 0.75) < 0.01  # sd 0.0034
+        dropped[f'lstm{n}.W'] = params[f'lstm{n}.W'].copy()
+        dropped[f'lstm{n}.W'][-64:] *= mask
+    np.testing.assert_allclose(logits, lstm.forward(dropped, x, state)[0], rtol=1e-12, atol=1e-13)
+    assert np.abs(logits - lstm.forward(params, x, state)[0]).max() > 1e-3       # the masks did matter
 
 
 def test_two_windows_equal_one_long_window_for_the_model():
@@ -95,9 +96,10 @@ def test_two_threads_equal_one_thread(n_layers):
     dstate = [(rng.standard_normal((3, 6)), rng.standard_normal((3, 6))) for _ in range(n_layers)]
     out = []
     for threads in (1, 2):
-        logits, new_state, cache = lstm.forward(params, x, state, 0.3, np.random.default_rng(1), threads)
+        logits, new_state, cache = lstm.forward(params, x, state, dropout=0.3, rng=np.random.default_rng(1),
+                                                 threads=threads)
         _, dlogits = layers.softmax_loss(logits, y)
-        out.append((logits, new_state, *lstm.backward(dlogits, cache, dstate, threads)))
+        out.append((logits, new_state, *lstm.backward(dlogits, cache, dstate=dstate)))
     (l1, s1, g1, d1), (l2, s2, g2, d2) = out
     np.testing.assert_allclose(l1, l2, rtol=1e-12, atol=1e-13)
     for k in params:
@@ -123,7 +125,7 @@ def test_dstate_gradient_numeric():
     for threads in (1, 2):
         logits, _, cache = lstm.forward(params, x, state, threads=threads)
         _, dlogits = layers.softmax_loss(logits, y)
-        grads, _ = lstm.backward(dlogits, cache, dstate=w, threads=threads)
+        grads, _ = lstm.backward(dlogits, cache, dstate=w)
         for k in params:
             assert rel_error(numeric_grad(loss, params[k]), grads[k]) < 1e-7, (k, threads)
 
@@ -142,7 +144,8 @@ def test_greedy_sampling_matches_the_window_forward():
 
 def test_sampling_with_a_seed_is_reproducible_and_temperature_matters():
     params = tiny_model(np.random.default_rng(0), V=6, H=5)
-    draw = lambda seed, T=1.0, N=1: np.array(list(lstm.sample(params, [0], 200, T, np.random.default_rng(seed), N)))
+    draw = lambda seed, T=1.0, N=1: np.array(list(lstm.sample(params, [0], 200, temperature=T,
+                                                              rng=np.random.default_rng(seed), num_samples=N)))
     a, b, c = draw(3), draw(3), draw(4)
     assert (a == b).all()
     assert (a != c).any()
@@ -167,7 +170,8 @@ def test_sampling_draws_from_softmax_of_logits_over_temperature():
     logits = np.array([0.0, 1.0, 2.0, 3.0, 0.5])
     N = 4000
     for T in (0.5, 1.0, 2.0):
-        first = next(lstm.sample(constant_logits_model(logits), [0], 1, T, np.random.default_rng(11), N))
+        first = next(lstm.sample(constant_logits_model(logits), [0], 1, temperature=T, rng=np.random.default_rng(11),
+                                 num_samples=N))
         counts = np.bincount(first, minlength=5)
         expected = N * np.exp(logits / T) / np.exp(logits / T).sum()
         chi2 = ((counts - expected) ** 2 / expected).sum()
@@ -179,7 +183,7 @@ def test_sampling_draws_from_softmax_of_logits_over_temperature():
 def test_top_k_and_top_p():
     p = np.array([[0.5, 0.25, 0.125, 0.0625, 0.0625]])
     logits = np.log(p)
-    keep = lambda **kw: set(np.flatnonzero(lstm.next_char_probs(logits, 1.0, **kw)[0]))
+    keep = lambda **kw: set(np.flatnonzero(lstm.next_char_probs(logits, **kw)[0]))
     assert keep(top_k=1) == {0}
     assert keep(top_k=3) == {0, 1, 2}
     assert keep(top_p=0.4) == {0}                       # 0.5 already reaches 0.4
@@ -187,13 +191,13 @@ def test_top_k_and_top_p():
     assert keep(top_p=0.76) == {0, 1, 2}
     assert keep(top_p=1.0) == {0, 1, 2, 3, 4}
     assert keep(top_k=2, top_p=0.9) == {0, 1}
-    q = lstm.next_char_probs(logits, 1.0, top_p=0.7)[0]
+    q = lstm.next_char_probs(logits, top_p=0.7)[0]
     np.testing.assert_allclose(q[:2], [2 / 3, 1 / 3], rtol=1e-12)   # renormalised
     # top-k 1 is the most likely character, at any temperature
     rng = np.random.default_rng(0)
     params = tiny_model(rng, V=6, H=5)
-    greedy = [int(ix[0]) for ix in lstm.sample(params, [2], 30, 0)]
-    top1 = [int(ix[0]) for ix in lstm.sample(params, [2], 30, 1.5, np.random.default_rng(0), top_k=1)]
+    greedy = [int(ix[0]) for ix in lstm.sample(params, [2], 30, temperature=0)]
+    top1 = [int(ix[0]) for ix in lstm.sample(params, [2], 30, temperature=1.5, rng=np.random.default_rng(0), top_k=1)]
     assert top1 == greedy
 
 
@@ -204,7 +208,7 @@ def test_evaluation_is_independent_of_its_window_and_equals_the_training_forward
     logits, _, _ = lstm.forward(params, ids[:-1, None], lstm.zero_state(params, 1))
     expected = layers.softmax_loss(logits, ids[1:, None])[0]
     for window in (1, 7, 100, 399, 1000):
-        assert lstm.evaluate(params, ids, window) == pytest.approx(expected, rel=1e-12), window
+        assert lstm.evaluate(params, ids, window=window) == pytest.approx(expected, rel=1e-12), window
 
 
 def test_initial_weights_scale_and_forget_bias():
@@ -316,8 +320,11 @@ def test_a_short_training_run_lowers_the_loss(extra_chars):
     after = lstm.evaluate(params, ids[:1000])
     assert np.mean(losses[-20:]) < 0.6 * np.mean(losses[:5])
     assert after < before - 1.0                         # from ~log(V) nats to well under that
-    sampled = data.decode([ix[0] for ix in lstm.sample(params, [0], 50, 1.0, 0)], chars)
-    assert len(sampled) == 50
+    # and it writes like its text: the sample's pairs of neighbouring characters occur in the text (an untrained
+    # model's rarely do: about 10% of them without the extra characters, none with them)
+    sampled = data.decode([ix[0] for ix in lstm.sample(params, [0], 200, temperature=0.5, rng=0)], chars)
+    pairs = {text[k:k + 2] for k in range(len(text) - 1)}
+    assert np.mean([sampled[k:k + 2] in pairs for k in range(len(sampled) - 1)]) > 0.9
 
 
 def test_lookup_table_is_the_same_in_two_processes(tmp_path):
@@ -332,6 +339,34 @@ def test_lookup_table_is_the_same_in_two_processes(tmp_path):
     assert len(outs) == 1
     chars = json.loads(outs.pop())
     assert chars == sorted(set(tiny_corpus(3000) + 'zébra ünïcode €'))
+
+
+SAMPLE_WITH_WIDTHS = """
+import hashlib, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import _sample, engine, files, lstm
+width = int(sys.argv[2])
+engine._measure = lambda B, K, N, dtype: width         # as if timing had chosen this width for every product
+engine.set_block_widths([[8, 512, 2048, '<f4', width], [1, 512, 2048, '<f4', width]])
+_sample.main(['--seed', '3', '--length', '60', '--num-samples', '8', '--start', 'KING'])
+params, _ = files.load_params(sys.argv[3])
+ids = np.random.default_rng(0).integers(0, 65, size=(20, 8))
+print(hashlib.sha256(lstm.Predictor(params, 8)(ids).tobytes()).hexdigest())      # the logits' bits
+print(repr(lstm.evaluate(params, ids[:, 0])))
+"""
+
+
+def test_sampling_is_the_same_in_two_processes_whatever_the_measured_widths():
+    """Two processes whose timings chose different block widths (the widths change the products' rounding where
+    B > 1) sample the same text, and compute the same logits to the bit."""
+    weights = os.path.join(ROOT, 'saves', 'ShakespeareNet.npz')
+    outs = [subprocess.run([sys.executable, '-c', SAMPLE_WITH_WIDTHS, ROOT, str(width), weights], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300) for width in (0, 16, 64)]
+    for r in outs:
+        assert r.returncode == 0 and r.stderr == '', r.stderr
+    assert outs[0].stdout.count('=== sample ') == 8
+    assert outs[1].stdout == outs[0].stdout and outs[2].stdout == outs[0].stdout
 
 
 def test_dynamic_evaluation():
@@ -355,13 +390,19 @@ def test_dynamic_evaluation():
 
 
 def test_variational_dropout_masks_are_the_same_at_every_step():
+    """With variational dropout, forward computes the stack whose outputs are multiplied by one mask per stream
+    and unit, (1, B, H), drawn from rng in layer order, the same at every step."""
     rng = np.random.default_rng(0)
     params = tiny_model(rng, V=5, H=64)
     x = rng.integers(0, 5, size=(6, 3))
-    _, _, cache = lstm.forward(params, x, lstm.zero_state(params, 3), 0.5, np.random.default_rng(2), 1,
-                               variational=True)
-    masks = cache[1][1][0][1]                           # the engine's (windows, masks) of its one batch
+    state = lstm.zero_state(params, 3)
+    logits, _, _ = lstm.forward(params, x, state, dropout=0.5, rng=np.random.default_rng(2), variational=True)
+    replay = np.random.default_rng(2)
+    masks = [lstm.dropout_mask(replay, (1, 3, 64), 0.5, np.dtype(np.float64)) for _ in range(2)]
     for m in masks:
-        assert m.shape == (1, 3, 64)                    # one per stream and unit, broadcast over the window
         assert set(np.unique(m)) == {0.0, 2.0}
         assert 0.35 < (m == 0).mean() < 0.65
+    top, _, _ = layers.stack_forward(layers.one_hot(x, 5), state, [params['lstm1.W'], params['lstm2.W']],
+                                     [params['lstm1.b'], params['lstm2.b']], masks)
+    expected, _ = layers.dense_forward(top, params['dense.W'], params['dense.b'])
+    np.testing.assert_allclose(logits, expected, rtol=1e-12, atol=1e-13)

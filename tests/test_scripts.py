@@ -10,7 +10,7 @@ import pytest
 import data
 import files
 import lstm
-from helpers import ROOT, SAVES, assert_one_line_error, into_a_closed_pipe, script, tiny_corpus
+from helpers import SAVES, assert_one_line_error, into_a_closed_pipe, reference_model, script, tiny_corpus
 
 CORPUS = os.path.join(SAVES, 'shakespeare.txt')
 
@@ -133,15 +133,11 @@ def test_visualize_activations_and_colours(small_model):
     acts = analysis.activations(params, ids)
     assert set(acts) == {(1, 'h'), (1, 'c'), (2, 'h'), (2, 'c')}
     assert acts[(2, 'h')].shape == (len(ids), 16)
-    assert np.all(np.abs(acts[(1, 'c')]) <= 1)
-    # the activations equal the reference forward pass's hidden states, h = o * tanh(c) of every step
-    _, _, cache = lstm.forward(params, ids[:, None], lstm.zero_state(params, 1), reference=True)
-    steps = cache[1][0]                                 # per layer, the step caches (xh, W, c_prev, i, f, o, g, tc)
+    # the activations are the naive LSTM's h and tanh(c) of every step
+    _, reference = reference_model(params, ids[:, None])
     for n in (1, 2):
-        np.testing.assert_allclose(acts[(n, 'h')], np.array([s[5] * s[7] for s in steps[n - 1]])[:, 0],
-                                   rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(acts[(n, 'c')], np.array([s[7] for s in steps[n - 1]])[:, 0],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(acts[(n, 'h')], reference[n - 1].h[:, 0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(acts[(n, 'c')], np.tanh(reference[n - 1].c[:, 0]), rtol=1e-5, atol=1e-6)
     assert viewer.colour(-1) == '#ffffff'
     assert viewer.colour(1) == '#ff0000'
     assert viewer.colour(5) == '#ff0000'
