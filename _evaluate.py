@@ -27,7 +27,7 @@ def parse_args(argv):
     g.add_argument('--corpus', type=cli.path, help='corpus whose validation split is scored (default: tiny '
                                                    'Shakespeare, '
                                     'saves/shakespeare.txt)')
-    g.add_argument('--val-fraction', type=cli.open_fraction, default=0.1,
+    g.add_argument('--val-fraction', type=cli.above_zero_below_one, default=0.1,
                    help='the validation split is this last fraction of the corpus (default %(default)s)')
     g.add_argument('--text', type=cli.path, help='score this whole UTF-8 file instead of a validation split')
     g = p.add_argument_group('dynamic evaluation (the weights adapt to the text as it is read)')
@@ -37,7 +37,7 @@ def parse_args(argv):
                    help=f'learning rate of those steps, plain gradient descent (default {DYNAMIC_LR})')
     g.add_argument('--dynamic-window', type=cli.positive_int, default=DYNAMIC_WINDOW,
                    help=f'characters per window: per step (default {DYNAMIC_WINDOW})')
-    g.add_argument('--dynamic-decay', type=cli.fraction, default=0.0,
+    g.add_argument('--dynamic-decay', type=cli.zero_to_below_one, default=0.0,
                    help='pull the weights back towards the original ones by this fraction per step '
                         '(default %(default)s)')
     g = p.add_argument_group('the n-gram baseline')

@@ -39,7 +39,7 @@ def parse_args(argv):
                         'character (default %(default)s)')
     g.add_argument('--top-k', type=cli.non_negative_int, default=0,
                    help='draw only from the K most likely characters (default 0: all)')
-    g.add_argument('--top-p', type=cli.half_open_fraction, default=1.0,
+    g.add_argument('--top-p', type=cli.above_zero_to_one, default=1.0,
                    help='draw only from the nucleus: the smallest set of most likely characters whose probability '
                         'reaches P (default 1: all)')
     g.add_argument('--start', default=None, help='priming text, printed first (default "F"); \\n is a newline')

@@ -37,7 +37,7 @@ WEIGHTS, CHECKPOINT, LOOKUP, LOG = 'ShakespeareNet.npz', 'ShakespeareOptimizer.n
 SETTINGS = [
     ('data', 'corpus', None, cli.path, 'UTF-8 text file to train on (default: tiny Shakespeare, '
                                        'saves/shakespeare.txt)'),
-    ('data', 'val_fraction', 0.1, cli.open_fraction, 'last fraction of the corpus kept for validation'),
+    ('data', 'val_fraction', 0.1, cli.above_zero_below_one, 'last fraction of the corpus kept for validation'),
     ('data', 'val_chars', 0, cli.non_negative_int, 'validate on at most this many characters of the '
                                                    'validation split, its first ones (0: all)'),
     ('model', 'layers', 2, cli.positive_int, 'number of LSTM layers'),
@@ -45,23 +45,24 @@ SETTINGS = [
     ('optimisation', 'chunks', 25, cli.positive_int, 'contiguous chunks trained side by side (the batch)'),
     ('optimisation', 'window', 100, cli.positive_int, 'truncated-BPTT window in characters (k1 = k2)'),
     ('optimisation', 'lr', 0.001, cli.positive_float, 'RMSprop learning rate'),
-    ('optimisation', 'rho', 0.95, cli.open_fraction, 'RMSprop decay of the mean squared gradient'),
+    ('optimisation', 'rho', 0.95, cli.above_zero_below_one, 'RMSprop decay of the mean squared gradient'),
     ('optimisation', 'eps', 1e-8, cli.positive_float, 'RMSprop epsilon'),
     ('optimisation', 'clip', 0.0, cli.non_negative_float, 'clip the gradient\'s global norm to this (0: off)'),
     ('optimisation', 'weight_decay', 0.0, cli.non_negative_float, 'decoupled weight decay of the weight '
                                                                   'matrices, p -= lr * decay * p per step (0: off)'),
-    ('optimisation', 'dropout', 0.0, cli.fraction, 'dropout on the inputs of layers 2.. and of the dense layer'),
+    ('optimisation', 'dropout', 0.0, cli.zero_to_below_one, 'dropout on the inputs of layers 2.. and of the '
+                                                            'dense layer'),
     ('optimisation', 'variational', False, cli.boolean, 'dropout masks time-locked: one per chunk and window, the '
                                                         'same at every step (Gal and Ghahramani, 2016), not one per '
                                                         'step: true or false'),
-    ('optimisation', 'weight_drop', 0.0, cli.fraction, 'DropConnect on the recurrent weights, one mask per '
-                                                       'window (as in AWD-LSTM)'),
+    ('optimisation', 'weight_drop', 0.0, cli.zero_to_below_one, 'DropConnect on the recurrent weights, one mask '
+                                                                'per window (as in AWD-LSTM)'),
     ('optimisation', 'lr_decay', 1.0, cli.positive_float, 'multiply the learning rate by this every epoch '
                                                           'after --decay-after'),
     ('optimisation', 'decay_after', 0, cli.non_negative_int, 'epochs at the full learning rate before the decay'),
     ('optimisation', 'epochs', 10, cli.positive_int, 'train until this many epochs are done'),
-    ('optimisation', 'ema', 0.0, cli.fraction, 'validate, sample and save a moving average of the weights with '
-                                               'this decay, e.g. 0.999 (0: off)'),
+    ('optimisation', 'ema', 0.0, cli.zero_to_below_one, 'validate, sample and save a moving average of the '
+                                                        'weights with this decay, e.g. 0.999 (0: off)'),
     ('optimisation', 'dtype', 'float32', cli.choice('float32', 'float64'), 'floating-point type'),
     ('optimisation', 'seed', 0, cli.non_negative_int, 'seed of the initial weights and of the dropout masks'),
 ]

@@ -189,9 +189,9 @@ positive_int = _number(int, lambda v: v > 0, 'a positive integer')
 non_negative_int = _number(int, lambda v: v >= 0, 'zero or a positive integer')
 positive_float = _number(float, lambda v: 0 < v < float('inf'), 'a positive number')
 non_negative_float = _number(float, lambda v: 0 <= v < float('inf'), 'zero or a positive number')
-fraction = _number(float, lambda v: 0 <= v < 1, 'a fraction in [0, 1)')
-open_fraction = _number(float, lambda v: 0 < v < 1, 'a fraction in (0, 1)')
-half_open_fraction = _number(float, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')
+zero_to_below_one = _number(float, lambda v: 0 <= v < 1, 'a fraction in [0, 1)')      # named for what they accept
+above_zero_below_one = _number(float, lambda v: 0 < v < 1, 'a fraction in (0, 1)')
+above_zero_to_one = _number(float, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')
 
 
 def path(text):

@@ -25,7 +25,8 @@ def _extend(cid, seq, k, start):
 
 
 class NGram:
-    """Counts of an n-gram model of order n (contexts of up to n - 1 characters) over V characters."""
+    """Counts of an n-gram model of order n (contexts of up to n - 1 characters) over V characters, smoothed by
+    interpolated Witten-Bell (the formula above): no free parameter to tune, and every character keeps a chance."""
 
     def __init__(self, n, V):
         self.n, self.V = n, V

@@ -211,6 +211,23 @@ def test_evaluation_is_independent_of_its_window_and_equals_the_training_forward
         assert lstm.evaluate(params, ids, window=window) == pytest.approx(expected, rel=1e-12), window
 
 
+def test_char_losses_are_each_characters_loss_and_average_to_evaluate():
+    """char_losses (which the LSTM-against-n-gram comparison reads) gives -ln p of every character after the
+    first under the training forward, and its mean is evaluate's score, whatever the window."""
+    rng = np.random.default_rng(1)
+    params = tiny_model(rng, V=6, H=5)
+    ids = rng.integers(0, 6, size=300)
+    logits, _, _ = lstm.forward(params, ids[:-1, None], lstm.zero_state(params, 1))
+    p = layers.softmax(logits[:, 0])
+    expected = -np.log(p[np.arange(299), ids[1:]])
+    for window in (1, 13, 299, 1000):
+        losses = lstm.char_losses(params, ids, window=window)
+        assert losses.shape == (299,) and losses.dtype == np.float64
+        np.testing.assert_allclose(losses, expected, rtol=1e-12)
+        assert losses.mean() == pytest.approx(lstm.evaluate(params, ids, window=window), rel=1e-12)
+    assert lstm.char_losses(params, ids[:2]).shape == (1,)
+
+
 def test_initial_weights_scale_and_forget_bias():
     V, H = 7, 64
     params = lstm.init_params(V, H, 2, 0, np.float64)

@@ -212,12 +212,25 @@ def wait_for(path, timeout=60):
         time.sleep(0.05)
 
 
+def wait_for_rewrites(path, n, timeout=60):
+    """Wait until the file at path has been replaced by a new one n times (os.replace gives it a new inode)."""
+    t, seen = time.time(), [os.stat(path).st_ino]
+    while len(seen) <= n:
+        assert time.time() - t < timeout, f'{path} was not rewritten {n} times'
+        try:
+            ino = os.stat(path).st_ino
+        except FileNotFoundError:                       # between the removal and the rename
+            ino = seen[-1]
+        if ino != seen[-1]:
+            seen.append(ino)
+        time.sleep(0.005)                               # polling, not a guess at how long something takes
+
+
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_writes_a_checkpoint_and_exits_cleanly(made, tmp_path, sig):
     out = tmp_path / 'run'
     p = start_training(made / 'corpus.txt', out)
-    wait_for(out / 'training_log.csv')                  # the first epoch is done
-    time.sleep(0.3)
+    wait_for(out / 'training_log.csv')                  # the first epoch is done: training is under way
     p.send_signal(sig)
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 0, stderr
@@ -235,7 +248,7 @@ def test_kill_9_at_any_moment_leaves_a_readable_checkpoint(made, tmp_path):
         resume = ['--resume'] if (out / 'ShakespeareOptimizer.npz').exists() else []
         p = start_training(made / 'corpus.txt', out, '--checkpoint-minutes', '0.00001', *resume)
         wait_for(out / 'ShakespeareOptimizer.npz')
-        time.sleep(rng.uniform(0.0, 0.5))
+        wait_for_rewrites(out / 'ShakespeareOptimizer.npz', int(rng.integers(0, 4)))    # then kill it wherever it is
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=60)
         files.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
@@ -264,8 +277,7 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
     common = ['--dtype', 'float64', '--dropout', '0.3', '--max-steps', '1500', '--sample-length', '0']
     out = tmp_path / 'interrupted'
     p = start_training(made / 'corpus.txt', out, *common)
-    wait_for(out / 'training_log.csv')                  # at least one epoch done, then stop at some step
-    time.sleep(0.5)
+    wait_for(out / 'training_log.csv')                  # at least one epoch done, then stop wherever it is
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 0
     _, _, _, meta, _ = files.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
@@ -332,12 +344,8 @@ def test_a_second_training_into_the_same_folder_is_refused(made, tmp_path):
     out = tmp_path / 'run'
     p = start_training(made / 'corpus.txt', out)
     try:
-        wait_for(out / '.lock')
-        time.sleep(0.5)
-        r = script('_training.py', '--out', out, '--resume')
-        if not (out / 'ShakespeareOptimizer.npz').exists():
-            r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', out, *TRAIN)
-        assert_one_line_error(r, 'another training is running in')
+        wait_for(out / 'training_log.csv')              # an epoch done: it holds the lock (taken before any work)
+        assert_one_line_error(script('_training.py', '--out', out, '--resume'), 'another training is running in')
     finally:
         p.kill()
         p.wait(timeout=60)

@@ -1,8 +1,11 @@
 """The training script: a resumed run continues exactly as if it had never stopped."""
+import os
+
 import numpy as np
 import pytest
 
 import _training
+import cli
 import data
 import files
 import lstm
@@ -127,3 +130,37 @@ def test_default_threads(monkeypatch):
     monkeypatch.setattr(_training.os, 'cpu_count', lambda: 8)
     monkeypatch.setenv('OPENBLAS_NUM_THREADS', '1')    # training beside other work: one core
     assert _training.default_threads() == 1
+
+
+def test_the_corpus_a_checkpoint_names_is_found_again(tmp_path, monkeypatch):
+    """stored_corpus names a corpus so that corpus_path finds the same file from anywhere: None for the shipped
+    tiny Shakespeare, a path relative to the repo inside it, an absolute path outside it."""
+    here = lambda stored, chars=None: _training.corpus_path(_training.Run({'corpus': stored}, corpus_chars=chars))
+    shipped = data.TINY_SHAKESPEARE_PATH
+    assert _training.stored_corpus(None) is None and here(None) == shipped
+    assert _training.stored_corpus(shipped) is None
+    readme = os.path.join(cli.ROOT, 'README.md')        # a file inside the repo: relative, found from anywhere
+    assert _training.stored_corpus(readme) == 'README.md'
+    outside = tmp_path / 'my corpus.txt'
+    outside.write_text('abc', encoding='utf-8')
+    monkeypatch.chdir(tmp_path)                         # a relative path is read where it was given
+    stored = _training.stored_corpus('my corpus.txt')
+    assert stored == str(outside)
+    monkeypatch.chdir(cli.ROOT)
+    for path in (readme, str(outside)):
+        assert os.path.samefile(here(_training.stored_corpus(path)), path)
+    # a checkpoint written elsewhere that names its own copy of tiny Shakespeare resumes on the shipped one; any
+    # other missing file stays named, for load_data to report
+    assert here('/elsewhere/shakespeare.txt', data.TINY_SHAKESPEARE_CHARS) == shipped
+    assert here('/elsewhere/shakespeare.txt', 1000) == '/elsewhere/shakespeare.txt'
+    assert here('/elsewhere/poems.txt', data.TINY_SHAKESPEARE_CHARS) == '/elsewhere/poems.txt'
+
+
+def test_a_run_on_a_corpus_elsewhere_resumes_from_another_folder(tmp_path, corpus, monkeypatch):
+    run(corpus, tmp_path / 'run', '--max-steps', '3')
+    _, _, _, meta, _ = load(tmp_path / 'run')
+    assert meta['settings']['corpus'] == corpus         # absolute: the corpus is outside the repo
+    (tmp_path / 'elsewhere').mkdir()
+    monkeypatch.chdir(tmp_path / 'elsewhere')
+    assert _training.main(['--out', str(tmp_path / 'run'), '--resume', '--max-steps', '5', '--quiet']) == 0
+    assert load(tmp_path / 'run')[3]['position']['step'] == 5
