@@ -50,7 +50,7 @@ def _read_json(path):
     if raw[:2] == b'PK':
         raise files.ModelFileError(f'weights file {path} is an .npz file, not JSON: name it *.npz')
     try:
-        return json.loads(raw.decode('utf-8'))
+        return json.loads(raw.decode('utf-8-sig'))          # -sig: a byte-order mark, as some editors write
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise files.ModelFileError(f'weights file {path} is not valid JSON: it should be a model saved by the '
                                    'original, [[w, b], ..., [[w, b]]]') from None

@@ -127,7 +127,8 @@ def test_a_json_file_under_another_name_is_read_by_its_content(tmp_path, model):
     weights, _, chars, layers_ = model
     (tmp_path / 'ShakespeareNet-07-loss_1.2-acc_0.6.nn').write_bytes(weights.read_bytes())
     (tmp_path / 'weights.bin').write_bytes(weights.read_bytes())
-    for path in (tmp_path / 'ShakespeareNet-07-loss_1.2-acc_0.6.nn', tmp_path / 'weights.bin'):
+    (tmp_path / 'bom.json').write_bytes(b'\xef\xbb\xbf' + weights.read_bytes())       # saved by an editor
+    for path in (tmp_path / 'ShakespeareNet-07-loss_1.2-acc_0.6.nn', tmp_path / 'weights.bin', tmp_path / 'bom.json'):
         params, _ = files.load_params(path, V=len(chars))
         np.testing.assert_array_equal(params['dense.W'], layers_[-1][0].T)
 
@@ -207,7 +208,8 @@ def damaged(kind):
 
 
 @pytest.mark.parametrize('kind, words', [
-    ('a dict', 'not a model saved by the original'), ('the optimizer', "holds the original's optimizer state"), ('one entry', 'not a model saved by the original'),
+    ('a dict', 'not a model saved by the original'), ('the optimizer', "holds the original's optimizer state"),
+    ('one entry', 'not a model saved by the original'),
     ('output not wrapped', 'wrapped once more'), ('a triple', "layer 1 should be a pair [w, b]"),
     ('ragged', "layer 1's w is ragged"), ('a string', "layer 2's w holds something that is not a number"),
     ('true', 'not a number'), ('null', "layer 1's b holds something that is not a number"),
