@@ -3,34 +3,31 @@
     python _training.py --out runs/shakespeare              # a new run on tiny Shakespeare (saves/shakespeare.txt)
     python _training.py --out runs/shakespeare --resume     # continue it exactly where it stopped
 
-The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM and every --checkpoint-minutes:
-  ShakespeareNet.npz        the latest weights (the format _sample.py reads)
+The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM / SIGHUP and every --checkpoint-minutes:
   ShakespeareOptimizer.npz  the full training checkpoint: weights, RMSprop state, carried hidden state, position
-                            in the data, random state and settings; --resume continues from it exactly
+                            in the data, random state, settings, lookup table and log; --resume continues from it
+  ShakespeareNet.npz        the latest weights (the format _sample.py reads)
   ShakespeareLookup.json    the lookup table
   training_log.csv          one line per epoch (and per interruption)
   best/                     the same files for the epoch with the lowest validation loss so far
-Every file is written to a temporary file and renamed into place. The shipped model in saves/ is only written
-when --out saves is given.
+The checkpoint is written first and the other files from it (runs.py says how a kill or a full disk at any
+moment leaves a whole run). One training at a time writes a folder. The shipped model in saves/ is never
+written unless --overwrite-shipped-model is given.
 """
 import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
-import csv
-import fcntl
 import os
-import signal
 import time
 
 import numpy as np
 
 import data
-import engine
 import files
 import lstm
+import runs
 from blas import set_threads as set_blas_threads
 from optimizer import RMSprop, update_average
 
-WEIGHTS, CHECKPOINT, LOOKUP, LOG = 'ShakespeareNet.npz', 'ShakespeareOptimizer.npz', 'ShakespeareLookup.json', \
-    'training_log.csv'
+WEIGHTS, CHECKPOINT, LOOKUP, LOG = runs.WEIGHTS, runs.CHECKPOINT, runs.LOOKUP, runs.LOG
 
 # The run's settings: (group, name, default, type, help). The defaults are the original's. They are saved in the
 # checkpoint; on --resume the saved ones hold, and only those marked resumable may be changed on the command line.
@@ -87,6 +84,8 @@ def parse_args(argv):
     g = p.add_argument_group('output')
     g.add_argument('--out', type=cli.path, default='checkpoints', help='run folder for checkpoints and the log '
                    '(default %(default)s; saves/ is only written if named here)')
+    g.add_argument('--overwrite-shipped-model', action='store_true', help='allow --out saves (the shipped model, '
+                   'which the run then overwrites)')
     g.add_argument('--resume', action='store_true', help='continue the run saved in --out exactly where it '
                                                          'stopped')
     g.add_argument('--checkpoint-minutes', type=cli.non_negative_float, default=10.0,
@@ -103,6 +102,8 @@ def settings_from(args, saved=None):
     """The run's settings: the defaults overridden by the command line, or on resume the saved ones with the
     resumable options overridden. Refuses (one line) a change of a setting that defines the run."""
     given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
+    if 'corpus' in given:
+        given['corpus'] = runs.stored_corpus(given['corpus'])
     if saved is None:
         return {**DEFAULTS, **given}
     fixed = {k: v for k, v in given.items() if k not in RESUMABLE and saved.get(k, DEFAULTS[k]) != v}
@@ -123,38 +124,61 @@ def is_best(val_loss, best_so_far):
     return best_so_far is None or val_loss < best_so_far
 
 
-# --- the run: new or resumed -------------------------------------------------------------------------------------
+def nats(loss):
+    """A loss for printing: a cross-entropy is never below zero (-0.0 or -1e-17 is rounding)."""
+    return f'{max(0.0, loss):.4f}'
 
-class Run:
-    """Everything a checkpoint holds: settings, weights, optimizer, carried state, average, position, random
-    state; and the lookup table."""
 
-    def __init__(self, settings, chars=None, params=None, opt=None, state=None, ema=None, pos=None, rng=None,
-                 corpus_chars=None):
-        self.settings, self.chars, self.params, self.opt = settings, chars, params, opt
-        self.state, self.ema, self.pos, self.rng = state, ema, pos, rng
-        self.corpus_chars = corpus_chars                # the length of the corpus a resumed run was trained on
+# --- the run folder: its lock, and the run in it, new or resumed ------------------------------------------------
 
-    def model(self):
-        """The weights to validate, sample and save: the average where one is kept."""
-        return self.params if self.ema is None else self.ema
+def check_out(args):
+    """Refuse an --out that no training may write: empty, the shipped model's saves/ (unless asked for), or the
+    best/ folder of a run (which that run writes)."""
+    out = args.out
+    if not out:
+        cli.fail('--out is empty: give a folder for the run')
+    real, saves = os.path.realpath(out), os.path.realpath(cli.SAVES)
+    if (real == saves or real.startswith(saves + os.sep)) and not args.overwrite_shipped_model:
+        cli.fail(f'--out {out} is the shipped model\'s folder saves/: training there overwrites it; train a copy '
+                 '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
+                 '--overwrite-shipped-model if that is what you mean')
+    parent = runs.parent_run(out)
+    if parent:
+        cli.fail(f'--out {out} is the best/ folder of the run in {parent}, which writes it: copy it to another '
+                 f'folder first (cp -r {out} runs/from-best) and continue that one')
+    return out
 
-    def save(self, folder, kind, n_windows, corpus_chars):
-        meta = dict(settings=self.settings, position=self.pos, rng=self.rng.bit_generator.state, saved=kind,
-                    corpus_chars=int(corpus_chars), block_widths=engine.block_widths())
-        files.save_checkpoint(os.path.join(folder, CHECKPOINT), self.params, self.opt, self.state, meta, self.ema)
-        files.save_params(os.path.join(folder, WEIGHTS), self.model(),
-                          dict(step=self.pos['step'], epoch=self.pos['epoch'] + self.pos['window'] / n_windows,
-                               val_loss=self.pos.get('val_loss')))
-        data.save_lookup(os.path.join(folder, LOOKUP), self.chars)
+
+def lock_folder(out):
+    """Make the run folder and lock it before anything in it is read; clear the temporary files that a killed
+    run left; check that every file the run writes can be written. Returns the lock."""
+    try:
+        files.check_folder(out, '--out folder')
+        lock = runs.Lock(out)
+    except files.ModelFileError as e:
+        cli.fail(str(e))
+    except runs.Busy:
+        cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
+    except OSError as e:
+        cli.fail(f'--out folder {out}: {e.strerror or e}')
+    try:
+        runs.remove_temporaries(out)
+        runs.check_outputs(out)
+    except files.ModelFileError as e:
+        cli.fail(str(e))
+    except OSError as e:
+        cli.fail(f'--out folder {out}: {e.strerror or e}')
+    return lock
 
 
 def new_run(args, out):
     if os.path.exists(os.path.join(out, CHECKPOINT)):
         cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
-    settings = settings_from(args)
-    settings['corpus'] = stored_corpus(settings['corpus'])
-    return Run(settings, pos=dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0))
+    stray = runs.stray_files(out)
+    if stray:
+        cli.fail(f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
+                 'those files away, or choose another --out folder')
+    return runs.Run(settings_from(args), pos=dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0))
 
 
 def make_optimizer(params, settings):
@@ -162,62 +186,35 @@ def make_optimizer(params, settings):
                    weight_decay=settings['weight_decay'])
 
 
+KINDS = {name: kind for _, name, _, kind, _ in SETTINGS}
+
+
 def resumed_run(args, out):
-    path = os.path.join(out, CHECKPOINT)
-    if not os.path.exists(path):
+    """The run committed in out, with the files that a stop left behind it completed, then the resumable
+    settings of the command line. Returns (run, the settings that changed: name -> (old, new))."""
+    if not os.path.exists(os.path.join(out, CHECKPOINT)):
         cli.fail(f'cannot resume: {out} holds no run ({CHECKPOINT} is missing); start one without --resume')
     try:
-        _, meta = files.load_npz(path, 'checkpoint', only_meta=True)
-        if 'settings' not in meta or 'position' not in meta or 'rng' not in meta:
-            cli.fail(f'cannot resume: {path} has no training position (it was not written by _training.py)')
-        settings = settings_from(args, meta['settings'])
-        chars = data.load_lookup(os.path.join(out, LOOKUP))
-        params, opt, state, meta, ema = files.load_checkpoint(path, lambda p: make_optimizer(p, settings))
-    except (files.ModelFileError, data.CorpusError) as e:
+        run = runs.load(out, DEFAULTS, KINDS, make_optimizer)
+    except files.ModelFileError as e:
         cli.fail(f'cannot resume from {out}: {e}')
-    rng = np.random.default_rng()
-    rng.bit_generator.state = meta['rng']
-    try:
-        engine.set_block_widths(meta.get('block_widths', []))  # the same products as before: bit for bit
-    except ValueError as e:
-        cli.fail(f'cannot resume from {out}: {path}: {e}')
-    if args.corpus is not None:
-        settings['corpus'] = stored_corpus(args.corpus)
-    return Run(settings, chars, params, opt, state, ema, meta['position'], rng, meta.get('corpus_chars'))
-
-
-def stored_corpus(path):
-    """How a checkpoint names its corpus, so that a clone anywhere resumes: None for the shipped tiny Shakespeare,
-    a path relative to the repo for a file inside it, else the absolute path."""
-    if path is None:
-        return None
-    path = os.path.abspath(path)
-    if os.path.exists(path) and os.path.exists(data.TINY_SHAKESPEARE_PATH) and \
-            os.path.samefile(path, data.TINY_SHAKESPEARE_PATH):
-        return None
-    inside = os.path.relpath(path, cli.ROOT)
-    return path if inside.startswith('..') else inside
-
-
-def corpus_path(run):
-    """The corpus file: the one the run names (relative paths are inside the repo), else the shipped tiny
-    Shakespeare, checked by its SHA-256. A checkpoint that names a tiny Shakespeare file which is not here (as one
-    written in another folder may) resumes on the shipped copy."""
-    path = run.settings['corpus']
-    if path is not None:
-        path = os.path.join(cli.ROOT, path)             # an absolute path stays as it is
-        if not os.path.exists(path) and run.corpus_chars == data.TINY_SHAKESPEARE_CHARS and \
-                'shakespeare' in os.path.basename(path).lower():
-            path = None
-    return path if path is not None else data.tiny_shakespeare()
+    if run.windows is not None:                         # a checkpoint that holds its log: finish what a stop left
+        try:
+            run.recover(out)
+        except runs.Incomplete as e:
+            cli.fail(f'{e}; the checkpoint in {out} is whole: free some space and resume again')
+    saved = run.settings
+    run.settings = settings_from(args, saved)
+    for k in ('rho', 'eps', 'clip', 'weight_decay'):     # the learning rate is set every epoch
+        setattr(run.opt, k, run.settings[k])
+    return run, {k: (saved[k], v) for k, v in run.settings.items() if v != saved[k]}
 
 
 def load_data(run):
-    """Read the corpus; make the model on a new run. Returns (chunked training text (B, L), validation ids,
-    windows per epoch, characters in the corpus)."""
+    """Read the corpus; make the model on a new run. Returns (chunked training text (B, L), validation ids)."""
     s = run.settings
     try:
-        ids, run.chars = data.read_corpus(corpus_path(run), run.chars)
+        ids, run.chars = data.read_corpus(run.corpus_file(), run.chars)
     except data.CorpusError as e:
         cli.fail(str(e))
     train_ids, val_ids = data.split(ids, s['val_fraction'])
@@ -235,16 +232,18 @@ def load_data(run):
         run.params = lstm.init_params(len(run.chars), s['hidden'], s['layers'], run.rng, np.dtype(s['dtype']))
         run.opt = make_optimizer(run.params, s)
         run.state = lstm.zero_state(run.params, s['chunks'])
-    elif run.state[0][0].shape[0] != s['chunks'] or len(run.chars) != lstm.sizes(run.params)[0]:
-        cli.fail('the checkpoint does not match its settings or lookup table')
     elif run.corpus_chars not in (None, len(ids)):
         cli.fail(f'the corpus has {len(ids):,} characters but the run was trained on one of '
                  f'{run.corpus_chars:,}: resume with the same --corpus')
+    elif run.pos['window'] > n_windows:
+        cli.fail(f'cannot resume: the checkpoint\'s position.window = {run.pos["window"]} is past the '
+                 f'{n_windows} windows of an epoch')
+    run.corpus_chars, run.windows = len(ids), n_windows
     if not s['ema']:
         run.ema = None
     elif run.ema is None:                               # an average starts from the current weights
         run.ema = {k: v.copy() for k, v in run.params.items()}
-    return chunked, val_ids, n_windows, len(ids)
+    return chunked, val_ids
 
 
 # --- training --------------------------------------------------------------------------------------------------
@@ -254,9 +253,8 @@ def train_window(run, chunked, threads):
     s = run.settings
     x, y = data.window(chunked, s['window'], run.pos['window'])
     with np.errstate(all='ignore'):                     # overflow is caught below, with a clear message
-        loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, dropout=s['dropout'], rng=run.rng,
-                                                     threads=threads, weight_drop=s['weight_drop'],
-                                                     variational=s['variational'])
+        loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, s['dropout'], run.rng, threads,
+                                                     s['weight_drop'], s['variational'])
         run.opt.step(run.params, grads)
     if run.ema is not None:
         update_average(run.ema, run.params, s['ema'])
@@ -272,176 +270,166 @@ def train_window(run, chunked, threads):
 def sample_text(params, chars, length, seed):
     """A short sample at temperature 0.5, primed with a newline (or the first character of the table)."""
     prime = chars.index('\n') if '\n' in chars else 0
-    return data.decode([ix[0] for ix in lstm.sample(params, [prime], length, temperature=0.5, rng=seed)], chars)
+    return data.decode([ix[0] for ix in lstm.sample(params, [prime], length, 0.5, seed)], chars)
 
 
-class Log:
-    """training_log.csv: one row per epoch and per interruption."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def write(self, run, n_windows, train_loss, val_loss, chars_per_s, event):
-        new = not os.path.exists(self.path)
-        p = run.pos
-        with open(self.path, 'a', newline='') as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event'])
-            epoch = p['epoch'] if p['window'] == 0 else f'{p["epoch"] + p["window"] / n_windows:.4f}'
-            w.writerow([epoch, p['step'], '' if train_loss is None else f'{train_loss:.4f}',
-                        '' if val_loss is None else f'{val_loss:.4f}',
-                        f'{run.opt.lr:.6g}', f'{p["seconds"]:.0f}', '' if chars_per_s is None else f'{chars_per_s:.0f}',
-                        event])
+def log_row(run, train_loss, val_loss, chars_per_s, event):
+    """A row of training_log.csv, as text: one per epoch and per interruption."""
+    p = run.pos
+    return [str(p['epoch']) if p['window'] == 0 else f'{run.epoch():.4f}', str(p['step']),
+            '' if train_loss is None else nats(train_loss), '' if val_loss is None else nats(val_loss),
+            f'{run.opt.lr:.6g}', f'{p["seconds"]:.0f}', '' if chars_per_s is None else f'{chars_per_s:.0f}', event]
 
 
 class Progress:
-    """The progress line (step, epoch, smoothed loss, speed, time left), at most twice a second; the speed and
-    the training time of the run."""
+    """The progress line (step, epoch, smoothed loss, speed, time left), at most twice a second; the training
+    speed (over the steps alone, not the checkpoints) and the clock of the run's training time."""
 
     def __init__(self, quiet):
         self.quiet, self.shown, self.smooth = quiet, 0.0, None
         self.restart()
 
     def restart(self):
-        self.t0, self.chars, self.loss_sum, self.n = time.time(), 0, 0.0, 0
+        """A new epoch: the mean loss and the speed start again."""
+        self.t0, self.chars, self.step_seconds, self.loss_sum, self.n = time.time(), 0, 0.0, 0.0, 0
 
-    def add(self, loss, chars):
+    def lap(self):
+        """Seconds since the last lap (or restart)."""
+        now = time.time()
+        seconds, self.t0 = now - self.t0, now
+        return seconds
+
+    def add(self, loss, chars, seconds):
         self.chars += chars
+        self.step_seconds += seconds
         self.loss_sum += loss
         self.n += 1
         self.smooth = loss if self.smooth is None else 0.98 * self.smooth + 0.02 * loss
 
     def rate(self):
-        return self.chars / max(time.time() - self.t0, 1e-9)
+        """Characters trained per second in this epoch's steps (None before a step)."""
+        return self.chars / max(self.step_seconds, 1e-9) if self.n else None
 
-    def show(self, run, n_windows, steps_left):
+    def mean_loss(self):
+        return self.loss_sum / self.n if self.n else None
+
+    def show(self, run, steps_left):
         if self.quiet or time.time() - self.shown < 0.5:
             return
         self.shown = time.time()
         s, p = run.settings, run.pos
         left = steps_left * s['chunks'] * s['window'] / self.rate()
-        cli.write(f'\rstep {p["step"]:6d}  epoch {p["epoch"] + p["window"] / n_windows:6.3f}  loss '
-                  f'{self.smooth:.4f}  {self.rate():6.0f} chars/s  {left / 60:6.1f} min left ')
+        cli.write(f'\rstep {p["step"]:6d}  epoch {run.epoch():6.3f}  loss {nats(self.smooth)}  '
+                  f'{self.rate():6.0f} chars/s  {left / 60:6.1f} min left ')
 
 
-def end_epoch(run, out, val_ids, n_windows, corpus_chars, progress, log, say, sample_length):
-    """Validate, sample, checkpoint, and keep the best epoch in best/."""
-    rate = progress.rate()                              # training speed, before validation
-    val = lstm.evaluate(run.model(), val_ids)
+def end_epoch(run, out, val_ids, progress, say, sample_length, stopper):
+    """Validate, checkpoint (best/ too if the epoch is the best so far), report and sample."""
+    with stopper.at_once():                             # a stop here changes nothing: the epoch is validated again
+        val = lstm.evaluate(run.model(), val_ids)
     p = run.pos
     p['epoch'], p['window'], p['val_loss'] = p['epoch'] + 1, 0, val
     run.state = lstm.zero_state(run.params, run.settings['chunks'])   # the next epoch starts at the chunks' heads
-    p['seconds'] += time.time() - progress.t0
-    train_loss = progress.loss_sum / max(progress.n, 1)
+    p['seconds'] += progress.lap()
     improved = is_best(val, p['best_val'])
     if improved:
-        p['best_val'] = val
-    run.save(out, 'epoch', n_windows, corpus_chars)
-    if improved:
-        run.save(os.path.join(out, 'best'), 'best', n_windows, corpus_chars)
-    log.write(run, n_windows, train_loss, val, rate, 'best' if improved else 'epoch')
-    say(f'\nepoch {p["epoch"]}: train loss {train_loss:.4f}, validation loss {val:.4f} nats/char '
-        f'({val / np.log(2):.4f} bits/char){" (best so far)" if improved else ""}')
-    if sample_length:
-        say('--- sample (temperature 0.5) ---\n' + sample_text(run.model(), run.chars, sample_length, p['step'])
-            + '\n---')
+        p['best_val'], p['best_step'] = val, p['step']
+    train_loss, rate = progress.mean_loss(), progress.rate()
+    run.save(out, 'epoch', log_row(run, train_loss, val, rate, 'best' if improved else 'epoch'))
     progress.restart()
-
-
-class Stopper:
-    """Turns Ctrl-C and SIGTERM into a flag that the training loop checks after every step."""
-
-    def __init__(self):
-        self.signal = None
-        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(self, signum, frame):
-        self.signal = signal.Signals(signum).name
-
-    def restore(self):
-        for s, h in self.previous.items():
-            signal.signal(s, h)
-
-
-def lock_folder(out):
-    """Hold an exclusive lock on the run folder for the life of the process (the system drops it when the
-    process ends, however it ends), and clear temporary files that a killed run left. Returns the lock's file."""
-    try:
-        files.check_folder(out, '--out folder')
-        f = open(os.path.join(out, '.lock'), 'a+')
-    except (files.ModelFileError, OSError) as e:
-        cli.fail(str(e) if isinstance(e, files.ModelFileError) else f'--out folder {out}: {e.strerror or e}')
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
-    for folder in (out, os.path.join(out, 'best')):
-        if os.path.isdir(folder):
-            for name in os.listdir(folder):
-                if name.startswith('.') and name.endswith('.tmp'):
-                    os.remove(os.path.join(folder, name))
-    return f
+    say(f'\nepoch {p["epoch"]}: train loss {"-" if train_loss is None else nats(train_loss)}, validation loss '
+        f'{nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}')
+    if sample_length:
+        with stopper.at_once():
+            text = sample_text(run.model(), run.chars, sample_length, p['step'])
+        say('--- sample (temperature 0.5) ---\n' + text + '\n---')
 
 
 def default_threads():
     return 1 if os.environ.get('OPENBLAS_NUM_THREADS') == '1' else min(2, os.cpu_count() or 1)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    out = args.out
-    if not out:
-        cli.fail('--out is empty: give a folder for the run')
-    run = resumed_run(args, out) if args.resume else new_run(args, out)
-    chunked, val_ids, n_windows, corpus_chars = load_data(run)
-    lock = lock_folder(out)                             # noqa: F841  (held until the process ends)
-    say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))  # a closed stdout: train on
+def train(run, out, chunked, val_ids, args, say):
+    """The training loop, until the last epoch, --max-steps or a signal; then the last checkpoint."""
     s, p = run.settings, run.pos
-    say(f'corpus {corpus_path(run)}: {corpus_chars:,} characters, {len(run.chars)} distinct; '
-        f'{chunked.size:,} train, {len(val_ids):,} validation')
-    say(f'model {s["layers"]}x{s["hidden"]} LSTM, {sum(a.size for a in run.params.values()):,} parameters, '
-        f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {n_windows} steps per epoch')
-    if args.resume:
-        say(f'resuming at epoch {p["epoch"]}, window {p["window"]}/{n_windows}, step {p["step"]}')
     threads = min(args.threads or default_threads(), 2)
     if threads > 1 and set_blas_threads(1) is None:
         threads = 1                                     # OpenBLAS not found: let its own threads do the work
     max_steps = float('inf') if args.max_steps is None else args.max_steps
-    log, progress, stopper = Log(os.path.join(out, LOG)), Progress(args.quiet), Stopper()
+    progress, stopper = Progress(args.quiet), runs.Stopper()
     last_checkpoint = time.time()
-    try:
-        while p['epoch'] < s['epochs'] and p['step'] < max_steps and not stopper.signal:
-            run.opt.lr = lr_at(s, p['epoch'])
-            if p['window'] == n_windows:
-                end_epoch(run, out, val_ids, n_windows, corpus_chars, progress, log, say, args.sample_length)
-                continue
-            progress.add(train_window(run, chunked, threads), chunked.shape[0] * s['window'])
-            steps_left = min((s['epochs'] - p['epoch']) * n_windows - p['window'], max_steps - p['step'])
-            progress.show(run, n_windows, steps_left)
-            if args.checkpoint_minutes and time.time() - last_checkpoint > 60 * args.checkpoint_minutes:
-                p['seconds'] += time.time() - progress.t0
-                progress.t0, progress.chars = time.time(), 0
-                run.save(out, 'periodic', n_windows, corpus_chars)
-                last_checkpoint = time.time()
+    try:                                                # a signal during the last checkpoint is one more flag
+        try:
+            while p['epoch'] < s['epochs'] and p['step'] < max_steps and not stopper.signal:
+                run.opt.lr = lr_at(s, p['epoch'])
+                if p['window'] == run.windows:
+                    end_epoch(run, out, val_ids, progress, say, args.sample_length, stopper)
+                    continue
+                t = time.time()
+                loss = train_window(run, chunked, threads)
+                progress.add(loss, chunked.shape[0] * s['window'], time.time() - t)
+                progress.show(run, min((s['epochs'] - p['epoch']) * run.windows - p['window'],
+                                       max_steps - p['step']))
+                if args.checkpoint_minutes and time.time() - last_checkpoint > 60 * args.checkpoint_minutes:
+                    p['seconds'] += progress.lap()
+                    run.save(out, 'periodic')
+                    last_checkpoint = time.time()
+        except runs.Stopped:
+            pass
         if p['epoch'] < s['epochs'] or args.max_steps == p['step']:
             why = f'{stopper.signal} received' if stopper.signal else f'--max-steps {args.max_steps} reached'
-            p['seconds'] += time.time() - progress.t0
-            run.save(out, 'interrupted' if stopper.signal else 'max-steps', n_windows, corpus_chars)
-            if p['step'] > 0:
-                trained = progress.loss_sum / progress.n if progress.n else None   # None: stopped before a step
-                log.write(run, n_windows, trained, None, None, why)
+            p['seconds'] += progress.lap()
+            row = log_row(run, progress.mean_loss(), None, None, why) if p['step'] > 0 else None
+            run.save(out, 'interrupted' if stopper.signal else 'max-steps', row)
             say(f'\n{why}: checkpoint saved in {out} at step {p["step"]}; continue with --resume')
-            return 0
-    except files.ModelFileError as e:                   # e.g. the disk is full: the last complete files stay
-        cli.fail(f'{e}; the previous checkpoint in {out} is kept')
-    except OSError as e:                                # the log could not be appended to
-        cli.fail(f'cannot write {os.path.join(out, LOG)}: {e.strerror or e}; the checkpoint in {out} is kept')
+            return False
+        return True
     finally:
         stopper.restore()
-    best = 'none' if p['best_val'] is None else f'{p["best_val"]:.4f} nats/char'
-    say(f'done: {p["epoch"]} epochs, best validation loss {best}; files in {out}')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = check_out(args)
+    created = not os.path.lexists(out)
+    lock = lock_folder(out)
+    try:
+        try:
+            run, changed = resumed_run(args, out) if args.resume else (new_run(args, out), {})
+            chunked, val_ids = load_data(run)
+        except BaseException:                           # refused: a folder made for nothing is removed
+            if created and not os.path.exists(os.path.join(out, CHECKPOINT)):
+                lock.discard()
+            raise
+        report(run, args, changed, chunked, val_ids)
+        say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
+        finished = train(run, out, chunked, val_ids, args, say)
+    except runs.Incomplete as e:                        # e.g. the disk is full after the checkpoint was written
+        cli.fail(f'{e}; the checkpoint at step {run.pos["step"]} is saved in {out}: free some space and continue '
+                 'with --resume, which completes the other files')
+    except files.ModelFileError as e:                   # e.g. the disk is full: the last whole checkpoint stays
+        cli.fail(f'{e}; the previous checkpoint in {out} is kept: free some space and continue with --resume')
+    finally:
+        lock.release()
+    if finished:
+        best = 'none' if run.pos['best_val'] is None else f'{nats(run.pos["best_val"])} nats/char'
+        say(f'done: {run.pos["epoch"]} epochs, best validation loss {best}; files in {out}')
     return 0
+
+
+def report(run, args, changed, chunked, val_ids):
+    """What is trained, and on --resume where it continues and what the command line changed."""
+    if args.quiet:
+        return
+    s, p = run.settings, run.pos
+    cli.write(f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {len(run.chars)} distinct; '
+              f'{chunked.size:,} train, {len(val_ids):,} validation\n'
+              f'model {s["layers"]}x{s["hidden"]} LSTM, {sum(a.size for a in run.params.values()):,} parameters, '
+              f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n')
+    if args.resume:
+        cli.write(f'resuming at epoch {run.epoch():.4f} (epoch {p["epoch"]}, window {p["window"]}/{run.windows}), '
+                  f'step {p["step"]}; ' + (', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items()) or
+                                           'no setting changed') + '\n')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,439 @@
+"""A training run's folder (the --out of _training.py): one writer at a time, and a whole checkpoint whatever
+happens (a kill at any moment, a full disk, a second process started beside the first).
+
+    ShakespeareOptimizer.npz  the checkpoint: weights, RMSprop state, carried hidden state, moving average, and
+                              as JSON the settings, the position in the data, the random state, the lookup table,
+                              every row of the log and the best epoch so far. It is the commit point.
+    ShakespeareNet.npz        the weights to sample from     }  derived from the checkpoint, written after it,
+    ShakespeareLookup.json    the lookup table               }  and written again by Run.recover if a stop or a
+    training_log.csv          one row per epoch and per stop }  full disk left them behind it
+    best/                     the same files for the best epoch so far (its checkpoint written last)
+    .lock                     locked by the process that trains in the folder
+
+Every file is written to a temporary file and renamed into place (files.atomic_write), so the checkpoint is
+either the old one or the new one; since it holds everything a resume needs, the folder always holds a whole
+state, and what the other files lack is completed from it. A Stopper turns the signals that end a training into
+a checkpoint. Nothing here prints: errors are raised, with a one-line reason, as files.ModelFileError.
+"""
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+import re
+import signal
+from contextlib import contextmanager
+
+import numpy as np
+
+import data
+import engine
+import files
+
+WEIGHTS, CHECKPOINT, LOOKUP, LOG = 'ShakespeareNet.npz', 'ShakespeareOptimizer.npz', 'ShakespeareLookup.json', \
+    'training_log.csv'
+BEST, LOCK = 'best', '.lock'
+ROOT = os.path.dirname(os.path.abspath(__file__))    # a corpus inside the repo is named relative to it
+LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
+
+# The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
+# (tempfile.mkstemp), and files.check_folder's probe '.write-test.' + 8 + '.tmp'. Only those are ever removed.
+_TEMPORARY = re.compile(r'\.(%s|write-test)\.[a-z0-9_]{8}\.tmp' % '|'.join(
+    re.escape(name) for name in (WEIGHTS, CHECKPOINT, LOOKUP, LOG)))
+
+
+class Busy(Exception):
+    """Another process holds the run folder's lock."""
+
+
+class Incomplete(files.ModelFileError):
+    """The checkpoint was committed but a file derived from it could not be written (Run.recover completes it)."""
+
+
+# --- the folder: its lock, its temporaries, its files ------------------------------------------------------------
+
+class Lock:
+    """An exclusive lock on a run folder, taken before anything in it is read. The system drops it when the
+    process ends, however it ends, so a killed run never blocks its folder. Raises Busy if another process holds
+    it, OSError if the lock file cannot be opened."""
+
+    def __init__(self, folder):
+        self.folder, self.path = folder, os.path.join(folder, LOCK)
+        for _ in range(5):
+            f = open(self.path, 'a+')
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                raise Busy(folder) from None
+            try:                                        # still the file of that name (not one removed meanwhile)?
+                if os.path.samestat(os.fstat(f.fileno()), os.stat(self.path)):
+                    self.file = f
+                    return
+            except FileNotFoundError:
+                pass
+            f.close()
+        raise Busy(folder)
+
+    def release(self):
+        self.file.close()
+
+    def discard(self):
+        """Remove the lock file and the folder, if nothing else is in it (for a folder this process made and then
+        wrote nothing into), and release the lock."""
+        remove_temporaries(self.folder)
+        os.remove(self.path)
+        try:
+            os.rmdir(self.folder)
+        except OSError:
+            pass
+        self.file.close()
+
+
+def remove_temporaries(folder):
+    """Remove the temporary files that a killed process of this repo left in folder and in its best/; nothing
+    else (a user's own `.notes.tmp` stays, and so does a folder of any name)."""
+    for where in (folder, os.path.join(folder, BEST)):
+        if os.path.isdir(where):
+            for entry in os.scandir(where):
+                if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    os.remove(entry.path)
+
+
+def check_outputs(folder):
+    """Refuse, before any work, a run folder in which a file the run writes could not be written: a folder where
+    a file goes, a file where best/ goes, a read-only file. Raises ModelFileError."""
+    def check_file(path):
+        if os.path.isdir(path):
+            raise files.ModelFileError(f'{path} is a folder, but the run writes a file of that name there: move '
+                                       'it away or choose another run folder')
+        if os.path.isfile(path) and not os.access(path, os.W_OK):
+            raise files.ModelFileError(f'{path} is read-only: make it writable (chmod u+w) or choose another run '
+                                       'folder')
+    for name in (CHECKPOINT, WEIGHTS, LOOKUP, LOG):
+        check_file(os.path.join(folder, name))
+    best = os.path.join(folder, BEST)
+    if os.path.lexists(best) and not os.path.isdir(best):
+        raise files.ModelFileError(f'{best} is a file, but the run keeps its best epoch in a folder of that name: '
+                                   'move it away or choose another run folder')
+    if os.path.isdir(best):
+        files.check_folder(best, 'best-epoch folder')
+        for name in (CHECKPOINT, WEIGHTS, LOOKUP):
+            check_file(os.path.join(best, name))
+
+
+def parent_run(folder):
+    """The run folder whose best/ folder is `folder`, or None: that run writes it, so no other may."""
+    real = os.path.realpath(folder)
+    parent = os.path.dirname(real)
+    if os.path.basename(real) == BEST and (os.path.exists(os.path.join(parent, CHECKPOINT)) or
+                                           os.path.exists(os.path.join(parent, LOCK))):
+        return parent
+    return None
+
+
+def stray_files(folder):
+    """The run's file names present in a folder that holds no checkpoint (files of no run that can continue)."""
+    return [name for name in (WEIGHTS, LOOKUP, LOG, BEST) if os.path.lexists(os.path.join(folder, name))]
+
+
+def read_log(path):
+    """The rows of an existing training_log.csv (adopted by a checkpoint written before checkpoints held them)."""
+    try:
+        with open(path, newline='', encoding='utf-8', errors='replace') as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise files.ModelFileError(f'{path} cannot be read: {e.strerror or e}') from None
+    return rows[1:] if rows and rows[0] == LOG_HEADER else rows
+
+
+def log_text(rows):
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator='\n')
+    w.writerow(LOG_HEADER)
+    w.writerows(rows)
+    return out.getvalue()
+
+
+# --- stopping --------------------------------------------------------------------------------------------------
+
+class Stopped(Exception):
+    """A signal arrived during validation or sampling, which then stop at once."""
+
+
+class Stopper:
+    """Turns Ctrl-C, SIGTERM and SIGHUP (a closed terminal) into a flag that the training loop checks after every
+    step; inside at_once() (validation, the sample: long, and changing nothing of the run) they raise Stopped."""
+
+    def __init__(self):
+        self.signal, self.urgent = None, False
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+        if self.urgent:
+            raise Stopped(self.signal)
+
+    @contextmanager
+    def at_once(self):
+        self.urgent = True
+        try:
+            if self.signal:
+                raise Stopped(self.signal)
+            yield
+        finally:
+            self.urgent = False
+
+    def restore(self):
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+
+
+# --- the checkpoint's metadata, checked as the arrays are -------------------------------------------------------
+
+def _shown(value):
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + '...'
+
+
+def _whole(value, least=0):
+    """Whether value is a JSON integer (not a boolean) of at least `least`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _setting_problem(value, default, kind):
+    """Why a saved setting is not a value its command-line option accepts (kind parses the option's text), or
+    None. The JSON type must be the default's."""
+    if default is None or isinstance(default, str):
+        if not isinstance(value, str) and not (default is None and value is None):
+            return 'not text' if default is not None else 'not a file name'
+        text = value
+    elif isinstance(default, bool):
+        return None if isinstance(value, bool) else 'not true or false'
+    elif isinstance(default, int):
+        if not _whole(value, -2 ** 63):
+            return 'not an integer'
+        text = str(value)
+    else:
+        if not _finite(value):
+            return 'not a finite number'
+        text = repr(float(value))
+    if text is None:
+        return None
+    try:
+        kind(text)
+    except Exception as e:                              # the option's own reason, e.g. '0 is not a positive integer'
+        return str(e) or type(e).__name__
+    return None
+
+
+def check_meta(meta, path, defaults, kinds):
+    """Check a checkpoint's metadata field by field; raise ModelFileError naming the first damaged field.
+    defaults and kinds: each setting's default and the function that parses its command-line text."""
+    def bad(field, value, why):
+        raise files.ModelFileError(f'checkpoint {path} has a damaged field: {field} = {_shown(value)} ({why})')
+
+    settings, pos, rng = meta.get('settings'), meta.get('position'), meta.get('rng')
+    if not isinstance(settings, dict) or not isinstance(pos, dict) or not isinstance(rng, dict):
+        field = next(k for k in ('settings', 'position', 'rng') if not isinstance(meta.get(k), dict))
+        if field not in meta:
+            raise files.ModelFileError(f'checkpoint {path} has no {field}: it was not written by _training.py')
+        bad(field, meta[field], 'not a table of fields')
+    for name, value in settings.items():
+        if name not in defaults:
+            bad(f'settings.{name}', value, 'not a setting of this version')
+        why = _setting_problem(value, defaults[name], kinds[name])
+        if why:
+            bad(f'settings.{name}', value, why)
+    for name in ('epoch', 'window', 'step'):
+        if not _whole(pos.get(name)):
+            bad(f'position.{name}', pos.get(name), 'not a whole number >= 0')
+    for name in ('best_val', 'val_loss'):
+        if pos.get(name) is not None and not _finite(pos[name]):
+            bad(f'position.{name}', pos[name], 'not a finite number')
+    if not _finite(pos.get('seconds', 0.0)) or pos.get('seconds', 0.0) < 0:
+        bad('position.seconds', pos['seconds'], 'not a finite number >= 0')
+    if pos.get('best_step') is not None and not (_whole(pos['best_step']) and pos['best_step'] <= pos['step']):
+        bad('position.best_step', pos['best_step'], 'not a step of the run')
+    if rng.get('bit_generator') != 'PCG64':
+        bad('rng.bit_generator', rng.get('bit_generator'), 'not PCG64, the generator of numpy.random.default_rng')
+    try:
+        np.random.PCG64().state = rng
+    except Exception:                                   # a missing or damaged part of the state
+        bad('rng', rng, 'not a whole PCG64 state')
+    checks = {'corpus_chars': (lambda v: v is None or _whole(v, 2), 'not a number of characters >= 2'),
+              'windows_per_epoch': (lambda v: _whole(v, 1), 'not a whole number >= 1'),
+              'commit': (lambda v: _whole(v), 'not a whole number >= 0'),
+              'block_widths': (lambda v: isinstance(v, list), 'not a list'),
+              'saved': (lambda v: isinstance(v, str), 'not text'),
+              'chars': (lambda v: isinstance(v, list) and v and all(isinstance(c, str) and len(c) == 1 for c in v)
+                        and len(set(v)) == len(v), 'not a list of distinct single characters'),
+              'log': (lambda v: isinstance(v, list) and all(isinstance(r, list) and
+                                                            all(isinstance(x, str) for x in r) for r in v),
+                      'not a list of rows of text')}
+    for name, (ok, why) in checks.items():
+        if name in meta and not ok(meta[name]):
+            bad(name, meta[name], why)
+
+
+def stored_corpus(path):
+    """How a checkpoint names its corpus, so that a clone anywhere resumes: None for the shipped tiny Shakespeare,
+    a path relative to the repo for a file inside it, else the absolute path."""
+    if path is None:
+        return None
+    path = os.path.abspath(path)
+    if os.path.exists(path) and os.path.exists(data.TINY_SHAKESPEARE_PATH) and \
+            os.path.samefile(path, data.TINY_SHAKESPEARE_PATH):
+        return None
+    inside = os.path.relpath(path, ROOT)
+    return path if inside.startswith('..') else inside
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+
+class Run:
+    """Everything a checkpoint holds.
+
+    settings     the run's settings (a dict of the script's options)
+    chars        the lookup table: chars[i] is the character of index i
+    params, opt  the weights and their RMSprop optimizer; ema the moving average of the weights, or None
+    state        the hidden state carried into the next window, [(h, c) per layer], each (chunks, H)
+    pos          the position: epoch, window (within the epoch), step, seconds trained, val_loss (of the last
+                 epoch), best_val and best_step (of the best epoch so far)
+    rng          the random generator of the dropout masks
+    log          the rows of training_log.csv, as text
+    corpus_chars, windows  the corpus's length and the windows per epoch it gives (None until known)
+    commit       how many checkpoints the run has committed; the weights file names the one it comes from
+    """
+
+    def __init__(self, settings, chars=None, params=None, opt=None, state=None, ema=None, pos=None, rng=None,
+                 log=(), corpus_chars=None, windows=None, commit=0):
+        self.settings, self.chars, self.params, self.opt = settings, chars, params, opt
+        self.state, self.ema, self.pos, self.rng, self.log = state, ema, pos, rng, list(log)
+        self.corpus_chars, self.windows, self.commit = corpus_chars, windows, commit
+
+    def model(self):
+        """The weights to validate, sample and save: the average where one is kept."""
+        return self.params if self.ema is None else self.ema
+
+    def epoch(self):
+        """How far the run is, in epochs (a fraction within an epoch)."""
+        return self.pos['epoch'] + self.pos['window'] / self.windows
+
+    def corpus_file(self):
+        """The corpus file: the one the run names (relative paths are inside the repo), else the shipped tiny
+        Shakespeare, checked by its SHA-256 (data.CorpusError if it is not right). A checkpoint that names a tiny
+        Shakespeare file which is not here (as one written in another folder may) resumes on the shipped copy."""
+        path = self.settings['corpus']
+        if path is not None:
+            path = os.path.join(ROOT, path)             # an absolute path stays as it is
+            if not os.path.exists(path) and self.corpus_chars == data.TINY_SHAKESPEARE_CHARS and \
+                    'shakespeare' in os.path.basename(path).lower():
+                path = None
+        return path if path is not None else data.tiny_shakespeare()
+
+    def save(self, folder, kind, row=None):
+        """Commit a checkpoint of kind 'epoch', 'periodic', 'interrupted', ... into folder, with `row` added to
+        the log, then write the files derived from it (and best/ if this is the best epoch's state).
+        Raises ModelFileError if the checkpoint could not be written (the previous one is then the folder's
+        state), Incomplete if only a derived file could not be (Run.recover then completes it)."""
+        log = self.log + [row] if row is not None else self.log
+        self.commit += 1
+        try:
+            self._write_checkpoint(os.path.join(folder, CHECKPOINT), kind, log)      # the commit
+        except files.ModelFileError:
+            self.commit -= 1
+            raise
+        self.log = log
+        self.recover(folder)
+
+    def recover(self, folder):
+        """Write the files derived from the committed checkpoint that do not match it yet: the weights, the
+        lookup table, the log, and best/ where the checkpoint is the best epoch's state."""
+        try:
+            if _saved(os.path.join(folder, WEIGHTS), 'weights', 'commit') != self.commit:
+                files.save_params(os.path.join(folder, WEIGHTS), self.model(), self._weights_meta())
+            _write_if_changed(os.path.join(folder, LOOKUP), json.dumps(self.chars, ensure_ascii=True))
+            _write_if_changed(os.path.join(folder, LOG), log_text(self.log))
+            best = os.path.join(folder, BEST)
+            if self.pos.get('best_step') == self.pos['step'] and \
+                    _saved(os.path.join(best, CHECKPOINT), 'checkpoint', 'position', 'step') != self.pos['step']:
+                files.save_params(os.path.join(best, WEIGHTS), self.model(), self._weights_meta())
+                data.save_lookup(os.path.join(best, LOOKUP), self.chars)
+                self._write_checkpoint(os.path.join(best, CHECKPOINT), 'best', self.log)   # last: best/ is whole
+        except files.ModelFileError as e:
+            raise Incomplete(str(e)) from None
+
+    def _weights_meta(self):
+        return dict(step=self.pos['step'], epoch=self.epoch(), val_loss=self.pos.get('val_loss'), commit=self.commit)
+
+    def _write_checkpoint(self, path, kind, log):
+        meta = dict(settings=self.settings, position=self.pos, rng=self.rng.bit_generator.state, saved=kind,
+                    corpus_chars=self.corpus_chars, windows_per_epoch=self.windows,
+                    block_widths=engine.block_widths(), chars=self.chars, log=log, commit=self.commit)
+        files.save_checkpoint(path, self.params, self.opt, self.state, meta, self.ema)
+
+
+def _saved(path, what, *keys):
+    """A field of an .npz file's metadata (keys: the path to it), or None where the file or field is missing."""
+    try:
+        value = files.load_npz(path, what, only_meta=True)[1]
+        for key in keys:
+            value = value[key]
+        return value
+    except (files.ModelFileError, KeyError, TypeError):
+        return None
+
+
+def _write_if_changed(path, text):
+    try:
+        with open(path, encoding='utf-8') as f:
+            if f.read() == text:
+                return
+    except (OSError, ValueError):
+        pass
+    files.write_text(path, text)
+
+
+def load(folder, defaults, kinds, make_optimizer):
+    """The run committed in folder, checked whole: its metadata field by field (check_meta), its arrays
+    (files.load_checkpoint), and the one against the other. make_optimizer(params, settings) makes the optimizer
+    whose state is restored. Returns a Run with the saved settings. Raises ModelFileError."""
+    path = os.path.join(folder, CHECKPOINT)
+    _, meta = files.load_npz(path, 'checkpoint', only_meta=True)
+    check_meta(meta, path, defaults, kinds)
+    settings = {**defaults, **meta['settings']}
+    params, opt, state, _, ema = files.load_checkpoint(path, lambda p: make_optimizer(p, settings))
+    if 'chars' in meta:
+        chars = meta['chars']
+    else:                                               # written before checkpoints held their lookup table
+        try:
+            chars = data.load_lookup(os.path.join(folder, LOOKUP))
+        except data.CorpusError as e:
+            raise files.ModelFileError(str(e)) from None
+    V, H = params['dense.W'].shape[1], params['dense.W'].shape[0]
+    layers = sum(1 for k in params if k.endswith('.W')) - 1
+    pos, windows = meta['position'], meta.get('windows_per_epoch')
+    for field, saved, actual in (('settings.layers', settings['layers'], layers),
+                                 ('settings.hidden', settings['hidden'], H),
+                                 ('settings.dtype', settings['dtype'], str(params['dense.W'].dtype)),
+                                 ('settings.chunks', settings['chunks'], state[0][0].shape[0]),
+                                 ('the lookup table\'s size', len(chars), V)):
+        if saved != actual:
+            raise files.ModelFileError(f'checkpoint {path}: {field} is {saved}, but its arrays are of {actual}')
+    if windows is not None and pos['window'] > windows:
+        raise files.ModelFileError(f'checkpoint {path} has a damaged field: position.window = {pos["window"]} '
+                                   f'(an epoch has {windows} windows)')
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta['rng']
+    log = meta['log'] if 'log' in meta else read_log(os.path.join(folder, LOG))
+    engine.set_block_widths(meta.get('block_widths', []))
+    return Run(settings, chars, params, opt, state, ema, dict(pos), rng, log, meta.get('corpus_chars'), windows,
+               meta.get('commit', 0))
