@@ -267,10 +267,15 @@ def train_window(run, chunked, threads):
     return loss
 
 
-def sample_text(params, chars, length, seed):
-    """A short sample at temperature 0.5, primed with a newline (or the first character of the table)."""
+def sample_text(params, chars, length, seed, stopper):
+    """A short sample at temperature 0.5, primed with a newline (or the first character of the table); a signal
+    stops it between two characters."""
     prime = chars.index('\n') if '\n' in chars else 0
-    return data.decode([ix[0] for ix in lstm.sample(params, [prime], length, 0.5, seed)], chars)
+    ids = []
+    for ix in lstm.sample(params, [prime], length, 0.5, seed):
+        stopper.check()
+        ids.append(ix[0])
+    return data.decode(ids, chars)
 
 
 def log_row(run, train_loss, val_loss, chars_per_s, event):
@@ -325,8 +330,7 @@ class Progress:
 
 def end_epoch(run, out, val_ids, progress, say, sample_length, stopper):
     """Validate, checkpoint (best/ too if the epoch is the best so far), report and sample."""
-    with stopper.at_once():                             # a stop here changes nothing: the epoch is validated again
-        val = lstm.evaluate(run.model(), val_ids)
+    val = lstm.evaluate(run.model(), val_ids, progress=stopper.check)   # stopped: validated again on --resume
     p = run.pos
     p['epoch'], p['window'], p['val_loss'] = p['epoch'] + 1, 0, val
     run.state = lstm.zero_state(run.params, run.settings['chunks'])   # the next epoch starts at the chunks' heads
@@ -340,8 +344,7 @@ def end_epoch(run, out, val_ids, progress, say, sample_length, stopper):
     say(f'\nepoch {p["epoch"]}: train loss {"-" if train_loss is None else nats(train_loss)}, validation loss '
         f'{nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}')
     if sample_length:
-        with stopper.at_once():
-            text = sample_text(run.model(), run.chars, sample_length, p['step'])
+        text = sample_text(run.model(), run.chars, sample_length, p['step'], stopper)
         say('--- sample (temperature 0.5) ---\n' + text + '\n---')
 
 

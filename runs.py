@@ -23,7 +23,6 @@ import math
 import os
 import re
 import signal
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -38,9 +37,10 @@ ROOT = os.path.dirname(os.path.abspath(__file__))    # a corpus inside the repo 
 LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
 
 # The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
-# (tempfile.mkstemp), and files.check_folder's probe '.write-test.' + 8 + '.tmp'. Only those are ever removed.
-_TEMPORARY = re.compile(r'\.(%s|write-test)\.[a-z0-9_]{8}\.tmp' % '|'.join(
-    re.escape(name) for name in (WEIGHTS, CHECKPOINT, LOOKUP, LOG)))
+# (tempfile.mkstemp): only those of the run's own files are ever removed. (Not files.check_folder's probes: a
+# process that is about to find the folder locked may be making one.)
+_TEMPORARY = re.compile(r'\.(%s)\.[a-z0-9_]{8}\.tmp' % '|'.join(re.escape(name) for name in (WEIGHTS, CHECKPOINT,
+                                                                                           LOOKUP, LOG)))
 
 
 class Busy(Exception):
@@ -161,31 +161,25 @@ def log_text(rows):
 # --- stopping --------------------------------------------------------------------------------------------------
 
 class Stopped(Exception):
-    """A signal arrived during validation or sampling, which then stop at once."""
+    """A signal arrived during validation or sampling, which then stop at once (Stopper.check)."""
 
 
 class Stopper:
-    """Turns Ctrl-C, SIGTERM and SIGHUP (a closed terminal) into a flag that the training loop checks after every
-    step; inside at_once() (validation, the sample: long, and changing nothing of the run) they raise Stopped."""
+    """Turns Ctrl-C, SIGTERM and SIGHUP (a closed terminal, a dropped connection) into a flag that the training
+    loop reads after every step, and that check() turns into Stopped inside validation and sampling (which change
+    nothing of the run, so the run stops as it was before them)."""
 
     def __init__(self):
-        self.signal, self.urgent = None, False
+        self.signal = None
         self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def handle(self, signum, frame):
         self.signal = signal.Signals(signum).name
-        if self.urgent:
-            raise Stopped(self.signal)
 
-    @contextmanager
-    def at_once(self):
-        self.urgent = True
-        try:
-            if self.signal:
-                raise Stopped(self.signal)
-            yield
-        finally:
-            self.urgent = False
+    def check(self, done=None):
+        """Raise Stopped if a signal has arrived (done: how far the caller is, as a progress callable gets it)."""
+        if self.signal:
+            raise Stopped(self.signal)
 
     def restore(self):
         for s, h in self.previous.items():

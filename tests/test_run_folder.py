@@ -17,9 +17,8 @@ import engine
 import files
 import lstm
 import runs
-from helpers import tiny_corpus
+from helpers import ROOT, assert_one_line_error, script, tiny_corpus
 from optimizer import RMSprop
-from test_scripts import ROOT, assert_one_line_error, script
 
 TINY = ['--hidden', '8', '--chunks', '4', '--window', '10', '--dtype', 'float64', '--dropout', '0.2',
         '--threads', '1', '--quiet', '--sample-length', '0']
@@ -346,3 +345,152 @@ def test_damaged_metadata_in_a_real_process_is_one_line(saved_run, tmp_path):
     meta['position'] = {'epoch': 0, 'step': 3}
     files.save_npz(tmp_path / 'run' / runs.CHECKPOINT, arrays, meta)
     assert_one_line_error(script('_training.py', '--out', tmp_path / 'run', '--resume'), 'position.window')
+
+
+# --- signals: SIGHUP as SIGTERM; a stop during validation or the sample is at once ------------------------------
+
+def test_sighup_writes_a_checkpoint_like_sigterm(tmp_path, corpus):
+    out = tmp_path / 'run'
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', str(corpus), '--out',
+                          str(out), '--epochs', '100000', *TINY], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        while not (out / runs.LOG).exists():            # the first epoch is done: the loop is running
+            assert p.poll() is None, p.stderr.read()
+            subprocess.run(['sleep', '0.05'])
+        p.send_signal(signal.SIGHUP)
+        assert p.wait(timeout=120) == 0
+    finally:
+        p.kill()
+    assert 'Traceback' not in p.stderr.read()
+    _, _, _, meta, _ = load(out)
+    assert meta['saved'] == 'interrupted' and meta['log'][-1][-1] == 'SIGHUP received'
+
+
+def test_ctrl_c_during_validation_stops_at_the_next_window_and_loses_nothing(tmp_path, corpus, monkeypatch):
+    real, windows_read = lstm.evaluate, []
+
+    def evaluate(params, ids, window=1000, progress=None):
+        os.kill(os.getpid(), signal.SIGINT)             # Ctrl-C as validation starts
+        return real(params, ids, 10, lambda done: (windows_read.append(done), progress(done)))
+    monkeypatch.setattr(lstm, 'evaluate', evaluate)
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--epochs', '2', *TINY) == 0
+    assert len(windows_read) == 1                       # stopped after the first of 15 windows
+    _, _, _, meta, _ = load(out)
+    assert meta['position']['epoch'] == 0 and meta['position']['window'] == 33    # trained, not yet validated
+    assert [row[-1] for row in meta['log']] == ['SIGINT received']
+    monkeypatch.setattr(lstm, 'evaluate', real)
+    assert train('--out', out, '--resume', '--quiet') == 0
+    assert train('--corpus', corpus, '--out', tmp_path / 'whole', '--epochs', '2', *TINY) == 0
+    assert_same_run(out, tmp_path / 'whole')
+    assert_whole(out)
+
+
+def test_ctrl_c_during_the_sample_stops_it_and_keeps_the_epoch(tmp_path, corpus, monkeypatch, capsys):
+    real, drawn = lstm.sample, []
+
+    def sample(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)             # Ctrl-C as the sample starts
+        for ix in real(*args, **kwargs):
+            drawn.append(ix)
+            yield ix
+    monkeypatch.setattr(lstm, 'sample', sample)
+    out = tmp_path / 'run'
+    args = [a for a in TINY if a not in ('--quiet',)]
+    args[args.index('--sample-length') + 1] = '100000'
+    assert train('--corpus', corpus, '--out', out, '--epochs', '3', *args) == 0
+    assert len(drawn) == 1
+    assert 'SIGINT received: checkpoint saved' in capsys.readouterr().out
+    _, _, _, meta, _ = load(out)
+    assert meta['position']['epoch'] == 1 and [row[-1] for row in meta['log']] == ['best', 'SIGINT received']
+    assert_whole(out)
+
+
+# --- also seen ---------------------------------------------------------------------------------------------------
+
+def test_a_corpus_of_one_character_prints_no_negative_loss(tmp_path, capsys):
+    (tmp_path / 'a.txt').write_text('a' * 600)
+    args = [a for a in TINY if a != '--quiet']
+    assert train('--corpus', tmp_path / 'a.txt', '--out', tmp_path / 'run', '--epochs', '1', *args) == 0
+    out = capsys.readouterr().out
+    assert 'validation loss 0.0000' in out and '-0.0000' not in out
+    assert '-0.0000' not in (tmp_path / 'run' / runs.LOG).read_text()
+
+
+def test_frequent_checkpoints_keep_the_training_speed(tmp_path, corpus):
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--epochs', '2', '--checkpoint-minutes', '1e-9', *TINY) == 0
+    rows = runs.read_log(out / runs.LOG)
+    assert len(rows) == 2 and all(float(r[6]) > 0 for r in rows)
+
+
+def test_resume_says_where_it_continues_and_what_changed(tmp_path, corpus, capsys):
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--max-steps', '40', *TINY) == 0
+    assert train('--out', out, '--resume', '--max-steps', '41', '--lr', '0.0005', '--epochs', '4',
+                 '--sample-length', '0') == 0
+    lines = capsys.readouterr().out.splitlines()
+    line = next(x for x in lines if x.startswith('resuming'))
+    assert 'epoch 1.2121 (epoch 1, window 7/33), step 40' in line
+    assert 'lr 0.001 -> 0.0005' in line and 'epochs 10 -> 4' in line and 'dropout' not in line
+    assert train('--out', out, '--resume', '--max-steps', '41', '--sample-length', '0') == 0
+    assert 'no setting changed' in capsys.readouterr().out
+
+
+# --- the stress test: kills, signals, full disks and racing starts on one folder --------------------------------
+
+def stress_main():
+    """_training.py as the stress test runs it: a disk that fills after $FULL_DISK_BUDGET bytes, if set."""
+    engine.FORWARD_BLOCK = engine.BACKWARD_BLOCK = 0
+    if os.environ.get('FULL_DISK_BUDGET'):
+        files.atomic_write = FullDisk(int(os.environ['FULL_DISK_BUDGET']))
+    cli.run(_training.main)
+
+
+def start(out, command, budget=None):
+    env = dict(os.environ, FULL_DISK_BUDGET=str(budget) if budget is not None else '')
+    args = [*command, '--resume'] if (out / runs.CHECKPOINT).exists() else command
+    code = (f'import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, "tests")!r}]; sys.argv[0] = "_training.py"; '
+            'import conftest, test_run_folder; test_run_folder.stress_main()')
+    return subprocess.Popen([sys.executable, '-c', code, *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def stopped(p, sig, after):
+    try:
+        return p.wait(timeout=after)
+    except subprocess.TimeoutExpired:
+        p.send_signal(sig)
+        return p.wait(timeout=120)
+
+
+@pytest.mark.slow
+def test_stress_kills_signals_full_disks_and_racing_starts_then_the_same_run(tmp_path, corpus):
+    command = ['--corpus', corpus, '--out', tmp_path / 'run', '--epochs', '6', '--checkpoint-minutes', '1e-9',
+               *TINY]
+    out, rng = tmp_path / 'run', np.random.default_rng(20)
+    assert train(*command[:3], tmp_path / 'whole', *command[4:]) == 0
+    size = sum(p.stat().st_size for p in (tmp_path / 'whole').iterdir() if p.is_file())
+    for _ in range(14):
+        action = rng.choice(['signal', 'disk', 'race'])
+        if action == 'signal':
+            sig = rng.choice([signal.SIGKILL, signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+            p = start(out, command)
+            code = stopped(p, sig, rng.uniform(0.2, 3.0))
+            assert code in (0, 130, -sig) and 'Traceback' not in p.stderr.read()
+        elif action == 'disk':
+            p = start(out, command, budget=int(rng.integers(0, 3 * size)))
+            code, err = p.wait(timeout=300), p.stderr.read().strip().splitlines()
+            assert code == 0 or (code == 2 and len(err) == 1 and 'No space left on device' in err[0]), err
+        else:
+            ps = [start(out, command) for _ in range(3)]
+            codes = [stopped(p, signal.SIGKILL, rng.uniform(0.5, 3.0)) for p in ps]
+            for p, code in zip(ps, codes):
+                err = p.stderr.read().strip().splitlines()
+                assert code in (0, -9) or (code == 2 and len(err) == 1 and (
+                    'another training is running' in err[0] or 'already holds a run' in err[0])), err
+        if (out / runs.CHECKPOINT).exists():
+            load(out)                                   # always a whole checkpoint
+    assert train(*command, '--resume') == 0 if (out / runs.CHECKPOINT).exists() else train(*command) == 0
+    assert_same_run(out, tmp_path / 'whole')
+    assert_whole(out)
