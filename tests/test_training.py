@@ -106,7 +106,7 @@ def test_best_is_strictly_lower():
 
 def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, monkeypatch):
     losses = iter([2.0, 2.5, 1.5, 1.7])                 # epochs 1..4: best, worse, best, worse
-    monkeypatch.setattr(lstm, 'evaluate', lambda params, ids: next(losses))
+    monkeypatch.setattr(lstm, 'evaluate', lambda params, ids, **progress: next(losses))
     out = tmp_path / 'run'
     run(corpus, out, '--epochs', '4')
     log = [line.split(',') for line in (out / 'training_log.csv').read_text().splitlines()[1:]]
