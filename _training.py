@@ -253,8 +253,9 @@ def train_window(run, chunked, threads):
     s = run.settings
     x, y = data.window(chunked, s['window'], run.pos['window'])
     with np.errstate(all='ignore'):                     # overflow is caught below, with a clear message
-        loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, s['dropout'], run.rng, threads,
-                                                     s['weight_drop'], s['variational'])
+        loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, dropout=s['dropout'], rng=run.rng,
+                                                     threads=threads, weight_drop=s['weight_drop'],
+                                                     variational=s['variational'])
         run.opt.step(run.params, grads)
     if run.ema is not None:
         update_average(run.ema, run.params, s['ema'])
@@ -272,7 +273,7 @@ def sample_text(params, chars, length, seed, stopper):
     stops it between two characters."""
     prime = chars.index('\n') if '\n' in chars else 0
     ids = []
-    for ix in lstm.sample(params, [prime], length, 0.5, seed):
+    for ix in lstm.sample(params, [prime], length, temperature=0.5, rng=seed):
         stopper.check()
         ids.append(ix[0])
     return data.decode(ids, chars)

@@ -428,6 +428,9 @@ def load(folder, defaults, kinds, make_optimizer):
     rng = np.random.default_rng()
     rng.bit_generator.state = meta['rng']
     log = meta['log'] if 'log' in meta else read_log(os.path.join(folder, LOG))
-    engine.set_block_widths(meta.get('block_widths', []))
+    try:
+        engine.set_block_widths(meta.get('block_widths', []))    # the same products as before: bit for bit
+    except ValueError as e:
+        raise files.ModelFileError(f'checkpoint {path}: {e}') from None
     return Run(settings, chars, params, opt, state, ema, dict(pos), rng, log, meta.get('corpus_chars'), windows,
                meta.get('commit', 0))

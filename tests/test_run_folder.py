@@ -309,7 +309,8 @@ DAMAGED = [
     ('', 'rng', 'random', 'rng = "random"'), ('', 'corpus_chars', 1, 'corpus_chars = 1'),
     ('', 'chars', ['a', 'a'], 'chars'), ('', 'chars', list('abc'), 'lookup table\'s size is 3'),
     ('', 'log', 'rows', 'log = "rows"'), ('', 'windows_per_epoch', 0, 'windows_per_epoch = 0'),
-    ('', 'block_widths', 7, 'block_widths = 7'), ('', 'commit', -3, 'commit = -3'),
+    ('', 'block_widths', 7, 'block_widths = 7'), ('', 'block_widths', [[1, 2]], 'block widths'),
+    ('', 'commit', -3, 'commit = -3'),
 ]
 
 
@@ -369,9 +370,9 @@ def test_sighup_writes_a_checkpoint_like_sigterm(tmp_path, corpus):
 def test_ctrl_c_during_validation_stops_at_the_next_window_and_loses_nothing(tmp_path, corpus, monkeypatch):
     real, windows_read = lstm.evaluate, []
 
-    def evaluate(params, ids, window=1000, progress=None):
+    def evaluate(params, ids, *, window=1000, progress=None):
         os.kill(os.getpid(), signal.SIGINT)             # Ctrl-C as validation starts
-        return real(params, ids, 10, lambda done: (windows_read.append(done), progress(done)))
+        return real(params, ids, window=10, progress=lambda done: (windows_read.append(done), progress(done)))
     monkeypatch.setattr(lstm, 'evaluate', evaluate)
     out = tmp_path / 'run'
     assert train('--corpus', corpus, '--out', out, '--epochs', '2', *TINY) == 0
