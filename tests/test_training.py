@@ -9,6 +9,7 @@ import cli
 import data
 import files
 import lstm
+import runs
 from helpers import tiny_corpus
 from optimizer import RMSprop
 
@@ -133,22 +134,22 @@ def test_default_threads(monkeypatch):
 
 
 def test_the_corpus_a_checkpoint_names_is_found_again(tmp_path, monkeypatch):
-    """stored_corpus names a corpus so that corpus_path finds the same file from anywhere: None for the shipped
+    """stored_corpus names a corpus so that Run.corpus_file finds the same file from anywhere: None for the shipped
     tiny Shakespeare, a path relative to the repo inside it, an absolute path outside it."""
-    here = lambda stored, chars=None: _training.corpus_path(_training.Run({'corpus': stored}, corpus_chars=chars))
+    here = lambda stored, chars=None: runs.Run({'corpus': stored}, corpus_chars=chars).corpus_file()
     shipped = data.TINY_SHAKESPEARE_PATH
-    assert _training.stored_corpus(None) is None and here(None) == shipped
-    assert _training.stored_corpus(shipped) is None
+    assert runs.stored_corpus(None) is None and here(None) == shipped
+    assert runs.stored_corpus(shipped) is None
     readme = os.path.join(cli.ROOT, 'README.md')        # a file inside the repo: relative, found from anywhere
-    assert _training.stored_corpus(readme) == 'README.md'
+    assert runs.stored_corpus(readme) == 'README.md'
     outside = tmp_path / 'my corpus.txt'
     outside.write_text('abc', encoding='utf-8')
     monkeypatch.chdir(tmp_path)                         # a relative path is read where it was given
-    stored = _training.stored_corpus('my corpus.txt')
+    stored = runs.stored_corpus('my corpus.txt')
     assert stored == str(outside)
     monkeypatch.chdir(cli.ROOT)
     for path in (readme, str(outside)):
-        assert os.path.samefile(here(_training.stored_corpus(path)), path)
+        assert os.path.samefile(here(runs.stored_corpus(path)), path)
     # a checkpoint written elsewhere that names its own copy of tiny Shakespeare resumes on the shipped one; any
     # other missing file stays named, for load_data to report
     assert here('/elsewhere/shakespeare.txt', data.TINY_SHAKESPEARE_CHARS) == shipped
