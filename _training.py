@@ -198,15 +198,15 @@ def resumed_run(args, out):
         run = runs.load(out, DEFAULTS, KINDS, make_optimizer)
     except files.ModelFileError as e:
         cli.fail(f'cannot resume from {out}: {e}')
+    saved, settings = run.settings, settings_from(args, run.settings)    # refused before anything is written
     if run.windows is not None:                         # a checkpoint that holds its log: finish what a stop left
         try:
             run.recover(out)
         except runs.Incomplete as e:
             cli.fail(f'{e}; the checkpoint in {out} is whole: free some space and resume again')
-    saved = run.settings
-    run.settings = settings_from(args, saved)
+    run.settings = settings
     for k in ('rho', 'eps', 'clip', 'weight_decay'):     # the learning rate is set every epoch
-        setattr(run.opt, k, run.settings[k])
+        setattr(run.opt, k, settings[k])
     return run, {k: (saved[k], v) for k, v in run.settings.items() if v != saved[k]}
 
 
