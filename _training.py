@@ -383,6 +383,7 @@ def train(run, out, chunked, val_ids, args, say):
         if p['epoch'] < s['epochs'] or args.max_steps == p['step']:
             why = f'{stopper.signal} received' if stopper.signal else f'--max-steps {args.max_steps} reached'
             p['seconds'] += progress.lap()
+            run.opt.lr = lr_at(s, p['epoch'])           # the rate of the epoch it stopped in
             row = log_row(run, progress.mean_loss(), None, None, why) if p['step'] > 0 else None
             run.save(out, 'interrupted' if stopper.signal else 'max-steps', row)
             say(f'\n{why}: checkpoint saved in {out} at step {p["step"]}; continue with --resume')

@@ -495,3 +495,12 @@ def test_stress_kills_signals_full_disks_and_racing_starts_then_the_same_run(tmp
     assert train(*command, '--resume') == 0 if (out / runs.CHECKPOINT).exists() else train(*command) == 0
     assert_same_run(out, tmp_path / 'whole')
     assert_whole(out)
+
+
+def test_a_stop_before_any_step_logs_the_learning_rate_of_its_epoch(tmp_path, corpus):
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--max-steps', '70', '--lr', '0.01', '--lr-decay', '0.5',
+                 *TINY) == 0                            # two epochs of 33 steps, and 4 of the third
+    assert train('--out', out, '--resume', '--max-steps', '70', '--quiet') == 0
+    rows = runs.read_log(out / runs.LOG)
+    assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025', '0.0025'], rows
