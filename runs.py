@@ -267,8 +267,9 @@ def check_meta(meta, path, defaults, kinds):
               'commit': (lambda v: _whole(v), 'not a whole number >= 0'),
               'block_widths': (lambda v: isinstance(v, list), 'not a list'),
               'saved': (lambda v: isinstance(v, str), 'not text'),
-              'chars': (lambda v: isinstance(v, list) and v and all(isinstance(c, str) and len(c) == 1 for c in v)
-                        and len(set(v)) == len(v), 'not a list of distinct single characters'),
+              'chars': (lambda v: isinstance(v, list) and v and len(set(v)) == len(v) and all(
+                  isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v),
+                        'not a list of distinct single characters, none a lone surrogate'),
               'log': (lambda v: isinstance(v, list) and all(isinstance(r, list) and
                                                             all(isinstance(x, str) for x in r) for r in v),
                       'not a list of rows of text')}

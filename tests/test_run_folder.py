@@ -194,12 +194,15 @@ def test_a_refused_new_run_leaves_no_folder_and_files_of_no_run_are_kept(tmp_pat
 
 # --- a whole checkpoint, whatever stops it -----------------------------------------------------------------------
 
+ATOMIC_WRITE = files.atomic_write
+
+
 class FullDisk:
     """files.atomic_write on a disk that is full once `budget` more bytes are written: the write that crosses it
     fails with ENOSPC, and so does every later one (until the process ends, i.e. space is freed)."""
 
     def __init__(self, budget):
-        self.left, self.real = budget, files.atomic_write
+        self.left, self.real = budget, ATOMIC_WRITE
 
     def __call__(self, path, write):
         disk = self
@@ -249,9 +252,7 @@ def test_a_full_disk_at_any_file_of_any_checkpoint_loses_nothing(tmp_path, corpu
         out = tmp_path / f'full{k}'
         monkeypatch.setattr(files, 'atomic_write', FullDisk(int(offsets[k] + calls[k][1] // 2)))
         assert 'No space left on device' in fails(capsys, *command, '--out', out)
-        monkeypatch.undo()
-        monkeypatch.setattr(engine, 'FORWARD_BLOCK', 0)
-        monkeypatch.setattr(engine, 'BACKWARD_BLOCK', 0)
+        monkeypatch.setattr(files, 'atomic_write', ATOMIC_WRITE)     # space freed
         if (out / runs.CHECKPOINT).exists():            # the disk filled after the first commit: continue it
             assert 'already holds a run' in fails(capsys, *command, '--out', out)
             assert train(*command, '--out', out, '--resume') == 0
@@ -290,6 +291,21 @@ def test_a_resume_completes_what_a_stop_left_half_done(tmp_path, corpus, monkeyp
     assert_whole(out)
 
 
+def test_a_full_disk_while_a_resume_completes_the_files_is_one_line_and_the_next_resume_works(tmp_path, corpus,
+                                                                                             monkeypatch, capsys):
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--epochs', '1', *TINY) == 0
+    for name in (runs.CHECKPOINT, runs.WEIGHTS):        # killed while best/ was written
+        (out / 'best' / name).unlink()
+    monkeypatch.setattr(files, 'atomic_write', FullDisk(100))
+    line = fails(capsys, '--out', out, '--resume', '--epochs', '2')
+    assert 'No space left on device' in line and 'is whole: free some space and resume again' in line
+    monkeypatch.setattr(files, 'atomic_write', ATOMIC_WRITE)  # space freed
+    assert train('--out', out, '--resume', '--epochs', '2') == 0
+    assert_whole(out)
+    assert [r[0] for r in runs.read_log(out / runs.LOG)] == ['1', '2']
+
+
 # --- the checkpoint's metadata ---------------------------------------------------------------------------------
 
 DAMAGED = [
@@ -307,7 +323,8 @@ DAMAGED = [
     ('position', 'best_step', 10 ** 6, 'position.best_step'),
     ('rng', 'state', None, 'rng = '), ('rng', 'bit_generator', 'MT19937', 'rng.bit_generator = "MT19937"'),
     ('', 'rng', 'random', 'rng = "random"'), ('', 'corpus_chars', 1, 'corpus_chars = 1'),
-    ('', 'chars', ['a', 'a'], 'chars'), ('', 'chars', list('abc'), 'lookup table\'s size is 3'),
+    ('', 'chars', ['a', 'a'], 'chars'), ('', 'chars', ['\ud800', 'b'], 'none a lone surrogate'),
+    ('', 'chars', list('abc'), 'lookup table\'s size is 3'), ('rng', 'state', {'state': 1}, 'not a whole PCG64'),
     ('', 'log', 'rows', 'log = "rows"'), ('', 'windows_per_epoch', 0, 'windows_per_epoch = 0'),
     ('', 'block_widths', 7, 'block_widths = 7'), ('', 'block_widths', [[1, 2]], 'block widths'),
     ('', 'commit', -3, 'commit = -3'),
