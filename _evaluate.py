@@ -29,7 +29,8 @@ def parse_args(argv):
                                     'saves/shakespeare.txt)')
     g.add_argument('--val-fraction', type=cli.above_zero_below_one, default=0.1,
                    help='the validation split is this last fraction of the corpus (default %(default)s)')
-    g.add_argument('--text', type=cli.path, help='score this whole UTF-8 file instead of a validation split')
+    g.add_argument('--text', type=cli.path, help='score this whole UTF-8 file instead of a validation split '
+                   '(default: none)')
     g = p.add_argument_group('dynamic evaluation (the weights adapt to the text as it is read)')
     g.add_argument('--dynamic', action='store_true', help='score with dynamic evaluation (Krause et al., 2018): '
                    'each window is scored, then the model takes one gradient step on it')
@@ -43,7 +44,7 @@ def parse_args(argv):
     g = p.add_argument_group('the n-gram baseline')
     g.add_argument('--ngram', type=cli.positive_int, metavar='N', help='instead of the LSTM, score a character '
                    'N-gram model (interpolated Witten-Bell) counted on the training split (N - 1 characters of '
-                   'context)')
+                   'context; default: none, the LSTM)')
     g.add_argument('--compare', action='store_true', help='with --ngram: the LSTM and the n-gram side by side, by '
                    'kind of character and by distance from the last newline')
     cli.add_model_options(p)

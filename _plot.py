@@ -20,10 +20,11 @@ def parse_args(argv):
     p.add_argument('--out', type=cli.path, default='images/learning_curve.svg', help='SVG file to write '
                                                                       '(default %(default)s)')
     p.add_argument('--compare', action='append', default=[], metavar='LOG',
-                   help="also draw this run's validation loss, dashed (repeat for more runs)")
+                   help="also draw this run's validation loss, dashed (repeat for more runs; default: none)")
     p.add_argument('--ymax', type=cli.positive_float, help='top of the loss axis, to look closely at the later '
                    'epochs (default: the highest loss)')
-    p.add_argument('--title', default='2x512 LSTM on tiny Shakespeare', help='title of the picture')
+    p.add_argument('--title', default='2x512 LSTM on tiny Shakespeare',
+                   help='title of the picture (default %(default)s)')
     return p.parse_args(argv)
 
 

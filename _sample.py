@@ -43,9 +43,10 @@ def parse_args(argv):
                    help='draw only from the nucleus: the smallest set of most likely characters whose probability '
                         'reaches P (default 1: all)')
     g.add_argument('--start', default=None, help='priming text, printed first (default "F"); \\n is a newline')
-    g.add_argument('--start-file', type=cli.path, help='read the priming text from this UTF-8 file instead')
+    g.add_argument('--start-file', type=cli.path, help='read the priming text from this UTF-8 file '
+                   'instead (default: none, --start)')
     g.add_argument('--stop', help='stop a sample once its generated text ends with this text, e.g. \'\\n\\n\' for '
-                                  'one speech (\\n is a newline, \\t a tab)')
+                                  'one speech (\\n is a newline, \\t a tab; default: none)')
     g.add_argument('--num-samples', type=cli.positive_int, default=1,
                    help='draw this many independent samples side by side, as one batch, printed one after the '
                         'other (default %(default)s)')

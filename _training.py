@@ -80,7 +80,8 @@ def parse_args(argv):
     g.add_argument('--threads', type=cli.positive_int, help='threads: 2 runs half of the chunks on each of two '
                    'cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)')
     g.add_argument('--max-steps', type=cli.non_negative_int, help='stop (with a checkpoint) once this many steps '
-                   'are done in all, e.g. for a short trial; 0 saves the untrained model')
+                   'are done in all, e.g. for a short trial; 0 saves the untrained model '
+                   '(default: none, --epochs decides)')
     g = p.add_argument_group('output')
     g.add_argument('--out', type=cli.path, default='checkpoints', help='run folder for checkpoints and the log '
                    '(default %(default)s; saves/ is only written if named here)')

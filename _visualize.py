@@ -34,7 +34,7 @@ def parse_args(argv):
     g.add_argument('--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default %(default)s)')
     g = p.add_argument_group('output (instead of the viewer)')
     g.add_argument('--html', type=cli.path, metavar='FILE', help='write one self-contained HTML page to explore '
-                                                                 'the neurons')
+                                                                 'the neurons (default: none, the viewer)')
     g.add_argument('--html-chars', type=cli.positive_int, default=3000,
                    help='the page shows at most this many characters of the text (default %(default)s)')
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
@@ -42,7 +42,8 @@ def parse_args(argv):
                    help='print how often each gate is saturated, and draw it per cell into this SVG file (the '
                         'figure of Karpathy et al., 2015; default file %(const)s)')
     g.add_argument('--periodic-svg', metavar='SVG', type=cli.path, help='with --find: draw the mean activation '
-                   'by position in the line of the best periodic cells and of the best line-position cell')
+                   'by position in the line of the best periodic cells and of the best line-position cell '
+                   '(default: none)')
     g.add_argument('--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)')
     return p.parse_args(argv)
 
