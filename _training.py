@@ -264,8 +264,11 @@ def train_window(run, chunked, threads):
         cli.fail(f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
                  f'{run.pos["step"] + 1}: training stopped, and the last good checkpoint is kept; resume it with '
                  'a lower --lr or with --clip')
-    run.pos['window'] += 1
-    run.pos['step'] += 1
+    p = run.pos
+    p['window'] += 1
+    p['step'] += 1
+    p['epoch_loss_sum'] = p.get('epoch_loss_sum', 0.0) + float(loss)    # for the epoch's mean, across resumes
+    p['epoch_steps'] = p.get('epoch_steps', 0) + 1
     return loss
 
 
@@ -334,14 +337,15 @@ def end_epoch(run, out, val_ids, progress, say, sample_length, stopper):
     """Validate, checkpoint (best/ too if the epoch is the best so far), report and sample."""
     val = lstm.evaluate(run.model(), val_ids, progress=stopper.check)   # stopped: validated again on --resume
     p = run.pos
+    n, total = p.pop('epoch_steps', 0), p.pop('epoch_loss_sum', 0.0)
+    train_loss = total / n if n else None
     p['epoch'], p['window'], p['val_loss'] = p['epoch'] + 1, 0, val
     run.state = lstm.zero_state(run.params, run.settings['chunks'])   # the next epoch starts at the chunks' heads
     p['seconds'] += progress.lap()
     improved = is_best(val, p['best_val'])
     if improved:
         p['best_val'], p['best_step'] = val, p['step']
-    train_loss, rate = progress.mean_loss(), progress.rate()
-    run.save(out, 'epoch', log_row(run, train_loss, val, rate, 'best' if improved else 'epoch'))
+    run.save(out, 'epoch', log_row(run, train_loss, val, progress.rate(), 'best' if improved else 'epoch'))
     progress.restart()
     say(f'\nepoch {p["epoch"]}: train loss {"-" if train_loss is None else nats(train_loss)}, validation loss '
         f'{nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}')

@@ -254,6 +254,9 @@ def check_meta(meta, path, defaults, kinds):
             bad(f'position.{name}', pos[name], 'not a finite number')
     if not _finite(pos.get('seconds', 0.0)) or pos.get('seconds', 0.0) < 0:
         bad('position.seconds', pos['seconds'], 'not a finite number >= 0')
+    if not _finite(pos.get('epoch_loss_sum', 0.0)) or not _whole(pos.get('epoch_steps', 0)):
+        bad('position.epoch_loss_sum', [pos.get('epoch_loss_sum'), pos.get('epoch_steps')],
+            'not a finite sum and a whole number of steps')
     if pos.get('best_step') is not None and not (_whole(pos['best_step']) and pos['best_step'] <= pos['step']):
         bad('position.best_step', pos['best_step'], 'not a step of the run')
     if rng.get('bit_generator') != 'PCG64':
@@ -301,7 +304,8 @@ class Run:
     params, opt  the weights and their RMSprop optimizer; ema the moving average of the weights, or None
     state        the hidden state carried into the next window, [(h, c) per layer], each (chunks, H)
     pos          the position: epoch, window (within the epoch), step, seconds trained, val_loss (of the last
-                 epoch), best_val and best_step (of the best epoch so far)
+                 epoch), best_val and best_step (of the best epoch so far), epoch_loss_sum and epoch_steps (the
+                 training losses of this epoch so far, for its mean)
     rng          the random generator of the dropout masks
     log          the rows of training_log.csv, as text
     corpus_chars, windows  the corpus's length and the windows per epoch it gives (None until known)
