@@ -145,7 +145,7 @@ def _width(fixed, B, K, N, dtype):
 
 
 class LSTMWindow:
-    """One LSTM layer run over one whole window: the engine's lstm_forward, and its cache.
+    """One LSTM layer run over one whole window: layers.lstm_forward, and its cache; backward() is lstm_backward.
 
     Making it runs the forward pass: the input projection x Wx + b of every step as one product, then the steps.
     With factors=True (training) each step also leaves the factors of its gate gradients in G, and backward()
@@ -291,18 +291,6 @@ class LSTMWindow:
     def release(self):
         """Let the buffers go (stack_backward does, as soon as a layer's backward is done)."""
         self.x = self.hs = self.cs = self.h = self.c = self.c_last = self.G = self.f = self.K = None
-
-
-def lstm_forward(x, h0, c0, W, b):
-    """layers.lstm_forward (x may also be (T, B) indices of one-hot vectors). Returns (h, c, cache): the cache is
-    the LSTMWindow."""
-    window = LSTMWindow(x, h0, c0, W, b)
-    return window.h, window.c, window
-
-
-def lstm_backward(dh, dcT, cache):
-    """layers.lstm_backward: (dx or None for indices, dh0, dc0, dW, db). Uses the cache up."""
-    return cache.backward(dh, dcT)
 
 
 # --- the stack of layers, on one thread or two ------------------------------------------------------------------

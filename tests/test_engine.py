@@ -37,11 +37,12 @@ def test_engine_layer_equals_reference_layer(blocks, T, B, D, H, one_hot):
     dh = rng.standard_normal((T, B, H))
     dcT = rng.standard_normal((B, H))
     h, c, cache = layers.lstm_forward(x_ref, h0, c0, W, b)
-    he, ce, cache_e = engine.lstm_forward(x_eng, h0, c0, W, b)
+    window = engine.LSTMWindow(x_eng, h0, c0, W, b)    # layers.lstm_forward, and its cache
+    he, ce = window.h, window.c
     np.testing.assert_allclose(he, h, **TOL)
     np.testing.assert_allclose(ce, c, **TOL)
     dx, dh0, dc0, dW, db = layers.lstm_backward(dh, dcT, cache)
-    dxe, dh0e, dc0e, dWe, dbe = engine.lstm_backward(dh, dcT, cache_e)
+    dxe, dh0e, dc0e, dWe, dbe = window.backward(dh, dcT)               # layers.lstm_backward
     if one_hot:
         assert dxe is None                              # no gradient for indices
     else:
