@@ -117,7 +117,8 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
 
     def Y(v):                                           # far outside the picture: held there (clipped anyway)
         return top + min(max((y1 - v) / span, -1e4), 1e4) * (height - top - bottom)
-    clip = f'<clipPath id="plot">{svg.element("rect", x=left - 4, y=top, width=width - left - right + 8, height=height - top - bottom + 4)}</clipPath>'
+    plot_area = svg.element('rect', x=left - 4, y=top, width=width - left - right + 8, height=height - top - bottom + 4)
+    clip = f'<clipPath id="plot">{plot_area}</clipPath>'
     out = svg.document(width, height, title, 22, clip)
     step = grid_step(y1 - y0, max(abs(y0), abs(y1)))
     v = math.ceil(y0 / step - 1e-9) * step                  # grid lines at round values

@@ -107,9 +107,12 @@ def find(args, params, ids, text):
         found = analysis.find_neurons(params, ids, text, args.top, progress=progress)
     print_found(found, f'{args.text} ({len(text):,} characters)')
     if args.periodic_svg:
-        per, ramp = found['periodic in line'], found['line position']['best'][0]
-        cells = [(l, s, k, f'R {r:.2f} at period {P}') for l, s, k, r, P in per['best'][:2]]
-        cells.append((ramp[0], ramp[1], ramp[2], f'line position, r {ramp[3]:+.2f}'))
+        per, ramp = found['periodic in line'], found['line position']
+        cells = [(l, s, k, f'R {r:.2f} at period {P}') for l, s, k, r, P in per['best'][:2] if per['present']]
+        cells += [(l, s, k, f'line position, r {r:+.2f}') for l, s, k, r, _ in ramp['best'][:1]]
+        if not cells:
+            cli.fail(f'--periodic-svg: {args.text} is too short to find periodic cells in '
+                     f'({len(text)} characters)')
         with cli.Progress('mean activation by position', len(ids)) as progress:
             means, counts = analysis.position_profile(params, ids, text, cells, progress=progress)
         write(args.periodic_svg, figures.position_profile_svg(

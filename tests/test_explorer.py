@@ -336,6 +336,19 @@ def test_find_draws_the_position_profiles(tmp_path):
     assert_one_line_error(script('_visualize.py', '--periodic-svg', tmp_path / 'q.svg'), '--periodic-svg goes with')
 
 
+def test_the_position_profiles_of_texts_with_little_in_them(small_model, tmp_path):
+    """A text of newlines only has no line-position cell: the periodic ones are drawn alone. Two characters are
+    too few for any: one line."""
+    weights, lookup, _ = small_model
+    model = ['--weights', weights, '--lookup', lookup, '--find', '--periodic-svg', tmp_path / 'p.svg']
+    (tmp_path / 'newlines.txt').write_text('\n' * 8, encoding='utf-8')
+    r = script('_visualize.py', '--text', tmp_path / 'newlines.txt', *model)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'p.svg').read_text().count('<polyline') == 2
+    (tmp_path / 'two.txt').write_text('to', encoding='utf-8')
+    assert_one_line_error(script('_visualize.py', '--text', tmp_path / 'two.txt', *model), 'too short')
+
+
 def test_the_analyses_on_a_model_trained_on_a_non_latin_text(tmp_path):
     """Train a small model on a Greek text through _training.py, then run every analysis on it."""
     latin, greek = 'abcdefghijklmnopqrstuvwxyz', 'αβψδεφγηιξκλμνοπϙρστθωςχυζ'
