@@ -59,15 +59,13 @@ def char_kinds(text):
 # --- running the model ----------------------------------------------------------------------------------------------
 
 def run(params, ids, window=WINDOW, progress=None):
-    """Run the model forward over the indices as one stream (batch 1), a window at a time with the state carried,
-    so that any length of text works. Yields (t0, [(h, c, gates)] per layer) for the characters t0 .. t0 + n - 1:
-    h and c (n, H), gates (n, 4H) the activated [i, f, o, g]. The window changes nothing but memory."""
-    model = lstm.Predictor(params, 1)
-    for t0 in range(0, len(ids), window):
-        _, hidden = model(np.asarray(ids[t0:t0 + window])[:, None], keep=True)
-        yield t0, [(h[:, 0], c[:, 0], gates[:, 0]) for h, c, gates in hidden]
+    """Run the model forward over the indices as one stream (lstm.stream), a window at a time with the state
+    carried. Yields (t0, [engine.LayerSteps(h, c, gates)] per layer) for the characters t0 .. t0 + n - 1: h and c
+    (n, H), gates (n, 4H) the activated [i, f, o, g]. The window changes nothing but memory."""
+    for w in lstm.stream(params, ids, window, keep=True):
+        yield w.t0, w.steps
         if progress is not None:
-            progress(min(t0 + window, len(ids)))
+            progress(w.t0 + len(w.logits))
 
 
 def activations(params, ids, progress=None):
