@@ -17,7 +17,7 @@ and tests/test_engine.py holds it to them in float64 over random shapes. What ma
 
 The forward-only path (stack_forward_only: sampling, evaluation, the explorer) runs the same forward loop without
 the backward's factors, with the recurrent weights prepared once, and with a fixed block width, so that it gives
-the same output in every process.
+the same output in every process; dynamic evaluation runs stack_forward and stack_backward with that width too.
 """
 import threading
 import time
@@ -30,10 +30,10 @@ import numpy as np
 # the CPU, the OpenBLAS kernel and B, so training measures it on the machine at hand (best_block). FORWARD_BLOCK
 # and BACKWARD_BLOCK, when set (0: the plain product), fix training's widths instead (the tests use this).
 FORWARD_BLOCK = BACKWARD_BLOCK = None
-# The forward-only path (sampling, evaluation, the explorer) uses one fixed width instead, the plain product: a
-# width changes the products' rounding, and a measured one can differ from one process to the next, so that the
-# same seed could give a different sample. Fixed, the same input gives the same output in every process.
-FORWARD_ONLY_BLOCK = 0
+# Sampling, evaluation (dynamic too) and the explorer use one fixed width instead, the plain product: a width
+# changes the products' rounding, and a measured one can differ from one process to the next, so that the same
+# seed could give a different sample. Fixed, the same input gives the same output in every process.
+FIXED_BLOCK = 0
 
 
 def sigmoid(x, out):
@@ -73,7 +73,7 @@ def best_block(B, K, N, dtype):
     0 for the plain product. Measured at first use for each shape (a few milliseconds), then remembered.
     The widths change the rounding of the products, so a training checkpoint saves them (block_widths) and a
     resumed run reuses them (set_block_widths): it then continues bit for bit. (Training only: the forward-only
-    path uses FORWARD_ONLY_BLOCK.)"""
+    path and dynamic evaluation use FIXED_BLOCK.)"""
     key = (int(B), int(K), int(N), np.dtype(dtype).str)
     with _tuning:
         if key not in _best_blocks:
@@ -140,7 +140,11 @@ def _width_key(row):
     return (row[0], row[1], row[2], dtype.str) if dtype.kind == 'f' else None
 
 
-def _width(fixed, B, K, N, dtype):
+def _width(timed, fixed, B, K, N, dtype):
+    """The width of a (B, K) @ (K, N) product: FIXED_BLOCK unless timed; if timed, fixed (FORWARD_BLOCK or
+    BACKWARD_BLOCK) where a test sets it, else the one measured here."""
+    if not timed:
+        return FIXED_BLOCK
     return fixed if fixed is not None else best_block(B, K, N, dtype)
 
 
@@ -153,18 +157,19 @@ class LSTMWindow:
     (the forward-only path) G ends up holding every step's activated gates [i, f, o, g].
     """
 
-    def __init__(self, x, h0, c0, W, b, Whb=None, factors=True, keep_c=True):
+    def __init__(self, x, h0, c0, W, b, Whb=None, factors=True, keep_c=True, timed=True):
         """x: (T, B, D) inputs or (T, B) indices of one-hot vectors; h0, c0 (B, H); W (D + H, 4H); b (4H,);
         Whb: h_prev's weights W[D:] already in column blocks (the forward-only path prepares them once), or None
-        to cut them here at training's measured width; factors: compute what backward() needs;
+        to cut them here; timed: the in-loop products at the widths measured here (training), or at FIXED_BLOCK
+        (dynamic evaluation: the same result in every process); factors: compute what backward() needs;
         keep_c: keep every step's cell state in self.c. The backward pass does not read it (only the factors),
         so training keeps just the last two steps' (self.c is then None); c_last is the final state either way."""
         T, B = x.shape[:2]
         H = h0.shape[1]
         dt = W.dtype
-        self.x, self.W, self.b, self.D, self.H = x, W, b, W.shape[0] - H, H
+        self.x, self.W, self.b, self.D, self.H, self.timed = x, W, b, W.shape[0] - H, H, timed
         if Whb is None:
-            Whb = column_blocks(W[self.D:], _width(FORWARD_BLOCK, B, H, 4 * H, dt))
+            Whb = column_blocks(W[self.D:], _width(timed, FORWARD_BLOCK, B, H, 4 * H, dt))
         self.hs = np.empty((T + 1, B, H), dt)          # [h0, h[0], ..., h[T - 1]]: hs[t] is h_prev of step t
         self.cs = np.empty((T + 1 if keep_c else 2, B, H), dt)     # all of c, or the last two steps' in turn
         self.hs[0], self.cs[0] = h0, c0
@@ -246,7 +251,7 @@ class LSTMWindow:
         G, f, K = self.G, self.f, self.K
         B, H = self.h.shape[1:]
         dt = G.dtype
-        WhTb = column_blocks(self.W[self.D:].T, _width(BACKWARD_BLOCK, B, 4 * H, H, dt))   # Wh^T (4H, H)
+        WhTb = column_blocks(self.W[self.D:].T, _width(self.timed, BACKWARD_BLOCK, B, 4 * H, H, dt))  # Wh^T
         dh_next = np.zeros((B, H), dt)                  # the gradient flowing into h[t] from step t + 1
         dc_next = np.zeros((B, H), dt) if dcT is None else dcT.astype(dt, copy=True)
         dht = np.empty((B, H), dt)
@@ -302,16 +307,17 @@ class StackCache(NamedTuple):
     masks: list                                         # per part, each layer's dropout mask (its streams) or None
 
 
-def stack_forward(x, state, Ws, bs, masks, threads=1):
+def stack_forward(x, state, Ws, bs, masks, threads=1, timed=True):
     """layers.stack_forward for (T, B) indices x. threads = 1 runs the layers one after the other; 2 (or more)
     splits the B streams into two halves, each run through every layer on its own thread (numpy releases the
     GIL inside its kernels, so the two overlap), and stack_backward adds the halves' weight gradients: the same
-    results up to rounding. Returns (top output (T, B, H), final state, StackCache)."""
+    results up to rounding. timed: as for LSTMWindow (forward and backward).
+    Returns (top output (T, B, H), final state, StackCache)."""
     B = x.shape[1]
     parts = [slice(0, (B + 1) // 2), slice((B + 1) // 2, B)] if threads > 1 and B > 1 else [slice(0, B)]
     part_masks = [[None if m is None else m[:, s] for m in masks] for s in parts]
     results = _on_threads([
-        (lambda s=s, m=m: _stack_forward(x[:, s], [(h[s], c[s]) for h, c in state], Ws, bs, m))
+        (lambda s=s, m=m: _stack_forward(x[:, s], [(h[s], c[s]) for h, c in state], Ws, bs, m, timed))
         for s, m in zip(parts, part_masks)])
     top = _join([r[0] for r in results], axis=1)
     new_state = [(_join([r[1][n][0] for r in results]), _join([r[1][n][1] for r in results]))
@@ -364,11 +370,11 @@ def _on_threads(jobs):
     return results
 
 
-def _stack_forward(x, state, Ws, bs, masks):
+def _stack_forward(x, state, Ws, bs, masks, timed):
     """The layers one after the other, each over the whole window: (top output, final state, the windows)."""
     inp, windows = x, []
     for (h0, c0), W, b, mask in zip(state, Ws, bs, masks):
-        window = LSTMWindow(inp, h0, c0, W, b, keep_c=False)
+        window = LSTMWindow(inp, h0, c0, W, b, keep_c=False, timed=timed)
         windows.append(window)
         inp = window.h if mask is None else window.h * mask          # the next layer's input
     new_state = [(w.h[-1].copy(), w.c_last.copy()) for w in windows]
@@ -404,10 +410,10 @@ class LayerSteps(NamedTuple):
 
 
 def recurrent_blocks(W):
-    """h_prev's weights of an LSTM's W (D + H, 4H) in column blocks of the forward-only width: made once for
+    """h_prev's weights of an LSTM's W (D + H, 4H) in column blocks of FIXED_BLOCK: made once for
     stack_forward_only, which uses them at every call."""
     H = W.shape[1] // 4
-    return column_blocks(W[-H:], FORWARD_ONLY_BLOCK)
+    return column_blocks(W[-H:], FIXED_BLOCK)
 
 
 def stack_forward_only(x, state, Ws, bs, Whbs, keep=False):

@@ -12,7 +12,7 @@ own, which the tests compare with the engine.
 Forward only (evaluation, sampling, the explorer), two wrappers: Predictor runs B streams side by side, any
 number of steps at a time, with the state carried from call to call (sampling feeds it one step at a time);
 stream reads one text as a stream a window at a time (evaluation, the explorer). Both give the same output
-for the same input in every process (engine.FORWARD_ONLY_BLOCK).
+for the same input in every process (engine.FIXED_BLOCK), and so does evaluate_dynamic.
 """
 from typing import NamedTuple
 
@@ -71,7 +71,7 @@ class Cache(NamedTuple):
 
 
 def forward(params, x, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0.0, variational=False,
-            reference=False):
+            timed=True, reference=False):
     """Run the model over a window of truncated BPTT.
 
     Inputs:
@@ -84,6 +84,8 @@ def forward(params, x, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0
       with masks drawn from rng after the dropout masks
     - threads: 1 runs on one thread; 2 runs half of the streams on each of two threads (the same results, up to
       rounding)
+    - timed: the engine's in-loop products at the block widths measured on this machine (training: fastest), or
+      at a fixed width (False: the same results in every process; forward and backward)
     - reference: run layers.py (the plain math, slow) instead of the engine
 
     Returns (logits (T, B, V), the final state to carry, Cache).
@@ -105,7 +107,7 @@ def forward(params, x, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0
     if reference:
         top, new_state, stack_cache = layers.stack_forward(layers.one_hot(x, V, dtype), state, Ws, bs, masks)
     else:
-        top, new_state, stack_cache = engine.stack_forward(x, state, Ws, bs, masks, threads)
+        top, new_state, stack_cache = engine.stack_forward(x, state, Ws, bs, masks, threads, timed)
     logits, dense_cache = layers.dense_forward(top, params['dense.W'], params['dense.b'])
     return logits, new_state, Cache(reference, stack_cache, weight_masks, dense_cache)
 
@@ -231,7 +233,7 @@ def evaluate_dynamic(params, ids, *, lr=0.2, window=50, decay=0.0, threads=1, pr
     for start in range(0, len(ids) - 1, window):
         y = ids[start + 1:start + window + 1]
         x = ids[start:start + len(y)]
-        logits, new_state, cache = forward(p, x[:, None], state, threads=threads)
+        logits, new_state, cache = forward(p, x[:, None], state, threads=threads, timed=False)
         loss, dlogits = layers.softmax_loss(logits, y[:, None])          # scored before the model learns
         sums.append(loss * len(y))
         counts.append(len(y))

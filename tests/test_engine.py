@@ -17,7 +17,7 @@ def blocks(request, monkeypatch):
     monkeypatch.setattr(engine, 'FORWARD_BLOCK', request.param[0])
     monkeypatch.setattr(engine, 'BACKWARD_BLOCK', request.param[1])
     if request.param[0] is not None:                    # the forward-only path's fixed width
-        monkeypatch.setattr(engine, 'FORWARD_ONLY_BLOCK', request.param[0])
+        monkeypatch.setattr(engine, 'FIXED_BLOCK', request.param[0])
     return request.param
 
 
@@ -82,6 +82,23 @@ def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropo
 
 
 @pytest.mark.parametrize('threads', [1, 2])
+def test_the_fixed_width_model_equals_the_reference_model(blocks, threads):
+    """timed=False (dynamic evaluation: the fixed width, forward and backward) computes the same model."""
+    rng = np.random.default_rng(8)
+    params = tiny_model(rng, 5, 16, 2)
+    x = rng.integers(0, 5, size=(7, 3))
+    state = lstm.zero_state(params, 3)
+    dlogits = rng.standard_normal((7, 3, 5))
+    out = []
+    for reference in (True, False):
+        logits, _, cache = lstm.forward(params, x, state, threads=threads, timed=False, reference=reference)
+        out.append((logits, lstm.backward(dlogits, cache)[0]))
+    np.testing.assert_allclose(out[1][0], out[0][0], **TOL)
+    for k in params:
+        np.testing.assert_allclose(out[1][1][k], out[0][1][k], **TOL, err_msg=k)
+
+
+@pytest.mark.parametrize('threads', [1, 2])
 def test_engine_stack_equals_reference_stack_with_its_input_gradient(blocks, threads):
     """engine.stack_backward returns what layers.stack_backward does, dx included (for inputs that are vectors)."""
     rng = np.random.default_rng(3)
@@ -137,8 +154,8 @@ def test_stream_equals_the_predictor_whatever_its_window():
 
 
 def test_the_forward_only_path_never_measures_a_width(monkeypatch):
-    """Sampling, evaluation and the explorer's stream never time the products (whose widths change the rounding),
-    so that they give the same output in every process; training's forward pass does."""
+    """Sampling, evaluation (dynamic too) and the explorer's stream never time the products (whose widths change
+    the rounding), so that they give the same output in every process; training's forward pass does."""
     def measure(*shape):
         raise AssertionError(f'measured {shape}')
     monkeypatch.setattr(engine, 'best_block', measure)
@@ -148,6 +165,7 @@ def test_the_forward_only_path_never_measures_a_width(monkeypatch):
     list(lstm.sample(params, [1, 2], 5, rng=0, num_samples=3))
     lstm.evaluate(params, ids[:, 0])
     list(lstm.stream(params, ids[:, 0], 7, keep=True))
+    lstm.evaluate_dynamic(params, ids[:, 0], window=7)
     with pytest.raises(AssertionError, match='measured'):
         lstm.forward(params, ids, lstm.zero_state(params, 3))
 
