@@ -25,10 +25,12 @@ SUFFIXES = ('.json', '.nn')                             # the original's trainin
 
 
 def is_original(path):
-    """True when path names a weights file in the original's format: a .json (or .nn) name, or a file whose
-    first character is '[' (JSON) rather than the zip header of an .npz."""
+    """True when path names a weights file in the original's format: a .json (or .nn) name, or a regular file
+    whose first character is '[' (JSON) rather than the zip header of an .npz."""
     if os.fspath(path).lower().endswith(SUFFIXES):
         return True
+    if not os.path.isfile(path):                        # a pipe is not read here: what is read is gone
+        return False
     try:
         with open(path, 'rb') as f:
             return f.read(64).lstrip().startswith(b'[')

@@ -2,7 +2,9 @@
 converted by _convert.py, and refused with one line when damaged or mismatched. The files here are written from
 the format's description, by the small writer below, not by the original's code."""
 import json
+import os
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -319,3 +321,15 @@ def test_convert_refuses_what_is_not_a_model_with_one_line(tmp_path, small_model
     r = script('_convert.py', make(tmp_path), tmp_path / out, *extra)
     assert_one_line_error(r, words)
     assert not (tmp_path / out).exists()
+
+
+@pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='needs named pipes')
+def test_a_json_model_from_a_named_pipe_is_read_once(tmp_path, model):
+    weights, _, chars, layers_ = model
+    fifo = tmp_path / 'net.json'
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(weights.read_bytes()))
+    writer.start()
+    params, _ = files.load_params(fifo, V=len(chars))
+    writer.join()
+    np.testing.assert_array_equal(params['lstm2.W'], layers_[1][0].T)
