@@ -63,7 +63,7 @@ def numpy_trainer(args):
     import numpy as np
     from optimizer import RMSprop
     rng = np.random.default_rng(0)
-    params = lstm.init_params(args.vocab, args.hidden, args.layers, rng)
+    params = lstm.init_params(args.vocab, args.hidden, args.layers, rng=rng)
     opt = RMSprop(params)
     B, T = args.chunks, args.window
     x = rng.integers(0, args.vocab, size=(T, B))

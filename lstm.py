@@ -22,7 +22,7 @@ import engine
 import layers
 
 
-def init_params(V, H=512, n_layers=2, rng=None, dtype=np.float32):
+def init_params(V, H=512, n_layers=2, *, rng=None, dtype=np.float32):
     """Fresh parameters: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the forget gate's 1."""
     rng = np.random.default_rng(rng)
     params = {}

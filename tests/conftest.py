@@ -25,7 +25,7 @@ def small_model(tmp_path_factory):
     from helpers import tiny_corpus                     # here: helpers.py imports ROOT from this file
     d = tmp_path_factory.mktemp('model')
     chars = data.build_lookup(tiny_corpus(3000))
-    params = lstm.init_params(len(chars), 16, 2, np.random.default_rng(0))
+    params = lstm.init_params(len(chars), 16, 2, rng=np.random.default_rng(0))
     files.save_params(d / 'w.npz', params)
     data.save_lookup(d / 'l.json', chars)
     return d / 'w.npz', d / 'l.json', chars

@@ -82,7 +82,7 @@ def tiny_corpus(n=6000, seed=0):
 
 def tiny_model(rng, V=5, H=4, n_layers=2):
     """Float64 weights of a small model, moved off their initial values (so that every path matters)."""
-    params = lstm.init_params(V, H, n_layers, rng, np.float64)
+    params = lstm.init_params(V, H, n_layers, rng=rng, dtype=np.float64)
     for k in params:
         params[k] += rng.standard_normal(params[k].shape) * 0.3
     return params

@@ -26,7 +26,7 @@ def model(tmp_path_factory):
     d = tmp_path_factory.mktemp('edges')
     text = tiny_corpus(3000)
     chars = data.build_lookup(text)
-    params = lstm.init_params(len(chars), 8, 2, np.random.default_rng(0))
+    params = lstm.init_params(len(chars), 8, 2, rng=np.random.default_rng(0))
     files.save_params(d / 'w.npz', params)
     data.save_lookup(d / 'l.json', chars)
     (d / 'text.txt').write_text(text, encoding='utf-8')
@@ -235,7 +235,7 @@ def test_training_with_an_unwritable_stdout_trains_and_keeps_its_checkpoint(tmp_
 
 def test_a_console_that_is_not_utf8_shows_escapes_not_a_traceback(tmp_path):
     chars = data.build_lookup('caf\u00e9 \u2014 ok')
-    params = lstm.init_params(len(chars), 8, 1, np.random.default_rng(0))
+    params = lstm.init_params(len(chars), 8, 1, rng=np.random.default_rng(0))
     files.save_params(tmp_path / 'w.npz', params)
     data.save_lookup(tmp_path / 'l.json', chars)
     r = script('_sample.py', '--start', 'caf\u00e9 \u2014', '--length', 20, '--seed', 1, '--weights',

@@ -63,7 +63,7 @@ def test_features_of_a_text_with_crlf_line_ends_are_those_of_the_same_text_with_
     assert g['speaker name'][0].sum() == f['speaker name'][0].sum() + 2     # and each name's '\\r'
     assert analysis.line_periods(crlf) == analysis.line_periods(lf)
     chars = data.build_lookup(crlf)
-    params = lstm.init_params(len(chars), 8, 1, np.random.default_rng(0), np.float64)
+    params = lstm.init_params(len(chars), 8, 1, rng=np.random.default_rng(0), dtype=np.float64)
     found = analysis.find_neurons(params, data.encode(crlf, chars), crlf, top=1)
     assert found['speaker name']['present'] and found['speaker name']['best']
 
@@ -93,7 +93,7 @@ def test_find_neurons_matches_a_direct_computation():
     text = tiny_corpus(1500)
     chars = data.build_lookup(text)
     ids = data.encode(text, chars)
-    params = lstm.init_params(len(chars), 12, 2, np.random.default_rng(0), np.float64)
+    params = lstm.init_params(len(chars), 12, 2, rng=np.random.default_rng(0), dtype=np.float64)
     found = analysis.find_neurons(params, ids, text, top=4, window=333)    # windows: the sums are streamed
     r, R = direct_ranking(params, ids, text)
     H = 12
@@ -197,7 +197,7 @@ def test_tk_viewer_buttons_change_the_colours(display):
     text = tiny_corpus(300)
     chars = data.build_lookup(text)
     ids = data.encode(text, chars)
-    params = lstm.init_params(len(chars), 8, 2, np.random.default_rng(0))
+    params = lstm.init_params(len(chars), 8, 2, rng=np.random.default_rng(0))
     acts = analysis.activations(params, ids)
     try:
         root, w = viewer.build_viewer(text, acts, 8, 2, 1, 'h', 3)
@@ -232,7 +232,7 @@ def test_the_analyses_report_their_progress_in_characters():
     text = tiny_corpus(2500)
     chars = data.build_lookup(text)
     ids = data.encode(text, chars)
-    params = lstm.init_params(len(chars), 8, 2, np.random.default_rng(0))
+    params = lstm.init_params(len(chars), 8, 2, rng=np.random.default_rng(0))
     cells = [(1, 'h', 0, ''), (2, 'c', 1, '')]
     for run in (lambda p: analysis.find_neurons(params, ids, text, window=1000, progress=p),
                 lambda p: analysis.gate_saturation(params, ids, window=1000, progress=p),
@@ -298,7 +298,7 @@ def test_gate_saturation_of_gates_with_known_values(tmp_path):
     """Biases that pin each gate: the forget gate always open (right-saturated), the input gate always closed
     (left-saturated), the output gate at 0.5 (neither); and one cell whose input gate is open half of the time."""
     H, V = 4, 3
-    params = lstm.init_params(V, H, 2, np.random.default_rng(0), np.float64)
+    params = lstm.init_params(V, H, 2, rng=np.random.default_rng(0), dtype=np.float64)
     for n in (1, 2):
         W, b = params[f'lstm{n}.W'], params[f'lstm{n}.b']
         W[:] = 0

@@ -158,7 +158,7 @@ def test_sampling_with_a_seed_is_reproducible_and_temperature_matters():
 
 def constant_logits_model(logits):
     """A model whose logits are the same whatever it reads: dense.W = 0, dense.b = logits."""
-    params = lstm.init_params(len(logits), 4, 1, 0, np.float64)
+    params = lstm.init_params(len(logits), 4, 1, rng=0, dtype=np.float64)
     params['dense.W'][:] = 0
     params['dense.b'][:] = logits
     return params
@@ -230,7 +230,7 @@ def test_char_losses_are_each_characters_loss_and_average_to_evaluate():
 
 def test_initial_weights_scale_and_forget_bias():
     V, H = 7, 64
-    params = lstm.init_params(V, H, 2, 0, np.float64)
+    params = lstm.init_params(V, H, 2, rng=0, dtype=np.float64)
     for n, D in ((1, V), (2, H)):
         W, b = params[f'lstm{n}.W'], params[f'lstm{n}.b']
         scale = 1 / np.sqrt(D + H)
@@ -321,7 +321,7 @@ def test_a_short_training_run_lowers_the_loss(extra_chars):
     chunked = data.chunks(ids, 8)
     T = 20
     rng = np.random.default_rng(0)
-    params = lstm.init_params(len(chars), 32, 2, rng)
+    params = lstm.init_params(len(chars), 32, 2, rng=rng)
     opt = RMSprop(params, lr=0.01)
     state = lstm.zero_state(params, 8)
     before = lstm.evaluate(params, ids[:1000])

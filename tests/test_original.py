@@ -117,7 +117,7 @@ def test_written_in_the_originals_layout_and_read_back_exactly(tmp_path):
     params = original.read(write_original(tmp_path / 'a.json', layers_))
     original.write(tmp_path / 'b.json', params)
     assert json.loads((tmp_path / 'b.json').read_text()) == as_json(layers_)
-    params32 = lstm.init_params(6, 4, 2, np.random.default_rng(0))          # float32, as trained here
+    params32 = lstm.init_params(6, 4, 2, rng=np.random.default_rng(0))          # float32, as trained here
     original.write(tmp_path / 'c.json', params32)
     back, _ = files.load_params(tmp_path / 'c.json')
     for k in params32:                                  # every float32 value is exact in float64

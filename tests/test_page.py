@@ -135,7 +135,7 @@ def test_html_page_colours_every_character_of_any_text(tmp_path, kind):
     playwright = pytest.importorskip('playwright.sync_api')
     text = TEXTS[kind]
     chars = data.build_lookup(text)
-    params = lstm.init_params(len(chars), 16, 2, np.random.default_rng(1))
+    params = lstm.init_params(len(chars), 16, 2, rng=np.random.default_rng(1))
     params['lstm1.W'] *= 8                              # strong, varied activations
     files.save_params(tmp_path / 'w.npz', params)
     data.save_lookup(tmp_path / 'l.json', chars)

@@ -187,7 +187,7 @@ def test_max_steps_zero_saves_the_untrained_model(tmp_path):
                '--max-steps', 0)
     assert r.returncode == 0, r.stderr
     params, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
-    init = lstm.init_params(len(data.build_lookup(tiny_corpus(3000))), 8, 2, np.random.default_rng(0))
+    init = lstm.init_params(len(data.build_lookup(tiny_corpus(3000))), 8, 2, rng=np.random.default_rng(0))
     assert meta['step'] == 0
     for k in params:
         np.testing.assert_array_equal(params[k], init[k])
