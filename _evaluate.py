@@ -2,9 +2,12 @@
 
     python _evaluate.py                             # the validation split (last 10%) of tiny Shakespeare
     python _evaluate.py --text some_file.txt        # any UTF-8 text
+    python _evaluate.py --blocks 256                # random blocks of 256, each from a zero state (as nanoGPT)
 
 The text is read as one continuous stream (batch 1) with the hidden state carried from character to character,
 starting from zeros; the score is the mean of -ln p(next character) over every character but the first.
+With --blocks T, random blocks of T + 1 characters are read instead, each from zeros, and the score is the mean
+over their last T characters (nanoGPT's measure: a character sees only the characters before it in its block).
 """
 import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import time
@@ -19,6 +22,7 @@ import ngram
 
 # Chosen on the first half of tiny Shakespeare's validation split (see the README); reported on both halves.
 DYNAMIC_LR, DYNAMIC_WINDOW = 0.2, 50
+NUM_BLOCKS = 8192                                       # blocks vary by about 0.27 nats/char: 0.27 / sqrt(8192)
 
 
 def parse_args(argv):
@@ -41,6 +45,15 @@ def parse_args(argv):
     g.add_argument('--dynamic-decay', type=cli.zero_to_below_one, default=0.0,
                    help='pull the weights back towards the original ones by this fraction per step '
                         '(default %(default)s)')
+    g = p.add_argument_group('random blocks (the score nanoGPT reports)')
+    g.add_argument('--blocks', type=cli.positive_int, metavar='T', help='instead of one stream, score random blocks '
+                   'of T characters (nanoGPT: 256), each read from a zero state, and average over every position '
+                   'of every block')
+    g.add_argument('--num-blocks', type=cli.positive_int, default=NUM_BLOCKS,
+                   help=f'with --blocks: how many blocks, drawn uniformly with replacement (default {NUM_BLOCKS}: '
+                        'a standard error of about 0.003 nats/char)')
+    g.add_argument('--seed', type=cli.non_negative_int, default=0,
+                   help='with --blocks: the seed that draws the blocks (default %(default)s)')
     g = p.add_argument_group('the n-gram baseline')
     g.add_argument('--ngram', type=cli.positive_int, metavar='N', help='instead of the LSTM, score a character '
                    'N-gram model (interpolated Witten-Bell) counted on the training split (N - 1 characters of '
@@ -53,16 +66,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.text is not None and args.corpus is not None:
-        cli.fail('give either --text (score a whole file) or --corpus (score its validation split), not both')
-    if args.ngram and (args.text is not None or args.dynamic):
-        cli.fail('--ngram scores the validation split of --corpus, counted on its training split: it does not go '
-                 'with --text or --dynamic')
-    if args.compare and not args.ngram:
-        cli.fail('--compare goes with --ngram N')
+    check_modes(args)
     try:
         chars = data.load_lookup(args.lookup)
-        params, _ = files.load_params(args.weights, V=len(chars))
+        params, _ = files.load_params(args.weights, chars=chars)
+        train_ids = None
         if args.text is not None:
             ids, _ = data.read_corpus(args.text, chars, 'text')
             what = args.text
@@ -75,15 +83,59 @@ def main(argv=None):
         cli.fail(str(e))
     if len(ids) < 2:
         cli.fail(f'{what} has fewer than 2 characters: there is nothing to predict')
-    t = time.time()
+    if args.blocks is not None and args.blocks > len(ids) - 1:
+        cli.fail(f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs {args.blocks + 1:,} '
+                 f'(give --blocks {len(ids) - 1} or less)')
     if args.ngram:
         return score_ngram(args, params, chars, train_ids, ids, what)
-    if not args.dynamic:
-        with cli.Progress('scoring', len(ids) - 1) as progress:
-            loss = lstm.evaluate(params, ids, progress=progress)
-        print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s')
-        print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char')
-        return 0
+    if args.blocks is not None:
+        return score_blocks(args, params, ids, what)
+    if args.dynamic:
+        return score_dynamic(args, params, ids, what)
+    t = time.time()
+    with cli.Progress('scoring', len(ids) - 1) as progress:
+        loss = lstm.evaluate(params, ids, progress=progress)
+    print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s')
+    print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char')
+    return 0
+
+
+def check_modes(args):
+    """Refuse options that do not go together, before any work."""
+    if args.text is not None and args.corpus is not None:
+        cli.fail('give either --text (score a whole file) or --corpus (score its validation split), not both')
+    if args.ngram and (args.text is not None or args.dynamic):
+        cli.fail('--ngram scores the validation split of --corpus, counted on its training split: it does not go '
+                 'with --text or --dynamic')
+    if args.compare and not args.ngram:
+        cli.fail('--compare goes with --ngram N')
+    if args.blocks is not None and (args.dynamic or args.ngram):
+        cli.fail('--blocks scores the LSTM on blocks read from a zero state: it does not go with --dynamic or '
+                 '--ngram')
+    if args.blocks is None and (args.num_blocks != NUM_BLOCKS or args.seed != 0):
+        cli.fail('--num-blocks and --seed go with --blocks T')
+
+
+def score_blocks(args, params, ids, what):
+    """The mean loss over random blocks, each read from a zero state, as nanoGPT measures its score."""
+    T, n = args.blocks, args.num_blocks
+    t = time.time()
+    starts = np.random.default_rng(args.seed).integers(0, len(ids) - T, size=n)   # block: ids[s:s + T + 1]
+    with cli.Progress(f'scoring blocks of {T}', n, 'blocks') as progress:
+        losses = lstm.block_losses(params, ids, T, starts, progress=progress)
+    loss = losses.mean()
+    error = losses.std(ddof=1) / np.sqrt(n) if n > 1 else float('nan')
+    print(f'{what}: {n:,} random blocks of {T} characters (seed {args.seed}), each read from a zero state: '
+          f'{n * T:,} characters predicted in {time.time() - t:.0f} s')
+    print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char (standard error {error:.4f} nats/char)')
+    print(f'the mean over every position of every block, each character predicted from the 0 to {T - 1} before it '
+          'in its block (as nanoGPT scores); the whole-split score carries the state through the text instead')
+    return 0
+
+
+def score_dynamic(args, params, ids, what):
+    """The loss with dynamic evaluation, on the first half, the second half and the whole of the text."""
+    t = time.time()
     with cli.Progress('scoring with dynamic evaluation', len(ids) - 1) as progress:
         sums, counts = lstm.evaluate_dynamic(params, ids, lr=args.dynamic_lr, window=args.dynamic_window,
                                              decay=args.dynamic_decay, threads=1, progress=progress)

@@ -88,7 +88,7 @@ def main(argv=None):
         cli.fail('--stop is empty: give the text to stop after, e.g. \'\\n\\n\'')
     try:
         chars = data.load_lookup(args.lookup)
-        params, _ = files.load_params(args.weights, V=len(chars))
+        params, _ = files.load_params(args.weights, chars=chars)
     except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(str(e))
     what = '--start-file' if args.start_file else '--start'

@@ -52,7 +52,7 @@ def load(args):
     """The model, the text and its indices; every problem is a one-line error."""
     try:
         chars = data.load_lookup(args.lookup)
-        params, _ = files.load_params(args.weights, V=len(chars))
+        params, _ = files.load_params(args.weights, chars=chars)
         ids, _ = data.read_corpus(args.text, chars, 'text')
     except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(str(e))

@@ -214,6 +214,10 @@ def load_lookup(path):
         raise CorpusError(f'lookup table {path} should hold single characters only')
     if len(set(chars)) != len(chars):
         raise CorpusError(f'lookup table {path} lists a character twice')
+    lone = [k for k, ch in enumerate(chars) if '\ud800' <= ch <= '\udfff']
+    if lone:
+        raise CorpusError(f'lookup table {path} holds a lone surrogate, U+{ord(chars[lone[0]]):04X}, at position '
+                          f'{lone[0]}: no UTF-8 text holds one, so it is not a table this repo wrote')
     return chars
 
 

@@ -157,20 +157,27 @@ def _starts_with(path, prefix):
 
 # --- the model's files ----------------------------------------------------------------------------------------
 
-def save_params(path, params, meta=None):
-    """Save the weights, named lstm1.W, lstm1.b, ..., dense.W, dense.b, in their dtype (float32 by default)."""
+def save_params(path, params, meta=None, chars=None):
+    """Save the weights, named lstm1.W, lstm1.b, ..., dense.W, dense.b, in their dtype (float32 by default).
+    chars, the model's lookup table, is stored in the metadata as `alphabet`, so that a loader can refuse another
+    table."""
+    if chars is not None:
+        meta = dict(meta or {}, alphabet=list(chars))
     save_npz(path, params, meta)
 
 
-def load_params(path, V=None, dtype=None):
+def load_params(path, V=None, dtype=None, chars=None):
     """Load and check weights saved by save_params, or by the original project (a .json file: see original.py).
-    V, if given, is the lookup table's size.
+    V, if given, is the lookup table's size; chars, if given, the lookup table itself (V is then its size): it
+    must be the alphabet saved with the weights, where they hold one (older files do not).
 
     dtype None keeps the weights' own precision: float64 for float64 weights (the original's models), float32
     for the rest. Returns (params, meta; {} for the original's files, which hold none). Raises ModelFileError with
     a one-line reason on any problem.
     """
     import original                                     # here: original.py imports this module
+    if chars is not None:
+        V = len(chars)
     if original.is_original(path):
         params = original.read(path, V)
         dtype = original.own_dtype(params) if dtype is None else dtype
@@ -178,7 +185,24 @@ def load_params(path, V=None, dtype=None):
     arrays, meta = load_npz(path, 'weights')
     if dtype is None:
         dtype = np.float64 if any(getattr(a, 'dtype', None) == np.float64 for a in arrays.values()) else np.float32
-    return check_params(arrays, path, V, dtype), meta
+    params = check_params(arrays, path, V, dtype)
+    if chars is not None and 'alphabet' in meta:
+        check_alphabet(meta['alphabet'], chars, path)
+    return params, meta
+
+
+def check_alphabet(alphabet, chars, path):
+    """Refuse a lookup table that is not the alphabet saved with the weights, naming the first difference."""
+    if not isinstance(alphabet, list) or not all(isinstance(ch, str) and len(ch) == 1 for ch in alphabet):
+        raise ModelFileError(f'weights file {path} has unreadable metadata: its alphabet is not a list of '
+                             'characters')
+    if list(chars) == alphabet:
+        return
+    k = next((k for k, (a, b) in enumerate(zip(alphabet, chars)) if a != b), min(len(alphabet), len(chars)))
+    shown = [repr(x[k]) if k < len(x) else 'nothing' for x in (alphabet, chars)]
+    raise ModelFileError(f'weights file {path} was trained with another lookup table: character {k} is {shown[0]} '
+                         f'in the weights\' alphabet but {shown[1]} in the lookup table given: give the lookup table '
+                         'saved with these weights (--lookup)')
 
 
 def check_params(arrays, path, V, dtype):
@@ -197,6 +221,9 @@ def check_params(arrays, path, V, dtype):
     if Wd.ndim != 2:
         raise ModelFileError(f'weights file {path}: dense.W should be 2-D (H, V), not {Wd.shape}')
     H, Vw = Wd.shape
+    if H == 0 or Vw == 0:
+        raise ModelFileError(f'weights file {path}: dense.W has shape {Wd.shape}: a model needs at least one hidden '
+                             'unit and one character')
     shapes = {'dense.W': (H, Vw), 'dense.b': (Vw,)}
     D = Vw
     for n in range(1, n_layers + 1):

@@ -217,6 +217,27 @@ def char_losses(params, ids, *, window=1000, progress=None):
     return np.concatenate(out)
 
 
+def block_losses(params, ids, T, starts, *, batch=128, progress=None):
+    """The score nanoGPT reports: each block ids[s:s + T + 1] (s in starts) is read from a zero state, and its
+    mean -ln p of ids[s + 1:s + T + 1], each character predicted from those of its block before it.
+
+    Blocks are run `batch` side by side through Predictor. Returns the mean loss of each block, (len(starts),)
+    float64: every block has T characters, so their mean is the mean over every position of every block.
+    progress as in evaluate, with the number of blocks done."""
+    ids = np.asarray(ids)
+    out = np.empty(len(starts))
+    for k in range(0, len(starts), batch):
+        s = np.asarray(starts[k:k + batch])
+        block = ids[s[None, :] + np.arange(T + 1)[:, None]].astype(np.intp)      # (T + 1, B), time-major
+        z = Predictor(params, len(s))(block[:-1]).astype(np.float64)           # (T, B, V) logits
+        z -= z.max(axis=2, keepdims=True)
+        nll = np.log(np.exp(z).sum(axis=2)) - np.take_along_axis(z, block[1:, :, None], axis=2)[:, :, 0]
+        out[k:k + len(s)] = nll.mean(axis=0)
+        if progress is not None:
+            progress(k + len(s))
+    return out
+
+
 def evaluate_dynamic(params, ids, *, lr=0.2, window=50, decay=0.0, threads=1, progress=None):
     """Dynamic evaluation (Krause et al., 2018): score ids as one stream while the weights adapt to the text.
 

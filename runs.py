@@ -371,7 +371,8 @@ class Run:
             raise Incomplete(str(e)) from None
 
     def _weights_meta(self):
-        return dict(step=self.pos['step'], epoch=self.epoch(), val_loss=self.pos.get('val_loss'), commit=self.commit)
+        return dict(step=self.pos['step'], epoch=self.epoch(), val_loss=self.pos.get('val_loss'), commit=self.commit,
+                    alphabet=list(self.chars))                # refuses another lookup table at load
 
     def _write_checkpoint(self, path, kind, log):
         meta = dict(settings=self.settings, position=self.pos, rng=self.rng.bit_generator.state, saved=kind,

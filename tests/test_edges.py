@@ -2,6 +2,7 @@
 that load but do not fit."""
 import ast
 import io
+import json
 import os
 import pty
 import select
@@ -242,3 +243,102 @@ def test_a_console_that_is_not_utf8_shows_escapes_not_a_traceback(tmp_path):
                tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json', env={'PYTHONIOENCODING': 'ascii'})
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith('caf\\xe9 \\u2014') and 'Traceback' not in r.stderr
+
+
+# --- random blocks, as nanoGPT scores -----------------------------------------------------------------------------
+
+def test_block_losses_equal_each_block_read_alone_from_zeros_in_float64():
+    rng = np.random.default_rng(1)
+    V, T = 7, 12
+    params = lstm.init_params(V, 6, 2, rng, dtype=np.float64)
+    ids = rng.integers(0, V, size=200)
+    starts = rng.integers(0, len(ids) - T, size=9)
+    got = lstm.block_losses(params, ids, T, starts, batch=4)       # batches of 4, 4 and 1 blocks
+    for s, loss in zip(starts, got):
+        x, y = ids[s:s + T], ids[s + 1:s + T + 1]
+        logits, _, _ = lstm.forward(params, x[:, None], lstm.zero_state(params, 1), reference=True)
+        z = logits[:, 0] - logits[:, 0].max(axis=1, keepdims=True)
+        direct = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(T), y])
+        assert abs(loss - direct) < 1e-12, (loss, direct)
+
+
+def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model):
+    args = ['--text', model / 'text.txt', '--blocks', 20, '--num-blocks', 50, *model_args(model)]
+    r = script('_evaluate.py', *args)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert '50 random blocks of 20 characters (seed 0)' in lines[0] and '1,000 characters predicted' in lines[0]
+    assert 'standard error' in lines[1] and 'every position of every block' in lines[2]
+    ids, _ = data.read_corpus(model / 'text.txt', data.load_lookup(model / 'l.json'))
+    params, _ = files.load_params(model / 'w.npz')
+    starts = np.random.default_rng(0).integers(0, len(ids) - 20, size=50)
+    expected = lstm.block_losses(params, ids, 20, starts).mean()
+    assert f'loss {expected:.4f} nats/char' in lines[1]
+    assert script('_evaluate.py', *args).stdout.splitlines()[1] == lines[1]            # a fixed seed
+    other = script('_evaluate.py', *args, '--seed', 1)
+    assert other.returncode == 0 and other.stdout.splitlines()[1] != lines[1]
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--blocks', 10, '--dynamic'], ['--blocks', '--dynamic']),
+    (['--num-blocks', 10], ['--num-blocks', '--blocks T']),
+    (['--blocks', 5000], ['--blocks 5000', 'needs 5,001']),
+])
+def test_evaluate_blocks_refuses_what_does_not_fit(model, args, words):
+    r = script('_evaluate.py', '--text', model / 'text.txt', *args, *model_args(model))
+    assert_one_line_error(r, *words)
+
+
+# --- files that load but do not fit -------------------------------------------------------------------------------
+
+def test_weights_with_no_hidden_units_are_refused_by_the_loader(tmp_path):
+    params = {'lstm1.W': np.zeros((5, 0), np.float32), 'lstm1.b': np.zeros(0, np.float32),
+              'dense.W': np.zeros((0, 5), np.float32), 'dense.b': np.zeros(5, np.float32)}
+    files.save_params(tmp_path / 'w.npz', params)
+    with pytest.raises(files.ModelFileError, match='at least one hidden unit'):
+        files.load_params(tmp_path / 'w.npz', V=5)
+    data.save_lookup(tmp_path / 'l.json', list('abcde'))
+    r = script('_sample.py', '--start', 'a', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json')
+    assert_one_line_error(r, 'hidden unit')
+
+
+def test_a_lookup_holding_a_lone_surrogate_is_refused_at_load(model, tmp_path):
+    (tmp_path / 'l.json').write_text(json.dumps(data.load_lookup(model / 'l.json')[:-1] + ['\ud800']))
+    r = script('_sample.py', '--start', 't', '--weights', model / 'w.npz', '--lookup', tmp_path / 'l.json')
+    assert_one_line_error(r, 'lone surrogate', 'U+D800')
+
+
+def test_the_alphabet_is_saved_with_the_weights_and_another_lookup_is_refused(model, tmp_path):
+    chars = data.load_lookup(model / 'l.json')
+    params, _ = files.load_params(model / 'w.npz')
+    files.save_params(tmp_path / 'w.npz', params, {'step': 3}, chars)
+    loaded, meta = files.load_params(tmp_path / 'w.npz', chars=chars)
+    assert meta == {'step': 3, 'alphabet': chars}
+    assert all(np.array_equal(loaded[k], params[k]) for k in params)
+    swapped = list(chars)
+    swapped[3], swapped[5] = swapped[5], swapped[3]                  # the same characters in another order
+    data.save_lookup(tmp_path / 'swapped.json', swapped)
+    r = script('_sample.py', '--start', 't', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'swapped.json')
+    assert_one_line_error(r, 'another lookup table', f'character 3 is {chars[3]!r}', f'but {chars[5]!r}')
+    for name, args in (('_evaluate.py', ['--text', model / 'text.txt']), ('_visualize.py', ['--find'])):
+        r = script(name, *args, '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'swapped.json')
+        assert_one_line_error(r, 'another lookup table')
+
+
+def test_weights_without_an_alphabet_still_load_with_any_table_of_their_size(model):
+    chars = data.load_lookup(model / 'l.json')
+    params, meta = files.load_params(model / 'w.npz', chars=chars[::-1])          # saved without chars
+    assert 'alphabet' not in meta and params['dense.W'].shape[1] == len(chars)
+    shipped, meta = files.load_params(os.path.join(ROOT, 'saves', 'ShakespeareNet.npz'),
+                                      chars=data.load_lookup(os.path.join(ROOT, 'saves', 'ShakespeareLookup.json')))
+    assert 'alphabet' not in meta and shipped['dense.W'].shape == (512, 65)
+
+
+def test_training_saves_the_alphabet_with_the_weights(tmp_path):
+    text = tiny_corpus(3000)
+    (tmp_path / 'c.txt').write_text(text, encoding='utf-8')
+    r = script('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', '--hidden', 8, '--chunks', 2,
+               '--window', 10, '--max-steps', 1, '--quiet', '--sample-length', 0)
+    assert r.returncode == 0, r.stderr
+    _, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    assert meta['alphabet'] == data.build_lookup(text)
