@@ -153,6 +153,9 @@ def cpu_model():
 
 def main(argv=None):
     args = parse_args(argv)
+    model = cli.model_bytes(args.vocab, args.hidden, args.layers, args.chunks, args.window, training=True)
+    cli.check_memory(2 * model, f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on '
+                                f'--chunks {args.chunks} x --window {args.window} (this repo and PyTorch)')
     import numpy as np
     pinned = os.environ.get('OPENBLAS_CORETYPE')
     if pinned:

@@ -67,6 +67,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     check_modes(args)
+    if args.blocks is not None:
+        cli.check_memory(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')          # starts and losses
     try:
         chars = data.load_lookup(args.lookup)
         params, _ = files.load_params(args.weights, chars=chars)
@@ -86,6 +88,7 @@ def main(argv=None):
     if args.blocks is not None and args.blocks > len(ids) - 1:
         cli.fail(f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs {args.blocks + 1:,} '
                  f'(give --blocks {len(ids) - 1} or less)')
+    check_memory(args, params, ids, train_ids)
     if args.ngram:
         return score_ngram(args, params, chars, train_ids, ids, what)
     if args.blocks is not None:
@@ -114,6 +117,19 @@ def check_modes(args):
                  '--ngram')
     if args.blocks is None and (args.num_blocks != NUM_BLOCKS or args.seed != 0):
         cli.fail('--num-blocks and --seed go with --blocks T')
+
+
+def check_memory(args, params, ids, train_ids):
+    """Refuse, before the scoring, sizes that no machine's memory holds."""
+    V, H, layers = lstm.sizes(params)
+    if args.ngram:                                      # per order: its counts, kept; numbers for every position
+        cli.check_memory(32 * args.ngram * len(train_ids) + 64 * (len(train_ids) + len(ids)), f'--ngram {args.ngram}')
+    elif args.blocks is not None:                       # blocks of T run 128 at a time, logits in float64
+        cli.check_memory(cli.model_bytes(V, H, layers, 128, args.blocks) + 128 * args.blocks * V * 24,
+                         f'--blocks {args.blocks}')
+    elif args.dynamic:
+        T = min(args.dynamic_window, len(ids))
+        cli.check_memory(cli.model_bytes(V, H, layers, 1, T, training=True), f'--dynamic-window {T}')
 
 
 def score_blocks(args, params, ids, what):

@@ -98,6 +98,7 @@ def main(argv=None):
         stop_ids = None if stop is None else list(data.encode(stop, chars))
     except data.CorpusError as e:
         cli.fail(f'{what}: {e}')
+    check_memory(args, params, prime)
     if args.top_k > len(chars):
         cli.fail(f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet')
     N = args.num_samples
@@ -151,6 +152,16 @@ def write_samples(draws, start, stop_ids, chars, N, progress):
                       f'{"" if body.endswith(chr(10)) else chr(10)}')
     out.flush()
     return texts
+
+
+def check_memory(args, params, prime):
+    """Refuse, before any work, a batch or a length that no machine's memory holds: the model over the priming
+    text for every sample (or continuation of the beam) side by side, and the indices drawn, kept until printed."""
+    V, H, layers = lstm.sizes(params)
+    N = max(args.num_samples, args.beam or 1)
+    needed = cli.model_bytes(V, H, layers, N, len(prime)) + N * (8 * args.length + 32 * V)
+    what = f'--beam {args.beam}' if args.beam else f'--num-samples {args.num_samples}'
+    cli.check_memory(needed, f'{what} with --length {args.length}')
 
 
 def check_beam(args):

@@ -54,7 +54,7 @@ SETTINGS = [
                                                         'step: true or false'),
     ('optimisation', 'weight_drop', 0.0, cli.zero_to_below_one, 'DropConnect on the recurrent weights, one mask '
                                                                 'per window (as in AWD-LSTM)'),
-    ('optimisation', 'lr_decay', 1.0, cli.positive_float, 'multiply the learning rate by this every epoch '
+    ('optimisation', 'lr_decay', 1.0, cli.above_zero_to_one, 'multiply the learning rate by this every epoch '
                                                           'after --decay-after'),
     ('optimisation', 'decay_after', 0, cli.non_negative_int, 'epochs at the full learning rate before the decay'),
     ('optimisation', 'epochs', 10, cli.positive_int, 'train until this many epochs are done'),
@@ -402,6 +402,12 @@ def train(run, out, chunked, val_ids, args, say):
 def main(argv=None):
     args = parse_args(argv)
     out = check_out(args)
+    if not args.resume:                                 # sizes that no machine holds: refused before any work
+        s = settings_from(args)
+        cli.check_memory(cli.model_bytes(1, s['hidden'], s['layers'], s['chunks'], s['window'], training=True,
+                                         itemsize=8 if s['dtype'] == 'float64' else 4),
+                         f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks {s["chunks"]} x '
+                         f'--window {s["window"]}')
     created = not os.path.lexists(out)
     lock = lock_folder(out)
     try:

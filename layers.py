@@ -212,8 +212,12 @@ def dense_backward(dlogits, cache):
 def softmax(logits, temperature=1.0):
     """The distribution over the next character, softmax(logits / temperature), along the last axis, computed
     in float64. (temperature > 0; the shift by the maximum leaves it unchanged and keeps exp from overflowing.)"""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    z = np.asarray(logits, dtype=np.float64)
+    with np.errstate(over='ignore', invalid='ignore'):
+        scaled = z / temperature
+        if not np.isfinite(scaled).all():               # a tiny temperature (1e-320): shift first, then divide
+            scaled = (z - z.max(axis=-1, keepdims=True)) / temperature
+    p = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
     return p / p.sum(axis=-1, keepdims=True)
 
 

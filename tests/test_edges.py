@@ -129,12 +129,14 @@ def test_ctrl_c_while_sampling_ends_with_one_line_and_status_130(model):
     assert err.strip().splitlines() == ['_sample.py: interrupted (Ctrl-C)'], err
 
 
-def test_ctrl_c_while_reading_a_text_ends_with_one_line_and_status_130(model, tmp_path):
+@pytest.mark.parametrize('name', ['_evaluate.py', '_visualize.py', '_training.py'])
+def test_ctrl_c_while_reading_a_text_ends_with_one_line_and_status_130(model, tmp_path, name):
     fifo = tmp_path / 'fifo'
     os.mkfifo(fifo)
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_evaluate.py'), '--text', fifo,
-                          *map(str, model_args(model))],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = {'_evaluate.py': ['--text', fifo, *model_args(model)], '_training.py': ['--corpus', fifo, '--out',
+            tmp_path / 'run', '--hidden', 8], '_visualize.py': ['--find', '--text', fifo, *model_args(model)]}[name]
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, name), *map(str, args)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with open(fifo, 'w') as f:                          # returns once the script has opened it to read
         f.write('to be or not')
         f.flush()
@@ -142,7 +144,19 @@ def test_ctrl_c_while_reading_a_text_ends_with_one_line_and_status_130(model, tm
         _, err = p.communicate(timeout=60)
     err = err.decode()
     assert p.returncode == 130, err
-    assert err.strip().splitlines() == ['_evaluate.py: interrupted (Ctrl-C)'], err
+    assert err.strip().splitlines() == [f'{name}: interrupted (Ctrl-C)'], err
+
+
+def test_ctrl_c_while_benchmarking_ends_with_one_line_and_status_130():
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_benchmark.py'), '--rounds', str(10 ** 9), '--hidden',
+                          '8', '--no-torch'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    maps = f'/proc/{p.pid}/maps'
+    while p.poll() is None and 'numpy' not in open(maps).read():     # wait until numpy is loaded: it is at work
+        select.select([], [], [], 0.01)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and out == b'', err
+    assert err.decode().strip().splitlines() == ['_benchmark.py: interrupted (Ctrl-C)'], err
 
 
 SCRIPTS = ['_benchmark.py', '_evaluate.py', '_plot.py', '_sample.py', '_training.py', '_visualize.py']
@@ -342,3 +356,45 @@ def test_training_saves_the_alphabet_with_the_weights(tmp_path):
     assert r.returncode == 0, r.stderr
     _, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
     assert meta['alphabet'] == data.build_lookup(text)
+
+
+# --- sizes no machine has -----------------------------------------------------------------------------------------
+
+HUGE = 2 ** 70
+
+
+@pytest.mark.parametrize('name, args, words', [
+    ('_training.py', ['--hidden', 10 ** 7], ['--hidden 10000000', 'TiB', "this machine's"]),
+    ('_training.py', ['--hidden', HUGE], ['--hidden', 'needs about']),
+    ('_training.py', ['--chunks', HUGE], ['--chunks', 'needs about']),
+    ('_training.py', ['--window', HUGE], ['--window', 'needs about']),
+    ('_training.py', ['--layers', HUGE], ['--layers', 'needs about']),
+    ('_training.py', ['--lr-decay', '1e200'], ['--lr-decay', '(0, 1]']),
+    ('_benchmark.py', ['--hidden', 10 ** 7], ['--hidden 10000000', 'needs about']),
+    ('_benchmark.py', ['--vocab', HUGE], ['--vocab', 'needs about']),
+    ('_benchmark.py', ['--layers', HUGE], ['--layers', 'needs about']),
+    ('_benchmark.py', ['--chunks', HUGE], ['--chunks', 'needs about']),
+    ('_sample.py', ['--num-samples', 10 ** 9], ['--num-samples 1000000000', 'needs about']),
+    ('_sample.py', ['--beam', 10 ** 9], ['--beam 1000000000', 'needs about']),
+    ('_sample.py', ['--length', HUGE], ['--length', 'needs about']),
+    ('_evaluate.py', ['--blocks', 256, '--num-blocks', HUGE], ['--num-blocks', 'needs about']),
+    ('_evaluate.py', ['--ngram', 10 ** 9], ['--ngram 1000000000', 'needs about']),
+])
+def test_sizes_no_machine_has_are_refused_before_any_work_naming_the_memory(name, args, words, tmp_path):
+    r = script(name, *args, '--out', tmp_path / 'run') if name == '_training.py' else script(name, *args)
+    assert_one_line_error(r, *words)
+    assert not (tmp_path / 'run').exists()
+
+
+def test_the_memory_estimate_counts_the_weights_of_every_layer():
+    params = lstm.init_params(65, 32, 3)
+    weights = sum(a.size for a in params.values())
+    assert cli.model_bytes(65, 32, 3, 0, 0) == 2 * 4 * weights                  # the weights and their prepared copy
+    assert cli.model_bytes(65, 32, 3, 0, 0, itemsize=8, training=True) == 4 * 8 * weights
+    assert cli.size(299 * 2 ** 30) == '299 GiB' and cli.size(512) == '512 bytes'
+
+
+def test_a_temperature_too_small_to_divide_by_takes_the_most_likely_character():
+    r = script('_sample.py', '--temperature', '1e-320', '--length', 40, '--seed', 1)
+    greedy = script('_sample.py', '--temperature', 0, '--length', 40, '--seed', 2)
+    assert r.returncode == 0 and r.stderr == '' and r.stdout == greedy.stdout
