@@ -264,7 +264,7 @@ def test_a_console_that_is_not_utf8_shows_escapes_not_a_traceback(tmp_path):
 def test_block_losses_equal_each_block_read_alone_from_zeros_in_float64():
     rng = np.random.default_rng(1)
     V, T = 7, 12
-    params = lstm.init_params(V, 6, 2, rng, dtype=np.float64)
+    params = lstm.init_params(V, 6, 2, rng=rng, dtype=np.float64)
     ids = rng.integers(0, V, size=200)
     starts = rng.integers(0, len(ids) - T, size=9)
     got = lstm.block_losses(params, ids, T, starts, batch=4)       # batches of 4, 4 and 1 blocks
