@@ -230,8 +230,7 @@ def load_data(run):
         cli.fail('the validation text is shorter than 2 characters: use a longer corpus or a larger --val-fraction')
     if run.params is None:                              # a new run: the model is made from the lookup table
         run.rng = np.random.default_rng(s['seed'])
-        run.params = lstm.init_params(len(run.chars), s['hidden'], s['layers'], rng=run.rng,
-                                      dtype=np.dtype(s['dtype']))
+        run.params = lstm.init_params(len(run.chars), s['hidden'], s['layers'], rng=run.rng, dtype=s['dtype'])
         run.opt = make_optimizer(run.params, s)
         run.state = lstm.zero_state(run.params, s['chunks'])
     elif run.corpus_chars not in (None, len(ids)):
