@@ -138,8 +138,9 @@ def check_out(args):
     out = args.out
     if not out:
         cli.fail('--out is empty: give a folder for the run')
-    real, saves = os.path.realpath(out), os.path.realpath(cli.SAVES)
-    if (real == saves or real.startswith(saves + os.sep)) and not args.overwrite_shipped_model:
+    saves = os.path.realpath(cli.SAVES)
+    inside = [os.path.realpath(p) for p in (out, os.path.join(out, runs.BEST))]   # best/ may be a link into it
+    if any(p == saves or p.startswith(saves + os.sep) for p in inside) and not args.overwrite_shipped_model:
         cli.fail(f'--out {out} is the shipped model\'s folder saves/: training there overwrites it; train a copy '
                  '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
                  '--overwrite-shipped-model if that is what you mean')

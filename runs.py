@@ -135,7 +135,8 @@ def parent_run(folder):
 
 def stray_files(folder):
     """The run's file names present in a folder that holds no checkpoint (files of no run that can continue)."""
-    return [name for name in (WEIGHTS, LOOKUP, LOG, BEST) if os.path.lexists(os.path.join(folder, name))]
+    names = [WEIGHTS, LOOKUP, LOG, *(f'{BEST}/{name}' for name in (WEIGHTS, CHECKPOINT, LOOKUP))]
+    return [name for name in names if os.path.lexists(os.path.join(folder, name))]
 
 
 def read_log(path):

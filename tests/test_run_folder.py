@@ -54,7 +54,10 @@ def test_the_best_folder_of_a_run_is_not_a_run_folder(tmp_path, corpus, capsys):
 
 def test_the_shipped_model_folder_is_refused_however_named(tmp_path, corpus, capsys, monkeypatch):
     (tmp_path / 'saves_link').symlink_to(cli.SAVES)
-    for out in ('saves', './saves', cli.SAVES, cli.SAVES + '/', tmp_path / 'saves_link', 'saves/sub'):
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'best').symlink_to(cli.SAVES)   # best/ of a run, a link to the shipped model
+    for out in ('saves', './saves', cli.SAVES, cli.SAVES + '/', tmp_path / 'saves_link', 'saves/sub', 'saves/..//saves',
+                tmp_path / 'run'):
         assert '--overwrite-shipped-model' in fails(capsys, '--corpus', corpus, '--out', out, '--resume')
     monkeypatch.setattr(cli, 'SAVES', str(tmp_path / 'shipped'))   # said explicitly: written (never the real one)
     assert train('--corpus', corpus, '--out', tmp_path / 'shipped', '--max-steps', '1', *TINY,
@@ -112,9 +115,14 @@ def test_a_refused_new_run_leaves_no_folder_and_files_of_no_run_are_kept(tmp_pat
     assert not (tmp_path / 'new').exists()
     out = tmp_path / 'mine'
     out.mkdir()
-    (out / runs.WEIGHTS).write_bytes(b'my own weights')
-    assert 'but no checkpoint' in fails(capsys, '--corpus', corpus, '--out', out, *TINY)
+    (out / 'best').mkdir()                              # an empty best/ is nobody's
+    (out / 'best' / runs.WEIGHTS).write_bytes(b'my own weights')
+    assert 'holds best/ShakespeareNet.npz but no checkpoint' in fails(capsys, '--corpus', corpus, '--out', out, *TINY)
+    (out / 'best' / runs.WEIGHTS).rename(out / runs.WEIGHTS)
+    assert 'holds ShakespeareNet.npz but no checkpoint' in fails(capsys, '--corpus', corpus, '--out', out, *TINY)
     assert (out / runs.WEIGHTS).read_bytes() == b'my own weights'
+    (out / runs.WEIGHTS).unlink()
+    assert train('--corpus', corpus, '--out', out, '--max-steps', '1', *TINY) == 0
 
 
 # --- signals: SIGHUP as SIGTERM; a stop during validation or the sample is at once ------------------------------
