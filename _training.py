@@ -10,9 +10,8 @@ The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM / SIGHUP an
   ShakespeareLookup.json    the lookup table
   training_log.csv          one line per epoch (and per interruption)
   best/                     the same files for the epoch with the lowest validation loss so far
-The checkpoint is written first and the other files from it (runs.py says how a kill or a full disk at any
-moment leaves a whole run). One training at a time writes a folder. The shipped model in saves/ is never
-written unless --overwrite-shipped-model is given.
+The checkpoint is written first, the other files from it, so a kill or a full disk leaves a whole run (runs.py);
+one training at a time writes a folder; saves/ (the shipped model) only with --overwrite-shipped-model.
 """
 import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import os
@@ -157,17 +156,12 @@ def lock_folder(out):
     try:
         files.check_folder(out, '--out folder')
         lock = runs.Lock(out)
-    except files.ModelFileError as e:
-        cli.fail(str(e))
-    except runs.Busy:
-        cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
-    except OSError as e:
-        cli.fail(f'--out folder {out}: {e.strerror or e}')
-    try:
         runs.remove_temporaries(out)
         runs.check_outputs(out)
     except files.ModelFileError as e:
         cli.fail(str(e))
+    except runs.Busy:
+        cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
     except OSError as e:
         cli.fail(f'--out folder {out}: {e.strerror or e}')
     return lock
