@@ -38,10 +38,11 @@ def search(params, prime, length, width, stop=None, progress=None):
     prime = np.asarray(prime, dtype=np.intp)
     if prime.size == 0:
         raise ValueError('the priming text is empty: give at least one character')
-    N, S = width, 0 if stop is None else len(stop)
+    V = params['dense.W'].shape[1]
+    N = min(width, V ** min(length, 64))                # no more rows than there are continuations to hold
+    S = 0 if stop is None else len(stop)
     model = lstm.Predictor(params, N)
     logits = model(np.repeat(prime[:, None], N, axis=1))[-1]         # (N, V): the N rows are the same so far
-    V = logits.shape[1]
     scores = np.full(N, -np.inf)
     scores[0] = 0.0                                     # so only the first row grows at the first step
     done = np.zeros(N, dtype=bool)
