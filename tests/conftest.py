@@ -1,6 +1,7 @@
 """What pytest loads first: the repository on the import path, ROOT, the `slow` mark, and the fixtures that
 several test files share. Plain helpers (no fixtures) are in helpers.py."""
 import os
+import signal
 import sys
 
 import numpy as np
@@ -14,8 +15,15 @@ import files  # noqa: E402
 import lstm  # noqa: E402
 
 
+# A shell starts a background job with Ctrl-C (SIGINT) ignored, and every process it starts inherits that; the
+# tests that press Ctrl-C in a script they start need the ordinary disposition, so give it back to the scripts.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'slow: takes most of the suite\'s time; leave out with -m "not slow"')
+    config.addinivalue_line('markers', 'slow: a long test (the shipped model\'s score, the stress test of a run '
+                            'folder); leave them out with -m "not slow"')
 
 
 @pytest.fixture(scope='module')
