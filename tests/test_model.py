@@ -379,11 +379,11 @@ def test_sampling_is_the_same_in_two_processes_whatever_the_measured_widths():
     B > 1) sample the same text, and compute the same logits to the bit."""
     weights = os.path.join(ROOT, 'saves', 'ShakespeareNet.npz')
     outs = [subprocess.run([sys.executable, '-c', SAMPLE_WITH_WIDTHS, ROOT, str(width), weights], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300) for width in (0, 16, 64)]
+                           capture_output=True, text=True, timeout=300) for width in (0, 16)]
     for r in outs:
         assert r.returncode == 0 and r.stderr == '', r.stderr
     assert outs[0].stdout.count('=== sample ') == 8
-    assert outs[1].stdout == outs[0].stdout and outs[2].stdout == outs[0].stdout
+    assert outs[1].stdout == outs[0].stdout
 
 
 def test_dynamic_evaluation():
