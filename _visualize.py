@@ -128,8 +128,8 @@ def html_page(args, params, ids, text):
         ids, text = ids[:args.html_chars], text[:args.html_chars]
     _, H, n_layers = lstm.sizes(params)
     found = analysis.find_neurons(params, ids, text, args.top)
-    write(args.html, figures.explorer_page(text, analysis.activations(params, ids), H, n_layers, found,
-                                                     (args.layer, args.state, args.neuron)))
+    acts = analysis.activations(params, ids)
+    write(args.html, figures.explorer_page(text, acts, H, n_layers, found, (args.layer, args.state, args.neuron)))
     print(f'wrote {args.html}: open it in a browser')
 
 
