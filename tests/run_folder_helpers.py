@@ -78,6 +78,7 @@ def assert_whole(folder):
     _, _, _, meta, ema = load(folder)
     weights, wmeta = files.load_params(folder / runs.WEIGHTS, dtype=np.float64)
     assert wmeta['commit'] == meta['commit'] and wmeta['step'] == meta['position']['step']
+    assert wmeta['alphabet'] == meta['chars']           # the weights name their lookup table
     assert json.loads((folder / runs.LOOKUP).read_text()) == meta['chars']
     assert (folder / runs.LOG).read_text() == runs.log_text(meta['log'])
     pos = meta['position']
