@@ -1,10 +1,10 @@
 """The model files and the other files the scripts write whole: written atomically, read with checks, never pickle.
 
 Arrays go in .npz files read with allow_pickle=False; metadata is a JSON string stored in them as a 0-d unicode
-array named 'meta'. Every file written here (weights, checkpoints, lookup tables, figures, pages) goes to a
+array named 'meta'. Every file written here (weights, checkpoints, lookup tables, logs, figures, pages) goes to a
 temporary file in the same folder, flushed to disk and renamed into place, so a crash at any moment leaves either
-the old file or the new one, never half of one. What other modules write themselves (a training run's log and
-its .lock) is not covered by this.
+the old file or the new one, never half of one. (A run folder's .lock is opened elsewhere, in runs.py: it is
+locked, never written.)
 
 The formats:
 - weights: `lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), ..., `dense.W` (H, V), `dense.b` (V,)
