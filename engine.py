@@ -167,7 +167,7 @@ class LSTMWindow:
         T, B = x.shape[:2]
         H = h0.shape[1]
         dt = W.dtype
-        self.x, self.W, self.b, self.D, self.H, self.timed = x, W, b, W.shape[0] - H, H, timed
+        self.x, self.W, self.b, self.D, self.timed = x, W, b, W.shape[0] - H, timed
         if Whb is None:
             Whb = column_blocks(W[self.D:], _width(timed, FORWARD_BLOCK, B, H, 4 * H, dt))
         self.hs = np.empty((T + 1, B, H), dt)          # [h0, h[0], ..., h[T - 1]]: hs[t] is h_prev of step t
