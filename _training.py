@@ -63,6 +63,7 @@ SETTINGS = [
     ('optimisation', 'seed', 0, cli.non_negative_int, 'seed of the initial weights and of the dropout masks'),
 ]
 DEFAULTS = {name: default for _, name, default, _, _ in SETTINGS}
+KINDS = {name: kind for _, name, _, kind, _ in SETTINGS}          # each one's parser, which checks it
 RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'variational', 'weight_drop', 'lr_decay',
              'decay_after', 'epochs', 'ema', 'val_chars', 'corpus'}
 
@@ -140,7 +141,7 @@ def check_out(args):
     saves = os.path.realpath(cli.SAVES)
     inside = [os.path.realpath(p) for p in (out, os.path.join(out, runs.BEST))]   # best/ may be a link into it
     if any(p == saves or p.startswith(saves + os.sep) for p in inside) and not args.overwrite_shipped_model:
-        cli.fail(f'--out {out} is the shipped model\'s folder saves/: training there overwrites it; train a copy '
+        cli.fail(f'--out {out} writes into the shipped model\'s folder saves/, overwriting it; train a copy '
                  '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
                  '--overwrite-shipped-model if that is what you mean')
     parent = runs.parent_run(out)
@@ -180,9 +181,6 @@ def new_run(args, out):
 def make_optimizer(params, settings):
     return RMSprop(params, lr=settings['lr'], rho=settings['rho'], eps=settings['eps'], clip=settings['clip'],
                    weight_decay=settings['weight_decay'])
-
-
-KINDS = {name: kind for _, name, _, kind, _ in SETTINGS}
 
 
 def resumed_run(args, out):
