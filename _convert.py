@@ -10,6 +10,7 @@ import argparse
 import os
 
 import cli
+import data
 import files
 import lstm
 import original
@@ -33,6 +34,10 @@ def parse_args(argv):
     p.add_argument('--float32', action='store_true',
                    help='.json -> .npz: store float32 even where the values are float64 (half the size, and '
                         'faster; the original\'s results then change in the last digits)')
+    p.add_argument('--lookup', type=cli.path, default=None,
+                   help='the lookup table that goes with the weights (default: none): checked against them, and '
+                        'for .json -> .npz stored in the .npz, so that another table is refused later (the '
+                        'original\'s format has no place for it)')
     return p.parse_args(argv)
 
 
@@ -53,13 +58,14 @@ def main(argv=None):
     if os.path.exists(args.output) and not args.force:
         cli.fail(f'{args.output} exists: give another name, or --force to replace it')
     try:
+        chars = None if args.lookup is None else data.load_lookup(args.lookup)
         files.check_writable(args.output)
-        params, _ = files.load_params(args.input, dtype='float32' if args.float32 else None)
+        params, _ = files.load_params(args.input, dtype='float32' if args.float32 else None, chars=chars)
         if to_json:
             original.write(args.output, params)
         else:
-            files.save_params(args.output, params)
-    except files.ModelFileError as e:
+            files.save_params(args.output, params, chars=chars)
+    except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(str(e))
     V, H, n_layers = lstm.sizes(params)
     dtype = 'float64' if to_json else params['dense.W'].dtype

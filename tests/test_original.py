@@ -333,3 +333,19 @@ def test_a_json_model_from_a_named_pipe_is_read_once(tmp_path, model):
     params, _ = files.load_params(fifo, V=len(chars))
     writer.join()
     np.testing.assert_array_equal(params['lstm2.W'], layers_[1][0].T)
+
+
+def test_convert_with_lookup_stores_the_alphabet_so_that_another_table_is_refused(tmp_path, model):
+    weights, lookup, chars, _ = model
+    r = script('_convert.py', weights, tmp_path / 'w.npz', '--lookup', lookup)
+    assert r.returncode == 0, r.stderr
+    _, meta = files.load_params(tmp_path / 'w.npz')
+    assert meta['alphabet'] == chars                    # in the original's own order
+    swapped = chars[1:2] + chars[:1] + chars[2:]
+    (tmp_path / 'swapped.json').write_text(json.dumps(swapped))
+    r = script('_sample.py', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'swapped.json', '--length', 5)
+    assert_one_line_error(r, 'trained with another lookup table')
+    (tmp_path / 'short.json').write_text(json.dumps(chars[:-1]))
+    r = script('_convert.py', weights, tmp_path / 'x.npz', '--lookup', tmp_path / 'short.json')
+    assert_one_line_error(r, f'is for {len(chars)} characters but the lookup table has {len(chars) - 1}')
+    assert not (tmp_path / 'x.npz').exists()
