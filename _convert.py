@@ -6,10 +6,10 @@ file names' extensions:
 
 The lookup table needs no conversion: both projects read the same JSON list of characters.
 """
+import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import argparse
 import os
 
-import cli
 import data
 import files
 import lstm
