@@ -173,7 +173,7 @@ def test_every_script_imports_cli_first_so_that_ctrl_c_while_numpy_loads_is_one_
 
 def test_ctrl_c_during_start_up_ends_with_one_line_and_status_130():
     code = ('import sys; sys.argv[0] = "_sample.py"; import cli, os, signal; os.kill(os.getpid(), signal.SIGINT); '
-            'import numpy; print("not reached")')
+            'import numpy; cli.run(lambda: print("not reached"))')
     r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 130 and r.stdout == ''
     assert r.stderr.strip().splitlines() == ['_sample.py: interrupted (Ctrl-C)'], r.stderr
