@@ -151,6 +151,29 @@ def cpu_model():
     return platform.processor() or 'unknown CPU'
 
 
+def report(result, args, pinned):
+    """Print the measurements as a table, then as one line of JSON."""
+    has_torch = 'torch_version' in result
+    rows = [('training', f'{result["train_chars_per_s"]:,.0f} chars/s',
+             f'{result["train_step_ms"]:.0f} ms per window of {args.chunks * args.window} chars'),
+            ('sampling, batch 1', f'{result["sample1_chars_per_s"]:,.0f} chars/s', 'one sample, a character at a time'),
+            ('sampling, batch 32', f'{result["sample32_chars_per_s"]:,.0f} chars/s',
+             f'32 samples side by side '
+             f'({result["sample32_chars_per_s"] / result["sample1_chars_per_s"]:.1f}x batch 1)'),
+            ('peak memory of training', f'{result["peak_rss_mb"]:.0f} MB', 'max resident set size')]
+    if has_torch:
+        rows += [(f'PyTorch {result["torch_version"]} training', f'{result["torch_train_chars_per_s"]:,.0f} '
+                  'chars/s', f'this repo is {result["train_vs_torch"]:.2f}x'),
+                 (f'PyTorch {result["torch_version"]} sampling', f'{result["torch_sample_chars_per_s"]:,.0f} '
+                  'chars/s', f'batch 1; this repo is {result["sample_vs_torch"]:.2f}x')]
+    print(f'{result["cpu"]}, {result["cores"]} cores; numpy {result["numpy_version"]}, OpenBLAS kernel '
+          f'{result["openblas_core"]}{" (pinned by OPENBLAS_CORETYPE)" if pinned else ""}; {result["threads"]} threads')
+    print(result['shape'])
+    for name, value, note in rows:
+        print(f'  {name:<28} {value:>16}   {note}')
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+
+
 def main(argv=None):
     args = parse_args(argv)
     model = cli.model_bytes(args.vocab, args.hidden, args.layers, args.chunks, args.window, training=True)
@@ -194,24 +217,7 @@ def main(argv=None):
         result['train_vs_torch'] = result['train_chars_per_s'] / result['torch_train_chars_per_s']
         result['sample_vs_torch'] = result['sample1_chars_per_s'] / result['torch_sample_chars_per_s']
 
-    rows = [('training', f'{result["train_chars_per_s"]:,.0f} chars/s',
-             f'{result["train_step_ms"]:.0f} ms per window of {args.chunks * args.window} chars'),
-            ('sampling, batch 1', f'{result["sample1_chars_per_s"]:,.0f} chars/s', 'one sample, a character at a time'),
-            ('sampling, batch 32', f'{result["sample32_chars_per_s"]:,.0f} chars/s',
-             f'32 samples side by side '
-             f'({result["sample32_chars_per_s"] / result["sample1_chars_per_s"]:.1f}x batch 1)'),
-            ('peak memory of training', f'{result["peak_rss_mb"]:.0f} MB', 'max resident set size')]
-    if has_torch:
-        rows += [(f'PyTorch {result["torch_version"]} training', f'{result["torch_train_chars_per_s"]:,.0f} '
-                  'chars/s', f'this repo is {result["train_vs_torch"]:.2f}x'),
-                 (f'PyTorch {result["torch_version"]} sampling', f'{result["torch_sample_chars_per_s"]:,.0f} '
-                  'chars/s', f'batch 1; this repo is {result["sample_vs_torch"]:.2f}x')]
-    print(f'{result["cpu"]}, {result["cores"]} cores; numpy {result["numpy_version"]}, OpenBLAS kernel '
-          f'{result["openblas_core"]}{" (pinned by OPENBLAS_CORETYPE)" if pinned else ""}; {result["threads"]} threads')
-    print(result['shape'])
-    for name, value, note in rows:
-        print(f'  {name:<28} {value:>16}   {note}')
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+    report(result, args, pinned)
     return 0
 
 
