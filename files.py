@@ -181,7 +181,7 @@ def load_params(path, V=None, dtype=None, chars=None):
     if original.is_original(path):
         params = original.read(path, V)
         dtype = original.own_dtype(params) if dtype is None else dtype
-        return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}, {}
+        return cast_params(params, dtype, path), {}
     arrays, meta = load_npz(path, 'weights')
     if dtype is None:
         dtype = np.float64 if any(getattr(a, 'dtype', None) == np.float64 for a in arrays.values()) else np.float32
@@ -241,7 +241,19 @@ def check_params(arrays, path, V, dtype):
     if V is not None and V != Vw:
         raise ModelFileError(f'weights file {path} is for {Vw} characters but the lookup table has {V}: '
                              'use the lookup table saved with these weights')
-    return {k: np.ascontiguousarray(arrays[k], dtype=dtype) for k in shapes}
+    return cast_params({k: arrays[k] for k in shapes}, dtype, path)
+
+
+def cast_params(params, dtype, path):
+    """params as contiguous arrays of dtype; refuses a value that dtype cannot hold (1e300 in float32 would
+    become inf, a model that no loader takes)."""
+    with np.errstate(over='ignore'):
+        out = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}
+    for k, a in out.items():
+        if not np.all(np.isfinite(a)):
+            raise ModelFileError(f'weights file {path}: {k} holds values too large for {np.dtype(dtype)} '
+                                 f'(largest {np.abs(params[k]).max():.3g}): keep them in float64')
+    return out
 
 
 def save_checkpoint(path, params, optimizer, state, meta, ema=None):

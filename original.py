@@ -140,7 +140,8 @@ def read(path, V=None):
 
 def own_dtype(params):
     """float32 when every value is a float32 value (a model that went out from this repo), else float64."""
-    exact = all(np.array_equal(v, v.astype(np.float32)) for v in params.values())
+    with np.errstate(over='ignore'):                    # 1e300 becomes inf in float32: not exact, no warning
+        exact = all(np.array_equal(v, v.astype(np.float32)) for v in params.values())
     return np.dtype(np.float32 if exact else np.float64)
 
 
