@@ -245,14 +245,22 @@ def check_params(arrays, path, V, dtype):
 
 
 def cast_params(params, dtype, path):
-    """params as contiguous arrays of dtype; refuses a value that dtype cannot hold (1e300 in float32 would
-    become inf, a model that no loader takes)."""
+    """params as contiguous arrays of dtype. Refuses a value that dtype cannot hold (1e300 in float32 would
+    become inf, a model that no loader takes), and weights so large that a layer's sums could overflow (its
+    outputs would be inf or NaN, and a sample nonsense)."""
     with np.errstate(over='ignore'):
         out = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}
     for k, a in out.items():
         if not np.all(np.isfinite(a)):
             raise ModelFileError(f'weights file {path}: {k} holds values too large for {np.dtype(dtype)} '
                                  f'(largest {np.abs(params[k]).max():.3g}): keep them in float64')
+    for k in (k for k in out if k.endswith('.W')):      # every input of a layer is in [-1, 1] (one-hot, or h):
+        with np.errstate(over='ignore'):                # |x W + b| <= sum |W| + |b|, column by column
+            bound = np.abs(out[k]).sum(axis=0) + np.abs(out[k[:-1] + 'b'])
+        if not np.all(np.isfinite(bound)):
+            raise ModelFileError(f'weights file {path}: {k} holds values so large (up to '
+                                 f'{np.abs(out[k]).max():.3g}) that the model\'s sums can overflow '
+                                 f'{np.dtype(dtype)}: these are not trained weights')
     return out
 
 

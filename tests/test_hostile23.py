@@ -50,3 +50,20 @@ def test_convert_float32_refuses_rather_than_write_an_unloadable_npz(tmp_path):
     assert r.returncode == 0 and r.stderr == '', r.stderr
     assert files.load_params(out)[0]['dense.W'][0, 0] == 1e308
     assert json.loads(path.read_text())[-1][0][0][0][0] == 1e308
+
+
+def test_weights_whose_sums_can_overflow_are_refused_with_one_line(tmp_path):
+    params = {k: v.astype(np.float64) for k, v in tiny_model(np.random.default_rng(1), V=5, H=8).items()}
+    for k in ('lstm1.W', 'lstm2.W'):                    # h W: inf - inf = NaN in h and in the logits (it sampled
+        params[k] = np.sign(params[k]) * 1e308          # character 0 over and over, with warnings on stderr)
+    path = tmp_path / 'overflow.json'
+    original.write(path, params)
+    lookup = tmp_path / 'lookup.json'
+    lookup.write_text(json.dumps(list('abcde')))
+    for name, *args in (('_sample.py', '--length', 5, '--start', 'ab'), ('_evaluate.py', '--text', lookup)):
+        r = script(name, '--weights', path, '--lookup', lookup, *args)
+        assert_one_line_error(r, 'lstm1.W', 'can overflow float64')
+    for k in ('lstm1.W', 'lstm2.W'):                    # 1e304: the sums fit, the model loads
+        params[k] = np.sign(params[k]) * 1e304
+    original.write(path, params)
+    assert files.load_params(path)[0]['lstm2.W'].max() == 1e304
