@@ -12,6 +12,7 @@ The formats:
 """
 import json
 import os
+import stat
 import tempfile
 
 import numpy as np
@@ -28,13 +29,43 @@ def _umask():
     return mask
 
 
+def writes_in_place(path):
+    """True for an output that is not a file to replace: a device, a pipe or a socket (/dev/null, /dev/full, a
+    FIFO), or a name reached through /proc (/dev/stdout, /dev/fd/1). Renaming a temporary file over such a name
+    would replace the device or the link itself (as root, /dev/null), so it is opened and written as it is."""
+    path = os.path.abspath(os.fspath(path))
+    for _ in range(40):                                 # follow the name's links, one at a time
+        folder = os.path.realpath(os.path.dirname(path))
+        if folder == '/proc' or folder.startswith('/proc/'):
+            return True
+        if not os.path.islink(path):
+            break
+        path = os.path.join(folder, os.readlink(path))
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False                                    # no such file yet (or a broken link): a new file
+
+
+def _write_in_place(path, write):
+    """Open path (a device, pipe, ...) for writing and call write(f) on it; no temporary, no rename."""
+    try:
+        with open(path, 'wb') as f:
+            write(f)
+    except OSError as e:
+        raise ModelFileError(f'cannot write {path}: {e.strerror or e}') from None
+
+
 def atomic_write(path, write):
     """Call write(f) on a temporary binary file beside path, fsync it, and rename it to path.
 
     Raises ModelFileError with a one-line reason when the folder cannot be made or written (a full disk, a
     read-only file system, a parent that is a file); the previous file at path is then left as it was.
+    A device or pipe (writes_in_place) is written directly instead: it is not a file that could be replaced.
     """
     path = os.fspath(path)
+    if writes_in_place(path):
+        return _write_in_place(path, write)
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
@@ -75,6 +106,10 @@ def check_writable(path, what='output'):
         raise ModelFileError(f'the {what} path is empty: give a file name')
     if os.path.isdir(path):
         raise ModelFileError(f'{what} {path} is a folder: give a file name')
+    if writes_in_place(path):
+        if not os.access(path, os.W_OK):
+            raise ModelFileError(f'{what} {path} cannot be written: it is not a writable file or device')
+        return
     check_folder(os.path.dirname(os.path.abspath(path)), what)
 
 

@@ -1,0 +1,43 @@
+"""A hostile user's cases that are not in the other test files: outputs that are devices, pipes or links into
+/proc (never replaced by a rename)."""
+import os
+import stat
+
+import files
+from helpers import assert_one_line_error, script
+
+
+def plot_log(tmp_path):
+    """A two-epoch training log to plot."""
+    log = tmp_path / 'training_log.csv'
+    log.write_text('epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+                   '1,67,3.6497,3.3744,0.001,0,36642,best\n2,134,3.3392,3.2371,0.001,0,39364,best\n')
+    return log
+
+
+def test_devices_pipes_and_links_into_proc_are_written_in_place_never_replaced(tmp_path):
+    assert files.writes_in_place('/dev/null') and files.writes_in_place('/dev/full')
+    os.symlink('/proc/self/fd/1', tmp_path / 'stdout')  # as /dev/stdout is
+    assert files.writes_in_place(tmp_path / 'stdout')
+    assert not files.writes_in_place(tmp_path / 'new.svg') and not files.writes_in_place(tmp_path)
+    fifo = tmp_path / 'fifo'
+    os.mkfifo(fifo)
+    assert files.writes_in_place(fifo)
+    read = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)   # a reader, so that opening it to write does not wait
+    try:
+        files.write_text(fifo, 'through the pipe')
+        assert os.read(read, 100) == b'through the pipe'
+    finally:
+        os.close(read)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)       # still the pipe: a rename would have made it a file
+    assert sorted(os.listdir(tmp_path)) == ['fifo', 'stdout']    # and no temporary file left beside it
+
+
+def test_a_figure_to_a_full_device_is_one_line_and_the_device_stays(tmp_path):
+    assert files.writes_in_place('/dev/full')           # else the script below (as root) would replace /dev/full
+    r = script('_plot.py', plot_log(tmp_path), '--out', '/dev/full')
+    assert_one_line_error(r, 'cannot write /dev/full', 'No space left')
+    assert stat.S_ISCHR(os.stat('/dev/full').st_mode)
+    r = script('_plot.py', plot_log(tmp_path), '--out', '/dev/null')
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISCHR(os.stat('/dev/null').st_mode)
