@@ -417,6 +417,8 @@ def main(argv=None):
         cli.fail(f'{e}; the checkpoint at step {run.pos["step"]} is saved in {out}: free some space and continue '
                  'with --resume, which completes the other files')
     except files.ModelFileError as e:                   # e.g. the disk is full: the last whole checkpoint stays
+        if not os.path.exists(os.path.join(out, CHECKPOINT)):       # the run's first checkpoint failed
+            cli.fail(f'{e}; no checkpoint was saved in {out}: free some space and run the same command again')
         cli.fail(f'{e}; the previous checkpoint in {out} is kept: free some space and continue with --resume')
     finally:
         lock.release()

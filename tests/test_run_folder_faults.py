@@ -28,12 +28,15 @@ def test_a_full_disk_at_any_file_of_any_checkpoint_loses_nothing(tmp_path, corpu
     for k in range(len(calls)):
         out = tmp_path / f'full{k}'
         monkeypatch.setattr(files, 'atomic_write', FullDisk(int(offsets[k] + calls[k][1] // 2)))
-        assert 'No space left on device' in fails(capsys, *command, '--out', out)
+        line = fails(capsys, *command, '--out', out)
+        assert 'No space left on device' in line
         monkeypatch.setattr(files, 'atomic_write', ATOMIC_WRITE)     # space freed
         if (out / runs.CHECKPOINT).exists():            # the disk filled after the first commit: continue it
+            assert 'continue with --resume' in line
             assert 'already holds a run' in fails(capsys, *command, '--out', out)
             assert train(*command, '--out', out, '--resume') == 0
         else:                                           # a first checkpoint never completed: a new folder
+            assert 'run the same command again' in line and 'previous checkpoint' not in line
             assert train(*command, '--out', out) == 0
         assert_same_run(out, whole)
         assert_whole(out)
