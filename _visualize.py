@@ -74,7 +74,7 @@ def print_found(found, where):
             what = 'h' if state == 'h' else 'tanh(c)'
             score = f'r = {r:+.3f}' if P is None else f'R = {r:.3f}  period {P}'   # R: unsigned, partial
             print(f'  layer {layer} {what:<7} neuron {k:3d}   {score}')
-        if 'control' in f:
+        if 'control' in f and f['present']:
             lo, mid, hi = f['periods']
             print(f'  periods {lo} to {mid} (two cycles or more in a typical line); with the line positions shuffled '
                   f'(chance), the best R of any neuron is {f["control"]:.3f}')

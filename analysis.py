@@ -258,11 +258,14 @@ def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None):
     # Ranked over the periods that fit two cycles into a typical line: longer ones fit the steady rise of the
     # line-position cells (what the trend leaves of it) as well as any wave. The longest are reported apart.
     found, every = search.result(two_cycles), search.result()
+    # The trend and one wave (5 columns) fit any 5 distinct line positions exactly: with no more than that, every
+    # R is 0 or 1 whatever the neuron does, and there is nothing to rank.
+    present = len(np.unique(feats['periodic in line'][0])) > 5
     R, period = found['real']
-    out['periodic in line'] = dict(description=feats['periodic in line'][2], present=len(ids) > 2,
-                                   best=best(R, period), control=float(found['control'][0].max()),
+    out['periodic in line'] = dict(description=feats['periodic in line'][2], present=present,
+                                   best=best(R, period) if present else [], control=float(found['control'][0].max()),
                                    periods=[int(search.periods[0]), two_cycles, int(search.periods[-1])],
-                                   long=best(*every['real'])[:1])
+                                   long=best(*every['real'])[:1] if present else [])
     return out
 
 

@@ -337,16 +337,23 @@ def test_find_draws_the_position_profiles(tmp_path):
 
 
 def test_the_position_profiles_of_texts_with_little_in_them(small_model, tmp_path):
-    """A text of newlines only has no line-position cell: the periodic ones are drawn alone. Two characters are
-    too few for any: one line."""
-    weights, lookup, _ = small_model
+    """Lines of 6 positions or more: periodic cells and a line-position cell. Shorter lines (a text of newlines
+    only, or of two characters) fit every R exactly (0 or 1), so there is no periodic cell: the line-position
+    cell is drawn alone where there is one, and where there is none one line says so."""
+    weights, lookup, chars = small_model
     model = ['--weights', weights, '--lookup', lookup, '--find', '--periodic-svg', tmp_path / 'p.svg']
-    (tmp_path / 'newlines.txt').write_text('\n' * 8, encoding='utf-8')
-    r = script('_visualize.py', '--text', tmp_path / 'newlines.txt', *model)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / 'p.svg').read_text().count('<polyline') == 2
-    (tmp_path / 'two.txt').write_text('to', encoding='utf-8')
-    assert_one_line_error(script('_visualize.py', '--text', tmp_path / 'two.txt', *model), 'too short')
+    line = ''.join(ch for ch in chars if ch != '\n')[:7]
+    for text, drawn in (((line + '\n') * 3, 3), ((line[:2] + '\n') * 3, 1), ('\n' * 8, 0), (line[:2], 0)):
+        (tmp_path / 't.txt').write_text(text, encoding='utf-8')
+        r = script('_visualize.py', '--text', tmp_path / 't.txt', *model)
+        periodic = r.stdout.split('periodic in line:')[-1]
+        assert ('(absent from this text)' in periodic) == (drawn < 3) and 'period 0' not in periodic, r.stdout
+        if drawn:
+            assert r.returncode == 0, r.stderr
+            assert (tmp_path / 'p.svg').read_text().count('<polyline') == drawn
+        else:
+            assert_one_line_error(r, 'too short')
+        (tmp_path / 'p.svg').unlink(missing_ok=True)
 
 
 def test_the_analyses_on_a_model_trained_on_a_non_latin_text(tmp_path):
