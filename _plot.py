@@ -164,7 +164,7 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        files.check_writable(args.out, '--out')
+        files.check_writable(args.out, '--out', (b'<svg', 'an SVG figure'), [args.log, *args.compare])
         rows = read_log(args.log)
         others = [(run_name(path), read_log(path)) for path in args.compare]
         finite = [r[2] for r in rows if math.isfinite(r[2])]

@@ -161,11 +161,13 @@ def main(argv=None):
     args = parse_args(argv)
     if args.periodic_svg is not None and not args.find:
         cli.fail('--periodic-svg goes with --find')
-    for option, path in (('--html', args.html), ('--saturation', args.saturation),
-                         ('--periodic-svg', args.periodic_svg)):
+    svg_kind, html_kind = (b'<svg', 'an SVG figure'), (b'<!DOCTYPE html>', 'an HTML page')
+    inputs = [args.text, args.weights, args.lookup, figures.TEMPLATE]
+    for option, path, kind in (('--html', args.html, html_kind), ('--saturation', args.saturation, svg_kind),
+                               ('--periodic-svg', args.periodic_svg, svg_kind)):
         if path is not None:
             try:
-                files.check_writable(path, f'{option} file')
+                files.check_writable(path, f'{option} file', kind, inputs)
             except files.ModelFileError as e:
                 cli.fail(str(e))
     params, ids, text = load(args)

@@ -98,9 +98,12 @@ def write_text(path, text):
     atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
-def check_writable(path, what='output'):
+def check_writable(path, what='output', kind=None, inputs=()):
     """Refuse, before any work, an output file that could not be written: an empty name, a parent that is a
-    file, a folder that cannot be created or written. Creates the folder if needed. Raises ModelFileError."""
+    file, a folder that cannot be created or written. Creates the folder if needed. Raises ModelFileError.
+    Also refuse to replace a file this command reads (one of inputs, under any name), or an existing file that
+    is not of the kind written: kind = (the bytes such a file starts with, its name), e.g. (b'<svg', 'an SVG
+    figure'), so that a training log, a text or a model given as the output by mistake is never lost."""
     path = os.fspath(path)
     if not path:
         raise ModelFileError(f'the {what} path is empty: give a file name')
@@ -110,7 +113,24 @@ def check_writable(path, what='output'):
         if not os.access(path, os.W_OK):
             raise ModelFileError(f'{what} {path} cannot be written: it is not a writable file or device')
         return
+    if os.path.isfile(path):
+        if any(other is not None and os.path.isfile(other) and os.path.samefile(path, other) for other in inputs):
+            raise ModelFileError(f'{what} {path} is also read by this command: writing it would replace it; '
+                                 'give another name')
+        if kind is not None and not _starts_with(path, kind[0]):
+            raise ModelFileError(f'{what} {path} exists and is not {kind[1]}: writing it would replace it; give '
+                                 'another name, or remove it first')
     check_folder(os.path.dirname(os.path.abspath(path)), what)
+
+
+def _starts_with(path, prefix):
+    """An existing file is empty or begins with prefix (bytes)."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(len(prefix))
+    except OSError as e:
+        raise ModelFileError(f'{path} cannot be read: {e.strerror or e}') from None
+    return head == b'' or head == prefix
 
 
 def check_folder(folder, what='output folder'):

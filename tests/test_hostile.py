@@ -1,9 +1,11 @@
 """A hostile user's cases that are not in the other test files: outputs that are devices, pipes or links into
-/proc (never replaced by a rename)."""
+/proc (never replaced by a rename); outputs that would replace a file the command reads, or a file of
+another kind."""
 import os
 import stat
 
 import files
+from conftest import ROOT
 from helpers import assert_one_line_error, script
 
 
@@ -41,3 +43,45 @@ def test_a_figure_to_a_full_device_is_one_line_and_the_device_stays(tmp_path):
     r = script('_plot.py', plot_log(tmp_path), '--out', '/dev/null')
     assert r.returncode == 0, r.stderr
     assert stat.S_ISCHR(os.stat('/dev/null').st_mode)
+
+
+def test_a_figure_never_replaces_its_log_or_a_file_of_another_kind(tmp_path):
+    log = plot_log(tmp_path)
+    before = log.read_bytes()
+    assert_one_line_error(script('_plot.py', log, '--out', log), 'also read by this command')
+    (tmp_path / 'link.svg').symlink_to(log)             # the same file under another name
+    assert_one_line_error(script('_plot.py', log, '--out', tmp_path / 'link.svg'), 'also read by this command')
+    model = tmp_path / 'ShakespeareNet.npz'
+    model.write_bytes(b'PK\x03\x04 a model')
+    assert_one_line_error(script('_plot.py', log, '--out', model), 'is not an SVG figure')
+    assert log.read_bytes() == before and model.read_bytes() == b'PK\x03\x04 a model'
+    for _ in range(2):                                  # a new figure, then the same figure replaced
+        r = script('_plot.py', log, '--out', tmp_path / 'curve.svg')
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'curve.svg').read_bytes().startswith(b'<svg')
+
+
+def test_a_page_or_figure_never_replaces_the_text_the_model_or_the_template(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    text = tmp_path / 'text.txt'
+    text.write_text(''.join(chars) * 3, encoding='utf-8')
+    saved = {p: p.read_bytes() for p in (text, weights, lookup)}
+    args = ['--weights', weights, '--lookup', lookup, '--text', text]
+    template = os.path.join(ROOT, 'explorer.html')
+    with open(template, 'rb') as f:
+        saved[template] = f.read()
+    try:
+        for option, path in (('--html', text), ('--html', weights), ('--saturation', lookup), ('--html', template)):
+            assert_one_line_error(script('_visualize.py', *args, option, path), 'also read by this command')
+    finally:                                            # the repo's own file, whatever happened
+        with open(template, 'rb') as f:
+            replaced = f.read() != saved[template]
+        if replaced:
+            with open(template, 'wb') as f:
+                f.write(saved[template])
+    assert not replaced
+    page = tmp_path / 'page.html'
+    assert script('_visualize.py', *args, '--html', page).returncode == 0
+    assert_one_line_error(script('_visualize.py', *args, '--saturation', page), 'is not an SVG figure')
+    assert page.read_bytes().startswith(b'<!DOCTYPE html>')
+    assert all(open(p, 'rb').read() == b for p, b in saved.items())
