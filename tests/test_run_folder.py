@@ -159,7 +159,7 @@ def test_ctrl_c_during_validation_stops_at_the_next_window_and_loses_nothing(tmp
     assert meta['position']['epoch'] == 0 and meta['position']['window'] == 33    # trained, not yet validated
     assert [row[-1] for row in meta['log']] == ['SIGINT received']
     monkeypatch.setattr(lstm, 'evaluate', real)
-    assert train('--out', out, '--resume', '--quiet') == 0
+    assert train('--out', out, '--resume', '--quiet', '--threads', '1') == 0
     assert train('--corpus', corpus, '--out', tmp_path / 'whole', '--epochs', '2', *TINY) == 0
     assert_same_run(out, tmp_path / 'whole')
     assert_whole(out)
