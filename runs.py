@@ -103,8 +103,12 @@ def remove_temporaries(folder):
 
 def check_outputs(folder):
     """Refuse, before any work, a run folder in which a file the run writes could not be written: a folder where
-    a file goes, a file where best/ goes, a read-only file. Raises ModelFileError."""
+    a file goes, a file where best/ goes, a read-only file, a pipe or a device (or a link to one: reading it
+    could wait for ever, writing it would lose the file). Raises ModelFileError."""
     def check_file(path):
+        if os.path.lexists(path) and not os.path.isdir(path) and files.writes_in_place(path):
+            raise files.ModelFileError(f'{path} is not a file (a pipe, a device or a link to one), but the run '
+                                       'writes a file of that name there: move it away or choose another run folder')
         if os.path.isdir(path):
             raise files.ModelFileError(f'{path} is a folder, but the run writes a file of that name there: move '
                                        'it away or choose another run folder')

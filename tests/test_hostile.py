@@ -1,12 +1,18 @@
 """A hostile user's cases that are not in the other test files: outputs that are devices, pipes or links into
 /proc (never replaced by a rename); outputs that would replace a file the command reads, or a file of
-another kind."""
+another kind; a pipe or a device where a run folder's file goes."""
 import os
 import stat
+import subprocess
+import sys
+
+import pytest
 
 import files
+import runs
 from conftest import ROOT
-from helpers import assert_one_line_error, script
+from helpers import assert_one_line_error, script, tiny_corpus
+from run_folder_helpers import TINY, train
 
 
 def plot_log(tmp_path):
@@ -85,3 +91,22 @@ def test_a_page_or_figure_never_replaces_the_text_the_model_or_the_template(smal
     assert_one_line_error(script('_visualize.py', *args, '--saturation', page), 'is not an SVG figure')
     assert page.read_bytes().startswith(b'<!DOCTYPE html>')
     assert all(open(p, 'rb').read() == b for p, b in saved.items())
+
+
+@pytest.mark.parametrize('name', [runs.LOG, runs.CHECKPOINT, 'best/' + runs.WEIGHTS])
+def test_a_pipe_or_a_device_in_a_run_folder_is_refused_in_one_line_not_waited_on(tmp_path, name):
+    """A FIFO where the run reads its log or checkpoint made --resume wait for ever; a link to /dev/null where it
+    writes would lose the file. Both are refused before anything is read or written."""
+    (tmp_path / 'corpus.txt').write_text(tiny_corpus(1500), encoding='utf-8')
+    run = tmp_path / 'run'
+    assert train('--corpus', tmp_path / 'corpus.txt', '--out', run, '--epochs', '1', *TINY) == 0
+    for make in (os.mkfifo, lambda path: os.symlink(os.devnull, path)):
+        os.replace(run / name, tmp_path / 'kept')
+        make(run / name)
+        r = subprocess.run([sys.executable, os.path.join(ROOT, '_training.py'), '--out', str(run), '--resume',
+                            '--epochs', '2'], capture_output=True, text=True, timeout=120)
+        assert_one_line_error(r, str(run / name), 'is not a file')
+        os.remove(run / name)
+        os.replace(tmp_path / 'kept', run / name)
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert train('--out', run, '--resume', '--epochs', '2', *TINY) == 0     # the run continues once it is back
