@@ -7,6 +7,7 @@ Plain SVG written by hand: no plotting library is needed, and it shows in any br
 """
 import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import csv
+import io
 import math
 import os
 
@@ -29,6 +30,7 @@ def parse_args(argv):
 
 
 COLUMNS = ('epoch', 'train_loss', 'val_loss')
+MAX_LOG_BYTES = 64 << 20                                # a log of 64 MiB would hold about a million epochs
 
 
 def check_row(path, line, row, numbers):
@@ -46,17 +48,21 @@ def read_log(path):
     run that diverged) is kept as it is; what cannot be drawn is a one-line error."""
     rows = []
     try:
-        with open(path, newline='', encoding='utf-8') as f:
-            reader = csv.DictReader(f)
-            if not set(COLUMNS) <= set(reader.fieldnames or ()):
-                cli.fail(f'{path} is not a training log of _training.py (its first line names no '
-                         f'{", ".join(COLUMNS)} columns)')
-            for row in reader:
-                if row.get('val_loss'):
-                    if any(row[name] is None for name in COLUMNS):
-                        cli.fail(f'{path}, line {reader.line_num}: fewer fields than its first line names')
-                    rows.append(tuple(float(row[name]) for name in COLUMNS))
-                    check_row(path, reader.line_num, row, rows[-1])
+        with open(path, 'rb') as f:
+            raw = f.read(MAX_LOG_BYTES + 1)             # bounded: /dev/zero or an endless pipe is no log
+        if len(raw) > MAX_LOG_BYTES:
+            cli.fail(f'{path} is larger than {MAX_LOG_BYTES >> 20} MiB, more than any training log: give the '
+                     'training_log.csv of a run')
+        reader = csv.DictReader(io.StringIO(raw.decode('utf-8'), newline=''))
+        if not set(COLUMNS) <= set(reader.fieldnames or ()):
+            cli.fail(f'{path} is not a training log of _training.py (its first line names no '
+                     f'{", ".join(COLUMNS)} columns)')
+        for row in reader:
+            if row.get('val_loss'):
+                if any(row[name] is None for name in COLUMNS):
+                    cli.fail(f'{path}, line {reader.line_num}: fewer fields than its first line names')
+                rows.append(tuple(float(row[name]) for name in COLUMNS))
+                check_row(path, reader.line_num, row, rows[-1])
     except FileNotFoundError:
         cli.fail(f'{path} does not exist: give the training_log.csv of a run')
     except IsADirectoryError:

@@ -23,6 +23,7 @@ TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/mast
 TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
 TINY_SHAKESPEARE_CHARS = 1115394
 TINY_SHAKESPEARE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'saves', 'shakespeare.txt')
+MAX_LOOKUP_BYTES = 64 << 20                              # a table of every Unicode character is under 20 MiB
 BLOCK = 1 << 16                                         # bytes read and encoded at a time: small, so that
                                                         # the temporaries never pile up in the heap
 
@@ -63,6 +64,9 @@ def _open_text(path, what='corpus'):
         raise CorpusError(f'{what} {path} is a folder: give a text file') from None
     except PermissionError:
         raise CorpusError(f'{what} {path} cannot be read: permission denied') from None
+    except MemoryError:                                 # a stream larger than the memory this process may use
+        raise CorpusError(f'{what} {path} is a stream too large for the memory available: save it to a file and '
+                          'give that') from None
     except OSError as e:
         raise CorpusError(f'{what} {path} cannot be read: {e.strerror or e}') from None
 
@@ -191,13 +195,16 @@ def load_lookup(path):
     """Read and check a lookup table written by save_lookup. Raises CorpusError on any problem."""
     try:
         with open(path, 'rb') as f:
-            raw = f.read()
+            raw = f.read(MAX_LOOKUP_BYTES + 1)          # bounded: /dev/zero or an endless pipe is no table
     except FileNotFoundError:
         raise CorpusError(f'lookup table {path} does not exist: give the one saved with the weights (--lookup)')
     except IsADirectoryError:
         raise CorpusError(f'lookup table {path} is a folder, not a file')
     except OSError as e:
         raise CorpusError(f'lookup table {path} cannot be read: {e.strerror or e}')
+    if len(raw) > MAX_LOOKUP_BYTES:
+        raise CorpusError(f'lookup table {path} is larger than {MAX_LOOKUP_BYTES >> 20} MiB, more than a table of '
+                          'every Unicode character: give the one saved with the weights (--lookup)')
     if raw[:2] == b'PK':
         raise CorpusError(f'lookup table {path} is an .npz file (weights?), not a JSON list of characters: give the '
                           'weights with --weights and their lookup table with --lookup')

@@ -1,6 +1,6 @@
 """A hostile user's cases that are not in the other test files: outputs that are devices, pipes or links into
 /proc (never replaced by a rename); outputs that would replace a file the command reads, or a file of
-another kind; a pipe or a device where a run folder's file goes."""
+another kind; a pipe or a device where a run folder's file goes; endless streams as inputs."""
 import os
 import stat
 import subprocess
@@ -110,3 +110,21 @@ def test_a_pipe_or_a_device_in_a_run_folder_is_refused_in_one_line_not_waited_on
         os.replace(tmp_path / 'kept', run / name)
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
     assert train('--out', run, '--resume', '--epochs', '2', *TINY) == 0     # the run continues once it is back
+
+
+def limited_memory():
+    """In the child: at most 800 MB of address space, so that reading an endless stream ends soon."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (800 << 20, 800 << 20))
+
+
+def test_endless_streams_as_inputs_are_one_line_never_a_hang_or_a_memory_error(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    for name, args, words in (('_sample.py', ['--weights', weights, '--lookup', '/dev/zero'], 'larger than 64 MiB'),
+                              ('_plot.py', ['/dev/zero', '--out', tmp_path / 'z.svg'], 'larger than 64 MiB'),
+                              ('_sample.py', ['--weights', weights, '--lookup', lookup, '--start-file', '/dev/zero'],
+                               '/dev/zero')):
+        r = subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], capture_output=True,
+                           text=True, timeout=120, preexec_fn=limited_memory)
+        assert_one_line_error(r, words)
+    assert not (tmp_path / 'z.svg').exists()
