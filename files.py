@@ -10,6 +10,7 @@ The formats:
 - weights: `lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), ..., `dense.W` (H, V), `dense.b` (V,)
 - checkpoint: `weights.<name>`, `ema.<name>` (optional), the optimizer's arrays, `state.h1`, `state.c1`, ...
 """
+import io
 import json
 import os
 import stat
@@ -160,11 +161,30 @@ def save_npz(path, arrays, meta=None):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def _seekable(path):
+    """path itself for a file, or its bytes in memory for a stream that cannot be read twice (a pipe,
+    `<(cat w.npz)`, /dev/stdin): np.load seeks in a zip file. A stream of more than a quarter of the machine's
+    memory raises ModelFileError."""
+    try:
+        if stat.S_ISREG(os.stat(path).st_mode):
+            return path
+    except OSError:
+        return path                                     # np.load says what is wrong
+    limit = os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 4
+    with open(path, 'rb') as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ModelFileError(f'{path} is a stream of more than {limit:,} bytes, a quarter of this machine\'s '
+                             'memory: save it to a file and give that')
+    return io.BytesIO(raw)
+
+
 def load_npz(path, what, only_meta=False):
     """Read every array of an .npz file without ever running pickle. Returns (arrays, meta dict).
     only_meta reads the metadata alone (the arrays are then {})."""
     try:
-        z = np.load(path, allow_pickle=False)
+        source = _seekable(path)
+        z = np.load(source, allow_pickle=False)
         if isinstance(z, np.ndarray):                   # np.load also reads a bare .npy array
             raise ModelFileError(f'{what} file {path} is a single .npy array, not an .npz file of named arrays')
         with z:
@@ -182,7 +202,8 @@ def load_npz(path, what, only_meta=False):
         if 'Object arrays' in str(e):
             raise ModelFileError(f'{what} file {path} holds arrays of Python objects, which are never loaded '
                                  '(they need pickle): save plain numeric arrays instead') from None
-        if _starts_with(path, b'\x80'):                 # the mark of a pickle (protocol 2 and later)
+        first = source.getvalue()[:1] if isinstance(source, io.BytesIO) else None
+        if first == b'\x80' or first is None and _starts_with(path, b'\x80'):    # the mark of a pickle
             raise ModelFileError(f'{what} file {path} is a pickle file, which is never loaded: save the arrays '
                                  'with numpy.savez instead') from None
         raise ModelFileError(f'{what} file {path} is not an .npz file (it is another kind of file, or '

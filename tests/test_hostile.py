@@ -1,6 +1,6 @@
 """A hostile user's cases that are not in the other test files: outputs that are devices, pipes or links into
 /proc (never replaced by a rename); outputs that would replace a file the command reads, or a file of
-another kind; a pipe or a device where a run folder's file goes; endless streams as inputs."""
+another kind; a pipe or a device where a run folder's file goes; endless streams as inputs; weights through a pipe."""
 import os
 import stat
 import subprocess
@@ -128,3 +128,16 @@ def test_endless_streams_as_inputs_are_one_line_never_a_hang_or_a_memory_error(s
                            text=True, timeout=120, preexec_fn=limited_memory)
         assert_one_line_error(r, words)
     assert not (tmp_path / 'z.svg').exists()
+
+
+def test_weights_through_a_pipe_load_as_the_file_does(small_model):
+    weights, lookup, chars = small_model
+    start = next(c for c in chars if c.isalpha())
+    same = ['--lookup', str(lookup), '--length', '40', '--seed', '0', '--start', start]
+    args = [os.path.join(ROOT, '_sample.py'), '--weights', '/dev/stdin', *same]
+    with open(weights, 'rb') as f:
+        data = f.read()
+    piped = subprocess.run([sys.executable, *args], input=data, capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr        # it said: not an .npz file (np.load seeks; a pipe cannot)
+    plain = script('_sample.py', '--weights', weights, *same)
+    assert piped.stdout.decode('utf-8') == plain.stdout and len(plain.stdout) > 40
