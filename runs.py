@@ -11,9 +11,9 @@ happens (a kill at any moment, a full disk, a second process started beside the 
     .lock                     locked by the process that trains in the folder
 
 Every file is written to a temporary file and renamed into place (files.atomic_write), so the checkpoint is
-either the old one or the new one; since it holds everything a resume needs, the folder always holds a whole
-state, and what the other files lack is completed from it. A Stopper turns the signals that end a training into
-a checkpoint. Nothing here prints: errors are raised, with a one-line reason, as files.ModelFileError.
+the old one or the new one; it holds everything a resume needs, so the folder always holds a whole state, and
+what the other files lack is completed from it. A Stopper turns the signals that end a training into a
+checkpoint. Nothing here prints: errors are raised as files.ModelFileError, with a one-line reason.
 """
 import csv
 import fcntl
@@ -30,17 +30,15 @@ import data
 import engine
 import files
 
-WEIGHTS, CHECKPOINT, LOOKUP, LOG = 'ShakespeareNet.npz', 'ShakespeareOptimizer.npz', 'ShakespeareLookup.json', \
-    'training_log.csv'
-BEST, LOCK = 'best', '.lock'
+WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz',
+                                               'ShakespeareLookup.json', 'training_log.csv', 'best', '.lock')
 ROOT = os.path.dirname(os.path.abspath(__file__))    # a corpus inside the repo is named relative to it
 LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
 
 # The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
 # (tempfile.mkstemp): only those of the run's own files are ever removed. (Not files.check_folder's probes: a
 # process that is about to find the folder locked may be making one.)
-_TEMPORARY = re.compile(r'\.(%s)\.[a-z0-9_]{8}\.tmp' % '|'.join(re.escape(name) for name in (WEIGHTS, CHECKPOINT,
-                                                                                           LOOKUP, LOG)))
+_TEMPORARY = re.compile(r'\.(%s)\.[a-z0-9_]{8}\.tmp' % '|'.join(map(re.escape, (WEIGHTS, CHECKPOINT, LOOKUP, LOG))))
 
 
 class Busy(Exception):
@@ -157,9 +155,7 @@ def read_log(path):
 
 def log_text(rows):
     out = io.StringIO()
-    w = csv.writer(out, lineterminator='\n')
-    w.writerow(LOG_HEADER)
-    w.writerows(rows)
+    csv.writer(out, lineterminator='\n').writerows([LOG_HEADER, *rows])
     return out.getvalue()
 
 
@@ -278,12 +274,18 @@ def check_meta(meta, path, defaults, kinds):
               'chars': (lambda v: isinstance(v, list) and v and len(set(v)) == len(v) and all(
                   isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v),
                         'not a list of distinct single characters, none a lone surrogate'),
-              'log': (lambda v: isinstance(v, list) and all(isinstance(r, list) and
-                                                            all(isinstance(x, str) for x in r) for r in v),
-                      'not a list of rows of text')}
+              'log': (lambda v: isinstance(v, list) and all(
+                  isinstance(r, list) and len(r) == len(LOG_HEADER) and
+                  all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r) for r in v),
+                      f'not a list of rows of {len(LOG_HEADER)} one-line texts')}
     for name, (ok, why) in checks.items():
         if name in meta and not ok(meta[name]):
             bad(name, meta[name], why)
+    n = meta.get('windows_per_epoch')                   # then the position must be a place in the run
+    if n is not None and pos['window'] > n:
+        bad('position.window', pos['window'], f'more than the {n} windows of an epoch')
+    if n is not None and pos['step'] != pos['epoch'] * n + pos['window']:
+        bad('position.step', pos['step'], f'not epoch x {n} windows + window, {pos["epoch"] * n + pos["window"]}')
 
 
 def stored_corpus(path):

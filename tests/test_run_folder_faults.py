@@ -107,7 +107,9 @@ DAMAGED = [
     ('', 'chars', list('abc'), 'lookup table\'s size is 3'), ('rng', 'state', {'state': 1}, 'not a whole PCG64'),
     ('', 'log', 'rows', 'log = "rows"'), ('', 'windows_per_epoch', 0, 'windows_per_epoch = 0'),
     ('', 'block_widths', 7, 'block_widths = 7'), ('', 'block_widths', [[1, 2]], 'block widths'),
-    ('', 'commit', -3, 'commit = -3'),
+    ('', 'commit', -3, 'commit = -3'), ('position', 'epoch', 10 ** 30, 'position.step = 40 (not epoch x 33'),
+    ('position', 'step', 39, 'position.step = 39'), ('position', 'window', 34, 'position.window = 34 (more than'),
+    ('', 'log', [['1', '2']], 'rows of 8 one-line texts'), ('', 'log', [['1\n'] * 8], 'rows of 8 one-line'),
 ]
 
 
