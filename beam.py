@@ -10,14 +10,8 @@ exhaustive search. It costs one step of the N streams, as a batch, per character
 """
 import numpy as np
 
+import layers
 import lstm
-
-
-def log_softmax(logits):
-    """ln softmax(logits) in float64, row by row. logits: (N, V)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def search(params, prime, length, width, stop=None, progress=None):
@@ -49,7 +43,7 @@ def search(params, prime, length, width, stop=None, progress=None):
     tails = np.full((N, S), -1, dtype=np.intp)          # the last S characters of each continuation
     parents, chars = [], []                             # per step: the row each row came from, its new character
     for step in range(1, length + 1):
-        total = scores[:, None] + log_softmax(logits)   # (N, V): the score of every one-character extension
+        total = scores[:, None] + layers.log_softmax(logits)   # (N, V): the score of every one-character extension
         tie = np.asarray(logits, dtype=np.float64).copy()
         total[done], tie[done] = -np.inf, 0.0           # a finished row is kept as it is: one candidate, (row, 0)
         total[done, 0] = scores[done]

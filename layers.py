@@ -221,6 +221,14 @@ def softmax(logits, temperature=1.0):
     return p / p.sum(axis=-1, keepdims=True)
 
 
+def log_softmax(logits):
+    """ln softmax(logits) along the last axis, computed in float64 (the shift by the maximum keeps exp from
+    overflowing). -log_softmax(logits)[..., y] is the loss of target y."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def softmax_loss(logits, y):
     """Mean cross-entropy of the softmax of the logits against the target characters, -mean(ln p[y]).
 

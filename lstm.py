@@ -209,9 +209,7 @@ def char_losses(params, ids, *, window=1000, progress=None):
     out = []
     for t0, logits, _ in stream(params, ids[:-1], window):
         y = ids[t0 + 1:t0 + 1 + len(logits)]
-        z = logits.astype(np.float64)
-        z -= z.max(axis=1, keepdims=True)
-        out.append(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
+        out.append(-layers.log_softmax(logits)[np.arange(len(y)), y])
         if progress is not None:
             progress(t0 + len(y))
     return np.concatenate(out)
@@ -229,9 +227,8 @@ def block_losses(params, ids, T, starts, *, batch=128, progress=None):
     for k in range(0, len(starts), batch):
         s = np.asarray(starts[k:k + batch])
         block = ids[s[None, :] + np.arange(T + 1)[:, None]].astype(np.intp)      # (T + 1, B), time-major
-        z = Predictor(params, len(s))(block[:-1]).astype(np.float64)           # (T, B, V) logits
-        z -= z.max(axis=2, keepdims=True)
-        nll = np.log(np.exp(z).sum(axis=2)) - np.take_along_axis(z, block[1:, :, None], axis=2)[:, :, 0]
+        logp = layers.log_softmax(Predictor(params, len(s))(block[:-1]))      # (T, B, V)
+        nll = -np.take_along_axis(logp, block[1:, :, None], axis=2)[:, :, 0]     # (T, B)
         out[k:k + len(s)] = nll.mean(axis=0)
         if progress is not None:
             progress(k + len(s))
