@@ -118,13 +118,13 @@ def check_writable(path, what='output', kind=None, inputs=()):
         if any(other is not None and os.path.isfile(other) and os.path.samefile(path, other) for other in inputs):
             raise ModelFileError(f'{what} {path} is also read by this command: writing it would replace it; '
                                  'give another name')
-        if kind is not None and not _starts_with(path, kind[0]):
+        if kind is not None and not _empty_or_starts_with(path, kind[0]):
             raise ModelFileError(f'{what} {path} exists and is not {kind[1]}: writing it would replace it; give '
                                  'another name, or remove it first')
     check_folder(os.path.dirname(os.path.abspath(path)), what)
 
 
-def _starts_with(path, prefix):
+def _empty_or_starts_with(path, prefix):
     """An existing file is empty or begins with prefix (bytes)."""
     try:
         with open(path, 'rb') as f:

@@ -65,6 +65,10 @@ def test_a_figure_never_replaces_its_log_or_a_file_of_another_kind(tmp_path):
         r = script('_plot.py', log, '--out', tmp_path / 'curve.svg')
         assert r.returncode == 0, r.stderr
     assert (tmp_path / 'curve.svg').read_bytes().startswith(b'<svg')
+    (tmp_path / 'empty.svg').write_bytes(b'')         # an empty file (touch) holds nothing to lose: replaced
+    r = script('_plot.py', log, '--out', tmp_path / 'empty.svg')
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'empty.svg').read_bytes().startswith(b'<svg')
 
 
 def test_a_page_or_figure_never_replaces_the_text_the_model_or_the_template(small_model, tmp_path):
