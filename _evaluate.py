@@ -124,8 +124,9 @@ def check_memory(args, params, ids, train_ids):
     V, H, layers = lstm.sizes(params)
     if args.ngram:                                      # per order: its counts, kept; numbers for every position
         cli.check_memory(32 * args.ngram * len(train_ids) + 64 * (len(train_ids) + len(ids)), f'--ngram {args.ngram}')
-    elif args.blocks is not None:                       # blocks of T run 128 at a time, logits in float64
-        cli.check_memory(cli.model_bytes(V, H, layers, 128, args.blocks) + 128 * args.blocks * V * 24,
+    elif args.blocks is not None:                       # blocks of T run BLOCK_BATCH at a time, logits in float64
+        N = lstm.BLOCK_BATCH
+        cli.check_memory(cli.model_bytes(V, H, layers, N, args.blocks) + N * args.blocks * V * 24,
                          f'--blocks {args.blocks}')
     elif args.dynamic:
         T = min(args.dynamic_window, len(ids))

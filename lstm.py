@@ -21,6 +21,8 @@ import numpy as np
 import engine
 import layers
 
+BLOCK_BATCH = 128                                       # block_losses runs this many blocks side by side
+
 
 def init_params(V, H=512, n_layers=2, *, rng=None, dtype=np.float32):
     """Fresh parameters: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the forget gate's 1."""
@@ -215,7 +217,7 @@ def char_losses(params, ids, *, window=1000, progress=None):
     return np.concatenate(out)
 
 
-def block_losses(params, ids, T, starts, *, batch=128, progress=None):
+def block_losses(params, ids, T, starts, *, batch=BLOCK_BATCH, progress=None):
     """The score nanoGPT reports: each block ids[s:s + T + 1] (s in starts) is read from a zero state, and its
     mean -ln p of ids[s + 1:s + T + 1], each character predicted from those of its block before it.
 
