@@ -46,7 +46,7 @@ def _open_text(path, what='corpus'):
         if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             return f
         with f:
-            limit, raw = _memory_bytes() // 4, io.BytesIO()
+            limit, raw = files.stream_limit(), io.BytesIO()
             while True:
                 select.select([f], [], [], 0.5)         # waits in short turns: a Ctrl-C is acted on within 0.5 s
                 block = os.read(f.fileno(), BLOCK)
@@ -69,14 +69,6 @@ def _open_text(path, what='corpus'):
                           'give that') from None
     except OSError as e:
         raise CorpusError(f'{what} {path} cannot be read: {e.strerror or e}') from None
-
-
-def _memory_bytes():
-    """The machine's physical memory in bytes (2**40 where the system does not say)."""
-    try:
-        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-    except (ValueError, OSError, AttributeError):
-        return 1 << 40
 
 
 def _text_blocks(f, path, what='corpus'):

@@ -161,6 +161,15 @@ def save_npz(path, arrays, meta=None):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def stream_limit():
+    """The most bytes read into memory from a stream that cannot be read twice (a pipe, /dev/stdin, a FIFO): a
+    quarter of the machine's physical memory (2**38 where the system does not say)."""
+    try:
+        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 4
+    except (ValueError, OSError, AttributeError):
+        return 1 << 38
+
+
 def _seekable(path):
     """path itself for a file, or its bytes in memory for a stream that cannot be read twice (a pipe,
     `<(cat w.npz)`, /dev/stdin): np.load seeks in a zip file. A stream of more than a quarter of the machine's
@@ -170,7 +179,7 @@ def _seekable(path):
             return path
     except OSError:
         return path                                     # np.load says what is wrong
-    limit = os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 4
+    limit = stream_limit()
     with open(path, 'rb') as f:
         raw = f.read(limit + 1)
     if len(raw) > limit:
