@@ -64,6 +64,20 @@ def dropout_mask(rng, shape, p, dtype):
     return mask
 
 
+def draw_masks(rng, T, B, H, n_layers, dtype, *, dropout=0.0, variational=False, weight_drop=0.0):
+    """forward's random masks, drawn from rng in one order on every device: per layer a dropout mask of its
+    output ((1 if variational else T, B, H), or None without dropout), then per layer a weight-drop mask of its
+    recurrent weights ((H, 4H), or None). Returns (masks, weight_masks)."""
+    dtype = np.dtype(dtype)
+    masks = [None] * n_layers
+    if dropout > 0.0:
+        masks = [dropout_mask(rng, (1 if variational else T, B, H), dropout, dtype) for _ in range(n_layers)]
+    weight_masks = [None] * n_layers
+    if weight_drop > 0.0:
+        weight_masks = [dropout_mask(rng, (H, 4 * H), weight_drop, dtype) for _ in range(n_layers)]
+    return masks, weight_masks
+
+
 class Cache(NamedTuple):
     """What backward needs from forward."""
     reference: bool                                     # the LSTM layers ran in layers.py (True) or engine.py
@@ -95,17 +109,14 @@ def forward(params, x, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0
     V, H, n_layers = sizes(params)
     T, B = x.shape
     dtype = params['dense.W'].dtype
-    masks = [None] * n_layers
-    if dropout > 0.0:                                   # drawn here, in layer order, whatever the threads
-        masks = [dropout_mask(rng, (1 if variational else T, B, H), dropout, dtype) for _ in range(n_layers)]
+    masks, weight_masks = draw_masks(rng, T, B, H, n_layers, dtype, dropout=dropout, variational=variational,
+                                     weight_drop=weight_drop)       # drawn here, in layer order, whatever the threads
     Ws = [params[f'lstm{n}.W'] for n in range(1, n_layers + 1)]
     bs = [params[f'lstm{n}.b'] for n in range(1, n_layers + 1)]
-    weight_masks = [None] * n_layers
-    if weight_drop > 0.0:
-        for n, W in enumerate(Ws):
-            weight_masks[n] = dropout_mask(rng, (H, 4 * H), weight_drop, dtype)
-            Ws[n] = W.copy()
-            Ws[n][-H:] *= weight_masks[n]
+    for n, mask in enumerate(weight_masks):
+        if mask is not None:
+            Ws[n] = Ws[n].copy()
+            Ws[n][-H:] *= mask
     if reference:
         top, new_state, stack_cache = layers.stack_forward(layers.one_hot(x, V, dtype), state, Ws, bs, masks)
     else:
@@ -167,6 +178,14 @@ class Predictor:
         return (logits, steps) if keep else logits
 
 
+def predictor(params, B=1, device=None):
+    """A Predictor of B streams on the device: None for the CPU, or the ops of gpu.open_device for a GPU."""
+    if device is None:
+        return Predictor(params, B)
+    import gpu                                          # here, not above: gpu.py builds on this module
+    return gpu.Predictor(device, params, B)
+
+
 class StreamWindow(NamedTuple):
     """One window of a text read by stream."""
     t0: int                                             # the index of its first character in the text
@@ -175,12 +194,12 @@ class StreamWindow(NamedTuple):
                                                         # arrays (h, c (n, H), gates (n, 4H)); else None
 
 
-def stream(params, ids, window=1000, *, keep=False):
+def stream(params, ids, window=1000, *, keep=False, device=None):
     """Read ids as one stream (batch 1) a window of characters at a time, the state carried from window to
     window, so that any length of text works: yields a StreamWindow per window. The window size changes nothing
-    but speed and memory."""
+    but speed and memory. device: as for predictor."""
     ids = np.asarray(ids)
-    model = Predictor(params, 1)
+    model = predictor(params, 1, device)
     for t0 in range(0, len(ids), window):
         x = ids[t0:t0 + window, None]
         if not keep:
@@ -190,13 +209,13 @@ def stream(params, ids, window=1000, *, keep=False):
         yield StreamWindow(t0, logits[:, 0], [engine.LayerSteps(*(a[:, 0] for a in layer)) for layer in steps])
 
 
-def evaluate(params, ids, *, window=1000, progress=None):
+def evaluate(params, ids, *, window=1000, progress=None, device=None):
     """Mean cross-entropy in nats/char of predicting ids[1:] from ids[:-1], read as one stream (batch 1)
     with the state carried from window to window (the window size changes nothing but speed). progress: an
     optional callable, called now and then with the number of characters read so far."""
     ids = np.asarray(ids)
     total = 0.0
-    for t0, logits, _ in stream(params, ids[:-1], window):
+    for t0, logits, _ in stream(params, ids[:-1], window, device=device):
         loss, _ = layers.softmax_loss(logits, ids[t0 + 1:t0 + 1 + len(logits)])
         total += loss * len(logits)
         if progress is not None:
@@ -204,12 +223,12 @@ def evaluate(params, ids, *, window=1000, progress=None):
     return total / (len(ids) - 1)
 
 
-def char_losses(params, ids, *, window=1000, progress=None):
+def char_losses(params, ids, *, window=1000, progress=None, device=None):
     """-ln p(ids[t] | ids[:t]) for every character after the first, read as one stream like evaluate: (N - 1,)
     float64, for analyses of where the model does well. progress as in evaluate."""
     ids = np.asarray(ids)
     out = []
-    for t0, logits, _ in stream(params, ids[:-1], window):
+    for t0, logits, _ in stream(params, ids[:-1], window, device=device):
         y = ids[t0 + 1:t0 + 1 + len(logits)]
         out.append(-layers.log_softmax(logits)[np.arange(len(y)), y])
         if progress is not None:
@@ -217,7 +236,7 @@ def char_losses(params, ids, *, window=1000, progress=None):
     return np.concatenate(out)
 
 
-def block_losses(params, ids, T, starts, *, batch=BLOCK_BATCH, progress=None):
+def block_losses(params, ids, T, starts, *, batch=BLOCK_BATCH, progress=None, device=None):
     """The score nanoGPT reports: each block ids[s:s + T + 1] (s in starts) is read from a zero state, and its
     mean -ln p of ids[s + 1:s + T + 1], each character predicted from those of its block before it.
 
@@ -229,7 +248,7 @@ def block_losses(params, ids, T, starts, *, batch=BLOCK_BATCH, progress=None):
     for k in range(0, len(starts), batch):
         s = np.asarray(starts[k:k + batch])
         block = ids[s[None, :] + np.arange(T + 1)[:, None]].astype(np.intp)      # (T + 1, B), time-major
-        logp = layers.log_softmax(Predictor(params, len(s))(block[:-1]))      # (T, B, V)
+        logp = layers.log_softmax(predictor(params, len(s), device)(block[:-1]))      # (T, B, V)
         nll = -np.take_along_axis(logp, block[1:, :, None], axis=2)[:, :, 0]     # (T, B)
         out[k:k + len(s)] = nll.mean(axis=0)
         if progress is not None:
@@ -237,16 +256,19 @@ def block_losses(params, ids, T, starts, *, batch=BLOCK_BATCH, progress=None):
     return out
 
 
-def evaluate_dynamic(params, ids, *, lr=0.2, window=50, decay=0.0, threads=1, progress=None):
+def evaluate_dynamic(params, ids, *, lr=0.2, window=50, decay=0.0, threads=1, progress=None, device=None):
     """Dynamic evaluation (Krause et al., 2018): score ids as one stream while the weights adapt to the text.
 
     The text is read in windows of `window` characters with the state carried. Each window is scored first, and
     only then does the model learn from it: one step of gradient descent on the window's mean loss,
     p -= lr * dL/dp, and, if decay > 0, a pull back towards the original weights, p += decay * (p0 - p).
     params is not changed. Returns (total loss in nats, characters scored) per window, as two arrays, so that a
-    caller can report any part of the text. progress as in evaluate.
+    caller can report any part of the text. progress as in evaluate; device as for predictor.
     """
     ids = np.asarray(ids)
+    if device is not None:
+        import gpu
+        return gpu.evaluate_dynamic(device, params, ids, lr=lr, window=window, decay=decay, progress=progress)
     p = {k: v.copy() for k, v in params.items()}
     state = zero_state(p, 1)
     sums, counts = [], []
@@ -289,7 +311,7 @@ def next_char_probs(logits, *, temperature=1.0, top_k=0, top_p=1.0):
     return p
 
 
-def sample(params, prime, length, *, temperature=1.0, rng=None, num_samples=1, top_k=0, top_p=1.0):
+def sample(params, prime, length, *, temperature=1.0, rng=None, num_samples=1, top_k=0, top_p=1.0, device=None):
     """Draw num_samples texts side by side, one batch: yield `length` arrays of num_samples character indices,
     one step at a time, after reading the indices in `prime` (the same priming text for every sample).
 
@@ -301,7 +323,7 @@ def sample(params, prime, length, *, temperature=1.0, rng=None, num_samples=1, t
     if prime.size == 0:
         raise ValueError('the priming text is empty: give at least one character')
     N = num_samples
-    model = Predictor(params, N)
+    model = predictor(params, N, device)
     logits = model(np.repeat(prime[:, None], N, axis=1))[-1]          # (N, V) after the priming text
     x = np.empty((1, N), dtype=np.intp)
     for _ in range(length):

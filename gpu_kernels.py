@@ -1,0 +1,248 @@
+"""The GPU engine's kernels (CUDA, through CuPy) and their numpy twins.
+
+gpu.py runs the model on a device through one object of ops: `CudaOps` on an NVIDIA GPU, `NumpyOps` anywhere.
+Both compute the same few things; NumpyOps says each in a few lines of numpy, so that everything in gpu.py but
+the kernels runs and is tested on any machine (tests/test_gpu.py), and on a GPU the kernels are held to their
+twins. Everything else gpu.py does is array code that numpy and CuPy both run.
+
+What the ops are, and why they are kernels:
+- forward_loop / backward_loop: the time loop of an LSTM layer (layers.lstm_forward / lstm_backward). A step is
+  one cuBLAS product and one fused elementwise kernel (the four gates, the cell and h; or the four gates'
+  gradients and the cell's). Launched from Python, a CuPy call costs ~25 us, more than the GPU needs for a step
+  at small batches; so the loop calls cuBLAS directly with pointers computed in advance (base + t x stride),
+  and launches the kernel with a few scalar arguments: ~15 us a step instead of ~60.
+- softmax_xent: the loss and its gradient (layers.softmax_loss), one thread per row.
+- rmsprop: optimizer.RMSprop's update of every parameter in one kernel over one flat buffer, with the clipping
+  scale computed on the GPU from the gradients' squared norm (no wait for the host).
+"""
+import numpy as np
+
+# One thread per (stream b, unit j) of a step. REAL is float or double. sigmoid is written through tanh, as
+# layers.sigmoid is, so that it never overflows.
+SOURCE = r'''
+#define SIGMOID(x) ((REAL)0.5 * ((REAL)1 + tanh((REAL)0.5 * (x))))
+
+extern "C" __global__ void step_forward(REAL* G, const REAL* c_prev, REAL* c, REAL* h, int B, int H) {
+    // G: (B, 4H) z of the step, [i, f, o, g] blocks; becomes the activated gates
+    int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= B * H) return;
+    int b = k / H, j = k - b * H;
+    REAL* z = G + (size_t)b * 4 * H;
+    REAL i = SIGMOID(z[j]), f = SIGMOID(z[H + j]), o = SIGMOID(z[2 * H + j]), g = tanh(z[3 * H + j]);
+    REAL cc = f * c_prev[k] + i * g;
+    c[k] = cc;
+    h[k] = o * tanh(cc);
+    z[j] = i; z[H + j] = f; z[2 * H + j] = o; z[3 * H + j] = g;
+}
+
+extern "C" __global__ void step_backward(const REAL* dh_out, const REAL* dh_next, REAL* dc_next, REAL* G,
+                                         const REAL* c_prev, const REAL* c, int B, int H) {
+    // G: (B, 4H) the step's activated gates; becomes dL/dz. dc_next: dL/dc from the next step; becomes dL/dc_prev
+    int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= B * H) return;
+    int b = k / H, j = k - b * H;
+    REAL* z = G + (size_t)b * 4 * H;
+    REAL i = z[j], f = z[H + j], o = z[2 * H + j], g = z[3 * H + j];
+    REAL tc = tanh(c[k]);
+    REAL dh = dh_out[k] + dh_next[k];
+    REAL dc = dc_next[k] + dh * o * ((REAL)1 - tc * tc);
+    z[j] = dc * g * i * ((REAL)1 - i);
+    z[H + j] = dc * c_prev[k] * f * ((REAL)1 - f);
+    z[2 * H + j] = dh * tc * o * ((REAL)1 - o);
+    z[3 * H + j] = dc * i * ((REAL)1 - g * g);
+    dc_next[k] = dc * f;
+}
+
+extern "C" __global__ void softmax_xent(REAL* z, const int* y, double* logp_y, int N, int V) {
+    // z: (N, V) logits, replaced by dL/dlogits = (softmax - onehot(y)) / N; logp_y[r] = ln softmax(z_r)[y_r]
+    int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= N) return;
+    REAL* zr = z + (size_t)r * V;
+    REAL m = zr[0];
+    for (int v = 1; v < V; v++) m = max(m, zr[v]);
+    REAL s = 0;
+    for (int v = 0; v < V; v++) s += exp(zr[v] - m);
+    logp_y[r] = (double)(zr[y[r]] - m - log(s));
+    for (int v = 0; v < V; v++) zr[v] = exp(zr[v] - m) / s;
+    zr[y[r]] -= (REAL)1;
+    for (int v = 0; v < V; v++) zr[v] /= (REAL)N;
+}
+
+extern "C" __global__ void rmsprop(REAL* p, const REAL* g, REAL* cache, const double* norm2, double clip,
+                                   REAL lr, REAL rho, REAL one_minus_rho, REAL eps, REAL lr_decay,
+                                   long long n, long long n_decay) {
+    // Every parameter p[k] with gradient g[k]; the first n_decay (the weight matrices) also decay
+    long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= n) return;
+    REAL gk = g[k];
+    if (clip > 0) {
+        double norm = sqrt(*norm2);
+        if (norm > clip) gk = gk * (REAL)(clip / norm);
+    }
+    REAL ck = cache[k] * rho + one_minus_rho * (gk * gk);
+    cache[k] = ck;
+    REAL u = gk / (sqrt(ck) + eps) * lr;
+    if (k < n_decay) u += lr_decay * p[k];
+    p[k] -= u;
+}
+'''
+
+KERNELS = ('step_forward', 'step_backward', 'softmax_xent', 'rmsprop')
+THREADS = 256                                           # threads per block
+
+
+# --- the numpy twins -------------------------------------------------------------------------------------------
+
+def step_forward(G, c_prev, c, h):
+    """The kernel step_forward: z (B, 4H) in G -> the activated gates in G; the new c and h, (B, H)."""
+    H = c.shape[1]
+    G[:, :3 * H] = 0.5 * (1 + np.tanh(0.5 * G[:, :3 * H]))            # i, f, o
+    G[:, 3 * H:] = np.tanh(G[:, 3 * H:])                                # g
+    i, f, o, g = G[:, :H], G[:, H:2 * H], G[:, 2 * H:3 * H], G[:, 3 * H:]
+    c[...] = f * c_prev + i * g
+    h[...] = o * np.tanh(c)
+
+
+def step_backward(dh_out, dh_next, dc_next, G, c_prev, c):
+    """The kernel step_backward: the gates in G -> dL/dz; dc_next (dL/dc of the next step) -> dL/dc_prev."""
+    H = c.shape[1]
+    i, f, o, g = (G[:, k * H:(k + 1) * H].copy() for k in range(4))
+    tc = np.tanh(c)
+    dh = dh_out + dh_next
+    dc = dc_next + dh * o * (1 - tc * tc)
+    G[...] = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dh * tc * o * (1 - o),
+                             dc * i * (1 - g * g)], axis=1)
+    dc_next[...] = dc * f
+
+
+def softmax_xent(z, y):
+    """The kernel softmax_xent: z (N, V) logits -> dL/dlogits in place; returns ln softmax(z)[y] per row."""
+    N = len(z)
+    shifted = z - z.max(axis=1, keepdims=True)
+    s = np.exp(shifted).sum(axis=1)
+    logp_y = (shifted[np.arange(N), y] - np.log(s)).astype(np.float64)
+    z[...] = np.exp(shifted) / s[:, None]
+    z[np.arange(N), y] -= 1
+    z /= N
+    return logp_y
+
+
+def rmsprop(p, g, cache, norm2, clip, lr, rho, eps, weight_decay, n_decay):
+    """The kernel rmsprop, on flat arrays: optimizer.RMSprop.step with the clipping scale from norm2."""
+    norm = float(np.sqrt(norm2))
+    if clip > 0 and norm > clip:
+        g = g * p.dtype.type(clip / norm)
+    cache *= p.dtype.type(rho)
+    cache += p.dtype.type(1.0 - rho) * (g * g)
+    u = g / (np.sqrt(cache) + p.dtype.type(eps)) * p.dtype.type(lr)
+    u[:n_decay] += p.dtype.type(lr * weight_decay) * p[:n_decay]
+    p -= u
+
+
+class NumpyOps:
+    """The ops on numpy arrays, through the twins: gpu.py runs on these on any machine."""
+    xp = np
+    name = 'numpy'
+
+    @staticmethod
+    def asnumpy(a):
+        return np.asarray(a)
+
+    def forward_loop(self, Wh, hs, cs, G):
+        """layers.lstm_forward's loop. G (T, B, 4H) holds x Wx + b of each step; hs, cs (T + 1, B, H) hold h0, c0
+        at [0]. Fills hs[1:], cs[1:]; leaves the activated gates in G."""
+        for t in range(len(G)):
+            G[t] += hs[t] @ Wh                          # cuBLAS: C = A B + 1 C
+            step_forward(G[t], cs[t], cs[t + 1], hs[t + 1])
+
+    def backward_loop(self, Wh, cs, G, dh, dh_next, dc_next):
+        """layers.lstm_backward's loop: dh (T, B, H) from above; dh_next, dc_next (B, H) the gradients from
+        beyond the window (become those of h0 and c0). Turns the gates in G into dL/dz."""
+        for t in range(len(G) - 1, -1, -1):
+            step_backward(dh[t], dh_next, dc_next, G[t], cs[t], cs[t + 1])
+            np.matmul(G[t], Wh.T, out=dh_next)          # dh_prev = dz Wh^T
+
+    def softmax_xent(self, z, y):
+        return softmax_xent(z, y)
+
+    def rmsprop(self, p, g, cache, norm2, clip, lr, rho, eps, weight_decay, n_decay):
+        rmsprop(p, g, cache, norm2, clip, lr, rho, eps, weight_decay, n_decay)
+
+
+class CudaOps:
+    """The ops on CuPy arrays, through the CUDA kernels and cuBLAS called directly."""
+    name = 'cuda'
+
+    def __init__(self, cupy):
+        self.xp = cp = cupy
+        self.asnumpy = cp.asnumpy
+        from cupy.cuda import cublas
+        self._cublas = cublas
+        self._handle = cp.cuda.device.get_cublas_handle()
+        self._modules = {}
+        self._scalars = {}                              # host alpha / beta for cuBLAS, kept alive
+
+    def _kernels(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype not in self._modules:
+            real = {'float32': 'float', 'float64': 'double'}[dtype.name]
+            module = self.xp.RawModule(code=SOURCE.replace('REAL', real), options=('-std=c++14',))
+            self._modules[dtype] = {name: module.get_function(name) for name in KERNELS}
+            self._scalars[dtype] = (np.ones(1, dtype), np.zeros(1, dtype))
+        return self._modules[dtype]
+
+    def _gemm(self, dtype):
+        """cuBLAS's gemm for the dtype, its host alpha = 1 and beta pointers, on the current stream."""
+        cb = self._cublas
+        cb.setStream(self._handle, self.xp.cuda.get_current_stream().ptr)
+        cb.setPointerMode(self._handle, cb.CUBLAS_POINTER_MODE_HOST)
+        one, zero = self._scalars[np.dtype(dtype)]
+        gemm = cb.sgemm if np.dtype(dtype) == np.float32 else cb.dgemm
+        return gemm, one.ctypes.data, zero.ctypes.data
+
+    def forward_loop(self, Wh, hs, cs, G):
+        k = self._kernels(G.dtype)['step_forward']
+        gemm, one, _ = self._gemm(G.dtype)
+        T, B, H4 = G.shape
+        H = H4 // 4
+        n = np.int32(B), np.int32(H)
+        grid, sz = ((B * H + THREADS - 1) // THREADS,), G.itemsize
+        h0, c0, g0, w = hs.data.ptr, cs.data.ptr, G.data.ptr, Wh.data.ptr
+        hstep, gstep = B * H * sz, B * H4 * sz
+        for t in range(T):
+            # row-major G[t] (B, 4H) += hs[t] (B, H) @ Wh (H, 4H): column-major G^T = Wh^T hs^T + G^T
+            gemm(self._handle, 0, 0, H4, B, H, one, w, H4, h0 + t * hstep, H, one, g0 + t * gstep, H4)
+            k(grid, (THREADS,), (np.uint64(g0 + t * gstep), np.uint64(c0 + t * hstep),
+                                 np.uint64(c0 + (t + 1) * hstep), np.uint64(h0 + (t + 1) * hstep), *n))
+
+    def backward_loop(self, Wh, cs, G, dh, dh_next, dc_next):
+        k = self._kernels(G.dtype)['step_backward']
+        gemm, one, zero = self._gemm(G.dtype)
+        T, B, H4 = G.shape
+        H = H4 // 4
+        n = np.int32(B), np.int32(H)
+        grid, sz = ((B * H + THREADS - 1) // THREADS,), G.itemsize
+        c0, g0, d0, w = cs.data.ptr, G.data.ptr, dh.data.ptr, Wh.data.ptr
+        dhn, dcn = np.uint64(dh_next.data.ptr), np.uint64(dc_next.data.ptr)
+        hstep, gstep = B * H * sz, B * H4 * sz
+        for t in range(T - 1, -1, -1):
+            k(grid, (THREADS,), (np.uint64(d0 + t * hstep), dhn, dcn, np.uint64(g0 + t * gstep),
+                                 np.uint64(c0 + t * hstep), np.uint64(c0 + (t + 1) * hstep), *n))
+            # row-major dh_next (B, H) = dz (B, 4H) @ Wh^T: column-major dh_next^T = (Wh^T)^T dz^T
+            gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0 + t * gstep, H4, zero, dh_next.data.ptr, H)
+
+    def softmax_xent(self, z, y):
+        N, V = z.shape
+        logp_y = self.xp.empty(N, np.float64)
+        k = self._kernels(z.dtype)['softmax_xent']
+        k(((N + THREADS - 1) // THREADS,), (THREADS,), (z, y.astype(np.int32, copy=False), logp_y,
+                                                        np.int32(N), np.int32(V)))
+        return logp_y
+
+    def rmsprop(self, p, g, cache, norm2, clip, lr, rho, eps, weight_decay, n_decay):
+        k = self._kernels(p.dtype)['rmsprop']
+        real = p.dtype.type
+        n = p.size
+        k(((n + THREADS - 1) // THREADS,), (THREADS,),
+          (p, g, cache, norm2, np.float64(clip), real(lr), real(rho), real(1.0 - rho), real(eps),
+           real(lr * weight_decay), np.int64(n), np.int64(n_decay)))
