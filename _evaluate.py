@@ -67,6 +67,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     check_modes(args)
+    args.device = cli.open_device(args.device)          # the ops: None for the CPU
     if args.blocks is not None:
         cli.check_memory(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')          # starts and losses
     try:
@@ -97,7 +98,7 @@ def main(argv=None):
         return score_dynamic(args, params, ids, what)
     t = time.time()
     with cli.Progress('scoring', len(ids) - 1) as progress:
-        loss = lstm.evaluate(params, ids, progress=progress)
+        loss = lstm.evaluate(params, ids, progress=progress, device=args.device)
     print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s')
     print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char')
     return 0
@@ -139,7 +140,7 @@ def score_blocks(args, params, ids, what):
     t = time.time()
     starts = np.random.default_rng(args.seed).integers(0, len(ids) - T, size=n)   # block: ids[s:s + T + 1]
     with cli.Progress(f'scoring blocks of {T}', n, 'blocks') as progress:
-        losses = lstm.block_losses(params, ids, T, starts, progress=progress)
+        losses = lstm.block_losses(params, ids, T, starts, progress=progress, device=args.device)
     loss = losses.mean()
     error = losses.std(ddof=1) / np.sqrt(n) if n > 1 else float('nan')
     print(f'{what}: {n:,} random blocks of {T} characters (seed {args.seed}), each read from a zero state: '
@@ -155,7 +156,8 @@ def score_dynamic(args, params, ids, what):
     t = time.time()
     with cli.Progress('scoring with dynamic evaluation', len(ids) - 1) as progress:
         sums, counts = lstm.evaluate_dynamic(params, ids, lr=args.dynamic_lr, window=args.dynamic_window,
-                                             decay=args.dynamic_decay, threads=1, progress=progress)
+                                             decay=args.dynamic_decay, threads=1, progress=progress,
+                                             device=args.device)
     print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s, with dynamic evaluation '
           f'(lr {args.dynamic_lr:g}, windows of {args.dynamic_window}, decay {args.dynamic_decay:g})')
     half = np.searchsorted(np.cumsum(counts), counts.sum() / 2)      # the window holding the middle character
@@ -179,7 +181,7 @@ def score_ngram(args, params, chars, train_ids, ids, what):
     if not args.compare:
         return 0
     with cli.Progress('scoring with the LSTM', len(ids) - 1) as progress:
-        nn = lstm.char_losses(params, ids, progress=progress)
+        nn = lstm.char_losses(params, ids, progress=progress, device=args.device)
     print(f'the LSTM on the same characters: {nn.mean():.4f} nats/char')
     kinds, since = analysis.char_kinds(data.decode(ids, chars))
     rows = [(name, mask[1:]) for name, mask in kinds.items()]

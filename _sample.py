@@ -82,6 +82,7 @@ def priming_text(args):
 def main(argv=None):
     args = parse_args(argv)
     check_beam(args)
+    device = cli.open_device(args.device)
     start = priming_text(args)
     stop = None if args.stop is None else escapes(args.stop)
     if stop == '':
@@ -104,20 +105,21 @@ def main(argv=None):
     N = args.num_samples
     with cli.Progress('beam search' if args.beam else 'sampling', args.length, 'steps') as progress:
         if args.beam:                                   # the likeliest is known only at the end: then printed
-            found, _ = beam.search(params, prime, args.length, args.beam, stop_ids, progress=progress)
+            found, _ = beam.search(params, prime, args.length, args.beam, stop_ids, progress=progress,
+                                     device=device)
             progress.close()
             draws = ([ix] for ix in found)
         else:
             draws = lstm.sample(params, prime, args.length, temperature=args.temperature,
                                 rng=np.random.default_rng(args.seed), num_samples=N, top_k=args.top_k,
-                                top_p=args.top_p)
+                                top_p=args.top_p, device=device)
             # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr says how far.
             if N == 1 and cli.is_terminal(sys.stdout):
                 progress.close()
         texts = write_samples(draws, start, stop_ids, chars, N, progress)
     if args.show_logprob:
         for k, text in enumerate(texts):
-            logp = -lstm.char_losses(params, np.concatenate([prime, text]))[len(prime) - 1:]
+            logp = -lstm.char_losses(params, np.concatenate([prime, text]), device=device)[len(prime) - 1:]
             sys.stderr.write(f'{"" if N == 1 else f"sample {k + 1}: "}mean log-probability {logp.mean():.4f} '
                              f'nats per character over the {len(text)} generated\n')
     return 0

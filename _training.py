@@ -200,7 +200,7 @@ def resumed_run(args, out):
     except files.ModelFileError as e:
         cli.fail(f'cannot resume from {out}: {e}')
     saved, settings = run.settings, settings_from(args, run.settings)    # refused before anything is written
-    open_device(settings['device'])                     # the run's device, on this machine
+    cli.open_device(settings['device'])                 # the run's device, on this machine
     if run.windows is not None:                         # a checkpoint that holds its log: finish what a stop left
         try:
             run.recover(out)
@@ -416,18 +416,10 @@ def train(run, out, chunked, val_ids, args, say, device=None):
         stopper.restore()
 
 
-def open_device(name):
-    """The ops of gpu.open_device for --device name (None: the CPU); one line and status 2 if it cannot be used."""
-    try:
-        return gpu.open_device(name)
-    except gpu.DeviceError as e:
-        cli.fail(str(e))
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.device:                                     # before anything is written
-        open_device(args.device)
+        cli.open_device(args.device)
     out = check_out(args)
     if not args.resume:                                 # sizes that no machine holds: refused before any work
         s = settings_from(args)
@@ -445,7 +437,7 @@ def main(argv=None):
             if created and not os.path.exists(os.path.join(out, CHECKPOINT)):
                 lock.discard()
             raise
-        device = open_device(run.settings['device'])
+        device = cli.open_device(run.settings['device'])
         report(run, args, changed, chunked, val_ids)
         say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
         finished = train(run, out, chunked, val_ids, args, say, device)

@@ -104,7 +104,7 @@ def write(path, content):
 def find(args, params, ids, text):
     """--find (and --periodic-svg): print the neurons that follow each feature, and draw the periodic ones."""
     with cli.Progress('finding neurons', len(ids)) as progress:
-        found = analysis.find_neurons(params, ids, text, args.top, progress=progress)
+        found = analysis.find_neurons(params, ids, text, args.top, progress=progress, device=args.device)
     print_found(found, f'{args.text} ({len(text):,} characters)')
     if args.periodic_svg:
         per, ramp = found['periodic in line'], found['line position']
@@ -114,7 +114,8 @@ def find(args, params, ids, text):
             cli.fail(f'--periodic-svg: {args.text} is too short to find periodic cells in '
                      f'({len(text)} characters)')
         with cli.Progress('mean activation by position', len(ids)) as progress:
-            means, counts = analysis.position_profile(params, ids, text, cells, progress=progress)
+            means, counts = analysis.position_profile(params, ids, text, cells, progress=progress,
+                                                      device=args.device)
         write(args.periodic_svg, figures.position_profile_svg(
             means, counts, cells, 'Mean activation by position in the line: the best periodic cells, and a '
                                   'line-position cell'))
@@ -127,8 +128,8 @@ def html_page(args, params, ids, text):
         print(f'the page shows the first {args.html_chars:,} of {len(ids):,} characters (--html-chars)')
         ids, text = ids[:args.html_chars], text[:args.html_chars]
     _, H, n_layers = lstm.sizes(params)
-    found = analysis.find_neurons(params, ids, text, args.top)
-    acts = analysis.activations(params, ids)
+    found = analysis.find_neurons(params, ids, text, args.top, device=args.device)
+    acts = analysis.activations(params, ids, device=args.device)
     write(args.html, figures.explorer_page(text, acts, H, n_layers, found, (args.layer, args.state, args.neuron)))
     print(f'wrote {args.html}: open it in a browser')
 
@@ -136,7 +137,7 @@ def html_page(args, params, ids, text):
 def saturation(args, params, ids, text):
     """--saturation: print how often the gates saturate, and draw it."""
     with cli.Progress('gate saturation', len(ids)) as progress:
-        sat = analysis.gate_saturation(params, ids, progress=progress)
+        sat = analysis.gate_saturation(params, ids, progress=progress, device=args.device)
     print_saturation(sat, f'{args.text} ({len(text):,} characters)')
     write(args.saturation, figures.saturation_svg(
         sat, f'Gate saturation over {os.path.basename(args.text)} ({len(text):,} characters)'))
@@ -146,7 +147,7 @@ def saturation(args, params, ids, text):
 def show_viewer(args, params, ids, text):
     """The tkinter viewer (the default)."""
     _, H, n_layers = lstm.sizes(params)
-    acts = analysis.activations(params, ids)
+    acts = analysis.activations(params, ids, device=args.device)
     try:
         viewer.run(text, acts, H, n_layers, args.layer, args.state, args.neuron)
     except ImportError:
@@ -161,6 +162,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.periodic_svg is not None and not args.find:
         cli.fail('--periodic-svg goes with --find')
+    args.device = cli.open_device(args.device)          # the ops: None for the CPU
     svg_kind, html_kind = (b'<svg', 'an SVG figure'), (b'<!DOCTYPE html>', 'an HTML page')
     inputs = [args.text, args.weights, args.lookup, figures.TEMPLATE]
     for option, path, kind in (('--html', args.html, html_kind), ('--saturation', args.saturation, svg_kind),

@@ -58,21 +58,21 @@ def char_kinds(text):
 
 # --- running the model ----------------------------------------------------------------------------------------------
 
-def run(params, ids, window=WINDOW, progress=None):
+def run(params, ids, window=WINDOW, progress=None, device=None):
     """Run the model forward over the indices as one stream (lstm.stream), a window at a time with the state
     carried. Yields (t0, [engine.LayerSteps(h, c, gates)] per layer) for the characters t0 .. t0 + n - 1: h and c
     (n, H), gates (n, 4H) the activated [i, f, o, g]. The window changes nothing but memory."""
-    for w in lstm.stream(params, ids, window, keep=True):
+    for w in lstm.stream(params, ids, window, keep=True, device=device):
         yield w.t0, w.steps
         if progress is not None:
             progress(w.t0 + len(w.logits))
 
 
-def activations(params, ids, progress=None):
+def activations(params, ids, progress=None, device=None):
     """Every activation the explorer shows: {(layer, 'h' or 'c'): (N, H) array}, layers from 1; 'c' holds tanh(c),
     so both lie in [-1, 1]."""
     parts = {}
-    for _, hidden in run(params, ids, progress=progress):
+    for _, hidden in run(params, ids, progress=progress, device=device):
         for n, (h, c, _) in enumerate(hidden, start=1):
             parts.setdefault((n, 'h'), []).append(h)
             parts.setdefault((n, 'c'), []).append(np.tanh(c))
@@ -222,7 +222,7 @@ class _Correlation:
         return bool(present), r
 
 
-def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None):
+def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None, device=None):
     """Rank neurons by how well their activation follows each feature of the text.
 
     Pearson correlation for each feature; for 'periodic in line', the partial correlation R of PeriodicSearch
@@ -239,7 +239,7 @@ def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None):
     lin = {k: _Correlation(M) for k in feats if k != 'periodic in line'}
     periods, two_cycles = line_periods(text)
     search = PeriodicSearch(feats['periodic in line'][0], periods)
-    for t0, hidden in run(params, ids, window, progress):
+    for t0, hidden in run(params, ids, window, progress, device):
         A = np.concatenate([h if s == 'h' else np.tanh(c) for (h, c, _) in hidden for s in 'hc'],
                            axis=1).astype(np.float64)               # (n, M), columns in the order of keys
         for name, acc in lin.items():
@@ -269,13 +269,13 @@ def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None):
     return out
 
 
-def position_profile(params, ids, text, cells, max_pos=60, window=WINDOW, progress=None):
+def position_profile(params, ids, text, cells, max_pos=60, window=WINDOW, progress=None, device=None):
     """For each cell (layer, 'h' or 'c', index, ...): its mean activation at each position in the line, 0 ..
     max_pos, over the text. Returns (means (cells, max_pos + 1), counts (max_pos + 1,) characters per position)."""
     _, pos = char_kinds(text)                           # characters since the last newline
     sums = np.zeros((len(cells), max_pos + 1))
     counts = np.bincount(np.minimum(pos, max_pos + 1), minlength=max_pos + 2)[:max_pos + 1]
-    for t0, hidden in run(params, ids, window, progress):
+    for t0, hidden in run(params, ids, window, progress, device):
         p = pos[t0:t0 + window]
         keep = p <= max_pos
         for j, (layer, state, k, *_) in enumerate(cells):
@@ -290,13 +290,13 @@ def position_profile(params, ids, text, cells, max_pos=60, window=WINDOW, progre
 GATES = ('input', 'forget', 'output')                   # the column blocks i, f, o of each layer's gates
 
 
-def gate_saturation(params, ids, low=0.1, high=0.9, window=WINDOW, progress=None):
+def gate_saturation(params, ids, low=0.1, high=0.9, window=WINDOW, progress=None, device=None):
     """How often each cell's gates are saturated over the text. Returns {(layer, gate name): (left, right)}: for
     each of the H cells, the fraction of steps with the gate below `low` (left-saturated, nearly closed) and
     above `high` (right-saturated, nearly open)."""
     _, H, n_layers = lstm.sizes(params)
     counts = {(n, g): [np.zeros(H), np.zeros(H)] for n in range(1, n_layers + 1) for g in GATES}
-    for _, hidden in run(params, ids, window, progress):
+    for _, hidden in run(params, ids, window, progress, device):
         for n, (_, _, gates) in enumerate(hidden, start=1):
             for k, g in enumerate(GATES):
                 a = gates[:, k * H:(k + 1) * H]

@@ -248,7 +248,21 @@ def add_model_options(parser):
                         'saves/ShakespeareNet.npz)')
     g.add_argument('--lookup', type=path, default=os.path.join(SAVES, 'ShakespeareLookup.json'),
                    help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
+    g.add_argument('--device', type=choice('cpu', 'cuda'), default='cpu',
+                   help='run the model on the CPU or on an NVIDIA GPU through CuPy (default %(default)s). A GPU '
+                        'pays for long texts and many streams side by side; one sample at a time runs as fast '
+                        'on the CPU')
     return g
+
+
+def open_device(name):
+    """The ops of gpu.open_device for --device name (None: the CPU); one line and status 2 if it cannot be used.
+    Call it before any work."""
+    import gpu                                          # here: gpu.py imports the model, which needs no cli
+    try:
+        return gpu.open_device(name)
+    except gpu.DeviceError as e:
+        fail(str(e))
 
 
 class Progress:

@@ -1,0 +1,320 @@
+"""The GPU engine (gpu.py, gpu_kernels.py) against layers.py and the CPU engine.
+
+Everything runs on the numpy twins of the kernels on any machine; where CuPy finds a GPU the same tests run on
+it too (the `ops` fixture), and the tests marked `cuda` hold the CUDA kernels to their twins, a resumed GPU run
+to an uninterrupted one and a GPU sample to itself across processes. Without a GPU those say why they skip.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gpu
+import gpu_kernels
+import layers
+import lstm
+from conftest import ROOT
+from helpers import assert_one_line_error, script, tiny_corpus
+from optimizer import RMSprop, update_average
+
+
+def _cuda_ops():
+    """CudaOps if CuPy and a GPU are here, else the reason there are none."""
+    try:
+        import cupy
+    except ImportError:
+        return None, 'CuPy is not installed'
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None, 'no GPU'
+        return gpu.open_device('cuda'), None
+    except Exception as e:                              # no driver
+        return None, f'no usable GPU ({type(e).__name__})'
+
+
+CUDA, NO_CUDA = _cuda_ops()
+cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
+TWIN = {gpu.TWIN_VARIABLE: '1'}
+
+
+@pytest.fixture(params=['numpy', 'cuda'])
+def ops(request):
+    """The engine's ops: the numpy twins everywhere, the CUDA kernels where there is a GPU."""
+    if request.param == 'numpy':
+        return gpu_kernels.NumpyOps()
+    if CUDA is None:
+        pytest.skip(f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
+    return CUDA
+
+
+def host(ops, a):
+    return ops.asnumpy(a)
+
+
+# --- the twins against layers.py ----------------------------------------------------------------------------
+
+def test_step_twins_compute_layers_steps():
+    rng = np.random.default_rng(0)
+    B, D, H = 3, 4, 5
+    x, h0, c0 = rng.standard_normal((B, D)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    W, b = rng.standard_normal((D + H, 4 * H)), rng.standard_normal(4 * H)
+    h, c, cache = layers.lstm_step_forward(x, h0, c0, W, b)
+    G = np.concatenate([x, h0], axis=1) @ W + b
+    c2, h2 = np.empty_like(c), np.empty_like(h)
+    gpu_kernels.step_forward(G, c0, c2, h2)
+    assert np.allclose(h2, h, atol=1e-14) and np.allclose(c2, c, atol=1e-14)
+    dh, dc, dh_up = rng.standard_normal((B, H)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    dx, dh_prev, dc_prev, dW, db = layers.lstm_step_backward(dh_up + dh, dc, cache)
+    dc_next = dc.copy()
+    gpu_kernels.step_backward(dh_up, dh, dc_next, G, c0, c2)          # G now dL/dz
+    assert np.allclose(dc_next, dc_prev, atol=1e-13)
+    assert np.allclose(G @ W[D:].T, dh_prev, atol=1e-13) and np.allclose(G.sum(axis=0), db, atol=1e-13)
+
+
+def test_softmax_twin_is_layers_softmax_loss():
+    rng = np.random.default_rng(1)
+    z, y = rng.standard_normal((7, 5)) * 3, rng.integers(0, 5, 7)
+    loss, dz = layers.softmax_loss(z, y)
+    logp_y = gpu_kernels.softmax_xent(z, y)
+    assert abs(-logp_y.mean() - loss) < 1e-14 and np.allclose(z, dz, atol=1e-15)
+
+
+# --- the engine against layers.py, float64 -------------------------------------------------------------------
+
+SHAPES = [  # V, H, layers, T, B, dropout, variational, weight_drop
+    (7, 5, 1, 4, 1, 0.0, False, 0.0),
+    (9, 33, 2, 5, 3, 0.3, False, 0.25),
+    (6, 4, 3, 3, 2, 0.2, True, 0.0),
+    (11, 8, 2, 6, 4, 0.0, False, 0.5),
+]
+
+
+def _window(V, H, L, T, B, seed):
+    rng = np.random.default_rng(seed)
+    params = lstm.init_params(V, H, L, rng=rng, dtype=np.float64)
+    for v in params.values():                           # biases away from their initial values too
+        v += rng.uniform(-0.2, 0.2, v.shape)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    state = [(rng.standard_normal((B, H)) * 0.5, rng.standard_normal((B, H)) * 0.5) for _ in range(L)]
+    return params, x, y, state
+
+
+@pytest.mark.parametrize('shape', SHAPES)
+def test_engine_equals_layers_in_float64(ops, shape):
+    """Loss, every gradient and the carried state of a window, with dropout and weight drop."""
+    V, H, L, T, B, p, variational, wd = shape
+    params, x, y, state = _window(V, H, L, T, B, seed=V + H)
+    kw = dict(dropout=p, variational=variational, weight_drop=wd)
+    logits, new_state, cache = lstm.forward(params, x, state, rng=np.random.default_rng(5), reference=True, **kw)
+    loss, dlogits = layers.softmax_loss(logits, y)
+    grads, _ = lstm.backward(dlogits, cache)
+    masks, weight_masks = lstm.draw_masks(np.random.default_rng(5), T, B, H, L, np.float64, **kw)
+    xp = ops.xp
+    m = gpu.Model(ops, params)
+    m.set_state(state)
+    dev = [None if a is None else xp.asarray(a) for a in masks]
+    wdev = [None if a is None else xp.asarray(a) for a in weight_masks]
+    got = float(m.loss_and_grads(xp.asarray(x, np.int32), xp.asarray(y, np.int32), dev, wdev))
+    assert abs(got - loss) < 1e-12 * max(1.0, loss)
+    for k, g in grads.items():
+        assert np.allclose(host(ops, m.grads.view[k]), g, rtol=1e-10, atol=1e-13), k
+    for (h, c), (h2, c2) in zip(new_state, m.host_state()):
+        assert np.allclose(h2, h, atol=1e-13) and np.allclose(c2, c, atol=1e-13)
+
+
+def test_trainer_step_is_cpu_training_step(ops):
+    """loss_and_grads, RMSprop with clipping and weight decay, and the moving average, as _training.py does."""
+    V, H, L, T, B = 8, 6, 2, 5, 3
+    params, x, y, state = _window(V, H, L, T, B, seed=3)
+    opt_cpu = RMSprop(params, lr=0.01, rho=0.9, eps=1e-6, clip=0.05, weight_decay=0.1)
+    opt_cpu.cache = {k: np.abs(np.random.default_rng(4).standard_normal(v.shape)) for k, v in params.items()}
+    ema_cpu = {k: v + 0.01 for k, v in params.items()}
+
+    class Run:                                          # what gpu.Trainer reads of a runs.Run
+        pass
+    run = Run()
+    run.params = {k: v.copy() for k, v in params.items()}
+    run.opt = RMSprop(run.params, lr=0.01, rho=0.9, eps=1e-6, clip=0.05, weight_decay=0.1)
+    run.opt.cache = {k: v.copy() for k, v in opt_cpu.cache.items()}
+    run.ema = {k: v.copy() for k, v in ema_cpu.items()}
+    run.state = state
+    trainer = gpu.Trainer(ops, run)
+    for _ in range(2):
+        loss, grads, state = lstm.loss_and_grads(params, x, y, state)
+        opt_cpu.step(params, grads)
+        update_average(ema_cpu, params, 0.9)
+        got, finite = trainer.step(x, y, run.opt, ema=0.9)
+        assert finite and abs(got - loss) < 1e-12
+    trainer.to_host(run)
+    assert run.opt.steps == opt_cpu.steps == 2
+    for k in params:
+        assert np.allclose(run.params[k], params[k], atol=1e-12), k
+        assert np.allclose(run.opt.cache[k], opt_cpu.cache[k], atol=1e-12), k
+        assert np.allclose(run.ema[k], ema_cpu[k], atol=1e-12), k
+    for (h, c), (h2, c2) in zip(state, run.state):
+        assert np.allclose(h2, h, atol=1e-12) and np.allclose(c2, c, atol=1e-12)
+
+
+def test_predictor_equals_cpu_predictor(ops):
+    params, x, _, _ = _window(7, 9, 2, 6, 3, seed=5)
+    cpu, dev = lstm.Predictor(params, 3), lstm.predictor(params, 3, ops)
+    for part in (x[:4], x[4:5], x[5:]):                 # the state carried from call to call
+        (a, steps_a), (b, steps_b) = cpu(part, keep=True), dev(part, keep=True)
+        assert np.allclose(b, a, atol=1e-12)
+        for la, lb in zip(steps_a, steps_b):
+            for u, v in zip(la, lb):
+                assert np.allclose(v, u, atol=1e-12)
+    dev.state = cpu.state = [(h[::-1].copy(), c[::-1].copy()) for h, c in cpu.state]    # as beam search does
+    assert np.allclose(dev(x[:2]), cpu(x[:2]), atol=1e-12)
+
+
+def test_dynamic_evaluation_equals_cpu(ops):
+    params, _, _, _ = _window(7, 6, 2, 1, 1, seed=6)
+    ids = np.random.default_rng(7).integers(0, 7, 53)
+    a = lstm.evaluate_dynamic(params, ids, lr=0.3, window=10, decay=0.1)
+    b = lstm.evaluate_dynamic(params, ids, lr=0.3, window=10, decay=0.1, device=ops)
+    assert np.allclose(b[0], a[0], atol=1e-10) and (b[1] == a[1]).all()
+
+
+# --- the CUDA kernels against their twins -----------------------------------------------------------------------
+
+@cuda
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_cuda_loops_equal_their_twins(dtype):
+    xp, twin = CUDA.xp, gpu_kernels.NumpyOps()
+    rng = np.random.default_rng(8)
+    T, B, H = 7, 5, 37
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    Wh = (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(dtype)
+    hs, cs = np.zeros((T + 1, B, H), dtype), np.zeros((T + 1, B, H), dtype)
+    hs[0], cs[0] = rng.standard_normal((B, H)), rng.standard_normal((B, H))
+    G = rng.standard_normal((T, B, 4 * H)).astype(dtype)
+    d = [xp.asarray(a) for a in (Wh, hs, cs, G)]
+    twin.forward_loop(Wh, hs, cs, G)
+    CUDA.forward_loop(*d)
+    for a, b in zip((hs, cs, G), d[1:]):
+        assert np.allclose(xp.asnumpy(b), a, atol=tol)
+    dh = rng.standard_normal((T, B, H)).astype(dtype)
+    dhn, dcn = rng.standard_normal((B, H)).astype(dtype), rng.standard_normal((B, H)).astype(dtype)
+    e = [xp.asarray(a) for a in (dh, dhn, dcn)]
+    twin.backward_loop(Wh, cs, G, dh, dhn, dcn)
+    CUDA.backward_loop(d[0], d[2], d[3], *e)
+    for a, b in zip((G, dhn, dcn), (d[3], e[1], e[2])):
+        assert np.allclose(xp.asnumpy(b), a, atol=tol * 10)
+
+
+@cuda
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_cuda_softmax_and_rmsprop_equal_their_twins(dtype):
+    xp = CUDA.xp
+    rng = np.random.default_rng(9)
+    z, y = (rng.standard_normal((50, 65)) * 4).astype(dtype), rng.integers(0, 65, 50)
+    zd = xp.asarray(z)
+    logp = CUDA.softmax_xent(zd, xp.asarray(y, np.int32))
+    assert np.allclose(xp.asnumpy(logp), gpu_kernels.softmax_xent(z, y), atol=1e-5)
+    assert np.allclose(xp.asnumpy(zd), z, atol=1e-7)
+    for clip in (0.0, 0.5):
+        p, g, c = (rng.standard_normal(300).astype(dtype) for _ in range(3))
+        c = np.abs(c)
+        norm2 = np.float64((g.astype(np.float64) ** 2).sum())
+        dev = [xp.asarray(a) for a in (p, g, c)]
+        CUDA.rmsprop(*dev, xp.asarray(norm2), clip, 0.01, 0.95, 1e-8, 0.1, 200)
+        gpu_kernels.rmsprop(p, g, c, norm2, clip, 0.01, 0.95, 1e-8, 0.1, 200)
+        assert np.allclose(xp.asnumpy(dev[0]), p, atol=1e-6) and np.allclose(xp.asnumpy(dev[2]), c, rtol=1e-5)
+
+
+# --- the scripts: the option, its errors, a run moving between devices -------------------------------------
+
+def _blocked_cupy(name, *args):
+    """Run a script as if CuPy were not installed."""
+    code = ('import sys, runpy; sys.modules["cupy"] = None; sys.argv = sys.argv[1:]; '
+            'runpy.run_path(sys.argv[0], run_name="__main__")')
+    return subprocess.run([sys.executable, '-c', code, os.path.join(ROOT, name), *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+
+
+@pytest.mark.parametrize('name,args', [
+    ('_sample.py', ['--length', '10']), ('_evaluate.py', ['--blocks', '64']), ('_visualize.py', ['--find']),
+    ('_training.py', ['--out', 'OUT', '--max-steps', '1'])])
+def test_without_cupy_one_line_and_nothing_written(tmp_path, name, args):
+    args = [str(tmp_path / 'run') if a == 'OUT' else a for a in args]
+    r = _blocked_cupy(name, *args, '--device', 'cuda')
+    assert_one_line_error(r, 'CuPy', 'pip install cupy-cuda12x', '--device cpu')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_device_names_the_missing_piece(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'cupy', None)
+    monkeypatch.delenv(gpu.TWIN_VARIABLE, raising=False)
+    monkeypatch.setattr(gpu, '_opened', {})
+    assert gpu.open_device('cpu') is None
+    with pytest.raises(gpu.DeviceError, match='not installed'):
+        gpu.open_device('cuda')
+
+
+TINY = ['--hidden', '12', '--chunks', '3', '--window', '8', '--val-chars', '300', '--sample-length', '0',
+        '--dtype', 'float64', '--dropout', '0.2', '--weight-drop', '0.1', '--ema', '0.9', '--clip', '1',
+        '--checkpoint-minutes', '0', '--threads', '1']
+
+
+def _train(out, corpus, *args, env=None):
+    r = script('_training.py', '--out', out, '--corpus', corpus, *TINY, *args, env=env)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def _checkpoint(folder):
+    with np.load(os.path.join(folder, 'ShakespeareOptimizer.npz'), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if k != 'meta'}
+
+
+def test_a_run_moves_cpu_gpu_cpu_and_ends_where_one_run_ends(tmp_path):
+    """The checkpoint is one format: --resume --device cuda, then --device cpu, continues the same run (weights,
+    RMSprop state, carried state, position, random state, average); here on the twins, float64."""
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text(tiny_corpus(3000))
+    _train(tmp_path / 'one', corpus, '--max-steps', '120')
+    _train(tmp_path / 'moved', corpus, '--max-steps', '40')
+    r = _train(tmp_path / 'moved', corpus, '--max-steps', '80', '--resume', '--device', 'cuda', env=TWIN)
+    assert 'device cpu -> cuda' in r.stdout
+    r = _train(tmp_path / 'moved', corpus, '--max-steps', '120', '--resume', '--device', 'cpu', env=TWIN)
+    assert 'device cuda -> cpu' in r.stdout
+    a, b = _checkpoint(tmp_path / 'one'), _checkpoint(tmp_path / 'moved')
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.allclose(b[k], a[k], rtol=1e-9, atol=1e-12), k
+
+
+def test_bad_input_on_the_gpu_path_is_one_line(tmp_path):
+    r = script('_training.py', '--out', tmp_path / 'r', '--device', 'cuda', '--lr', '-1', env=TWIN)
+    assert_one_line_error(r, '--lr')
+    r = script('_training.py', '--out', tmp_path / 'r', '--device', 'gpu')
+    assert_one_line_error(r, '--device')
+    r = script('_sample.py', '--device', 'cuda', '--weights', tmp_path / 'none.npz', env=TWIN)
+    assert_one_line_error(r, 'none.npz')
+    assert not (tmp_path / 'r').exists()
+
+
+# --- on a GPU: bit-exact resume, the same sample in every process ---------------------------------------------
+
+@cuda
+def test_gpu_resume_continues_bit_for_bit(tmp_path):
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text(tiny_corpus(3000))
+    f32 = ['--dtype', 'float32', '--device', 'cuda']
+    _train(tmp_path / 'one', corpus, '--max-steps', '60', *f32)
+    _train(tmp_path / 'two', corpus, '--max-steps', '25', *f32)
+    _train(tmp_path / 'two', corpus, '--max-steps', '60', '--resume', *f32)
+    a, b = _checkpoint(tmp_path / 'one'), _checkpoint(tmp_path / 'two')
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+
+
+@cuda
+def test_gpu_sample_with_a_seed_is_the_same_text_in_every_process():
+    runs = [script('_sample.py', '--device', 'cuda', '--seed', '7', '--length', '300', '--num-samples', '3')
+            for _ in range(2)]
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) > 300
