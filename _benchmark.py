@@ -2,6 +2,7 @@
 
     python _benchmark.py                       # this repo alone
     .venv-torch/bin/python _benchmark.py       # side by side with PyTorch's nn.LSTM, where torch is installed
+    python _benchmark.py --device cuda         # on an NVIDIA GPU, beside PyTorch's cuDNN LSTM if installed
 
 Training: forward, backward and RMSprop over one window of T characters in B chunks (B * T characters), the
 median of 3 * --rounds steps; with PyTorch, the two are timed in turn, round after round, so that a change in the
@@ -29,7 +30,8 @@ def parse_args(argv):
     g.add_argument('--hidden', type=cli.positive_int, default=512, help='units per layer (default %(default)s)')
     g.add_argument('--vocab', type=cli.positive_int, default=65, help='characters (default %(default)s)')
     g = p.add_argument_group('measurement')
-    g.add_argument('--chunks', type=cli.positive_int, default=25, help='batch of chunks B (default %(default)s)')
+    g.add_argument('--chunks', type=cli.positive_int, help='batch of chunks B (default 25; on --device cuda '
+                   '25, 128 and 512 in turn)')
     g.add_argument('--window', type=cli.positive_int, default=100, help='window T (default %(default)s)')
     g.add_argument('--rounds', type=cli.positive_int, default=5, help='rounds of training steps, each timing 3 '
                    'steps of this repo and then 3 of PyTorch, one after the other (default %(default)s)')
@@ -40,6 +42,8 @@ def parse_args(argv):
                    help='threads for numpy (2: half of the chunks on each of two threads, '
                         'with OpenBLAS at 1 thread) and for PyTorch (default: all cores)')
     g.add_argument('--no-torch', action='store_true', help='skip PyTorch even if it is installed')
+    g.add_argument('--device', type=cli.choice('cpu', 'cuda'), default='cpu',
+                   help='measure on the CPU or on an NVIDIA GPU through CuPy (default %(default)s)')
     return p.parse_args(argv)
 
 
@@ -174,8 +178,29 @@ def report(result, args, pinned):
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
 
 
+def gpu_main(args):
+    """--device cuda: this repo's GPU engine beside PyTorch's cuDNN LSTM (gpu_benchmark.py)."""
+    import gpu_benchmark
+    cli.open_device('cuda')                             # one line if there is no GPU
+    args.batches = [args.chunks] if args.chunks else [25, 128, 512]
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+            if not torch.cuda.is_available():
+                torch = None
+        except ImportError:
+            pass
+    result, rows = gpu_benchmark.main(args, torch)
+    gpu_benchmark.report(result, rows)
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.device == 'cuda':
+        return gpu_main(args)
+    args.chunks = args.chunks or 25
     model = cli.model_bytes(args.vocab, args.hidden, args.layers, args.chunks, args.window, training=True)
     cli.check_memory(2 * model, f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on '
                                 f'--chunks {args.chunks} x --window {args.window} (this repo and PyTorch)')
