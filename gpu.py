@@ -224,10 +224,12 @@ class Model:
         logp_y = self.ops.softmax_xent(w.logits, y.reshape(-1))      # w.logits becomes dL/dlogits
         loss = -logp_y.mean()
         dl, top = w.logits, inputs[-1].reshape(T * B, self.H)
-        xp.matmul(top.T, dl, out=g['dense.W'])
-        xp.sum(dl, axis=0, out=g['dense.b'])
+        with self.ops.side():
+            xp.matmul(top.T, dl, out=g['dense.W'])
+            xp.sum(dl, axis=0, out=g['dense.b'])
         dtop = xp.matmul(dl, p['dense.W'].T).reshape(T, B, self.H)
         self._stack_backward(w, x, dtop, inputs, masks, weights, weight_masks)
+        self.ops.join()
         return loss
 
     def _stack_backward(self, w, x, dtop, inputs, masks, weights, weight_masks):
@@ -243,19 +245,29 @@ class Model:
             w.dc_next.fill(0)
             self.ops.backward_loop(W[D:], w.cs[n], w.G[n], xp.ascontiguousarray(dh), w.dh_next, w.dc_next)
             dz = w.G[n].reshape(T * B, 4 * H)
-            dW = g[f'lstm{n + 1}.W']
-            if n == 0:                                  # the one-hot vectors themselves, (T B, V)
-                w.onehot.fill(0)
-                w.onehot[w.rows, x.reshape(-1)] = 1
-                xp.matmul(w.onehot.T, dz, out=dW[:D])
-            else:
-                xp.matmul(inputs[n].reshape(T * B, D).T, dz, out=dW[:D])
-            xp.matmul(w.hs[n][:-1].reshape(T * B, H).T, dz, out=dW[D:])
-            xp.sum(dz, axis=0, out=g[f'lstm{n + 1}.b'])
-            if weight_masks and weight_masks[n] is not None:
-                dW[D:] *= weight_masks[n]               # the gradient reaches a dropped weight through its mask
+            with self.ops.side():                       # beside the next layer's time loop
+                self._weight_grads(w, x, n, D, inputs, weight_masks)
             if n > 0:
                 dtop = xp.matmul(dz, W[:D].T).reshape(T, B, D)
+
+
+    def _weight_grads(self, w, x, n, D, inputs, weight_masks):
+        """Layer n's dW = [x, h_prev]^T dz and db, from its dz in w.G[n]: products over the whole window."""
+        xp, g = self.xp, self.grads.view
+        T, B = x.shape
+        H = self.H
+        dz = w.G[n].reshape(T * B, 4 * H)
+        dW = g[f'lstm{n + 1}.W']
+        if n == 0:                                      # the one-hot vectors themselves, (T B, V)
+            w.onehot.fill(0)
+            w.onehot[w.rows, x.reshape(-1)] = 1
+            xp.matmul(w.onehot.T, dz, out=dW[:D])
+        else:
+            xp.matmul(inputs[n].reshape(T * B, D).T, dz, out=dW[:D])
+        xp.matmul(w.hs[n][:-1].reshape(T * B, H).T, dz, out=dW[D:])
+        xp.sum(dz, axis=0, out=g[f'lstm{n + 1}.b'])
+        if weight_masks and weight_masks[n] is not None:
+            dW[D:] *= weight_masks[n]                   # the gradient reaches a dropped weight through its mask
 
 
 # --- training ---------------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ What the ops are, and why they are kernels:
 - rmsprop: optimizer.RMSprop's update of every parameter in one kernel over one flat buffer, with the clipping
   scale computed on the GPU from the gradients' squared norm (no wait for the host).
 """
+import contextlib
+
 import numpy as np
 
 # One thread per (stream b, unit j) of a step. REAL is float or double. sigmoid is written through tanh, as
@@ -45,6 +47,99 @@ extern "C" __global__ void step_backward(const REAL* dh_out, const REAL* dh_next
     REAL i = z[j], f = z[H + j], o = z[2 * H + j], g = z[3 * H + j];
     REAL tc = tanh(c[k]);
     REAL dh = dh_out[k] + dh_next[k];
+    REAL dc = dc_next[k] + dh * o * ((REAL)1 - tc * tc);
+    z[j] = dc * g * i * ((REAL)1 - i);
+    z[H + j] = dc * c_prev[k] * f * ((REAL)1 - f);
+    z[2 * H + j] = dh * tc * o * ((REAL)1 - o);
+    z[3 * H + j] = dc * i * ((REAL)1 - g * g);
+    dc_next[k] = dc * f;
+}
+
+// The fused steps, for small batches: the step's product and its elementwise work in one launch. A block
+// computes UNITS units (forward) or WARPS units (backward) of TB rows; the partial sums are added in a fixed
+// order, so the result is the same at every run.
+#define UNITS 8
+#define WARPS 8
+#define MC 64
+constexpr int TB = sizeof(REAL) == 8 ? 16 : 32;
+
+extern "C" __global__ void step_forward_fused(REAL* G, const REAL* h_prev, const REAL* Wh, const REAL* c_prev,
+                                              REAL* c, REAL* h, int B, int H) {
+    // z = G + h_prev Wh for the 4 gates of UNITS units (32 columns, one a lane), each warp a slice of the sum
+    __shared__ REAL part[WARPS][TB][32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int j0 = blockIdx.x * UNITS, b0 = blockIdx.y * TB;
+    int nb = min(TB, B - b0);
+    int q = lane / UNITS, j = j0 + lane % UNITS;
+    REAL acc[TB];
+    #pragma unroll
+    for (int r = 0; r < TB; r++) acc[r] = 0;
+    int span = (H + WARPS - 1) / WARPS, k0 = warp * span, k1 = min(H, k0 + span);
+    if (j < H) {
+        const REAL* w = Wh + (size_t)q * H + j;
+        const REAL* hp = h_prev + (size_t)b0 * H;
+        for (int k = k0; k < k1; k++) {
+            REAL wk = w[(size_t)k * 4 * H];
+            #pragma unroll
+            for (int r = 0; r < TB; r++)
+                if (r < nb) acc[r] += hp[(size_t)r * H + k] * wk;
+        }
+    }
+    #pragma unroll
+    for (int r = 0; r < TB; r++) part[warp][r][lane] = acc[r];
+    __syncthreads();
+    int r = threadIdx.x / UNITS, u = threadIdx.x % UNITS;     // now one thread per (row, unit)
+    j = j0 + u;
+    if (r >= nb || j >= H) return;
+    int b = b0 + r;
+    size_t k = (size_t)b * H + j;
+    REAL* zb = G + (size_t)b * 4 * H;
+    REAL zq[4];
+    for (int g = 0; g < 4; g++) {
+        REAL s = 0;
+        for (int w = 0; w < WARPS; w++) s += part[w][r][g * UNITS + u];
+        zq[g] = zb[g * H + j] + s;
+    }
+    REAL i = SIGMOID(zq[0]), f = SIGMOID(zq[1]), o = SIGMOID(zq[2]), g = tanh(zq[3]);
+    REAL cc = f * c_prev[k] + i * g;
+    c[k] = cc;
+    h[k] = o * tanh(cc);
+    zb[j] = i; zb[H + j] = f; zb[2 * H + j] = o; zb[3 * H + j] = g;
+}
+
+extern "C" __global__ void step_backward_fused(const REAL* dz_next, const REAL* Wh, const REAL* dh_out,
+                                               REAL* dh_next, REAL* dc_next, REAL* G, const REAL* c_prev,
+                                               const REAL* c, int B, int H, int last) {
+    // dh_next = dz_next Wh^T (or, at the window's last step, the given dh_next) for WARPS units (one a warp)
+    // of TB rows (one a lane), then step_backward on them; dz_next is staged in shared memory MC columns at a time
+    __shared__ REAL s[MC][TB + 1];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int j = blockIdx.x * WARPS + warp, b0 = blockIdx.y * TB;
+    int nb = min(TB, B - b0);
+    REAL acc = 0;
+    if (!last) {
+        for (int m0 = 0; m0 < 4 * H; m0 += MC) {
+            __syncthreads();
+            for (int e = threadIdx.x; e < MC * TB; e += blockDim.x) {
+                int rr = e / MC, mm = e % MC;
+                s[mm][rr] = (rr < nb && m0 + mm < 4 * H) ? dz_next[(size_t)(b0 + rr) * 4 * H + m0 + mm] : 0;
+            }
+            __syncthreads();
+            if (j < H && lane < nb) {
+                const REAL* w = Wh + (size_t)j * 4 * H + m0;
+                int mend = min(MC, 4 * H - m0);
+                for (int mm = 0; mm < mend; mm++) acc += w[mm] * s[mm][lane];
+            }
+        }
+    }
+    if (j >= H || lane >= nb) return;
+    int b = b0 + lane;
+    size_t k = (size_t)b * H + j;
+    if (last) acc = dh_next[k];
+    REAL* z = G + (size_t)b * 4 * H;
+    REAL i = z[j], f = z[H + j], o = z[2 * H + j], g = z[3 * H + j];
+    REAL tc = tanh(c[k]);
+    REAL dh = dh_out[k] + acc;
     REAL dc = dc_next[k] + dh * o * ((REAL)1 - tc * tc);
     z[j] = dc * g * i * ((REAL)1 - i);
     z[H + j] = dc * c_prev[k] * f * ((REAL)1 - f);
@@ -87,7 +182,9 @@ extern "C" __global__ void rmsprop(REAL* p, const REAL* g, REAL* cache, const do
 }
 '''
 
-KERNELS = ('step_forward', 'step_backward', 'softmax_xent', 'rmsprop')
+# Up to this many streams the fused step kernels run the time loop (measured on an H200: _benchmark.py).
+FUSED_MAX_B = 64
+KERNELS = ('step_forward', 'step_backward', 'step_forward_fused', 'step_backward_fused', 'softmax_xent', 'rmsprop')
 THREADS = 256                                           # threads per block
 
 
@@ -165,13 +262,22 @@ class NumpyOps:
     def softmax_xent(self, z, y):
         return softmax_xent(z, y)
 
+    def side(self):
+        """A block of work that may run beside what follows (on a GPU: on a second stream)."""
+        return contextlib.nullcontext()
+
+    def join(self):
+        """Wait for the work of side() blocks."""
+
     def rmsprop(self, p, g, cache, norm2, clip, lr, rho, eps, weight_decay, n_decay):
         rmsprop(p, g, cache, norm2, clip, lr, rho, eps, weight_decay, n_decay)
 
 
 class CudaOps:
-    """The ops on CuPy arrays, through the CUDA kernels and cuBLAS called directly."""
+    """The ops on CuPy arrays, through the CUDA kernels and cuBLAS called directly. Up to fused_max_b streams,
+    a step of the time loop is one fused kernel (its product inside); above, a cuBLAS product and a kernel."""
     name = 'cuda'
+    fused_max_b = FUSED_MAX_B
 
     def __init__(self, cupy):
         self.xp = cp = cupy
@@ -181,6 +287,21 @@ class CudaOps:
         self._handle = cp.cuda.device.get_cublas_handle()
         self._modules = {}
         self._scalars = {}                              # host alpha / beta for cuBLAS, kept alive
+        self._side = cp.cuda.Stream(non_blocking=True)
+
+    @contextlib.contextmanager
+    def side(self):
+        """Work on a second stream, after what the current stream has queued so far: the weight gradients'
+        products there fill the GPU while the time loop of the layer below runs its small steps."""
+        ready = self.xp.cuda.Event(block=False, disable_timing=True)
+        ready.record()
+        self._side.wait_event(ready)
+        with self._side:
+            yield
+
+    def join(self):
+        """The current stream waits for the work of side() blocks."""
+        self.xp.cuda.get_current_stream().wait_event(self._side.record())
 
     def _kernels(self, dtype):
         dtype = np.dtype(dtype)
@@ -193,6 +314,7 @@ class CudaOps:
 
     def _gemm(self, dtype):
         """cuBLAS's gemm for the dtype, its host alpha = 1 and beta pointers, on the current stream."""
+        self._kernels(dtype)                            # makes the scalars
         cb = self._cublas
         cb.setStream(self._handle, self.xp.cuda.get_current_stream().ptr)
         cb.setPointerMode(self._handle, cb.CUBLAS_POINTER_MODE_HOST)
@@ -201,22 +323,34 @@ class CudaOps:
         return gemm, one.ctypes.data, zero.ctypes.data
 
     def forward_loop(self, Wh, hs, cs, G):
-        k = self._kernels(G.dtype)['step_forward']
-        gemm, one, _ = self._gemm(G.dtype)
         T, B, H4 = G.shape
         H = H4 // 4
         n = np.int32(B), np.int32(H)
         grid, sz = ((B * H + THREADS - 1) // THREADS,), G.itemsize
         h0, c0, g0, w = hs.data.ptr, cs.data.ptr, G.data.ptr, Wh.data.ptr
         hstep, gstep = B * H * sz, B * H4 * sz
+        if B <= self.fused_max_b:
+            k = self._kernels(G.dtype)['step_forward_fused']
+            grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
+            for t in range(T):
+                k(grid, (THREADS,), (np.uint64(g0 + t * gstep), np.uint64(h0 + t * hstep), np.uint64(w),
+                                     np.uint64(c0 + t * hstep), np.uint64(c0 + (t + 1) * hstep),
+                                     np.uint64(h0 + (t + 1) * hstep), *n))
+            return
+        k = self._kernels(G.dtype)['step_forward']
+        gemm, one, _ = self._gemm(G.dtype)
         for t in range(T):
             # row-major G[t] (B, 4H) += hs[t] (B, H) @ Wh (H, 4H): column-major G^T = Wh^T hs^T + G^T
             gemm(self._handle, 0, 0, H4, B, H, one, w, H4, h0 + t * hstep, H, one, g0 + t * gstep, H4)
             k(grid, (THREADS,), (np.uint64(g0 + t * gstep), np.uint64(c0 + t * hstep),
                                  np.uint64(c0 + (t + 1) * hstep), np.uint64(h0 + (t + 1) * hstep), *n))
 
+    @staticmethod
+    def _rows(dtype):
+        """TB of the fused kernels: the rows a block computes."""
+        return 16 if np.dtype(dtype).itemsize == 8 else 32
+
     def backward_loop(self, Wh, cs, G, dh, dh_next, dc_next):
-        k = self._kernels(G.dtype)['step_backward']
         gemm, one, zero = self._gemm(G.dtype)
         T, B, H4 = G.shape
         H = H4 // 4
@@ -225,6 +359,19 @@ class CudaOps:
         c0, g0, d0, w = cs.data.ptr, G.data.ptr, dh.data.ptr, Wh.data.ptr
         dhn, dcn = np.uint64(dh_next.data.ptr), np.uint64(dc_next.data.ptr)
         hstep, gstep = B * H * sz, B * H4 * sz
+        if B <= self.fused_max_b:
+            k = self._kernels(G.dtype)['step_backward_fused']
+            grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
+            for t in range(T - 1, -1, -1):
+                last = t == T - 1
+                k(grid, (THREADS,), (np.uint64(0 if last else g0 + (t + 1) * gstep), np.uint64(w),
+                                     np.uint64(d0 + t * hstep), dhn, dcn, np.uint64(g0 + t * gstep),
+                                     np.uint64(c0 + t * hstep), np.uint64(c0 + (t + 1) * hstep), *n,
+                                     np.int32(last)))
+            # dh0 = dz[0] Wh^T, the gradient of the carried-in h, as the unfused loop leaves it
+            gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0, H4, zero, dh_next.data.ptr, H)
+            return
+        k = self._kernels(G.dtype)['step_backward']
         for t in range(T - 1, -1, -1):
             k(grid, (THREADS,), (np.uint64(d0 + t * hstep), dhn, dcn, np.uint64(g0 + t * gstep),
                                  np.uint64(c0 + t * hstep), np.uint64(c0 + (t + 1) * hstep), *n))

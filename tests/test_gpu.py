@@ -4,6 +4,7 @@ Everything runs on the numpy twins of the kernels on any machine; where CuPy fin
 it too (the `ops` fixture), and the tests marked `cuda` hold the CUDA kernels to their twins, a resumed GPU run
 to an uninterrupted one and a GPU sample to itself across processes. Without a GPU those say why they skip.
 """
+import contextlib
 import os
 import subprocess
 import sys
@@ -39,14 +40,28 @@ cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: 
 TWIN = {gpu.TWIN_VARIABLE: '1'}
 
 
-@pytest.fixture(params=['numpy', 'cuda'])
+@pytest.fixture(params=['numpy', 'cuda-fused', 'cuda-cublas'])
 def ops(request):
-    """The engine's ops: the numpy twins everywhere, the CUDA kernels where there is a GPU."""
+    """The engine's ops: the numpy twins everywhere; where there is a GPU, the CUDA kernels with the fused steps
+    (small batches) and with cuBLAS in the time loop (large batches)."""
     if request.param == 'numpy':
-        return gpu_kernels.NumpyOps()
+        yield gpu_kernels.NumpyOps()
+        return
     if CUDA is None:
         pytest.skip(f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
-    return CUDA
+    with _fused_up_to(1 << 30 if request.param == 'cuda-fused' else 0):
+        yield CUDA
+
+
+@contextlib.contextmanager
+def _fused_up_to(B):
+    """CUDA's time loops with the fused step kernels up to B streams, for a while."""
+    saved = CUDA.fused_max_b
+    CUDA.fused_max_b = B
+    try:
+        yield
+    finally:
+        CUDA.fused_max_b = saved
 
 
 def host(ops, a):
@@ -182,10 +197,17 @@ def test_dynamic_evaluation_equals_cpu(ops):
 
 @cuda
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
-def test_cuda_loops_equal_their_twins(dtype):
+@pytest.mark.parametrize('B', [1, 5, 37])
+@pytest.mark.parametrize('fused', [True, False])
+def test_cuda_loops_equal_their_twins(dtype, B, fused):
+    with _fused_up_to(1 << 30 if fused else 0):
+        _cuda_loops_equal_their_twins(dtype, B)
+
+
+def _cuda_loops_equal_their_twins(dtype, B):
     xp, twin = CUDA.xp, gpu_kernels.NumpyOps()
     rng = np.random.default_rng(8)
-    T, B, H = 7, 5, 37
+    T, H = 7, 37
     tol = 1e-5 if dtype == np.float32 else 1e-13
     Wh = (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(dtype)
     hs, cs = np.zeros((T + 1, B, H), dtype), np.zeros((T + 1, B, H), dtype)
@@ -272,14 +294,16 @@ def _checkpoint(folder):
 
 def test_a_run_moves_cpu_gpu_cpu_and_ends_where_one_run_ends(tmp_path):
     """The checkpoint is one format: --resume --device cuda, then --device cpu, continues the same run (weights,
-    RMSprop state, carried state, position, random state, average); here on the twins, float64."""
+    RMSprop state, carried state, position, random state, average), float64; on the GPU where there is one, else
+    on the twins."""
+    env = None if CUDA is not None else TWIN
     corpus = tmp_path / 'c.txt'
     corpus.write_text(tiny_corpus(3000))
     _train(tmp_path / 'one', corpus, '--max-steps', '120')
     _train(tmp_path / 'moved', corpus, '--max-steps', '40')
-    r = _train(tmp_path / 'moved', corpus, '--max-steps', '80', '--resume', '--device', 'cuda', env=TWIN)
+    r = _train(tmp_path / 'moved', corpus, '--max-steps', '80', '--resume', '--device', 'cuda', env=env)
     assert 'device cpu -> cuda' in r.stdout
-    r = _train(tmp_path / 'moved', corpus, '--max-steps', '120', '--resume', '--device', 'cpu', env=TWIN)
+    r = _train(tmp_path / 'moved', corpus, '--max-steps', '120', '--resume', '--device', 'cpu', env=env)
     assert 'device cuda -> cpu' in r.stdout
     a, b = _checkpoint(tmp_path / 'one'), _checkpoint(tmp_path / 'moved')
     assert a.keys() == b.keys()
