@@ -20,6 +20,7 @@ import sys
 import time
 
 import blas
+import engine
 import lstm
 
 
@@ -76,9 +77,10 @@ def numpy_trainer(args):
     threads = min(args.threads, 2)
     if blas.set_threads(1 if threads > 1 else args.threads) is None:
         threads = 1                                     # OpenBLAS not found: let its own threads do the work
+    plan = engine.Plan(threads)                         # widths measured here, as training does
 
     def train():
-        _, grads, state[0] = lstm.loss_and_grads(params, x, y, state[0], threads=threads)
+        _, grads, state[0] = lstm.loss_and_grads(params, x, y, state[0], plan=plan)
         opt.step(params, grads)
     return train, params
 

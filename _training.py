@@ -39,10 +39,11 @@ SETTINGS = [
                                                    'validation split, its first ones (0: all)'),
     ('model', 'layers', 2, cli.positive_int, 'number of LSTM layers'),
     ('model', 'hidden', 512, cli.positive_int, 'units per LSTM layer'),
-    ('optimisation', 'chunks', 25, cli.positive_int, 'contiguous chunks trained side by side (the batch). '
-                                                      'A GPU pays at 128 or 512: each step then learns from more '
-                                                      'text, an epoch has 5 or 20 times fewer steps, and a '
-                                                      'larger --lr (e.g. 0.002 to 0.004) makes up for it'),
+    ('optimisation', 'chunks', 25, cli.positive_int, 'contiguous chunks trained side by side (the batch). On '
+                                                      'a GPU 128 or 512 train many times more characters a '
+                                                      'second; each step then averages its gradient over more '
+                                                      'text, so an epoch has 5 or 20 times fewer steps, and a '
+                                                      'larger --lr may be needed to learn as much per epoch'),
     ('optimisation', 'window', 100, cli.positive_int, 'truncated-BPTT window in characters (k1 = k2)'),
     ('optimisation', 'lr', 0.001, cli.positive_float, 'RMSprop learning rate'),
     ('optimisation', 'rho', 0.95, cli.above_zero_below_one, 'RMSprop decay of the mean squared gradient'),
@@ -175,14 +176,15 @@ def lock_folder(out):
     return lock
 
 
-def new_run(args, out):
+def new_run(args, out, plan=None):
     if os.path.exists(os.path.join(out, CHECKPOINT)):
         cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
     stray = runs.stray_files(out)
     if stray:
         cli.fail(f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
                  'those files away, or choose another --out folder')
-    return runs.Run(settings_from(args), pos=dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0))
+    return runs.Run(settings_from(args), pos=dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0),
+                    plan=plan)
 
 
 def make_optimizer(params, settings):
@@ -250,7 +252,7 @@ def load_data(run):
 
 # --- training --------------------------------------------------------------------------------------------------
 
-def train_window(run, chunked, threads, trainer=None):
+def train_window(run, chunked, trainer=None):
     """One step of truncated BPTT on the next window of every chunk: forward, backward, RMSprop, average; on
     the GPU if a gpu.Trainer is given (which then holds the weights until trainer.to_host)."""
     s = run.settings
@@ -264,7 +266,7 @@ def train_window(run, chunked, threads, trainer=None):
     else:
         with np.errstate(all='ignore'):                 # overflow is caught below, with a clear message
             loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, dropout=s['dropout'],
-                                                         rng=run.rng, threads=threads,
+                                                         rng=run.rng, plan=run.plan,
                                                          weight_drop=s['weight_drop'], variational=s['variational'])
             run.opt.step(run.params, grads)
         if run.ema is not None:
@@ -377,6 +379,7 @@ def train(run, out, chunked, val_ids, args, say, device=None):
     threads = min(args.threads or default_threads(), 2)
     if threads > 1 and set_blas_threads(1) is None:
         threads = 1                                     # OpenBLAS not found: let its own threads do the work
+    run.plan.threads = threads
     max_steps = float('inf') if args.max_steps is None else args.max_steps
     progress, stopper = Progress(args.quiet), runs.Stopper()
     last_checkpoint = time.time()
@@ -391,7 +394,7 @@ def train(run, out, chunked, val_ids, args, say, device=None):
                         trainer.from_host(run)          # the new epoch's zero state
                     continue
                 t = time.time()
-                loss = train_window(run, chunked, threads, trainer)
+                loss = train_window(run, chunked, trainer)
                 progress.add(loss, chunked.shape[0] * s['window'], time.time() - t)
                 progress.show(run, min((s['epochs'] - p['epoch']) * run.windows - p['window'],
                                        max_steps - p['step']))
@@ -416,7 +419,9 @@ def train(run, out, chunked, val_ids, args, say, device=None):
         stopper.restore()
 
 
-def main(argv=None):
+def main(argv=None, plan=None):
+    """plan: the engine.Plan of a new run (tests fix its widths with one); None measures them. A resumed run
+    computes as its checkpoint's plan says."""
     args = parse_args(argv)
     if args.device:                                     # before anything is written
         cli.open_device(args.device)
@@ -431,13 +436,15 @@ def main(argv=None):
     lock = lock_folder(out)
     try:
         try:
-            run, changed = resumed_run(args, out) if args.resume else (new_run(args, out), {})
+            run, changed = resumed_run(args, out) if args.resume else (new_run(args, out, plan), {})
             chunked, val_ids = load_data(run)
+            device = cli.open_device(run.settings['device'])
+            if device is not None:
+                check_gpu_memory(device, run.settings)
         except BaseException:                           # refused: a folder made for nothing is removed
             if created and not os.path.exists(os.path.join(out, CHECKPOINT)):
                 lock.discard()
             raise
-        device = cli.open_device(run.settings['device'])
         report(run, args, changed, chunked, val_ids)
         say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
         finished = train(run, out, chunked, val_ids, args, say, device)
@@ -454,6 +461,17 @@ def main(argv=None):
         best = 'none' if run.pos['best_val'] is None else f'{nats(run.pos["best_val"])} nats/char'
         say(f'done: {run.pos["epoch"]} epochs, best validation loss {best}; files in {out}')
     return 0
+
+
+def check_gpu_memory(device, s):
+    """Sizes the GPU does not hold: one line, before any training."""
+    needed = cli.model_bytes(1, s['hidden'], s['layers'], s['chunks'], s['window'], training=True,
+                             itemsize=8 if s['dtype'] == 'float64' else 4)
+    try:
+        gpu.check_memory(device, needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks '
+                                          f'{s["chunks"]} x --window {s["window"]}')
+    except gpu.DeviceError as e:
+        cli.fail(str(e))
 
 
 def report(run, args, changed, chunked, val_ids):

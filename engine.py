@@ -15,26 +15,18 @@ and tests/test_engine.py holds it to them in float64 over random shapes. What ma
 - On two threads (stack_forward / stack_backward), each thread runs half of the B streams through every layer;
   numpy releases the GIL inside its kernels, so the two overlap, and the halves' weight gradients are added.
 
-The forward-only path (stack_forward_only: sampling, evaluation, the explorer) runs the same forward loop without
-the backward's factors, with the recurrent weights prepared once, and with a fixed block width, so that it gives
-the same output in every process; dynamic evaluation runs stack_forward and stack_backward with that width too.
+How it computes is a Plan: the threads, and the widths of the in-loop products' column blocks, measured where
+training runs and saved in its checkpoint. The forward-only path (stack_forward_only: sampling, evaluation, the
+explorer) runs the same forward loop without the backward's factors, with the recurrent weights prepared once,
+with the plain product (Plan.plain()), so that it gives the same output in every process; dynamic evaluation runs
+stack_forward and stack_backward with the plain plan too.
 """
+import functools
 import threading
 import time
 from typing import NamedTuple
 
 import numpy as np
-
-# OpenBLAS runs the small in-loop products, (B x H) @ (H x 4H) forward and (B x 4H) @ (4H x H) backward, faster
-# with the weight cut into blocks of columns and done as one batched product; which width is fastest depends on
-# the CPU, the OpenBLAS kernel and B, so training measures it on the machine at hand (best_block). FORWARD_BLOCK
-# and BACKWARD_BLOCK, when set (0: the plain product), fix training's widths instead (the tests use this).
-FORWARD_BLOCK = BACKWARD_BLOCK = None
-# Sampling, evaluation (dynamic too) and the explorer use one fixed width instead, the plain product: a width
-# changes the products' rounding, and a measured one can differ from one process to the next, so that the same
-# seed could give a different sample. Fixed, the same input gives the same output in every process.
-FIXED_BLOCK = 0
-
 
 def sigmoid(x, out):
     """layers.sigmoid, in place into out: (1 + tanh(x / 2)) / 2."""
@@ -64,24 +56,52 @@ def matmul_blocks(x, Mb, out):
 
 
 BLOCK_CANDIDATES = (0, 16, 32, 64, 128)               # 0: the plain product
-_best_blocks = {}                                       # (B, K, N, dtype) -> the fastest width, measured here
-_tuning = threading.Lock()
 
 
-def best_block(B, K, N, dtype):
-    """The fastest way to compute a (B, K) @ (K, N) product on this machine: the width of the column blocks, or
-    0 for the plain product. Measured at first use for each shape (a few milliseconds), then remembered.
-    The widths change the rounding of the products, so a training checkpoint saves them (block_widths) and a
-    resumed run reuses them (set_block_widths): it then continues bit for bit. (Training only: the forward-only
-    path and dynamic evaluation use FIXED_BLOCK.)"""
-    key = (int(B), int(K), int(N), np.dtype(dtype).str)
-    with _tuning:
-        if key not in _best_blocks:
-            _best_blocks[key] = _measure(B, K, N, dtype)
-        return _best_blocks[key]
+class Plan:
+    """How the engine computes: its threads, and the width of the column blocks of each in-loop product.
+
+    OpenBLAS runs the small in-loop products, (B x H) @ (H x 4H) forward and (B x 4H) @ (4H x H) backward, faster
+    with the weight cut into blocks of columns and done as one batched product; which width is fastest depends on
+    the CPU, the OpenBLAS kernel and B, so training measures it where it runs, at the first use of each shape (a
+    few milliseconds). A width changes the products' rounding: a plan keeps every width it used in its table
+    (widths()), a training checkpoint saves it, and Plan(widths=table) uses those again, so that a resumed run
+    continues bit for bit. Plan.plain() uses the plain product everywhere, so that the same input gives the same
+    output in every process: sampling, evaluation (dynamic too) and the explorer use it.
+
+    threads: 1, or 2 to run half of the streams on each of two threads (stack_forward); forward, backward: a
+    width to use for every product of that kind instead of measuring (0: the plain product)."""
+
+    def __init__(self, threads=1, widths=None, forward=None, backward=None):
+        self.threads = threads
+        self._fixed = {'forward': forward, 'backward': backward}
+        self._table = {} if widths is None else read_widths(widths)
+        self._lock = threading.Lock()                   # two threads may ask for a width at once
+
+    @classmethod
+    def plain(cls, threads=1):
+        return cls(threads, forward=0, backward=0)
+
+    def width(self, kind, B, K, N, dtype):
+        """The width of the column blocks of a (B, K) @ (K, N) product of kind 'forward' or 'backward'."""
+        key = (int(B), int(K), int(N), np.dtype(dtype).str)
+        with self._lock:
+            if key not in self._table:
+                fixed = self._fixed[kind]
+                self._table[key] = fixed if fixed is not None else _fastest_width(*key)
+            return self._table[key]
+
+    def widths(self):
+        """The widths used so far, as a JSON-able list of [B, K, N, dtype, width]."""
+        with self._lock:
+            return [[*key, width] for key, width in sorted(self._table.items())]
 
 
-def _measure(B, K, N, dtype):
+@functools.lru_cache(maxsize=None)
+def _fastest_width(B, K, N, dtype):
+    """The fastest way to compute a (B, K) @ (K, N) product on this machine: the width of the column blocks, or 0
+    for the plain product; the fastest of 5 rounds of 5 calls of each, robust to noise. Measured once a process
+    (two runs in one process then compute alike)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, K)).astype(dtype)
     M = rng.standard_normal((K, N)).astype(dtype)
@@ -93,7 +113,7 @@ def _measure(B, K, N, dtype):
         Mb = column_blocks(M, bs)
         matmul_blocks(x, Mb, out)                       # warm up
         best = float('inf')
-        for _ in range(5):                              # the fastest of 5 rounds of 5 calls: robust to noise
+        for _ in range(5):
             t = time.perf_counter()
             for _ in range(5):
                 matmul_blocks(x, Mb, out)
@@ -102,15 +122,9 @@ def _measure(B, K, N, dtype):
     return min(timings, key=timings.get)
 
 
-def block_widths():
-    """The widths chosen so far, as a JSON-able list of [B, K, N, dtype, width]."""
-    with _tuning:
-        return [[*key, width] for key, width in sorted(_best_blocks.items())]
-
-
-def set_block_widths(table):
-    """Use these widths (from block_widths, e.g. of a saved run) instead of measuring those shapes again.
-    Raises ValueError, naming the first wrong entry, if the table is not such a list (and then uses none of it)."""
+def read_widths(table):
+    """A table of Plan.widths() (e.g. of a saved run) as the plan's dict. Raises ValueError, naming the first wrong
+    entry, if the table is not such a list."""
     if not isinstance(table, list):
         raise ValueError(f'the table of block widths is a {type(table).__name__}, not a list')
     widths = {}
@@ -120,12 +134,11 @@ def set_block_widths(table):
             raise ValueError(f'entry {k} of the table of block widths is {row!r}, not [B, K, N, float dtype, '
                              f'width] with sizes above 0 and a width among {list(BLOCK_CANDIDATES)}')
         widths[key] = row[4]
-    with _tuning:
-        _best_blocks.update(widths)
+    return widths
 
 
 def _width_key(row):
-    """The key (B, K, N, dtype) of a row [B, K, N, dtype, width] of block_widths, or None if it is damaged."""
+    """The key (B, K, N, dtype) of a row [B, K, N, dtype, width] of Plan.widths(), or None if it is damaged."""
     if not isinstance(row, list) or len(row) != 5 or not isinstance(row[3], str):
         return None
     sizes = [row[0], row[1], row[2], row[4]]
@@ -140,14 +153,6 @@ def _width_key(row):
     return (row[0], row[1], row[2], dtype.str) if dtype.kind == 'f' else None
 
 
-def _width(timed, fixed, B, K, N, dtype):
-    """The width of a (B, K) @ (K, N) product: FIXED_BLOCK unless timed; if timed, fixed (FORWARD_BLOCK or
-    BACKWARD_BLOCK) where a test sets it, else the one measured here."""
-    if not timed:
-        return FIXED_BLOCK
-    return fixed if fixed is not None else best_block(B, K, N, dtype)
-
-
 class LSTMWindow:
     """One LSTM layer run over one whole window: layers.lstm_forward, and its cache; backward() is lstm_backward.
 
@@ -157,19 +162,20 @@ class LSTMWindow:
     (the forward-only path) G ends up holding every step's activated gates [i, f, o, g].
     """
 
-    def __init__(self, x, h0, c0, W, b, Whb=None, factors=True, keep_c=True, timed=True):
+    def __init__(self, x, h0, c0, W, b, plan=None, Whb=None, factors=True, keep_c=True):
         """x: (T, B, D) inputs or (T, B) indices of one-hot vectors; h0, c0 (B, H); W (D + H, 4H); b (4H,);
-        Whb: h_prev's weights W[D:] already in column blocks (the forward-only path prepares them once), or None
-        to cut them here; timed: the in-loop products at the widths measured here (training), or at FIXED_BLOCK
-        (dynamic evaluation: the same result in every process); factors: compute what backward() needs;
+        plan: the widths of the in-loop products (a Plan; None: Plan.plain()); Whb: h_prev's weights W[D:]
+        already in column blocks (the forward-only path prepares them once), or None to cut them here; factors:
+        compute what backward() needs;
         keep_c: keep every step's cell state in self.c. The backward pass does not read it (only the factors),
         so training keeps just the last two steps' (self.c is then None); c_last is the final state either way."""
         T, B = x.shape[:2]
         H = h0.shape[1]
         dt = W.dtype
-        self.x, self.W, self.b, self.D, self.timed = x, W, b, W.shape[0] - H, timed
+        self.plan = plan if plan is not None else Plan.plain()
+        self.x, self.W, self.b, self.D = x, W, b, W.shape[0] - H
         if Whb is None:
-            Whb = column_blocks(W[self.D:], _width(timed, FORWARD_BLOCK, B, H, 4 * H, dt))
+            Whb = column_blocks(W[self.D:], self.plan.width('forward', B, H, 4 * H, dt))
         self.hs = np.empty((T + 1, B, H), dt)          # [h0, h[0], ..., h[T - 1]]: hs[t] is h_prev of step t
         self.cs = np.empty((T + 1 if keep_c else 2, B, H), dt)     # all of c, or the last two steps' in turn
         self.hs[0], self.cs[0] = h0, c0
@@ -251,7 +257,7 @@ class LSTMWindow:
         G, f, K = self.G, self.f, self.K
         B, H = self.h.shape[1:]
         dt = G.dtype
-        WhTb = column_blocks(self.W[self.D:].T, _width(self.timed, BACKWARD_BLOCK, B, 4 * H, H, dt))  # Wh^T
+        WhTb = column_blocks(self.W[self.D:].T, self.plan.width('backward', B, 4 * H, H, dt))      # Wh^T
         dh_next = np.zeros((B, H), dt)                  # the gradient flowing into h[t] from step t + 1
         dc_next = np.zeros((B, H), dt) if dcT is None else dcT.astype(dt, copy=True)
         dht = np.empty((B, H), dt)
@@ -307,17 +313,17 @@ class StackCache(NamedTuple):
     masks: list                                         # per part, each layer's dropout mask (its streams) or None
 
 
-def stack_forward(x, state, Ws, bs, masks, threads=1, timed=True):
-    """layers.stack_forward for (T, B) indices x. threads = 1 runs the layers one after the other; 2 (or more)
-    splits the B streams into two halves, each run through every layer on its own thread (numpy releases the
-    GIL inside its kernels, so the two overlap), and stack_backward adds the halves' weight gradients: the same
-    results up to rounding. timed: as for LSTMWindow (forward and backward).
+def stack_forward(x, state, Ws, bs, masks, plan):
+    """layers.stack_forward for (T, B) indices x, computed as the Plan says. plan.threads = 1 runs the layers one
+    after the other; 2 (or more) splits the B streams into two halves, each run through every layer on its own
+    thread (numpy releases the GIL inside its kernels, so the two overlap), and stack_backward adds the halves'
+    weight gradients: the same results up to rounding.
     Returns (top output (T, B, H), final state, StackCache)."""
     B = x.shape[1]
-    parts = [slice(0, (B + 1) // 2), slice((B + 1) // 2, B)] if threads > 1 and B > 1 else [slice(0, B)]
+    parts = [slice(0, (B + 1) // 2), slice((B + 1) // 2, B)] if plan.threads > 1 and B > 1 else [slice(0, B)]
     part_masks = [[None if m is None else m[:, s] for m in masks] for s in parts]
     results = _on_threads([
-        (lambda s=s, m=m: _stack_forward(x[:, s], [(h[s], c[s]) for h, c in state], Ws, bs, m, timed))
+        (lambda s=s, m=m: _stack_forward(x[:, s], [(h[s], c[s]) for h, c in state], Ws, bs, m, plan))
         for s, m in zip(parts, part_masks)])
     top = _join([r[0] for r in results], axis=1)
     new_state = [(_join([r[1][n][0] for r in results]), _join([r[1][n][1] for r in results]))
@@ -370,11 +376,11 @@ def _on_threads(jobs):
     return results
 
 
-def _stack_forward(x, state, Ws, bs, masks, timed):
+def _stack_forward(x, state, Ws, bs, masks, plan):
     """The layers one after the other, each over the whole window: (top output, final state, the windows)."""
     inp, windows = x, []
     for (h0, c0), W, b, mask in zip(state, Ws, bs, masks):
-        window = LSTMWindow(inp, h0, c0, W, b, keep_c=False, timed=timed)
+        window = LSTMWindow(inp, h0, c0, W, b, plan, keep_c=False)
         windows.append(window)
         inp = window.h if mask is None else window.h * mask          # the next layer's input
     new_state = [(w.h[-1].copy(), w.c_last.copy()) for w in windows]
@@ -410,10 +416,10 @@ class LayerSteps(NamedTuple):
 
 
 def recurrent_blocks(W):
-    """h_prev's weights of an LSTM's W (D + H, 4H) in column blocks of FIXED_BLOCK: made once for
-    stack_forward_only, which uses them at every call."""
+    """h_prev's weights of an LSTM's W (D + H, 4H) as Plan.plain() uses them: made once for stack_forward_only,
+    which uses them at every call."""
     H = W.shape[1] // 4
-    return column_blocks(W[-H:], FIXED_BLOCK)
+    return column_blocks(W[-H:], 0)
 
 
 def stack_forward_only(x, state, Ws, bs, Whbs, keep=False):
@@ -422,7 +428,7 @@ def stack_forward_only(x, state, Ws, bs, Whbs, keep=False):
     Returns (top output (T, B, H), the final state, and if keep a LayerSteps per layer, else None)."""
     inp, steps, new_state = x, [], []
     for (h0, c0), W, b, Whb in zip(state, Ws, bs, Whbs):
-        window = LSTMWindow(inp, h0, c0, W, b, Whb, factors=False, keep_c=keep)
+        window = LSTMWindow(inp, h0, c0, W, b, Whb=Whb, factors=False, keep_c=keep)
         new_state.append((window.h[-1], window.c_last.copy()))
         if keep:                                        # without the factors, G holds the gates after each step
             steps.append(LayerSteps(window.h, window.c, window.G))

@@ -84,6 +84,18 @@ def _probe(cupy):
             cupy.zeros((1, 1, 4), np.float32))
 
 
+def check_memory(ops, needed, what):
+    """Raise DeviceError if the GPU has less free memory than needed (bytes) for what."""
+    if ops.name != 'cuda':
+        return
+    free, total = ops.xp.cuda.runtime.memGetInfo()
+    free += ops.xp.get_default_memory_pool().free_bytes()
+    if needed > free:
+        raise DeviceError(f'{what} needs about {needed / 2**30:.1f} GiB of GPU memory, but the GPU has '
+                          f'{free / 2**30:.1f} GiB free of {total / 2**30:.1f}: lower --chunks or --hidden, or use '
+                          '--device cpu')
+
+
 def device_name(ops):
     """The GPU's name, e.g. 'NVIDIA H200' (or what runs in its place)."""
     if ops.name != 'cuda':
@@ -234,7 +246,7 @@ class Model:
 
     def _stack_backward(self, w, x, dtop, inputs, masks, weights, weight_masks):
         """layers.stack_backward into self.grads, from the top layer down."""
-        xp, p, g = self.xp, self.params.view, self.grads.view
+        xp, p = self.xp, self.params.view
         T, B = x.shape
         H = self.H
         for n in reversed(range(self.n_layers)):
@@ -320,7 +332,7 @@ class Trainer:
         wdev = [None if a is None else xp.asarray(a) for a in (weight_masks or [])]
         loss = m.loss_and_grads(xp.asarray(x, np.int32), xp.asarray(y, np.int32), dev or None, wdev or None)
         grad = m.grads.buf
-        norm2 = xp.sum(xp.square(grad), dtype=np.float64)
+        norm2 = xp.asarray(xp.sum(xp.square(grad), dtype=np.float64))     # on the device (numpy: a 0-d array)
         self.ops.rmsprop(m.params.buf, grad, self.cache.buf, norm2, opt.clip, opt.lr, opt.rho, opt.eps,
                          opt.weight_decay, m.params.n_decay)
         opt.steps += 1

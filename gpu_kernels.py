@@ -327,7 +327,7 @@ class CudaOps:
         H = H4 // 4
         n = np.int32(B), np.int32(H)
         grid, sz = ((B * H + THREADS - 1) // THREADS,), G.itemsize
-        h0, c0, g0, w = hs.data.ptr, cs.data.ptr, G.data.ptr, Wh.data.ptr
+        h0, c0, g0, w = self._ptr(hs), self._ptr(cs), self._ptr(G), self._ptr(Wh)
         hstep, gstep = B * H * sz, B * H4 * sz
         if B <= self.fused_max_b:
             k = self._kernels(G.dtype)['step_forward_fused']
@@ -346,6 +346,11 @@ class CudaOps:
                                  np.uint64(c0 + (t + 1) * hstep), np.uint64(h0 + (t + 1) * hstep), *n))
 
     @staticmethod
+    def _ptr(a):
+        """The device address of an array's first element."""
+        return a.data.ptr
+
+    @staticmethod
     def _rows(dtype):
         """TB of the fused kernels: the rows a block computes."""
         return 16 if np.dtype(dtype).itemsize == 8 else 32
@@ -356,8 +361,8 @@ class CudaOps:
         H = H4 // 4
         n = np.int32(B), np.int32(H)
         grid, sz = ((B * H + THREADS - 1) // THREADS,), G.itemsize
-        c0, g0, d0, w = cs.data.ptr, G.data.ptr, dh.data.ptr, Wh.data.ptr
-        dhn, dcn = np.uint64(dh_next.data.ptr), np.uint64(dc_next.data.ptr)
+        c0, g0, d0, w = self._ptr(cs), self._ptr(G), self._ptr(dh), self._ptr(Wh)
+        dhn, dcn = np.uint64(self._ptr(dh_next)), np.uint64(self._ptr(dc_next))
         hstep, gstep = B * H * sz, B * H4 * sz
         if B <= self.fused_max_b:
             k = self._kernels(G.dtype)['step_backward_fused']
@@ -369,14 +374,14 @@ class CudaOps:
                                      np.uint64(c0 + t * hstep), np.uint64(c0 + (t + 1) * hstep), *n,
                                      np.int32(last)))
             # dh0 = dz[0] Wh^T, the gradient of the carried-in h, as the unfused loop leaves it
-            gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0, H4, zero, dh_next.data.ptr, H)
+            gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0, H4, zero, self._ptr(dh_next), H)
             return
         k = self._kernels(G.dtype)['step_backward']
         for t in range(T - 1, -1, -1):
             k(grid, (THREADS,), (np.uint64(d0 + t * hstep), dhn, dcn, np.uint64(g0 + t * gstep),
                                  np.uint64(c0 + t * hstep), np.uint64(c0 + (t + 1) * hstep), *n))
             # row-major dh_next (B, H) = dz (B, 4H) @ Wh^T: column-major dh_next^T = (Wh^T)^T dz^T
-            gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0 + t * gstep, H4, zero, dh_next.data.ptr, H)
+            gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0 + t * gstep, H4, zero, self._ptr(dh_next), H)
 
     def softmax_xent(self, z, y):
         N, V = z.shape

@@ -12,7 +12,7 @@ own, which the tests compare with the engine.
 Forward only (evaluation, sampling, the explorer), two wrappers: Predictor runs B streams side by side, any
 number of steps at a time, with the state carried from call to call (sampling feeds it one step at a time);
 stream reads one text as a stream a window at a time (evaluation, the explorer). Both give the same output
-for the same input in every process (engine.FIXED_BLOCK), and so does evaluate_dynamic.
+for the same input in every process (engine.Plan.plain()), and so does evaluate_dynamic.
 """
 from typing import NamedTuple
 
@@ -86,8 +86,8 @@ class Cache(NamedTuple):
     dense: tuple                                        # layers.dense_forward's cache
 
 
-def forward(params, x, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0.0, variational=False,
-            timed=True, reference=False):
+def forward(params, x, state, *, dropout=0.0, rng=None, weight_drop=0.0, variational=False, plan=None,
+            reference=False):
     """Run the model over a window of truncated BPTT.
 
     Inputs:
@@ -98,10 +98,9 @@ def forward(params, x, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0
     - weight_drop: probability of zeroing each recurrent weight (the h_prev rows of every LSTM's W) for the
       whole window, the same for every chunk and step (DropConnect, as in AWD-LSTM; inverted; 0 at evaluation),
       with masks drawn from rng after the dropout masks
-    - threads: 1 runs on one thread; 2 runs half of the streams on each of two threads (the same results, up to
-      rounding)
-    - timed: the engine's in-loop products at the block widths measured on this machine (training: fastest), or
-      at a fixed width (False: the same results in every process; forward and backward)
+    - plan: how the engine computes (an engine.Plan: its threads and the widths of its in-loop products, measured
+      for training, which keeps its plan in the checkpoint); None for engine.Plan.plain(), the same results in
+      every process
     - reference: run layers.py (the plain math, slow) instead of the engine
 
     Returns (logits (T, B, V), the final state to carry, Cache).
@@ -120,7 +119,8 @@ def forward(params, x, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0
     if reference:
         top, new_state, stack_cache = layers.stack_forward(layers.one_hot(x, V, dtype), state, Ws, bs, masks)
     else:
-        top, new_state, stack_cache = engine.stack_forward(x, state, Ws, bs, masks, threads, timed)
+        plan = plan if plan is not None else engine.Plan.plain()
+        top, new_state, stack_cache = engine.stack_forward(x, state, Ws, bs, masks, plan)
     logits, dense_cache = layers.dense_forward(top, params['dense.W'], params['dense.b'])
     return logits, new_state, Cache(reference, stack_cache, weight_masks, dense_cache)
 
@@ -144,9 +144,9 @@ def backward(dlogits, cache, *, dstate=None):
     return grads, dstate0
 
 
-def loss_and_grads(params, x, y, state, *, dropout=0.0, rng=None, threads=1, weight_drop=0.0, variational=False):
+def loss_and_grads(params, x, y, state, *, dropout=0.0, rng=None, weight_drop=0.0, variational=False, plan=None):
     """One truncated-BPTT window: the mean loss over x -> y, its gradients, and the state to carry on."""
-    logits, new_state, cache = forward(params, x, state, dropout=dropout, rng=rng, threads=threads,
+    logits, new_state, cache = forward(params, x, state, dropout=dropout, rng=rng, plan=plan,
                                        weight_drop=weight_drop, variational=variational)
     loss, dlogits = layers.softmax_loss(logits, y)
     grads, _ = backward(dlogits, cache)
@@ -269,13 +269,14 @@ def evaluate_dynamic(params, ids, *, lr=0.2, window=50, decay=0.0, threads=1, pr
     if device is not None:
         import gpu
         return gpu.evaluate_dynamic(device, params, ids, lr=lr, window=window, decay=decay, progress=progress)
+    plan = engine.Plan.plain(threads)
     p = {k: v.copy() for k, v in params.items()}
     state = zero_state(p, 1)
     sums, counts = [], []
     for start in range(0, len(ids) - 1, window):
         y = ids[start + 1:start + window + 1]
         x = ids[start:start + len(y)]
-        logits, new_state, cache = forward(p, x[:, None], state, threads=threads, timed=False)
+        logits, new_state, cache = forward(p, x[:, None], state, plan=plan)
         loss, dlogits = layers.softmax_loss(logits, y[:, None])          # scored before the model learns
         sums.append(loss * len(y))
         counts.append(len(y))

@@ -317,13 +317,15 @@ class Run:
     log          the rows of training_log.csv, as text
     corpus_chars, windows  the corpus's length and the windows per epoch it gives (None until known)
     commit       how many checkpoints the run has committed; the weights file names the one it comes from
+    plan         how the engine computes its windows (engine.Plan): the widths it measured, kept for a resume
     """
 
     def __init__(self, settings, chars=None, params=None, opt=None, state=None, ema=None, pos=None, rng=None,
-                 log=(), corpus_chars=None, windows=None, commit=0):
+                 log=(), corpus_chars=None, windows=None, commit=0, plan=None):
         self.settings, self.chars, self.params, self.opt = settings, chars, params, opt
         self.state, self.ema, self.pos, self.rng, self.log = state, ema, pos, rng, list(log)
         self.corpus_chars, self.windows, self.commit = corpus_chars, windows, commit
+        self.plan = plan if plan is not None else engine.Plan()
 
     def model(self):
         """The weights to validate, sample and save: the average where one is kept."""
@@ -384,7 +386,7 @@ class Run:
     def _write_checkpoint(self, path, kind, log):
         meta = dict(settings=self.settings, position=self.pos, rng=self.rng.bit_generator.state, saved=kind,
                     corpus_chars=self.corpus_chars, windows_per_epoch=self.windows,
-                    block_widths=engine.block_widths(), chars=self.chars, log=log, commit=self.commit)
+                    block_widths=self.plan.widths(), chars=self.chars, log=log, commit=self.commit)
         files.save_checkpoint(path, self.params, self.opt, self.state, meta, self.ema)
 
 
@@ -442,8 +444,8 @@ def load(folder, defaults, kinds, make_optimizer):
     rng.bit_generator.state = meta['rng']
     log = meta['log'] if 'log' in meta else read_log(os.path.join(folder, LOG))
     try:
-        engine.set_block_widths(meta.get('block_widths', []))    # the same products as before: bit for bit
+        plan = engine.Plan(widths=meta.get('block_widths', []))    # the same products as before: bit for bit
     except ValueError as e:
         raise files.ModelFileError(f'checkpoint {path}: {e}') from None
     return Run(settings, chars, params, opt, state, ema, dict(pos), rng, log, meta.get('corpus_chars'), windows,
-               meta.get('commit', 0))
+               meta.get('commit', 0), plan)

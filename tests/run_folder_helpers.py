@@ -29,15 +29,10 @@ def corpus(tmp_path):
     return path
 
 
-@pytest.fixture(autouse=True)
-def plain_products(monkeypatch):
-    """Fixed block widths: a run and its reference compute the same products whatever the timings measured."""
-    monkeypatch.setattr(engine, 'FORWARD_BLOCK', 0)
-    monkeypatch.setattr(engine, 'BACKWARD_BLOCK', 0)
-
-
 def train(*args):
-    return _training.main([str(a) for a in args])
+    """_training.main with the plain products (engine.Plan.plain()): a run and its reference compute the same
+    products whatever the timings would measure."""
+    return _training.main([str(a) for a in args], plan=engine.Plan.plain())
 
 
 def fails(capsys, *args):
@@ -133,10 +128,9 @@ def written_files(monkeypatch, *args):
 
 def stress_main():
     """_training.py as the stress test runs it: a disk that fills after $FULL_DISK_BUDGET bytes, if set."""
-    engine.FORWARD_BLOCK = engine.BACKWARD_BLOCK = 0
     if os.environ.get('FULL_DISK_BUDGET'):
         files.atomic_write = FullDisk(int(os.environ['FULL_DISK_BUDGET']))
-    cli.run(_training.main)
+    cli.run(lambda: _training.main(plan=engine.Plan.plain()))
 
 
 def start(out, command, budget=None):

@@ -11,14 +11,11 @@ TOL = dict(rtol=1e-11, atol=1e-12)
 
 
 @pytest.fixture(params=[(None, None), (0, 0), (8, 4)], ids=['measured-blocks', 'plain', 'small-blocks'])
-def blocks(request, monkeypatch):
-    """The engine's column-block widths: measured on this machine, the plain product, and widths small enough for
-    the tiny shapes to use them."""
-    monkeypatch.setattr(engine, 'FORWARD_BLOCK', request.param[0])
-    monkeypatch.setattr(engine, 'BACKWARD_BLOCK', request.param[1])
-    if request.param[0] is not None:                    # the forward-only path's fixed width
-        monkeypatch.setattr(engine, 'FIXED_BLOCK', request.param[0])
-    return request.param
+def plan(request):
+    """Plans of the engine (given the threads): the column-block widths measured on this machine, the plain
+    product, and widths small enough for the tiny shapes to use them."""
+    forward, backward = request.param
+    return lambda threads=1: engine.Plan(threads, forward=forward, backward=backward)
 
 
 def random_layer(rng, T, B, D, H):
@@ -28,7 +25,7 @@ def random_layer(rng, T, B, D, H):
 
 @pytest.mark.parametrize('T, B, D, H', [(5, 3, 4, 7), (1, 1, 3, 12), (6, 1, 9, 8), (1, 4, 2, 12), (7, 2, 5, 13)])
 @pytest.mark.parametrize('one_hot', [False, True])
-def test_engine_layer_equals_reference_layer(blocks, T, B, D, H, one_hot):
+def test_engine_layer_equals_reference_layer(plan, T, B, D, H, one_hot):
     rng = np.random.default_rng(T * 100 + B * 10 + H)
     x, h0, c0, W, b = random_layer(rng, T, B, D, H)
     ids = rng.integers(0, D, size=(T, B))
@@ -37,7 +34,7 @@ def test_engine_layer_equals_reference_layer(blocks, T, B, D, H, one_hot):
     dh = rng.standard_normal((T, B, H))
     dcT = rng.standard_normal((B, H))
     h, c, cache = layers.lstm_forward(x_ref, h0, c0, W, b)
-    window = engine.LSTMWindow(x_eng, h0, c0, W, b)    # layers.lstm_forward, and its cache
+    window = engine.LSTMWindow(x_eng, h0, c0, W, b, plan())    # layers.lstm_forward, and its cache
     he, ce = window.h, window.c
     np.testing.assert_allclose(he, h, **TOL)
     np.testing.assert_allclose(ce, c, **TOL)
@@ -56,7 +53,7 @@ def test_engine_layer_equals_reference_layer(blocks, T, B, D, H, one_hot):
 @pytest.mark.parametrize('dropout, weight_drop, variational', [(0.0, 0.0, False), (0.4, 0.0, False),
                                                                 (0.0, 0.3, False), (0.3, 0.5, False), (0.4, 0.2, True)])
 @pytest.mark.parametrize('threads', [1, 2])
-def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropout, weight_drop, variational,
+def test_engine_model_equals_reference_model(plan, T, B, V, H, n_layers, dropout, weight_drop, variational,
                                              threads):
     rng = np.random.default_rng(T + 7 * B + 31 * H)
     params = tiny_model(rng, V, H, n_layers)
@@ -67,7 +64,7 @@ def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropo
     out = []
     for reference in (True, False):                     # the same seed: the same dropout and weight-drop masks
         logits, end, cache = lstm.forward(params, x, state, dropout=dropout, rng=np.random.default_rng(9),
-                                          threads=threads, weight_drop=weight_drop, reference=reference,
+                                          plan=plan(threads), weight_drop=weight_drop, reference=reference,
                                           variational=variational)
         grads, dstate0 = lstm.backward(dlogits, cache, dstate=dstate)
         out.append((logits, end, grads, dstate0))
@@ -82,8 +79,8 @@ def test_engine_model_equals_reference_model(blocks, T, B, V, H, n_layers, dropo
 
 
 @pytest.mark.parametrize('threads', [1, 2])
-def test_the_fixed_width_model_equals_the_reference_model(blocks, threads):
-    """timed=False (dynamic evaluation: the fixed width, forward and backward) computes the same model."""
+def test_the_plain_plan_equals_the_reference_model(threads):
+    """engine.Plan.plain() (dynamic evaluation: the plain product, forward and backward) computes the same model."""
     rng = np.random.default_rng(8)
     params = tiny_model(rng, 5, 16, 2)
     x = rng.integers(0, 5, size=(7, 3))
@@ -91,7 +88,7 @@ def test_the_fixed_width_model_equals_the_reference_model(blocks, threads):
     dlogits = rng.standard_normal((7, 3, 5))
     out = []
     for reference in (True, False):
-        logits, _, cache = lstm.forward(params, x, state, threads=threads, timed=False, reference=reference)
+        logits, _, cache = lstm.forward(params, x, state, plan=engine.Plan.plain(threads), reference=reference)
         out.append((logits, lstm.backward(dlogits, cache)[0]))
     np.testing.assert_allclose(out[1][0], out[0][0], **TOL)
     for k in params:
@@ -99,7 +96,7 @@ def test_the_fixed_width_model_equals_the_reference_model(blocks, threads):
 
 
 @pytest.mark.parametrize('threads', [1, 2])
-def test_engine_stack_equals_reference_stack_with_its_input_gradient(blocks, threads):
+def test_engine_stack_equals_reference_stack_with_its_input_gradient(plan, threads):
     """engine.stack_backward returns what layers.stack_backward does, dx included (for inputs that are vectors)."""
     rng = np.random.default_rng(3)
     T, B, D, H = 5, 3, 4, 6
@@ -111,7 +108,7 @@ def test_engine_stack_equals_reference_stack_with_its_input_gradient(blocks, thr
     dtop = rng.standard_normal((T, B, H))
     dstate = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for _ in Ws]
     top, end, cache = layers.stack_forward(x, state, Ws, bs, masks)
-    top_e, end_e, cache_e = engine.stack_forward(x, state, Ws, bs, masks, threads)
+    top_e, end_e, cache_e = engine.stack_forward(x, state, Ws, bs, masks, plan(threads))
     np.testing.assert_allclose(top_e, top, **TOL)
     expected = layers.stack_backward(dtop, cache, dstate)
     got = engine.stack_backward(dtop, cache_e, dstate)
@@ -123,7 +120,7 @@ def test_engine_stack_equals_reference_stack_with_its_input_gradient(blocks, thr
 
 
 @pytest.mark.parametrize('B', [1, 3])
-def test_predictor_equals_reference_forward_in_pieces(blocks, B):
+def test_predictor_equals_reference_forward_in_pieces(B):
     """The forward-only path (sampling, evaluation, explorer), fed in pieces of any length, equals the naive
     per-gate LSTM over the whole text: logits, and every layer's h, c and gates."""
     rng = np.random.default_rng(4)
@@ -158,7 +155,7 @@ def test_the_forward_only_path_never_measures_a_width(monkeypatch):
     the rounding), so that they give the same output in every process; training's forward pass does."""
     def measure(*shape):
         raise AssertionError(f'measured {shape}')
-    monkeypatch.setattr(engine, 'best_block', measure)
+    monkeypatch.setattr(engine, '_fastest_width', measure)
     params = tiny_model(np.random.default_rng(6), 7, 32, 2)
     ids = np.random.default_rng(7).integers(0, 7, size=(30, 3))
     lstm.Predictor(params, 3)(ids, keep=True)
@@ -167,36 +164,25 @@ def test_the_forward_only_path_never_measures_a_width(monkeypatch):
     list(lstm.stream(params, ids[:, 0], 7, keep=True))
     lstm.evaluate_dynamic(params, ids[:, 0], window=7)
     with pytest.raises(AssertionError, match='measured'):
-        lstm.forward(params, ids, lstm.zero_state(params, 3))
+        lstm.forward(params, ids, lstm.zero_state(params, 3), plan=engine.Plan())
 
 
-def test_best_block_is_the_fastest_allowed_width_and_is_remembered(monkeypatch):
-    """best_block with a fake clock on which each width's product takes a known time: it picks the fastest width
-    that divides N and is below it, measures a shape once, and block_widths lists it."""
-    cost = {0: 5.0, 16: 3.0, 32: 2.0, 64: 4.0, 128: 1.0}   # 128 is the fastest, but not below N = 64 here
-    clock = [0.0]
-    calls = []
-    real = engine.matmul_blocks
-
-    def timed(x, Mb, out):
-        width = 0 if Mb.ndim == 2 else Mb.shape[2]
-        clock[0] += cost[width]
-        calls.append(width)
-        return real(x, Mb, out)
-    monkeypatch.setattr(engine, 'matmul_blocks', timed)
-    monkeypatch.setattr(engine.time, 'perf_counter', lambda: clock[0])
-    monkeypatch.setattr(engine, '_best_blocks', {})
-    assert engine.best_block(3, 16, 64, np.float64) == 32
-    assert set(calls) == {0, 16, 32}                    # 64 and 128 are not below N = 64: never tried
-    n = len(calls)
-    assert engine.best_block(3, 16, 64, np.float64) == 32 and len(calls) == n     # remembered, not measured again
-    assert engine.best_block(3, 16, 256, np.float64) == 128                     # another shape, measured anew
-    assert engine.block_widths() == [[3, 16, 64, '<f8', 32], [3, 16, 256, '<f8', 128]]
+def test_a_plan_measures_a_width_once_and_keeps_every_width_it_used():
+    """Plan(): each shape's width is one of the candidates that divides N and is below it, measured once and kept
+    in its table; Plan(widths=table) uses a saved table without measuring; fixed widths are kept in it too."""
+    plan = engine.Plan()
+    width = plan.width('forward', 3, 16, 64, np.float64)
+    assert width in (0, 16, 32) and plan.width('forward', 3, 16, 64, np.float64) == width
+    assert plan.widths() == [[3, 16, 64, '<f8', width]]
+    again = engine.Plan(widths=[[3, 16, 64, 'float64', 16]], forward=0)
+    assert again.width('forward', 3, 16, 64, np.float64) == 16                   # the saved width, not the fixed
+    assert again.width('forward', 3, 16, 128, np.float64) == 0                   # a new shape: the fixed width
+    assert again.widths() == [[3, 16, 64, '<f8', 16], [3, 16, 128, '<f8', 0]]
     x = np.random.default_rng(0).standard_normal((3, 16))
     M = np.random.default_rng(1).standard_normal((16, 64))
-    for width in engine.BLOCK_CANDIDATES:               # every width computes the product
+    for w in engine.BLOCK_CANDIDATES:                   # every width computes the product
         out = np.empty((3, 64))
-        np.testing.assert_allclose(real(x, engine.column_blocks(M, width), out), x @ M, **TOL)
+        np.testing.assert_allclose(engine.matmul_blocks(x, engine.column_blocks(M, w), out), x @ M, **TOL)
 
 
 @pytest.mark.parametrize('table, words', [
@@ -210,15 +196,10 @@ def test_best_block_is_the_fastest_allowed_width_and_is_remembered(monkeypatch):
     ([[True, 16, 64, '<f8', 32]], 'entry 0'),
     (['3, 16, 64'], 'entry 0'),
 ])
-def test_set_block_widths_refuses_a_damaged_table_and_uses_none_of_it(monkeypatch, table, words):
-    monkeypatch.setattr(engine, '_best_blocks', {})
+def test_a_damaged_table_of_widths_is_refused_in_one_line(table, words):
     with pytest.raises(ValueError, match=words) as e:
-        engine.set_block_widths(table)
+        engine.Plan(widths=table)
     assert '\n' not in str(e.value)
-    assert engine.block_widths() == []                  # not even the good entries before the bad one
-    engine.set_block_widths([[3, 16, 64, 'float64', 16], [1, 8, 32, '<f4', 0]])
-    assert engine.block_widths() == [[1, 8, 32, '<f4', 0], [3, 16, 64, '<f8', 16]]
-    assert engine.best_block(3, 16, 64, np.float64) == 16                      # used, not measured
 
 
 def test_an_error_in_a_thread_reaches_the_caller(monkeypatch):
@@ -233,4 +214,4 @@ def test_an_error_in_a_thread_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(engine.LSTMWindow, '_forward_steps', failing)
     x = np.zeros((30, 2), dtype=int)
     with pytest.raises(FloatingPointError, match='boom in layer 2'):
-        lstm.forward(params, x, lstm.zero_state(params, 2), threads=2)
+        lstm.forward(params, x, lstm.zero_state(params, 2), plan=engine.Plan.plain(2))

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+import cuda_on_cpu
 import gpu
 import gpu_kernels
 import layers
@@ -40,28 +41,34 @@ cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: 
 TWIN = {gpu.TWIN_VARIABLE: '1'}
 
 
-@pytest.fixture(params=['numpy', 'cuda-fused', 'cuda-cublas'])
+EMULATED = cuda_on_cpu.EmulatedCudaOps() if cuda_on_cpu.compiler() else None
+emulated = pytest.mark.skipif(EMULATED is None, reason='needs g++ (C++20) to run the CUDA kernels on the CPU')
+
+
+@pytest.fixture(params=['numpy', 'cpu-fused', 'cpu-cublas', 'cuda-fused', 'cuda-cublas'])
 def ops(request):
-    """The engine's ops: the numpy twins everywhere; where there is a GPU, the CUDA kernels with the fused steps
-    (small batches) and with cuBLAS in the time loop (large batches)."""
-    if request.param == 'numpy':
+    """The engine's ops: the numpy twins; the CUDA kernels compiled for the CPU (tests/cuda_on_cpu.py), with the
+    fused steps (small batches) and with cuBLAS in the time loop (large batches); the same on a GPU, if any."""
+    device, loop = request.param.split('-') if '-' in request.param else (request.param, None)
+    if device == 'numpy':
         yield gpu_kernels.NumpyOps()
         return
-    if CUDA is None:
-        pytest.skip(f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
-    with _fused_up_to(1 << 30 if request.param == 'cuda-fused' else 0):
-        yield CUDA
+    ops = CUDA if device == 'cuda' else EMULATED
+    if ops is None:
+        pytest.skip(f'needs an NVIDIA GPU with CuPy: {NO_CUDA}' if device == 'cuda' else 'needs g++ (C++20)')
+    with _fused_up_to(ops, 1 << 30 if loop == 'fused' else 0):
+        yield ops
 
 
 @contextlib.contextmanager
-def _fused_up_to(B):
+def _fused_up_to(ops, B):
     """CUDA's time loops with the fused step kernels up to B streams, for a while."""
-    saved = CUDA.fused_max_b
-    CUDA.fused_max_b = B
+    saved = ops.fused_max_b
+    ops.fused_max_b = B
     try:
         yield
     finally:
-        CUDA.fused_max_b = saved
+        ops.fused_max_b = saved
 
 
 def host(ops, a):
@@ -195,16 +202,24 @@ def test_dynamic_evaluation_equals_cpu(ops):
 
 # --- the CUDA kernels against their twins -----------------------------------------------------------------------
 
-@cuda
+@pytest.fixture(params=['cpu', 'cuda'])
+def kernels(request):
+    """The CUDA kernels: compiled for the CPU, and on a GPU if there is one."""
+    ops = EMULATED if request.param == 'cpu' else CUDA
+    if ops is None:
+        pytest.skip('needs g++ (C++20)' if request.param == 'cpu' else f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
+    return ops
+
+
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 @pytest.mark.parametrize('B', [1, 5, 37])
 @pytest.mark.parametrize('fused', [True, False])
-def test_cuda_loops_equal_their_twins(dtype, B, fused):
-    with _fused_up_to(1 << 30 if fused else 0):
-        _cuda_loops_equal_their_twins(dtype, B)
+def test_cuda_loops_equal_their_twins(kernels, dtype, B, fused):
+    with _fused_up_to(kernels, 1 << 30 if fused else 0):
+        _cuda_loops_equal_their_twins(kernels, dtype, B)
 
 
-def _cuda_loops_equal_their_twins(dtype, B):
+def _cuda_loops_equal_their_twins(CUDA, dtype, B):
     xp, twin = CUDA.xp, gpu_kernels.NumpyOps()
     rng = np.random.default_rng(8)
     T, H = 7, 37
@@ -213,38 +228,37 @@ def _cuda_loops_equal_their_twins(dtype, B):
     hs, cs = np.zeros((T + 1, B, H), dtype), np.zeros((T + 1, B, H), dtype)
     hs[0], cs[0] = rng.standard_normal((B, H)), rng.standard_normal((B, H))
     G = rng.standard_normal((T, B, 4 * H)).astype(dtype)
-    d = [xp.asarray(a) for a in (Wh, hs, cs, G)]
+    d = [xp.array(a) for a in (Wh, hs, cs, G)]
     twin.forward_loop(Wh, hs, cs, G)
     CUDA.forward_loop(*d)
     for a, b in zip((hs, cs, G), d[1:]):
-        assert np.allclose(xp.asnumpy(b), a, atol=tol)
+        assert np.allclose(CUDA.asnumpy(b), a, atol=tol)
     dh = rng.standard_normal((T, B, H)).astype(dtype)
     dhn, dcn = rng.standard_normal((B, H)).astype(dtype), rng.standard_normal((B, H)).astype(dtype)
-    e = [xp.asarray(a) for a in (dh, dhn, dcn)]
+    e = [xp.array(a) for a in (dh, dhn, dcn)]
     twin.backward_loop(Wh, cs, G, dh, dhn, dcn)
     CUDA.backward_loop(d[0], d[2], d[3], *e)
     for a, b in zip((G, dhn, dcn), (d[3], e[1], e[2])):
-        assert np.allclose(xp.asnumpy(b), a, atol=tol * 10)
+        assert np.allclose(CUDA.asnumpy(b), a, atol=tol * 10)
 
 
-@cuda
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
-def test_cuda_softmax_and_rmsprop_equal_their_twins(dtype):
-    xp = CUDA.xp
+def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
+    CUDA, xp = kernels, kernels.xp
     rng = np.random.default_rng(9)
     z, y = (rng.standard_normal((50, 65)) * 4).astype(dtype), rng.integers(0, 65, 50)
-    zd = xp.asarray(z)
-    logp = CUDA.softmax_xent(zd, xp.asarray(y, np.int32))
-    assert np.allclose(xp.asnumpy(logp), gpu_kernels.softmax_xent(z, y), atol=1e-5)
-    assert np.allclose(xp.asnumpy(zd), z, atol=1e-7)
+    zd = xp.array(z)
+    logp = CUDA.softmax_xent(zd, xp.array(y, np.int32))
+    assert np.allclose(CUDA.asnumpy(logp), gpu_kernels.softmax_xent(z, y), atol=1e-5)
+    assert np.allclose(CUDA.asnumpy(zd), z, atol=1e-7)
     for clip in (0.0, 0.5):
         p, g, c = (rng.standard_normal(300).astype(dtype) for _ in range(3))
         c = np.abs(c)
         norm2 = np.float64((g.astype(np.float64) ** 2).sum())
-        dev = [xp.asarray(a) for a in (p, g, c)]
-        CUDA.rmsprop(*dev, xp.asarray(norm2), clip, 0.01, 0.95, 1e-8, 0.1, 200)
+        dev = [xp.array(a) for a in (p, g, c)]
+        CUDA.rmsprop(*dev, xp.array(norm2), clip, 0.01, 0.95, 1e-8, 0.1, 200)
         gpu_kernels.rmsprop(p, g, c, norm2, clip, 0.01, 0.95, 1e-8, 0.1, 200)
-        assert np.allclose(xp.asnumpy(dev[0]), p, atol=1e-6) and np.allclose(xp.asnumpy(dev[2]), c, rtol=1e-5)
+        assert np.allclose(CUDA.asnumpy(dev[0]), p, atol=1e-6) and np.allclose(CUDA.asnumpy(dev[2]), c, rtol=1e-5)
 
 
 # --- the scripts: the option, its errors, a run moving between devices -------------------------------------

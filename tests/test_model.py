@@ -9,6 +9,7 @@ import pytest
 
 import data
 import files
+import engine
 import layers
 import lstm
 from helpers import ROOT, numeric_grad, rel_error, tiny_corpus, tiny_model
@@ -30,7 +31,7 @@ def test_model_gradients_numeric(dropout, weight_drop, threads, variational):
                                     weight_drop=weight_drop, variational=variational)
         return layers.softmax_loss(logits, y)[0]
     logits, _, cache = lstm.forward(params, x, state, dropout=dropout, rng=np.random.default_rng(7),
-                                    threads=threads, weight_drop=weight_drop, variational=variational)
+                                    plan=engine.Plan(threads), weight_drop=weight_drop, variational=variational)
     _, dlogits = layers.softmax_loss(logits, y)
     grads, dstate0 = lstm.backward(dlogits, cache)
     for k in params:
@@ -97,7 +98,7 @@ def test_two_threads_equal_one_thread(n_layers):
     out = []
     for threads in (1, 2):
         logits, new_state, cache = lstm.forward(params, x, state, dropout=0.3, rng=np.random.default_rng(1),
-                                                 threads=threads)
+                                                 plan=engine.Plan(threads))
         _, dlogits = layers.softmax_loss(logits, y)
         out.append((logits, new_state, *lstm.backward(dlogits, cache, dstate=dstate)))
     (l1, s1, g1, d1), (l2, s2, g2, d2) = out
@@ -123,7 +124,7 @@ def test_dstate_gradient_numeric():
         return layers.softmax_loss(logits, y)[0] + sum(np.sum(h * a) + np.sum(c * b) for (h, c), (a, b) in
                                                          zip(end, w))
     for threads in (1, 2):
-        logits, _, cache = lstm.forward(params, x, state, threads=threads)
+        logits, _, cache = lstm.forward(params, x, state, plan=engine.Plan(threads))
         _, dlogits = layers.softmax_loss(logits, y)
         grads, _ = lstm.backward(dlogits, cache, dstate=w)
         for k in params:
@@ -364,8 +365,7 @@ sys.path.insert(0, sys.argv[1])
 import numpy as np
 import _sample, engine, files, lstm
 width = int(sys.argv[2])
-engine._measure = lambda B, K, N, dtype: width         # as if timing had chosen this width for every product
-engine.set_block_widths([[8, 512, 2048, '<f4', width], [1, 512, 2048, '<f4', width]])
+engine._fastest_width = lambda B, K, N, dtype: width  # as if timing had chosen this width for every product
 _sample.main(['--seed', '3', '--length', '60', '--num-samples', '8', '--start', 'KING'])
 params, _ = files.load_params(sys.argv[3])
 ids = np.random.default_rng(0).integers(0, 65, size=(20, 8))

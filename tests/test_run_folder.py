@@ -13,7 +13,7 @@ import lstm
 import runs
 from helpers import ROOT
 from run_folder_helpers import TINY, assert_same_run, assert_whole, fails, load, train
-from run_folder_helpers import corpus, plain_products  # noqa: F401  (fixtures)
+from run_folder_helpers import corpus  # noqa: F401  (a fixture)
 
 
 # --- one writer: the lock comes first ------------------------------------------------------------------------------
@@ -148,9 +148,10 @@ def test_sighup_writes_a_checkpoint_like_sigterm(tmp_path, corpus):
 def test_ctrl_c_during_validation_stops_at_the_next_window_and_loses_nothing(tmp_path, corpus, monkeypatch):
     real, windows_read = lstm.evaluate, []
 
-    def evaluate(params, ids, *, window=1000, progress=None):
+    def evaluate(params, ids, *, window=1000, progress=None, device=None):
         os.kill(os.getpid(), signal.SIGINT)             # Ctrl-C as validation starts
-        return real(params, ids, window=10, progress=lambda done: (windows_read.append(done), progress(done)))
+        return real(params, ids, window=10, progress=lambda done: (windows_read.append(done), progress(done)),
+                    device=device)
     monkeypatch.setattr(lstm, 'evaluate', evaluate)
     out = tmp_path / 'run'
     assert train('--corpus', corpus, '--out', out, '--epochs', '2', *TINY) == 0

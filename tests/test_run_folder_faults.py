@@ -11,7 +11,7 @@ import runs
 from helpers import assert_one_line_error, script, tiny_corpus
 from run_folder_helpers import (ATOMIC_WRITE, TINY, FullDisk, assert_same_run, assert_whole, fails, load, start,
                                 stopped, train, written_files)
-from run_folder_helpers import corpus, plain_products  # noqa: F401  (fixtures)
+from run_folder_helpers import corpus  # noqa: F401  (a fixture)
 
 
 def test_a_full_disk_at_any_file_of_any_checkpoint_loses_nothing(tmp_path, corpus, monkeypatch, capsys):
