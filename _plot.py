@@ -94,6 +94,21 @@ def grid_step(span, magnitude):
     return next(m * unit for m in (1, 2, 5, 10) if span / (m * unit) <= 10)
 
 
+MAX_GRID_LINES = 12                                     # grid_step gives at most 11 over the axis
+
+
+def grid_lines(y0, y1):
+    """(step, the values of the horizontal grid lines from y0 to y1, at round values). At most MAX_GRID_LINES,
+    each finite: near the largest float, y1 plus the tolerance is inf and so is the next line (no endless loop)."""
+    step = grid_step(y1 - y0, max(abs(y0), abs(y1)))
+    v = math.ceil(y0 / step - 1e-9) * step
+    lines = []
+    while v <= y1 + max(1e-9, step * 1e-6) and math.isfinite(v) and len(lines) < MAX_GRID_LINES:
+        lines.append(v)                                 # (the tolerance: rounding in v)
+        v += step
+    return step, lines
+
+
 def round_to_tenth(v, up):
     """v rounded up or down to a tenth; values too large for that are kept as they are."""
     if abs(v) > 1e300:
@@ -126,13 +141,11 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
     plot_area = svg.element('rect', x=left - 4, y=top, width=width - left - right + 8, height=height - top - bottom + 4)
     clip = f'<clipPath id="plot">{plot_area}</clipPath>'
     out = svg.document(width, height, title, 22, clip)
-    step = grid_step(y1 - y0, max(abs(y0), abs(y1)))
-    v = math.ceil(y0 / step - 1e-9) * step                  # grid lines at round values
-    while v <= y1 + max(1e-9, step * 1e-6):             # (the tolerance: rounding in v)
+    step, lines = grid_lines(y0, y1)
+    for v in lines:
         out.append(svg.element('line', x1=left, x2=width - right, y1=Y(v), y2=Y(v), stroke='#e4e4e4'))
         out.append(svg.text(left - 6, Y(v) + 4, f'{v:.{2 if step < 0.1 else 1}f}' if step < 1 else f'{v:g}',
                             text_anchor='end'))
-        v += step
     every = max(1, round(x1 / 10))
     for e in range(0, int(x1) + 1, every):
         out.append(svg.element('line', x1=X(e), x2=X(e), y1=height - bottom, y2=height - bottom + 4, stroke='black'))
