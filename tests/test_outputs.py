@@ -1,0 +1,106 @@
+"""Where the scripts write: a default output beside the run, never over the repository's own files; titles and
+help that speak of the model and its corpus; status lines never inside an output written to stdout; an output
+that is an input of the same command refused."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import files
+from conftest import ROOT
+from helpers import SAVES, assert_one_line_error, script
+
+LOG = os.path.join(SAVES, 'training_log.csv')
+SHIPPED_CURVE = os.path.join(ROOT, 'images', 'learning_curve.svg')
+
+
+def read(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def run_folder(tmp_path, settings=None, meta=None):
+    """A run folder holding the shipped log and, unless settings and meta are None, a checkpoint whose metadata
+    holds those settings (the arrays are not needed for a title)."""
+    run = tmp_path / 'runs' / 'mytext'
+    run.mkdir(parents=True)
+    shutil.copy(LOG, run / 'training_log.csv')
+    if settings is not None or meta is not None:
+        files.save_npz(run / 'ShakespeareOptimizer.npz', {}, dict(settings=settings) if meta is None else meta)
+    return run
+
+
+def title(svg_path):
+    svg = svg_path.read_text(encoding='utf-8')
+    return svg.split('font-size="14">', 1)[1].split('</text>', 1)[0]
+
+
+def test_plot_without_out_writes_beside_the_runs_log_titled_by_its_corpus_and_size(tmp_path):
+    run = run_folder(tmp_path, dict(layers=3, hidden=256, corpus='/somewhere/mytext.txt'))
+    before = read(SHIPPED_CURVE)
+    r = script('_plot.py', run / 'training_log.csv', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (run / 'learning_curve.svg').exists() and not (tmp_path / 'images').exists()
+    assert title(run / 'learning_curve.svg') == '3x256 LSTM on mytext.txt'
+    assert 'Shakespeare' not in (run / 'learning_curve.svg').read_text()
+    r = script('_plot.py', 'runs/mytext/training_log.csv', cwd=tmp_path)      # a relative path: the same
+    assert r.returncode == 0 and r.stdout.startswith('wrote runs/mytext/learning_curve.svg'), r.stdout + r.stderr
+    assert read(SHIPPED_CURVE) == before
+
+
+@pytest.mark.parametrize('meta', [None, dict(settings='x'), dict(settings=dict(layers=2, hidden='512')),
+                                  dict(settings=dict(layers=2, hidden=512, corpus=7)), dict(other=1)])
+def test_plot_of_a_log_without_a_readable_checkpoint_has_a_neutral_title(tmp_path, meta):
+    run = run_folder(tmp_path, meta=meta) if meta is not None else run_folder(tmp_path)
+    r = script('_plot.py', run / 'training_log.csv', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert title(run / 'learning_curve.svg') == 'Training and validation loss'
+
+
+def test_plot_of_a_damaged_checkpoint_or_a_fifo_beside_the_log_has_a_neutral_title(tmp_path):
+    run = run_folder(tmp_path)
+    (run / 'ShakespeareOptimizer.npz').write_bytes(b'PK\x03\x04 not a zip')
+    assert script('_plot.py', run / 'training_log.csv', '--out', tmp_path / 'a.svg').returncode == 0
+    assert title(tmp_path / 'a.svg') == 'Training and validation loss'
+    os.remove(run / 'ShakespeareOptimizer.npz')
+    os.mkfifo(run / 'ShakespeareOptimizer.npz')         # never opened: it would wait for a writer for ever
+    assert script('_plot.py', run / 'training_log.csv', '--out', tmp_path / 'b.svg').returncode == 0
+    assert title(tmp_path / 'b.svg') == 'Training and validation loss'
+
+
+def test_plot_of_the_shipped_log_goes_to_the_current_folder_as_the_shipped_picture(tmp_path):
+    before = read(SHIPPED_CURVE)
+    r = script('_plot.py', LOG, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert read(tmp_path / 'learning_curve.svg') == before                 # titled from saves/'s checkpoint
+    assert os.listdir(tmp_path) == ['learning_curve.svg']
+    assert_one_line_error(script('_plot.py', LOG, cwd=os.path.join(ROOT, 'images')), '--out')
+    assert read(SHIPPED_CURVE) == before
+
+
+def test_the_commands_of_the_readme_and_results_draw_the_shipped_pictures_again(tmp_path):
+    for name, args in (('learning_curve.svg', [LOG]),
+                       ('run-L-vs-J.svg', ['logs/run-L-J-variational.csv', '--compare',
+                                           'logs/run-J-dropout0.4-weightdrop0.15-weightdecay0.05.csv', '--ymax',
+                                           '1.7', '--title', 'Run L (variational dropout) beside run J'])):
+        r = script('_plot.py', *args, '--out', tmp_path / name)
+        assert r.returncode == 0, r.stderr
+        assert read(tmp_path / name) == read(os.path.join(ROOT, 'images', name)), name
+
+
+def into_a_file(tmp_path, name, *args):
+    """Run a script with its stdout a file (`> out`): (result, what the file holds)."""
+    with open(tmp_path / 'stdout', 'wb') as out:
+        r = subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], stdout=out,
+                           stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=600)
+    return r, read(tmp_path / 'stdout')
+
+
+def test_plot_to_stdout_writes_the_picture_alone_and_says_so_on_stderr(tmp_path):
+    for out in ('/dev/stdout', tmp_path / 'stdout'):
+        r, svg = into_a_file(tmp_path, '_plot.py', LOG, '--out', out)
+        assert r.returncode == 0, r.stderr
+        assert svg == read(SHIPPED_CURVE), svg[-200:]
+        assert r.stderr.startswith('wrote ')
