@@ -33,23 +33,14 @@ def parse_args(argv):
 
 DEFAULT_NAME = 'learning_curve.svg'
 NEUTRAL_TITLE = 'Training and validation loss'
-REPO_FOLDERS = ('', 'saves', 'logs', 'images', 'docs', 'tests')    # the repository's own files are in these
-
-
-def in_repo(folder):
-    """Whether folder is one of the repository's own folders (not a run folder such as runs/mytext)."""
-    folder = os.path.realpath(folder)
-    return any(folder == os.path.realpath(os.path.join(cli.ROOT, name)) for name in REPO_FOLDERS)
-
-
 def default_out(log):
     """The picture beside the log (a run folder), or in the current folder for a log in the repository's own
     folders: never over one of the repository's files (images/learning_curve.svg). A current folder that is one
     of those too (images/) is a one-line error."""
     folder = os.path.dirname(os.path.abspath(log))
-    if not in_repo(folder):
+    if not cli.in_repo(folder):
         return os.path.join(os.path.dirname(log), DEFAULT_NAME)
-    if in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):
+    if cli.in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):
         cli.fail(f'{log} is a log of the repository, and the current folder is one of its own folders: give the '
                  'picture\'s name with --out')
     return DEFAULT_NAME

@@ -125,6 +125,16 @@ def status_stream(*outputs):
     return sys.stderr if any(p is not None and is_stdout(p) for p in outputs) else sys.stdout
 
 
+REPO_FOLDERS = ('', 'saves', 'logs', 'images', 'docs', 'tests')    # the repository's own files are in these
+
+
+def in_repo(folder):
+    """Whether folder is the repository's or one of its own folders (saves/, images/, ...; not a run folder such as
+    runs/mytext): a default output name must not land there over one of its files."""
+    folder = os.path.realpath(folder)
+    return any(folder == os.path.realpath(os.path.join(ROOT, name)) for name in REPO_FOLDERS)
+
+
 def _say(text):
     """Write `script: text` on stderr if it can be written (2>/dev/full: it cannot, and nothing else changes)."""
     try:

@@ -104,3 +104,81 @@ def test_plot_to_stdout_writes_the_picture_alone_and_says_so_on_stderr(tmp_path)
         assert r.returncode == 0, r.stderr
         assert svg == read(SHIPPED_CURVE), svg[-200:]
         assert r.stderr.startswith('wrote ')
+
+
+def test_visualize_to_stdout_writes_the_page_or_figure_alone(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    (tmp_path / 'long.txt').write_text(''.join(chars) * 40, encoding='utf-8')        # over --html-chars: a note
+    model = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 'long.txt', '--html-chars', 100]
+    for out in ('/dev/stdout', tmp_path / 'stdout'):
+        r, page = into_a_file(tmp_path, '_visualize.py', *model, '--html', out)
+        assert r.returncode == 0, r.stderr
+        assert page.startswith(b'<!DOCTYPE html>') and page.endswith(b'</html>\n'), page[-200:]
+        assert 'the page shows the first 100' in r.stderr and 'wrote ' in r.stderr
+        r, svg = into_a_file(tmp_path, '_visualize.py', *model, '--saturation', out)
+        assert r.returncode == 0, r.stderr
+        assert svg.startswith(b'<svg') and svg.endswith(b'</svg>\n'), svg[-200:]
+        assert 'gate saturation over' in r.stderr
+        r, svg = into_a_file(tmp_path, '_visualize.py', *model, '--find', '--periodic-svg', out)
+        assert r.returncode == 0, r.stderr
+        assert svg.startswith(b'<svg') and svg.endswith(b'</svg>\n'), svg[-200:]
+        assert 'neurons that follow features' in r.stderr
+    r = script('_visualize.py', *model, '--html', tmp_path / 'page.html')        # to a file: the lines on stdout
+    assert r.returncode == 0 and 'wrote' in r.stdout and '#layer=2&state=c&neuron=240' in r.stdout, r.stderr
+
+
+def test_visualize_refuses_two_outputs_that_are_one_file(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    model = ['--weights', weights, '--lookup', lookup]
+    os.symlink(tmp_path / 'a.svg', tmp_path / 'b.svg')
+    for first, second in (('a.svg', 'a.svg'), ('a.svg', './a.svg'), ('a.svg', 'b.svg')):
+        r = script('_visualize.py', *model, '--find', '--saturation', tmp_path / first, '--periodic-svg',
+                   tmp_path / second)
+        assert_one_line_error(r, '--saturation and --periodic-svg', 'give two names')
+    assert_one_line_error(script('_visualize.py', *model, '--html', '/dev/stdout', '--saturation', '/dev/fd/1'),
+                          'both name')
+    assert sorted(os.listdir(tmp_path)) == ['b.svg']
+
+
+def test_saturation_without_a_name_says_where_and_never_lands_among_the_repositorys_files(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    assert 'saturation.svg in the current folder' in ' '.join(script('_visualize.py', '--help').stdout.split())
+    (tmp_path / 'text.txt').write_text(''.join(chars) * 3, encoding='utf-8')
+    model = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 'text.txt']
+    before = read(os.path.join(ROOT, 'images', 'saturation.svg'))
+    r = script('_visualize.py', *model, '--saturation', cwd=os.path.join(ROOT, 'images'))
+    assert_one_line_error(r, '--saturation', 'file name')
+    assert read(os.path.join(ROOT, 'images', 'saturation.svg')) == before
+    (tmp_path / 'here').mkdir()
+    r = script('_visualize.py', *model, '--saturation', cwd=tmp_path / 'here')
+    assert r.returncode == 0 and os.listdir(tmp_path / 'here') == ['saturation.svg'], r.stderr
+
+
+def test_the_viewer_without_a_display_suggests_the_page(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    (tmp_path / 'text.txt').write_text(''.join(chars) * 3, encoding='utf-8')
+    r = script('_visualize.py', '--weights', weights, '--lookup', lookup, '--text', tmp_path / 'text.txt',
+               env=dict(DISPLAY='', WAYLAND_DISPLAY=''))
+    assert_one_line_error(r, '--html')
+
+
+def test_convert_never_replaces_its_own_input_or_lookup_table(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    shutil.copy(weights, tmp_path / 'W.npz')
+    shutil.copy(lookup, tmp_path / 'L.json')
+    assert script('_convert.py', 'W.npz', 'W.json', cwd=tmp_path).returncode == 0
+    os.link(tmp_path / 'W.json', tmp_path / 'same.npz')            # another name of the input
+    kept = {name: read(tmp_path / name) for name in ('W.npz', 'L.json', 'W.json')}
+    for args in (['W.npz', 'L.json', '--lookup', 'L.json', '--force'], ['W.npz', 'L.json', '--lookup', 'L.json'],
+                 ['W.json', 'same.npz', '--force']):
+        assert_one_line_error(script('_convert.py', *args, cwd=tmp_path), 'is also read by this command')
+    assert {name: read(tmp_path / name) for name in kept} == kept
+
+
+def test_convert_to_stdout_writes_the_weights_alone(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    os.symlink('/dev/stdout', tmp_path / 'out.json')
+    r, written = into_a_file(tmp_path, '_convert.py', weights, 'out.json')
+    assert r.returncode == 0 and r.stderr.startswith('wrote out.json'), r.stderr
+    assert script('_convert.py', weights, tmp_path / 'W.json').returncode == 0
+    assert written == read(tmp_path / 'W.json')
