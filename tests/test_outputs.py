@@ -182,3 +182,14 @@ def test_convert_to_stdout_writes_the_weights_alone(small_model, tmp_path):
     assert r.returncode == 0 and r.stderr.startswith('wrote out.json'), r.stderr
     assert script('_convert.py', weights, tmp_path / 'W.json').returncode == 0
     assert written == read(tmp_path / 'W.json')
+
+
+def test_sample_speaks_of_the_model_and_its_corpus_and_starts_any_model(small_model):
+    weights, lookup, chars = small_model
+    assert 'F' not in chars
+    help_text = ' '.join(script('_sample.py', '--help').stdout.split())
+    assert 'Shakespeare-like' not in help_text and 'trained character-level LSTM' in help_text
+    r = script('_sample.py', '--weights', weights, '--lookup', lookup, '--length', 20, '--seed', 1)
+    first = next(ch for ch in chars if ch.isalpha())
+    assert r.returncode == 0 and r.stdout.startswith(first), r.stderr
+    assert 21 <= len(r.stdout) <= 22                    # the priming letter, 20 characters (and a newline)
