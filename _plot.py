@@ -1,7 +1,7 @@
 """Draw the learning curve of a training run (training and validation loss per epoch) as an SVG picture.
 
     python _plot.py runs/mytext/training_log.csv            # runs/mytext/learning_curve.svg
-    python _plot.py saves/training_log.csv --out images/learning_curve.svg     # the picture of the README
+    python _plot.py saves/training_log.csv --out images/learning_curve.svg     # the README's picture
     python _plot.py saves/training_log.csv --compare logs/run-J-*.csv     # beside another run's validation loss
 
 Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
@@ -33,6 +33,8 @@ def parse_args(argv):
 
 DEFAULT_NAME = 'learning_curve.svg'
 NEUTRAL_TITLE = 'Training and validation loss'
+
+
 def default_out(log):
     """The picture beside the log (a run folder), or in the current folder for a log in the repository's own
     folders: never over one of the repository's files (images/learning_curve.svg). A current folder that is one
