@@ -55,11 +55,15 @@ def main(argv=None):
         cli.fail(f'{args.output}: {src} converts to {".json" if to_json else ".npz"}: name the output so')
     if args.float32 and to_json:
         cli.fail('--float32 is for .json -> .npz: the original\'s format is always float64')
-    if os.path.exists(args.output) and not args.force:
+    try:
+        files.check_writable(args.output, 'output', inputs=[args.input, args.lookup])    # never one of them,
+    except files.ModelFileError as e:                                                   # even with --force
+        cli.fail(str(e))
+    if os.path.exists(args.output) and not args.force and not files.writes_in_place(args.output):
         cli.fail(f'{args.output} exists: give another name, or --force to replace it')
+    status = cli.status_stream(args.output)             # asked before the file is replaced
     try:
         chars = None if args.lookup is None else data.load_lookup(args.lookup)
-        files.check_writable(args.output)
         params, _ = files.load_params(args.input, dtype='float32' if args.float32 else None, chars=chars)
         if to_json:
             original.write(args.output, params)
@@ -69,7 +73,7 @@ def main(argv=None):
         cli.fail(str(e))
     V, H, n_layers = lstm.sizes(params)
     dtype = 'float64' if to_json else params['dense.W'].dtype
-    print(f'wrote {args.output}: {n_layers} LSTM layers of {H} units, {V} characters, {dtype}')
+    print(f'wrote {args.output}: {n_layers} LSTM layers of {H} units, {V} characters, {dtype}', file=status)
     return 0
 
 

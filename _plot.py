@@ -1,6 +1,7 @@
 """Draw the learning curve of a training run (training and validation loss per epoch) as an SVG picture.
 
-    python _plot.py saves/training_log.csv --out images/learning_curve.svg
+    python _plot.py runs/mytext/training_log.csv            # runs/mytext/learning_curve.svg
+    python _plot.py saves/training_log.csv --out images/learning_curve.svg     # the README's picture
     python _plot.py saves/training_log.csv --compare logs/run-J-*.csv     # beside another run's validation loss
 
 Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
@@ -18,15 +19,54 @@ import svg
 def parse_args(argv):
     p = cli.Parser(description='Draw training and validation loss per epoch from a training_log.csv as SVG.')
     p.add_argument('log', help='training_log.csv written by _training.py')
-    p.add_argument('--out', type=cli.path, default='images/learning_curve.svg', help='SVG file to write '
-                                                                      '(default %(default)s)')
+    p.add_argument('--out', type=cli.path, default=None, help=f'SVG file to write (default: {DEFAULT_NAME} beside '
+                   'the log, or in the current folder for a log in the repository\'s own folders, saves/ and logs/)')
     p.add_argument('--compare', action='append', default=[], metavar='LOG',
                    help="also draw this run's validation loss, dashed (repeat for more runs; default: none)")
     p.add_argument('--ymax', type=cli.positive_float, help='top of the loss axis, to look closely at the later '
                    'epochs (default: the highest loss)')
-    p.add_argument('--title', default='2x512 LSTM on tiny Shakespeare',
-                   help='title of the picture (default %(default)s)')
+    p.add_argument('--title', help='title of the picture (default: the run\'s size and corpus, read from the '
+                   f'checkpoint beside the log, e.g. "2x512 LSTM on tiny Shakespeare"; "{NEUTRAL_TITLE}" where '
+                   'there is none)')
     return p.parse_args(argv)
+
+
+DEFAULT_NAME = 'learning_curve.svg'
+NEUTRAL_TITLE = 'Training and validation loss'
+
+
+def default_out(log):
+    """The picture beside the log (a run folder), or in the current folder for a log in the repository's own
+    folders: never over one of the repository's files (images/learning_curve.svg). A current folder that is one
+    of those too (images/) is a one-line error."""
+    folder = os.path.dirname(os.path.abspath(log))
+    if not cli.in_repo(folder):
+        return os.path.join(os.path.dirname(log), DEFAULT_NAME)
+    if cli.in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):
+        cli.fail(f'{log} is a log of the repository, and the current folder is one of its own folders: give the '
+                 'picture\'s name with --out')
+    return DEFAULT_NAME
+
+
+def run_title(log):
+    """'2x512 LSTM on tiny Shakespeare': the run's size and corpus, read from the metadata of the training
+    checkpoint beside the log; NEUTRAL_TITLE where there is no readable checkpoint there."""
+    import runs                                         # here: the run folder's names, only when needed
+    path = os.path.join(os.path.dirname(os.path.abspath(log)), runs.CHECKPOINT)
+    if not os.path.isfile(path):                        # (a FIFO of that name is never opened)
+        return NEUTRAL_TITLE
+    try:
+        _, meta = files.load_npz(path, 'checkpoint', only_meta=True)
+    except files.ModelFileError:
+        return NEUTRAL_TITLE
+    settings = meta.get('settings')
+    if not isinstance(settings, dict):
+        return NEUTRAL_TITLE
+    layers, hidden, corpus = settings.get('layers'), settings.get('hidden'), settings.get('corpus')
+    if not all(type(n) is int and n > 0 for n in (layers, hidden)) or not (corpus is None or
+                                                                           isinstance(corpus, str) and corpus):
+        return NEUTRAL_TITLE
+    return f'{layers}x{hidden} LSTM on {"tiny Shakespeare" if corpus is None else os.path.basename(corpus)}'
 
 
 COLUMNS = ('epoch', 'train_loss', 'val_loss')
@@ -94,6 +134,21 @@ def grid_step(span, magnitude):
     return next(m * unit for m in (1, 2, 5, 10) if span / (m * unit) <= 10)
 
 
+MAX_GRID_LINES = 12                                     # grid_step gives at most 11 over the axis
+
+
+def grid_lines(y0, y1):
+    """(step, the values of the horizontal grid lines from y0 to y1, at round values). At most MAX_GRID_LINES,
+    each finite: near the largest float, y1 plus the tolerance is inf and so is the next line (no endless loop)."""
+    step = grid_step(y1 - y0, max(abs(y0), abs(y1)))
+    v = math.ceil(y0 / step - 1e-9) * step
+    lines = []
+    while v <= y1 + max(1e-9, step * 1e-6) and math.isfinite(v) and len(lines) < MAX_GRID_LINES:
+        lines.append(v)                                 # (the tolerance: rounding in v)
+        v += step
+    return step, lines
+
+
 def round_to_tenth(v, up):
     """v rounded up or down to a tenth; values too large for that are kept as they are."""
     if abs(v) > 1e300:
@@ -126,13 +181,11 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
     plot_area = svg.element('rect', x=left - 4, y=top, width=width - left - right + 8, height=height - top - bottom + 4)
     clip = f'<clipPath id="plot">{plot_area}</clipPath>'
     out = svg.document(width, height, title, 22, clip)
-    step = grid_step(y1 - y0, max(abs(y0), abs(y1)))
-    v = math.ceil(y0 / step - 1e-9) * step                  # grid lines at round values
-    while v <= y1 + max(1e-9, step * 1e-6):             # (the tolerance: rounding in v)
+    step, lines = grid_lines(y0, y1)
+    for v in lines:
         out.append(svg.element('line', x1=left, x2=width - right, y1=Y(v), y2=Y(v), stroke='#e4e4e4'))
         out.append(svg.text(left - 6, Y(v) + 4, f'{v:.{2 if step < 0.1 else 1}f}' if step < 1 else f'{v:g}',
                             text_anchor='end'))
-        v += step
     every = max(1, round(x1 / 10))
     for e in range(0, int(x1) + 1, every):
         out.append(svg.element('line', x1=X(e), x2=X(e), y1=height - bottom, y2=height - bottom + 4, stroke='black'))
@@ -169,18 +222,22 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
 
 def main(argv=None):
     args = parse_args(argv)
+    out = default_out(args.log) if args.out is None else args.out
     try:
-        files.check_writable(args.out, '--out', (b'<svg', 'an SVG figure'), [args.log, *args.compare])
+        files.check_writable(out, '--out', (b'<svg', 'an SVG figure'), [args.log, *args.compare])
         rows = read_log(args.log)
         others = [(run_name(path), read_log(path)) for path in args.compare]
         finite = [r[2] for r in rows if math.isfinite(r[2])]
         if not finite:
             cli.fail(f'{args.log}: every validation loss is inf or nan, nothing to draw')
-        files.write_text(args.out, picture(rows, args.title, others, args.ymax))
+        title = run_title(args.log) if args.title is None else args.title
+        status = cli.status_stream(out)                 # asked before the file is replaced
+        files.write_text(out, picture(rows, title, others, args.ymax))
     except files.ModelFileError as e:
         cli.fail(str(e))
-    print(f'wrote {args.out}: {len(rows)} epochs, best validation loss {loss_text(min(finite))}')
+    print(f'wrote {out}: {len(rows)} epochs, best validation loss {loss_text(min(finite))}', file=status)
     return 0
+
 
 if __name__ == '__main__':
     cli.run(main)

@@ -29,7 +29,8 @@ def escapes(text):
 
 
 def parse_args(argv):
-    p = cli.Parser(description='Generate Shakespeare-like text from the trained character-level LSTM.')
+    p = cli.Parser(description='Generate text from a trained character-level LSTM: text like the corpus it was '
+                               'trained on (by default the shipped model, trained on tiny Shakespeare).')
     g = p.add_argument_group('sampling')
     g.add_argument('--length', type=cli.positive_int, default=1000,
                    help='characters to generate after the priming text (default %(default)s; with --stop, at most '
@@ -42,7 +43,8 @@ def parse_args(argv):
     g.add_argument('--top-p', type=cli.above_zero_to_one, default=1.0,
                    help='draw only from the nucleus: the smallest set of most likely characters whose probability '
                         'reaches P (default 1: all)')
-    g.add_argument('--start', default=None, help='priming text, printed first (default "F"); \\n is a newline')
+    g.add_argument('--start', default=None, help='priming text, printed first; \\n is a newline (default "F", '
+                   'or the first letter of the model\'s lookup table where it has no "F")')
     g.add_argument('--start-file', type=cli.path, help='read the priming text from this UTF-8 file '
                    'instead (default: none, --start)')
     g.add_argument('--stop', help='stop a sample once its generated text ends with this text, e.g. \'\\n\\n\' for '
@@ -64,11 +66,22 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+DEFAULT_START = 'F'                                     # the first letter of tiny Shakespeare
+
+
+def default_start(chars):
+    """The priming text where none is given: DEFAULT_START, or for a model whose lookup table has no such
+    character (one trained on another text), the table's first letter (its first character if it has none)."""
+    if DEFAULT_START in chars:
+        return DEFAULT_START
+    return next((ch for ch in chars if ch.isalpha()), chars[0])
+
+
 def priming_text(args):
     if args.start is not None and args.start_file is not None:
         cli.fail('give either --start or --start-file, not both')
     if args.start_file is None:
-        start = 'F' if args.start is None else escapes(args.start)
+        start = DEFAULT_START if args.start is None else escapes(args.start)
         if not start:
             cli.fail('--start is empty: give at least one character to begin with')
         return start
@@ -92,6 +105,8 @@ def main(argv=None):
         params, _ = files.load_params(args.weights, chars=chars)
     except (files.ModelFileError, data.CorpusError) as e:
         cli.fail(str(e))
+    if args.start is None and args.start_file is None:
+        start = default_start(chars)
     what = '--start-file' if args.start_file else '--start'
     try:
         prime = data.encode(start, chars)

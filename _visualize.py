@@ -11,6 +11,7 @@ The background of each character is the activation of the chosen neuron after re
 its index, or step through them with Previous and Next.
 """
 import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+import functools
 import os
 
 import analysis
@@ -19,6 +20,12 @@ import figures
 import files
 import lstm
 import viewer
+
+class DefaultName(str):
+    """A file name an option takes when none is given: told apart from the same name given."""
+
+
+SATURATION_SVG = DefaultName('saturation.svg')          # --saturation without a file name, in the current folder
 
 
 def parse_args(argv):
@@ -34,13 +41,13 @@ def parse_args(argv):
     g.add_argument('--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default %(default)s)')
     g = p.add_argument_group('output (instead of the viewer)')
     g.add_argument('--html', type=cli.path, metavar='FILE', help='write one self-contained HTML page to explore '
-                                                                 'the neurons (default: none, the viewer)')
+                   'the neurons; FILE#layer=2&state=c&neuron=240 opens it at that neuron (default: none, the viewer)')
     g.add_argument('--html-chars', type=cli.positive_int, default=3000,
                    help='the page shows at most this many characters of the text (default %(default)s)')
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
-    g.add_argument('--saturation', metavar='SVG', type=cli.path, nargs='?', const='saturation.svg',
+    g.add_argument('--saturation', metavar='SVG', type=cli.path, nargs='?', const=SATURATION_SVG,
                    help='print how often each gate is saturated, and draw it per cell into this SVG file (the '
-                        'figure of Karpathy et al., 2015; default file %(const)s)')
+                        'figure of Karpathy et al., 2015; without a file name, %(const)s in the current folder)')
     g.add_argument('--periodic-svg', metavar='SVG', type=cli.path, help='with --find: draw the mean activation '
                    'by position in the line of the best periodic cells and of the best line-position cell '
                    '(default: none)')
@@ -64,33 +71,37 @@ def load(args):
     return params, ids, data.decode(ids, chars)
 
 
-def print_found(found, where):
-    print(f'neurons that follow features of {where} (r: correlation over the text; |r| near 1 is a close match)')
+def print_found(found, where, out=None):
+    """The list of --find, on out (stdout by default)."""
+    say = functools.partial(print, file=out)
+    say(f'neurons that follow features of {where} (r: correlation over the text; |r| near 1 is a close match)')
     for name, f in found.items():
-        print(f'\n{name}: {f["description"]}')
+        say(f'\n{name}: {f["description"]}')
         if not f['present']:
-            print('  (absent from this text)')
+            say('  (absent from this text)')
         for layer, state, k, r, P in f['best']:
             what = 'h' if state == 'h' else 'tanh(c)'
             score = f'r = {r:+.3f}' if P is None else f'R = {r:.3f}  period {P}'   # R: unsigned, partial
-            print(f'  layer {layer} {what:<7} neuron {k:3d}   {score}')
+            say(f'  layer {layer} {what:<7} neuron {k:3d}   {score}')
         if 'control' in f and f['present']:
             lo, mid, hi = f['periods']
-            print(f'  periods {lo} to {mid} (two cycles or more in a typical line); with the line positions shuffled '
-                  f'(chance), the best R of any neuron is {f["control"]:.3f}')
+            say(f'  periods {lo} to {mid} (two cycles or more in a typical line); with the line positions shuffled '
+                f'(chance), the best R of any neuron is {f["control"]:.3f}')
             for layer, state, k, r, P in f['long']:
-                print(f'  over all periods up to {hi}, the best is layer {layer} {"h" if state == "h" else "tanh(c)"} '
-                      f'neuron {k} (R = {r:.3f}, period {P}): a period that long also fits a steady rise in the line')
+                say(f'  over all periods up to {hi}, the best is layer {layer} {"h" if state == "h" else "tanh(c)"} '
+                    f'neuron {k} (R = {r:.3f}, period {P}): a period that long also fits a steady rise in the line')
 
 
-def print_saturation(sat, where, low=0.1, high=0.9):
-    print(f'gate saturation over {where}: the fraction of steps with a gate below {low} (left) or above {high} '
-          '(right), averaged over the cells; and how many cells are saturated more than half of the time')
-    print(f'{"layer":>5} {"gate":<7} {"left":>6} {"right":>6} {"neither":>8} {"cells mostly left":>17} '
-          f'{"cells mostly right":>18}')
+def print_saturation(sat, where, out=None, low=0.1, high=0.9):
+    """The table of --saturation, on out (stdout by default)."""
+    say = functools.partial(print, file=out)
+    say(f'gate saturation over {where}: the fraction of steps with a gate below {low} (left) or above {high} '
+        '(right), averaged over the cells; and how many cells are saturated more than half of the time')
+    say(f'{"layer":>5} {"gate":<7} {"left":>6} {"right":>6} {"neither":>8} {"cells mostly left":>17} '
+        f'{"cells mostly right":>18}')
     for (n, g), (left, right) in sat.items():
-        print(f'{n:>5} {g:<7} {left.mean():6.3f} {right.mean():6.3f} {1 - left.mean() - right.mean():8.3f} '
-              f'{int((left > 0.5).sum()):>13} / {len(left)} {int((right > 0.5).sum()):>14} / {len(right)}')
+        say(f'{n:>5} {g:<7} {left.mean():6.3f} {right.mean():6.3f} {1 - left.mean() - right.mean():8.3f} '
+            f'{int((left > 0.5).sum()):>13} / {len(left)} {int((right > 0.5).sum()):>14} / {len(right)}')
 
 
 def write(path, content):
@@ -105,7 +116,7 @@ def find(args, params, ids, text):
     """--find (and --periodic-svg): print the neurons that follow each feature, and draw the periodic ones."""
     with cli.Progress('finding neurons', len(ids)) as progress:
         found = analysis.find_neurons(params, ids, text, args.top, progress=progress, device=args.device)
-    print_found(found, f'{args.text} ({len(text):,} characters)')
+    print_found(found, f'{args.text} ({len(text):,} characters)', args.say)
     if args.periodic_svg:
         per, ramp = found['periodic in line'], found['line position']
         cells = [(l, s, k, f'R {r:.2f} at period {P}') for l, s, k, r, P in per['best'][:2] if per['present']]
@@ -119,29 +130,31 @@ def find(args, params, ids, text):
         write(args.periodic_svg, figures.position_profile_svg(
             means, counts, cells, 'Mean activation by position in the line: the best periodic cells, and a '
                                   'line-position cell'))
-        print(f'wrote {args.periodic_svg}')
+        print(f'wrote {args.periodic_svg}', file=args.say)
 
 
 def html_page(args, params, ids, text):
     """--html: the page over the first --html-chars characters of the text."""
     if len(ids) > args.html_chars:
-        print(f'the page shows the first {args.html_chars:,} of {len(ids):,} characters (--html-chars)')
+        print(f'the page shows the first {args.html_chars:,} of {len(ids):,} characters (--html-chars)',
+              file=args.say)
         ids, text = ids[:args.html_chars], text[:args.html_chars]
     _, H, n_layers = lstm.sizes(params)
     found = analysis.find_neurons(params, ids, text, args.top, device=args.device)
     acts = analysis.activations(params, ids, device=args.device)
     write(args.html, figures.explorer_page(text, acts, H, n_layers, found, (args.layer, args.state, args.neuron)))
-    print(f'wrote {args.html}: open it in a browser')
+    print(f'wrote {args.html}: open it in a browser (add #layer=2&state=c&neuron=240 to its address to open it at '
+          'that neuron)', file=args.say)
 
 
 def saturation(args, params, ids, text):
     """--saturation: print how often the gates saturate, and draw it."""
     with cli.Progress('gate saturation', len(ids)) as progress:
         sat = analysis.gate_saturation(params, ids, progress=progress, device=args.device)
-    print_saturation(sat, f'{args.text} ({len(text):,} characters)')
+    print_saturation(sat, f'{args.text} ({len(text):,} characters)', args.say)
     write(args.saturation, figures.saturation_svg(
         sat, f'Gate saturation over {os.path.basename(args.text)} ({len(text):,} characters)'))
-    print(f'wrote {args.saturation}')
+    print(f'wrote {args.saturation}', file=args.say)
 
 
 def show_viewer(args, params, ids, text):
@@ -151,27 +164,56 @@ def show_viewer(args, params, ids, text):
     try:
         viewer.run(text, acts, H, n_layers, args.layer, args.state, args.neuron)
     except ImportError:
-        cli.fail('tkinter is not installed: install your system\'s python3-tk package')
+        cli.fail('tkinter is not installed: install your system\'s python3-tk package, or write the page '
+                 'with --html neurons.html and open it in a browser')
     except Exception as e:                              # tkinter.TclError: no display
         if type(e).__name__ == 'TclError':
-            cli.fail(f'cannot open a window ({e}): run it on a desktop, or set DISPLAY')
+            cli.fail(f'cannot open a window ({e}): run it on a desktop, set DISPLAY, or write the page with '
+                     '--html neurons.html and open it in a browser')
         raise
+
+
+def same_file(a, b):
+    """Whether two output names are one file (/dev/null aside: it takes anything, any number of times)."""
+    if os.devnull in (a, b):
+        return False
+    try:
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(args):
+    """Refuse, before any work, an output that cannot be written, that is an input, or that another output
+    also names (the second would replace the first). Returns where the script's lines go: stderr where an
+    output is stdout (`--html /dev/stdout > page.html`), so that none of them lands inside it."""
+    svg_kind, html_kind = (b'<svg', 'an SVG figure'), (b'<!DOCTYPE html>', 'an HTML page')
+    inputs = [args.text, args.weights, args.lookup, figures.TEMPLATE]
+    outputs = [(option, path, kind) for option, path, kind in (
+        ('--html', args.html, html_kind), ('--saturation', args.saturation, svg_kind),
+        ('--periodic-svg', args.periodic_svg, svg_kind)) if path is not None]
+    for j, (option, path, kind) in enumerate(outputs):
+        try:
+            files.check_writable(path, f'{option} file', kind, inputs)
+        except files.ModelFileError as e:
+            cli.fail(str(e))
+        for other, other_path, _ in outputs[:j]:
+            if same_file(path, other_path):
+                cli.fail(f'{other} and {option} both name {path}: the second would replace the first; give '
+                         'two names')
+    return cli.status_stream(*(path for _, path, _ in outputs))
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.periodic_svg is not None and not args.find:
         cli.fail('--periodic-svg goes with --find')
+    if isinstance(args.saturation, DefaultName) and cli.in_repo('.') and \
+            os.path.realpath('.') != os.path.realpath(cli.ROOT):
+        cli.fail(f'--saturation: the current folder holds the repository\'s own files: give the figure\'s file '
+                 f'name (without one it would be written here as {SATURATION_SVG})')
+    args.say = check_outputs(args)
     args.device = cli.open_device(args.device)          # the ops: None for the CPU
-    svg_kind, html_kind = (b'<svg', 'an SVG figure'), (b'<!DOCTYPE html>', 'an HTML page')
-    inputs = [args.text, args.weights, args.lookup, figures.TEMPLATE]
-    for option, path, kind in (('--html', args.html, html_kind), ('--saturation', args.saturation, svg_kind),
-                               ('--periodic-svg', args.periodic_svg, svg_kind)):
-        if path is not None:
-            try:
-                files.check_writable(path, f'{option} file', kind, inputs)
-            except files.ModelFileError as e:
-                cli.fail(str(e))
     params, ids, text = load(args)
     if args.find:
         find(args, params, ids, text)

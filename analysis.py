@@ -81,14 +81,18 @@ def activations(params, ids, progress=None, device=None):
 
 # --- features of the text -----------------------------------------------------------------------------------------
 
+MAX_PERIOD = 128        # the longest period searched: the search's sums grow with the square of the periods
+
+
 def line_periods(text):
-    """Periods 2 .. the longest common line length (the 90th percentile of the lengths of the non-empty lines),
-    and the longest period that fits two cycles into a typical line (half the median length). A line's '\\r' (CRLF
-    line ends) does not count."""
+    """Periods 2 .. the longest common line length (the 90th percentile of the lengths of the non-empty lines), at
+    most MAX_PERIOD, and the longest period that fits two cycles into a typical line (half the median length), at
+    most the longest period. A line's '\\r' (CRLF line ends) does not count. Without the bound, a text of one long
+    line (a paragraph per line, or no newline at all) asked for sums of size the square of its length."""
     lengths = [len(line) - line.endswith('\r') for line in text.split('\n') if line.rstrip('\r')]
-    longest = int(np.percentile(lengths, 90)) if lengths else 8
+    longest = max(min(int(np.percentile(lengths, 90)) if lengths else 8, MAX_PERIOD), 3)
     two_cycles = max(2, int(np.median(lengths)) // 2) if lengths else 4
-    return range(2, max(longest, 3) + 1), two_cycles
+    return range(2, longest + 1), min(two_cycles, longest)
 
 
 def _to_word_end(text):

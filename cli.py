@@ -105,6 +105,36 @@ def write(text):
         _say(f'warning: {getattr(e, "strerror", None) or e}: going on without printing')
 
 
+def is_stdout(path):
+    """Whether writing path writes where stdout goes: /dev/stdout, /dev/fd/1, or the very file or pipe that stdout
+    is (`--out c.svg > c.svg`). A script then prints its status lines on stderr (status_stream), not into its
+    output. /dev/null is never stdout here: what goes into it is lost either way."""
+    try:
+        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
+        if os.path.samefile(path, os.devnull):
+            return False
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def status_stream(*outputs):
+    """Where a script prints what it did and where (`wrote page.html`): stdout, or stderr where one of outputs (the
+    files it writes; None for none) is stdout itself (is_stdout), so that no such line ends up inside the page
+    or the picture written there. Ask before writing: a file replaced by its new version is no longer stdout."""
+    return sys.stderr if any(p is not None and is_stdout(p) for p in outputs) else sys.stdout
+
+
+REPO_FOLDERS = ('', 'saves', 'logs', 'images', 'docs', 'tests')    # the repository's own files are in these
+
+
+def in_repo(folder):
+    """Whether folder is the repository's or one of its own folders (saves/, images/, ...; not a run folder such as
+    runs/mytext): a default output name must not land there over one of its files."""
+    folder = os.path.realpath(folder)
+    return any(folder == os.path.realpath(os.path.join(ROOT, name)) for name in REPO_FOLDERS)
+
+
 def _say(text):
     """Write `script: text` on stderr if it can be written (2>/dev/full: it cannot, and nothing else changes)."""
     try:

@@ -87,3 +87,36 @@ def test_the_shipped_learning_curve_is_drawn_again_byte_for_byte(tmp_path):
     assert r.returncode == 0, r.stderr
     with open(os.path.join(SAVES, '..', 'images', 'learning_curve.svg')) as f:
         assert (tmp_path / 'curve.svg').read_text() == f.read()
+
+
+def plot_within(tmp_path, log_text, *args, seconds=30):
+    """plot(), but a hang (an endless loop of grid lines, its memory growing) fails the test in seconds."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    (tmp_path / 'log.csv').write_text(log_text, encoding='utf-8')
+    try:
+        return subprocess.run([sys.executable, os.path.join(ROOT, '_plot.py'), tmp_path / 'log.csv', '--out',
+                               tmp_path / 'out.svg', *args], capture_output=True, text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f'_plot.py {" ".join(args)} still running after {seconds} s')
+
+
+BIGGEST = '1.7976931348623157e308'                      # the largest float
+
+
+@pytest.mark.parametrize('rows, args', [
+    (ROWS, ['--ymax', BIGGEST]),
+    (ROWS, ['--ymax', '1.7e308']),
+    ([f'1,401,{BIGGEST},{BIGGEST},0.002,393,2963,best\n'], []),
+    ([ROWS[0], f'2,802,{BIGGEST},1.5,0.002,671,4096,\n'], []),
+    ([f'1,401,{BIGGEST},0.5,0.002,393,2963,best\n', f'2,802,0,{BIGGEST},0.002,671,4096,\n'], []),
+    ([f'{BIGGEST},401,3.0,2.0,0.002,393,2963,best\n'], ['--ymax', BIGGEST]),
+    ([f'1,401,5e-324,5e-324,0.002,393,2963,best\n'], ['--ymax', '1e-300']),
+])
+def test_the_largest_float_as_a_loss_or_a_bound_is_drawn_with_a_few_grid_lines(tmp_path, rows, args):
+    r = plot_within(tmp_path, HEADER + ''.join(rows), *args)
+    assert r.returncode == 0, r.stderr
+    svg = drawn(tmp_path)
+    assert svg.count('stroke="#e4e4e4"') <= 12         # (none where every loss is the largest float: no span)
+    assert 'best validation loss' in r.stdout

@@ -1,0 +1,195 @@
+"""Where the scripts write: a default output beside the run, never over the repository's own files; titles and
+help that speak of the model and its corpus; status lines never inside an output written to stdout; an output
+that is an input of the same command refused."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import files
+from conftest import ROOT
+from helpers import SAVES, assert_one_line_error, script
+
+LOG = os.path.join(SAVES, 'training_log.csv')
+SHIPPED_CURVE = os.path.join(ROOT, 'images', 'learning_curve.svg')
+
+
+def read(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def run_folder(tmp_path, settings=None, meta=None):
+    """A run folder holding the shipped log and, unless settings and meta are None, a checkpoint whose metadata
+    holds those settings (the arrays are not needed for a title)."""
+    run = tmp_path / 'runs' / 'mytext'
+    run.mkdir(parents=True)
+    shutil.copy(LOG, run / 'training_log.csv')
+    if settings is not None or meta is not None:
+        files.save_npz(run / 'ShakespeareOptimizer.npz', {}, dict(settings=settings) if meta is None else meta)
+    return run
+
+
+def title(svg_path):
+    svg = svg_path.read_text(encoding='utf-8')
+    return svg.split('font-size="14">', 1)[1].split('</text>', 1)[0]
+
+
+def test_plot_without_out_writes_beside_the_runs_log_titled_by_its_corpus_and_size(tmp_path):
+    run = run_folder(tmp_path, dict(layers=3, hidden=256, corpus='/somewhere/mytext.txt'))
+    before = read(SHIPPED_CURVE)
+    r = script('_plot.py', run / 'training_log.csv', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (run / 'learning_curve.svg').exists() and not (tmp_path / 'images').exists()
+    assert title(run / 'learning_curve.svg') == '3x256 LSTM on mytext.txt'
+    assert 'Shakespeare' not in (run / 'learning_curve.svg').read_text()
+    r = script('_plot.py', 'runs/mytext/training_log.csv', cwd=tmp_path)      # a relative path: the same
+    assert r.returncode == 0 and r.stdout.startswith('wrote runs/mytext/learning_curve.svg'), r.stdout + r.stderr
+    assert read(SHIPPED_CURVE) == before
+
+
+@pytest.mark.parametrize('meta', [None, dict(settings='x'), dict(settings=dict(layers=2, hidden='512')),
+                                  dict(settings=dict(layers=2, hidden=512, corpus=7)), dict(other=1)])
+def test_plot_of_a_log_without_a_readable_checkpoint_has_a_neutral_title(tmp_path, meta):
+    run = run_folder(tmp_path, meta=meta) if meta is not None else run_folder(tmp_path)
+    r = script('_plot.py', run / 'training_log.csv', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert title(run / 'learning_curve.svg') == 'Training and validation loss'
+
+
+def test_plot_of_a_damaged_checkpoint_or_a_fifo_beside_the_log_has_a_neutral_title(tmp_path):
+    run = run_folder(tmp_path)
+    (run / 'ShakespeareOptimizer.npz').write_bytes(b'PK\x03\x04 not a zip')
+    assert script('_plot.py', run / 'training_log.csv', '--out', tmp_path / 'a.svg').returncode == 0
+    assert title(tmp_path / 'a.svg') == 'Training and validation loss'
+    os.remove(run / 'ShakespeareOptimizer.npz')
+    os.mkfifo(run / 'ShakespeareOptimizer.npz')         # never opened: it would wait for a writer for ever
+    assert script('_plot.py', run / 'training_log.csv', '--out', tmp_path / 'b.svg').returncode == 0
+    assert title(tmp_path / 'b.svg') == 'Training and validation loss'
+
+
+def test_plot_of_the_shipped_log_goes_to_the_current_folder_as_the_shipped_picture(tmp_path):
+    before = read(SHIPPED_CURVE)
+    r = script('_plot.py', LOG, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert read(tmp_path / 'learning_curve.svg') == before                 # titled from saves/'s checkpoint
+    assert os.listdir(tmp_path) == ['learning_curve.svg']
+    assert_one_line_error(script('_plot.py', LOG, cwd=os.path.join(ROOT, 'images')), '--out')
+    assert read(SHIPPED_CURVE) == before
+
+
+def test_the_commands_of_the_readme_and_results_draw_the_shipped_pictures_again(tmp_path):
+    for name, args in (('learning_curve.svg', [LOG]),
+                       ('run-L-vs-J.svg', ['logs/run-L-J-variational.csv', '--compare',
+                                           'logs/run-J-dropout0.4-weightdrop0.15-weightdecay0.05.csv', '--ymax',
+                                           '1.7', '--title', 'Run L (variational dropout) beside run J'])):
+        r = script('_plot.py', *args, '--out', tmp_path / name)
+        assert r.returncode == 0, r.stderr
+        assert read(tmp_path / name) == read(os.path.join(ROOT, 'images', name)), name
+
+
+def into_a_file(tmp_path, name, *args):
+    """Run a script with its stdout a file (`> out`): (result, what the file holds)."""
+    with open(tmp_path / 'stdout', 'wb') as out:
+        r = subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], stdout=out,
+                           stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=600)
+    return r, read(tmp_path / 'stdout')
+
+
+def test_plot_to_stdout_writes_the_picture_alone_and_says_so_on_stderr(tmp_path):
+    for out in ('/dev/stdout', tmp_path / 'stdout'):
+        r, svg = into_a_file(tmp_path, '_plot.py', LOG, '--out', out)
+        assert r.returncode == 0, r.stderr
+        assert svg == read(SHIPPED_CURVE), svg[-200:]
+        assert r.stderr.startswith('wrote ')
+
+
+def test_visualize_to_stdout_writes_the_page_or_figure_alone(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    (tmp_path / 'long.txt').write_text(''.join(chars) * 40, encoding='utf-8')        # over --html-chars: a note
+    model = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 'long.txt', '--html-chars', 100]
+    for out in ('/dev/stdout', tmp_path / 'stdout'):
+        r, page = into_a_file(tmp_path, '_visualize.py', *model, '--html', out)
+        assert r.returncode == 0, r.stderr
+        assert page.startswith(b'<!DOCTYPE html>') and page.endswith(b'</html>\n'), page[-200:]
+        assert 'the page shows the first 100' in r.stderr and 'wrote ' in r.stderr
+        r, svg = into_a_file(tmp_path, '_visualize.py', *model, '--saturation', out)
+        assert r.returncode == 0, r.stderr
+        assert svg.startswith(b'<svg') and svg.endswith(b'</svg>\n'), svg[-200:]
+        assert 'gate saturation over' in r.stderr
+        r, svg = into_a_file(tmp_path, '_visualize.py', *model, '--find', '--periodic-svg', out)
+        assert r.returncode == 0, r.stderr
+        assert svg.startswith(b'<svg') and svg.endswith(b'</svg>\n'), svg[-200:]
+        assert 'neurons that follow features' in r.stderr
+    r = script('_visualize.py', *model, '--html', tmp_path / 'page.html')        # to a file: the lines on stdout
+    assert r.returncode == 0 and 'wrote' in r.stdout and '#layer=2&state=c&neuron=240' in r.stdout, r.stderr
+
+
+def test_visualize_refuses_two_outputs_that_are_one_file(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    model = ['--weights', weights, '--lookup', lookup]
+    os.symlink(tmp_path / 'a.svg', tmp_path / 'b.svg')
+    for first, second in (('a.svg', 'a.svg'), ('a.svg', './a.svg'), ('a.svg', 'b.svg')):
+        r = script('_visualize.py', *model, '--find', '--saturation', tmp_path / first, '--periodic-svg',
+                   tmp_path / second)
+        assert_one_line_error(r, '--saturation and --periodic-svg', 'give two names')
+    assert_one_line_error(script('_visualize.py', *model, '--html', '/dev/stdout', '--saturation', '/dev/fd/1'),
+                          'both name')
+    assert sorted(os.listdir(tmp_path)) == ['b.svg']
+
+
+def test_saturation_without_a_name_says_where_and_never_lands_among_the_repositorys_files(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    assert 'saturation.svg in the current folder' in ' '.join(script('_visualize.py', '--help').stdout.split())
+    (tmp_path / 'text.txt').write_text(''.join(chars) * 3, encoding='utf-8')
+    model = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 'text.txt']
+    before = read(os.path.join(ROOT, 'images', 'saturation.svg'))
+    r = script('_visualize.py', *model, '--saturation', cwd=os.path.join(ROOT, 'images'))
+    assert_one_line_error(r, '--saturation', 'file name')
+    assert read(os.path.join(ROOT, 'images', 'saturation.svg')) == before
+    (tmp_path / 'here').mkdir()
+    r = script('_visualize.py', *model, '--saturation', cwd=tmp_path / 'here')
+    assert r.returncode == 0 and os.listdir(tmp_path / 'here') == ['saturation.svg'], r.stderr
+
+
+def test_the_viewer_without_a_display_suggests_the_page(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    (tmp_path / 'text.txt').write_text(''.join(chars) * 3, encoding='utf-8')
+    r = script('_visualize.py', '--weights', weights, '--lookup', lookup, '--text', tmp_path / 'text.txt',
+               env=dict(DISPLAY='', WAYLAND_DISPLAY=''))
+    assert_one_line_error(r, '--html')
+
+
+def test_convert_never_replaces_its_own_input_or_lookup_table(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    shutil.copy(weights, tmp_path / 'W.npz')
+    shutil.copy(lookup, tmp_path / 'L.json')
+    assert script('_convert.py', 'W.npz', 'W.json', cwd=tmp_path).returncode == 0
+    os.link(tmp_path / 'W.json', tmp_path / 'same.npz')            # another name of the input
+    kept = {name: read(tmp_path / name) for name in ('W.npz', 'L.json', 'W.json')}
+    for args in (['W.npz', 'L.json', '--lookup', 'L.json', '--force'], ['W.npz', 'L.json', '--lookup', 'L.json'],
+                 ['W.json', 'same.npz', '--force']):
+        assert_one_line_error(script('_convert.py', *args, cwd=tmp_path), 'is also read by this command')
+    assert {name: read(tmp_path / name) for name in kept} == kept
+
+
+def test_convert_to_stdout_writes_the_weights_alone(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    os.symlink('/dev/stdout', tmp_path / 'out.json')
+    r, written = into_a_file(tmp_path, '_convert.py', weights, 'out.json')
+    assert r.returncode == 0 and r.stderr.startswith('wrote out.json'), r.stderr
+    assert script('_convert.py', weights, tmp_path / 'W.json').returncode == 0
+    assert written == read(tmp_path / 'W.json')
+
+
+def test_sample_speaks_of_the_model_and_its_corpus_and_starts_any_model(small_model):
+    weights, lookup, chars = small_model
+    assert 'F' not in chars
+    help_text = ' '.join(script('_sample.py', '--help').stdout.split())
+    assert 'Shakespeare-like' not in help_text and 'trained character-level LSTM' in help_text
+    r = script('_sample.py', '--weights', weights, '--lookup', lookup, '--length', 20, '--seed', 1)
+    first = next(ch for ch in chars if ch.isalpha())
+    assert r.returncode == 0 and r.stdout.startswith(first), r.stderr
+    assert 21 <= len(r.stdout) <= 22                    # the priming letter, 20 characters (and a newline)
