@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 
-import analysis
+from explorer import analysis
 import data
 import files
 import lstm
-import ngram
+from extras import ngram
 
 # Chosen on the first half of tiny Shakespeare's validation split (see the README); reported on both halves.
 DYNAMIC_LR, DYNAMIC_WINDOW = 0.2, 50

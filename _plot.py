@@ -13,7 +13,7 @@ import math
 import os
 
 import files
-import svg
+from explorer import svg
 
 
 def parse_args(argv):

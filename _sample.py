@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-import beam
+from extras import beam
 import data
 import files
 import lstm

@@ -14,12 +14,12 @@ import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one
 import functools
 import os
 
-import analysis
+from explorer import analysis
 import data
-import figures
+from explorer import figures
 import files
 import lstm
-import viewer
+from explorer import viewer
 
 class DefaultName(str):
     """A file name an option takes when none is given: told apart from the same name given."""

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-import beam
+from extras import beam
 import files
 import layers
 import lstm

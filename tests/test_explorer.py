@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 import _visualize
-import analysis
+from explorer import analysis
 import cli
 import data
-import figures
+from explorer import figures
 import files
 import lstm
-import viewer
+from explorer import viewer
 from conftest import ROOT
 from helpers import SAVES, assert_one_line_error, script, tiny_corpus
 

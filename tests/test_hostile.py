@@ -77,7 +77,7 @@ def test_a_page_or_figure_never_replaces_the_text_the_model_or_the_template(smal
     text.write_text(''.join(chars) * 3, encoding='utf-8')
     saved = {p: p.read_bytes() for p in (text, weights, lookup)}
     args = ['--weights', weights, '--lookup', lookup, '--text', text]
-    template = os.path.join(ROOT, 'explorer.html')
+    template = os.path.join(ROOT, 'explorer', 'explorer.html')
     with open(template, 'rb') as f:
         saved[template] = f.read()
     try:

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-import analysis
+from explorer import analysis
 import data
 import files
 import lstm

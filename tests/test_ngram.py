@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import ngram
+from extras import ngram
 from helpers import tiny_corpus
 import data
 

@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-import analysis
+from explorer import analysis
 import data
 import files
 import lstm

@@ -125,8 +125,8 @@ def test_benchmark_prints_a_table_and_json():
 
 
 def test_visualize_activations_and_colours(small_model):
-    import analysis
-    import viewer
+    from explorer import analysis
+    from explorer import viewer
     weights, lookup, chars = small_model
     params, _ = files.load_params(weights)
     ids = data.encode('to be or not', chars)

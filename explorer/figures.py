@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-import svg
+from explorer import svg
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'explorer.html')
 GATE_COLOURS = {'input': '#1f77b4', 'forget': '#2ca02c', 'output': '#d62728'}

@@ -1,0 +1,2 @@
+"""Beside the model: beam search (beam.py, _sample.py --beam) and the character n-gram baseline (ngram.py,
+_evaluate.py --ngram)."""
