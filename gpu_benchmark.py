@@ -98,11 +98,12 @@ def rounds(fns, sync, n_rounds, per_round):
 
 def measure(ops, args, torch):
     """Every figure, as a dict for the JSON line; rows for the table."""
-    sync = ops.xp.cuda.get_current_stream().synchronize if ops.name == 'cuda' else (lambda: None)
-    if torch is not None:
-        sync_all = (lambda: (sync(), torch.cuda.synchronize()))
-    else:
-        sync_all = sync
+    def sync_all():
+        """Wait for the GPU's work: this repo's (CuPy's stream) and PyTorch's."""
+        if ops.name == 'cuda':
+            ops.xp.cuda.get_current_stream().synchronize()
+        if torch is not None:
+            torch.cuda.synchronize()
     result, rows = {}, []
     for B in args.batches:
         train, params = our_trainer(ops, args, B)
@@ -145,10 +146,13 @@ def main(args, torch):
         result.update(torch_version=torch.__version__, cudnn_version=torch.backends.cudnn.version())
     figures, rows = measure(ops, args, torch)
     result.update(figures)
-    t = time.perf_counter()
     rng = np.random.default_rng(0)
     params = lstm.init_params(args.vocab, args.hidden, args.layers, rng=rng)
-    for _ in lstm.sample(params, [0], args.sample_length, rng=rng):
+    draws = lstm.sample(params, [0], args.sample_length + 10, rng=rng)
+    for _ in range(10):                                 # the CPU's batch-1 sampling, for comparison
+        next(draws)
+    t = time.perf_counter()
+    for _ in draws:
         pass
     result['sample_N1_cpu_chars_per_s'] = args.sample_length / (time.perf_counter() - t)
     return result, rows
