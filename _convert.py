@@ -55,22 +55,16 @@ def main(argv=None):
         cli.fail(f'{args.output}: {src} converts to {".json" if to_json else ".npz"}: name the output so')
     if args.float32 and to_json:
         cli.fail('--float32 is for .json -> .npz: the original\'s format is always float64')
-    try:
-        files.check_writable(args.output, 'output', inputs=[args.input, args.lookup])    # never one of them,
-    except files.ModelFileError as e:                                                   # even with --force
-        cli.fail(str(e))
+    files.check_writable(args.output, 'output', inputs=[args.input, args.lookup])  # never one, even with --force
     if os.path.exists(args.output) and not args.force and not files.writes_in_place(args.output):
         cli.fail(f'{args.output} exists: give another name, or --force to replace it')
     status = cli.status_stream(args.output)             # asked before the file is replaced
-    try:
-        chars = None if args.lookup is None else data.load_lookup(args.lookup)
-        params, _ = files.load_params(args.input, dtype='float32' if args.float32 else None, chars=chars)
-        if to_json:
-            original.write(args.output, params)
-        else:
-            files.save_params(args.output, params, chars=chars)
-    except (files.ModelFileError, data.CorpusError) as e:
-        cli.fail(str(e))
+    chars = None if args.lookup is None else data.load_lookup(args.lookup)
+    params, _ = files.load_params(args.input, dtype='float32' if args.float32 else None, chars=chars)
+    if to_json:
+        original.write(args.output, params)
+    else:
+        files.save_params(args.output, params, chars=chars)
     V, H, n_layers = lstm.sizes(params)
     dtype = 'float64' if to_json else params['dense.W'].dtype
     print(f'wrote {args.output}: {n_layers} LSTM layers of {H} units, {V} characters, {dtype}', file=status)

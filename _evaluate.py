@@ -70,20 +70,17 @@ def main(argv=None):
     args.device = cli.open_device(args.device)          # the ops: None for the CPU
     if args.blocks is not None:
         cli.check_memory(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')          # starts and losses
-    try:
-        chars = data.load_lookup(args.lookup)
-        params, _ = files.load_params(args.weights, chars=chars)
-        train_ids = None
-        if args.text is not None:
-            ids, _ = data.read_corpus(args.text, chars, 'text')
-            what = args.text
-        else:
-            path = args.corpus if args.corpus is not None else data.tiny_shakespeare()
-            ids, _ = data.read_corpus(path, chars)
-            train_ids, ids = data.split(ids, args.val_fraction)
-            what = f'the validation split of {path} (last {args.val_fraction:g})'
-    except (files.ModelFileError, data.CorpusError) as e:
-        cli.fail(str(e))
+    chars = data.load_lookup(args.lookup)
+    params, _ = files.load_params(args.weights, chars=chars)
+    train_ids = None
+    if args.text is not None:
+        ids, _ = data.read_corpus(args.text, chars, 'text')
+        what = args.text
+    else:
+        path = args.corpus if args.corpus is not None else data.tiny_shakespeare()
+        ids, _ = data.read_corpus(path, chars)
+        train_ids, ids = data.split(ids, args.val_fraction)
+        what = f'the validation split of {path} (last {args.val_fraction:g})'
     if len(ids) < 2:
         cli.fail(f'{what} has fewer than 2 characters: there is nothing to predict')
     if args.blocks is not None and args.blocks > len(ids) - 1:

@@ -223,18 +223,15 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
 def main(argv=None):
     args = parse_args(argv)
     out = default_out(args.log) if args.out is None else args.out
-    try:
-        files.check_writable(out, '--out', (b'<svg', 'an SVG figure'), [args.log, *args.compare])
-        rows = read_log(args.log)
-        others = [(run_name(path), read_log(path)) for path in args.compare]
-        finite = [r[2] for r in rows if math.isfinite(r[2])]
-        if not finite:
-            cli.fail(f'{args.log}: every validation loss is inf or nan, nothing to draw')
-        title = run_title(args.log) if args.title is None else args.title
-        status = cli.status_stream(out)                 # asked before the file is replaced
-        files.write_text(out, picture(rows, title, others, args.ymax))
-    except files.ModelFileError as e:
-        cli.fail(str(e))
+    files.check_writable(out, '--out', (b'<svg', 'an SVG figure'), [args.log, *args.compare])
+    rows = read_log(args.log)
+    others = [(run_name(path), read_log(path)) for path in args.compare]
+    finite = [r[2] for r in rows if math.isfinite(r[2])]
+    if not finite:
+        cli.fail(f'{args.log}: every validation loss is inf or nan, nothing to draw')
+    title = run_title(args.log) if args.title is None else args.title
+    status = cli.status_stream(out)                     # asked before the file is replaced
+    files.write_text(out, picture(rows, title, others, args.ymax))
     print(f'wrote {out}: {len(rows)} epochs, best validation loss {loss_text(min(finite))}', file=status)
     return 0
 

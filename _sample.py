@@ -100,11 +100,8 @@ def main(argv=None):
     stop = None if args.stop is None else escapes(args.stop)
     if stop == '':
         cli.fail('--stop is empty: give the text to stop after, e.g. \'\\n\\n\'')
-    try:
-        chars = data.load_lookup(args.lookup)
-        params, _ = files.load_params(args.weights, chars=chars)
-    except (files.ModelFileError, data.CorpusError) as e:
-        cli.fail(str(e))
+    chars = data.load_lookup(args.lookup)
+    params, _ = files.load_params(args.weights, chars=chars)
     if args.start is None and args.start_file is None:
         start = default_start(chars)
     what = '--start-file' if args.start_file else '--start'

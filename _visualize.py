@@ -57,12 +57,9 @@ def parse_args(argv):
 
 def load(args):
     """The model, the text and its indices; every problem is a one-line error."""
-    try:
-        chars = data.load_lookup(args.lookup)
-        params, _ = files.load_params(args.weights, chars=chars)
-        ids, _ = data.read_corpus(args.text, chars, 'text')
-    except (files.ModelFileError, data.CorpusError) as e:
-        cli.fail(str(e))
+    chars = data.load_lookup(args.lookup)
+    params, _ = files.load_params(args.weights, chars=chars)
+    ids, _ = data.read_corpus(args.text, chars, 'text')
     _, H, n_layers = lstm.sizes(params)
     if args.layer > n_layers:
         cli.fail(f'--layer {args.layer}: the model has {n_layers} layers')
@@ -105,11 +102,8 @@ def print_saturation(sat, where, out=None, low=0.1, high=0.9):
 
 
 def write(path, content):
-    """Write one output file; a problem is a one-line error."""
-    try:
-        files.write_text(path, content)
-    except files.ModelFileError as e:
-        cli.fail(str(e))
+    """Write one output file (a problem is a UserError: one line)."""
+    files.write_text(path, content)
 
 
 def find(args, params, ids, text):
@@ -193,10 +187,7 @@ def check_outputs(args):
         ('--html', args.html, html_kind), ('--saturation', args.saturation, svg_kind),
         ('--periodic-svg', args.periodic_svg, svg_kind)) if path is not None]
     for j, (option, path, kind) in enumerate(outputs):
-        try:
-            files.check_writable(path, f'{option} file', kind, inputs)
-        except files.ModelFileError as e:
-            cli.fail(str(e))
+        files.check_writable(path, f'{option} file', kind, inputs)
         for other, other_path, _ in outputs[:j]:
             if same_file(path, other_path):
                 cli.fail(f'{other} and {option} both name {path}: the second would replace the first; give '

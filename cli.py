@@ -28,6 +28,8 @@ import errno  # noqa: E402
 import io  # noqa: E402
 import time  # noqa: E402
 
+from util.errors import UserError  # noqa: E402
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SAVES = os.path.join(ROOT, 'saves')
 
@@ -44,7 +46,8 @@ def run(main):
 
     When whoever reads the output goes away early (`python _visualize.py --find | head`), the script stops quietly,
     as if it had printed everything, instead of ending on a BrokenPipeError traceback. Ctrl-C stops it with one
-    line and exit status 130. Output that cannot be written (a full disk, `> /dev/full`, a closed stdout) is one
+    line and exit status 130. A UserError raised anywhere is one line on stderr and exit status 2. Output that
+    cannot be written (a full disk, `> /dev/full`, a closed stdout) is one
     line on stderr and exit status 2; stderr that cannot be written is left out, the exit status kept. What the
     console's encoding cannot show is written as a backslash escape.
     """
@@ -59,6 +62,9 @@ def run(main):
             status = main()
         except SystemExit as e:                         # --help, or an error: its output must still be flushed
             status = e.code
+        except UserError as e:                          # what the user must fix, raised anywhere: one line
+            _say(f'error: {e}')
+            status = 2
         sys.stdout.flush()
     except BrokenPipeError:
         _stdout_to_devnull()
@@ -286,13 +292,10 @@ def add_model_options(parser):
 
 
 def open_device(name):
-    """The ops of gpu.open_device for --device name (None: the CPU); one line and status 2 if it cannot be used.
-    Call it before any work."""
+    """The ops of gpu.open_device for --device name (None: the CPU); a UserError if it cannot be used. Call it
+    before any work."""
     import gpu                                          # here: gpu.py imports the model, which needs no cli
-    try:
-        return gpu.open_device(name)
-    except gpu.DeviceError as e:
-        fail(str(e))
+    return gpu.open_device(name)
 
 
 class Progress:

@@ -18,6 +18,7 @@ import unicodedata
 import numpy as np
 
 import files
+from util.errors import UserError
 
 TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
@@ -28,7 +29,7 @@ BLOCK = 1 << 16                                         # bytes read and encoded
                                                         # the temporaries never pile up in the heap
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus or lookup table that cannot be used; the message says what is wrong and how to fix it."""
 
 

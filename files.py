@@ -18,8 +18,10 @@ import tempfile
 
 import numpy as np
 
+from util.errors import UserError
 
-class ModelFileError(ValueError):
+
+class ModelFileError(UserError, ValueError):
     """A weights, checkpoint or output file that cannot be used; the message says what is wrong."""
 
 

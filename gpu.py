@@ -24,6 +24,7 @@ import numpy as np
 
 import gpu_kernels
 import lstm
+from util.errors import UserError
 
 DEVICES = ('cpu', 'cuda')
 INSTALL = ('pip install cupy-cuda12x (CUDA 12 drivers) or cupy-cuda13x (CUDA 13; nvidia-smi shows the '
@@ -32,7 +33,7 @@ INSTALL = ('pip install cupy-cuda12x (CUDA 12 drivers) or cupy-cuda13x (CUDA 13;
 TWIN_VARIABLE = 'CHAR_LSTM_GPU_TWIN'
 
 
-class DeviceError(Exception):
+class DeviceError(UserError):
     """The device asked for cannot be used; the message says why and what to do."""
 
 
