@@ -24,17 +24,36 @@ import numpy as np
 SOURCE = r'''
 #define SIGMOID(x) ((REAL)0.5 * ((REAL)1 + tanh((REAL)0.5 * (x))))
 
+// A step's elementwise work for unit j of one stream, whose row of G is zb: layers.lstm_step_forward from z of
+// the four gates (the activated gates go back into zb; c and h out), and layers.lstm_step_backward from the
+// gradient dh of h (zb becomes dL/dz; dc_next, dL/dc from the next step, becomes dL/dc_prev).
+__device__ inline void cell_forward(REAL* zb, int H, int j, REAL zi, REAL zf, REAL zo, REAL zg, REAL c_prev,
+                                    REAL* c, REAL* h) {
+    REAL i = SIGMOID(zi), f = SIGMOID(zf), o = SIGMOID(zo), g = tanh(zg);
+    REAL cc = f * c_prev + i * g;
+    *c = cc;
+    *h = o * tanh(cc);
+    zb[j] = i; zb[H + j] = f; zb[2 * H + j] = o; zb[3 * H + j] = g;
+}
+
+__device__ inline void cell_backward(REAL* zb, int H, int j, REAL dh, REAL c_prev, REAL c, REAL* dc_next) {
+    REAL i = zb[j], f = zb[H + j], o = zb[2 * H + j], g = zb[3 * H + j];
+    REAL tc = tanh(c);
+    REAL dc = *dc_next + dh * o * ((REAL)1 - tc * tc);
+    zb[j] = dc * g * i * ((REAL)1 - i);
+    zb[H + j] = dc * c_prev * f * ((REAL)1 - f);
+    zb[2 * H + j] = dh * tc * o * ((REAL)1 - o);
+    zb[3 * H + j] = dc * i * ((REAL)1 - g * g);
+    *dc_next = dc * f;
+}
+
 extern "C" __global__ void step_forward(REAL* G, const REAL* c_prev, REAL* c, REAL* h, int B, int H) {
     // G: (B, 4H) z of the step, [i, f, o, g] blocks; becomes the activated gates
     int k = blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= B * H) return;
     int b = k / H, j = k - b * H;
-    REAL* z = G + (size_t)b * 4 * H;
-    REAL i = SIGMOID(z[j]), f = SIGMOID(z[H + j]), o = SIGMOID(z[2 * H + j]), g = tanh(z[3 * H + j]);
-    REAL cc = f * c_prev[k] + i * g;
-    c[k] = cc;
-    h[k] = o * tanh(cc);
-    z[j] = i; z[H + j] = f; z[2 * H + j] = o; z[3 * H + j] = g;
+    REAL* zb = G + (size_t)b * 4 * H;
+    cell_forward(zb, H, j, zb[j], zb[H + j], zb[2 * H + j], zb[3 * H + j], c_prev[k], c + k, h + k);
 }
 
 extern "C" __global__ void step_backward(const REAL* dh_out, const REAL* dh_next, REAL* dc_next, REAL* G,
@@ -43,16 +62,7 @@ extern "C" __global__ void step_backward(const REAL* dh_out, const REAL* dh_next
     int k = blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= B * H) return;
     int b = k / H, j = k - b * H;
-    REAL* z = G + (size_t)b * 4 * H;
-    REAL i = z[j], f = z[H + j], o = z[2 * H + j], g = z[3 * H + j];
-    REAL tc = tanh(c[k]);
-    REAL dh = dh_out[k] + dh_next[k];
-    REAL dc = dc_next[k] + dh * o * ((REAL)1 - tc * tc);
-    z[j] = dc * g * i * ((REAL)1 - i);
-    z[H + j] = dc * c_prev[k] * f * ((REAL)1 - f);
-    z[2 * H + j] = dh * tc * o * ((REAL)1 - o);
-    z[3 * H + j] = dc * i * ((REAL)1 - g * g);
-    dc_next[k] = dc * f;
+    cell_backward(G + (size_t)b * 4 * H, H, j, dh_out[k] + dh_next[k], c_prev[k], c[k], dc_next + k);
 }
 
 // The fused steps, for small batches: the step's product and its elementwise work in one launch. A block
@@ -100,11 +110,7 @@ extern "C" __global__ void step_forward_fused(REAL* G, const REAL* h_prev, const
         for (int w = 0; w < WARPS; w++) s += part[w][r][g * UNITS + u];
         zq[g] = zb[g * H + j] + s;
     }
-    REAL i = SIGMOID(zq[0]), f = SIGMOID(zq[1]), o = SIGMOID(zq[2]), g = tanh(zq[3]);
-    REAL cc = f * c_prev[k] + i * g;
-    c[k] = cc;
-    h[k] = o * tanh(cc);
-    zb[j] = i; zb[H + j] = f; zb[2 * H + j] = o; zb[3 * H + j] = g;
+    cell_forward(zb, H, j, zq[0], zq[1], zq[2], zq[3], c_prev[k], c + k, h + k);
 }
 
 extern "C" __global__ void step_backward_fused(const REAL* dz_next, const REAL* Wh, const REAL* dh_out,
@@ -136,16 +142,7 @@ extern "C" __global__ void step_backward_fused(const REAL* dz_next, const REAL* 
     int b = b0 + lane;
     size_t k = (size_t)b * H + j;
     if (last) acc = dh_next[k];
-    REAL* z = G + (size_t)b * 4 * H;
-    REAL i = z[j], f = z[H + j], o = z[2 * H + j], g = z[3 * H + j];
-    REAL tc = tanh(c[k]);
-    REAL dh = dh_out[k] + acc;
-    REAL dc = dc_next[k] + dh * o * ((REAL)1 - tc * tc);
-    z[j] = dc * g * i * ((REAL)1 - i);
-    z[H + j] = dc * c_prev[k] * f * ((REAL)1 - f);
-    z[2 * H + j] = dh * tc * o * ((REAL)1 - o);
-    z[3 * H + j] = dc * i * ((REAL)1 - g * g);
-    dc_next[k] = dc * f;
+    cell_backward(G + (size_t)b * 4 * H, H, j, dh_out[k] + acc, c_prev[k], c[k], dc_next + k);
 }
 
 extern "C" __global__ void softmax_xent(REAL* z, const int* y, double* logp_y, int N, int V) {

@@ -27,6 +27,7 @@ static thread_local dim3 threadIdx, blockIdx;
 static dim3 blockDim, gridDim;
 static std::barrier<>* block_barrier;
 #define __global__
+#define __device__
 #define __shared__ static
 static inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 '''
