@@ -86,7 +86,7 @@ def main(argv=None):
     if args.blocks is not None and args.blocks > len(ids) - 1:
         cli.fail(f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs {args.blocks + 1:,} '
                  f'(give --blocks {len(ids) - 1} or less)')
-    check_memory(args, params, ids, train_ids)
+    check_sizes(args, params, ids, train_ids)
     if args.ngram:
         return score_ngram(args, params, chars, train_ids, ids, what)
     if args.blocks is not None:
@@ -117,7 +117,7 @@ def check_modes(args):
         cli.fail('--num-blocks and --seed go with --blocks T')
 
 
-def check_memory(args, params, ids, train_ids):
+def check_sizes(args, params, ids, train_ids):
     """Refuse, before the scoring, sizes that no machine's memory holds."""
     V, H, layers = lstm.sizes(params)
     if args.ngram:                                      # per order: its counts, kept; numbers for every position

@@ -83,7 +83,7 @@ def check_row(path, line, row, numbers):
             cli.fail(f'{path}, line {line}: {name} is {row[name]}, below zero (a loss is a cross-entropy)')
 
 
-def read_log(path):
+def read_training_log(path):
     """The epoch rows of a training log: [(epoch, train_loss, val_loss)], in order. A loss that is inf or nan (a
     run that diverged) is kept as it is; what cannot be drawn is a one-line error."""
     rows = []
@@ -224,8 +224,8 @@ def main(argv=None):
     args = parse_args(argv)
     out = default_out(args.log) if args.out is None else args.out
     files.check_writable(out, '--out', (b'<svg', 'an SVG figure'), [args.log, *args.compare])
-    rows = read_log(args.log)
-    others = [(run_name(path), read_log(path)) for path in args.compare]
+    rows = read_training_log(args.log)
+    others = [(run_name(path), read_training_log(path)) for path in args.compare]
     finite = [r[2] for r in rows if math.isfinite(r[2])]
     if not finite:
         cli.fail(f'{args.log}: every validation loss is inf or nan, nothing to draw')

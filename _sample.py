@@ -111,7 +111,7 @@ def main(argv=None):
         stop_ids = None if stop is None else list(data.encode(stop, chars))
     except data.CorpusError as e:
         cli.fail(f'{what}: {e}')
-    check_memory(args, params, prime)
+    check_sizes(args, params, prime)
     if args.top_k > len(chars):
         cli.fail(f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet')
     N = args.num_samples
@@ -168,7 +168,7 @@ def write_samples(draws, start, stop_ids, chars, N, progress):
     return texts
 
 
-def check_memory(args, params, prime):
+def check_sizes(args, params, prime):
     """Refuse, before any work, a batch or a length that no machine's memory holds: the model over the priming
     text for every sample (or continuation of the beam) side by side, and the indices drawn, kept until printed."""
     V, H, layers = lstm.sizes(params)

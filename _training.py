@@ -468,7 +468,7 @@ def check_gpu_memory(device, s):
     needed = cli.model_bytes(1, s['hidden'], s['layers'], s['chunks'], s['window'], training=True,
                              itemsize=8 if s['dtype'] == 'float64' else 4)
     try:
-        gpu.check_memory(device, needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks '
+        gpu.check_free_memory(device, needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks '
                                           f'{s["chunks"]} x --window {s["window"]}')
     except gpu.DeviceError as e:
         cli.fail(str(e))

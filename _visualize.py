@@ -55,7 +55,7 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def load(args):
+def load_inputs(args):
     """The model, the text and its indices; every problem is a one-line error."""
     chars = data.load_lookup(args.lookup)
     params, _ = files.load_params(args.weights, chars=chars)
@@ -77,7 +77,7 @@ def print_found(found, where, out=None):
         if not f['present']:
             say('  (absent from this text)')
         for layer, state, k, r, P in f['best']:
-            what = 'h' if state == 'h' else 'tanh(c)'
+            what = analysis.state_label(state)
             score = f'r = {r:+.3f}' if P is None else f'R = {r:.3f}  period {P}'   # R: unsigned, partial
             say(f'  layer {layer} {what:<7} neuron {k:3d}   {score}')
         if 'control' in f and f['present']:
@@ -85,7 +85,7 @@ def print_found(found, where, out=None):
             say(f'  periods {lo} to {mid} (two cycles or more in a typical line); with the line positions shuffled '
                 f'(chance), the best R of any neuron is {f["control"]:.3f}')
             for layer, state, k, r, P in f['long']:
-                say(f'  over all periods up to {hi}, the best is layer {layer} {"h" if state == "h" else "tanh(c)"} '
+                say(f'  over all periods up to {hi}, the best is layer {layer} {analysis.state_label(state)} '
                     f'neuron {k} (R = {r:.3f}, period {P}): a period that long also fits a steady rise in the line')
 
 
@@ -156,7 +156,7 @@ def show_viewer(args, params, ids, text):
     _, H, n_layers = lstm.sizes(params)
     acts = analysis.activations(params, ids, device=args.device)
     try:
-        viewer.run(text, acts, H, n_layers, args.layer, args.state, args.neuron)
+        viewer.show(text, acts, H, n_layers, args.layer, args.state, args.neuron)
     except ImportError:
         cli.fail('tkinter is not installed: install your system\'s python3-tk package, or write the page '
                  'with --html neurons.html and open it in a browser')
@@ -205,7 +205,7 @@ def main(argv=None):
                  f'name (without one it would be written here as {SATURATION_SVG})')
     args.say = check_outputs(args)
     args.device = cli.open_device(args.device)          # the ops: None for the CPU
-    params, ids, text = load(args)
+    params, ids, text = load_inputs(args)
     if args.find:
         find(args, params, ids, text)
     if args.html:

@@ -85,7 +85,7 @@ def _probe(cupy):
             cupy.zeros((1, 1, 4), np.float32))
 
 
-def check_memory(ops, needed, what):
+def check_free_memory(ops, needed, what):
     """Raise DeviceError if the GPU has less free memory than needed (bytes) for what."""
     if ops.name != 'cuda':
         return

@@ -20,6 +20,11 @@ WINDOW = 2000                                           # characters run through
 WORD = re.compile(r"(?:[^\W\d_]|')+")                  # letters of any alphabet, and apostrophes
 
 
+def state_label(state):
+    """How a state is named to the reader: 'h', or 'tanh(c)' for the cell state (which is shown squashed)."""
+    return 'h' if state == 'h' else 'tanh(c)'
+
+
 def is_speaker(line):
     """A line of capitals ending with ':', e.g. 'KING RICHARD III:' (in any alphabet that has capitals). A line
     read from a text with CRLF line ends may end in '\\r': it is left out."""
@@ -58,7 +63,7 @@ def char_kinds(text):
 
 # --- running the model ----------------------------------------------------------------------------------------------
 
-def run(params, ids, window=WINDOW, progress=None, device=None):
+def stream_states(params, ids, window=WINDOW, progress=None, device=None):
     """Run the model forward over the indices as one stream (lstm.stream), a window at a time with the state
     carried. Yields (t0, [engine.LayerSteps(h, c, gates)] per layer) for the characters t0 .. t0 + n - 1: h and c
     (n, H), gates (n, 4H) the activated [i, f, o, g]. The window changes nothing but memory."""
@@ -72,7 +77,7 @@ def activations(params, ids, progress=None, device=None):
     """Every activation the explorer shows: {(layer, 'h' or 'c'): (N, H) array}, layers from 1; 'c' holds tanh(c),
     so both lie in [-1, 1]."""
     parts = {}
-    for _, hidden in run(params, ids, progress=progress, device=device):
+    for _, hidden in stream_states(params, ids, progress=progress, device=device):
         for n, (h, c, _) in enumerate(hidden, start=1):
             parts.setdefault((n, 'h'), []).append(h)
             parts.setdefault((n, 'c'), []).append(np.tanh(c))
@@ -243,7 +248,7 @@ def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None, device=
     lin = {k: _Correlation(M) for k in feats if k != 'periodic in line'}
     periods, two_cycles = line_periods(text)
     search = PeriodicSearch(feats['periodic in line'][0], periods)
-    for t0, hidden in run(params, ids, window, progress, device):
+    for t0, hidden in stream_states(params, ids, window, progress, device):
         A = np.concatenate([h if s == 'h' else np.tanh(c) for (h, c, _) in hidden for s in 'hc'],
                            axis=1).astype(np.float64)               # (n, M), columns in the order of keys
         for name, acc in lin.items():
@@ -279,7 +284,7 @@ def position_profile(params, ids, text, cells, max_pos=60, window=WINDOW, progre
     _, pos = char_kinds(text)                           # characters since the last newline
     sums = np.zeros((len(cells), max_pos + 1))
     counts = np.bincount(np.minimum(pos, max_pos + 1), minlength=max_pos + 2)[:max_pos + 1]
-    for t0, hidden in run(params, ids, window, progress, device):
+    for t0, hidden in stream_states(params, ids, window, progress, device):
         p = pos[t0:t0 + window]
         keep = p <= max_pos
         for j, (layer, state, k, *_) in enumerate(cells):
@@ -300,7 +305,7 @@ def gate_saturation(params, ids, low=0.1, high=0.9, window=WINDOW, progress=None
     above `high` (right-saturated, nearly open)."""
     _, H, n_layers = lstm.sizes(params)
     counts = {(n, g): [np.zeros(H), np.zeros(H)] for n in range(1, n_layers + 1) for g in GATES}
-    for _, hidden in run(params, ids, window, progress, device):
+    for _, hidden in stream_states(params, ids, window, progress, device):
         for n, (_, _, gates) in enumerate(hidden, start=1):
             for k, g in enumerate(GATES):
                 a = gates[:, k * H:(k + 1) * H]

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from explorer import svg
+from explorer import analysis, svg
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'explorer.html')
 GATE_COLOURS = {'input': '#1f77b4', 'forget': '#2ca02c', 'output': '#d62728'}
@@ -55,7 +55,7 @@ def position_profile_svg(means, counts, cells, title, max_pos=60):
         out.append(svg.element('rect', x=x0, y=y0, width=w, height=h, fill='none', stroke='black'))
         out.append(svg.element('polyline', points=svg.points(pairs), fill='none', stroke='#d62728',
                                stroke_width='1.5'))
-        out.append(svg.text(x0 + w / 2, y0 - 6, f'layer {layer} {"h" if state == "h" else "tanh(c)"} {k}: {label}',
+        out.append(svg.text(x0 + w / 2, y0 - 6, f'layer {layer} {analysis.state_label(state)} {k}: {label}',
                             text_anchor='middle'))
         out.append(svg.text(x0 + w / 2, y0 + h + 30, f'position in the line (0 to {max_pos})', text_anchor='middle',
                             font_size=10))

@@ -2,6 +2,8 @@
 controls to choose the layer, the state (h or tanh(c)) and the neuron."""
 import numpy as np
 
+from explorer import analysis
+
 
 def colour(a):
     """Background colour of an activation: -1 white, 0 pink, +1 red, as '#rrggbb'."""
@@ -59,7 +61,7 @@ def build_viewer(text, acts, H, n_layers, layer, state, neuron):
             tag = f't{j}'
             box.tag_add(tag, f'1.0+{j}c')
             box.tag_configure(tag, background=colour(a[j]))
-        status.configure(text=f'layer {layer_var.get()} {"h" if state_var.get() == "h" else "tanh(c)"} '
+        status.configure(text=f'layer {layer_var.get()} {analysis.state_label(state_var.get())} '
                               f'neuron {k}: min {a.min():+.2f} max {a.max():+.2f}')
 
     previous.configure(command=lambda: show(current() - 1))
@@ -70,7 +72,7 @@ def build_viewer(text, acts, H, n_layers, layer, state, neuron):
                       state=state_var, status=status, text=box, show=show)
 
 
-def run(text, acts, H, n_layers, layer, state, neuron):
+def show(text, acts, H, n_layers, layer, state, neuron):
     """Open the viewer and wait until it is closed. Ctrl-C in the terminal closes it too: the window wakes
     Python up a few times a second, so that the interrupt is not held back until the next mouse event."""
     import tkinter as tk
