@@ -14,6 +14,7 @@ import os
 
 import files
 from explorer import svg
+from util.errors import UserError
 
 
 def parse_args(argv):
@@ -87,12 +88,9 @@ def read_training_log(path):
     """The epoch rows of a training log: [(epoch, train_loss, val_loss)], in order. A loss that is inf or nan (a
     run that diverged) is kept as it is; what cannot be drawn is a one-line error."""
     rows = []
+    raw = files.read_bytes(path, 'training log', MAX_LOG_BYTES, error=UserError,
+                           hint=': give the training_log.csv of a run')
     try:
-        with open(path, 'rb') as f:
-            raw = f.read(MAX_LOG_BYTES + 1)             # bounded: /dev/zero or an endless pipe is no log
-        if len(raw) > MAX_LOG_BYTES:
-            cli.fail(f'{path} is larger than {MAX_LOG_BYTES >> 20} MiB, more than any training log: give the '
-                     'training_log.csv of a run')
         reader = csv.DictReader(io.StringIO(raw.decode('utf-8'), newline=''))
         if not set(COLUMNS) <= set(reader.fieldnames or ()):
             cli.fail(f'{path} is not a training log of _training.py (its first line names no '
@@ -103,12 +101,6 @@ def read_training_log(path):
                     cli.fail(f'{path}, line {reader.line_num}: fewer fields than its first line names')
                 rows.append(tuple(float(row[name]) for name in COLUMNS))
                 check_row(path, reader.line_num, row, rows[-1])
-    except FileNotFoundError:
-        cli.fail(f'{path} does not exist: give the training_log.csv of a run')
-    except IsADirectoryError:
-        cli.fail(f'{path} is a folder: give the training_log.csv in it')
-    except OSError as e:
-        cli.fail(f'cannot read {path}: {e.strerror or e}')
     except (KeyError, TypeError, ValueError, csv.Error) as e:     # TypeError: a row shorter than the header
         cli.fail(f'{path} is not a training log of _training.py ({e})')
     if not rows:

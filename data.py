@@ -59,17 +59,11 @@ def _open_text(path, what='corpus'):
                                       'machine\'s memory: save it to a file and give that')
         raw.seek(0)
         return raw
-    except FileNotFoundError:
-        raise CorpusError(f'{what} {path} does not exist: check the path') from None
-    except IsADirectoryError:
-        raise CorpusError(f'{what} {path} is a folder: give a text file') from None
-    except PermissionError:
-        raise CorpusError(f'{what} {path} cannot be read: permission denied') from None
     except MemoryError:                                 # a stream larger than the memory this process may use
         raise CorpusError(f'{what} {path} is a stream too large for the memory available: save it to a file and '
                           'give that') from None
     except OSError as e:
-        raise CorpusError(f'{what} {path} cannot be read: {e.strerror or e}') from None
+        raise CorpusError(files.read_error(e, path, what, ': check the path')) from None
 
 
 def _text_blocks(f, path, what='corpus'):
@@ -186,18 +180,8 @@ def save_lookup(path, chars):
 
 def load_lookup(path):
     """Read and check a lookup table written by save_lookup. Raises CorpusError on any problem."""
-    try:
-        with open(path, 'rb') as f:
-            raw = f.read(MAX_LOOKUP_BYTES + 1)          # bounded: /dev/zero or an endless pipe is no table
-    except FileNotFoundError:
-        raise CorpusError(f'lookup table {path} does not exist: give the one saved with the weights (--lookup)')
-    except IsADirectoryError:
-        raise CorpusError(f'lookup table {path} is a folder, not a file')
-    except OSError as e:
-        raise CorpusError(f'lookup table {path} cannot be read: {e.strerror or e}')
-    if len(raw) > MAX_LOOKUP_BYTES:
-        raise CorpusError(f'lookup table {path} is larger than {MAX_LOOKUP_BYTES >> 20} MiB, more than a table of '
-                          'every Unicode character: give the one saved with the weights (--lookup)')
+    raw = files.read_bytes(path, 'lookup table', MAX_LOOKUP_BYTES, error=CorpusError,
+                           hint=': give the one saved with the weights (--lookup)')
     if raw[:2] == b'PK':
         raise CorpusError(f'lookup table {path} is an .npz file (weights?), not a JSON list of characters: give the '
                           'weights with --weights and their lookup table with --lookup')

@@ -172,29 +172,71 @@ def stream_limit():
         return 1 << 38
 
 
-def _seekable(path):
+def read_error(e, path, what, hint=''):
+    """The one line for an OSError met reading path, a `what` ('weights file', 'lookup table', ...); hint: what to
+    do, added where the file is missing."""
+    if isinstance(e, FileNotFoundError):
+        return f'{what} {path} does not exist{hint}'
+    if isinstance(e, IsADirectoryError):
+        return f'{what} {path} is a folder, not a file'
+    if isinstance(e, PermissionError):
+        return f'{what} {path} cannot be read: permission denied'
+    return f'{what} {path} cannot be read: {e.strerror or e}'
+
+
+def read_bytes(path, what, limit=None, *, error=ModelFileError, hint='', first=None):
+    """Every byte of path, read once, bounded: the one reader of every small input (a lookup table, a training
+    log, the original's weights, weights from a pipe). More than limit bytes (default: a quarter of the
+    machine's memory, as for any stream) is refused, and so is a file whose first 64 KiB `first` (a function
+    that raises) finds to be no such file, so that an endless stream of something else (/dev/zero) is refused at
+    once. Every problem raises error (a UserError kind) in one line. limit: a whole number of MiB."""
+    too_large = (f'is larger than {limit >> 20} MiB, more than any {what}{hint or ": give another file"}'
+                 if limit is not None else 'is more than a quarter of this machine\'s memory: save it to a file and '
+                                           'give that')
+    limit = stream_limit() if limit is None else limit
+    blocks, size = [], 0
+    try:
+        with open(path, 'rb') as f:
+            while True:
+                block = f.read(min(1 << 16 if not blocks else 1 << 24, limit + 1 - size))
+                if first is not None and not blocks:
+                    first(block)
+                if not block:
+                    return b''.join(blocks)
+                blocks.append(block)
+                size += len(block)
+                if size > limit:
+                    raise error(f'{what} {path} {too_large}')
+    except OSError as e:
+        raise error(read_error(e, path, what, hint)) from None
+    except MemoryError:                                 # more than the memory this process may use
+        raise error(f'{what} {path} is too large for the memory available: give another file') from None
+
+
+def _seekable(path, what):
     """path itself for a file, or its bytes in memory for a stream that cannot be read twice (a pipe,
-    `<(cat w.npz)`, /dev/stdin): np.load seeks in a zip file. A stream of more than a quarter of the machine's
-    memory raises ModelFileError."""
+    `<(cat w.npz)`, /dev/stdin): np.load seeks in a zip file."""
     try:
         if stat.S_ISREG(os.stat(path).st_mode):
             return path
     except OSError:
         return path                                     # np.load says what is wrong
-    limit = stream_limit()
-    with open(path, 'rb') as f:
-        raw = f.read(limit + 1)
-    if len(raw) > limit:
-        raise ModelFileError(f'{path} is a stream of more than {limit:,} bytes, a quarter of this machine\'s '
-                             'memory: save it to a file and give that')
-    return io.BytesIO(raw)
+    return io.BytesIO(read_bytes(path, f'{what} file', first=_zip_start(path, what)))
+
+
+def _zip_start(path, what):
+    """A check of the first bytes of an .npz stream (a zip file starts with PK)."""
+    def check(block):
+        if block[:2] != b'PK':
+            raise ModelFileError(f'{what} file {path} is not an .npz file (it is another kind of file, or damaged)')
+    return check
 
 
 def load_npz(path, what, only_meta=False):
     """Read every array of an .npz file without ever running pickle. Returns (arrays, meta dict).
     only_meta reads the metadata alone (the arrays are then {})."""
     try:
-        source = _seekable(path)
+        source = _seekable(path, what)
         z = np.load(source, allow_pickle=False)
         if isinstance(z, np.ndarray):                   # np.load also reads a bare .npy array
             raise ModelFileError(f'{what} file {path} is a single .npy array, not an .npz file of named arrays')

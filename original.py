@@ -40,22 +40,22 @@ def is_original(path):
 
 def _read_json(path):
     """The JSON value held by path. Raises ModelFileError on a missing, unreadable or non-JSON file."""
-    try:
-        with open(path, 'rb') as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise files.ModelFileError(f'weights file {path} does not exist') from None
-    except IsADirectoryError:
-        raise files.ModelFileError(f'weights file {path} is a folder, not a file') from None
-    except OSError as e:
-        raise files.ModelFileError(f'weights file {path} cannot be read: {e.strerror or e}') from None
-    if raw[:2] == b'PK':
-        raise files.ModelFileError(f'weights file {path} is an .npz file, not JSON: name it *.npz')
+    raw = files.read_bytes(path, 'weights file', first=lambda block: _json_start(block, path))
     try:
         return json.loads(raw.decode('utf-8-sig'))          # -sig: a byte-order mark, as some editors write
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise files.ModelFileError(f'weights file {path} is not valid JSON: it should be a model saved by the '
                                    'original, [[w, b], ..., [[w, b]]]') from None
+
+
+def _json_start(block, path):
+    """Refuse a file whose first bytes cannot start JSON (an endless /dev/zero among them)."""
+    if block[:2] == b'PK':
+        raise files.ModelFileError(f'weights file {path} is an .npz file, not JSON: name it *.npz')
+    start = block.lstrip(b'\xef\xbb\xbf \t\r\n')[:1]         # after a byte-order mark and blanks
+    if start and start < b' ':                         # a control character (NUL, ...) starts no JSON
+        raise files.ModelFileError(f'weights file {path} is not valid JSON: it should be a model saved by the '
+                                   'original, [[w, b], ..., [[w, b]]]')
 
 
 def _matrix(value, path, what):

@@ -145,3 +145,13 @@ def test_weights_through_a_pipe_load_as_the_file_does(small_model):
     assert piped.returncode == 0, piped.stderr        # it said: not an .npz file (np.load seeks; a pipe cannot)
     plain = script('_sample.py', '--weights', weights, *same)
     assert piped.stdout.decode('utf-8') == plain.stdout and len(plain.stdout) > 40
+
+
+def test_the_original_format_through_a_link_to_an_endless_device_is_one_line(small_model, tmp_path):
+    """--weights naming a .json link to /dev/zero is refused at its first bytes (it was a MemoryError)."""
+    weights, lookup, _ = small_model
+    link = tmp_path / 'w.json'
+    link.symlink_to('/dev/zero')
+    r = subprocess.run([sys.executable, os.path.join(ROOT, '_sample.py'), '--weights', str(link), '--lookup',
+                        str(lookup)], capture_output=True, text=True, timeout=120, preexec_fn=limited_memory)
+    assert_one_line_error(r, 'w.json', 'not valid JSON')
