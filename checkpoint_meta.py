@@ -11,6 +11,8 @@ import numpy as np
 import files
 
 LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
+COUNT_MAX = 2 ** 53       # steps, epochs, windows and integer settings: beyond it a float or an int64 loses them
+SECONDS_MAX = 1e12        # 30,000 years of training: a larger clock is damage (and would overflow as it runs)
 
 
 def _shown(value):
@@ -19,8 +21,14 @@ def _shown(value):
 
 
 def _whole(value, least=0):
-    """Whether value is a JSON integer (not a boolean) of at least `least`."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+    """Whether value is a JSON integer (not a boolean) from `least` to COUNT_MAX."""
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= COUNT_MAX
+
+
+def in_order(chars):
+    """Whether a lookup table lists its characters in code-point order, as data.read_corpus builds it from a
+    corpus (a table in another order would encode the corpus with other indices than the weights learned)."""
+    return all(a < b for a, b in zip(chars, chars[1:]))
 
 
 def _finite(value):
@@ -37,8 +45,8 @@ def _setting_problem(value, default, kind):
     elif isinstance(default, bool):
         return None if isinstance(value, bool) else 'not true or false'
     elif isinstance(default, int):
-        if not _whole(value, -2 ** 63):
-            return 'not an integer'
+        if not _whole(value):
+            return 'not an integer from 0 to 2**53'
         text = str(value)
     else:
         if not _finite(value):
@@ -71,19 +79,7 @@ def check_meta(meta, path, defaults, kinds):
         why = _setting_problem(value, defaults[name], kinds[name])
         if why:
             bad(f'settings.{name}', value, why)
-    for name in ('epoch', 'window', 'step'):
-        if not _whole(pos.get(name)):
-            bad(f'position.{name}', pos.get(name), 'not a whole number >= 0')
-    for name in ('best_val', 'val_loss'):
-        if pos.get(name) is not None and not _finite(pos[name]):
-            bad(f'position.{name}', pos[name], 'not a finite number')
-    if not _finite(pos.get('seconds', 0.0)) or pos.get('seconds', 0.0) < 0:
-        bad('position.seconds', pos['seconds'], 'not a finite number >= 0')
-    if not _finite(pos.get('epoch_loss_sum', 0.0)) or not _whole(pos.get('epoch_steps', 0)):
-        bad('position.epoch_loss_sum', [pos.get('epoch_loss_sum'), pos.get('epoch_steps')],
-            'not a finite sum and a whole number of steps')
-    if pos.get('best_step') is not None and not (_whole(pos['best_step']) and pos['best_step'] <= pos['step']):
-        bad('position.best_step', pos['best_step'], 'not a step of the run')
+    _check_position(pos, bad)
     if rng.get('bit_generator') != 'PCG64':
         bad('rng.bit_generator', rng.get('bit_generator'), 'not PCG64, the generator of numpy.random.default_rng')
     try:
@@ -96,8 +92,9 @@ def check_meta(meta, path, defaults, kinds):
               'block_widths': (lambda v: isinstance(v, list), 'not a list'),
               'saved': (lambda v: isinstance(v, str), 'not text'),
               'chars': (lambda v: isinstance(v, list) and v and len(set(v)) == len(v) and all(
-                  isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v),
-                        'not a list of distinct single characters, none a lone surrogate'),
+                  isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v) and in_order(v),
+                        'not a list of distinct single characters in code-point order, as a corpus gives them, none '
+                        'a lone surrogate'),
               'log': (lambda v: isinstance(v, list) and all(
                   isinstance(r, list) and len(r) == len(LOG_HEADER) and
                   all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r) for r in v),
@@ -110,3 +107,21 @@ def check_meta(meta, path, defaults, kinds):
         bad('position.window', pos['window'], f'more than the {n} windows of an epoch')
     if n is not None and pos['step'] != pos['epoch'] * n + pos['window']:
         bad('position.step', pos['step'], f'not epoch x {n} windows + window, {pos["epoch"] * n + pos["window"]}')
+
+
+def _check_position(pos, bad):
+    """The position's fields: counts that the run can still advance (at most COUNT_MAX), finite losses, a clock."""
+    for name in ('epoch', 'window', 'step'):
+        if not _whole(pos.get(name)):
+            bad(f'position.{name}', pos.get(name), 'not a whole number from 0 to 2**53')
+    for name in ('best_val', 'val_loss'):
+        if pos.get(name) is not None and not _finite(pos[name]):
+            bad(f'position.{name}', pos[name], 'not a finite number')
+    if not _finite(pos.get('seconds', 0.0)) or not 0 <= pos.get('seconds', 0.0) <= SECONDS_MAX:
+        bad('position.seconds', pos['seconds'], f'not a number of seconds from 0 to {SECONDS_MAX:.0e}')
+    if not _finite(pos.get('epoch_loss_sum', 0.0)) or abs(pos.get('epoch_loss_sum', 0.0)) > 1e300 or \
+            not _whole(pos.get('epoch_steps', 0)):
+        bad('position.epoch_loss_sum', [pos.get('epoch_loss_sum'), pos.get('epoch_steps')],
+            'not a finite sum and a whole number of steps')
+    if pos.get('best_step') is not None and not (_whole(pos['best_step']) and pos['best_step'] <= pos['step']):
+        bad('position.best_step', pos['best_step'], 'not a step of the run')

@@ -16,6 +16,7 @@ what the other files lack is completed from it. A Stopper turns the signals that
 checkpoint. Nothing here prints: errors are raised as files.ModelFileError, with a one-line reason.
 """
 import csv
+import errno
 import fcntl
 import io
 import json
@@ -28,7 +29,7 @@ import numpy as np
 import data
 import engine
 import files
-from checkpoint_meta import LOG_HEADER, check_meta
+from checkpoint_meta import LOG_HEADER, check_meta, in_order
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz',
                                                'ShakespeareLookup.json', 'training_log.csv', 'best', '.lock')
@@ -46,6 +47,10 @@ class Busy(Exception):
 
 class Incomplete(files.ModelFileError):
     """The checkpoint was committed but a file derived from it could not be written (Run.recover completes it)."""
+
+
+class Moved(files.ModelFileError):
+    """The run folder was moved or removed while the training ran: it is no longer the folder locked."""
 
 
 # --- the folder: its lock, its temporaries, its files ------------------------------------------------------------
@@ -66,12 +71,25 @@ class Lock:
                 raise Busy(folder) from None
             try:                                        # still the file of that name (not one removed meanwhile)?
                 if os.path.samestat(os.fstat(f.fileno()), os.stat(self.path)):
-                    self.file = f
+                    self.file, self.where = f, os.stat(folder)
                     return
             except FileNotFoundError:
                 pass
             f.close()
         raise Busy(folder)
+
+    def check(self):
+        """Raise Moved unless the folder at this path is still the one locked, with its lock file in it (a
+        folder moved, removed or replaced while the training ran would otherwise be made again, unlocked)."""
+        try:
+            same = os.path.samestat(os.stat(self.folder), self.where) and \
+                os.path.samestat(os.stat(self.path), os.fstat(self.file.fileno()))
+        except OSError:
+            same = False
+        if not same:
+            raise Moved(f'the run folder {self.folder} was moved, removed or replaced while this training ran, so '
+                        'nothing more was written; resume the run from where the folder now is (--out that folder '
+                        '--resume)')
 
     def release(self):
         self.file.close()
@@ -114,6 +132,7 @@ def check_outputs(folder):
                                        'folder')
     for name in (CHECKPOINT, WEIGHTS, LOOKUP, LOG):
         check_file(os.path.join(folder, name))
+    check_lengths(folder)
     best = os.path.join(folder, BEST)
     if os.path.lexists(best) and not os.path.isdir(best):
         raise files.ModelFileError(f'{best} is a file, but the run keeps its best epoch in a folder of that name: '
@@ -122,6 +141,22 @@ def check_outputs(folder):
         files.check_folder(best, 'best-epoch folder')
         for name in (CHECKPOINT, WEIGHTS, LOOKUP):
             check_file(os.path.join(best, name))
+
+
+def check_lengths(folder):
+    """Refuse, before any work, a run folder whose path is too long for a file the run writes there or in best/
+    (with the temporary name it is first written under): the system's limits on a path and on a name."""
+    where = os.path.abspath(folder)
+    try:
+        path_max, name_max = os.pathconf(where, 'PC_PATH_MAX'), os.pathconf(where, 'PC_NAME_MAX')
+    except (OSError, ValueError):                        # the system does not say: nothing to check against
+        return
+    longest = '.' + CHECKPOINT + '.' + 8 * 'x' + '.tmp'   # files.atomic_write's temporary, the longest name
+    for path in (os.path.join(where, longest), os.path.join(where, BEST, longest)):
+        if len(os.fsencode(path)) >= path_max or len(os.fsencode(longest)) > name_max:
+            raise files.ModelFileError(f'the run folder {folder} has a path too long for the files the run writes '
+                                       f'in it ({len(os.fsencode(path))} bytes for {os.path.relpath(path, where)}, '
+                                       f'the system allows {path_max - 1}): choose a shorter --out path')
 
 
 def parent_run(folder):
@@ -215,7 +250,10 @@ class Run:
     log          the rows of training_log.csv, as text
     corpus_chars, windows  the corpus's length and the windows per epoch it gives (None until known)
     commit       how many checkpoints the run has committed; the weights file names the one it comes from
+    on_disk      whether a checkpoint of the run is in its folder (one was loaded, or saved)
+    lock         the folder's Lock, checked before every checkpoint (None: not checked)
     """
+    on_disk, lock = False, None
 
     def __init__(self, settings, chars=None, params=None, opt=None, state=None, ema=None, pos=None, rng=None,
                  log=(), corpus_chars=None, windows=None, commit=0):
@@ -248,6 +286,8 @@ class Run:
         the log, then write the files derived from it (and best/ if this is the best epoch's state).
         Raises ModelFileError if the checkpoint could not be written (the previous one is then the folder's
         state), Incomplete if only a derived file could not be (Run.recover then completes it)."""
+        if self.lock is not None:
+            self.lock.check()                           # raises Moved: the folder is no longer the one locked
         log = self.log + [row] if row is not None else self.log
         self.commit += 1
         try:
@@ -255,7 +295,7 @@ class Run:
         except files.ModelFileError:
             self.commit -= 1
             raise
-        self.log = log
+        self.log, self.on_disk = log, True
         self.recover(folder)
 
     def recover(self, folder):
@@ -273,7 +313,7 @@ class Run:
                 data.save_lookup(os.path.join(best, LOOKUP), self.chars)
                 self._write_checkpoint(os.path.join(best, CHECKPOINT), 'best', self.log)   # last: best/ is whole
         except files.ModelFileError as e:
-            raise Incomplete(str(e)) from None
+            raise Incomplete(str(e), e.errno) from None
 
     def _weights_meta(self):
         return dict(step=self.pos['step'], epoch=self.epoch(), val_loss=self.pos.get('val_loss'), commit=self.commit,
@@ -323,6 +363,9 @@ def load(folder, defaults, kinds, make_optimizer):
             chars = data.load_lookup(os.path.join(folder, LOOKUP))
         except data.CorpusError as e:
             raise files.ModelFileError(str(e)) from None
+        if not in_order(chars):
+            raise files.ModelFileError(f'{os.path.join(folder, LOOKUP)} does not list its characters in code-point '
+                                       'order, as the corpus gave them to the run: it is not the run\'s lookup table')
     V, H = params['dense.W'].shape[1], params['dense.W'].shape[0]
     layers = sum(1 for k in params if k.endswith('.W')) - 1
     pos, windows = meta['position'], meta.get('windows_per_epoch')
@@ -343,5 +386,17 @@ def load(folder, defaults, kinds, make_optimizer):
         engine.set_block_widths(meta.get('block_widths', []))    # the same products as before: bit for bit
     except ValueError as e:
         raise files.ModelFileError(f'checkpoint {path}: {e}') from None
-    return Run(settings, chars, params, opt, state, ema, dict(pos), rng, log, meta.get('corpus_chars'), windows,
-               meta.get('commit', 0))
+    run = Run(settings, chars, params, opt, state, ema, dict(pos), rng, log, meta.get('corpus_chars'), windows,
+              meta.get('commit', 0))
+    run.on_disk = True
+    return run
+
+
+def fix_for(error):
+    """What to do about a file the run could not write, by its errno: free space, or give permission."""
+    if error.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+        return 'give the run write permission there (chmod u+w; chattr -a, -i for an append-only or immutable file)'
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 'free some space'
+    return 'fix that'
+
