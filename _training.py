@@ -308,8 +308,8 @@ def end_epoch(run, out, val_ids, progress, say, sample_length, stopper):
         p['best_val'], p['best_step'] = val, p['step']
     run.save(out, 'epoch', log_row(run, train_loss, val, progress.rate(), 'best' if improved else 'epoch'))
     progress.restart()
-    say(f'{progress.end_line()}epoch {p["epoch"]}: train loss {"-" if train_loss is None else nats(train_loss)}, validation loss '
-        f'{nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}')
+    say(f'{progress.end_line()}epoch {p["epoch"]}: train loss {"-" if train_loss is None else nats(train_loss)}, '
+        f'validation loss {nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}')
     if sample_length:
         prime = data.first_line(val_ids, run.chars)
         text = sample_text(run.model(), run.chars, prime, sample_length, p['step'], stopper)
