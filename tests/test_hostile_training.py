@@ -179,3 +179,31 @@ def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_valid
            "text ---" in r.stdout
     sample = r.stdout.split('from the validation text ---\n')[1].split('\n---')[0]
     assert all(line.startswith('| ') or line == '| ' for line in sample.split('\n'))     # a blank line shows
+
+
+# --- the benchmark: the threads training would use, and figures it cannot trust ------------------------------------
+
+def test_the_benchmark_honours_openblas_num_threads_as_training_does(monkeypatch):
+    import _benchmark
+    monkeypatch.setenv('OPENBLAS_NUM_THREADS', '1')
+    assert _benchmark.parse_args([]).threads == 1 == _training.default_threads()
+    monkeypatch.delenv('OPENBLAS_NUM_THREADS')
+    assert _benchmark.parse_args([]).threads == (os.cpu_count() or 1)
+
+
+def test_the_benchmark_says_when_its_rounds_disagree(monkeypatch, capsys):
+    import _benchmark
+    assert _benchmark.spread([1.0, 1.1, 1.05]) == pytest.approx(0.1 / 1.05)
+    slow = iter([0.0, 1.0] + [0.0, 0.001] * 10_000)     # the first timed step 1000 times the rest: a busy moment
+    monkeypatch.setattr(_benchmark.time, 'perf_counter', lambda: next(slow))
+    times, spreads = _benchmark.side_by_side([lambda: None], rounds=3, per_round=1)
+    assert spreads[0] > _benchmark.UNRELIABLE
+
+
+def test_the_benchmark_warns_in_one_line_when_figures_are_unreliable(monkeypatch, capsys):
+    import _benchmark
+    monkeypatch.setattr(_benchmark, 'UNRELIABLE', -1.0)  # every spread counts as too wide
+    assert _benchmark.main(['--hidden', '8', '--chunks', '2', '--window', '3', '--rounds', '2', '--no-torch',
+                            '--sample-length', '10', '--threads', '1']) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('warning: these figures are unreliable: training varied by'), err
