@@ -405,9 +405,13 @@ def load_checkpoint(path, optimizer_factory):
                              '(at 2**63 the next checkpoint could not count it): the file is damaged')
     optimizer = optimizer_factory(params)
     try:
-        optimizer.load_state_arrays(arrays)
+        with np.errstate(over='ignore'):
+            optimizer.load_state_arrays(arrays)
     except ValueError as e:
         raise ModelFileError(f'checkpoint {path}: {e}') from None
+    if not all(np.all(np.isfinite(c)) for c in optimizer.cache.values()):     # e.g. float64 beyond float32
+        raise ModelFileError(f'checkpoint {path}: the optimizer state holds values too large for {dtype}: the file '
+                             'is damaged')
     H, _ = params['dense.W'].shape
     n_layers = sum(1 for k in params if k.endswith('.W')) - 1
     state = [_carried_state(arrays, n, H, dtype, path) for n in range(1, n_layers + 1)]

@@ -82,6 +82,15 @@ def test_a_step_count_that_could_not_advance_is_one_line(checkpoint, tmp_path, c
     assert 'step count' in fails(capsys, '--out', out, '--resume')
 
 
+def test_an_optimizer_state_beyond_float32_is_one_line(tmp_path, corpus, capsys):
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--max-steps', '2', *TINY, '--dtype', 'float32') == 0
+    arrays, meta = files.load_npz(out / runs.CHECKPOINT, 'checkpoint')
+    arrays['cache.dense.W'] = arrays['cache.dense.W'].astype(np.float64) + 1e300    # inf once cast to float32
+    files.save_npz(out / runs.CHECKPOINT, arrays, meta)
+    assert 'optimizer state holds values too large for float32' in fails(capsys, '--out', out, '--resume')
+
+
 def test_a_checkpoint_with_two_members_of_one_name_is_refused(checkpoint, tmp_path, capsys):
     arrays, meta = checkpoint
     out = tmp_path / 'run'
