@@ -7,10 +7,11 @@
 Training: forward, backward and RMSprop over one window of T characters in B chunks (B * T characters), the
 median of 3 * --rounds steps; with PyTorch, the two are timed in turn, round after round, so that a change in the
 machine's speed falls on both alike. Sampling: --sample-length steps of one character, for 1 sample and for 32
-samples side by side. It prints the CPU, the OpenBLAS kernel in use and the thread count, and warns when
-OPENBLAS_CORETYPE pins the kernel. The last line is
-one JSON object with every figure. Measure on a quiet machine: with another busy process on the cores, OpenBLAS's
-multi-threaded products slow down many times over.
+samples side by side, each timed in 5 parts. It prints the CPU, the OpenBLAS kernel in use and the thread count
+(OPENBLAS_NUM_THREADS's, where it is set, as _training.py takes it), and warns when OPENBLAS_CORETYPE pins the
+kernel. The last line of stdout is one JSON object with every figure, with the spread of each between rounds (or
+parts); where one is over 25%, a warning on stderr says that the figures are unreliable. Measure on a quiet
+machine: with another busy process on the cores, OpenBLAS's multi-threaded products slow down many times over.
 """
 import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import json
@@ -39,19 +40,38 @@ def parse_args(argv):
     g.add_argument('--warmup', type=cli.non_negative_int, default=2, help='untimed steps first (default %(default)s)')
     g.add_argument('--sample-length', type=cli.positive_int, default=1000, help='characters sampled '
                                                                               '(default %(default)s)')
-    g.add_argument('--threads', type=cli.positive_int, default=os.cpu_count() or 1,
+    g.add_argument('--threads', type=cli.positive_int, default=default_threads(),
                    help='threads for numpy (2: half of the chunks on each of two threads, '
-                        'with OpenBLAS at 1 thread) and for PyTorch (default: all cores)')
+                        'with OpenBLAS at 1 thread) and for PyTorch (default: OPENBLAS_NUM_THREADS where it is set, '
+                        'as _training.py takes it, else all cores)')
     g.add_argument('--no-torch', action='store_true', help='skip PyTorch even if it is installed')
     g.add_argument('--device', type=cli.choice('cpu', 'cuda'), default='cpu',
                    help='measure on the CPU or on an NVIDIA GPU through CuPy (default %(default)s)')
     return p.parse_args(argv)
 
 
+def default_threads():
+    """OPENBLAS_NUM_THREADS where it is a positive number (so OPENBLAS_NUM_THREADS=1 measures one thread, as
+    _training.py then trains on one), else every core."""
+    text = os.environ.get('OPENBLAS_NUM_THREADS', '')
+    return int(text) if text.isdigit() and int(text) > 0 else os.cpu_count() or 1
+
+
+def spread(values):
+    """How far apart repeated measurements are: (largest - smallest) / median."""
+    values = sorted(values)
+    return (values[-1] - values[0]) / values[len(values) // 2]
+
+
+UNRELIABLE = 0.25                                       # a spread between rounds beyond which no figure is trusted
+WHAT = {'train': 'training', 'sample1': 'sampling (batch 1)', 'sample32': 'sampling (batch 32)'}
+
+
 def side_by_side(fns, rounds, per_round=3):
     """Time each function in turn, round after round, so that a change in the machine's speed (another process,
     a noisy neighbour) falls on all of them alike. In each round a function runs once untimed (the other's
-    threads settle) and then per_round times. Returns the median time of each, in seconds."""
+    threads settle) and then per_round times. Returns the median time of each, in seconds, and the spread of
+    the rounds' medians."""
     times = [[] for _ in fns]
     for _ in range(rounds):
         for k, fn in enumerate(fns):
@@ -60,7 +80,9 @@ def side_by_side(fns, rounds, per_round=3):
                 t = time.perf_counter()
                 fn()
                 times[k].append(time.perf_counter() - t)
-    return [sorted(ts)[len(ts) // 2] for ts in times]
+    medians = [sorted(ts)[len(ts) // 2] for ts in times]
+    return medians, [spread([sorted(ts[r:r + per_round])[per_round // 2] for r in range(0, len(ts), per_round)])
+                     for ts in times]
 
 
 def numpy_trainer(args):
@@ -89,7 +111,10 @@ def numpy_sampling(params, args):
     import numpy as np
     rng = np.random.default_rng(0)
     blas.set_threads(args.threads)                      # sampling: OpenBLAS's own threads
-    result = {f'sample{N}_chars_per_s': sample_speed(params, N, args.sample_length, rng) for N in (1, 32)}
+    result = {}
+    for N in (1, 32):
+        rates = [sample_speed(params, N, max(args.sample_length // 5, 1), rng) for _ in range(5)]
+        result.update({f'sample{N}_chars_per_s': sorted(rates)[2], f'sample{N}_spread': spread(rates)})
     blas.set_threads(1 if args.threads > 1 else args.threads)
     return result
 
@@ -178,6 +203,12 @@ def report(result, args, pinned):
     for name, value, note in rows:
         print(f'  {name:<28} {value:>16}   {note}')
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+    if result['unreliable']:
+        print('warning: these figures are unreliable: ' + ', '.join(
+            f'{WHAT[name]} varied by {100 * result[name + "_spread"]:.0f}%' for name in result['unreliable']) +
+            ' between rounds (another process is using the cores, or the machine\'s speed drifts): measure again '
+            'on a quiet machine, with OPENBLAS_NUM_THREADS=1 beside other work, or with more --rounds',
+            file=sys.stderr)
 
 
 def gpu_main(args):
@@ -234,9 +265,9 @@ def main(argv=None):
             train_torch()
         fns.append(train_torch)
         result.update(torch_version=torch.__version__, torch_threads=torch.get_num_threads())
-    times = side_by_side(fns, args.rounds)
+    times, spreads = side_by_side(fns, args.rounds)
     B, T = args.chunks, args.window
-    result.update(train_chars_per_s=B * T / times[0], train_step_ms=1e3 * times[0])
+    result.update(train_chars_per_s=B * T / times[0], train_step_ms=1e3 * times[0], train_spread=spreads[0])
     result.update(numpy_sampling(params, args))
     if has_torch:
         result.update(torch_train_chars_per_s=B * T / times[1], torch_train_step_ms=1e3 * times[1],
@@ -244,6 +275,8 @@ def main(argv=None):
         result['train_vs_torch'] = result['train_chars_per_s'] / result['torch_train_chars_per_s']
         result['sample_vs_torch'] = result['sample1_chars_per_s'] / result['torch_sample_chars_per_s']
 
+    result['unreliable'] = [k[:-len('_spread')] for k, v in result.items() if k.endswith('_spread') and
+                            v > UNRELIABLE]
     report(result, args, pinned)
     return 0
 

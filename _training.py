@@ -15,6 +15,7 @@ one training at a time writes a folder; saves/ (the shipped model) only with --o
 """
 import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import os
+import signal
 import time
 
 import numpy as np
@@ -23,9 +24,11 @@ import data
 import files
 import gpu
 import lstm
+import precision
 import runs
 from blas import set_threads as set_blas_threads
 from optimizer import RMSprop, update_average
+from training_progress import Progress
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG = runs.WEIGHTS, runs.CHECKPOINT, runs.LOOKUP, runs.LOG
 
@@ -77,7 +80,9 @@ RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'variational
 
 
 def parse_args(argv):
-    p = cli.Parser(description='Train the character-level LSTM (truncated BPTT, RMSprop), or resume a run.')
+    p = cli.Parser(description='Train the character-level LSTM (truncated BPTT, RMSprop), or resume a run.',
+                   epilog='Ctrl-C, SIGTERM or SIGHUP writes a checkpoint, then ends the training with the status of '
+                          'a program stopped by that signal, 128 + its number: 130, 143 or 129.')
     groups = {}
     for group, name, default, kind, text in SETTINGS:
         if group not in groups:
@@ -114,13 +119,19 @@ def settings_from(args, saved=None):
     if 'corpus' in given:
         given['corpus'] = runs.stored_corpus(given['corpus'])
     if saved is None:
-        return {**DEFAULTS, **given}
+        return checked({**DEFAULTS, **given})
     fixed = {k: v for k, v in given.items() if k not in RESUMABLE and saved.get(k, DEFAULTS[k]) != v}
     if fixed:
         k, v = next(iter(fixed.items()))
         cli.fail(f'--{k.replace("_", "-")} {v} differs from the saved run\'s {saved.get(k)}: it cannot change '
                  'on --resume (start a new run in another --out folder instead)')
-    return {**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
+    return checked({**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}})
+
+
+def checked(settings):
+    """The settings, unless the run's dtype cannot hold one of them (0 or infinite there): then one line."""
+    why = precision.problem(settings, lr_at)
+    return settings if why is None else cli.fail(why)
 
 
 def lr_at(settings, epoch):
@@ -207,7 +218,7 @@ def resumed_run(args, out):
         try:
             run.recover(out)
         except runs.Incomplete as e:
-            cli.fail(f'{e}; the checkpoint in {out} is whole: free some space and resume again')
+            cli.fail(f'{e}; the checkpoint in {out} is whole: {runs.fix_for(e)} and resume again')
     run.settings = settings
     for k in ('rho', 'eps', 'clip', 'weight_decay'):     # the learning rate is set every epoch
         setattr(run.opt, k, settings[k])
@@ -274,8 +285,8 @@ def train_window(run, chunked, trainer=None):
         finite = all(np.isfinite(p).all() for p in run.params.values())
     if not np.isfinite(loss) or not finite:
         cli.fail(f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
-                 f'{run.pos["step"] + 1}: training stopped, and the last good checkpoint is kept; resume it with '
-                 'a lower --lr or with --clip')
+                 f'{run.pos["step"] + 1}: training stopped, and ' + ('the last good checkpoint is kept; resume it' if
+                 run.on_disk else 'no checkpoint was saved yet; start the run again') + ' with a lower --lr or --clip')
     p = run.pos
     p['window'] += 1
     p['step'] += 1
@@ -284,15 +295,14 @@ def train_window(run, chunked, trainer=None):
     return loss
 
 
-def sample_text(params, chars, length, seed, stopper):
-    """A short sample at temperature 0.5, primed with a newline (or the first character of the table); a signal
-    stops it between two characters."""
-    prime = chars.index('\n') if '\n' in chars else 0
+def sample_text(params, chars, prime, length, seed, stopper):
+    """A short sample at temperature 0.5 after the priming text `prime`; a signal stops it between two characters.
+    Every line of it is shown after '| ', so that a blank line is seen to be blank."""
     ids = []
-    for ix in lstm.sample(params, [prime], length, temperature=0.5, rng=seed):
+    for ix in lstm.sample(params, data.encode(prime, chars), length, temperature=0.5, rng=seed):
         stopper.check()
         ids.append(ix[0])
-    return data.decode(ids, chars)
+    return '\n'.join('| ' + line for line in data.decode(ids, chars).split('\n'))
 
 
 def log_row(run, train_loss, val_loss, chars_per_s, event):
@@ -301,48 +311,6 @@ def log_row(run, train_loss, val_loss, chars_per_s, event):
     return [str(p['epoch']) if p['window'] == 0 else f'{run.epoch():.4f}', str(p['step']),
             '' if train_loss is None else nats(train_loss), '' if val_loss is None else nats(val_loss),
             f'{run.opt.lr:.6g}', f'{p["seconds"]:.0f}', '' if chars_per_s is None else f'{chars_per_s:.0f}', event]
-
-
-class Progress:
-    """The progress line (step, epoch, smoothed loss, speed, time left), at most twice a second; the training
-    speed (over the steps alone, not the checkpoints) and the clock of the run's training time."""
-
-    def __init__(self, quiet):
-        self.quiet, self.shown, self.smooth = quiet, 0.0, None
-        self.restart()
-
-    def restart(self):
-        """A new epoch: the mean loss and the speed start again."""
-        self.t0, self.chars, self.step_seconds, self.loss_sum, self.n = time.time(), 0, 0.0, 0.0, 0
-
-    def lap(self):
-        """Seconds since the last lap (or restart)."""
-        now = time.time()
-        seconds, self.t0 = now - self.t0, now
-        return seconds
-
-    def add(self, loss, chars, seconds):
-        self.chars += chars
-        self.step_seconds += seconds
-        self.loss_sum += loss
-        self.n += 1
-        self.smooth = loss if self.smooth is None else 0.98 * self.smooth + 0.02 * loss
-
-    def rate(self):
-        """Characters trained per second in this epoch's steps (None before a step)."""
-        return self.chars / max(self.step_seconds, 1e-9) if self.n else None
-
-    def mean_loss(self):
-        return self.loss_sum / self.n if self.n else None
-
-    def show(self, run, steps_left):
-        if self.quiet or time.time() - self.shown < 0.5:
-            return
-        self.shown = time.time()
-        s, p = run.settings, run.pos
-        left = steps_left * s['chunks'] * s['window'] / self.rate()
-        cli.write(f'\rstep {p["step"]:6d}  epoch {run.epoch():6.3f}  loss {nats(self.smooth)}  '
-                  f'{self.rate():6.0f} chars/s  {left / 60:6.1f} min left ')
 
 
 def end_epoch(run, out, val_ids, progress, say, sample_length, stopper, device=None):
@@ -359,11 +327,12 @@ def end_epoch(run, out, val_ids, progress, say, sample_length, stopper, device=N
         p['best_val'], p['best_step'] = val, p['step']
     run.save(out, 'epoch', log_row(run, train_loss, val, progress.rate(), 'best' if improved else 'epoch'))
     progress.restart()
-    say(f'\nepoch {p["epoch"]}: train loss {"-" if train_loss is None else nats(train_loss)}, validation loss '
-        f'{nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}')
+    say(f'{progress.end_line()}epoch {p["epoch"]}: train loss {"-" if train_loss is None else nats(train_loss)}, '
+        f'validation loss {nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}')
     if sample_length:
-        text = sample_text(run.model(), run.chars, sample_length, p['step'], stopper)
-        say('--- sample (temperature 0.5) ---\n' + text + '\n---')
+        prime = data.first_line(val_ids, run.chars)
+        text = sample_text(run.model(), run.chars, prime, sample_length, p['step'], stopper)
+        say(f'--- sample (temperature 0.5) after {prime!r}, from the validation text ---\n{text}\n---')
 
 
 def default_threads():
@@ -372,7 +341,8 @@ def default_threads():
 
 def train(run, out, chunked, val_ids, args, say, device=None):
     """The training loop, until the last epoch, --max-steps or a signal; then the last checkpoint. device: the
-    ops of gpu.open_device, or None for the CPU."""
+    ops of gpu.open_device, or None for the CPU. Returns True (the last epoch done), False (--max-steps reached)
+    or the name of the signal that stopped it."""
     s, p = run.settings, run.pos
     trainer = None if device is None else gpu.Trainer(device, run)
     to_host = (lambda: None) if trainer is None else (lambda: trainer.to_host(run))      # if steps were taken
@@ -412,8 +382,8 @@ def train(run, out, chunked, val_ids, args, say, device=None):
             run.opt.lr = lr_at(s, p['epoch'])           # the rate of the epoch it stopped in
             row = log_row(run, progress.mean_loss(), None, None, why) if p['step'] > 0 else None
             run.save(out, 'interrupted' if stopper.signal else 'max-steps', row)
-            say(f'\n{why}: checkpoint saved in {out} at step {p["step"]}; continue with --resume')
-            return False
+            say(f'{progress.end_line()}{why}: checkpoint saved in {out} at step {p["step"]}; continue with --resume')
+            return stopper.signal or False
         return True
     finally:
         stopper.restore()
@@ -437,6 +407,7 @@ def main(argv=None, plan=None):
     try:
         try:
             run, changed = resumed_run(args, out) if args.resume else (new_run(args, out, plan), {})
+            run.lock = lock
             chunked, val_ids = load_data(run)
             device = cli.open_device(run.settings['device'])
             if device is not None:
@@ -448,15 +419,19 @@ def main(argv=None, plan=None):
         report(run, args, changed, chunked, val_ids)
         say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
         finished = train(run, out, chunked, val_ids, args, say, device)
+    except runs.Moved as e:                             # nothing written: the folder is wherever it went
+        cli.fail(str(e))
     except runs.Incomplete as e:                        # e.g. the disk is full after the checkpoint was written
-        cli.fail(f'{e}; the checkpoint at step {run.pos["step"]} is saved in {out}: free some space and continue '
+        cli.fail(f'{e}; the checkpoint at step {run.pos["step"]} is saved in {out}: {runs.fix_for(e)} and continue '
                  'with --resume, which completes the other files')
     except files.ModelFileError as e:                   # e.g. the disk is full: the last whole checkpoint stays
         if not os.path.exists(os.path.join(out, CHECKPOINT)):       # the run's first checkpoint failed
-            cli.fail(f'{e}; no checkpoint was saved in {out}: free some space and run the same command again')
-        cli.fail(f'{e}; the previous checkpoint in {out} is kept: free some space and continue with --resume')
+            cli.fail(f'{e}; no checkpoint was saved in {out}: {runs.fix_for(e)} and run the same command again')
+        cli.fail(f'{e}; the previous checkpoint in {out} is kept: {runs.fix_for(e)} and continue with --resume')
     finally:
         lock.release()
+    if isinstance(finished, str):                       # stopped by a signal: the status that signal gives
+        return 128 + signal.Signals[finished]
     if finished:
         best = 'none' if run.pos['best_val'] is None else f'{nats(run.pos["best_val"])} nats/char'
         say(f'done: {run.pos["epoch"]} epochs, best validation loss {best}; files in {out}')

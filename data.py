@@ -205,6 +205,18 @@ def load_lookup(path):
     return chars
 
 
+def first_line(ids, chars, most=80):
+    """A priming text that a user recognises, for a sample of a model of this text: the first whole line of ids
+    (after its first newline) that holds more than whitespace, with its newline, at most `most` characters; where
+    there is none, the text's first non-blank characters."""
+    text = decode(ids[:200 * most], chars)
+    for line in text.split('\n')[1:-1]:                 # the whole lines: each between two newlines
+        if line.strip():
+            return line[:most] + ('\n' if len(line) <= most else '')
+    start = len(text) - len(text.lstrip())
+    return text[start:start + most] or text[:most]
+
+
 def split(ids, val_fraction=0.1):
     """The first (1 - val_fraction) of the corpus trains, the rest validates. Returns (train, val) views."""
     n_train = int(len(ids) * (1.0 - val_fraction))

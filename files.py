@@ -22,7 +22,12 @@ from util.errors import UserError
 
 
 class ModelFileError(UserError, ValueError):
-    """A weights, checkpoint or output file that cannot be used; the message says what is wrong."""
+    """A weights, checkpoint or output file that cannot be used; the message says what is wrong. errno: the
+    system's error number where a write failed (ENOSPC a full disk, EPERM or EACCES no permission), else None."""
+
+    def __init__(self, message, errno=None):
+        super().__init__(message)
+        self.errno = errno
 
 
 def _umask():
@@ -56,7 +61,7 @@ def _write_in_place(path, write):
         with open(path, 'wb') as f:
             write(f)
     except OSError as e:
-        raise ModelFileError(f'cannot write {path}: {e.strerror or e}') from None
+        raise ModelFileError(f'cannot write {path}: {e.strerror or e}', e.errno) from None
 
 
 def atomic_write(path, write):
@@ -82,7 +87,7 @@ def atomic_write(path, write):
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
-        raise ModelFileError(f'cannot write {path}: {e.strerror or e}') from None
+        raise ModelFileError(f'cannot write {path}: {e.strerror or e}', e.errno) from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
@@ -241,6 +246,10 @@ def load_npz(path, what, only_meta=False):
         if isinstance(z, np.ndarray):                   # np.load also reads a bare .npy array
             raise ModelFileError(f'{what} file {path} is a single .npy array, not an .npz file of named arrays')
         with z:
+            twice = _named_twice(z.zip.namelist())
+            if twice:
+                raise ModelFileError(f'{what} file {path} holds two arrays named {twice}: it is damaged or was not '
+                                     'written by numpy.savez (which names each array once)')
             names = [k for k in z.files if k == 'meta'] if only_meta else z.files
             arrays = {k: z[k] for k in names}
     except ModelFileError:
@@ -274,6 +283,16 @@ def load_npz(path, what, only_meta=False):
         if not isinstance(meta, dict):
             raise ModelFileError(f'{what} file {path} has unreadable metadata')
     return arrays, meta
+
+
+def _named_twice(members):
+    """The first name that two members of a zip file share (numpy would load the last of them), or None."""
+    seen = set()
+    for name in members:
+        if name in seen:
+            return name[:-4] if name.endswith('.npy') else name
+        seen.add(name)
+    return None
 
 
 def _starts_with(path, prefix):
@@ -424,19 +443,25 @@ def load_checkpoint(path, optimizer_factory):
         raise ModelFileError(f'checkpoint {path}: the weights are not all float32 or all float64')
     dtype = next(iter(weights.values())).dtype
     params = check_params(weights, str(path), None, dtype)
+    steps = arrays.get('steps')
+    if steps is not None and steps.shape == () and steps.dtype.kind in 'iu' and not 0 <= int(steps) < 2 ** 53:
+        raise ModelFileError(f'checkpoint {path}: the optimizer\'s step count {int(steps)} is not from 0 to 2**53 '
+                             '(at 2**63 the next checkpoint could not count it): the file is damaged')
     optimizer = optimizer_factory(params)
     try:
-        optimizer.load_state_arrays(arrays)
+        with np.errstate(over='ignore'):
+            optimizer.load_state_arrays(arrays)
     except ValueError as e:
         raise ModelFileError(f'checkpoint {path}: {e}') from None
+    if not all(np.all(np.isfinite(c)) for c in optimizer.cache.values()):     # e.g. float64 beyond float32
+        raise ModelFileError(f'checkpoint {path}: the optimizer state holds values too large for {dtype}: the file '
+                             'is damaged')
     H, _ = params['dense.W'].shape
     n_layers = sum(1 for k in params if k.endswith('.W')) - 1
-    state = []
-    for n in range(1, n_layers + 1):
-        h, c = arrays.get(f'state.h{n}'), arrays.get(f'state.c{n}')
-        if h is None or c is None or h.ndim != 2 or h.shape != c.shape or h.shape[1] != H:
-            raise ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
-        state.append((h.astype(dtype), c.astype(dtype)))
+    state = [_carried_state(arrays, n, H, dtype, path) for n in range(1, n_layers + 1)]
+    if len({h.shape for h, _ in state}) != 1:
+        raise ModelFileError(f'checkpoint {path}: the carried states of the layers are for different numbers of '
+                             'chunks')
     ema = None
     if any(k.startswith('ema.') for k in arrays):
         ema = check_params({k[len('ema.'):]: v for k, v in arrays.items() if k.startswith('ema.')},
@@ -444,3 +469,23 @@ def load_checkpoint(path, optimizer_factory):
         if any(ema[k].shape != params[k].shape for k in params):
             raise ModelFileError(f'checkpoint {path}: the average weights do not match the weights')
     return params, optimizer, state, meta, ema
+
+
+def _carried_state(arrays, n, H, dtype, path):
+    """Layer n's carried state (h, c) from a checkpoint's arrays, as dtype: two real float arrays of one shape
+    (chunks, H), finite, h within [-1, 1] (it is o * tanh(c)). Raises ModelFileError."""
+    h, c = arrays.get(f'state.h{n}'), arrays.get(f'state.c{n}')
+    if h is None or c is None or h.ndim != 2 or h.shape != c.shape or h.shape[1] != H or h.shape[0] == 0:
+        raise ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
+    for name, a in ((f'state.h{n}', h), (f'state.c{n}', c)):
+        if a.dtype.kind != 'f':
+            raise ModelFileError(f'checkpoint {path}: {name} has dtype {a.dtype}, not real floats: the file is '
+                                 'damaged')
+        if not np.all(np.isfinite(a)):
+            raise ModelFileError(f'checkpoint {path}: {name} holds NaN or infinite values: the file is damaged')
+    with np.errstate(over='ignore'):
+        h, c = h.astype(dtype), c.astype(dtype)
+    if not np.all(np.isfinite(c)) or np.abs(h).max() > 1:
+        raise ModelFileError(f'checkpoint {path}: the carried state of layer {n} is out of range for {dtype} '
+                             '(h must be within [-1, 1]): the file is damaged')
+    return h, c

@@ -16,10 +16,10 @@ what the other files lack is completed from it. A Stopper turns the signals that
 checkpoint. Nothing here prints: errors are raised as files.ModelFileError, with a one-line reason.
 """
 import csv
+import errno
 import fcntl
 import io
 import json
-import math
 import os
 import re
 import signal
@@ -29,11 +29,11 @@ import numpy as np
 import data
 import engine
 import files
+from checkpoint_meta import LOG_HEADER, check_meta, in_order
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz',
                                                'ShakespeareLookup.json', 'training_log.csv', 'best', '.lock')
 ROOT = os.path.dirname(os.path.abspath(__file__))    # a corpus inside the repo is named relative to it
-LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
 
 # The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
 # (tempfile.mkstemp): only those of the run's own files are ever removed. (Not files.check_folder's probes: a
@@ -47,6 +47,10 @@ class Busy(Exception):
 
 class Incomplete(files.ModelFileError):
     """The checkpoint was committed but a file derived from it could not be written (Run.recover completes it)."""
+
+
+class Moved(files.ModelFileError):
+    """The run folder was moved or removed while the training ran: it is no longer the folder locked."""
 
 
 # --- the folder: its lock, its temporaries, its files ------------------------------------------------------------
@@ -67,12 +71,25 @@ class Lock:
                 raise Busy(folder) from None
             try:                                        # still the file of that name (not one removed meanwhile)?
                 if os.path.samestat(os.fstat(f.fileno()), os.stat(self.path)):
-                    self.file = f
+                    self.file, self.where = f, os.stat(folder)
                     return
             except FileNotFoundError:
                 pass
             f.close()
         raise Busy(folder)
+
+    def check(self):
+        """Raise Moved unless the folder at this path is still the one locked, with its lock file in it (a
+        folder moved, removed or replaced while the training ran would otherwise be made again, unlocked)."""
+        try:
+            same = os.path.samestat(os.stat(self.folder), self.where) and \
+                os.path.samestat(os.stat(self.path), os.fstat(self.file.fileno()))
+        except OSError:
+            same = False
+        if not same:
+            raise Moved(f'the run folder {self.folder} was moved, removed or replaced while this training ran, so '
+                        'nothing more was written; resume the run from where the folder now is (--out that folder '
+                        '--resume)')
 
     def release(self):
         self.file.close()
@@ -115,6 +132,7 @@ def check_outputs(folder):
                                        'folder')
     for name in (CHECKPOINT, WEIGHTS, LOOKUP, LOG):
         check_file(os.path.join(folder, name))
+    check_lengths(folder)
     best = os.path.join(folder, BEST)
     if os.path.lexists(best) and not os.path.isdir(best):
         raise files.ModelFileError(f'{best} is a file, but the run keeps its best epoch in a folder of that name: '
@@ -123,6 +141,22 @@ def check_outputs(folder):
         files.check_folder(best, 'best-epoch folder')
         for name in (CHECKPOINT, WEIGHTS, LOOKUP):
             check_file(os.path.join(best, name))
+
+
+def check_lengths(folder):
+    """Refuse, before any work, a run folder whose path is too long for a file the run writes there or in best/
+    (with the temporary name it is first written under): the system's limits on a path and on a name."""
+    where = os.path.abspath(folder)
+    try:
+        path_max, name_max = os.pathconf(where, 'PC_PATH_MAX'), os.pathconf(where, 'PC_NAME_MAX')
+    except (OSError, ValueError):                        # the system does not say: nothing to check against
+        return
+    longest = '.' + CHECKPOINT + '.' + 8 * 'x' + '.tmp'   # files.atomic_write's temporary, the longest name
+    for path in (os.path.join(where, longest), os.path.join(where, BEST, longest)):
+        if len(os.fsencode(path)) >= path_max or len(os.fsencode(longest)) > name_max:
+            raise files.ModelFileError(f'the run folder {folder} has a path too long for the files the run writes '
+                                       f'in it ({len(os.fsencode(path))} bytes for {os.path.relpath(path, where)}, '
+                                       f'the system allows {path_max - 1}): choose a shorter --out path')
 
 
 def parent_run(folder):
@@ -187,107 +221,6 @@ class Stopper:
             signal.signal(s, h)
 
 
-# --- the checkpoint's metadata, checked as the arrays are -------------------------------------------------------
-
-def _shown(value):
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + '...'
-
-
-def _whole(value, least=0):
-    """Whether value is a JSON integer (not a boolean) of at least `least`."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
-def _finite(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _setting_problem(value, default, kind):
-    """Why a saved setting is not a value its command-line option accepts (kind parses the option's text), or
-    None. The JSON type must be the default's."""
-    if default is None or isinstance(default, str):
-        if not isinstance(value, str) and not (default is None and value is None):
-            return 'not text' if default is not None else 'not a file name'
-        text = value
-    elif isinstance(default, bool):
-        return None if isinstance(value, bool) else 'not true or false'
-    elif isinstance(default, int):
-        if not _whole(value, -2 ** 63):
-            return 'not an integer'
-        text = str(value)
-    else:
-        if not _finite(value):
-            return 'not a finite number'
-        text = repr(float(value))
-    if text is None:
-        return None
-    try:
-        kind(text)
-    except Exception as e:                              # the option's own reason, e.g. '0 is not a positive integer'
-        return str(e) or type(e).__name__
-    return None
-
-
-def check_meta(meta, path, defaults, kinds):
-    """Check a checkpoint's metadata field by field; raise ModelFileError naming the first damaged field.
-    defaults and kinds: each setting's default and the function that parses its command-line text."""
-    def bad(field, value, why):
-        raise files.ModelFileError(f'checkpoint {path} has a damaged field: {field} = {_shown(value)} ({why})')
-
-    settings, pos, rng = meta.get('settings'), meta.get('position'), meta.get('rng')
-    if not isinstance(settings, dict) or not isinstance(pos, dict) or not isinstance(rng, dict):
-        field = next(k for k in ('settings', 'position', 'rng') if not isinstance(meta.get(k), dict))
-        if field not in meta:
-            raise files.ModelFileError(f'checkpoint {path} has no {field}: it was not written by _training.py')
-        bad(field, meta[field], 'not a table of fields')
-    for name, value in settings.items():
-        if name not in defaults:
-            bad(f'settings.{name}', value, 'not a setting of this version')
-        why = _setting_problem(value, defaults[name], kinds[name])
-        if why:
-            bad(f'settings.{name}', value, why)
-    for name in ('epoch', 'window', 'step'):
-        if not _whole(pos.get(name)):
-            bad(f'position.{name}', pos.get(name), 'not a whole number >= 0')
-    for name in ('best_val', 'val_loss'):
-        if pos.get(name) is not None and not _finite(pos[name]):
-            bad(f'position.{name}', pos[name], 'not a finite number')
-    if not _finite(pos.get('seconds', 0.0)) or pos.get('seconds', 0.0) < 0:
-        bad('position.seconds', pos['seconds'], 'not a finite number >= 0')
-    if not _finite(pos.get('epoch_loss_sum', 0.0)) or not _whole(pos.get('epoch_steps', 0)):
-        bad('position.epoch_loss_sum', [pos.get('epoch_loss_sum'), pos.get('epoch_steps')],
-            'not a finite sum and a whole number of steps')
-    if pos.get('best_step') is not None and not (_whole(pos['best_step']) and pos['best_step'] <= pos['step']):
-        bad('position.best_step', pos['best_step'], 'not a step of the run')
-    if rng.get('bit_generator') != 'PCG64':
-        bad('rng.bit_generator', rng.get('bit_generator'), 'not PCG64, the generator of numpy.random.default_rng')
-    try:
-        np.random.PCG64().state = rng
-    except Exception:                                   # a missing or damaged part of the state
-        bad('rng', rng, 'not a whole PCG64 state')
-    checks = {'corpus_chars': (lambda v: v is None or _whole(v, 2), 'not a number of characters >= 2'),
-              'windows_per_epoch': (lambda v: _whole(v, 1), 'not a whole number >= 1'),
-              'commit': (lambda v: _whole(v), 'not a whole number >= 0'),
-              'block_widths': (lambda v: isinstance(v, list), 'not a list'),
-              'saved': (lambda v: isinstance(v, str), 'not text'),
-              'chars': (lambda v: isinstance(v, list) and v and len(set(v)) == len(v) and all(
-                  isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v),
-                        'not a list of distinct single characters, none a lone surrogate'),
-              'log': (lambda v: isinstance(v, list) and all(
-                  isinstance(r, list) and len(r) == len(LOG_HEADER) and
-                  all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r) for r in v),
-                      f'not a list of rows of {len(LOG_HEADER)} one-line texts')}
-    for name, (ok, why) in checks.items():
-        if name in meta and not ok(meta[name]):
-            bad(name, meta[name], why)
-    n = meta.get('windows_per_epoch')                   # then the position must be a place in the run
-    if n is not None and pos['window'] > n:
-        bad('position.window', pos['window'], f'more than the {n} windows of an epoch')
-    if n is not None and pos['step'] != pos['epoch'] * n + pos['window']:
-        bad('position.step', pos['step'], f'not epoch x {n} windows + window, {pos["epoch"] * n + pos["window"]}')
-
-
 def stored_corpus(path):
     """How a checkpoint names its corpus, so that a clone anywhere resumes: None for the shipped tiny Shakespeare,
     a path relative to the repo for a file inside it, else the absolute path."""
@@ -318,7 +251,10 @@ class Run:
     corpus_chars, windows  the corpus's length and the windows per epoch it gives (None until known)
     commit       how many checkpoints the run has committed; the weights file names the one it comes from
     plan         how the engine computes its windows (engine.Plan): the widths it measured, kept for a resume
+    on_disk      whether a checkpoint of the run is in its folder (one was loaded, or saved)
+    lock         the folder's Lock, checked before every checkpoint (None: not checked)
     """
+    on_disk, lock = False, None
 
     def __init__(self, settings, chars=None, params=None, opt=None, state=None, ema=None, pos=None, rng=None,
                  log=(), corpus_chars=None, windows=None, commit=0, plan=None):
@@ -352,6 +288,8 @@ class Run:
         the log, then write the files derived from it (and best/ if this is the best epoch's state).
         Raises ModelFileError if the checkpoint could not be written (the previous one is then the folder's
         state), Incomplete if only a derived file could not be (Run.recover then completes it)."""
+        if self.lock is not None:
+            self.lock.check()                           # raises Moved: the folder is no longer the one locked
         log = self.log + [row] if row is not None else self.log
         self.commit += 1
         try:
@@ -359,7 +297,7 @@ class Run:
         except files.ModelFileError:
             self.commit -= 1
             raise
-        self.log = log
+        self.log, self.on_disk = log, True
         self.recover(folder)
 
     def recover(self, folder):
@@ -377,7 +315,7 @@ class Run:
                 data.save_lookup(os.path.join(best, LOOKUP), self.chars)
                 self._write_checkpoint(os.path.join(best, CHECKPOINT), 'best', self.log)   # last: best/ is whole
         except files.ModelFileError as e:
-            raise Incomplete(str(e)) from None
+            raise Incomplete(str(e), e.errno) from None
 
     def _weights_meta(self):
         return dict(step=self.pos['step'], epoch=self.epoch(), val_loss=self.pos.get('val_loss'), commit=self.commit,
@@ -427,6 +365,9 @@ def load(folder, defaults, kinds, make_optimizer):
             chars = data.load_lookup(os.path.join(folder, LOOKUP))
         except data.CorpusError as e:
             raise files.ModelFileError(str(e)) from None
+        if not in_order(chars):
+            raise files.ModelFileError(f'{os.path.join(folder, LOOKUP)} does not list its characters in code-point '
+                                       'order, as the corpus gave them to the run: it is not the run\'s lookup table')
     V, H = params['dense.W'].shape[1], params['dense.W'].shape[0]
     layers = sum(1 for k in params if k.endswith('.W')) - 1
     pos, windows = meta['position'], meta.get('windows_per_epoch')
@@ -447,5 +388,17 @@ def load(folder, defaults, kinds, make_optimizer):
         plan = engine.Plan(widths=meta.get('block_widths', []))    # the same products as before: bit for bit
     except ValueError as e:
         raise files.ModelFileError(f'checkpoint {path}: {e}') from None
-    return Run(settings, chars, params, opt, state, ema, dict(pos), rng, log, meta.get('corpus_chars'), windows,
-               meta.get('commit', 0), plan)
+    run = Run(settings, chars, params, opt, state, ema, dict(pos), rng, log, meta.get('corpus_chars'), windows,
+              meta.get('commit', 0), plan)
+    run.on_disk = True
+    return run
+
+
+def fix_for(error):
+    """What to do about a file the run could not write, by its errno: free space, or give permission."""
+    if error.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+        return 'give the run write permission there (chmod u+w; chattr -a, -i for an append-only or immutable file)'
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 'free some space'
+    return 'fix that'
+

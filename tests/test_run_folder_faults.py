@@ -6,6 +6,7 @@ import signal
 import numpy as np
 import pytest
 
+import data
 import files
 import runs
 from helpers import assert_one_line_error, script, tiny_corpus
@@ -107,9 +108,16 @@ DAMAGED = [
     ('', 'chars', list('abc'), 'lookup table\'s size is 3'), ('rng', 'state', {'state': 1}, 'not a whole PCG64'),
     ('', 'log', 'rows', 'log = "rows"'), ('', 'windows_per_epoch', 0, 'windows_per_epoch = 0'),
     ('', 'block_widths', 7, 'block_widths = 7'), ('', 'block_widths', [[1, 2]], 'block widths'),
-    ('', 'commit', -3, 'commit = -3'), ('position', 'epoch', 10 ** 30, 'position.step = 40 (not epoch x 33'),
+    ('', 'commit', -3, 'commit = -3'), ('position', 'epoch', 10 ** 30, 'position.epoch = 10000000000000'),
     ('position', 'step', 39, 'position.step = 39'), ('position', 'window', 34, 'position.window = 34 (more than'),
     ('', 'log', [['1', '2']], 'rows of 8 one-line texts'), ('', 'log', [['1\n'] * 8], 'rows of 8 one-line'),
+    # loaded once, then broken later: a reversed lookup table (the corpus encoded with other indices), counts
+    # that cannot advance, a clock or a sum that overflows as it runs
+    ('', 'chars', data.build_lookup(tiny_corpus(1500))[::-1], 'in code-point order'),
+    ('settings', 'epochs', 2 ** 63 - 1, 'settings.epochs = 9223372036854775807 (not an integer from 0 to 2**53)'),
+    ('position', 'step', 2 ** 63 - 1, 'position.step = 9223372036854775807'),
+    ('position', 'seconds', 1e300, 'position.seconds = 1e+300'),
+    ('position', 'epoch_loss_sum', 1.7e308, 'position.epoch_loss_sum'),
 ]
 
 

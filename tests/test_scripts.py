@@ -235,9 +235,10 @@ def test_evaluate_ngram_and_the_comparison_by_kind(small_model, tmp_path):
 
 
 def without_pin_warning(stderr):
-    """stderr less the one line _benchmark.py prints where OPENBLAS_CORETYPE is set (some machines set it)."""
+    """stderr less the lines _benchmark.py prints where OPENBLAS_CORETYPE is set (some machines set it) and where
+    its rounds disagree (on a busy machine, or with the few characters of a quick test)."""
     return ''.join(line for line in stderr.splitlines(keepends=True)
-                   if not line.startswith('warning: OPENBLAS_CORETYPE='))
+                   if not line.startswith(('warning: OPENBLAS_CORETYPE=', 'warning: these figures are unreliable')))
 
 
 def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_path):

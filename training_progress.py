@@ -1,0 +1,57 @@
+"""_training.py's progress line: step, epoch, smoothed loss, speed and time left, redrawn with '\r' on stdout
+when it is a terminal (in a file or a pipe, where a redrawn line would be a pile of lines, there is none, as in
+the other scripts); and the clock of the run's training time.
+"""
+import sys
+import time
+
+import cli
+
+
+class Progress:
+    """The progress line (step, epoch, smoothed loss, speed, time left), at most twice a second; the training
+    speed (over the steps alone, not the checkpoints) and the clock of the run's training time."""
+
+    def __init__(self, quiet):
+        self.quiet, self.shown, self.smooth = quiet or not cli.is_terminal(sys.stdout), 0.0, None
+        self.on_screen = False                          # a line is drawn, not yet ended
+        self.restart()
+
+    def restart(self):
+        """A new epoch: the mean loss and the speed start again."""
+        self.t0, self.chars, self.step_seconds, self.loss_sum, self.n = time.time(), 0, 0.0, 0.0, 0
+
+    def lap(self):
+        """Seconds since the last lap (or restart)."""
+        now = time.time()
+        seconds, self.t0 = now - self.t0, now
+        return seconds
+
+    def add(self, loss, chars, seconds):
+        self.chars += chars
+        self.step_seconds += seconds
+        self.loss_sum += loss
+        self.n += 1
+        self.smooth = loss if self.smooth is None else 0.98 * self.smooth + 0.02 * loss
+
+    def rate(self):
+        """Characters trained per second in this epoch's steps (None before a step)."""
+        return self.chars / max(self.step_seconds, 1e-9) if self.n else None
+
+    def mean_loss(self):
+        return self.loss_sum / self.n if self.n else None
+
+    def show(self, run, steps_left):
+        if self.quiet or time.time() - self.shown < 0.5:
+            return
+        self.shown = time.time()
+        s, p = run.settings, run.pos
+        left = steps_left * s['chunks'] * s['window'] / self.rate()
+        self.on_screen = True
+        cli.write(f'\rstep {p["step"]:6d}  epoch {run.epoch():6.3f}  loss {max(0.0, self.smooth):.4f}  '
+                  f'{self.rate():6.0f} chars/s  {left / 60:6.1f} min left ')
+
+    def end_line(self):
+        """'\n' where a progress line is drawn (what follows it starts on a line of its own), else ''."""
+        on_screen, self.on_screen = self.on_screen, False
+        return '\n' if on_screen else ''
