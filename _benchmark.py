@@ -13,14 +13,14 @@ kernel. The last line of stdout is one JSON object with every figure, with the s
 parts); where one is over 25%, a warning on stderr says that the figures are unreliable. Measure on a quiet
 machine: with another busy process on the cores, OpenBLAS's multi-threaded products slow down many times over.
 """
-import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import json
 import os
 import resource
 import sys
 import time
 
-import blas
+from util import blas
 import engine
 import lstm
 
@@ -213,7 +213,7 @@ def report(result, args, pinned):
 
 def gpu_main(args):
     """--device cuda: this repo's GPU engine beside PyTorch's cuDNN LSTM (gpu_benchmark.py)."""
-    import gpu_benchmark
+    from util import gpu_benchmark
     cli.open_device('cuda')                             # one line if there is no GPU
     args.batches = [args.chunks] if args.chunks else [25, 128, 512]
     torch = None

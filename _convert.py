@@ -6,14 +6,14 @@ file names' extensions:
 
 The lookup table needs no conversion: both projects read the same JSON list of characters.
 """
-import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import argparse
 import os
 
 import data
-import files
+from util import files
 import lstm
-import original
+from util import original
 
 HELP_EPILOG = '''\
 The original's format (see original.py): a JSON list [[w, b], ..., [[w, b]]], one [w, b] per LSTM layer with

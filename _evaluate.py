@@ -9,14 +9,14 @@ starting from zeros; the score is the mean of -ln p(next character) over every c
 With --blocks T, random blocks of T + 1 characters are read instead, each from zeros, and the score is the mean
 over their last T characters (nanoGPT's measure: a character sees only the characters before it in its block).
 """
-import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import time
 
 import numpy as np
 
 from explorer import analysis
 import data
-import files
+from util import files
 import lstm
 from extras import ngram
 

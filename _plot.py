@@ -6,13 +6,13 @@
 
 Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
 """
-import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import csv
 import io
 import math
 import os
 
-import files
+from util import files
 from explorer import svg
 from util.errors import UserError
 
@@ -52,7 +52,7 @@ def default_out(log):
 def run_title(log):
     """'2x512 LSTM on tiny Shakespeare': the run's size and corpus, read from the metadata of the training
     checkpoint beside the log; NEUTRAL_TITLE where there is no readable checkpoint there."""
-    import runs                                         # here: the run folder's names, only when needed
+    from util import runs                                         # here: the run folder's names, only when needed
     path = os.path.join(os.path.dirname(os.path.abspath(log)), runs.CHECKPOINT)
     if not os.path.isfile(path):                        # (a FIFO of that name is never opened)
         return NEUTRAL_TITLE

@@ -4,14 +4,14 @@
     python _sample.py --num-samples 4 --top-p 0.9 --stop '\\n\\n'      # four speeches, drawn side by side
     python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the likeliest text the beam finds
 """
-import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import sys
 
 import numpy as np
 
 from extras import beam
 import data
-import files
+from util import files
 import lstm
 
 

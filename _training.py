@@ -13,7 +13,7 @@ The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM / SIGHUP an
 The checkpoint is written first, the other files from it, so a kill or a full disk leaves a whole run (runs.py);
 one training at a time writes a folder; saves/ (the shipped model) only with --overwrite-shipped-model.
 """
-import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import os
 import signal
 import time
@@ -21,14 +21,14 @@ import time
 import numpy as np
 
 import data
-import files
+from util import files
 import gpu
 import lstm
-import precision
-import runs
-from blas import set_threads as set_blas_threads
+from util import precision
+from util import runs
+from util.blas import set_threads as set_blas_threads
 from optimizer import RMSprop, update_average
-from training_progress import Progress
+from util.training_progress import Progress
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG = runs.WEIGHTS, runs.CHECKPOINT, runs.LOOKUP, runs.LOG
 

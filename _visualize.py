@@ -10,14 +10,14 @@ The background of each character is the activation of the chosen neuron after re
 +1 red (newlines stay white). Choose the layer, the hidden state h or the cell state tanh(c), and the neuron by
 its index, or step through them with Previous and Next.
 """
-import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
 import functools
 import os
 
 from explorer import analysis
 import data
 from explorer import figures
-import files
+from util import files
 import lstm
 from explorer import viewer
 

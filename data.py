@@ -17,7 +17,7 @@ import unicodedata
 
 import numpy as np
 
-import files
+from util import files
 from util.errors import UserError
 
 TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'

@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # the repo
 sys.path.insert(0, ROOT)
 
 import data  # noqa: E402  (needs ROOT on the path)
-import files  # noqa: E402
+from util import files  # noqa: E402
 import lstm  # noqa: E402
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import _training
-import cli
+from util import cli
 import engine
-import files
-import runs
+from util import files
+from util import runs
 from conftest import ROOT
 from helpers import tiny_corpus
 from optimizer import RMSprop

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from extras import beam
-import files
+from util import files
 import layers
 import lstm
 from helpers import SAVES, assert_one_line_error, script, tiny_model

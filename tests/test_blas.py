@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import blas
+from util import blas
 from helpers import ROOT
 
 needs_openblas = pytest.mark.skipif(blas.get_threads() is None, reason="numpy's BLAS here is not OpenBLAS")
@@ -26,7 +26,7 @@ def test_set_threads_returns_the_previous_count_and_sets_the_new_one():
 
 @needs_openblas
 def test_the_thread_count_read_is_the_one_the_environment_asked_for():
-    code = 'import sys; sys.path.insert(0, sys.argv[1]); import blas; print(blas.get_threads())'
+    code = 'import sys; sys.path.insert(0, sys.argv[1]); from util import blas; print(blas.get_threads())'
     r = subprocess.run([sys.executable, '-c', code, ROOT], capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, OPENBLAS_NUM_THREADS='1'))
     assert r.returncode == 0 and r.stdout == '1\n', r.stderr

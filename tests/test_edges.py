@@ -15,9 +15,9 @@ import threading
 import numpy as np
 import pytest
 
-import cli
+from util import cli
 import data
-import files
+from util import files
 import lstm
 from conftest import ROOT
 from helpers import assert_one_line_error, script, tiny_corpus
@@ -93,7 +93,7 @@ def read_pty(fd):
     return b''.join(chunks).decode('utf-8', 'replace')
 
 
-SCORE = ('import sys, cli, _evaluate; cli.Progress.interval = 0; sys.argv[0] = "_evaluate.py"; '
+SCORE = ('import sys, _evaluate; from util import cli; cli.Progress.interval = 0; sys.argv[0] = "_evaluate.py"; '
          'cli.run(lambda: _evaluate.main(sys.argv[1:]))')
 
 
@@ -168,11 +168,11 @@ SCRIPTS = ['_benchmark.py', '_evaluate.py', '_plot.py', '_sample.py', '_training
 def test_every_script_imports_cli_first_so_that_ctrl_c_while_numpy_loads_is_one_line(name):
     tree = ast.parse(open(os.path.join(ROOT, name), encoding='utf-8').read())
     first = next(node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
-    assert isinstance(first, ast.Import) and first.names[0].name == 'cli'
+    assert isinstance(first, ast.ImportFrom) and first.module == 'util' and first.names[0].name == 'cli'
 
 
 def test_ctrl_c_during_start_up_ends_with_one_line_and_status_130():
-    code = ('import sys; sys.argv[0] = "_sample.py"; import cli, os, signal; os.kill(os.getpid(), signal.SIGINT); '
+    code = ('import sys; sys.argv[0] = "_sample.py"; import os, signal; from util import cli; os.kill(os.getpid(), signal.SIGINT); '
             'import numpy; cli.run(lambda: print("not reached"))')
     r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 130 and r.stdout == ''

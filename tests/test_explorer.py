@@ -14,10 +14,10 @@ import pytest
 
 import _visualize
 from explorer import analysis
-import cli
+from util import cli
 import data
 from explorer import figures
-import files
+from util import files
 import lstm
 from explorer import viewer
 from conftest import ROOT

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-import files
-import runs
+from util import files
+from util import runs
 from conftest import ROOT
 from helpers import assert_one_line_error, script, tiny_corpus
 from run_folder_helpers import TINY, train

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-import files
-import original
+from util import files
+from util import original
 from helpers import assert_one_line_error, script, tiny_model
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import _training
-import files
+from util import files
 import lstm
-import runs
+from util import runs
 from conftest import ROOT
 from run_folder_helpers import ATOMIC_WRITE, TINY, assert_whole, fails, train
 from run_folder_helpers import corpus  # noqa: F401  (a fixture)

@@ -9,7 +9,7 @@ import numpy as np
 
 from explorer import analysis
 import data
-import files
+from util import files
 import lstm
 from conftest import ROOT
 

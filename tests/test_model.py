@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import data
-import files
+from util import files
 import engine
 import layers
 import lstm
@@ -363,7 +363,8 @@ SAMPLE_WITH_WIDTHS = """
 import hashlib, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-import _sample, engine, files, lstm
+import _sample, engine, lstm
+from util import files
 width = int(sys.argv[2])
 engine._fastest_width = lambda B, K, N, dtype: width  # as if timing had chosen this width for every product
 _sample.main(['--seed', '3', '--length', '60', '--num-samples', '8', '--start', 'KING'])

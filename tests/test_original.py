@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import data
-import files
+from util import files
 import layers
 import lstm
-import original
+from util import original
 from helpers import assert_one_line_error, script, tiny_corpus
 
 

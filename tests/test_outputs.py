@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import files
+from util import files
 from conftest import ROOT
 from helpers import SAVES, assert_one_line_error, script
 

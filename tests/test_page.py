@@ -10,7 +10,7 @@ import pytest
 
 from explorer import analysis
 import data
-import files
+from util import files
 import lstm
 from helpers import SAVES, assert_one_line_error, script
 

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-import files
-import runs
+from util import files
+from util import runs
 from conftest import ROOT
 from helpers import tiny_corpus
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import _training
 import data
-import files
+from util import files
 import lstm
 from helpers import ROOT, assert_one_line_error, script, tiny_corpus
 from optimizer import RMSprop

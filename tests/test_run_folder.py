@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-import cli
+from util import cli
 import lstm
-import runs
+from util import runs
 from helpers import ROOT
 from run_folder_helpers import TINY, assert_same_run, assert_whole, fails, load, train
 from run_folder_helpers import corpus  # noqa: F401  (a fixture)

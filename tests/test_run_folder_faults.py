@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import data
-import files
-import runs
+from util import files
+from util import runs
 from helpers import assert_one_line_error, script, tiny_corpus
 from run_folder_helpers import (ATOMIC_WRITE, TINY, FullDisk, assert_same_run, assert_whole, fails, load, start,
                                 stopped, train, written_files)

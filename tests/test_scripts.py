@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import data
-import files
+from util import files
 import lstm
 from helpers import SAVES, assert_one_line_error, into_a_closed_pipe, reference_model, script, tiny_corpus
 
@@ -112,7 +112,8 @@ def test_benchmark_prints_a_table_and_json():
     r = script('_benchmark.py', '--hidden', 16, '--chunks', 4, '--window', 10, '--rounds', 1, '--warmup', 1,
                '--sample-length', 50, '--no-torch', env={'OPENBLAS_CORETYPE': ''})
     assert r.returncode == 0, r.stderr
-    assert 'warning' not in r.stderr
+    warnings = [w for w in r.stderr.splitlines() if not w.startswith('warning: these figures are unreliable')]
+    assert warnings == []                               # only the load of a busy machine may be warned of
     result = json.loads(r.stdout.strip().splitlines()[-1])
     for key in ('train_chars_per_s', 'sample1_chars_per_s', 'sample32_chars_per_s', 'peak_rss_mb'):
         assert result[key] > 0

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import _training
-import cli
+from util import cli
 import data
-import files
+from util import files
 import lstm
-import runs
+from util import runs
 from helpers import tiny_corpus
 from optimizer import RMSprop
 

@@ -28,12 +28,12 @@ import numpy as np
 
 import data
 import engine
-import files
-from checkpoint_meta import LOG_HEADER, check_meta, in_order
+from util import files
+from util.checkpoint_meta import LOG_HEADER, check_meta, in_order
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz',
                                                'ShakespeareLookup.json', 'training_log.csv', 'best', '.lock')
-ROOT = os.path.dirname(os.path.abspath(__file__))    # a corpus inside the repo is named relative to it
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo: a corpus in it is named relative to it
 
 # The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
 # (tempfile.mkstemp): only those of the run's own files are ever removed. (Not files.check_folder's probes: a

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-import files
+from util import files
 
 LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
 COUNT_MAX = 2 ** 53       # steps, epochs, windows and integer settings: beyond it a float or an int64 loses them

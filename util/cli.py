@@ -30,7 +30,7 @@ import time  # noqa: E402
 
 from util.errors import UserError  # noqa: E402
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repository
 SAVES = os.path.join(ROOT, 'saves')
 
 

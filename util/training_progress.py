@@ -5,7 +5,7 @@ the other scripts); and the clock of the run's training time.
 import sys
 import time
 
-import cli
+from util import cli
 
 
 class Progress:

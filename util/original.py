@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-import files
+from util import files
 
 SUFFIXES = ('.json', '.nn')                             # the original's training loop names its files *.nn
 

@@ -323,7 +323,7 @@ def load_params(path, V=None, dtype=None, chars=None):
     for the rest. Returns (params, meta; {} for the original's files, which hold none). Raises ModelFileError with
     a one-line reason on any problem.
     """
-    import original                                     # here: original.py imports this module
+    from util import original                                     # here: original.py imports this module
     if chars is not None:
         V = len(chars)
     if original.is_original(path):
