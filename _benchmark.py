@@ -22,6 +22,7 @@ import time
 
 from util import blas
 import engine
+import gpu
 import lstm
 
 
@@ -36,17 +37,19 @@ def parse_args(argv):
                    '25, 128 and 512 in turn)')
     g.add_argument('--window', type=cli.positive_int, default=100, help='window T (default %(default)s)')
     g.add_argument('--rounds', type=cli.positive_int, default=5, help='rounds of training steps, each timing 3 '
-                   'steps of this repo and then 3 of PyTorch, one after the other (default %(default)s)')
+                   'steps of this repo and then 3 of PyTorch, one after the other (on --device cuda 5 steps '
+                   'each; sampling 3 rounds) (default %(default)s)')
     g.add_argument('--warmup', type=cli.non_negative_int, default=2, help='untimed steps first (default %(default)s)')
     g.add_argument('--sample-length', type=cli.positive_int, default=1000, help='characters sampled '
                                                                               '(default %(default)s)')
     g.add_argument('--threads', type=cli.positive_int, default=default_threads(),
                    help='threads for numpy (2: half of the chunks on each of two threads, '
                         'with OpenBLAS at 1 thread) and for PyTorch (default: OPENBLAS_NUM_THREADS where it is set, '
-                        'as _training.py takes it, else all cores)')
+                        'as _training.py takes it, else all cores; not used on --device cuda)')
     g.add_argument('--no-torch', action='store_true', help='skip PyTorch even if it is installed')
-    g.add_argument('--device', type=cli.choice('cpu', 'cuda'), default='cpu',
-                   help='measure on the CPU or on an NVIDIA GPU through CuPy (default %(default)s)')
+    g.add_argument('--device', type=cli.choice('cpu', 'cuda'), default='cpu', metavar='{cpu,cuda}',
+                   help='measure on the CPU or on an NVIDIA GPU through CuPy, beside PyTorch\'s cuDNN LSTM where '
+                        'PyTorch can use the GPU (default %(default)s)')
     return p.parse_args(argv)
 
 
@@ -214,8 +217,14 @@ def report(result, args, pinned):
 def gpu_main(args):
     """--device cuda: this repo's GPU engine beside PyTorch's cuDNN LSTM (gpu_benchmark.py)."""
     from util import gpu_benchmark
-    cli.open_device('cuda')                             # one line if there is no GPU
+    ops = cli.open_device('cuda')                       # one line if there is no GPU
     args.batches = [args.chunks] if args.chunks else [25, 128, 512]
+    B = max(args.batches)
+    need = cli.model_bytes(args.vocab, args.hidden, args.layers, B, args.window, training=True)
+    what = (f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on --chunks {B} x '
+            f'--window {args.window} (this repo and PyTorch)')
+    cli.check_memory(2 * need, what)
+    gpu.check_free_memory(ops, 2 * need, what)
     torch = None
     if not args.no_torch:
         try:

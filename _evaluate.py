@@ -67,6 +67,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     check_modes(args)
+    if args.ngram and not args.compare:                 # the n-gram alone never runs the model
+        args.device = 'cpu'
     args.device = cli.open_device(args.device)          # the ops: None for the CPU
     if args.blocks is not None:
         cli.check_memory(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')          # starts and losses

@@ -88,7 +88,8 @@ def parse_args(argv):
         if group not in groups:
             groups[group] = p.add_argument_group(group)
         shown = '' if name == 'corpus' else f' (default {default})'
-        groups[group].add_argument('--' + name.replace('_', '-'), type=kind, help=text + shown)
+        groups[group].add_argument('--' + name.replace('_', '-'), type=kind, help=text + shown,
+                                   metavar=getattr(kind, 'metavar', None))
     g = groups['optimisation']
     g.add_argument('--threads', type=cli.positive_int, help='threads: 2 runs half of the chunks on each of two '
                    'cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)')
@@ -213,7 +214,13 @@ def resumed_run(args, out):
     except files.ModelFileError as e:
         cli.fail(f'cannot resume from {out}: {e}')
     saved, settings = run.settings, settings_from(args, run.settings)    # refused before anything is written
-    cli.open_device(settings['device'])                 # the run's device, on this machine
+    try:
+        cli.open_device(settings['device'])             # the run's device, on this machine
+    except gpu.DeviceError as e:
+        if args.device:
+            raise
+        raise gpu.DeviceError(f'the run in {out} was trained with --device {settings["device"]}, which cannot be '
+                              f'used here ({e}); continue it with --resume --device cpu') from None
     if run.windows is not None:                         # a checkpoint that holds its log: finish what a stop left
         try:
             run.recover(out)
@@ -273,7 +280,8 @@ def train_window(run, chunked, trainer=None):
         masks, weight_masks = lstm.draw_masks(run.rng, x.shape[0], x.shape[1], H, n_layers, s['dtype'],
                                               dropout=s['dropout'], variational=s['variational'],
                                               weight_drop=s['weight_drop'])
-        loss, finite = trainer.step(x, y, run.opt, masks, weight_masks, s['ema'])
+        with np.errstate(all='ignore'):                 # overflow is caught below, with a clear message
+            loss, finite = trainer.step(x, y, run.opt, masks, weight_masks, s['ema'])
     else:
         with np.errstate(all='ignore'):                 # overflow is caught below, with a clear message
             loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, dropout=s['dropout'],

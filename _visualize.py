@@ -203,8 +203,8 @@ def main(argv=None):
             os.path.realpath('.') != os.path.realpath(cli.ROOT):
         cli.fail(f'--saturation: the current folder holds the repository\'s own files: give the figure\'s file '
                  f'name (without one it would be written here as {SATURATION_SVG})')
-    args.say = check_outputs(args)
     args.device = cli.open_device(args.device)          # the ops: None for the CPU
+    args.say = check_outputs(args)
     params, ids, text = load_inputs(args)
     if args.find:
         find(args, params, ids, text)

@@ -55,9 +55,13 @@ def _open_cuda():
         return gpu_kernels.NumpyOps()
     try:
         import cupy
-    except ImportError:
-        raise DeviceError(f'--device cuda needs CuPy, which is not installed: {INSTALL}; or use --device cpu')
-    except Exception as e:                              # a broken installation
+    except ModuleNotFoundError as e:
+        if e.name != 'cupy':                            # CuPy is there, but something it needs is not
+            raise DeviceError(f'--device cuda: CuPy does not load ({_reason(e)}): reinstall it ({INSTALL}), '
+                              'or use --device cpu') from None
+        raise DeviceError(f'--device cuda needs CuPy, which is not installed: {INSTALL}; or use --device cpu') \
+            from None
+    except Exception as e:                              # a broken installation (its own ImportError too)
         raise DeviceError(f'--device cuda: CuPy does not load ({_reason(e)}): reinstall it ({INSTALL}), '
                           'or use --device cpu')
     try:

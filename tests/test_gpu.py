@@ -356,3 +356,39 @@ def test_gpu_sample_with_a_seed_is_the_same_text_in_every_process():
             for _ in range(2)]
     assert runs[0].returncode == 0, runs[0].stderr
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) > 300
+
+
+def test_a_broken_cupy_is_not_called_missing(tmp_path):
+    """CuPy raises ImportError when its CUDA libraries do not load: that is a broken installation, not none."""
+    (tmp_path / 'cupy').mkdir()
+    (tmp_path / 'cupy' / '__init__.py').write_text('raise ImportError("CuPy is not correctly installed")\n')
+    r = script('_sample.py', '--device', 'cuda', env={'PYTHONPATH': str(tmp_path), gpu.TWIN_VARIABLE: ''})
+    assert_one_line_error(r, 'CuPy does not load', 'not correctly installed', 'reinstall')
+
+
+def test_without_cupy_no_output_folder_is_made(tmp_path):
+    r = _blocked_cupy('_visualize.py', '--html', str(tmp_path / 'new' / 'sub' / 'page.html'), '--device', 'cuda')
+    assert_one_line_error(r, 'CuPy')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_names_the_devices_and_the_ngram_alone_needs_none():
+    for name in ('_training.py', '_sample.py', '_evaluate.py', '_visualize.py', '_benchmark.py'):
+        assert '{cpu,cuda}' in script(name, '--help').stdout, name
+    r = _blocked_cupy('_evaluate.py', '--ngram', '2', '--device', 'cuda')
+    assert r.returncode == 0 and 'loss' in r.stdout, r.stderr
+
+
+def test_a_run_saved_on_the_gpu_names_its_device_where_none_is_here(tmp_path):
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text(tiny_corpus(2000))
+    _train(tmp_path / 'run', corpus, '--max-steps', '2', '--device', 'cuda', env=TWIN)
+    r = _blocked_cupy('_training.py', '--out', str(tmp_path / 'run'), '--resume', '--max-steps', '3')
+    assert_one_line_error(r, 'was trained with --device cuda', '--resume --device cpu')
+    _train(tmp_path / 'run', corpus, '--max-steps', '3', '--resume', '--device', 'cpu')
+
+
+def test_the_gpu_benchmark_refuses_sizes_no_machine_holds_in_one_line():
+    r = script('_benchmark.py', '--device', 'cuda', '--hidden', '100000', '--chunks', '100000', '--no-torch',
+               env=TWIN)
+    assert_one_line_error(r, 'needs about', 'choose smaller sizes')

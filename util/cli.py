@@ -268,11 +268,12 @@ def boolean(text):
 
 
 def choice(*values):
-    """An option type that takes one of the given strings."""
+    """An option type that takes one of the given strings; its metavar ('{a,b}') shows them in --help."""
     def parse(text):
         if text not in values:
             raise argparse.ArgumentTypeError(f'{text!r} is not one of {", ".join(values)}')
         return text
+    parse.metavar = '{' + ','.join(values) + '}'
     return parse
 
 
@@ -284,10 +285,10 @@ def add_model_options(parser):
                         'saves/ShakespeareNet.npz)')
     g.add_argument('--lookup', type=path, default=os.path.join(SAVES, 'ShakespeareLookup.json'),
                    help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
-    g.add_argument('--device', type=choice('cpu', 'cuda'), default='cpu',
-                   help='run the model on the CPU or on an NVIDIA GPU through CuPy (default %(default)s). A GPU '
-                        'pays for long texts and many streams side by side; one sample at a time runs as fast '
-                        'on the CPU')
+    g.add_argument('--device', type=choice('cpu', 'cuda'), default='cpu', metavar='{cpu,cuda}',
+                   help='run the model on the CPU or on an NVIDIA GPU through CuPy (default %(default)s). The GPU '
+                        'is for long texts and many streams side by side; one sample at a time is a chain of '
+                        'tiny steps that leaves a GPU idle: the CPU is the better choice for it')
     return g
 
 

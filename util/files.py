@@ -108,7 +108,8 @@ def write_text(path, text):
 
 def check_writable(path, what='output', kind=None, inputs=()):
     """Refuse, before any work, an output file that could not be written: an empty name, a parent that is a
-    file, a folder that cannot be created or written. Creates the folder if needed. Raises ModelFileError.
+    file, a folder that cannot be created or written. A missing folder is made when the file is written (by
+    atomic_write), not here, so that a command refused later leaves nothing behind. Raises ModelFileError.
     Also refuse to replace a file this command reads (one of inputs, under any name), or an existing file that
     is not of the kind written: kind = (the bytes such a file starts with, its name), e.g. (b'<svg', 'an SVG
     figure'), so that a training log, a text or a model given as the output by mistake is never lost."""
@@ -128,7 +129,13 @@ def check_writable(path, what='output', kind=None, inputs=()):
         if kind is not None and not _empty_or_starts_with(path, kind[0]):
             raise ModelFileError(f'{what} {path} exists and is not {kind[1]}: writing it would replace it; give '
                                  'another name, or remove it first')
-    check_folder(os.path.dirname(os.path.abspath(path)), what)
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.lexists(existing):                # the folders still to make: checked, not made
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ModelFileError(f'{what} folder {folder} cannot be made: part of its path is a file, not a folder')
+    check_folder(existing, what)
 
 
 def _empty_or_starts_with(path, prefix):
