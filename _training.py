@@ -26,58 +26,12 @@ import gpu
 import lstm
 from util import precision
 from util import runs
+from util.settings import DEFAULTS, RESUMABLE, SETTINGS
 from util.blas import set_threads as set_blas_threads
 from optimizer import RMSprop, update_average
 from util.training_progress import Progress
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG = runs.WEIGHTS, runs.CHECKPOINT, runs.LOOKUP, runs.LOG
-
-# The run's settings: (group, name, default, type, help). The defaults are the original's. They are saved in the
-# checkpoint; on --resume the saved ones hold, and only those marked resumable may be changed on the command line.
-SETTINGS = [
-    ('data', 'corpus', None, cli.path, 'UTF-8 text file to train on (default: tiny Shakespeare, '
-                                       'saves/shakespeare.txt)'),
-    ('data', 'val_fraction', 0.1, cli.above_zero_below_one, 'last fraction of the corpus kept for validation'),
-    ('data', 'val_chars', 0, cli.non_negative_int, 'validate on at most this many characters of the '
-                                                   'validation split, its first ones (0: all)'),
-    ('model', 'layers', 2, cli.positive_int, 'number of LSTM layers'),
-    ('model', 'hidden', 512, cli.positive_int, 'units per LSTM layer'),
-    ('optimisation', 'chunks', 25, cli.positive_int, 'contiguous chunks trained side by side (the batch). On '
-                                                      'a GPU 128 or 512 train many times more characters a '
-                                                      'second; each step then averages its gradient over more '
-                                                      'text, so an epoch has 5 or 20 times fewer steps, and a '
-                                                      'larger --lr may be needed to learn as much per epoch'),
-    ('optimisation', 'window', 100, cli.positive_int, 'truncated-BPTT window in characters (k1 = k2)'),
-    ('optimisation', 'lr', 0.001, cli.positive_float, 'RMSprop learning rate'),
-    ('optimisation', 'rho', 0.95, cli.above_zero_below_one, 'RMSprop decay of the mean squared gradient'),
-    ('optimisation', 'eps', 1e-8, cli.positive_float, 'RMSprop epsilon'),
-    ('optimisation', 'clip', 0.0, cli.non_negative_float, 'clip the gradient\'s global norm to this (0: off)'),
-    ('optimisation', 'weight_decay', 0.0, cli.non_negative_float, 'decoupled weight decay of the weight '
-                                                                  'matrices, p -= lr * decay * p per step (0: off)'),
-    ('optimisation', 'dropout', 0.0, cli.zero_to_below_one, 'dropout on the inputs of layers 2.. and of the '
-                                                            'dense layer'),
-    ('optimisation', 'variational', False, cli.boolean, 'dropout masks time-locked: one per chunk and window, the '
-                                                        'same at every step (Gal and Ghahramani, 2016), not one per '
-                                                        'step: true or false'),
-    ('optimisation', 'weight_drop', 0.0, cli.zero_to_below_one, 'DropConnect on the recurrent weights, one mask '
-                                                                'per window (as in AWD-LSTM)'),
-    ('optimisation', 'lr_decay', 1.0, cli.above_zero_to_one, 'multiply the learning rate by this every epoch '
-                                                          'after --decay-after'),
-    ('optimisation', 'decay_after', 0, cli.non_negative_int, 'epochs at the full learning rate before the decay'),
-    ('optimisation', 'epochs', 10, cli.positive_int, 'train until this many epochs are done'),
-    ('optimisation', 'ema', 0.0, cli.zero_to_below_one, 'validate, sample and save a moving average of the '
-                                                        'weights with this decay, e.g. 0.999 (0: off)'),
-    ('optimisation', 'dtype', 'float32', cli.choice('float32', 'float64'), 'floating-point type'),
-    ('optimisation', 'seed', 0, cli.non_negative_int, 'seed of the initial weights and of the dropout masks'),
-    ('device', 'device', 'cpu', cli.choice(*gpu.DEVICES), 'train on the CPU or on an NVIDIA GPU through CuPy (a '
-                                                           'checkpoint moves between them with --resume); on a GPU '
-                                                           'larger --chunks train faster: see --chunks'),
-]
-DEFAULTS = {name: default for _, name, default, _, _ in SETTINGS}
-KINDS = {name: kind for _, name, _, kind, _ in SETTINGS}          # each one's parser, which checks it
-RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'variational', 'weight_drop', 'lr_decay',
-             'decay_after', 'epochs', 'ema', 'val_chars', 'corpus', 'device'}
-
 
 def parse_args(argv):
     p = cli.Parser(description='Train the character-level LSTM (truncated BPTT, RMSprop), or resume a run.',
@@ -210,7 +164,7 @@ def resumed_run(args, out):
     if not os.path.exists(os.path.join(out, CHECKPOINT)):
         cli.fail(f'cannot resume: {out} holds no run ({CHECKPOINT} is missing); start one without --resume')
     try:
-        run = runs.load(out, DEFAULTS, KINDS, make_optimizer)
+        run = runs.load(out, make_optimizer)
     except files.ModelFileError as e:
         cli.fail(f'cannot resume from {out}: {e}')
     saved, settings = run.settings, settings_from(args, run.settings)    # refused before anything is written

@@ -8,7 +8,7 @@ locked, never written.)
 
 The formats:
 - weights: `lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), ..., `dense.W` (H, V), `dense.b` (V,)
-- checkpoint: `weights.<name>`, `ema.<name>` (optional), the optimizer's arrays, `state.h1`, `state.c1`, ...
+- checkpoint: util/checkpoint.py owns its schema (and reads and writes it through this module)
 """
 import io
 import json
@@ -417,82 +417,3 @@ def cast_params(params, dtype, path):
                                  f'{np.abs(out[k]).max():.3g}) that the model\'s sums can overflow '
                                  f'{np.dtype(dtype)}: these are not trained weights')
     return out
-
-
-def save_checkpoint(path, params, optimizer, state, meta, ema=None):
-    """Everything a resumed run needs, in one file: the weights in their training dtype, the optimizer's state,
-    the hidden state carried into the next window (h1, c1, h2, c2, ...), the running average of the weights if
-    one is kept (ema), and `meta` (position, settings, random state) as JSON. One file, so that a crash can never
-    leave weights and optimizer state out of step."""
-    arrays = {f'weights.{k}': v for k, v in params.items()}
-    if ema is not None:
-        arrays.update({f'ema.{k}': v for k, v in ema.items()})
-    arrays.update(optimizer.state_arrays())
-    for n, (h, c) in enumerate(state, start=1):
-        arrays[f'state.h{n}'] = h
-        arrays[f'state.c{n}'] = c
-    save_npz(path, arrays, meta)
-
-
-def load_checkpoint(path, optimizer_factory):
-    """Read a checkpoint written by save_checkpoint.
-
-    optimizer_factory(params) makes the optimizer whose state is then restored.
-    Returns (params, optimizer, state, meta, ema); ema is None where the checkpoint keeps no average.
-    Raises ModelFileError with a one-line reason on any problem.
-    """
-    arrays, meta = load_npz(path, 'checkpoint')
-    weights = {k[len('weights.'):]: v for k, v in arrays.items() if k.startswith('weights.')}
-    if not weights:
-        raise ModelFileError(f'checkpoint {path} holds no weights: it is not a training checkpoint of this repo')
-    dtypes = {v.dtype for v in weights.values()}
-    if len(dtypes) != 1 or dtypes.pop() not in (np.float32, np.float64):
-        raise ModelFileError(f'checkpoint {path}: the weights are not all float32 or all float64')
-    dtype = next(iter(weights.values())).dtype
-    params = check_params(weights, str(path), None, dtype)
-    steps = arrays.get('steps')
-    if steps is not None and steps.shape == () and steps.dtype.kind in 'iu' and not 0 <= int(steps) < 2 ** 53:
-        raise ModelFileError(f'checkpoint {path}: the optimizer\'s step count {int(steps)} is not from 0 to 2**53 '
-                             '(at 2**63 the next checkpoint could not count it): the file is damaged')
-    optimizer = optimizer_factory(params)
-    try:
-        with np.errstate(over='ignore'):
-            optimizer.load_state_arrays(arrays)
-    except ValueError as e:
-        raise ModelFileError(f'checkpoint {path}: {e}') from None
-    if not all(np.all(np.isfinite(c)) for c in optimizer.cache.values()):     # e.g. float64 beyond float32
-        raise ModelFileError(f'checkpoint {path}: the optimizer state holds values too large for {dtype}: the file '
-                             'is damaged')
-    H, _ = params['dense.W'].shape
-    n_layers = sum(1 for k in params if k.endswith('.W')) - 1
-    state = [_carried_state(arrays, n, H, dtype, path) for n in range(1, n_layers + 1)]
-    if len({h.shape for h, _ in state}) != 1:
-        raise ModelFileError(f'checkpoint {path}: the carried states of the layers are for different numbers of '
-                             'chunks')
-    ema = None
-    if any(k.startswith('ema.') for k in arrays):
-        ema = check_params({k[len('ema.'):]: v for k, v in arrays.items() if k.startswith('ema.')},
-                           f'{path} (its average weights)', None, dtype)
-        if any(ema[k].shape != params[k].shape for k in params):
-            raise ModelFileError(f'checkpoint {path}: the average weights do not match the weights')
-    return params, optimizer, state, meta, ema
-
-
-def _carried_state(arrays, n, H, dtype, path):
-    """Layer n's carried state (h, c) from a checkpoint's arrays, as dtype: two real float arrays of one shape
-    (chunks, H), finite, h within [-1, 1] (it is o * tanh(c)). Raises ModelFileError."""
-    h, c = arrays.get(f'state.h{n}'), arrays.get(f'state.c{n}')
-    if h is None or c is None or h.ndim != 2 or h.shape != c.shape or h.shape[1] != H or h.shape[0] == 0:
-        raise ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
-    for name, a in ((f'state.h{n}', h), (f'state.c{n}', c)):
-        if a.dtype.kind != 'f':
-            raise ModelFileError(f'checkpoint {path}: {name} has dtype {a.dtype}, not real floats: the file is '
-                                 'damaged')
-        if not np.all(np.isfinite(a)):
-            raise ModelFileError(f'checkpoint {path}: {name} holds NaN or infinite values: the file is damaged')
-    with np.errstate(over='ignore'):
-        h, c = h.astype(dtype), c.astype(dtype)
-    if not np.all(np.isfinite(c)) or np.abs(h).max() > 1:
-        raise ModelFileError(f'checkpoint {path}: the carried state of layer {n} is out of range for {dtype} '
-                             '(h must be within [-1, 1]): the file is damaged')
-    return h, c

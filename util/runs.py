@@ -29,7 +29,9 @@ import numpy as np
 import data
 import engine
 from util import files
-from util.checkpoint_meta import LOG_HEADER, check_meta, in_order
+from util import checkpoint
+from util.checkpoint import LOG_HEADER, in_order
+from util.settings import DEFAULTS
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz',
                                                'ShakespeareLookup.json', 'training_log.csv', 'best', '.lock')
@@ -325,7 +327,7 @@ class Run:
         meta = dict(settings=self.settings, position=self.pos, rng=self.rng.bit_generator.state, saved=kind,
                     corpus_chars=self.corpus_chars, windows_per_epoch=self.windows,
                     block_widths=self.plan.widths(), chars=self.chars, log=log, commit=self.commit)
-        files.save_checkpoint(path, self.params, self.opt, self.state, meta, self.ema)
+        checkpoint.save(path, self.params, self.opt, self.state, meta, self.ema)
 
 
 def _saved(path, what, *keys):
@@ -349,15 +351,15 @@ def _write_if_changed(path, text):
     files.write_text(path, text)
 
 
-def load(folder, defaults, kinds, make_optimizer):
-    """The run committed in folder, checked whole: its metadata field by field (check_meta), its arrays
-    (files.load_checkpoint), and the one against the other. make_optimizer(params, settings) makes the optimizer
-    whose state is restored. Returns a Run with the saved settings. Raises ModelFileError."""
+def load(folder, make_optimizer):
+    """The run committed in folder, checked whole (util/checkpoint.py): its metadata field by field, its arrays,
+    and the one against the other. make_optimizer(params, settings) makes the optimizer whose state is restored.
+    Returns a Run with the saved settings. Raises ModelFileError."""
     path = os.path.join(folder, CHECKPOINT)
     _, meta = files.load_npz(path, 'checkpoint', only_meta=True)
-    check_meta(meta, path, defaults, kinds)
-    settings = {**defaults, **meta['settings']}
-    params, opt, state, _, ema = files.load_checkpoint(path, lambda p: make_optimizer(p, settings))
+    checkpoint.check_meta(meta, path)
+    settings = {**DEFAULTS, **meta['settings']}
+    params, opt, state, _, ema = checkpoint.load(path, lambda p: make_optimizer(p, settings))
     if 'chars' in meta:
         chars = meta['chars']
     else:                                               # written before checkpoints held their lookup table
@@ -368,19 +370,8 @@ def load(folder, defaults, kinds, make_optimizer):
         if not in_order(chars):
             raise files.ModelFileError(f'{os.path.join(folder, LOOKUP)} does not list its characters in code-point '
                                        'order, as the corpus gave them to the run: it is not the run\'s lookup table')
-    V, H = params['dense.W'].shape[1], params['dense.W'].shape[0]
-    layers = sum(1 for k in params if k.endswith('.W')) - 1
     pos, windows = meta['position'], meta.get('windows_per_epoch')
-    for field, saved, actual in (('settings.layers', settings['layers'], layers),
-                                 ('settings.hidden', settings['hidden'], H),
-                                 ('settings.dtype', settings['dtype'], str(params['dense.W'].dtype)),
-                                 ('settings.chunks', settings['chunks'], state[0][0].shape[0]),
-                                 ('the lookup table\'s size', len(chars), V)):
-        if saved != actual:
-            raise files.ModelFileError(f'checkpoint {path}: {field} is {saved}, but its arrays are of {actual}')
-    if windows is not None and pos['window'] > windows:
-        raise files.ModelFileError(f'checkpoint {path} has a damaged field: position.window = {pos["window"]} '
-                                   f'(an epoch has {windows} windows)')
+    checkpoint.check_against_arrays(path, settings, params, state, chars, pos, windows)
     rng = np.random.default_rng()
     rng.bit_generator.state = meta['rng']
     log = meta['log'] if 'log' in meta else read_log(os.path.join(folder, LOG))

@@ -1,0 +1,231 @@
+"""The training checkpoint, one .npz file: its schema and its checks, in one place.
+
+Its arrays (save, load): the weights in their training dtype (`weights.*`), RMSprop's state (`cache.*`, `steps`),
+the hidden state carried into the next window (`state.h1`, `state.c1`, ...), the moving average of the weights
+where one is kept (`ema.*`). Its metadata, JSON (check_meta): the settings, each as its command-line option would
+take it (util/settings.py); the position in the data, which must be a place in the run that can still advance;
+the random state; the lookup table, sorted as data.read_corpus makes it; the log. check_against_arrays holds the
+two to each other. Every problem is one ModelFileError naming what is wrong (runs.load calls check_meta before
+any array is used).
+"""
+import json
+import math
+
+import numpy as np
+
+import lstm
+from util import files
+from util.settings import DEFAULTS, KINDS
+
+LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
+COUNT_MAX = 2 ** 53       # steps, epochs, windows and integer settings: beyond it a float or an int64 loses them
+SECONDS_MAX = 1e12        # 30,000 years of training: a larger clock is damage (and would overflow as it runs)
+
+
+def _shown(value):
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + '...'
+
+
+def _whole(value, least=0):
+    """Whether value is a JSON integer (not a boolean) from `least` to COUNT_MAX."""
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= COUNT_MAX
+
+
+def in_order(chars):
+    """Whether a lookup table lists its characters in code-point order, as data.read_corpus builds it from a
+    corpus (a table in another order would encode the corpus with other indices than the weights learned)."""
+    return all(a < b for a, b in zip(chars, chars[1:]))
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _setting_problem(value, default, kind):
+    """Why a saved setting is not a value its command-line option accepts (kind parses the option's text), or
+    None. The JSON type must be the default's."""
+    if default is None or isinstance(default, str):
+        if not isinstance(value, str) and not (default is None and value is None):
+            return 'not text' if default is not None else 'not a file name'
+        text = value
+    elif isinstance(default, bool):
+        return None if isinstance(value, bool) else 'not true or false'
+    elif isinstance(default, int):
+        if not _whole(value):
+            return 'not an integer from 0 to 2**53'
+        text = str(value)
+    else:
+        if not _finite(value):
+            return 'not a finite number'
+        text = repr(float(value))
+    if text is None:
+        return None
+    try:
+        kind(text)
+    except Exception as e:                              # the option's own reason, e.g. '0 is not a positive integer'
+        return str(e) or type(e).__name__
+    return None
+
+
+def check_meta(meta, path, defaults=DEFAULTS, kinds=KINDS):
+    """Check a checkpoint's metadata field by field; raise ModelFileError naming the first damaged field.
+    defaults and kinds: each setting's default and the function that parses its command-line text."""
+    def bad(field, value, why):
+        raise files.ModelFileError(f'checkpoint {path} has a damaged field: {field} = {_shown(value)} ({why})')
+
+    settings, pos, rng = meta.get('settings'), meta.get('position'), meta.get('rng')
+    if not isinstance(settings, dict) or not isinstance(pos, dict) or not isinstance(rng, dict):
+        field = next(k for k in ('settings', 'position', 'rng') if not isinstance(meta.get(k), dict))
+        if field not in meta:
+            raise files.ModelFileError(f'checkpoint {path} has no {field}: it was not written by _training.py')
+        bad(field, meta[field], 'not a table of fields')
+    for name, value in settings.items():
+        if name not in defaults:
+            bad(f'settings.{name}', value, 'not a setting of this version')
+        why = _setting_problem(value, defaults[name], kinds[name])
+        if why:
+            bad(f'settings.{name}', value, why)
+    _check_position(pos, bad)
+    if rng.get('bit_generator') != 'PCG64':
+        bad('rng.bit_generator', rng.get('bit_generator'), 'not PCG64, the generator of numpy.random.default_rng')
+    try:
+        np.random.PCG64().state = rng
+    except Exception:                                   # a missing or damaged part of the state
+        bad('rng', rng, 'not a whole PCG64 state')
+    checks = {'corpus_chars': (lambda v: v is None or _whole(v, 2), 'not a number of characters >= 2'),
+              'windows_per_epoch': (lambda v: _whole(v, 1), 'not a whole number >= 1'),
+              'commit': (lambda v: _whole(v), 'not a whole number >= 0'),
+              'block_widths': (lambda v: isinstance(v, list), 'not a list'),
+              'saved': (lambda v: isinstance(v, str), 'not text'),
+              'chars': (lambda v: isinstance(v, list) and v and len(set(v)) == len(v) and all(
+                  isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v) and in_order(v),
+                        'not a list of distinct single characters in code-point order, as a corpus gives them, none '
+                        'a lone surrogate'),
+              'log': (lambda v: isinstance(v, list) and all(
+                  isinstance(r, list) and len(r) == len(LOG_HEADER) and
+                  all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r) for r in v),
+                      f'not a list of rows of {len(LOG_HEADER)} one-line texts')}
+    for name, (ok, why) in checks.items():
+        if name in meta and not ok(meta[name]):
+            bad(name, meta[name], why)
+    n = meta.get('windows_per_epoch')                   # then the position must be a place in the run
+    if n is not None and pos['window'] > n:
+        bad('position.window', pos['window'], f'more than the {n} windows of an epoch')
+    if n is not None and pos['step'] != pos['epoch'] * n + pos['window']:
+        bad('position.step', pos['step'], f'not epoch x {n} windows + window, {pos["epoch"] * n + pos["window"]}')
+
+
+def _check_position(pos, bad):
+    """The position's fields: counts that the run can still advance (at most COUNT_MAX), finite losses, a clock."""
+    for name in ('epoch', 'window', 'step'):
+        if not _whole(pos.get(name)):
+            bad(f'position.{name}', pos.get(name), 'not a whole number from 0 to 2**53')
+    for name in ('best_val', 'val_loss'):
+        if pos.get(name) is not None and not _finite(pos[name]):
+            bad(f'position.{name}', pos[name], 'not a finite number')
+    if not _finite(pos.get('seconds', 0.0)) or not 0 <= pos.get('seconds', 0.0) <= SECONDS_MAX:
+        bad('position.seconds', pos['seconds'], f'not a number of seconds from 0 to {SECONDS_MAX:.0e}')
+    if not _finite(pos.get('epoch_loss_sum', 0.0)) or abs(pos.get('epoch_loss_sum', 0.0)) > 1e300 or \
+            not _whole(pos.get('epoch_steps', 0)):
+        bad('position.epoch_loss_sum', [pos.get('epoch_loss_sum'), pos.get('epoch_steps')],
+            'not a finite sum and a whole number of steps')
+    if pos.get('best_step') is not None and not (_whole(pos['best_step']) and pos['best_step'] <= pos['step']):
+        bad('position.best_step', pos['best_step'], 'not a step of the run')
+
+
+def check_against_arrays(path, settings, params, state, chars, pos, windows):
+    """The metadata held to the arrays: the sizes the settings name are those of the weights and the carried
+    state, the lookup table has a character per output, the position is inside an epoch. Raises
+    ModelFileError."""
+    V, H, layers = lstm.sizes(params)
+    for field, saved, actual in (('settings.layers', settings['layers'], layers),
+                                 ('settings.hidden', settings['hidden'], H),
+                                 ('settings.dtype', settings['dtype'], str(params['dense.W'].dtype)),
+                                 ('settings.chunks', settings['chunks'], state[0][0].shape[0]),
+                                 ('the lookup table\'s size', len(chars), V)):
+        if saved != actual:
+            raise files.ModelFileError(f'checkpoint {path}: {field} is {saved}, but its arrays are of {actual}')
+    if windows is not None and pos['window'] > windows:
+        raise files.ModelFileError(f'checkpoint {path} has a damaged field: position.window = {pos["window"]} '
+                                   f'(an epoch has {windows} windows)')
+
+
+# --- the arrays ---------------------------------------------------------------------------------------------------
+
+def save(path, params, optimizer, state, meta, ema=None):
+    """Everything a resumed run needs, in one file: the weights in their training dtype, the optimizer's state,
+    the hidden state carried into the next window (h1, c1, h2, c2, ...), the running average of the weights if
+    one is kept (ema), and `meta` (position, settings, random state) as JSON. One file, so that a crash can never
+    leave weights and optimizer state out of step."""
+    arrays = {f'weights.{k}': v for k, v in params.items()}
+    if ema is not None:
+        arrays.update({f'ema.{k}': v for k, v in ema.items()})
+    arrays.update(optimizer.state_arrays())
+    for n, (h, c) in enumerate(state, start=1):
+        arrays[f'state.h{n}'] = h
+        arrays[f'state.c{n}'] = c
+    files.save_npz(path, arrays, meta)
+
+
+def load(path, optimizer_factory):
+    """Read a checkpoint written by save.
+
+    optimizer_factory(params) makes the optimizer whose state is then restored.
+    Returns (params, optimizer, state, meta, ema); ema is None where the checkpoint keeps no average.
+    Raises files.ModelFileError with a one-line reason on any problem.
+    """
+    arrays, meta = files.load_npz(path, 'checkpoint')
+    weights = {k[len('weights.'):]: v for k, v in arrays.items() if k.startswith('weights.')}
+    if not weights:
+        raise files.ModelFileError(f'checkpoint {path} holds no weights: it is not a training checkpoint of this repo')
+    dtypes = {v.dtype for v in weights.values()}
+    if len(dtypes) != 1 or dtypes.pop() not in (np.float32, np.float64):
+        raise files.ModelFileError(f'checkpoint {path}: the weights are not all float32 or all float64')
+    dtype = next(iter(weights.values())).dtype
+    params = files.check_params(weights, str(path), None, dtype)
+    steps = arrays.get('steps')
+    if steps is not None and steps.shape == () and steps.dtype.kind in 'iu' and not 0 <= int(steps) < 2 ** 53:
+        raise files.ModelFileError(f'checkpoint {path}: the optimizer\'s step count {int(steps)} is not from 0 to 2**53 '
+                             '(at 2**63 the next checkpoint could not count it): the file is damaged')
+    optimizer = optimizer_factory(params)
+    try:
+        with np.errstate(over='ignore'):
+            optimizer.load_state_arrays(arrays)
+    except ValueError as e:
+        raise files.ModelFileError(f'checkpoint {path}: {e}') from None
+    if not all(np.all(np.isfinite(c)) for c in optimizer.cache.values()):     # e.g. float64 beyond float32
+        raise files.ModelFileError(f'checkpoint {path}: the optimizer state holds values too large for {dtype}: the file '
+                             'is damaged')
+    _, H, n_layers = lstm.sizes(params)
+    state = [_carried_state(arrays, n, H, dtype, path) for n in range(1, n_layers + 1)]
+    if len({h.shape for h, _ in state}) != 1:
+        raise files.ModelFileError(f'checkpoint {path}: the carried states of the layers are for different numbers of '
+                             'chunks')
+    ema = None
+    if any(k.startswith('ema.') for k in arrays):
+        ema = files.check_params({k[len('ema.'):]: v for k, v in arrays.items() if k.startswith('ema.')},
+                           f'{path} (its average weights)', None, dtype)
+        if any(ema[k].shape != params[k].shape for k in params):
+            raise files.ModelFileError(f'checkpoint {path}: the average weights do not match the weights')
+    return params, optimizer, state, meta, ema
+
+
+def _carried_state(arrays, n, H, dtype, path):
+    """Layer n's carried state (h, c) from a checkpoint's arrays, as dtype: two real float arrays of one shape
+    (chunks, H), finite, h within [-1, 1] (it is o * tanh(c)). Raises files.ModelFileError."""
+    h, c = arrays.get(f'state.h{n}'), arrays.get(f'state.c{n}')
+    if h is None or c is None or h.ndim != 2 or h.shape != c.shape or h.shape[1] != H or h.shape[0] == 0:
+        raise files.ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
+    for name, a in ((f'state.h{n}', h), (f'state.c{n}', c)):
+        if a.dtype.kind != 'f':
+            raise files.ModelFileError(f'checkpoint {path}: {name} has dtype {a.dtype}, not real floats: the file is '
+                                 'damaged')
+        if not np.all(np.isfinite(a)):
+            raise files.ModelFileError(f'checkpoint {path}: {name} holds NaN or infinite values: the file is damaged')
+    with np.errstate(over='ignore'):
+        h, c = h.astype(dtype), c.astype(dtype)
+    if not np.all(np.isfinite(c)) or np.abs(h).max() > 1:
+        raise files.ModelFileError(f'checkpoint {path}: the carried state of layer {n} is out of range for {dtype} '
+                             '(h must be within [-1, 1]): the file is damaged')
+    return h, c
