@@ -13,7 +13,8 @@ kernel. The last line of stdout is one JSON object with every figure, with the s
 parts); where one is over 25%, a warning on stderr says that the figures are unreliable. Measure on a quiet
 machine: with another busy process on the cores, OpenBLAS's multi-threaded products slow down many times over.
 """
-from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
+from util import cli
 import json
 import os
 import resource

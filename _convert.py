@@ -6,7 +6,8 @@ file names' extensions:
 
 The lookup table needs no conversion: both projects read the same JSON list of characters.
 """
-from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
+from util import cli
 import argparse
 import os
 

@@ -9,7 +9,8 @@ starting from zeros; the score is the mean of -ln p(next character) over every c
 With --blocks T, random blocks of T + 1 characters are read instead, each from zeros, and the score is the mean
 over their last T characters (nanoGPT's measure: a character sees only the characters before it in its block).
 """
-from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
+from util import cli
 import time
 
 import numpy as np

@@ -6,7 +6,8 @@
 
 Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
 """
-from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
+from util import cli
 import csv
 import io
 import math

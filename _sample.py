@@ -4,7 +4,8 @@
     python _sample.py --num-samples 4 --top-p 0.9 --stop '\\n\\n'      # four speeches, drawn side by side
     python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the likeliest text the beam finds
 """
-from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
+from util import cli
 import sys
 
 import numpy as np

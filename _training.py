@@ -13,7 +13,8 @@ The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM / SIGHUP an
 The checkpoint is written first, the other files from it, so a kill or a full disk leaves a whole run (runs.py);
 one training at a time writes a folder; saves/ (the shipped model) only with --overwrite-shipped-model.
 """
-from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
+from util import cli
 import os
 import signal
 import time

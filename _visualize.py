@@ -10,7 +10,8 @@ The background of each character is the activation of the chosen neuron after re
 +1 red (newlines stay white). Choose the layer, the hidden state h or the cell state tanh(c), and the neuron by
 its index, or step through them with Previous and Next.
 """
-from util import cli  # first: from here on, Ctrl-C (even while numpy loads) ends with one line
+import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
+from util import cli
 import functools
 import os
 

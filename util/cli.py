@@ -3,32 +3,15 @@
 Every error a script can foresee is reported as one line on stderr, `script: error: what is wrong and how to fix
 it`, with exit status 2 and no traceback.
 """
+import argparse
+import errno
+import io
 import os
 import signal
 import sys
+import time
 
-
-def _hold_ctrl_c(signum, frame):
-    """Ctrl-C while a script starts: remembered, and acted on as run() begins."""
-    _held.append(signum)
-
-
-# Ctrl-C while a script starts (Python importing argparse, numpy, ...) is held until run() begins, and then stops
-# the script as Ctrl-C at any later moment does: one line, status 130. Raised inside numpy's import, it would end
-# as numpy's ImportError about its C extensions instead. Scripts import cli first, so this covers their start-up;
-# a test or a library that imports cli keeps its Ctrl-C, and so does a process started with Ctrl-C ignored.
-_held = []
-_script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ''
-if _script.startswith('_') and _script.endswith('.py') and _script != '__main__.py' \
-        and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _hold_ctrl_c)
-
-import argparse  # noqa: E402  (after the hold: importing argparse takes a while)
-import errno  # noqa: E402
-import io  # noqa: E402
-import time  # noqa: E402
-
-from util.errors import UserError  # noqa: E402
+from util.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repository
 SAVES = os.path.join(ROOT, 'saves')
@@ -54,10 +37,9 @@ def run(main):
     _guard_output()
     status = 0
     try:
-        if signal.getsignal(signal.SIGINT) is _hold_ctrl_c:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            if _held:
-                raise KeyboardInterrupt
+        startup = sys.modules.get('util.startup')      # imported first by every script
+        if startup is not None and startup.release():
+            raise KeyboardInterrupt                     # Ctrl-C came while the script started
         try:
             status = main()
         except SystemExit as e:                         # --help, or an error: its output must still be flushed
@@ -86,16 +68,6 @@ def _interrupted():
         _stdout_to_devnull()
     _say('interrupted (Ctrl-C)')
     return 130
-
-
-def _on_uncaught(kind, value, tb):
-    """Ctrl-C before run() where it is not held (see _hold_ctrl_c): one line and status 130 too, no traceback."""
-    if issubclass(kind, KeyboardInterrupt):
-        os._exit(_interrupted())
-    sys.__excepthook__(kind, value, tb)
-
-
-sys.excepthook = _on_uncaught                           # scripts import cli first, so that this covers start-up
 
 
 def write(text):
