@@ -21,9 +21,8 @@ import resource
 import sys
 import time
 
-from util import blas
+from util import blas, devices
 import engine
-import gpu
 import lstm
 
 
@@ -225,7 +224,7 @@ def gpu_main(args):
     what = (f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on --chunks {B} x '
             f'--window {args.window} (this repo and PyTorch)')
     cli.check_memory(2 * need, what)
-    gpu.check_free_memory(ops, 2 * need, what)
+    devices.check_free_memory(ops, 2 * need, what)
     torch = None
     if not args.no_torch:
         try:

@@ -22,14 +22,12 @@ import time
 import numpy as np
 
 import data
-from util import files
 import gpu
 import lstm
-from util import precision
-from util import runs
-from util.settings import DEFAULTS, RESUMABLE, SETTINGS
-from util.blas import set_threads as set_blas_threads
 from optimizer import RMSprop, update_average
+from util import devices, files, precision, runs
+from util.blas import set_threads as set_blas_threads
+from util.settings import DEFAULTS, RESUMABLE, SETTINGS
 from util.training_progress import Progress
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG = runs.WEIGHTS, runs.CHECKPOINT, runs.LOOKUP, runs.LOG
@@ -171,10 +169,10 @@ def resumed_run(args, out):
     saved, settings = run.settings, settings_from(args, run.settings)    # refused before anything is written
     try:
         cli.open_device(settings['device'])             # the run's device, on this machine
-    except gpu.DeviceError as e:
+    except devices.DeviceError as e:
         if args.device:
             raise
-        raise gpu.DeviceError(f'the run in {out} was trained with --device {settings["device"]}, which cannot be '
+        raise devices.DeviceError(f'the run in {out} was trained with --device {settings["device"]}, which cannot be '
                               f'used here ({e}); continue it with --resume --device cpu') from None
     if run.windows is not None:                         # a checkpoint that holds its log: finish what a stop left
         try:
@@ -304,7 +302,7 @@ def default_threads():
 
 def train(run, out, chunked, val_ids, args, say, device=None):
     """The training loop, until the last epoch, --max-steps or a signal; then the last checkpoint. device: the
-    ops of gpu.open_device, or None for the CPU. Returns True (the last epoch done), False (--max-steps reached)
+    ops of devices.open_device, or None for the CPU. Returns True (the last epoch done), False (--max-steps reached)
     or the name of the signal that stopped it."""
     s, p = run.settings, run.pos
     trainer = None if device is None else gpu.Trainer(device, run)
@@ -406,9 +404,9 @@ def check_gpu_memory(device, s):
     needed = cli.model_bytes(1, s['hidden'], s['layers'], s['chunks'], s['window'], training=True,
                              itemsize=8 if s['dtype'] == 'float64' else 4)
     try:
-        gpu.check_free_memory(device, needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks '
+        devices.check_free_memory(device, needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks '
                                           f'{s["chunks"]} x --window {s["window"]}')
-    except gpu.DeviceError as e:
+    except devices.DeviceError as e:
         cli.fail(str(e))
 
 

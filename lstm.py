@@ -179,7 +179,7 @@ class Predictor:
 
 
 def predictor(params, B=1, device=None):
-    """A Predictor of B streams on the device: None for the CPU, or the ops of gpu.open_device for a GPU."""
+    """A Predictor of B streams on the device: None for the CPU, or the ops of devices.open_device for a GPU."""
     if device is None:
         return Predictor(params, B)
     import gpu                                          # here, not above: gpu.py builds on this module

@@ -15,6 +15,7 @@ import pytest
 import cuda_on_cpu
 import gpu
 import gpu_kernels
+from util import devices
 import layers
 import lstm
 from conftest import ROOT
@@ -31,14 +32,14 @@ def _cuda_ops():
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return None, 'no GPU'
-        return gpu.open_device('cuda'), None
+        return devices.open_device('cuda'), None
     except Exception as e:                              # no driver
         return None, f'no usable GPU ({type(e).__name__})'
 
 
 CUDA, NO_CUDA = _cuda_ops()
 cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
-TWIN = {gpu.TWIN_VARIABLE: '1'}
+TWIN = {devices.TWIN_VARIABLE: '1'}
 
 
 EMULATED = cuda_on_cpu.EmulatedCudaOps() if cuda_on_cpu.compiler() else None
@@ -283,11 +284,11 @@ def test_without_cupy_one_line_and_nothing_written(tmp_path, name, args):
 
 def test_open_device_names_the_missing_piece(monkeypatch):
     monkeypatch.setitem(sys.modules, 'cupy', None)
-    monkeypatch.delenv(gpu.TWIN_VARIABLE, raising=False)
-    monkeypatch.setattr(gpu, '_opened', {})
-    assert gpu.open_device('cpu') is None
-    with pytest.raises(gpu.DeviceError, match='not installed'):
-        gpu.open_device('cuda')
+    monkeypatch.delenv(devices.TWIN_VARIABLE, raising=False)
+    monkeypatch.setattr(devices, '_opened', {})
+    assert devices.open_device('cpu') is None
+    with pytest.raises(devices.DeviceError, match='not installed'):
+        devices.open_device('cuda')
 
 
 TINY = ['--hidden', '12', '--chunks', '3', '--window', '8', '--val-chars', '300', '--sample-length', '0',
@@ -362,7 +363,7 @@ def test_a_broken_cupy_is_not_called_missing(tmp_path):
     """CuPy raises ImportError when its CUDA libraries do not load: that is a broken installation, not none."""
     (tmp_path / 'cupy').mkdir()
     (tmp_path / 'cupy' / '__init__.py').write_text('raise ImportError("CuPy is not correctly installed")\n')
-    r = script('_sample.py', '--device', 'cuda', env={'PYTHONPATH': str(tmp_path), gpu.TWIN_VARIABLE: ''})
+    r = script('_sample.py', '--device', 'cuda', env={'PYTHONPATH': str(tmp_path), devices.TWIN_VARIABLE: ''})
     assert_one_line_error(r, 'CuPy does not load', 'not correctly installed', 'reinstall')
 
 

@@ -265,10 +265,10 @@ def add_model_options(parser):
 
 
 def open_device(name):
-    """The ops of gpu.open_device for --device name (None: the CPU); a UserError if it cannot be used. Call it
+    """The ops of devices.open_device for --device name (None: the CPU); a UserError if it cannot be used. Call it
     before any work."""
-    import gpu                                          # here: gpu.py imports the model, which needs no cli
-    return gpu.open_device(name)
+    from util import devices                            # here: only the scripts that run the model need it
+    return devices.open_device(name)
 
 
 class Progress:

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import gpu
+from util import devices
 import lstm
 from optimizer import RMSprop
 
@@ -139,10 +140,10 @@ def measure(ops, args, torch):
 
 def main(args, torch):
     """Measure and print; called by _benchmark.py with its arguments and torch (or None)."""
-    ops = gpu.open_device('cuda')
+    ops = devices.open_device('cuda')
     cp = ops.xp
     result = dict(shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, T={args.window}, float32',
-                  gpu=gpu.device_name(ops), cupy_version=cp.__version__ if ops.name == 'cuda' else None)
+                  gpu=devices.device_name(ops), cupy_version=cp.__version__ if ops.name == 'cuda' else None)
     if torch is not None:
         result.update(torch_version=torch.__version__, cudnn_version=torch.backends.cudnn.version())
     figures, rows = measure(ops, args, torch)

@@ -1,0 +1,92 @@
+"""Which device a script runs the model on (--device cpu|cuda): the ops of the GPU engine, opened once and
+checked before any work, or None for the CPU. Every problem is one DeviceError line saying what is missing and
+how to install it."""
+import os
+
+import numpy as np
+
+import gpu_kernels
+from util.errors import UserError
+
+DEVICES = ('cpu', 'cuda')
+INSTALL = ('pip install cupy-cuda12x (CUDA 12 drivers) or cupy-cuda13x (CUDA 13; nvidia-smi shows the '
+           'driver\'s CUDA version)')
+# Tests set this to run every --device cuda path on the numpy twins of the kernels, on machines without a GPU.
+TWIN_VARIABLE = 'CHAR_LSTM_GPU_TWIN'
+
+
+class DeviceError(UserError):
+    """The device asked for cannot be used; the message says why and what to do."""
+
+
+_opened = {}                                            # 'cuda' -> its ops, once tried
+
+
+def open_device(name):
+    """The ops that --device name runs on: None for the CPU (engine.py), gpu_kernels.CudaOps for 'cuda' (opened
+    once a process). Raises DeviceError, in one line, if CuPy or a GPU it can use is missing."""
+    if name == 'cpu':
+        return None
+    if name not in _opened:
+        _opened[name] = _open_cuda()
+    return _opened[name]
+
+
+def _open_cuda():
+    if os.environ.get(TWIN_VARIABLE) == '1':
+        return gpu_kernels.NumpyOps()
+    try:
+        import cupy
+    except ModuleNotFoundError as e:
+        if e.name != 'cupy':                            # CuPy is there, but something it needs is not
+            raise DeviceError(f'--device cuda: CuPy does not load ({_reason(e)}): reinstall it ({INSTALL}), '
+                              'or use --device cpu') from None
+        raise DeviceError(f'--device cuda needs CuPy, which is not installed: {INSTALL}; or use --device cpu') \
+            from None
+    except Exception as e:                              # a broken installation (its own ImportError too)
+        raise DeviceError(f'--device cuda: CuPy does not load ({_reason(e)}): reinstall it ({INSTALL}), '
+                          'or use --device cpu')
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise DeviceError('--device cuda: CuPy finds no GPU on this machine; use --device cpu')
+        ops = gpu_kernels.CudaOps(cupy)
+        ops.forward_loop(*_probe(cupy))                 # compiles the kernels and runs one step
+        cupy.cuda.get_current_stream().synchronize()
+    except DeviceError:
+        raise
+    except Exception as e:                              # no driver, a driver too old for this CuPy, no compiler
+        raise DeviceError(f'--device cuda: CuPy cannot use a GPU here ({_reason(e)}): check the NVIDIA driver '
+                          f'(nvidia-smi) and that the CuPy package matches its CUDA version ({INSTALL}); or use '
+                          '--device cpu')
+    return ops
+
+
+def _reason(e):
+    return ' '.join(str(e).split())[:200] or type(e).__name__
+
+
+def _probe(cupy):
+    """A one-step layer of 1 stream and 1 unit, to try the GPU before any work."""
+    return (cupy.zeros((1, 4), np.float32), cupy.zeros((2, 1, 1), np.float32), cupy.zeros((2, 1, 1), np.float32),
+            cupy.zeros((1, 1, 4), np.float32))
+
+
+def check_free_memory(ops, needed, what):
+    """Raise DeviceError if the GPU has less free memory than needed (bytes) for what."""
+    if ops.name != 'cuda':
+        return
+    free, total = ops.xp.cuda.runtime.memGetInfo()
+    free += ops.xp.get_default_memory_pool().free_bytes()
+    if needed > free:
+        raise DeviceError(f'{what} needs about {needed / 2**30:.1f} GiB of GPU memory, but the GPU has '
+                          f'{free / 2**30:.1f} GiB free of {total / 2**30:.1f}: lower --chunks or --hidden, or use '
+                          '--device cpu')
+
+
+def device_name(ops):
+    """The GPU's name, e.g. 'NVIDIA H200' (or what runs in its place)."""
+    if ops.name != 'cuda':
+        return 'numpy twins of the GPU kernels (no GPU)'
+    props = ops.xp.cuda.runtime.getDeviceProperties(ops.xp.cuda.Device().id)
+    name = props['name']
+    return name.decode() if isinstance(name, bytes) else name
