@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import engine
+import engine_plan
 import layers
 import lstm
 from helpers import reference_model, tiny_model
@@ -155,7 +156,7 @@ def test_the_forward_only_path_never_measures_a_width(monkeypatch):
     the rounding), so that they give the same output in every process; training's forward pass does."""
     def measure(*shape):
         raise AssertionError(f'measured {shape}')
-    monkeypatch.setattr(engine, '_fastest_width', measure)
+    monkeypatch.setattr(engine_plan, '_fastest_width', measure)
     params = tiny_model(np.random.default_rng(6), 7, 32, 2)
     ids = np.random.default_rng(7).integers(0, 7, size=(30, 3))
     lstm.Predictor(params, 3)(ids, keep=True)

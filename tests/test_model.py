@@ -363,10 +363,10 @@ SAMPLE_WITH_WIDTHS = """
 import hashlib, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-import _sample, engine, lstm
+import _sample, engine_plan, lstm
 from util import files
 width = int(sys.argv[2])
-engine._fastest_width = lambda B, K, N, dtype: width  # as if timing had chosen this width for every product
+engine_plan._fastest_width = lambda B, K, N, dtype: width  # as if timing had chosen every width
 _sample.main(['--seed', '3', '--length', '60', '--num-samples', '8', '--start', 'KING'])
 params, _ = files.load_params(sys.argv[3])
 ids = np.random.default_rng(0).integers(0, 65, size=(20, 8))
