@@ -7,7 +7,7 @@ file names' extensions:
 The lookup table needs no conversion: both projects read the same JSON list of characters.
 """
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli
+from util import cli, weights
 import argparse
 import os
 
@@ -61,11 +61,11 @@ def main(argv=None):
         cli.fail(f'{args.output} exists: give another name, or --force to replace it')
     status = cli.status_stream(args.output)             # asked before the file is replaced
     chars = None if args.lookup is None else data.load_lookup(args.lookup)
-    params, _ = files.load_params(args.input, dtype='float32' if args.float32 else None, chars=chars)
+    params, _ = weights.load_params(args.input, dtype='float32' if args.float32 else None, chars=chars)
     if to_json:
         original.write(args.output, params)
     else:
-        files.save_params(args.output, params, chars=chars)
+        weights.save_params(args.output, params, chars=chars)
     V, H, n_layers = lstm.sizes(params)
     dtype = 'float64' if to_json else params['dense.W'].dtype
     print(f'wrote {args.output}: {n_layers} LSTM layers of {H} units, {V} characters, {dtype}', file=status)

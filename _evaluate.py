@@ -10,7 +10,7 @@ With --blocks T, random blocks of T + 1 characters are read instead, each from z
 over their last T characters (nanoGPT's measure: a character sees only the characters before it in its block).
 """
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli
+from util import cli, weights
 import time
 
 import numpy as np
@@ -74,7 +74,7 @@ def main(argv=None):
     if args.blocks is not None:
         cli.check_memory(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')          # starts and losses
     chars = data.load_lookup(args.lookup)
-    params, _ = files.load_params(args.weights, chars=chars)
+    params, _ = weights.load_params(args.weights, chars=chars)
     train_ids = None
     if args.text is not None:
         ids, _ = data.read_corpus(args.text, chars, 'text')

@@ -5,7 +5,7 @@
     python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the likeliest text the beam finds
 """
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli
+from util import cli, weights
 import sys
 
 import numpy as np
@@ -102,7 +102,7 @@ def main(argv=None):
     if stop == '':
         cli.fail('--stop is empty: give the text to stop after, e.g. \'\\n\\n\'')
     chars = data.load_lookup(args.lookup)
-    params, _ = files.load_params(args.weights, chars=chars)
+    params, _ = weights.load_params(args.weights, chars=chars)
     if args.start is None and args.start_file is None:
         start = default_start(chars)
     what = '--start-file' if args.start_file else '--start'

@@ -11,7 +11,7 @@ The background of each character is the activation of the chosen neuron after re
 its index, or step through them with Previous and Next.
 """
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli
+from util import cli, weights
 import functools
 import os
 
@@ -59,7 +59,7 @@ def parse_args(argv):
 def load_inputs(args):
     """The model, the text and its indices; every problem is a one-line error."""
     chars = data.load_lookup(args.lookup)
-    params, _ = files.load_params(args.weights, chars=chars)
+    params, _ = weights.load_params(args.weights, chars=chars)
     ids, _ = data.read_corpus(args.text, chars, 'text')
     _, H, n_layers = lstm.sizes(params)
     if args.layer > n_layers:

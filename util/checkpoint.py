@@ -1,12 +1,12 @@
 """The training checkpoint, one .npz file: its schema and its checks, in one place.
 
-Its arrays (save, load): the weights in their training dtype (`weights.*`), RMSprop's state (`cache.*`, `steps`),
-the hidden state carried into the next window (`state.h1`, `state.c1`, ...), the moving average of the weights
-where one is kept (`ema.*`). Its metadata, JSON (check_meta): the settings, each as its command-line option would
-take it (util/settings.py); the position in the data, which must be a place in the run that can still advance;
-the random state; the lookup table, sorted as data.read_corpus makes it; the log. check_against_arrays holds the
-two to each other. Every problem is one ModelFileError naming what is wrong (runs.load calls check_meta before
-any array is used).
+Its arrays (save, load): the weights in their training dtype (`weights.*`), RMSprop's state (`cache.*`,
+`steps`), the hidden state carried into the next window (`state.h1`, `state.c1`, ...), the moving average of
+the weights where one is kept (`ema.*`). Its metadata, JSON (check_meta): the settings, each as its command-line
+option would take it (util/settings.py); the position in the data, which must be a place in the run that can
+still advance; the random state; the lookup table, sorted as data.read_corpus makes it; the log.
+check_against_arrays holds the two to each other. Every problem is one ModelFileError naming what is wrong
+(runs.load calls check_meta before any array is used).
 """
 import json
 import math
@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 import lstm
-from util import files
+from util import files, weights
+from util.files import ModelFileError
 from util.settings import DEFAULTS, KINDS
 
 LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
@@ -72,13 +73,13 @@ def check_meta(meta, path, defaults=DEFAULTS, kinds=KINDS):
     """Check a checkpoint's metadata field by field; raise ModelFileError naming the first damaged field.
     defaults and kinds: each setting's default and the function that parses its command-line text."""
     def bad(field, value, why):
-        raise files.ModelFileError(f'checkpoint {path} has a damaged field: {field} = {_shown(value)} ({why})')
+        raise ModelFileError(f'checkpoint {path} has a damaged field: {field} = {_shown(value)} ({why})')
 
     settings, pos, rng = meta.get('settings'), meta.get('position'), meta.get('rng')
     if not isinstance(settings, dict) or not isinstance(pos, dict) or not isinstance(rng, dict):
         field = next(k for k in ('settings', 'position', 'rng') if not isinstance(meta.get(k), dict))
         if field not in meta:
-            raise files.ModelFileError(f'checkpoint {path} has no {field}: it was not written by _training.py')
+            raise ModelFileError(f'checkpoint {path} has no {field}: it was not written by _training.py')
         bad(field, meta[field], 'not a table of fields')
     for name, value in settings.items():
         if name not in defaults:
@@ -145,9 +146,9 @@ def check_against_arrays(path, settings, params, state, chars, pos, windows):
                                  ('settings.chunks', settings['chunks'], state[0][0].shape[0]),
                                  ('the lookup table\'s size', len(chars), V)):
         if saved != actual:
-            raise files.ModelFileError(f'checkpoint {path}: {field} is {saved}, but its arrays are of {actual}')
+            raise ModelFileError(f'checkpoint {path}: {field} is {saved}, but its arrays are of {actual}')
     if windows is not None and pos['window'] > windows:
-        raise files.ModelFileError(f'checkpoint {path} has a damaged field: position.window = {pos["window"]} '
+        raise ModelFileError(f'checkpoint {path} has a damaged field: position.window = {pos["window"]} '
                                    f'(an epoch has {windows} windows)')
 
 
@@ -173,59 +174,59 @@ def load(path, optimizer_factory):
 
     optimizer_factory(params) makes the optimizer whose state is then restored.
     Returns (params, optimizer, state, meta, ema); ema is None where the checkpoint keeps no average.
-    Raises files.ModelFileError with a one-line reason on any problem.
+    Raises ModelFileError with a one-line reason on any problem.
     """
     arrays, meta = files.load_npz(path, 'checkpoint')
-    weights = {k[len('weights.'):]: v for k, v in arrays.items() if k.startswith('weights.')}
-    if not weights:
-        raise files.ModelFileError(f'checkpoint {path} holds no weights: it is not a training checkpoint of this repo')
-    dtypes = {v.dtype for v in weights.values()}
+    saved = {k[len('weights.'):]: v for k, v in arrays.items() if k.startswith('weights.')}
+    if not saved:
+        raise ModelFileError(f'checkpoint {path} holds no weights: it is not a training checkpoint of this repo')
+    dtypes = {v.dtype for v in saved.values()}
     if len(dtypes) != 1 or dtypes.pop() not in (np.float32, np.float64):
-        raise files.ModelFileError(f'checkpoint {path}: the weights are not all float32 or all float64')
-    dtype = next(iter(weights.values())).dtype
-    params = files.check_params(weights, str(path), None, dtype)
+        raise ModelFileError(f'checkpoint {path}: the weights are not all float32 or all float64')
+    dtype = next(iter(saved.values())).dtype
+    params = weights.check_params(saved, str(path), None, dtype)
     steps = arrays.get('steps')
     if steps is not None and steps.shape == () and steps.dtype.kind in 'iu' and not 0 <= int(steps) < 2 ** 53:
-        raise files.ModelFileError(f'checkpoint {path}: the optimizer\'s step count {int(steps)} is not from 0 to 2**53 '
+        raise ModelFileError(f'checkpoint {path}: the optimizer\'s step count {int(steps)} is not from 0 to 2**53 '
                              '(at 2**63 the next checkpoint could not count it): the file is damaged')
     optimizer = optimizer_factory(params)
     try:
         with np.errstate(over='ignore'):
             optimizer.load_state_arrays(arrays)
     except ValueError as e:
-        raise files.ModelFileError(f'checkpoint {path}: {e}') from None
+        raise ModelFileError(f'checkpoint {path}: {e}') from None
     if not all(np.all(np.isfinite(c)) for c in optimizer.cache.values()):     # e.g. float64 beyond float32
-        raise files.ModelFileError(f'checkpoint {path}: the optimizer state holds values too large for {dtype}: the file '
+        raise ModelFileError(f'checkpoint {path}: the optimizer state holds values too large for {dtype}: the file '
                              'is damaged')
     _, H, n_layers = lstm.sizes(params)
     state = [_carried_state(arrays, n, H, dtype, path) for n in range(1, n_layers + 1)]
     if len({h.shape for h, _ in state}) != 1:
-        raise files.ModelFileError(f'checkpoint {path}: the carried states of the layers are for different numbers of '
+        raise ModelFileError(f'checkpoint {path}: the carried states of the layers are for different numbers of '
                              'chunks')
     ema = None
     if any(k.startswith('ema.') for k in arrays):
-        ema = files.check_params({k[len('ema.'):]: v for k, v in arrays.items() if k.startswith('ema.')},
+        ema = weights.check_params({k[len('ema.'):]: v for k, v in arrays.items() if k.startswith('ema.')},
                            f'{path} (its average weights)', None, dtype)
         if any(ema[k].shape != params[k].shape for k in params):
-            raise files.ModelFileError(f'checkpoint {path}: the average weights do not match the weights')
+            raise ModelFileError(f'checkpoint {path}: the average weights do not match the weights')
     return params, optimizer, state, meta, ema
 
 
 def _carried_state(arrays, n, H, dtype, path):
     """Layer n's carried state (h, c) from a checkpoint's arrays, as dtype: two real float arrays of one shape
-    (chunks, H), finite, h within [-1, 1] (it is o * tanh(c)). Raises files.ModelFileError."""
+    (chunks, H), finite, h within [-1, 1] (it is o * tanh(c)). Raises ModelFileError."""
     h, c = arrays.get(f'state.h{n}'), arrays.get(f'state.c{n}')
     if h is None or c is None or h.ndim != 2 or h.shape != c.shape or h.shape[1] != H or h.shape[0] == 0:
-        raise files.ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
+        raise ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
     for name, a in ((f'state.h{n}', h), (f'state.c{n}', c)):
         if a.dtype.kind != 'f':
-            raise files.ModelFileError(f'checkpoint {path}: {name} has dtype {a.dtype}, not real floats: the file is '
+            raise ModelFileError(f'checkpoint {path}: {name} has dtype {a.dtype}, not real floats: the file is '
                                  'damaged')
         if not np.all(np.isfinite(a)):
-            raise files.ModelFileError(f'checkpoint {path}: {name} holds NaN or infinite values: the file is damaged')
+            raise ModelFileError(f'checkpoint {path}: {name} holds NaN or infinite values: the file is damaged')
     with np.errstate(over='ignore'):
         h, c = h.astype(dtype), c.astype(dtype)
     if not np.all(np.isfinite(c)) or np.abs(h).max() > 1:
-        raise files.ModelFileError(f'checkpoint {path}: the carried state of layer {n} is out of range for {dtype} '
+        raise ModelFileError(f'checkpoint {path}: the carried state of layer {n} is out of range for {dtype} '
                              '(h must be within [-1, 1]): the file is damaged')
     return h, c

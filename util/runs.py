@@ -28,7 +28,7 @@ import numpy as np
 
 import data
 import engine
-from util import files
+from util import files, weights
 from util import checkpoint
 from util.checkpoint import LOG_HEADER, in_order
 from util.settings import DEFAULTS
@@ -307,13 +307,13 @@ class Run:
         lookup table, the log, and best/ where the checkpoint is the best epoch's state."""
         try:
             if _saved(os.path.join(folder, WEIGHTS), 'weights', 'commit') != self.commit:
-                files.save_params(os.path.join(folder, WEIGHTS), self.model(), self._weights_meta(), self.chars)
+                weights.save_params(os.path.join(folder, WEIGHTS), self.model(), self._weights_meta(), self.chars)
             _write_if_changed(os.path.join(folder, LOOKUP), json.dumps(self.chars, ensure_ascii=True))
             _write_if_changed(os.path.join(folder, LOG), log_text(self.log))
             best = os.path.join(folder, BEST)
             if self.pos.get('best_step') == self.pos['step'] and \
                     _saved(os.path.join(best, CHECKPOINT), 'checkpoint', 'position', 'step') != self.pos['step']:
-                files.save_params(os.path.join(best, WEIGHTS), self.model(), self._weights_meta(), self.chars)
+                weights.save_params(os.path.join(best, WEIGHTS), self.model(), self._weights_meta(), self.chars)
                 data.save_lookup(os.path.join(best, LOOKUP), self.chars)
                 self._write_checkpoint(os.path.join(best, CHECKPOINT), 'best', self.log)   # last: best/ is whole
         except files.ModelFileError as e:
