@@ -24,10 +24,11 @@ import numpy as np
 import data
 import gpu
 import lstm
-from optimizer import RMSprop, update_average
-from util import devices, files, precision, runs
+from optimizer import update_average
+from util import files, runs
 from util.blas import set_threads as set_blas_threads
-from util.settings import DEFAULTS, RESUMABLE, SETTINGS
+from util.run_start import check_gpu_memory, check_out, load_data, lock_folder, new_run, resumed_run
+from util.settings import SETTINGS, lr_at, settings_from
 from util.training_progress import Progress
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG = runs.WEIGHTS, runs.CHECKPOINT, runs.LOOKUP, runs.LOG
@@ -66,33 +67,6 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def settings_from(args, saved=None):
-    """The run's settings: the defaults overridden by the command line, or on resume the saved ones with the
-    resumable options overridden. Refuses (one line) a change of a setting that defines the run."""
-    given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
-    if 'corpus' in given:
-        given['corpus'] = runs.stored_corpus(given['corpus'])
-    if saved is None:
-        return checked({**DEFAULTS, **given})
-    fixed = {k: v for k, v in given.items() if k not in RESUMABLE and saved.get(k, DEFAULTS[k]) != v}
-    if fixed:
-        k, v = next(iter(fixed.items()))
-        cli.fail(f'--{k.replace("_", "-")} {v} differs from the saved run\'s {saved.get(k)}: it cannot change '
-                 'on --resume (start a new run in another --out folder instead)')
-    return checked({**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}})
-
-
-def checked(settings):
-    """The settings, unless the run's dtype cannot hold one of them (0 or infinite there): then one line."""
-    why = precision.problem(settings, lr_at)
-    return settings if why is None else cli.fail(why)
-
-
-def lr_at(settings, epoch):
-    """The learning rate of an epoch (counted from 0): lr until decay_after, then x lr_decay per epoch."""
-    return settings['lr'] * settings['lr_decay'] ** max(0, epoch - settings['decay_after'])
-
-
 def is_best(val_loss, best_so_far):
     """Whether an epoch's validation loss goes into best/: strictly lower than every earlier epoch's."""
     return best_so_far is None or val_loss < best_so_far
@@ -101,124 +75,6 @@ def is_best(val_loss, best_so_far):
 def nats(loss):
     """A loss for printing: a cross-entropy is never below zero (-0.0 or -1e-17 is rounding)."""
     return f'{max(0.0, loss):.4f}'
-
-
-# --- the run folder: its lock, and the run in it, new or resumed ------------------------------------------------
-
-def check_out(args):
-    """Refuse an --out that no training may write: empty, the shipped model's saves/ (unless asked for), or the
-    best/ folder of a run (which that run writes)."""
-    out = args.out
-    if not out:
-        cli.fail('--out is empty: give a folder for the run')
-    saves = os.path.realpath(cli.SAVES)
-    inside = [os.path.realpath(p) for p in (out, os.path.join(out, runs.BEST))]   # best/ may be a link into it
-    if any(p == saves or p.startswith(saves + os.sep) for p in inside) and not args.overwrite_shipped_model:
-        cli.fail(f'--out {out} writes into the shipped model\'s folder saves/, overwriting it; train a copy '
-                 '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
-                 '--overwrite-shipped-model if that is what you mean')
-    parent = runs.parent_run(out)
-    if parent:
-        cli.fail(f'--out {out} is the best/ folder of the run in {parent}, which writes it: copy it to another '
-                 f'folder first (cp -r {out} runs/from-best) and continue that one')
-    return out
-
-
-def lock_folder(out):
-    """Make the run folder and lock it before anything in it is read; clear the temporary files that a killed
-    run left; check that every file the run writes can be written. Returns the lock."""
-    try:
-        files.check_folder(out, '--out folder')
-        lock = runs.Lock(out)
-        runs.remove_temporaries(out)
-        runs.check_outputs(out)
-    except files.ModelFileError as e:
-        cli.fail(str(e))
-    except runs.Busy:
-        cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
-    except OSError as e:
-        cli.fail(f'--out folder {out}: {e.strerror or e}')
-    return lock
-
-
-def new_run(args, out, plan=None):
-    if os.path.exists(os.path.join(out, CHECKPOINT)):
-        cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
-    stray = runs.stray_files(out)
-    if stray:
-        cli.fail(f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
-                 'those files away, or choose another --out folder')
-    return runs.Run(settings_from(args), pos=dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0),
-                    plan=plan)
-
-
-def make_optimizer(params, settings):
-    return RMSprop(params, lr=settings['lr'], rho=settings['rho'], eps=settings['eps'], clip=settings['clip'],
-                   weight_decay=settings['weight_decay'])
-
-
-def resumed_run(args, out):
-    """The run committed in out, with the files that a stop left behind it completed, then the resumable
-    settings of the command line. Returns (run, the settings that changed: name -> (old, new))."""
-    if not os.path.exists(os.path.join(out, CHECKPOINT)):
-        cli.fail(f'cannot resume: {out} holds no run ({CHECKPOINT} is missing); start one without --resume')
-    try:
-        run = runs.load(out, make_optimizer)
-    except files.ModelFileError as e:
-        cli.fail(f'cannot resume from {out}: {e}')
-    saved, settings = run.settings, settings_from(args, run.settings)    # refused before anything is written
-    try:
-        cli.open_device(settings['device'])             # the run's device, on this machine
-    except devices.DeviceError as e:
-        if args.device:
-            raise
-        raise devices.DeviceError(f'the run in {out} was trained with --device {settings["device"]}, which cannot be '
-                              f'used here ({e}); continue it with --resume --device cpu') from None
-    if run.windows is not None:                         # a checkpoint that holds its log: finish what a stop left
-        try:
-            run.recover(out)
-        except runs.Incomplete as e:
-            cli.fail(f'{e}; the checkpoint in {out} is whole: {runs.fix_for(e)} and resume again')
-    run.settings = settings
-    for k in ('rho', 'eps', 'clip', 'weight_decay'):     # the learning rate is set every epoch
-        setattr(run.opt, k, settings[k])
-    return run, {k: (saved[k], v) for k, v in run.settings.items() if v != saved[k]}
-
-
-def load_data(run):
-    """Read the corpus; make the model on a new run. Returns (chunked training text (B, L), validation ids)."""
-    s = run.settings
-    try:
-        ids, run.chars = data.read_corpus(run.corpus_file(), run.chars)
-    except data.CorpusError as e:
-        cli.fail(str(e))
-    train_ids, val_ids = data.split(ids, s['val_fraction'])
-    if s['val_chars']:
-        val_ids = val_ids[:s['val_chars']]
-    chunked = data.chunks(train_ids, s['chunks'])
-    n_windows = data.n_windows(chunked.shape[1], s['window'])
-    if n_windows == 0:
-        cli.fail(f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of more '
-                 f'than {s["window"]} characters: use a longer corpus, or lower --chunks or --window')
-    if len(val_ids) < 2:
-        cli.fail('the validation text is shorter than 2 characters: use a longer corpus or a larger --val-fraction')
-    if run.params is None:                              # a new run: the model is made from the lookup table
-        run.rng = np.random.default_rng(s['seed'])
-        run.params = lstm.init_params(len(run.chars), s['hidden'], s['layers'], rng=run.rng, dtype=s['dtype'])
-        run.opt = make_optimizer(run.params, s)
-        run.state = lstm.zero_state(run.params, s['chunks'])
-    elif run.corpus_chars not in (None, len(ids)):
-        cli.fail(f'the corpus has {len(ids):,} characters but the run was trained on one of '
-                 f'{run.corpus_chars:,}: resume with the same --corpus')
-    elif run.pos['window'] > n_windows:
-        cli.fail(f'cannot resume: the checkpoint\'s position.window = {run.pos["window"]} is past the '
-                 f'{n_windows} windows of an epoch')
-    run.corpus_chars, run.windows = len(ids), n_windows
-    if not s['ema']:
-        run.ema = None
-    elif run.ema is None:                               # an average starts from the current weights
-        run.ema = {k: v.copy() for k, v in run.params.items()}
-    return chunked, val_ids
 
 
 # --- training --------------------------------------------------------------------------------------------------
@@ -397,17 +253,6 @@ def main(argv=None, plan=None):
         best = 'none' if run.pos['best_val'] is None else f'{nats(run.pos["best_val"])} nats/char'
         say(f'done: {run.pos["epoch"]} epochs, best validation loss {best}; files in {out}')
     return 0
-
-
-def check_gpu_memory(device, s):
-    """Sizes the GPU does not hold: one line, before any training."""
-    needed = cli.model_bytes(1, s['hidden'], s['layers'], s['chunks'], s['window'], training=True,
-                             itemsize=8 if s['dtype'] == 'float64' else 4)
-    try:
-        devices.check_free_memory(device, needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks '
-                                          f'{s["chunks"]} x --window {s["window"]}')
-    except devices.DeviceError as e:
-        cli.fail(str(e))
 
 
 def report(run, args, changed, chunked, val_ids):

@@ -1,7 +1,8 @@
 """The settings of a training run, in one table that both the command line (_training.py's options) and the
 checkpoint (its metadata, checked on --resume) read: each setting's group, name, default, parser and help.
 The defaults are the original's."""
-from util import cli
+from util import cli, precision
+from util.errors import UserError
 
 # (group, name, default, type, help). They are saved in the checkpoint; on --resume the saved ones hold, and only
 # those marked resumable may be changed on the command line.
@@ -48,3 +49,33 @@ DEFAULTS = {name: default for _, name, default, _, _ in SETTINGS}
 KINDS = {name: kind for _, name, _, kind, _ in SETTINGS}          # each one's parser, which checks it
 RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'variational', 'weight_drop', 'lr_decay',
              'decay_after', 'epochs', 'ema', 'val_chars', 'corpus', 'device'}
+
+
+def settings_from(args, saved=None):
+    """The run's settings: the defaults overridden by the command line, or on resume the saved ones with the
+    resumable options overridden. Refuses (one line) a change of a setting that defines the run."""
+    given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
+    if 'corpus' in given:
+        from util import runs                           # here: runs.py reads this module's table
+        given['corpus'] = runs.stored_corpus(given['corpus'])
+    if saved is None:
+        return checked({**DEFAULTS, **given})
+    fixed = {k: v for k, v in given.items() if k not in RESUMABLE and saved.get(k, DEFAULTS[k]) != v}
+    if fixed:
+        k, v = next(iter(fixed.items()))
+        raise UserError(f'--{k.replace("_", "-")} {v} differs from the saved run\'s {saved.get(k)}: it cannot '
+                        'change on --resume (start a new run in another --out folder instead)')
+    return checked({**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}})
+
+
+def checked(settings):
+    """The settings, unless the run's dtype cannot hold one of them (0 or infinite there): then one line."""
+    why = precision.problem(settings, lr_at)
+    if why is not None:
+        raise UserError(why)
+    return settings
+
+
+def lr_at(settings, epoch):
+    """The learning rate of an epoch (counted from 0): lr until decay_after, then x lr_decay per epoch."""
+    return settings['lr'] * settings['lr_decay'] ** max(0, epoch - settings['decay_after'])

@@ -1,0 +1,132 @@
+"""A training run's start: its folder checked and locked, the run in it new or resumed (its settings merged
+with the command line's), its corpus read and its model made, the GPU's memory checked. Every refusal is one
+line (a UserError, or cli.fail where the message needs the command's context), before any training."""
+import os
+
+import numpy as np
+
+import data
+import lstm
+from optimizer import RMSprop
+from util import cli, devices, files, runs
+from util.runs import CHECKPOINT
+from util.settings import settings_from
+
+
+def check_out(args):
+    """Refuse an --out that no training may write: empty, the shipped model's saves/ (unless asked for), or the
+    best/ folder of a run (which that run writes)."""
+    out = args.out
+    if not out:
+        cli.fail('--out is empty: give a folder for the run')
+    saves = os.path.realpath(cli.SAVES)
+    inside = [os.path.realpath(p) for p in (out, os.path.join(out, runs.BEST))]   # best/ may be a link into it
+    if any(p == saves or p.startswith(saves + os.sep) for p in inside) and not args.overwrite_shipped_model:
+        cli.fail(f'--out {out} writes into the shipped model\'s folder saves/, overwriting it; train a copy '
+                 '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
+                 '--overwrite-shipped-model if that is what you mean')
+    parent = runs.parent_run(out)
+    if parent:
+        cli.fail(f'--out {out} is the best/ folder of the run in {parent}, which writes it: copy it to another '
+                 f'folder first (cp -r {out} runs/from-best) and continue that one')
+    return out
+
+
+def lock_folder(out):
+    """Make the run folder and lock it before anything in it is read; clear the temporary files that a killed
+    run left; check that every file the run writes can be written. Returns the lock."""
+    try:
+        files.check_folder(out, '--out folder')
+        lock = runs.Lock(out)
+        runs.remove_temporaries(out)
+        runs.check_outputs(out)
+    except runs.Busy:
+        cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
+    except OSError as e:
+        cli.fail(f'--out folder {out}: {e.strerror or e}')
+    return lock
+
+
+def new_run(args, out, plan=None):
+    if os.path.exists(os.path.join(out, CHECKPOINT)):
+        cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
+    stray = runs.stray_files(out)
+    if stray:
+        cli.fail(f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
+                 'those files away, or choose another --out folder')
+    return runs.Run(settings_from(args), pos=dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0),
+                    plan=plan)
+
+
+def make_optimizer(params, settings):
+    return RMSprop(params, lr=settings['lr'], rho=settings['rho'], eps=settings['eps'], clip=settings['clip'],
+                   weight_decay=settings['weight_decay'])
+
+
+def resumed_run(args, out):
+    """The run committed in out, with the files that a stop left behind it completed, then the resumable
+    settings of the command line. Returns (run, the settings that changed: name -> (old, new))."""
+    if not os.path.exists(os.path.join(out, CHECKPOINT)):
+        cli.fail(f'cannot resume: {out} holds no run ({CHECKPOINT} is missing); start one without --resume')
+    try:
+        run = runs.load(out, make_optimizer)
+    except files.ModelFileError as e:
+        cli.fail(f'cannot resume from {out}: {e}')
+    saved, settings = run.settings, settings_from(args, run.settings)    # refused before anything is written
+    try:
+        cli.open_device(settings['device'])             # the run's device, on this machine
+    except devices.DeviceError as e:
+        if args.device:
+            raise
+        raise devices.DeviceError(f'the run in {out} was trained with --device {settings["device"]}, which '
+                                  f'cannot be used here ({e}); continue it with --resume --device cpu') from None
+    if run.windows is not None:                         # a checkpoint that holds its log: finish what a stop left
+        try:
+            run.recover(out)
+        except runs.Incomplete as e:
+            cli.fail(f'{e}; the checkpoint in {out} is whole: {runs.fix_for(e)} and resume again')
+    run.settings = settings
+    for k in ('rho', 'eps', 'clip', 'weight_decay'):     # the learning rate is set every epoch
+        setattr(run.opt, k, settings[k])
+    return run, {k: (saved[k], v) for k, v in run.settings.items() if v != saved[k]}
+
+
+def load_data(run):
+    """Read the corpus; make the model on a new run. Returns (chunked training text (B, L), validation ids)."""
+    s = run.settings
+    ids, run.chars = data.read_corpus(run.corpus_file(), run.chars)
+    train_ids, val_ids = data.split(ids, s['val_fraction'])
+    if s['val_chars']:
+        val_ids = val_ids[:s['val_chars']]
+    chunked = data.chunks(train_ids, s['chunks'])
+    n_windows = data.n_windows(chunked.shape[1], s['window'])
+    if n_windows == 0:
+        cli.fail(f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of more '
+                 f'than {s["window"]} characters: use a longer corpus, or lower --chunks or --window')
+    if len(val_ids) < 2:
+        cli.fail('the validation text is shorter than 2 characters: use a longer corpus or a larger --val-fraction')
+    if run.params is None:                              # a new run: the model is made from the lookup table
+        run.rng = np.random.default_rng(s['seed'])
+        run.params = lstm.init_params(len(run.chars), s['hidden'], s['layers'], rng=run.rng, dtype=s['dtype'])
+        run.opt = make_optimizer(run.params, s)
+        run.state = lstm.zero_state(run.params, s['chunks'])
+    elif run.corpus_chars not in (None, len(ids)):
+        cli.fail(f'the corpus has {len(ids):,} characters but the run was trained on one of '
+                 f'{run.corpus_chars:,}: resume with the same --corpus')
+    elif run.pos['window'] > n_windows:
+        cli.fail(f'cannot resume: the checkpoint\'s position.window = {run.pos["window"]} is past the '
+                 f'{n_windows} windows of an epoch')
+    run.corpus_chars, run.windows = len(ids), n_windows
+    if not s['ema']:
+        run.ema = None
+    elif run.ema is None:                               # an average starts from the current weights
+        run.ema = {k: v.copy() for k, v in run.params.items()}
+    return chunked, val_ids
+
+
+def check_gpu_memory(device, s):
+    """Sizes the GPU does not hold: one line, before any training."""
+    needed = cli.model_bytes(1, s['hidden'], s['layers'], s['chunks'], s['window'], training=True,
+                             itemsize=8 if s['dtype'] == 'float64' else 4)
+    devices.check_free_memory(device, needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on '
+                                              f'--chunks {s["chunks"]} x --window {s["window"]}')
