@@ -17,7 +17,6 @@ import numpy as np
 
 from explorer import analysis
 import data
-from util import files
 import lstm
 from extras import ngram
 

@@ -12,7 +12,6 @@ import numpy as np
 
 from extras import beam
 import data
-from util import files
 import lstm
 
 

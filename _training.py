@@ -22,7 +22,6 @@ import time
 import numpy as np
 
 import data
-import gpu
 import lstm
 from optimizer import update_average
 from util import files, runs
@@ -158,10 +157,10 @@ def default_threads():
 
 def train(run, out, chunked, val_ids, args, say, device=None):
     """The training loop, until the last epoch, --max-steps or a signal; then the last checkpoint. device: the
-    ops of devices.open_device, or None for the CPU. Returns True (the last epoch done), False (--max-steps reached)
+    util.devices.Device, or None for the CPU. Returns True (the last epoch done), False (--max-steps reached)
     or the name of the signal that stopped it."""
     s, p = run.settings, run.pos
-    trainer = None if device is None else gpu.Trainer(device, run)
+    trainer = None if device is None else device.trainer(run)
     to_host = (lambda: None) if trainer is None else (lambda: trainer.to_host(run))      # if steps were taken
     threads = min(args.threads or default_threads(), 2)
     if threads > 1 and set_blas_threads(1) is None:

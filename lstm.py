@@ -179,11 +179,8 @@ class Predictor:
 
 
 def predictor(params, B=1, device=None):
-    """A Predictor of B streams on the device: None for the CPU, or the ops of devices.open_device for a GPU."""
-    if device is None:
-        return Predictor(params, B)
-    import gpu                                          # here, not above: gpu.py builds on this module
-    return gpu.Predictor(device, params, B)
+    """A Predictor of B streams on the device: None for the CPU, or a util.devices.Device for a GPU."""
+    return Predictor(params, B) if device is None else device.predictor(params, B)
 
 
 class StreamWindow(NamedTuple):
@@ -267,8 +264,7 @@ def evaluate_dynamic(params, ids, *, lr=0.2, window=50, decay=0.0, threads=1, pr
     """
     ids = np.asarray(ids)
     if device is not None:
-        import gpu
-        return gpu.evaluate_dynamic(device, params, ids, lr=lr, window=window, decay=decay, progress=progress)
+        return device.evaluate_dynamic(params, ids, lr=lr, window=window, decay=decay, progress=progress)
     plan = engine.Plan.plain(threads)
     p = {k: v.copy() for k, v in params.items()}
     state = zero_state(p, 1)

@@ -7,7 +7,6 @@ import argparse
 import errno
 import io
 import os
-import signal
 import sys
 import time
 
@@ -265,7 +264,7 @@ def add_model_options(parser):
 
 
 def open_device(name):
-    """The ops of devices.open_device for --device name (None: the CPU); a UserError if it cannot be used. Call it
+    """What --device name runs on (devices.open_device: None for the CPU); a UserError if it cannot be used. Call it
     before any work."""
     from util import devices                            # here: only the scripts that run the model need it
     return devices.open_device(name)

@@ -1,10 +1,12 @@
-"""Which device a script runs the model on (--device cpu|cuda): the ops of the GPU engine, opened once and
-checked before any work, or None for the CPU. Every problem is one DeviceError line saying what is missing and
-how to install it."""
+"""Which device a script runs the model on (--device cpu|cuda): None for the CPU, or a Device, the GPU engine
+(gpu.py) with its ops, opened once and checked before any work. Every problem is one DeviceError line saying what
+is missing and how to install it. The model (lstm.py) asks a Device for what it needs and never imports the GPU
+engine, which builds on it."""
 import os
 
 import numpy as np
 
+import gpu
 import gpu_kernels
 from util.errors import UserError
 
@@ -19,16 +21,36 @@ class DeviceError(UserError):
     """The device asked for cannot be used; the message says why and what to do."""
 
 
-_opened = {}                                            # 'cuda' -> its ops, once tried
+class Device:
+    """A GPU to run the model on: its ops (gpu_kernels.CudaOps, or the numpy twins in tests) and the GPU engine's
+    entry points (gpu.py) for the model and the training loop."""
+
+    def __init__(self, ops):
+        self.ops = ops
+
+    def predictor(self, params, B=1):
+        """lstm.Predictor on this device."""
+        return gpu.Predictor(self.ops, params, B)
+
+    def evaluate_dynamic(self, params, ids, **options):
+        """lstm.evaluate_dynamic on this device."""
+        return gpu.evaluate_dynamic(self.ops, params, ids, **options)
+
+    def trainer(self, run):
+        """A run's training windows on this device (gpu.Trainer)."""
+        return gpu.Trainer(self.ops, run)
+
+
+_opened = {}                                            # 'cuda' -> its Device, once tried
 
 
 def open_device(name):
-    """The ops that --device name runs on: None for the CPU (engine.py), gpu_kernels.CudaOps for 'cuda' (opened
-    once a process). Raises DeviceError, in one line, if CuPy or a GPU it can use is missing."""
+    """What --device name runs on: None for the CPU (engine.py), a Device for 'cuda' (opened once a process).
+    Raises DeviceError, in one line, if CuPy or a GPU it can use is missing."""
     if name == 'cpu':
         return None
     if name not in _opened:
-        _opened[name] = _open_cuda()
+        _opened[name] = Device(_open_cuda())
     return _opened[name]
 
 
@@ -71,8 +93,9 @@ def _probe(cupy):
             cupy.zeros((1, 1, 4), np.float32))
 
 
-def check_free_memory(ops, needed, what):
+def check_free_memory(device, needed, what):
     """Raise DeviceError if the GPU has less free memory than needed (bytes) for what."""
+    ops = device.ops
     if ops.name != 'cuda':
         return
     free, total = ops.xp.cuda.runtime.memGetInfo()
@@ -83,8 +106,9 @@ def check_free_memory(ops, needed, what):
                           '--device cpu')
 
 
-def device_name(ops):
+def device_name(device):
     """The GPU's name, e.g. 'NVIDIA H200' (or what runs in its place)."""
+    ops = device.ops
     if ops.name != 'cuda':
         return 'numpy twins of the GPU kernels (no GPU)'
     props = ops.xp.cuda.runtime.getDeviceProperties(ops.xp.cuda.Device().id)

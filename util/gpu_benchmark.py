@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import numpy as np
 
-import gpu
 from util import devices
 import lstm
 from optimizer import RMSprop
@@ -20,12 +19,12 @@ from optimizer import RMSprop
 SPREAD_WARNING = 0.25                                   # above this, a figure is flagged as unreliable
 
 
-def our_trainer(ops, args, B):
+def our_trainer(device, args, B):
     """One training window of this repo on the GPU, as _training.py runs it (gpu.Trainer.step)."""
     rng = np.random.default_rng(0)
     params = lstm.init_params(args.vocab, args.hidden, args.layers, rng=rng)
     run = SimpleNamespace(params=params, opt=RMSprop(params), state=lstm.zero_state(params, B), ema=None)
-    trainer = gpu.Trainer(ops, run)
+    trainer = device.trainer(run)
     x = rng.integers(0, args.vocab, size=(args.window, B))
     y = rng.integers(0, args.vocab, size=(args.window, B))
     return lambda: trainer.step(x, y, run.opt), params
@@ -70,9 +69,9 @@ def torch_sampler(torch, modules, args, N):
     return sample
 
 
-def our_sampler(params, ops, N):
+def our_sampler(params, device, N):
     def sample(length):
-        for _ in lstm.sample(params, [0], length, rng=np.random.default_rng(0), num_samples=N, device=ops):
+        for _ in lstm.sample(params, [0], length, rng=np.random.default_rng(0), num_samples=N, device=device):
             pass
     return sample
 
@@ -97,17 +96,17 @@ def rounds(fns, sync, n_rounds, per_round):
     return out
 
 
-def measure(ops, args, torch):
+def measure(device, args, torch):
     """Every figure, as a dict for the JSON line; rows for the table."""
     def sync_all():
         """Wait for the GPU's work: this repo's (CuPy's stream) and PyTorch's."""
-        if ops.name == 'cuda':
-            ops.xp.cuda.get_current_stream().synchronize()
+        if device.ops.name == 'cuda':
+            device.ops.xp.cuda.get_current_stream().synchronize()
         if torch is not None:
             torch.cuda.synchronize()
     result, rows = {}, []
     for B in args.batches:
-        train, params = our_trainer(ops, args, B)
+        train, params = our_trainer(device, args, B)
         fns, names = [train], ['this repo']
         if torch is not None:
             for tf32 in (False, True):
@@ -125,7 +124,7 @@ def measure(ops, args, torch):
             result[f'train_B{B}_{key}_spread'] = spread
             rows.append((f'training B={B}', name, chars / sec, sec, spread))
         for N in sorted({1, B}) if B == args.batches[0] else [B]:
-            samplers = [our_sampler(params, ops, N)]
+            samplers = [our_sampler(params, device, N)]
             if torch is not None:
                 torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
                 samplers.append(torch_sampler(torch, modules, args, N))
@@ -140,13 +139,13 @@ def measure(ops, args, torch):
 
 def main(args, torch):
     """Measure and print; called by _benchmark.py with its arguments and torch (or None)."""
-    ops = devices.open_device('cuda')
-    cp = ops.xp
+    device = devices.open_device('cuda')
+    ops, cp = device.ops, device.ops.xp
     result = dict(shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, T={args.window}, float32',
-                  gpu=devices.device_name(ops), cupy_version=cp.__version__ if ops.name == 'cuda' else None)
+                  gpu=devices.device_name(device), cupy_version=cp.__version__ if ops.name == 'cuda' else None)
     if torch is not None:
         result.update(torch_version=torch.__version__, cudnn_version=torch.backends.cudnn.version())
-    figures, rows = measure(ops, args, torch)
+    figures, rows = measure(device, args, torch)
     result.update(figures)
     rng = np.random.default_rng(0)
     params = lstm.init_params(args.vocab, args.hidden, args.layers, rng=rng)

@@ -31,7 +31,7 @@ import engine
 from util import files, weights
 from util import checkpoint
 from util.checkpoint import LOG_HEADER, in_order
-from util.settings import DEFAULTS
+from util.settings import DEFAULTS, stored_corpus  # noqa: F401  (runs.stored_corpus, for callers)
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz',
                                                'ShakespeareLookup.json', 'training_log.csv', 'best', '.lock')
@@ -221,19 +221,6 @@ class Stopper:
     def restore(self):
         for s, h in self.previous.items():
             signal.signal(s, h)
-
-
-def stored_corpus(path):
-    """How a checkpoint names its corpus, so that a clone anywhere resumes: None for the shipped tiny Shakespeare,
-    a path relative to the repo for a file inside it, else the absolute path."""
-    if path is None:
-        return None
-    path = os.path.abspath(path)
-    if os.path.exists(path) and os.path.exists(data.TINY_SHAKESPEARE_PATH) and \
-            os.path.samefile(path, data.TINY_SHAKESPEARE_PATH):
-        return None
-    inside = os.path.relpath(path, ROOT)
-    return path if inside.startswith('..') else inside
 
 
 # --- the run ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """The settings of a training run, in one table that both the command line (_training.py's options) and the
 checkpoint (its metadata, checked on --resume) read: each setting's group, name, default, parser and help.
 The defaults are the original's."""
+import os
+
+import data
 from util import cli, precision
 from util.errors import UserError
 
@@ -56,8 +59,7 @@ def settings_from(args, saved=None):
     resumable options overridden. Refuses (one line) a change of a setting that defines the run."""
     given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
     if 'corpus' in given:
-        from util import runs                           # here: runs.py reads this module's table
-        given['corpus'] = runs.stored_corpus(given['corpus'])
+        given['corpus'] = stored_corpus(given['corpus'])
     if saved is None:
         return checked({**DEFAULTS, **given})
     fixed = {k: v for k, v in given.items() if k not in RESUMABLE and saved.get(k, DEFAULTS[k]) != v}
@@ -79,3 +81,16 @@ def checked(settings):
 def lr_at(settings, epoch):
     """The learning rate of an epoch (counted from 0): lr until decay_after, then x lr_decay per epoch."""
     return settings['lr'] * settings['lr_decay'] ** max(0, epoch - settings['decay_after'])
+
+
+def stored_corpus(path):
+    """How a checkpoint names its corpus, so that a clone anywhere resumes: None for the shipped tiny Shakespeare,
+    a path relative to the repo for a file inside it, else the absolute path."""
+    if path is None:
+        return None
+    path = os.path.abspath(path)
+    if os.path.exists(path) and os.path.exists(data.TINY_SHAKESPEARE_PATH) and \
+            os.path.samefile(path, data.TINY_SHAKESPEARE_PATH):
+        return None
+    inside = os.path.relpath(path, cli.ROOT)
+    return path if inside.startswith('..') else inside
