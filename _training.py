@@ -26,6 +26,7 @@ import lstm
 from optimizer import update_average
 from util import files, runs
 from util.blas import set_threads as set_blas_threads
+from util.checkpoint import is_best  # noqa: F401  (_training.is_best, the rule of best/)
 from util.run_start import check_gpu_memory, check_out, load_data, lock_folder, new_run, resumed_run
 from util.settings import SETTINGS, lr_at, settings_from
 from util.training_progress import Progress
@@ -66,11 +67,6 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def is_best(val_loss, best_so_far):
-    """Whether an epoch's validation loss goes into best/: strictly lower than every earlier epoch's."""
-    return best_so_far is None or val_loss < best_so_far
-
-
 def nats(loss):
     """A loss for printing: a cross-entropy is never below zero (-0.0 or -1e-17 is rounding)."""
     return f'{max(0.0, loss):.4f}'
@@ -82,7 +78,7 @@ def train_window(run, chunked, trainer=None):
     """One step of truncated BPTT on the next window of every chunk: forward, backward, RMSprop, average; on
     the GPU if a gpu.Trainer is given (which then holds the weights until trainer.to_host)."""
     s = run.settings
-    x, y = data.window(chunked, s['window'], run.pos['window'])
+    x, y = data.window(chunked, s['window'], run.pos.window)
     if trainer is not None:
         _, H, n_layers = lstm.sizes(run.params)
         masks, weight_masks = lstm.draw_masks(run.rng, x.shape[0], x.shape[1], H, n_layers, s['dtype'],
@@ -101,13 +97,9 @@ def train_window(run, chunked, trainer=None):
         finite = all(np.isfinite(p).all() for p in run.params.values())
     if not np.isfinite(loss) or not finite:
         cli.fail(f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
-                 f'{run.pos["step"] + 1}: training stopped, and ' + ('the last good checkpoint is kept; resume it' if
+                 f'{run.pos.step + 1}: training stopped, and ' + ('the last good checkpoint is kept; resume it' if
                  run.on_disk else 'no checkpoint was saved yet; start the run again') + ' with a lower --lr or --clip')
-    p = run.pos
-    p['window'] += 1
-    p['step'] += 1
-    p['epoch_loss_sum'] = p.get('epoch_loss_sum', 0.0) + float(loss)    # for the epoch's mean, across resumes
-    p['epoch_steps'] = p.get('epoch_steps', 0) + 1
+    run.pos.advance(loss)
     return loss
 
 
@@ -124,30 +116,25 @@ def sample_text(params, chars, prime, length, seed, stopper):
 def log_row(run, train_loss, val_loss, chars_per_s, event):
     """A row of training_log.csv, as text: one per epoch and per interruption."""
     p = run.pos
-    return [str(p['epoch']) if p['window'] == 0 else f'{run.epoch():.4f}', str(p['step']),
+    return [str(p.epoch) if p.window == 0 else f'{run.epoch():.4f}', str(p.step),
             '' if train_loss is None else nats(train_loss), '' if val_loss is None else nats(val_loss),
-            f'{run.opt.lr:.6g}', f'{p["seconds"]:.0f}', '' if chars_per_s is None else f'{chars_per_s:.0f}', event]
+            f'{run.opt.lr:.6g}', f'{p.seconds:.0f}', '' if chars_per_s is None else f'{chars_per_s:.0f}', event]
 
 
 def end_epoch(run, out, val_ids, progress, say, sample_length, stopper, device=None):
     """Validate (on the device), checkpoint (best/ too if the epoch is the best so far), report and sample."""
     val = lstm.evaluate(run.model(), val_ids, progress=stopper.check, device=device)   # stopped: again on --resume
     p = run.pos
-    n, total = p.pop('epoch_steps', 0), p.pop('epoch_loss_sum', 0.0)
-    train_loss = total / n if n else None
-    p['epoch'], p['window'], p['val_loss'] = p['epoch'] + 1, 0, val
+    train_loss, improved = p.finish_epoch(val)
     run.state = lstm.zero_state(run.params, run.settings['chunks'])   # the next epoch starts at the chunks' heads
-    p['seconds'] += progress.lap()
-    improved = is_best(val, p['best_val'])
-    if improved:
-        p['best_val'], p['best_step'] = val, p['step']
+    p.seconds += progress.lap()
     run.save(out, 'epoch', log_row(run, train_loss, val, progress.rate(), 'best' if improved else 'epoch'))
     progress.restart()
-    say(f'{progress.end_line()}epoch {p["epoch"]}: train loss {"-" if train_loss is None else nats(train_loss)}, '
+    say(f'{progress.end_line()}epoch {p.epoch}: train loss {"-" if train_loss is None else nats(train_loss)}, '
         f'validation loss {nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}')
     if sample_length:
         prime = data.first_line(val_ids, run.chars)
-        text = sample_text(run.model(), run.chars, prime, sample_length, p['step'], stopper)
+        text = sample_text(run.model(), run.chars, prime, sample_length, p.step, stopper)
         say(f'--- sample (temperature 0.5) after {prime!r}, from the validation text ---\n{text}\n---')
 
 
@@ -171,9 +158,9 @@ def train(run, out, chunked, val_ids, args, say, device=None):
     last_checkpoint = time.time()
     try:                                                # a signal during the last checkpoint is one more flag
         try:
-            while p['epoch'] < s['epochs'] and p['step'] < max_steps and not stopper.signal:
-                run.opt.lr = lr_at(s, p['epoch'])
-                if p['window'] == run.windows:
+            while p.epoch < s['epochs'] and p.step < max_steps and not stopper.signal:
+                run.opt.lr = lr_at(s, p.epoch)
+                if p.window == run.windows:
                     to_host()
                     end_epoch(run, out, val_ids, progress, say, args.sample_length, stopper, device)
                     if trainer is not None:
@@ -182,23 +169,23 @@ def train(run, out, chunked, val_ids, args, say, device=None):
                 t = time.time()
                 loss = train_window(run, chunked, trainer)
                 progress.add(loss, chunked.shape[0] * s['window'], time.time() - t)
-                progress.show(run, min((s['epochs'] - p['epoch']) * run.windows - p['window'],
-                                       max_steps - p['step']))
+                progress.show(run, min((s['epochs'] - p.epoch) * run.windows - p.window,
+                                       max_steps - p.step))
                 if args.checkpoint_minutes and time.time() - last_checkpoint > 60 * args.checkpoint_minutes:
-                    p['seconds'] += progress.lap()
+                    p.seconds += progress.lap()
                     to_host()
                     run.save(out, 'periodic')
                     last_checkpoint = time.time()
         except runs.Stopped:
             pass
         to_host()
-        if p['epoch'] < s['epochs'] or args.max_steps == p['step']:
+        if p.epoch < s['epochs'] or args.max_steps == p.step:
             why = f'{stopper.signal} received' if stopper.signal else f'--max-steps {args.max_steps} reached'
-            p['seconds'] += progress.lap()
-            run.opt.lr = lr_at(s, p['epoch'])           # the rate of the epoch it stopped in
-            row = log_row(run, progress.mean_loss(), None, None, why) if p['step'] > 0 else None
+            p.seconds += progress.lap()
+            run.opt.lr = lr_at(s, p.epoch)           # the rate of the epoch it stopped in
+            row = log_row(run, progress.mean_loss(), None, None, why) if p.step > 0 else None
             run.save(out, 'interrupted' if stopper.signal else 'max-steps', row)
-            say(f'{progress.end_line()}{why}: checkpoint saved in {out} at step {p["step"]}; continue with --resume')
+            say(f'{progress.end_line()}{why}: checkpoint saved in {out} at step {p.step}; continue with --resume')
             return stopper.signal or False
         return True
     finally:
@@ -238,7 +225,7 @@ def main(argv=None, plan=None):
     except runs.Moved as e:                             # nothing written: the folder is wherever it went
         cli.fail(str(e))
     except runs.Incomplete as e:                        # e.g. the disk is full after the checkpoint was written
-        cli.fail(f'{e}; the checkpoint at step {run.pos["step"]} is saved in {out}: {runs.fix_for(e)} and continue '
+        cli.fail(f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {runs.fix_for(e)} and continue '
                  'with --resume, which completes the other files')
     except files.ModelFileError as e:                   # e.g. the disk is full: the last whole checkpoint stays
         if not os.path.exists(os.path.join(out, CHECKPOINT)):       # the run's first checkpoint failed
@@ -249,8 +236,8 @@ def main(argv=None, plan=None):
     if isinstance(finished, str):                       # stopped by a signal: the status that signal gives
         return 128 + signal.Signals[finished]
     if finished:
-        best = 'none' if run.pos['best_val'] is None else f'{nats(run.pos["best_val"])} nats/char'
-        say(f'done: {run.pos["epoch"]} epochs, best validation loss {best}; files in {out}')
+        best = 'none' if run.pos.best_val is None else f'{nats(run.pos.best_val)} nats/char'
+        say(f'done: {run.pos.epoch} epochs, best validation loss {best}; files in {out}')
     return 0
 
 
@@ -264,8 +251,8 @@ def report(run, args, changed, chunked, val_ids):
               f'model {s["layers"]}x{s["hidden"]} LSTM, {sum(a.size for a in run.params.values()):,} parameters, '
               f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n')
     if args.resume:
-        cli.write(f'resuming at epoch {run.epoch():.4f} (epoch {p["epoch"]}, window {p["window"]}/{run.windows}), '
-                  f'step {p["step"]}; ' + (', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items()) or
+        cli.write(f'resuming at epoch {run.epoch():.4f} (epoch {p.epoch}, window {p.window}/{run.windows}), '
+                  f'step {p.step}; ' + (', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items()) or
                                            'no setting changed') + '\n')
 
 

@@ -135,6 +135,63 @@ def _check_position(pos, bad):
         bad('position.best_step', pos['best_step'], 'not a step of the run')
 
 
+def is_best(val_loss, best_so_far):
+    """Whether an epoch's validation loss goes into best/: strictly lower than every earlier epoch's."""
+    return best_so_far is None or val_loss < best_so_far
+
+
+class Position:
+    """Where a run is: whole epochs done, the window within the epoch, the step (windows trained in all), the
+    seconds trained; the last epoch's validation loss, the best one so far and its step; the training losses of
+    the epoch so far (for its mean, across resumes). Saved in the checkpoint as the JSON dict `position`."""
+
+    def __init__(self, epoch=0, window=0, step=0, seconds=0.0, best_val=None, best_step=None, val_loss=None,
+                 epoch_loss_sum=0.0, epoch_steps=0):
+        self.epoch, self.window, self.step, self.seconds = epoch, window, step, seconds
+        self.best_val, self.best_step, self.val_loss = best_val, best_step, val_loss
+        self.epoch_loss_sum, self.epoch_steps = epoch_loss_sum, epoch_steps
+
+    def advance(self, loss):
+        """One window trained, with this training loss."""
+        self.window += 1
+        self.step += 1
+        self.epoch_loss_sum += float(loss)
+        self.epoch_steps += 1
+
+    def mean_loss(self):
+        """The epoch's mean training loss so far (None before a step)."""
+        return self.epoch_loss_sum / self.epoch_steps if self.epoch_steps else None
+
+    def finish_epoch(self, val_loss):
+        """The epoch validated with val_loss: the next one starts at its first window. Returns (the epoch's mean
+        training loss, or None; whether val_loss is the best so far, which best_val and best_step then hold)."""
+        train_loss = self.mean_loss()
+        self.epoch_loss_sum, self.epoch_steps = 0.0, 0
+        self.epoch, self.window, self.val_loss = self.epoch + 1, 0, val_loss
+        improved = is_best(val_loss, self.best_val)
+        if improved:
+            self.best_val, self.best_step = val_loss, self.step
+        return train_loss, improved
+
+    def to_json(self):
+        """The `position` dict of the checkpoint's metadata (check_meta checks it): the fields that hold a value."""
+        pos = dict(epoch=self.epoch, window=self.window, step=self.step, best_val=self.best_val,
+                   seconds=self.seconds)
+        if self.epoch_steps:
+            pos.update(epoch_loss_sum=self.epoch_loss_sum, epoch_steps=self.epoch_steps)
+        for name in ('val_loss', 'best_step'):
+            if getattr(self, name) is not None:
+                pos[name] = getattr(self, name)
+        return pos
+
+    @classmethod
+    def from_json(cls, pos):
+        """A Position from a checked `position` dict."""
+        names = ('epoch', 'window', 'step', 'seconds', 'best_val', 'best_step', 'val_loss', 'epoch_loss_sum',
+                 'epoch_steps')
+        return cls(**{k: pos[k] for k in names if k in pos})
+
+
 def check_against_arrays(path, settings, params, state, chars, pos, windows):
     """The metadata held to the arrays: the sizes the settings name are those of the weights and the carried
     state, the lookup table has a character per output, the position is inside an epoch. Raises

@@ -8,7 +8,7 @@ import numpy as np
 import data
 import lstm
 from optimizer import RMSprop
-from util import cli, devices, files, runs
+from util import checkpoint, cli, devices, files, runs
 from util.runs import CHECKPOINT
 from util.settings import settings_from
 
@@ -54,7 +54,7 @@ def new_run(args, out, plan=None):
     if stray:
         cli.fail(f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
                  'those files away, or choose another --out folder')
-    return runs.Run(settings_from(args), pos=dict(epoch=0, window=0, step=0, best_val=None, seconds=0.0),
+    return runs.Run(settings_from(args), pos=checkpoint.Position(),
                     plan=plan)
 
 
@@ -113,8 +113,8 @@ def load_data(run):
     elif run.corpus_chars not in (None, len(ids)):
         cli.fail(f'the corpus has {len(ids):,} characters but the run was trained on one of '
                  f'{run.corpus_chars:,}: resume with the same --corpus')
-    elif run.pos['window'] > n_windows:
-        cli.fail(f'cannot resume: the checkpoint\'s position.window = {run.pos["window"]} is past the '
+    elif run.pos.window > n_windows:
+        cli.fail(f'cannot resume: the checkpoint\'s position.window = {run.pos.window} is past the '
                  f'{n_windows} windows of an epoch')
     run.corpus_chars, run.windows = len(ids), n_windows
     if not s['ema']:

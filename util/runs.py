@@ -258,7 +258,7 @@ class Run:
 
     def epoch(self):
         """How far the run is, in epochs (a fraction within an epoch)."""
-        return self.pos['epoch'] + self.pos['window'] / self.windows
+        return self.pos.epoch + self.pos.window / self.windows
 
     def corpus_file(self):
         """The corpus file: the one the run names (relative paths are inside the repo), else the shipped tiny
@@ -298,8 +298,8 @@ class Run:
             _write_if_changed(os.path.join(folder, LOOKUP), json.dumps(self.chars, ensure_ascii=True))
             _write_if_changed(os.path.join(folder, LOG), log_text(self.log))
             best = os.path.join(folder, BEST)
-            if self.pos.get('best_step') == self.pos['step'] and \
-                    _saved(os.path.join(best, CHECKPOINT), 'checkpoint', 'position', 'step') != self.pos['step']:
+            if self.pos.best_step == self.pos.step and \
+                    _saved(os.path.join(best, CHECKPOINT), 'checkpoint', 'position', 'step') != self.pos.step:
                 weights.save_params(os.path.join(best, WEIGHTS), self.model(), self._weights_meta(), self.chars)
                 data.save_lookup(os.path.join(best, LOOKUP), self.chars)
                 self._write_checkpoint(os.path.join(best, CHECKPOINT), 'best', self.log)   # last: best/ is whole
@@ -307,11 +307,11 @@ class Run:
             raise Incomplete(str(e), e.errno) from None
 
     def _weights_meta(self):
-        return dict(step=self.pos['step'], epoch=self.epoch(), val_loss=self.pos.get('val_loss'), commit=self.commit,
+        return dict(step=self.pos.step, epoch=self.epoch(), val_loss=self.pos.val_loss, commit=self.commit,
                     alphabet=list(self.chars))                # refuses another lookup table at load
 
     def _write_checkpoint(self, path, kind, log):
-        meta = dict(settings=self.settings, position=self.pos, rng=self.rng.bit_generator.state, saved=kind,
+        meta = dict(settings=self.settings, position=self.pos.to_json(), rng=self.rng.bit_generator.state, saved=kind,
                     corpus_chars=self.corpus_chars, windows_per_epoch=self.windows,
                     block_widths=self.plan.widths(), chars=self.chars, log=log, commit=self.commit)
         checkpoint.save(path, self.params, self.opt, self.state, meta, self.ema)
@@ -366,7 +366,8 @@ def load(folder, make_optimizer):
         plan = engine.Plan(widths=meta.get('block_widths', []))    # the same products as before: bit for bit
     except ValueError as e:
         raise files.ModelFileError(f'checkpoint {path}: {e}') from None
-    run = Run(settings, chars, params, opt, state, ema, dict(pos), rng, log, meta.get('corpus_chars'), windows,
+    run = Run(settings, chars, params, opt, state, ema, checkpoint.Position.from_json(pos), rng, log,
+              meta.get('corpus_chars'), windows,
               meta.get('commit', 0), plan)
     run.on_disk = True
     return run
