@@ -17,8 +17,7 @@ import gpu
 import gpu_kernels
 import layers
 import lstm
-from conftest import ROOT
-from helpers import assert_one_line_error, script, tiny_corpus
+from helpers import ROOT, assert_one_line_error, script, tiny_corpus
 from optimizer import RMSprop, update_average
 
 

@@ -93,7 +93,7 @@ def plot_within(tmp_path, log_text, *args, seconds=30):
     """plot(), but a hang (an endless loop of grid lines, its memory growing) fails the test in seconds."""
     import subprocess
     import sys
-    from conftest import ROOT
+    from helpers import ROOT
     (tmp_path / 'log.csv').write_text(log_text, encoding='utf-8')
     try:
         return subprocess.run([sys.executable, os.path.join(ROOT, '_plot.py'), tmp_path / 'log.csv', '--out',
