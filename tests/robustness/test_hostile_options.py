@@ -1,4 +1,6 @@
 """Every option's mistyped values, and sizes no machine has: one line (exit 2) before any work."""
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from helpers import TINY, assert_one_line_error, script
@@ -65,6 +67,7 @@ def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
             '_training.py': ['--corpus', made / 'corpus.txt', '--out', tmp_path / 'out', *TINY],
             '_plot.py': [run / 'training_log.csv', '--out', tmp_path / 'x.svg'],
             '_benchmark.py': ['--hidden', '8', '--chunks', '2', '--window', '3', '--rounds', '1', '--no-torch']}[name]
+    cases = []
     for option, values in BAD_VALUES[name]:
         for value in values:
             args = [a for a in base]
@@ -73,8 +76,10 @@ def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
                 args[k + 1] = value
             else:
                 args += [option, value]
-            r = script(name, *args)
-            assert_one_line_error(r)
-            assert (option in r.stderr or 'does not exist' in r.stderr or 'empty' in r.stderr), (option, value,
-                                                                                               r.stderr)
+            cases.append((option, value, args))
+    with ThreadPoolExecutor(max_workers=4) as pool:     # a process each, started a few at a time
+        results = list(pool.map(lambda case: script(name, *case[2]), cases))
+    for (option, value, _), r in zip(cases, results):
+        assert_one_line_error(r)
+        assert (option in r.stderr or 'does not exist' in r.stderr or 'empty' in r.stderr), (option, value, r.stderr)
     assert not (tmp_path / 'out').exists() and not (tmp_path / 'x.svg').exists()
