@@ -153,6 +153,7 @@ def reference_model(params, ids):
 # products; quiet, no sample. A test that needs another size or setting adds it after (the last value counts).
 TINY = ['--hidden', '8', '--chunks', '4', '--window', '10', '--dtype', 'float64', '--dropout', '0.2',
         '--threads', '1', '--quiet', '--sample-length', '0']
+TINY_LOUD = [a for a in TINY if a != '--quiet']          # the same, printing what a run prints
 
 
 def train(*args, measured=False):

@@ -16,7 +16,7 @@ from explorer import analysis
 import lstm
 from util import files
 
-from helpers import ROOT, TINY, assert_one_line_error, model_args, script, tiny_corpus, write_bytes
+from helpers import ROOT, TINY, TINY_LOUD, assert_one_line_error, model_args, script, tiny_corpus, write_bytes
 
 
 def limited_memory():
@@ -119,8 +119,8 @@ def test_a_text_from_a_pipe_or_a_fifo_is_read_once_and_whole(model_dir, tmp_path
 def test_training_on_dev_stdin_trains_on_the_whole_piped_text(tmp_path):
     text = tiny_corpus(4000)
     r = subprocess.run([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', '/dev/stdin', '--out',
-                        str(tmp_path / 'run'), '--hidden', '8', '--chunks', '2', '--window', '10', '--max-steps', '2',
-                        '--sample-length', '0'], input=text, capture_output=True, text=True, cwd=ROOT, timeout=600)
+                        str(tmp_path / 'run'), *TINY_LOUD, '--max-steps', '2'], input=text, capture_output=True,
+                       text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr
     assert f'{len(text):,} characters, {len(set(text))} distinct' in r.stdout, r.stdout
 

@@ -16,7 +16,7 @@ import data
 import lstm
 from util import files
 
-from helpers import ROOT, SAVES, TINY, assert_one_line_error, model_args, script, tiny_corpus
+from helpers import ROOT, SAVES, TINY, TINY_LOUD, assert_one_line_error, model_args, script, tiny_corpus
 
 
 LOG = os.path.join(SAVES, 'training_log.csv')
@@ -310,8 +310,8 @@ def test_training_with_an_unwritable_stdout_trains_and_keeps_its_checkpoint(tmp_
     (tmp_path / 'c.txt').write_text(tiny_corpus(3000), encoding='utf-8')
     for k, redirect in enumerate(['>/dev/full', '>&-']):
         out = tmp_path / f'run{k}'
-        r = with_streams('_training.py', '--corpus', tmp_path / 'c.txt', '--out', out, '--hidden', '8', '--chunks',
-                         '2', '--window', '10', '--max-steps', '2', '--sample-length', '0', redirect=redirect)
+        r = with_streams('_training.py', '--corpus', tmp_path / 'c.txt', '--out', out, *TINY_LOUD, '--max-steps', '2',
+                         redirect=redirect)
         assert r.returncode == 0, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and 'going on without printing' in r.stderr, r.stderr
         assert (out / 'ShakespeareOptimizer.npz').exists()

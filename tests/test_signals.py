@@ -15,7 +15,8 @@ import lstm
 from optimizer import RMSprop
 from util import files, runs
 
-from helpers import ROOT, TINY, assert_same_run, assert_whole, load, model_args, start_training, train, wait_for
+from helpers import (ROOT, TINY, TINY_LOUD, assert_same_run, assert_whole, load, model_args, start_training, train,
+                     wait_for)
 
 
 def test_ctrl_c_while_sampling_ends_with_one_line_and_status_130(model_dir):
@@ -167,7 +168,7 @@ def test_ctrl_c_during_the_sample_stops_it_and_keeps_the_epoch(tmp_path, corpus,
             yield ix
     monkeypatch.setattr(lstm, 'sample', sample)
     out = tmp_path / 'run'
-    args = [a for a in TINY if a not in ('--quiet',)]
+    args = list(TINY_LOUD)
     args[args.index('--sample-length') + 1] = '100000'
     assert train('--corpus', corpus, '--out', out, '--epochs', '3', *args) == 130
     assert len(drawn) == 1

@@ -13,7 +13,7 @@ import lstm
 from optimizer import RMSprop
 from util import cli, files, runs
 
-from helpers import ROOT, TINY, assert_one_line_error, fails, load, script, tiny_corpus, train
+from helpers import ROOT, TINY, TINY_LOUD, assert_one_line_error, fails, load, script, tiny_corpus, train
 
 # Every option of the training on, over TINY: clipping, a decaying learning rate, the moving average, weight decay
 # and weight drop.
@@ -164,8 +164,7 @@ def test_a_run_on_a_corpus_elsewhere_resumes_from_another_folder(tmp_path, corpu
 def test_training_saves_the_alphabet_with_the_weights(tmp_path):
     text = tiny_corpus(3000)
     (tmp_path / 'c.txt').write_text(text, encoding='utf-8')
-    r = script('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', '--hidden', 8, '--chunks', 2,
-               '--window', 10, '--max-steps', 1, '--quiet', '--sample-length', 0)
+    r = script('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', *TINY, '--max-steps', 1)
     assert r.returncode == 0, r.stderr
     _, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
     assert meta['alphabet'] == data.build_lookup(text)
@@ -237,7 +236,7 @@ def test_a_loss_not_finite_before_any_checkpoint_says_there_is_none(tmp_path, co
 def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_validation_text(tmp_path):
     corpus = tmp_path / 'indented.txt'
     corpus.write_text(''.join(f'        line {k} of an indented text\n' for k in range(120)), encoding='utf-8')
-    args = [a for a in TINY if a != '--quiet']
+    args = list(TINY_LOUD)
     args[args.index('--sample-length') + 1] = '60'
     r = subprocess.run([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', str(corpus), '--out',
                         str(tmp_path / 'run'), '--epochs', '2', *args], capture_output=True, text=True, cwd=ROOT,
@@ -252,7 +251,7 @@ def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_valid
 
 def test_a_corpus_of_one_character_prints_no_negative_loss(tmp_path, capsys):
     (tmp_path / 'a.txt').write_text('a' * 600)
-    args = [a for a in TINY if a != '--quiet']
+    args = list(TINY_LOUD)
     assert train('--corpus', tmp_path / 'a.txt', '--out', tmp_path / 'run', '--epochs', '1', *args) == 0
     out = capsys.readouterr().out
     assert 'validation loss 0.0000' in out and '-0.0000' not in out
