@@ -19,7 +19,7 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: a long test (the shipped model\'s score, the stress test of a run '
-                            'folder); leave them out with -m "not slow"')
+                            'folder, the sweep of every option\'s mistyped values); leave them out with -m "not slow"')
 
 
 @pytest.fixture(scope='module')

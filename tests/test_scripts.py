@@ -17,8 +17,8 @@ import data
 import lstm
 from util import cli, files
 
-from helpers import (ROOT, SAVES, assert_one_line_error, into_a_closed_pipe, model_args, reference_model, script,
-                     tiny_corpus)
+from helpers import (ROOT, SAVES, TINY_LOUD, assert_one_line_error, in_parallel, into_a_closed_pipe, model_args,
+                     reference_model, script, tiny_corpus)
 
 
 CORPUS = os.path.join(SAVES, 'shakespeare.txt')
@@ -41,30 +41,31 @@ def test_sample_temperature_zero_is_deterministic():
 
 
 def test_sample_options_stop_start_file_batch_and_top_k(tmp_path):
+    (tmp_path / 'prime.txt').write_text('JULIET:\nO Romeo', encoding='utf-8')
+    r, a, b, c, d, f, g, h, k = in_parallel(lambda args: script('_sample.py', *args), [
+        ['--seed', 3, '--start', 'ROMEO:\\n', '--stop', '\\n\\n', '--length', 2000],
+        ['--seed', 4, '--length', 100, '--start-file', tmp_path / 'prime.txt'],
+        ['--seed', 4, '--length', 100, '--start', 'JULIET:\\nO Romeo'],
+        ['--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING'],
+        ['--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING'],
+        ['--seed', 6, '--length', 60, '--top-k', 1, '--temperature', 1.5],
+        ['--seed', 7, '--length', 60, '--temperature', 0],
+        ['--length', 5, '--top-k', 66],
+        ['--length', 5, '--start', 'A', '--start-file', tmp_path / 'prime.txt']])
     # --stop: each sample ends right after the stop text, which is never cut
-    r = script('_sample.py', '--seed', 3, '--start', 'ROMEO:\\n', '--stop', '\\n\\n', '--length', 2000)
     assert r.returncode == 0, r.stderr
     text = r.stdout                                     # no newline added after the stop text's own
     assert text.startswith('ROMEO:\n') and text.endswith('\n\n') and text[len('ROMEO:\n'):].count('\n\n') == 1
     # --start-file primes like --start with the same text
-    (tmp_path / 'prime.txt').write_text('JULIET:\nO Romeo', encoding='utf-8')
-    a = script('_sample.py', '--seed', 4, '--length', 100, '--start-file', tmp_path / 'prime.txt')
-    b = script('_sample.py', '--seed', 4, '--length', 100, '--start', 'JULIET:\\nO Romeo')
     assert a.returncode == 0 and a.stdout == b.stdout and a.stdout.startswith('JULIET:\nO Romeo')
     # --num-samples: N samples, one after the other, reproducible, different from each other
-    c = script('_sample.py', '--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING')
-    d = script('_sample.py', '--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING')
     assert c.returncode == 0 and c.stdout == d.stdout
     parts = c.stdout.split('=== sample ')[1:]
     assert len(parts) == 3 and len({p.split('\n', 1)[1] for p in parts}) == 3
     assert all(p.split('\n', 1)[1].startswith('KING') for p in parts)
     # --top-k 1 is greedy, whatever the temperature and seed
-    f = script('_sample.py', '--seed', 6, '--length', 60, '--top-k', 1, '--temperature', 1.5)
-    g = script('_sample.py', '--seed', 7, '--length', 60, '--temperature', 0)
     assert f.returncode == 0 and f.stdout == g.stdout
-    h = script('_sample.py', '--length', 5, '--top-k', 66)
     assert_one_line_error(h, '--top-k 66', '65 characters')
-    k = script('_sample.py', '--length', 5, '--start', 'A', '--start-file', tmp_path / 'prime.txt')
     assert_one_line_error(k, 'either --start or --start-file')
 
 
@@ -267,15 +268,14 @@ def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_p
             ('_benchmark.py', '--hidden', 8, '--chunks', 2, '--window', 4, '--rounds', 1, '--warmup', 0,
              '--sample-length', 5, '--no-torch')]
     runs += [(name, '--help') for name in sorted({r[0] for r in runs} | {'_training.py'})]
-    for name, *args in runs:
-        r = into_a_closed_pipe(name, *args)
+    for (name, *args), r in zip(runs, in_parallel(lambda run: into_a_closed_pipe(*run), runs)):
         assert r.returncode == 0 and without_pin_warning(r.stderr) == '', (name, args, r.stderr)
     assert_one_line_error(into_a_closed_pipe('_sample.py', '--length', 0), '--length')  # errors: status 2
     # a training run goes on when nobody reads its progress, and saves its checkpoint
     corpus = tmp_path / 'c.txt'
     corpus.write_text(tiny_corpus(3000), encoding='utf-8')
-    r = into_a_closed_pipe('_training.py', '--corpus', corpus, '--out', tmp_path / 'run', '--hidden', 8,
-                           '--chunks', 4, '--window', 10, '--epochs', 1, '--sample-length', 20)
+    r = into_a_closed_pipe('_training.py', '--corpus', corpus, '--out', tmp_path / 'run', *TINY_LOUD, '--epochs', 1,
+                           '--sample-length', 20)
     assert r.returncode == 0 and r.stderr == '', r.stderr
     _, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
     assert meta['epoch'] == 1

@@ -1,9 +1,7 @@
 """Every option's mistyped values, and sizes no machine has: one line (exit 2) before any work."""
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
-from helpers import TINY, assert_one_line_error, script
+from helpers import TINY, assert_one_line_error, in_parallel, script
 
 
 HUGE = 2 ** 70
@@ -58,6 +56,7 @@ BAD_VALUES = {
 }
 
 
+@pytest.mark.slow                                       # about 150 processes: the sweep is in the full run
 @pytest.mark.parametrize('name', sorted(BAD_VALUES))
 def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
     run = made / 'run'
@@ -77,8 +76,7 @@ def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
             else:
                 args += [option, value]
             cases.append((option, value, args))
-    with ThreadPoolExecutor(max_workers=4) as pool:     # a process each, started a few at a time
-        results = list(pool.map(lambda case: script(name, *case[2]), cases))
+    results = in_parallel(lambda case: script(name, *case[2]), cases)
     for (option, value, _), r in zip(cases, results):
         assert_one_line_error(r)
         assert (option in r.stderr or 'does not exist' in r.stderr or 'empty' in r.stderr), (option, value, r.stderr)
