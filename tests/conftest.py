@@ -1,18 +1,14 @@
-"""What pytest loads first: the repository on the import path, ROOT, the `slow` mark, and the fixtures that
-several test files share. Plain helpers (no fixtures) are in helpers.py."""
-import os
+"""What pytest loads first: the `slow` mark and the fixtures that several test files share. It imports helpers.py
+(which puts the repository on the import path); helpers.py never imports this file."""
 import signal
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # the repository's folder
-sys.path.insert(0, ROOT)
-
-import data  # noqa: E402  (needs ROOT on the path)
-from util import files  # noqa: E402
-import lstm  # noqa: E402
+from helpers import TINY, tiny_corpus, train
+import data
+import lstm
+from util import files
 
 
 # A shell starts a background job with Ctrl-C (SIGINT) ignored, and every process it starts inherits that; the
@@ -23,17 +19,42 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: a long test (the shipped model\'s score, the stress test of a run '
-                            'folder); leave them out with -m "not slow"')
+                            'folder, the sweep of every option\'s mistyped values); leave them out with -m "not slow"')
 
 
 @pytest.fixture(scope='module')
 def small_model(tmp_path_factory):
     """A tiny model in the trained format (untrained weights) and its lookup table, for fast script runs:
     (weights path, lookup path, chars)."""
-    from helpers import tiny_corpus                     # here: helpers.py imports ROOT from this file
     d = tmp_path_factory.mktemp('model')
     chars = data.build_lookup(tiny_corpus(3000))
     params = lstm.init_params(len(chars), 16, 2, rng=np.random.default_rng(0))
     files.save_params(d / 'w.npz', params)
     data.save_lookup(d / 'l.json', chars)
     return d / 'w.npz', d / 'l.json', chars
+
+
+@pytest.fixture(scope='module')
+def model_dir(small_model):
+    """The folder of small_model, with text.txt, a text it can read (helpers.model_args names the model)."""
+    d = small_model[0].parent
+    (d / 'text.txt').write_text(tiny_corpus(3000), encoding='utf-8')
+    return d
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A corpus for the tiny training (TINY): 33 steps per epoch."""
+    path = tmp_path / 'corpus.txt'
+    path.write_text(tiny_corpus(1500), encoding='utf-8')
+    return path
+
+
+@pytest.fixture(scope='module')
+def made(tmp_path_factory):
+    """A finished tiny run (one epoch of TINY on tiny_corpus(3000)): corpus.txt and the run folder run/, whose
+    weights, lookup table, checkpoint and log are valid files to damage."""
+    d = tmp_path_factory.mktemp('made')
+    (d / 'corpus.txt').write_text(tiny_corpus(3000), encoding='utf-8')
+    assert train('--corpus', d / 'corpus.txt', '--out', d / 'run', '--epochs', '1', *TINY) == 0
+    return d

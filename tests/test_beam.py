@@ -9,7 +9,7 @@ from extras import beam
 from util import files
 import layers
 import lstm
-from helpers import SAVES, assert_one_line_error, script, tiny_model
+from helpers import assert_one_line_error, script, tiny_model
 
 
 def all_scores(params, prime, seqs):

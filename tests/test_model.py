@@ -1,4 +1,5 @@
-"""The whole model: gradients, state carrying, the optimizer, files, sampling and a short training run."""
+"""The whole model (lstm.py): gradients, state carrying, the optimizer, files, sampling, evaluation (whole,
+dynamic, random blocks) and a short training run."""
 import json
 import os
 import subprocess
@@ -8,12 +9,14 @@ import numpy as np
 import pytest
 
 import data
-from util import files
 import engine
 import layers
 import lstm
-from helpers import ROOT, numeric_grad, rel_error, tiny_corpus, tiny_model
 from optimizer import RMSprop
+from util import files
+
+from helpers import ROOT, tiny_corpus, numeric_grad, rel_error, tiny_model
+
 
 @pytest.mark.parametrize('dropout, weight_drop, threads, variational', [
     (0.0, 0.0, 1, False), (0.4, 0.0, 1, False), (0.4, 0.0, 2, False), (0.0, 0.5, 1, False), (0.3, 0.5, 2, False),
@@ -424,3 +427,18 @@ def test_variational_dropout_masks_are_the_same_at_every_step():
                                      [params['lstm1.b'], params['lstm2.b']], masks)
     expected, _ = layers.dense_forward(top, params['dense.W'], params['dense.b'])
     np.testing.assert_allclose(logits, expected, rtol=1e-12, atol=1e-13)
+
+
+def test_block_losses_equal_each_block_read_alone_from_zeros_in_float64():
+    rng = np.random.default_rng(1)
+    V, T = 7, 12
+    params = lstm.init_params(V, 6, 2, rng=rng, dtype=np.float64)
+    ids = rng.integers(0, V, size=200)
+    starts = rng.integers(0, len(ids) - T, size=9)
+    got = lstm.block_losses(params, ids, T, starts, batch=4)       # batches of 4, 4 and 1 blocks
+    for s, loss in zip(starts, got):
+        x, y = ids[s:s + T], ids[s + 1:s + T + 1]
+        logits, _, _ = lstm.forward(params, x[:, None], lstm.zero_state(params, 1), reference=True)
+        z = logits[:, 0] - logits[:, 0].max(axis=1, keepdims=True)
+        direct = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(T), y])
+        assert abs(loss - direct) < 1e-12, (loss, direct)

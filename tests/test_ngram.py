@@ -9,7 +9,7 @@ import data
 
 def contexts(train, test, n):
     """Every context number, per order, at every position of test (as fit_score numbers them)."""
-    model = ngram.NGram(n, 1)
+    ngram.NGram(n, 1)
     seq = np.concatenate([train, test]).astype(np.int64)
     start = np.where(np.arange(len(seq)) < len(train), 0, len(train))
     cid = np.zeros(len(seq), dtype=np.int64)

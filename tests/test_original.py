@@ -1,6 +1,7 @@
 """Models saved by the original project (see original.py): read here from its .json format, written back in it,
-converted by _convert.py, and refused with one line when damaged or mismatched. The files here are written from
-the format's description, by the small writer below, not by the original's code."""
+converted by _convert.py, and refused with one line when damaged or mismatched, or holding values at the edge of
+what a float holds. The files here are written from the format's description, by the small writer below, not by
+the original's code."""
 import json
 import os
 import re
@@ -10,11 +11,11 @@ import numpy as np
 import pytest
 
 import data
-from util import files
 import layers
 import lstm
-from util import original
-from helpers import assert_one_line_error, script, tiny_corpus
+from util import files, original
+
+from helpers import assert_one_line_error, script, tiny_model, tiny_corpus
 
 
 def original_layers(rng, V, H, n_layers):
@@ -80,8 +81,6 @@ def model(tmp_path_factory):
     return write_original(d / 'net.json', layers_), d / 'lookup.json', chars, layers_
 
 
-# --- reading ------------------------------------------------------------------------------------------------------
-
 def test_read_back_equal_gate_blocks_and_columns_in_place(tmp_path):
     V, H = 5, 3
     layers_, gates = original_layers(np.random.default_rng(1), V, H, 3)
@@ -135,8 +134,6 @@ def test_a_json_file_under_another_name_is_read_by_its_content(tmp_path, model):
         np.testing.assert_array_equal(params['dense.W'], layers_[-1][0].T)
 
 
-# --- the scripts on the original's model, with its unsorted lookup table ---------------------------------------
-
 def test_sample_greedy_follows_the_originals_model_and_lookup(model):
     weights, lookup, chars, layers_ = model
     r = script('_sample.py', '--weights', weights, '--lookup', lookup, '--temperature', 0, '--length', 25,
@@ -164,8 +161,6 @@ def test_evaluate_and_explore_the_originals_model(model, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / 'n.html').stat().st_size > 1000
 
-
-# --- refused, with one line ---------------------------------------------------------------------------------------
 
 def damaged(kind):
     """The tiny model's JSON value with one thing wrong."""
@@ -264,8 +259,6 @@ def test_scripts_refuse_mismatched_and_swapped_files_with_one_line(model, tmp_pa
     assert_one_line_error(r, "layer 1's w is ragged")
 
 
-# --- _convert.py --------------------------------------------------------------------------------------------------
-
 def test_convert_round_trips_are_exact_both_ways(tmp_path, model, small_model):
     npz, _, _ = small_model
     r = script('_convert.py', npz, tmp_path / 'a.json')
@@ -349,3 +342,61 @@ def test_convert_with_lookup_stores_the_alphabet_so_that_another_table_is_refuse
     r = script('_convert.py', weights, tmp_path / 'x.npz', '--lookup', tmp_path / 'short.json')
     assert_one_line_error(r, f'is for {len(chars)} characters but the lookup table has {len(chars) - 1}')
     assert not (tmp_path / 'x.npz').exists()
+
+
+def huge_model(tmp_path, value):
+    """A tiny model in the original's format (as original.write writes it), every value a float32 value but one
+    dense weight set to value."""
+    params = {k: v.astype(np.float32).astype(np.float64)
+              for k, v in tiny_model(np.random.default_rng(0), V=5, H=3).items()}
+    params['dense.W'][0, 0] = value
+    path = tmp_path / 'huge.json'
+    original.write(path, params)
+    return path
+
+
+def test_a_float64_value_beyond_float32_keeps_float64_quietly(tmp_path):
+    path = huge_model(tmp_path, 1e308)
+    with np.errstate(over='raise'):                     # own_dtype's probe must not overflow (it warned)
+        params, _ = files.load_params(path)
+    assert params['dense.W'].dtype == np.float64 and params['dense.W'][0, 0] == 1e308
+
+
+@pytest.mark.parametrize('value', [1e308, -3.5e38])
+def test_loading_as_float32_refuses_a_value_float32_cannot_hold(tmp_path, value):
+    path = huge_model(tmp_path, value)
+    with pytest.raises(files.ModelFileError, match='too large for float32'):
+        files.load_params(path, dtype='float32')
+    npz = tmp_path / 'huge.npz'                         # the same from an .npz saved in float64
+    files.save_params(npz, files.load_params(path)[0])
+    with pytest.raises(files.ModelFileError, match='dense.W holds values too large for float32'):
+        files.load_params(npz, dtype='float32')
+
+
+def test_convert_float32_refuses_rather_than_write_an_unloadable_npz(tmp_path):
+    path = huge_model(tmp_path, 1e308)
+    out = tmp_path / 'out.npz'
+    r = script('_convert.py', path, out, '--float32')
+    assert_one_line_error(r, 'too large for float32', 'float64')
+    assert not os.path.exists(out)
+    r = script('_convert.py', path, out)                # kept in float64: written, and loads back equal
+    assert r.returncode == 0 and r.stderr == '', r.stderr
+    assert files.load_params(out)[0]['dense.W'][0, 0] == 1e308
+    assert json.loads(path.read_text())[-1][0][0][0][0] == 1e308
+
+
+def test_weights_whose_sums_can_overflow_are_refused_with_one_line(tmp_path):
+    params = {k: v.astype(np.float64) for k, v in tiny_model(np.random.default_rng(1), V=5, H=8).items()}
+    for k in ('lstm1.W', 'lstm2.W'):                    # h W: inf - inf = NaN in h and in the logits (it sampled
+        params[k] = np.sign(params[k]) * 1e308          # character 0 over and over, with warnings on stderr)
+    path = tmp_path / 'overflow.json'
+    original.write(path, params)
+    lookup = tmp_path / 'lookup.json'
+    lookup.write_text(json.dumps(list('abcde')))
+    for name, *args in (('_sample.py', '--length', 5, '--start', 'ab'), ('_evaluate.py', '--text', lookup)):
+        r = script(name, '--weights', path, '--lookup', lookup, *args)
+        assert_one_line_error(r, 'lstm1.W', 'can overflow float64')
+    for k in ('lstm1.W', 'lstm2.W'):                    # 1e304: the sums fit, the model loads
+        params[k] = np.sign(params[k]) * 1e304
+    original.write(path, params)
+    assert files.load_params(path)[0]['lstm2.W'].max() == 1e304

@@ -1,18 +1,27 @@
-"""Where the scripts write: a default output beside the run, never over the repository's own files; titles and
-help that speak of the model and its corpus; status lines never inside an output written to stdout; an output
-that is an input of the same command refused."""
+"""Where and how the scripts write: a default output beside the run, never over the repository's own files nor
+over an input of the same command or a file of another kind; devices, pipes and links into /proc written in place;
+a full device, a closed or full stdout, an unwritable stderr, a console that is not UTF-8, a path that cannot be
+made: one line (or the work kept); titles and help that speak of the model and its corpus; status lines never
+inside an output written to stdout."""
 import os
 import shutil
+import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import data
+import lstm
 from util import files
-from conftest import ROOT
-from helpers import SAVES, assert_one_line_error, script
+
+from helpers import ROOT, SAVES, TINY, TINY_LOUD, assert_one_line_error, model_args, script, tiny_corpus
+
 
 LOG = os.path.join(SAVES, 'training_log.csv')
+
+
 SHIPPED_CURVE = os.path.join(ROOT, 'images', 'learning_curve.svg')
 
 
@@ -193,3 +202,153 @@ def test_sample_speaks_of_the_model_and_its_corpus_and_starts_any_model(small_mo
     first = next(ch for ch in chars if ch.isalpha())
     assert r.returncode == 0 and r.stdout.startswith(first), r.stderr
     assert 21 <= len(r.stdout) <= 22                    # the priming letter, 20 characters (and a newline)
+
+
+def plot_log(tmp_path):
+    """A two-epoch training log to plot."""
+    log = tmp_path / 'training_log.csv'
+    log.write_text('epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+                   '1,67,3.6497,3.3744,0.001,0,36642,best\n2,134,3.3392,3.2371,0.001,0,39364,best\n')
+    return log
+
+
+def test_devices_pipes_and_links_into_proc_are_written_in_place_never_replaced(tmp_path):
+    assert files.writes_in_place('/dev/null') and files.writes_in_place('/dev/full')
+    os.symlink('/proc/self/fd/1', tmp_path / 'stdout')  # as /dev/stdout is
+    assert files.writes_in_place(tmp_path / 'stdout')
+    assert not files.writes_in_place(tmp_path / 'new.svg') and not files.writes_in_place(tmp_path)
+    fifo = tmp_path / 'fifo'
+    os.mkfifo(fifo)
+    assert files.writes_in_place(fifo)
+    read = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)   # a reader, so that opening it to write does not wait
+    try:
+        files.write_text(fifo, 'through the pipe')
+        assert os.read(read, 100) == b'through the pipe'
+    finally:
+        os.close(read)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)       # still the pipe: a rename would have made it a file
+    assert sorted(os.listdir(tmp_path)) == ['fifo', 'stdout']    # and no temporary file left beside it
+
+
+def test_a_figure_to_a_full_device_is_one_line_and_the_device_stays(tmp_path):
+    assert files.writes_in_place('/dev/full')           # else the script below (as root) would replace /dev/full
+    r = script('_plot.py', plot_log(tmp_path), '--out', '/dev/full')
+    assert_one_line_error(r, 'cannot write /dev/full', 'No space left')
+    assert stat.S_ISCHR(os.stat('/dev/full').st_mode)
+    r = script('_plot.py', plot_log(tmp_path), '--out', '/dev/null')
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISCHR(os.stat('/dev/null').st_mode)
+
+
+def test_a_figure_never_replaces_its_log_or_a_file_of_another_kind(tmp_path):
+    log = plot_log(tmp_path)
+    before = log.read_bytes()
+    assert_one_line_error(script('_plot.py', log, '--out', log), 'also read by this command')
+    (tmp_path / 'link.svg').symlink_to(log)             # the same file under another name
+    assert_one_line_error(script('_plot.py', log, '--out', tmp_path / 'link.svg'), 'also read by this command')
+    model = tmp_path / 'ShakespeareNet.npz'
+    model.write_bytes(b'PK\x03\x04 a model')
+    assert_one_line_error(script('_plot.py', log, '--out', model), 'is not an SVG figure')
+    assert log.read_bytes() == before and model.read_bytes() == b'PK\x03\x04 a model'
+    for _ in range(2):                                  # a new figure, then the same figure replaced
+        r = script('_plot.py', log, '--out', tmp_path / 'curve.svg')
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'curve.svg').read_bytes().startswith(b'<svg')
+    (tmp_path / 'empty.svg').write_bytes(b'')         # an empty file (touch) holds nothing to lose: replaced
+    r = script('_plot.py', log, '--out', tmp_path / 'empty.svg')
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'empty.svg').read_bytes().startswith(b'<svg')
+
+
+def test_a_page_or_figure_never_replaces_the_text_the_model_or_the_template(small_model, tmp_path):
+    weights, lookup, chars = small_model
+    text = tmp_path / 'text.txt'
+    text.write_text(''.join(chars) * 3, encoding='utf-8')
+    saved = {p: p.read_bytes() for p in (text, weights, lookup)}
+    args = ['--weights', weights, '--lookup', lookup, '--text', text]
+    template = os.path.join(ROOT, 'explorer', 'explorer.html')
+    with open(template, 'rb') as f:
+        saved[template] = f.read()
+    try:
+        for option, path in (('--html', text), ('--html', weights), ('--saturation', lookup), ('--html', template)):
+            assert_one_line_error(script('_visualize.py', *args, option, path), 'also read by this command')
+    finally:                                            # the repo's own file, whatever happened
+        with open(template, 'rb') as f:
+            replaced = f.read() != saved[template]
+        if replaced:
+            with open(template, 'wb') as f:
+                f.write(saved[template])
+    assert not replaced
+    page = tmp_path / 'page.html'
+    assert script('_visualize.py', *args, '--html', page).returncode == 0
+    assert_one_line_error(script('_visualize.py', *args, '--saturation', page), 'is not an SVG figure')
+    assert page.read_bytes().startswith(b'<!DOCTYPE html>')
+    assert all(open(p, 'rb').read() == b for p, b in saved.items())
+
+
+def with_streams(name, *args, redirect):
+    """Run a script through the shell with a redirection of its streams, e.g. '>/dev/full' or '>&-'."""
+    return subprocess.run(['sh', '-c', f'exec "$@" {redirect}', 'sh', sys.executable, os.path.join(ROOT, name),
+                           *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+@pytest.mark.parametrize('redirect, words', [('>/dev/full', 'No space left'), ('>&-', 'stdout is closed')])
+def test_output_that_cannot_be_written_is_one_line_and_status_2(model_dir, redirect, words):
+    for name, args in (('_evaluate.py', ['--text', model_dir / 'text.txt']), ('_sample.py', ['--start', 't'])):
+        r = with_streams(name, *args, *model_args(model_dir), redirect=redirect)
+        assert_one_line_error(r, 'cannot write the output', words)
+
+
+def test_an_unwritable_stderr_keeps_the_exit_status():
+    r = with_streams('_sample.py', '--length', '0', redirect='2>/dev/full')
+    assert r.returncode == 2
+    r = with_streams('_sample.py', '--length', '5', '--seed', '1', redirect='2>/dev/full')
+    assert r.returncode == 0 and len(r.stdout) == 7
+
+
+def test_training_with_an_unwritable_stdout_trains_and_keeps_its_checkpoint(tmp_path):
+    (tmp_path / 'c.txt').write_text(tiny_corpus(3000), encoding='utf-8')
+    for k, redirect in enumerate(['>/dev/full', '>&-']):
+        out = tmp_path / f'run{k}'
+        r = with_streams('_training.py', '--corpus', tmp_path / 'c.txt', '--out', out, *TINY_LOUD, '--max-steps', '2',
+                         redirect=redirect)
+        assert r.returncode == 0, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and 'going on without printing' in r.stderr, r.stderr
+        assert (out / 'ShakespeareOptimizer.npz').exists()
+
+
+def test_a_console_that_is_not_utf8_shows_escapes_not_a_traceback(tmp_path):
+    chars = data.build_lookup('caf\u00e9 \u2014 ok')
+    params = lstm.init_params(len(chars), 8, 1, rng=np.random.default_rng(0))
+    files.save_params(tmp_path / 'w.npz', params)
+    data.save_lookup(tmp_path / 'l.json', chars)
+    r = script('_sample.py', '--start', 'caf\u00e9 \u2014', '--length', 20, '--seed', 1, '--weights',
+               tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json', env={'PYTHONIOENCODING': 'ascii'})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith('caf\\xe9 \\u2014') and 'Traceback' not in r.stderr
+
+
+def test_unwritable_outputs_are_refused_before_any_work(made, tmp_path):
+    (tmp_path / 'a_file').write_text('x')
+    corpus = made / 'corpus.txt'
+    for out, words in ((tmp_path / 'a_file' / 'run', 'part of its path is a file'), ('', '--out'),
+                       (tmp_path / 'a_file', 'a file of that name is in the way')):
+        r = script('_training.py', '--corpus', corpus, '--out', out, *TINY)
+        assert_one_line_error(r, *words)
+    lookup, weights = made / 'run' / 'ShakespeareLookup.json', made / 'run' / 'ShakespeareNet.npz'
+    r = script('_visualize.py', '--weights', weights, '--lookup', lookup, '--text', corpus,
+               '--html', tmp_path / 'a_file' / 'page.html')
+    assert_one_line_error(r, 'a_file cannot be made', 'a file')
+    r = script('_visualize.py', '--weights', weights, '--lookup', lookup, '--text', corpus, '--html', '')
+    assert_one_line_error(r, 'empty')
+    r = script('_plot.py', made / 'run' / 'training_log.csv', '--out', tmp_path / 'a_file' / 'x.svg')
+    assert_one_line_error(r, 'a_file cannot be made', 'a file')
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only folders')
+def test_a_read_only_out_folder_is_refused(made, tmp_path):
+    ro = tmp_path / 'ro'
+    ro.mkdir()
+    ro.chmod(0o500)
+    r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', ro / 'run', *TINY)
+    assert_one_line_error(r, 'cannot be')

@@ -93,7 +93,7 @@ def plot_within(tmp_path, log_text, *args, seconds=30):
     """plot(), but a hang (an endless loop of grid lines, its memory growing) fails the test in seconds."""
     import subprocess
     import sys
-    from conftest import ROOT
+    from helpers import ROOT
     (tmp_path / 'log.csv').write_text(log_text, encoding='utf-8')
     try:
         return subprocess.run([sys.executable, os.path.join(ROOT, '_plot.py'), tmp_path / 'log.csv', '--out',
@@ -112,7 +112,7 @@ BIGGEST = '1.7976931348623157e308'                      # the largest float
     ([ROWS[0], f'2,802,{BIGGEST},1.5,0.002,671,4096,\n'], []),
     ([f'1,401,{BIGGEST},0.5,0.002,393,2963,best\n', f'2,802,0,{BIGGEST},0.002,671,4096,\n'], []),
     ([f'{BIGGEST},401,3.0,2.0,0.002,393,2963,best\n'], ['--ymax', BIGGEST]),
-    ([f'1,401,5e-324,5e-324,0.002,393,2963,best\n'], ['--ymax', '1e-300']),
+    (['1,401,5e-324,5e-324,0.002,393,2963,best\n'], ['--ymax', '1e-300']),
 ])
 def test_the_largest_float_as_a_loss_or_a_bound_is_drawn_with_a_few_grid_lines(tmp_path, rows, args):
     r = plot_within(tmp_path, HEADER + ''.join(rows), *args)

@@ -10,8 +10,7 @@ import numpy as np
 
 from util import files
 from util import runs
-from conftest import ROOT
-from helpers import tiny_corpus
+from helpers import ROOT, tiny_corpus
 
 SMALL = ['--hidden', '8', '--chunks', '4', '--window', '10', '--dtype', 'float64', '--sample-length', '0',
          '--quiet', '--threads', '1', '--val-chars', '50']

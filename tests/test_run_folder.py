@@ -1,22 +1,23 @@
-"""The run folder keeps its promises: one writer, only its own temporary files removed, every path it writes
-checked before work, SIGHUP and a stop during validation or the sample handled; and what else was seen."""
+"""The run folder keeps its promises: one writer (the lock comes first), only its own temporary files removed,
+every path it writes checked before work (pipes, devices, folders, paths too long), the folder moved while it
+trains, and nothing lost whatever stops it: a full disk at any file of any checkpoint, a refused permission, a stop
+that left it half done. (Signals: test_signals.py; the checkpoint's own validation: test_checkpoint.py.)"""
+import errno
+import io
 import os
-import signal
+import stat
 import subprocess
 import sys
-import time
 
+import numpy as np
 import pytest
 
-from util import cli
-import lstm
-from util import runs
-from helpers import ROOT
-from run_folder_helpers import TINY, assert_same_run, assert_whole, fails, load, train
-from run_folder_helpers import corpus  # noqa: F401  (a fixture)
+import _training
+from util import files, runs, cli
 
+from helpers import (ATOMIC_WRITE, ROOT, TINY, FullDisk, assert_one_line_error, assert_same_run, assert_whole, fails,
+                     script, start_training, tiny_corpus, train, wait_for, written_files)
 
-# --- one writer: the lock comes first ------------------------------------------------------------------------------
 
 def test_the_lock_is_taken_before_anything_is_read(tmp_path, corpus, capsys):
     out = tmp_path / 'run'
@@ -65,8 +66,6 @@ def test_the_shipped_model_folder_is_refused_however_named(tmp_path, corpus, cap
                  '--overwrite-shipped-model') == 0
     assert (tmp_path / 'shipped' / runs.CHECKPOINT).exists()
 
-
-# --- temporaries and the paths the run writes ------------------------------------------------------------------
 
 def test_only_this_repos_temporary_files_are_removed(tmp_path, corpus):
     out = tmp_path / 'run'
@@ -126,101 +125,167 @@ def test_a_refused_new_run_leaves_no_folder_and_files_of_no_run_are_kept(tmp_pat
     assert train('--corpus', corpus, '--out', out, '--max-steps', '1', *TINY) == 0
 
 
-# --- signals: SIGHUP as SIGTERM; a stop during validation or the sample is at once ------------------------------
+@pytest.mark.parametrize('name', [runs.LOG, runs.CHECKPOINT, 'best/' + runs.WEIGHTS])
+def test_a_pipe_or_a_device_in_a_run_folder_is_refused_in_one_line_not_waited_on(tmp_path, name):
+    """A FIFO where the run reads its log or checkpoint made --resume wait for ever; a link to /dev/null where it
+    writes would lose the file. Both are refused before anything is read or written."""
+    (tmp_path / 'corpus.txt').write_text(tiny_corpus(1500), encoding='utf-8')
+    run = tmp_path / 'run'
+    assert train('--corpus', tmp_path / 'corpus.txt', '--out', run, '--epochs', '1', *TINY) == 0
+    for make in (os.mkfifo, lambda path: os.symlink(os.devnull, path)):
+        os.replace(run / name, tmp_path / 'kept')
+        make(run / name)
+        r = subprocess.run([sys.executable, os.path.join(ROOT, '_training.py'), '--out', str(run), '--resume',
+                            '--epochs', '2'], capture_output=True, text=True, timeout=120)
+        assert_one_line_error(r, str(run / name), 'is not a file')
+        os.remove(run / name)
+        os.replace(tmp_path / 'kept', run / name)
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert train('--out', run, '--resume', '--epochs', '2', *TINY) == 0     # the run continues once it is back
 
-def test_sighup_writes_a_checkpoint_like_sigterm(tmp_path, corpus):
+
+
+
+def test_a_second_training_into_the_same_folder_is_refused(made, tmp_path):
     out = tmp_path / 'run'
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', str(corpus), '--out',
-                          str(out), '--epochs', '100000', *TINY], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    p = start_training(made / 'corpus.txt', out)
     try:
-        while not (out / runs.LOG).exists():            # the first epoch is done: the loop is running
-            assert p.poll() is None, p.stderr.read()
-            time.sleep(0.05)
-        p.send_signal(signal.SIGHUP)
-        assert p.wait(timeout=120) == 128 + signal.SIGHUP     # the status of a program stopped by SIGHUP
+        wait_for(out / 'training_log.csv')              # an epoch done: it holds the lock (taken before any work)
+        assert_one_line_error(script('_training.py', '--out', out, '--resume'), 'another training is running in')
     finally:
         p.kill()
-    assert 'Traceback' not in p.stderr.read()
-    _, _, _, meta, _ = load(out)
-    assert meta['saved'] == 'interrupted' and meta['log'][-1][-1] == 'SIGHUP received'
+        p.wait(timeout=60)
+    # the lock dies with the process: a crashed run does not block the folder
+    wait_for(out / 'ShakespeareOptimizer.npz')
+    assert train('--out', out, '--resume', '--max-steps', '0', '--quiet') == 0
 
 
-def test_ctrl_c_during_validation_stops_at_the_next_window_and_loses_nothing(tmp_path, corpus, monkeypatch):
-    real, windows_read = lstm.evaluate, []
+@pytest.mark.parametrize('replaced', [False, True])
+def test_a_folder_moved_while_training_is_not_made_again_and_the_run_resumes_where_it_went(
+        tmp_path, corpus, monkeypatch, capsys, replaced):
+    out, moved, real = tmp_path / 'run', tmp_path / 'moved', _training.train_window
 
-    def evaluate(params, ids, *, window=1000, progress=None, device=None):
-        os.kill(os.getpid(), signal.SIGINT)             # Ctrl-C as validation starts
-        return real(params, ids, window=10, progress=lambda done: (windows_read.append(done), progress(done)),
-                    device=device)
-    monkeypatch.setattr(lstm, 'evaluate', evaluate)
+    def train_window(run, chunked, threads):
+        if run.pos['step'] == 40:                       # in epoch 2, after epoch 1's checkpoint
+            os.rename(out, moved)
+            if replaced:
+                out.mkdir()                             # e.g. a --resume started there would make it again
+        return real(run, chunked, threads)
+    monkeypatch.setattr(_training, 'train_window', train_window)
+    line = fails(capsys, '--corpus', corpus, '--out', out, '--epochs', '2', *TINY)
+    assert 'was moved, removed or replaced while this training ran' in line
+    assert not out.exists() or os.listdir(out) == []    # nothing written where the folder was
+    monkeypatch.setattr(_training, 'train_window', real)
+    assert train('--out', moved, '--resume', '--quiet', '--threads', '1') == 0     # the run goes on where it went
+    assert_whole(moved)
+
+
+def test_a_path_too_long_for_best_is_refused_before_any_work(tmp_path, corpus, capsys):
+    path_max = os.pathconf(tmp_path, 'PC_PATH_MAX')
+    length = path_max - 42             # its own files fit (+39 bytes), best/'s do not (+44)
+    parent = tmp_path
+    while len(str(parent)) < length - 250:
+        parent = parent / ('d' * 200)
+    out = parent / ('r' * (length - len(str(parent)) - 1))
+    assert len(str(out)) == length
+    parent.mkdir(parents=True)
+    line = fails(capsys, '--corpus', corpus, '--out', out, '--epochs', '1', *TINY)
+    assert 'too long' in line and 'choose a shorter --out path' in line
+    assert not (out / runs.CHECKPOINT).exists()
+
+
+def test_a_checkpoint_refused_for_lack_of_permission_is_not_called_a_full_disk(tmp_path, corpus, monkeypatch,
+                                                                               capsys):
+    written = []
+
+    def append_only(path, write):                       # as chattr +a: the first checkpoint, then EPERM
+        if os.path.basename(path) == runs.CHECKPOINT and written:
+            raise files.ModelFileError(f'cannot write {path}: {os.strerror(errno.EPERM)}', errno.EPERM)
+        written.append(path)
+        return ATOMIC_WRITE(path, write)
+    monkeypatch.setattr(files, 'atomic_write', append_only)
     out = tmp_path / 'run'
-    assert train('--corpus', corpus, '--out', out, '--epochs', '2', *TINY) == 130     # as a stopped program
-    assert len(windows_read) == 1                       # stopped after the first of 15 windows
-    _, _, _, meta, _ = load(out)
-    assert meta['position']['epoch'] == 0 and meta['position']['window'] == 33    # trained, not yet validated
-    assert [row[-1] for row in meta['log']] == ['SIGINT received']
-    monkeypatch.setattr(lstm, 'evaluate', real)
-    assert train('--out', out, '--resume', '--quiet', '--threads', '1') == 0
-    assert train('--corpus', corpus, '--out', tmp_path / 'whole', '--epochs', '2', *TINY) == 0
-    assert_same_run(out, tmp_path / 'whole')
+    line = fails(capsys, '--corpus', corpus, '--out', out, '--epochs', '2', *TINY)
+    assert 'Operation not permitted' in line and 'permission' in line and 'space' not in line, line
+
+
+def test_a_full_disk_at_any_file_of_any_checkpoint_loses_nothing(tmp_path, corpus, monkeypatch, capsys):
+    """The disk fills in the middle of each file the run writes, in turn; after space is freed, the same command
+    (--resume once a checkpoint exists) finishes the run exactly as if nothing had happened. (The periodic
+    checkpoints are the same writes: the stress test has them.)"""
+    command = ['--corpus', corpus, '--epochs', '2', *TINY]
+    whole = tmp_path / 'whole'
+    calls = written_files(monkeypatch, *command, '--out', whole)
+    names = [name for name, _ in calls]
+    assert names[:7] == [runs.CHECKPOINT, runs.WEIGHTS, runs.LOOKUP, runs.LOG, 'best/' + runs.WEIGHTS,
+                         'best/' + runs.LOOKUP, 'best/' + runs.CHECKPOINT]
+    offsets = np.cumsum([0] + [size for _, size in calls])
+    for k in range(len(calls)):
+        out = tmp_path / f'full{k}'
+        monkeypatch.setattr(files, 'atomic_write', FullDisk(int(offsets[k] + calls[k][1] // 2)))
+        line = fails(capsys, *command, '--out', out)
+        assert 'No space left on device' in line
+        monkeypatch.setattr(files, 'atomic_write', ATOMIC_WRITE)     # space freed
+        if (out / runs.CHECKPOINT).exists():            # the disk filled after the first commit: continue it
+            assert 'continue with --resume' in line
+            assert 'already holds a run' in fails(capsys, *command, '--out', out)
+            assert train(*command, '--out', out, '--resume') == 0
+        else:                                           # a first checkpoint never completed: a new folder
+            assert 'run the same command again' in line and 'previous checkpoint' not in line
+            assert train(*command, '--out', out) == 0
+        assert_same_run(out, whole)
+        assert_whole(out)
+        for name in (runs.WEIGHTS, runs.CHECKPOINT):
+            files.load_npz(out / 'best' / name, 'best')   # best/ whole, and of the best epoch (assert_whole)
+
+
+def test_a_resume_completes_what_a_stop_left_half_done(tmp_path, corpus, monkeypatch, capsys):
+    """Killed between the checkpoint of the best epoch and its other files: the log row, the weights and best/
+    are written by the resume, before it trains."""
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--epochs', '1', *TINY) == 0
+    done = {p: p.read_bytes() for p in out.rglob('*') if p.is_file() and p.name != runs.LOCK}
+    _, meta = files.load_npz(out / runs.CHECKPOINT, 'checkpoint', only_meta=True)
+    assert meta['position']['best_step'] == meta['position']['step'] == 33 and len(meta['log']) == 1
+    (out / runs.LOG).write_text(runs.log_text([]))      # as a kill right after the commit leaves them
+    (out / runs.WEIGHTS).unlink()
+    (out / runs.LOOKUP).unlink()
+    for name in (runs.CHECKPOINT, runs.WEIGHTS):
+        (out / 'best' / name).unlink()
+    assert train('--out', out, '--resume', '--max-steps', '33', '--quiet') == 0
+    for path, raw in done.items():                     # the same files again (.npz: the same arrays)
+        if path.suffix == '.npz' and (path.name != runs.CHECKPOINT or path.parent.name == 'best'):
+            a, b = np.load(path), np.load(io.BytesIO(raw))
+            assert sorted(a.files) == sorted(b.files), path
+            assert all(np.array_equal(a[k], b[k]) for k in a.files if path.parent.name == 'best' or k != 'meta')
+        elif path.name == runs.LOG:                     # the epoch's row, then the row of this stop
+            assert path.read_text().startswith(raw.decode())
+        elif path.name == runs.LOOKUP:
+            assert path.read_bytes() == raw
+    assert runs.read_log(out / runs.LOG)[0] == meta['log'][0]
     assert_whole(out)
 
 
-def test_ctrl_c_during_the_sample_stops_it_and_keeps_the_epoch(tmp_path, corpus, monkeypatch, capsys):
-    real, drawn = lstm.sample, []
-
-    def sample(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)             # Ctrl-C as the sample starts
-        for ix in real(*args, **kwargs):
-            drawn.append(ix)
-            yield ix
-    monkeypatch.setattr(lstm, 'sample', sample)
+@pytest.mark.parametrize('half_done', [False, True], ids=['at-its-next-checkpoint', 'while-it-completes-best'])
+def test_a_full_disk_in_a_resumed_run_is_one_line_keeps_the_checkpoint_and_the_next_resume_works(
+        tmp_path, corpus, monkeypatch, capsys, half_done):
+    """The disk is full when a resumed run writes: at its next checkpoint (the folder whole), or while it completes
+    what a kill left half done (best/ without its files). One line, the last checkpoint and its files as they
+    were, no temporary file; once space is freed the same resume finishes the run."""
     out = tmp_path / 'run'
-    args = [a for a in TINY if a not in ('--quiet',)]
-    args[args.index('--sample-length') + 1] = '100000'
-    assert train('--corpus', corpus, '--out', out, '--epochs', '3', *args) == 130
-    assert len(drawn) == 1
-    assert 'SIGINT received: checkpoint saved' in capsys.readouterr().out
-    _, _, _, meta, _ = load(out)
-    assert meta['position']['epoch'] == 1 and [row[-1] for row in meta['log']] == ['best', 'SIGINT received']
+    assert train('--corpus', corpus, '--out', out, '--epochs', '1', *TINY) == 0
+    if half_done:
+        for name in (runs.CHECKPOINT, runs.WEIGHTS):    # killed while best/ was written
+            (out / 'best' / name).unlink()
+    kept = (runs.CHECKPOINT, runs.WEIGHTS, runs.LOOKUP)
+    before = {name: (out / name).read_bytes() for name in kept}
+    monkeypatch.setattr(files, 'atomic_write', FullDisk(100))
+    line = fails(capsys, '--out', out, '--resume', '--epochs', '2')
+    assert 'No space left on device' in line
+    assert ('is whole: free some space and resume again' if half_done else 'previous checkpoint') in line, line
+    assert {name: (out / name).read_bytes() for name in kept} == before
+    assert not list(out.rglob('*.tmp'))
+    monkeypatch.setattr(files, 'atomic_write', ATOMIC_WRITE)  # space freed
+    assert train('--out', out, '--resume', '--epochs', '2') == 0
     assert_whole(out)
-
-
-# --- also seen ---------------------------------------------------------------------------------------------------
-
-def test_a_corpus_of_one_character_prints_no_negative_loss(tmp_path, capsys):
-    (tmp_path / 'a.txt').write_text('a' * 600)
-    args = [a for a in TINY if a != '--quiet']
-    assert train('--corpus', tmp_path / 'a.txt', '--out', tmp_path / 'run', '--epochs', '1', *args) == 0
-    out = capsys.readouterr().out
-    assert 'validation loss 0.0000' in out and '-0.0000' not in out
-    assert '-0.0000' not in (tmp_path / 'run' / runs.LOG).read_text()
-
-
-def test_frequent_checkpoints_keep_the_training_speed(tmp_path, corpus):
-    out = tmp_path / 'run'
-    assert train('--corpus', corpus, '--out', out, '--epochs', '2', '--checkpoint-minutes', '1e-9', *TINY) == 0
-    rows = runs.read_log(out / runs.LOG)
-    assert len(rows) == 2 and all(float(r[6]) > 0 for r in rows)
-
-
-def test_resume_says_where_it_continues_and_what_changed(tmp_path, corpus, capsys):
-    out = tmp_path / 'run'
-    assert train('--corpus', corpus, '--out', out, '--max-steps', '40', *TINY) == 0
-    assert train('--out', out, '--resume', '--max-steps', '41', '--lr', '0.0005', '--epochs', '4',
-                 '--sample-length', '0') == 0
-    lines = capsys.readouterr().out.splitlines()
-    line = next(x for x in lines if x.startswith('resuming'))
-    assert 'epoch 1.2121 (epoch 1, window 7/33), step 40' in line
-    assert 'lr 0.001 -> 0.0005' in line and 'epochs 10 -> 4' in line and 'dropout' not in line
-    assert train('--out', out, '--resume', '--max-steps', '41', '--sample-length', '0') == 0
-    assert 'no setting changed' in capsys.readouterr().out
-
-
-def test_a_stop_before_any_step_logs_the_learning_rate_of_its_epoch(tmp_path, corpus):
-    out = tmp_path / 'run'
-    assert train('--corpus', corpus, '--out', out, '--max-steps', '70', '--lr', '0.01', '--lr-decay', '0.5',
-                 *TINY) == 0                            # two epochs of 33 steps, and 4 of the third
-    assert train('--out', out, '--resume', '--max-steps', '70', '--quiet') == 0
-    rows = runs.read_log(out / runs.LOG)
-    assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025', '0.0025'], rows
+    assert [r[0] for r in runs.read_log(out / runs.LOG)] == ['1', '2']

@@ -1,16 +1,25 @@
-"""The runnable scripts, run as a user runs them: output, and one-line errors for bad input."""
+"""Each script's command-line behaviour, run as a user runs it: output, help, progress on a terminal only,
+scoring random blocks, the benchmark, the memory estimate, and one-line errors for bad input."""
+import io
 import json
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+import _training
 import data
-from util import files
 import lstm
-from helpers import SAVES, assert_one_line_error, into_a_closed_pipe, reference_model, script, tiny_corpus
+from util import cli, files
+
+from helpers import (ROOT, SAVES, TINY_LOUD, assert_one_line_error, in_parallel, into_a_closed_pipe, model_args,
+                     reference_model, script, tiny_corpus)
+
 
 CORPUS = os.path.join(SAVES, 'shakespeare.txt')
 
@@ -32,30 +41,31 @@ def test_sample_temperature_zero_is_deterministic():
 
 
 def test_sample_options_stop_start_file_batch_and_top_k(tmp_path):
+    (tmp_path / 'prime.txt').write_text('JULIET:\nO Romeo', encoding='utf-8')
+    r, a, b, c, d, f, g, h, k = in_parallel(lambda args: script('_sample.py', *args), [
+        ['--seed', 3, '--start', 'ROMEO:\\n', '--stop', '\\n\\n', '--length', 2000],
+        ['--seed', 4, '--length', 100, '--start-file', tmp_path / 'prime.txt'],
+        ['--seed', 4, '--length', 100, '--start', 'JULIET:\\nO Romeo'],
+        ['--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING'],
+        ['--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING'],
+        ['--seed', 6, '--length', 60, '--top-k', 1, '--temperature', 1.5],
+        ['--seed', 7, '--length', 60, '--temperature', 0],
+        ['--length', 5, '--top-k', 66],
+        ['--length', 5, '--start', 'A', '--start-file', tmp_path / 'prime.txt']])
     # --stop: each sample ends right after the stop text, which is never cut
-    r = script('_sample.py', '--seed', 3, '--start', 'ROMEO:\\n', '--stop', '\\n\\n', '--length', 2000)
     assert r.returncode == 0, r.stderr
     text = r.stdout                                     # no newline added after the stop text's own
     assert text.startswith('ROMEO:\n') and text.endswith('\n\n') and text[len('ROMEO:\n'):].count('\n\n') == 1
     # --start-file primes like --start with the same text
-    (tmp_path / 'prime.txt').write_text('JULIET:\nO Romeo', encoding='utf-8')
-    a = script('_sample.py', '--seed', 4, '--length', 100, '--start-file', tmp_path / 'prime.txt')
-    b = script('_sample.py', '--seed', 4, '--length', 100, '--start', 'JULIET:\\nO Romeo')
     assert a.returncode == 0 and a.stdout == b.stdout and a.stdout.startswith('JULIET:\nO Romeo')
     # --num-samples: N samples, one after the other, reproducible, different from each other
-    c = script('_sample.py', '--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING')
-    d = script('_sample.py', '--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING')
     assert c.returncode == 0 and c.stdout == d.stdout
     parts = c.stdout.split('=== sample ')[1:]
     assert len(parts) == 3 and len({p.split('\n', 1)[1] for p in parts}) == 3
     assert all(p.split('\n', 1)[1].startswith('KING') for p in parts)
     # --top-k 1 is greedy, whatever the temperature and seed
-    f = script('_sample.py', '--seed', 6, '--length', 60, '--top-k', 1, '--temperature', 1.5)
-    g = script('_sample.py', '--seed', 7, '--length', 60, '--temperature', 0)
     assert f.returncode == 0 and f.stdout == g.stdout
-    h = script('_sample.py', '--length', 5, '--top-k', 66)
     assert_one_line_error(h, '--top-k 66', '65 characters')
-    k = script('_sample.py', '--length', 5, '--start', 'A', '--start-file', tmp_path / 'prime.txt')
     assert_one_line_error(k, 'either --start or --start-file')
 
 
@@ -258,15 +268,158 @@ def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_p
             ('_benchmark.py', '--hidden', 8, '--chunks', 2, '--window', 4, '--rounds', 1, '--warmup', 0,
              '--sample-length', 5, '--no-torch')]
     runs += [(name, '--help') for name in sorted({r[0] for r in runs} | {'_training.py'})]
-    for name, *args in runs:
-        r = into_a_closed_pipe(name, *args)
+    for (name, *args), r in zip(runs, in_parallel(lambda run: into_a_closed_pipe(*run), runs)):
         assert r.returncode == 0 and without_pin_warning(r.stderr) == '', (name, args, r.stderr)
     assert_one_line_error(into_a_closed_pipe('_sample.py', '--length', 0), '--length')  # errors: status 2
     # a training run goes on when nobody reads its progress, and saves its checkpoint
     corpus = tmp_path / 'c.txt'
     corpus.write_text(tiny_corpus(3000), encoding='utf-8')
-    r = into_a_closed_pipe('_training.py', '--corpus', corpus, '--out', tmp_path / 'run', '--hidden', 8,
-                           '--chunks', 4, '--window', 10, '--epochs', 1, '--sample-length', 20)
+    r = into_a_closed_pipe('_training.py', '--corpus', corpus, '--out', tmp_path / 'run', *TINY_LOUD, '--epochs', 1,
+                           '--sample-length', 20)
     assert r.returncode == 0 and r.stderr == '', r.stderr
     _, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
     assert meta['epoch'] == 1
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_shows_done_rate_and_time_left_on_a_terminal_and_clears_the_line(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(cli.time, 'monotonic', lambda: clock[0])
+    out = Terminal()
+    p = cli.Progress('scoring', 1000, stream=out)
+    clock[0] += 0.1
+    p(10)                                               # too soon after the start: not drawn
+    assert out.getvalue() == ''
+    clock[0] += 1.9
+    p(500)                                              # 500 chars in 2 s: 250 chars/s, 2 s left
+    line = out.getvalue()
+    assert line.startswith('\r') and '500 of 1,000 chars (50%)' in line and '250 chars/s' in line, line
+    assert '2 s left' in line, line
+    p.close()
+    assert out.getvalue().endswith('\r') and out.getvalue()[len(line):].strip() == ''
+    clock[0] += 5
+    p(900)                                              # closed: nothing more
+    assert out.getvalue().count('\r') == 3
+
+
+def test_progress_writes_nothing_to_a_pipe_or_a_file(tmp_path, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(cli.time, 'monotonic', lambda: clock[0])
+    with open(tmp_path / 'f', 'w') as f:
+        with cli.Progress('x', 10, stream=f) as p:
+            for k in range(10):
+                clock[0] += 10
+                p(k)
+    assert (tmp_path / 'f').read_text() == ''
+
+
+def read_pty(fd):
+    chunks = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:                                 # the other end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b''.join(chunks).decode('utf-8', 'replace')
+
+
+SCORE = ('import sys, _evaluate; from util import cli; cli.Progress.interval = 0; sys.argv[0] = "_evaluate.py"; '
+         'cli.run(lambda: _evaluate.main(sys.argv[1:]))')
+
+
+@pytest.mark.parametrize('extra', [[], ['--dynamic'], ['--ngram', '3', '--compare']])
+def test_evaluate_shows_progress_on_a_terminal_only(model_dir, extra):
+    text = ['--text', model_dir / 'text.txt'] if not extra or extra[0] == '--dynamic' else \
+        ['--corpus', model_dir / 'text.txt']
+    args = [sys.executable, '-c', SCORE, *map(str, text + extra + model_args(model_dir))]
+    master, slave = pty.openpty()                       # stderr a terminal, stdout a pipe
+    p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    shown = read_pty(master)
+    out = p.stdout.read()
+    assert p.wait(60) == 0
+    os.close(master)
+    assert 'loss' in out and '\r' not in out            # the result alone on stdout
+    assert ' of ' in shown and '/s' in shown and 'left' in shown, shown
+    assert shown.rstrip(' ').endswith('\r')             # the line is cleared at the end
+    piped = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == ''
+    timeless = lambda text: re.sub(r'predicted in \d+ s', 'predicted in N s', text)    # noqa: E731
+    assert timeless(piped.stdout) == timeless(out)      # the same figures; only the seconds taken may differ
+
+
+def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_dir):
+    args = ['--text', model_dir / 'text.txt', '--blocks', 20, '--num-blocks', 50, *model_args(model_dir)]
+    r = script('_evaluate.py', *args)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert '50 random blocks of 20 characters (seed 0)' in lines[0] and '1,000 characters predicted' in lines[0]
+    assert 'standard error' in lines[1] and 'every position of every block' in lines[2]
+    ids, _ = data.read_corpus(model_dir / 'text.txt', data.load_lookup(model_dir / 'l.json'))
+    params, _ = files.load_params(model_dir / 'w.npz')
+    starts = np.random.default_rng(0).integers(0, len(ids) - 20, size=50)
+    expected = lstm.block_losses(params, ids, 20, starts).mean()
+    assert f'loss {expected:.4f} nats/char' in lines[1]
+    assert script('_evaluate.py', *args).stdout.splitlines()[1] == lines[1]            # a fixed seed
+    other = script('_evaluate.py', *args, '--seed', 1)
+    assert other.returncode == 0 and other.stdout.splitlines()[1] != lines[1]
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--blocks', 10, '--dynamic'], ['--blocks', '--dynamic']),
+    (['--num-blocks', 10], ['--num-blocks', '--blocks T']),
+    (['--blocks', 5000], ['--blocks 5000', 'needs 5,001']),
+])
+def test_evaluate_blocks_refuses_what_does_not_fit(model_dir, args, words):
+    r = script('_evaluate.py', '--text', model_dir / 'text.txt', *args, *model_args(model_dir))
+    assert_one_line_error(r, *words)
+
+
+def test_the_memory_estimate_counts_the_weights_of_every_layer():
+    params = lstm.init_params(65, 32, 3)
+    weights = sum(a.size for a in params.values())
+    assert cli.model_bytes(65, 32, 3, 0, 0) == 2 * 4 * weights                  # the weights and their prepared copy
+    assert cli.model_bytes(65, 32, 3, 0, 0, itemsize=8, training=True) == 4 * 8 * weights
+    assert cli.size(299 * 2 ** 30) == '299 GiB' and cli.size(512) == '512 bytes'
+
+
+def test_a_temperature_too_small_to_divide_by_takes_the_most_likely_character():
+    r = script('_sample.py', '--temperature', '1e-320', '--length', 40, '--seed', 1)
+    greedy = script('_sample.py', '--temperature', 0, '--length', 40, '--seed', 2)
+    assert r.returncode == 0 and r.stderr == '' and r.stdout == greedy.stdout
+
+
+def test_the_benchmark_honours_openblas_num_threads_as_training_does(monkeypatch):
+    import _benchmark
+    monkeypatch.setenv('OPENBLAS_NUM_THREADS', '1')
+    assert _benchmark.parse_args([]).threads == 1 == _training.default_threads()
+    monkeypatch.delenv('OPENBLAS_NUM_THREADS')
+    assert _benchmark.parse_args([]).threads == (os.cpu_count() or 1)
+
+
+def test_the_benchmark_says_when_its_rounds_disagree(monkeypatch, capsys):
+    import _benchmark
+    assert _benchmark.spread([1.0, 1.1, 1.05]) == pytest.approx(0.1 / 1.05)
+    slow = iter([0.0, 1.0] + [0.0, 0.001] * 10_000)     # the first timed step 1000 times the rest: a busy moment
+    monkeypatch.setattr(_benchmark.time, 'perf_counter', lambda: next(slow))
+    times, spreads = _benchmark.side_by_side([lambda: None], rounds=3, per_round=1)
+    assert spreads[0] > _benchmark.UNRELIABLE
+
+
+def test_the_benchmark_warns_in_one_line_when_figures_are_unreliable(monkeypatch, capsys):
+    import _benchmark
+    monkeypatch.setattr(_benchmark, 'UNRELIABLE', -1.0)  # every spread counts as too wide
+    assert _benchmark.main(['--hidden', '8', '--chunks', '2', '--window', '3', '--rounds', '2', '--no-torch',
+                            '--sample-length', '10', '--threads', '1']) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('warning: these figures are unreliable: training varied by'), err

@@ -1,44 +1,38 @@
-"""The training script: a resumed run continues exactly as if it had never stopped."""
+"""Training runs: what a run writes and prints, the settings it refuses, its learning-rate schedule and best
+epoch, the corpus it names, and a resumed run that continues exactly as if it had never stopped."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import _training
-from util import cli
 import data
-from util import files
 import lstm
-from util import runs
-from helpers import tiny_corpus
 from optimizer import RMSprop
+from util import cli, files, runs
+
+from helpers import ROOT, TINY, TINY_LOUD, assert_one_line_error, fails, load, script, tiny_corpus, train
+
+# Every option of the training on, over TINY: clipping, a decaying learning rate, the moving average, weight decay
+# and weight drop.
+EVERY_OPTION = ['--clip', '1', '--lr', '0.01', '--lr-decay', '0.5', '--ema', '0.9', '--weight-decay', '0.01',
+                '--weight-drop', '0.3']
 
 
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / 'corpus.txt'
-    path.write_text(tiny_corpus(5000), encoding='utf-8')
-    return str(path)
-
-
-def run(corpus, out, *extra):
-    args = ['--corpus', corpus, '--out', str(out), '--hidden', '8', '--chunks', '4', '--window', '10',
-            '--dtype', 'float64', '--dropout', '0.2', '--clip', '1', '--lr', '0.01', '--lr-decay', '0.5',
-            '--ema', '0.9', '--weight-decay', '0.01', '--weight-drop', '0.3',
-            '--quiet', '--sample-length', '0', *extra]
-    assert _training.main(args) == 0
-
-
-def load(out):
-    return files.load_checkpoint(out / _training.CHECKPOINT, lambda p: RMSprop(p))
+def run(corpus, out, *extra, measured=False):
+    assert train('--corpus', corpus, '--out', out, *TINY, *EVERY_OPTION, *extra, measured=measured) == 0
 
 
 @pytest.mark.parametrize('variational', ['false', 'true'])
-def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus, variational):
-    # 112 windows per epoch: 150 steps cross an epoch boundary, and the halves split inside epoch 1
-    run(corpus, tmp_path / 'whole', '--epochs', '2', '--max-steps', '150', '--variational', variational)
-    run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '75', '--variational', variational)
-    run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '150', '--resume')
+def test_resumed_run_equals_uninterrupted_run(tmp_path, variational):
+    corpus = tmp_path / 'corpus.txt'                    # 112 windows per epoch: 150 steps cross an epoch boundary,
+    corpus.write_text(tiny_corpus(5000), encoding='utf-8')   # and the halves split inside epoch 1
+    # the block widths measured, as in a user's run: the resumed half computes with the widths of the first
+    run(corpus, tmp_path / 'whole', '--epochs', '2', '--max-steps', '150', '--variational', variational, measured=True)
+    run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '75', '--variational', variational, measured=True)
+    run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '150', '--resume', measured=True)
     p1, o1, s1, m1, e1 = load(tmp_path / 'whole')
     p2, o2, s2, m2, e2 = load(tmp_path / 'split')
     assert m1['position']['step'] == m2['position']['step'] == 150
@@ -123,7 +117,7 @@ def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, 
 def test_default_threads(monkeypatch):
     monkeypatch.delenv('OPENBLAS_NUM_THREADS', raising=False)
     monkeypatch.setattr(_training.os, 'cpu_count', lambda: 8)
-    assert _training.default_threads() == 2             # one thread per layer of the default model
+    assert _training.default_threads() == 2             # two at most, whatever the number of cores
     monkeypatch.setattr(_training.os, 'cpu_count', lambda: 1)
     assert _training.default_threads() == 1
     monkeypatch.setattr(_training.os, 'cpu_count', lambda: None)
@@ -160,8 +154,134 @@ def test_the_corpus_a_checkpoint_names_is_found_again(tmp_path, monkeypatch):
 def test_a_run_on_a_corpus_elsewhere_resumes_from_another_folder(tmp_path, corpus, monkeypatch):
     run(corpus, tmp_path / 'run', '--max-steps', '3')
     _, _, _, meta, _ = load(tmp_path / 'run')
-    assert meta['settings']['corpus'] == corpus         # absolute: the corpus is outside the repo
+    assert meta['settings']['corpus'] == str(corpus)    # absolute: the corpus is outside the repo
     (tmp_path / 'elsewhere').mkdir()
     monkeypatch.chdir(tmp_path / 'elsewhere')
     assert _training.main(['--out', str(tmp_path / 'run'), '--resume', '--max-steps', '5', '--quiet']) == 0
     assert load(tmp_path / 'run')[3]['position']['step'] == 5
+
+
+def test_training_saves_the_alphabet_with_the_weights(tmp_path):
+    text = tiny_corpus(3000)
+    (tmp_path / 'c.txt').write_text(text, encoding='utf-8')
+    r = script('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', *TINY, '--max-steps', 1)
+    assert r.returncode == 0, r.stderr
+    _, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    assert meta['alphabet'] == data.build_lookup(text)
+
+
+def test_training_refuses_bad_options(tmp_path, made):
+    for args, words in ((['--lr', '-1'], '--lr'), (['--dropout', '1'], '--dropout'), (['--window', '0'],
+                        '--window'), (['--dtype', 'float16'], '--dtype')):
+        r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', tmp_path / 'run', *args)
+        assert_one_line_error(r, words)
+    r = script('_training.py', '--out', tmp_path / 'nothing', '--resume')
+    assert_one_line_error(r, 'cannot resume')
+    r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', made / 'run', *TINY)
+    assert_one_line_error(r, 'already holds a run')
+    (tmp_path / 'other.txt').write_text(tiny_corpus(4000), encoding='utf-8')
+    r = script('_training.py', '--corpus', tmp_path / 'other.txt', '--out', made / 'run', '--resume')
+    assert_one_line_error(r, 'same --corpus')
+    r = script('_training.py', '--out', made / 'run', '--resume', '--hidden', '16')
+    assert_one_line_error(r, '--hidden 16', 'cannot change')
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(made, tmp_path):
+    out = tmp_path / 'run'                              # float32: --lr 1e38 overflows it
+    assert train('--corpus', made / 'corpus.txt', '--out', out, '--epochs', '1', *TINY, '--dtype', 'float32') == 0
+    before = (out / 'ShakespeareOptimizer.npz').read_bytes()
+    r = script('_training.py', '--out', out, '--resume', '--epochs', '2', '--lr', '1e38', '--quiet')
+    assert_one_line_error(r, 'the loss became non-finite', 'last good checkpoint')
+    assert (out / 'ShakespeareOptimizer.npz').read_bytes() == before
+
+
+@pytest.mark.parametrize('option, value, words', [
+    ('--eps', '5e-324', '--eps 5e-324 is 0 in float32'), ('--lr', '1e-50', '--lr 1e-50 is 0 in float32'),
+    ('--lr', '1e39', 'is inf in float32'), ('--clip', '1e-46', '--clip'), ('--weight-decay', '1e-45', 'times --lr'),
+    ('--rho', '0.999999999', 'rounds to 1'), ('--ema', '0.999999999', 'rounds to 1'),
+    ('--lr-decay', '1e-30', 'decays to 0'), ('--epochs', str(2 ** 64), 'more than 2**53'),
+])
+def test_a_setting_that_is_0_or_infinite_in_float32_is_refused_before_any_work(tmp_path, corpus, capsys, option,
+                                                                               value, words):
+    out = tmp_path / 'run'
+    args = ['--epochs', '3'] if option == '--lr-decay' else []
+    line = fails(capsys, '--corpus', corpus, '--out', out, option, value, *args, *TINY, '--dtype', 'float32')
+    assert words in line, line
+    assert not out.exists()
+
+
+def test_the_same_settings_in_float64_and_on_resume(tmp_path, corpus, capsys):
+    assert train('--corpus', corpus, '--out', tmp_path / 'f64', '--max-steps', '2', '--eps', '1e-300', *TINY) == 0
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--max-steps', '2', *TINY, '--dtype', 'float32') == 0
+    before = (out / runs.CHECKPOINT).read_bytes()
+    assert 'is 0 in float32' in fails(capsys, '--out', out, '--resume', '--eps', '1e-46')
+    assert (out / runs.CHECKPOINT).read_bytes() == before
+
+
+def test_a_loss_not_finite_before_any_checkpoint_says_there_is_none(tmp_path, corpus, monkeypatch, capsys):
+    real = lstm.loss_and_grads
+    monkeypatch.setattr(lstm, 'loss_and_grads', lambda *a, **k: (float('nan'),) + real(*a, **k)[1:])
+    out = tmp_path / 'run'
+    line = fails(capsys, '--corpus', corpus, '--out', out, '--epochs', '1', *TINY)
+    assert 'no checkpoint was saved yet; start the run again with a lower --lr' in line
+    assert not (out / runs.CHECKPOINT).exists()
+    monkeypatch.setattr(lstm, 'loss_and_grads', real)
+    assert train('--corpus', corpus, '--out', out, '--max-steps', '1', *TINY) == 0
+    monkeypatch.setattr(lstm, 'loss_and_grads', lambda *a, **k: (float('nan'),) + real(*a, **k)[1:])
+    line = fails(capsys, '--out', out, '--resume', '--quiet')
+    assert 'the last good checkpoint is kept; resume it with a lower --lr' in line
+
+
+def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_validation_text(tmp_path):
+    corpus = tmp_path / 'indented.txt'
+    corpus.write_text(''.join(f'        line {k} of an indented text\n' for k in range(120)), encoding='utf-8')
+    args = list(TINY_LOUD)
+    args[args.index('--sample-length') + 1] = '60'
+    r = subprocess.run([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', str(corpus), '--out',
+                        str(tmp_path / 'run'), '--epochs', '2', *args], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert '\r' not in r.stdout and '\n\n' not in r.stdout       # no progress line, no blank line left by one
+    assert "--- sample (temperature 0.5) after '        line 109 of an indented text\\n', from the validation " \
+           "text ---" in r.stdout
+    sample = r.stdout.split('from the validation text ---\n')[1].split('\n---')[0]
+    assert all(line.startswith('| ') or line == '| ' for line in sample.split('\n'))     # a blank line shows
+
+
+def test_a_corpus_of_one_character_prints_no_negative_loss(tmp_path, capsys):
+    (tmp_path / 'a.txt').write_text('a' * 600)
+    args = list(TINY_LOUD)
+    assert train('--corpus', tmp_path / 'a.txt', '--out', tmp_path / 'run', '--epochs', '1', *args) == 0
+    out = capsys.readouterr().out
+    assert 'validation loss 0.0000' in out and '-0.0000' not in out
+    assert '-0.0000' not in (tmp_path / 'run' / runs.LOG).read_text()
+
+
+def test_frequent_checkpoints_keep_the_training_speed(tmp_path, corpus):
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--epochs', '2', '--checkpoint-minutes', '1e-9', *TINY) == 0
+    rows = runs.read_log(out / runs.LOG)
+    assert len(rows) == 2 and all(float(r[6]) > 0 for r in rows)
+
+
+def test_resume_says_where_it_continues_and_what_changed(tmp_path, corpus, capsys):
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--max-steps', '40', *TINY) == 0
+    assert train('--out', out, '--resume', '--max-steps', '41', '--lr', '0.0005', '--epochs', '4',
+                 '--sample-length', '0') == 0
+    lines = capsys.readouterr().out.splitlines()
+    line = next(x for x in lines if x.startswith('resuming'))
+    assert 'epoch 1.2121 (epoch 1, window 7/33), step 40' in line
+    assert 'lr 0.001 -> 0.0005' in line and 'epochs 10 -> 4' in line and 'dropout' not in line
+    assert train('--out', out, '--resume', '--max-steps', '41', '--sample-length', '0') == 0
+    assert 'no setting changed' in capsys.readouterr().out
+
+
+def test_a_stop_before_any_step_logs_the_learning_rate_of_its_epoch(tmp_path, corpus):
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--max-steps', '70', '--lr', '0.01', '--lr-decay', '0.5',
+                 *TINY) == 0                            # two epochs of 33 steps, and 4 of the third
+    assert train('--out', out, '--resume', '--max-steps', '70', '--quiet') == 0
+    rows = runs.read_log(out / runs.LOG)
+    assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025', '0.0025'], rows
