@@ -8,7 +8,7 @@ import pytest
 from helpers import TINY, tiny_corpus, train
 import data
 import lstm
-from util import files
+from util.weights import save_params
 
 
 # A shell starts a background job with Ctrl-C (SIGINT) ignored, and every process it starts inherits that; the
@@ -29,7 +29,7 @@ def small_model(tmp_path_factory):
     d = tmp_path_factory.mktemp('model')
     chars = data.build_lookup(tiny_corpus(3000))
     params = lstm.init_params(len(chars), 16, 2, rng=np.random.default_rng(0))
-    files.save_params(d / 'w.npz', params)
+    save_params(d / 'w.npz', params)
     data.save_lookup(d / 'l.json', chars)
     return d / 'w.npz', d / 'l.json', chars
 

@@ -21,9 +21,9 @@ import _training  # noqa: E402  (needs ROOT on the path)
 import engine  # noqa: E402
 import lstm  # noqa: E402
 from optimizer import RMSprop  # noqa: E402
-from util import cli  # noqa: E402
-from util import files  # noqa: E402
-from util import runs  # noqa: E402
+from util import checkpoint, cli, files, runs  # noqa: E402
+from util.weights import load_params  # noqa: E402
+from util.errors import UserError  # noqa: E402
 
 SAVES = os.path.join(ROOT, 'saves')                     # the shipped model, lookup table, corpus and sample
 
@@ -171,9 +171,13 @@ def train(*args, measured=False):
 
 
 def fails(capsys, *args):
-    """Run _training.main expecting one line on stderr and exit status 2; return the line."""
-    with pytest.raises(SystemExit) as e:
+    """Run _training.main expecting a refusal: a UserError (which cli.run prints as one line, status 2), or one
+    line on stderr and exit status 2 (cli.fail). Returns the line."""
+    with pytest.raises((SystemExit, UserError)) as e:
         train(*args)
+    if isinstance(e.value, UserError):
+        assert capsys.readouterr().err == '' and '\n' not in str(e.value)
+        return f'_training.py: error: {e.value}'
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
@@ -181,7 +185,7 @@ def fails(capsys, *args):
 
 
 def load(folder):
-    return files.load_checkpoint(folder / runs.CHECKPOINT, lambda p: RMSprop(p))
+    return checkpoint.load(folder / runs.CHECKPOINT, lambda p: RMSprop(p))
 
 
 def assert_same_run(a, b):
@@ -206,7 +210,7 @@ def epoch_rows(folder):
 def assert_whole(folder):
     """The files derived from the checkpoint match it, and no temporary file is left."""
     _, _, _, meta, ema = load(folder)
-    weights, wmeta = files.load_params(folder / runs.WEIGHTS, dtype=np.float64)
+    weights, wmeta = load_params(folder / runs.WEIGHTS, dtype=np.float64)
     assert wmeta['commit'] == meta['commit'] and wmeta['step'] == meta['position']['step']
     assert wmeta['alphabet'] == meta['chars']           # the weights name their lookup table
     assert json.loads((folder / runs.LOOKUP).read_text()) == meta['chars']

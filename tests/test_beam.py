@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from extras import beam
-from util import files
+from util.weights import load_params
 import layers
 import lstm
 from helpers import assert_one_line_error, script, tiny_model
@@ -91,7 +91,7 @@ def test_sample_beam_prints_the_likeliest_and_its_log_probability(small_model):
     b = script('_sample.py', *model, '--beam', 4, '--seed', 2)
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout                         # nothing is drawn: the seed changes nothing
-    params, _ = files.load_params(weights)
+    params, _ = load_params(weights)
     prime = [chars.index(ch) for ch in 'to be']
     ids, score = beam.search(params, prime, 30, 4)
     assert a.stdout == 'to be' + ''.join(chars[i] for i in ids) + ('' if chars[ids[-1]] == '\n' else '\n')
@@ -117,7 +117,7 @@ def test_show_logprob_of_drawn_samples(small_model):
     r = script('_sample.py', '--weights', weights, '--lookup', lookup, '--start', 'to', '--length', 20,
                '--num-samples', 2, '--seed', 3, '--show-logprob', '--temperature', 1)
     assert r.returncode == 0, r.stderr
-    params, _ = files.load_params(weights)
+    params, _ = load_params(weights)
     texts = [block.split('\n', 1)[1][2:22] for block in r.stdout.split('=== sample ')[1:]]
     assert len(texts) == 2
     for k, text in enumerate(texts, start=1):

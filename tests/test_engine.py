@@ -181,9 +181,9 @@ def test_a_plan_measures_a_width_once_and_keeps_every_width_it_used():
     assert again.widths() == [[3, 16, 64, '<f8', 16], [3, 16, 128, '<f8', 0]]
     x = np.random.default_rng(0).standard_normal((3, 16))
     M = np.random.default_rng(1).standard_normal((16, 64))
-    for w in engine.BLOCK_CANDIDATES:                   # every width computes the product
+    for w in engine_plan.BLOCK_CANDIDATES:                   # every width computes the product
         out = np.empty((3, 64))
-        np.testing.assert_allclose(engine.matmul_blocks(x, engine.column_blocks(M, w), out), x @ M, **TOL)
+        np.testing.assert_allclose(engine_plan.matmul_blocks(x, engine_plan.column_blocks(M, w), out), x @ M, **TOL)
 
 
 @pytest.mark.parametrize('table, words', [

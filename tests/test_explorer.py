@@ -18,7 +18,8 @@ import _visualize
 import data
 from explorer import analysis, figures, viewer
 import lstm
-from util import cli, files
+from util import cli
+from util.weights import load_params, save_params
 
 from helpers import ROOT, SAVES, assert_one_line_error, script, tiny_corpus
 
@@ -152,7 +153,7 @@ def test_find_prints_the_neurons_it_finds():
     assert r.returncode == 0, r.stderr
     text = open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read()
     chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
-    params, _ = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
+    params, _ = load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
     found = analysis.find_neurons(params, data.encode(text, chars), text, top=2)
     printed = printed_neurons(r.stdout)
     assert list(printed) == list(found)
@@ -501,7 +502,7 @@ def test_html_page_colours_every_character_of_any_text(tmp_path, kind):
     chars = data.build_lookup(text)
     params = lstm.init_params(len(chars), 16, 2, rng=np.random.default_rng(1))
     params['lstm1.W'] *= 8                              # strong, varied activations
-    files.save_params(tmp_path / 'w.npz', params)
+    save_params(tmp_path / 'w.npz', params)
     data.save_lookup(tmp_path / 'l.json', chars)
     (tmp_path / 't.txt').write_text(text, encoding='utf-8')
     page_path = tmp_path / 'page.html'
@@ -550,7 +551,7 @@ def test_select_to_find_with_a_real_mouse_selection(tmp_path):
     text = open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read()
     a = text.index('OPHELIA:')
     b = a + len('OPHELIA:') - 1
-    params, _ = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
+    params, _ = load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
     chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
     acts = analysis.activations(params, data.encode(text, chars))
     q = np.concatenate([np.clip(np.round(acts[(n, s)].T * 127), -127, 127) for n in (1, 2) for s in 'hc'])

@@ -31,7 +31,7 @@ def _cuda_ops():
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return None, 'no GPU'
-        return devices.open_device('cuda'), None
+        return devices.open_device('cuda').ops, None
     except Exception as e:                              # no driver
         return None, f'no usable GPU ({type(e).__name__})'
 
@@ -189,7 +189,7 @@ def test_trainer_step_is_cpu_training_step(ops):
 
 def test_predictor_equals_cpu_predictor(ops):
     params, x, _, _ = _window(7, 9, 2, 6, 3, seed=5)
-    cpu, dev = lstm.Predictor(params, 3), lstm.predictor(params, 3, ops)
+    cpu, dev = lstm.Predictor(params, 3), lstm.predictor(params, 3, devices.Device(ops))
     for part in (x[:4], x[4:5], x[5:]):                 # the state carried from call to call
         (a, steps_a), (b, steps_b) = cpu(part, keep=True), dev(part, keep=True)
         assert np.allclose(b, a, atol=1e-12)
@@ -204,7 +204,7 @@ def test_dynamic_evaluation_equals_cpu(ops):
     params, _, _, _ = _window(7, 6, 2, 1, 1, seed=6)
     ids = np.random.default_rng(7).integers(0, 7, 13)            # two whole windows of 5, and part of one
     a = lstm.evaluate_dynamic(params, ids, lr=0.3, window=5, decay=0.1)
-    b = lstm.evaluate_dynamic(params, ids, lr=0.3, window=5, decay=0.1, device=ops)
+    b = lstm.evaluate_dynamic(params, ids, lr=0.3, window=5, decay=0.1, device=devices.Device(ops))
     assert np.allclose(b[0], a[0], atol=1e-10) and (b[1] == a[1]).all()
 
 

@@ -15,6 +15,7 @@ import data
 from explorer import analysis
 import lstm
 from util import files
+from util.weights import load_params, save_params
 
 from helpers import ROOT, TINY, TINY_LOUD, assert_one_line_error, model_args, script, tiny_corpus, write_bytes
 
@@ -65,7 +66,7 @@ MEMORY = 1200 << 20                                     # address space for the 
 
 def tiny(tmp_path, chars):
     params = lstm.init_params(len(chars), 8, 2, rng=np.random.default_rng(0))
-    files.save_params(tmp_path / 'w.npz', params)
+    save_params(tmp_path / 'w.npz', params)
     data.save_lookup(tmp_path / 'l.json', chars)
     return ['--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json']
 
@@ -137,9 +138,9 @@ def test_a_text_that_does_not_exist_is_called_a_text_and_an_accent_shows_its_cod
 def test_weights_with_no_hidden_units_are_refused_by_the_loader(tmp_path):
     params = {'lstm1.W': np.zeros((5, 0), np.float32), 'lstm1.b': np.zeros(0, np.float32),
               'dense.W': np.zeros((0, 5), np.float32), 'dense.b': np.zeros(5, np.float32)}
-    files.save_params(tmp_path / 'w.npz', params)
+    save_params(tmp_path / 'w.npz', params)
     with pytest.raises(files.ModelFileError, match='at least one hidden unit'):
-        files.load_params(tmp_path / 'w.npz', V=5)
+        load_params(tmp_path / 'w.npz', V=5)
     data.save_lookup(tmp_path / 'l.json', list('abcde'))
     r = script('_sample.py', '--start', 'a', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json')
     assert_one_line_error(r, 'hidden unit')
@@ -153,9 +154,9 @@ def test_a_lookup_holding_a_lone_surrogate_is_refused_at_load(model_dir, tmp_pat
 
 def test_the_alphabet_is_saved_with_the_weights_and_another_lookup_is_refused(model_dir, tmp_path):
     chars = data.load_lookup(model_dir / 'l.json')
-    params, _ = files.load_params(model_dir / 'w.npz')
-    files.save_params(tmp_path / 'w.npz', params, {'step': 3}, chars)
-    loaded, meta = files.load_params(tmp_path / 'w.npz', chars=chars)
+    params, _ = load_params(model_dir / 'w.npz')
+    save_params(tmp_path / 'w.npz', params, {'step': 3}, chars)
+    loaded, meta = load_params(tmp_path / 'w.npz', chars=chars)
     assert meta == {'step': 3, 'alphabet': chars}
     assert all(np.array_equal(loaded[k], params[k]) for k in params)
     swapped = list(chars)
@@ -170,9 +171,9 @@ def test_the_alphabet_is_saved_with_the_weights_and_another_lookup_is_refused(mo
 
 def test_weights_without_an_alphabet_still_load_with_any_table_of_their_size(model_dir):
     chars = data.load_lookup(model_dir / 'l.json')
-    params, meta = files.load_params(model_dir / 'w.npz', chars=chars[::-1])          # saved without chars
+    params, meta = load_params(model_dir / 'w.npz', chars=chars[::-1])          # saved without chars
     assert 'alphabet' not in meta and params['dense.W'].shape[1] == len(chars)
-    shipped, meta = files.load_params(os.path.join(ROOT, 'saves', 'ShakespeareNet.npz'),
+    shipped, meta = load_params(os.path.join(ROOT, 'saves', 'ShakespeareNet.npz'),
                                       chars=data.load_lookup(os.path.join(ROOT, 'saves', 'ShakespeareLookup.json')))
     assert 'alphabet' not in meta and shipped['dense.W'].shape == (512, 65)
 
@@ -182,30 +183,30 @@ def test_weights_random_bytes_truncated_and_empty(made, tmp_path):
     rng = np.random.default_rng(0)
     for raw in (rng.bytes(5000), good[:len(good) // 2], good[:100], b''):
         with pytest.raises(files.ModelFileError):
-            files.load_params(write_bytes(tmp_path / 'w.npz', raw))
+            load_params(write_bytes(tmp_path / 'w.npz', raw))
 
 
 def test_weights_with_wrong_shapes_or_missing_arrays(made, tmp_path):
-    params, _ = files.load_params(made / 'run' / 'ShakespeareNet.npz')
+    params, _ = load_params(made / 'run' / 'ShakespeareNet.npz')
     bad = dict(params, **{'lstm2.W': params['lstm2.W'][:-1]})
     np.savez(tmp_path / 'w.npz', **bad)
     with pytest.raises(files.ModelFileError, match='lstm2.W has shape'):
-        files.load_params(tmp_path / 'w.npz')
+        load_params(tmp_path / 'w.npz')
     np.savez(tmp_path / 'w.npz', **{k: v for k, v in params.items() if k != 'dense.b'})
     with pytest.raises(files.ModelFileError, match='no array dense.b'):
-        files.load_params(tmp_path / 'w.npz')
+        load_params(tmp_path / 'w.npz')
     np.savez(tmp_path / 'w.npz', **dict(params, **{'dense.b': np.full_like(params['dense.b'], np.nan)}))
     with pytest.raises(files.ModelFileError, match='NaN'):
-        files.load_params(tmp_path / 'w.npz')
+        load_params(tmp_path / 'w.npz')
 
 
 def test_an_npz_with_pickled_objects_is_refused_without_running_pickle(made, tmp_path):
-    params, _ = files.load_params(made / 'run' / 'ShakespeareNet.npz')
+    params, _ = load_params(made / 'run' / 'ShakespeareNet.npz')
     evil = np.empty(1, dtype=object)
     evil[0] = {'would': 'run pickle'}
     np.savez(tmp_path / 'w.npz', **dict(params, **{'dense.b': evil}))
     with pytest.raises(files.ModelFileError, match='arrays of Python objects, which are never loaded'):
-        files.load_params(tmp_path / 'w.npz')
+        load_params(tmp_path / 'w.npz')
     r = script('_sample.py', '--weights', tmp_path / 'w.npz', '--lookup', made / 'run' / 'ShakespeareLookup.json')
     assert_one_line_error(r, 'arrays of Python objects')
 
@@ -214,15 +215,15 @@ def test_messages_name_the_kind_of_wrong_file(made, tmp_path):
     import pickle
     (tmp_path / 'p.npz').write_bytes(pickle.dumps({'lstm1.W': [1, 2]}))
     with pytest.raises(files.ModelFileError, match='is a pickle file, which is never loaded'):
-        files.load_params(tmp_path / 'p.npz')
+        load_params(tmp_path / 'p.npz')
     for raw in (b'just some text, not numpy', b'', b'PK\x03\x04 not really a zip'):
         (tmp_path / 't.npz').write_bytes(raw)
         with pytest.raises(files.ModelFileError) as e:
-            files.load_params(tmp_path / 't.npz')
+            load_params(tmp_path / 't.npz')
         assert 'pickle' not in str(e.value) and 'not an .npz file' in str(e.value)
     np.save(tmp_path / 'a.npy', np.zeros(3))
     with pytest.raises(files.ModelFileError, match='single .npy array'):
-        files.load_params(tmp_path / 'a.npy')
+        load_params(tmp_path / 'a.npy')
 
 
 def test_scripts_refuse_corrupt_weights(made, tmp_path):

@@ -13,7 +13,8 @@ import engine
 import layers
 import lstm
 from optimizer import RMSprop
-from util import files
+from util import checkpoint
+from util.weights import load_params, save_params
 
 from helpers import ROOT, tiny_corpus, numeric_grad, rel_error, tiny_model
 
@@ -291,8 +292,8 @@ def test_clipping_scales_to_the_global_norm():
 def test_save_then_load_is_exact(tmp_path):
     params = tiny_model(np.random.default_rng(0))
     params32 = {k: v.astype(np.float32) for k, v in params.items()}
-    files.save_params(tmp_path / 'w.npz', params32, {'step': 3})
-    loaded, meta = files.load_params(tmp_path / 'w.npz', V=5)
+    save_params(tmp_path / 'w.npz', params32, {'step': 3})
+    loaded, meta = load_params(tmp_path / 'w.npz', V=5)
     assert meta == {'step': 3}
     for k in params32:
         assert loaded[k].dtype == np.float32
@@ -300,8 +301,8 @@ def test_save_then_load_is_exact(tmp_path):
     opt = RMSprop(params)
     opt.step(params, {k: np.ones_like(v) for k, v in params.items()})
     state = [(np.full((2, 4), 0.5), np.full((2, 4), -0.5)) for _ in range(2)]
-    files.save_checkpoint(tmp_path / 'c.npz', params, opt, state, {'position': {'step': 1}})
-    p2, opt2, state2, meta2, ema2 = files.load_checkpoint(tmp_path / 'c.npz', lambda p: RMSprop(p))
+    checkpoint.save(tmp_path / 'c.npz', params, opt, state, {'position': {'step': 1}})
+    p2, opt2, state2, meta2, ema2 = checkpoint.load(tmp_path / 'c.npz', lambda p: RMSprop(p))
     assert meta2 == {'position': {'step': 1}}
     assert ema2 is None
     assert opt2.steps == 1
@@ -367,11 +368,11 @@ import hashlib, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 import _sample, engine_plan, lstm
-from util import files
+from util.weights import load_params
 width = int(sys.argv[2])
 engine_plan._fastest_width = lambda B, K, N, dtype: width  # as if timing had chosen every width
 _sample.main(['--seed', '3', '--length', '60', '--num-samples', '8', '--start', 'KING'])
-params, _ = files.load_params(sys.argv[3])
+params, _ = load_params(sys.argv[3])
 ids = np.random.default_rng(0).integers(0, 65, size=(20, 8))
 print(hashlib.sha256(lstm.Predictor(params, 8)(ids).tobytes()).hexdigest())      # the logits' bits
 print(repr(lstm.evaluate(params, ids[:, 0])))

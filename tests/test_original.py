@@ -14,6 +14,7 @@ import data
 import layers
 import lstm
 from util import files, original
+from util.weights import load_params, save_params
 
 from helpers import assert_one_line_error, script, tiny_model, tiny_corpus
 
@@ -84,7 +85,7 @@ def model(tmp_path_factory):
 def test_read_back_equal_gate_blocks_and_columns_in_place(tmp_path):
     V, H = 5, 3
     layers_, gates = original_layers(np.random.default_rng(1), V, H, 3)
-    params, meta = files.load_params(write_original(tmp_path / 'w.json', layers_), V=V)
+    params, meta = load_params(write_original(tmp_path / 'w.json', layers_), V=V)
     assert meta == {} and sorted(params) == ['dense.W', 'dense.b'] + [f'lstm{n}.{p}' for n in (1, 2, 3) for p in 'Wb']
     for n, (w, b) in enumerate(layers_[:-1], start=1):
         assert params[f'lstm{n}.W'].dtype == np.float64                   # the original's values, not rounded
@@ -100,7 +101,7 @@ def test_read_back_equal_gate_blocks_and_columns_in_place(tmp_path):
 @pytest.mark.parametrize('V, H, n_layers', [(4, 2, 1), (7, 5, 2), (3, 4, 3)])
 def test_forward_equals_the_originals_on_the_transposed_weights(tmp_path, V, H, n_layers):
     layers_, _ = original_layers(np.random.default_rng(V), V, H, n_layers)
-    params, _ = files.load_params(write_original(tmp_path / 'w.json', layers_))
+    params, _ = load_params(write_original(tmp_path / 'w.json', layers_))
     ids = np.random.default_rng(1).integers(0, V, 12)
     expected = original_probs(layers_, ids)
     logits, _, _ = lstm.forward(params, ids[:, None], lstm.zero_state(params, 1), reference=True)
@@ -118,7 +119,7 @@ def test_written_in_the_originals_layout_and_read_back_exactly(tmp_path):
     assert json.loads((tmp_path / 'b.json').read_text()) == as_json(layers_)
     params32 = lstm.init_params(6, 4, 2, rng=np.random.default_rng(0))          # float32, as trained here
     original.write(tmp_path / 'c.json', params32)
-    back, _ = files.load_params(tmp_path / 'c.json')
+    back, _ = load_params(tmp_path / 'c.json')
     for k in params32:                                  # every float32 value is exact in float64
         assert back[k].dtype == np.float32
         np.testing.assert_array_equal(back[k], params32[k])
@@ -130,7 +131,7 @@ def test_a_json_file_under_another_name_is_read_by_its_content(tmp_path, model):
     (tmp_path / 'weights.bin').write_bytes(weights.read_bytes())
     (tmp_path / 'bom.json').write_bytes(b'\xef\xbb\xbf' + weights.read_bytes())       # saved by an editor
     for path in (tmp_path / 'ShakespeareNet-07-loss_1.2-acc_0.6.nn', tmp_path / 'weights.bin', tmp_path / 'bom.json'):
-        params, _ = files.load_params(path, V=len(chars))
+        params, _ = load_params(path, V=len(chars))
         np.testing.assert_array_equal(params['dense.W'], layers_[-1][0].T)
 
 
@@ -220,7 +221,7 @@ def test_damaged_files_are_refused(tmp_path, kind, words):
     path = tmp_path / 'w.json'
     path.write_text(json.dumps(damaged(kind)))
     with pytest.raises(files.ModelFileError, match=re.escape(str(path)) + '.*' + re.escape(words)):
-        files.load_params(path)
+        load_params(path)
 
 
 @pytest.mark.parametrize('raw, words', [
@@ -230,7 +231,7 @@ def test_damaged_files_are_refused(tmp_path, kind, words):
 def test_files_that_are_not_json_models_are_refused(tmp_path, raw, words):
     (tmp_path / 'w.json').write_bytes(raw.encode('latin-1'))
     with pytest.raises(files.ModelFileError, match=words):
-        files.load_params(tmp_path / 'w.json')
+        load_params(tmp_path / 'w.json')
 
 
 @pytest.mark.parametrize('number', ['NaN', 'Infinity', '-Infinity', '1e999', '1' + '0' * 400])
@@ -239,7 +240,7 @@ def test_non_finite_numbers_are_refused(tmp_path, number):
     first = text[4:].split(',')[0]                      # the first number of layer 1's w
     (tmp_path / 'w.json').write_text(text.replace(first, number, 1))
     with pytest.raises(files.ModelFileError, match="layer 1's w holds NaN or infinite values"):
-        files.load_params(tmp_path / 'w.json')
+        load_params(tmp_path / 'w.json')
 
 
 def test_scripts_refuse_mismatched_and_swapped_files_with_one_line(model, tmp_path, small_model):
@@ -289,7 +290,7 @@ def test_convert_refuses_an_existing_output_unless_forced(tmp_path, small_model)
     assert (tmp_path / 'a.json').read_text() == 'keep me'
     r = script('_convert.py', npz, tmp_path / 'a.json', '--force')
     assert r.returncode == 0, r.stderr
-    assert files.load_params(tmp_path / 'a.json')[0]['dense.W'].shape == (16, np.load(npz)['dense.W'].shape[1])
+    assert load_params(tmp_path / 'a.json')[0]['dense.W'].shape == (16, np.load(npz)['dense.W'].shape[1])
 
 
 @pytest.mark.parametrize('make, out, words', [
@@ -323,7 +324,7 @@ def test_a_json_model_from_a_named_pipe_is_read_once(tmp_path, model):
     os.mkfifo(fifo)
     writer = threading.Thread(target=lambda: fifo.write_bytes(weights.read_bytes()))
     writer.start()
-    params, _ = files.load_params(fifo, V=len(chars))
+    params, _ = load_params(fifo, V=len(chars))
     writer.join()
     np.testing.assert_array_equal(params['lstm2.W'], layers_[1][0].T)
 
@@ -332,7 +333,7 @@ def test_convert_with_lookup_stores_the_alphabet_so_that_another_table_is_refuse
     weights, lookup, chars, _ = model
     r = script('_convert.py', weights, tmp_path / 'w.npz', '--lookup', lookup)
     assert r.returncode == 0, r.stderr
-    _, meta = files.load_params(tmp_path / 'w.npz')
+    _, meta = load_params(tmp_path / 'w.npz')
     assert meta['alphabet'] == chars                    # in the original's own order
     swapped = chars[1:2] + chars[:1] + chars[2:]
     (tmp_path / 'swapped.json').write_text(json.dumps(swapped))
@@ -358,7 +359,7 @@ def huge_model(tmp_path, value):
 def test_a_float64_value_beyond_float32_keeps_float64_quietly(tmp_path):
     path = huge_model(tmp_path, 1e308)
     with np.errstate(over='raise'):                     # own_dtype's probe must not overflow (it warned)
-        params, _ = files.load_params(path)
+        params, _ = load_params(path)
     assert params['dense.W'].dtype == np.float64 and params['dense.W'][0, 0] == 1e308
 
 
@@ -366,11 +367,11 @@ def test_a_float64_value_beyond_float32_keeps_float64_quietly(tmp_path):
 def test_loading_as_float32_refuses_a_value_float32_cannot_hold(tmp_path, value):
     path = huge_model(tmp_path, value)
     with pytest.raises(files.ModelFileError, match='too large for float32'):
-        files.load_params(path, dtype='float32')
+        load_params(path, dtype='float32')
     npz = tmp_path / 'huge.npz'                         # the same from an .npz saved in float64
-    files.save_params(npz, files.load_params(path)[0])
+    save_params(npz, load_params(path)[0])
     with pytest.raises(files.ModelFileError, match='dense.W holds values too large for float32'):
-        files.load_params(npz, dtype='float32')
+        load_params(npz, dtype='float32')
 
 
 def test_convert_float32_refuses_rather_than_write_an_unloadable_npz(tmp_path):
@@ -381,7 +382,7 @@ def test_convert_float32_refuses_rather_than_write_an_unloadable_npz(tmp_path):
     assert not os.path.exists(out)
     r = script('_convert.py', path, out)                # kept in float64: written, and loads back equal
     assert r.returncode == 0 and r.stderr == '', r.stderr
-    assert files.load_params(out)[0]['dense.W'][0, 0] == 1e308
+    assert load_params(out)[0]['dense.W'][0, 0] == 1e308
     assert json.loads(path.read_text())[-1][0][0][0][0] == 1e308
 
 
@@ -399,4 +400,4 @@ def test_weights_whose_sums_can_overflow_are_refused_with_one_line(tmp_path):
     for k in ('lstm1.W', 'lstm2.W'):                    # 1e304: the sums fit, the model loads
         params[k] = np.sign(params[k]) * 1e304
     original.write(path, params)
-    assert files.load_params(path)[0]['lstm2.W'].max() == 1e304
+    assert load_params(path)[0]['lstm2.W'].max() == 1e304

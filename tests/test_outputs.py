@@ -15,6 +15,7 @@ import pytest
 import data
 import lstm
 from util import files
+from util.weights import save_params
 
 from helpers import ROOT, SAVES, TINY, TINY_LOUD, assert_one_line_error, model_args, script, tiny_corpus
 
@@ -320,7 +321,7 @@ def test_training_with_an_unwritable_stdout_trains_and_keeps_its_checkpoint(tmp_
 def test_a_console_that_is_not_utf8_shows_escapes_not_a_traceback(tmp_path):
     chars = data.build_lookup('caf\u00e9 \u2014 ok')
     params = lstm.init_params(len(chars), 8, 1, rng=np.random.default_rng(0))
-    files.save_params(tmp_path / 'w.npz', params)
+    save_params(tmp_path / 'w.npz', params)
     data.save_lookup(tmp_path / 'l.json', chars)
     r = script('_sample.py', '--start', 'caf\u00e9 \u2014', '--length', 20, '--seed', 1, '--weights',
                tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json', env={'PYTHONIOENCODING': 'ascii'})

@@ -166,7 +166,7 @@ def test_a_folder_moved_while_training_is_not_made_again_and_the_run_resumes_whe
     out, moved, real = tmp_path / 'run', tmp_path / 'moved', _training.train_window
 
     def train_window(run, chunked, threads):
-        if run.pos['step'] == 40:                       # in epoch 2, after epoch 1's checkpoint
+        if run.pos.step == 40:                       # in epoch 2, after epoch 1's checkpoint
             os.rename(out, moved)
             if replaced:
                 out.mkdir()                             # e.g. a --resume started there would make it again

@@ -15,7 +15,8 @@ import pytest
 import _training
 import data
 import lstm
-from util import cli, files
+from util import cli
+from util.weights import load_params
 
 from helpers import (ROOT, SAVES, TINY_LOUD, assert_one_line_error, in_parallel, into_a_closed_pipe, model_args,
                      reference_model, script, tiny_corpus)
@@ -91,7 +92,7 @@ def test_sample_refuses_a_lookup_that_does_not_match(small_model, tmp_path):
 
 def test_shipped_files_are_consistent():
     chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
-    params, meta = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'), V=len(chars))
+    params, meta = load_params(os.path.join(SAVES, 'ShakespeareNet.npz'), V=len(chars))
     assert lstm.sizes(params) == (65, 512, 2)
     assert params['lstm1.W'].dtype == np.float32
     with np.load(os.path.join(SAVES, 'ShakespeareNet.npz'), allow_pickle=False) as z:
@@ -139,7 +140,7 @@ def test_visualize_activations_and_colours(small_model):
     from explorer import analysis
     from explorer import viewer
     weights, lookup, chars = small_model
-    params, _ = files.load_params(weights)
+    params, _ = load_params(weights)
     ids = data.encode('to be or not', chars)
     acts = analysis.activations(params, ids)
     assert set(acts) == {(1, 'h'), (1, 'c'), (2, 'h'), (2, 'c')}
@@ -197,7 +198,7 @@ def test_max_steps_zero_saves_the_untrained_model(tmp_path):
     r = script('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', '--hidden', 8,
                '--max-steps', 0)
     assert r.returncode == 0, r.stderr
-    params, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    params, meta = load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
     init = lstm.init_params(len(data.build_lookup(tiny_corpus(3000))), 8, 2, rng=np.random.default_rng(0))
     assert meta['step'] == 0
     for k in params:
@@ -211,7 +212,7 @@ def test_shipped_model_validation_loss_is_what_its_file_says():
     assert r.returncode == 0, r.stderr
     assert 'the validation split' in r.stdout and '111,539 characters predicted' in r.stdout
     nats = float(r.stdout.split('loss ')[1].split()[0])
-    _, meta = files.load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
+    _, meta = load_params(os.path.join(SAVES, 'ShakespeareNet.npz'))
     assert nats == pytest.approx(meta['val_loss'], abs=2e-4)
 
 
@@ -277,7 +278,7 @@ def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_p
     r = into_a_closed_pipe('_training.py', '--corpus', corpus, '--out', tmp_path / 'run', *TINY_LOUD, '--epochs', 1,
                            '--sample-length', 20)
     assert r.returncode == 0 and r.stderr == '', r.stderr
-    _, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    _, meta = load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
     assert meta['epoch'] == 1
 
 
@@ -366,7 +367,7 @@ def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_di
     assert '50 random blocks of 20 characters (seed 0)' in lines[0] and '1,000 characters predicted' in lines[0]
     assert 'standard error' in lines[1] and 'every position of every block' in lines[2]
     ids, _ = data.read_corpus(model_dir / 'text.txt', data.load_lookup(model_dir / 'l.json'))
-    params, _ = files.load_params(model_dir / 'w.npz')
+    params, _ = load_params(model_dir / 'w.npz')
     starts = np.random.default_rng(0).integers(0, len(ids) - 20, size=50)
     expected = lstm.block_losses(params, ids, 20, starts).mean()
     assert f'loss {expected:.4f} nats/char' in lines[1]

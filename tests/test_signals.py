@@ -13,7 +13,7 @@ import pytest
 import _training
 import lstm
 from optimizer import RMSprop
-from util import files, runs
+from util import checkpoint, runs
 
 from helpers import (ROOT, TINY, TINY_LOUD, assert_same_run, assert_whole, load, model_args, start_training, train,
                      wait_for)
@@ -92,7 +92,7 @@ def test_a_signal_writes_a_checkpoint_and_exits_cleanly(made, tmp_path, sig):
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 128 + sig, stderr            # after the checkpoint, the status of a stopped program
     assert 'Traceback' not in stderr
-    _, _, _, meta, _ = files.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
+    _, _, _, meta, _ = checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     assert meta['saved'] == 'interrupted'
     assert signal.Signals(sig).name in (out / 'training_log.csv').read_text()
 
@@ -105,7 +105,7 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
     wait_for(out / 'training_log.csv')                  # at least one epoch done, then stop wherever it is
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 128 + signal.SIGTERM
-    _, _, _, meta, _ = files.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
+    _, _, _, meta, _ = checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     stopped_at = meta['position']['step']
     assert stopped_at > 0, stopped_at
     end = str(stopped_at + 70)
@@ -113,8 +113,8 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
     whole = tmp_path / 'whole'
     assert _training.main(['--corpus', str(made / 'corpus.txt'), '--out', str(whole), '--epochs', '1000',
                            *TINY, '--dropout', '0.3', '--max-steps', end]) == 0
-    a = files.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
-    b = files.load_checkpoint(whole / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
+    a = checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
+    b = checkpoint.load(whole / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     assert a[3]['position']['step'] == b[3]['position']['step'] == stopped_at + 70
     for k in a[0]:
         np.testing.assert_array_equal(a[0][k], b[0][k])

@@ -11,7 +11,8 @@ import _training
 import data
 import lstm
 from optimizer import RMSprop
-from util import cli, files, runs
+from util import checkpoint, cli, runs
+from util.weights import load_params
 
 from helpers import ROOT, TINY, TINY_LOUD, assert_one_line_error, fails, load, script, tiny_corpus, train
 
@@ -59,7 +60,7 @@ def test_training_writes_the_run_folder(tmp_path, corpus, capsys):
     log = (out / 'training_log.csv').read_text().splitlines()
     assert log[0].startswith('epoch,step,train_loss,val_loss')
     assert log[1].split(',')[0] == '1'
-    params, meta = files.load_params(out / 'ShakespeareNet.npz', dtype=np.float64)
+    params, meta = load_params(out / 'ShakespeareNet.npz', dtype=np.float64)
     assert meta['val_loss'] == pytest.approx(float(log[1].split(',')[3]), abs=1e-4)
     _, _, _, _, ema = load(out)
     for k in params:                                    # the weights file holds the average
@@ -78,7 +79,7 @@ def test_a_stop_before_any_step_logs_no_training_loss(tmp_path, corpus):
 def test_val_chars_limits_the_validation_text(tmp_path, corpus):
     run(corpus, tmp_path / 'run', '--epochs', '1', '--val-chars', '50')
     log = (tmp_path / 'run' / 'training_log.csv').read_text().splitlines()
-    params, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz', dtype=np.float64)
+    params, meta = load_params(tmp_path / 'run' / 'ShakespeareNet.npz', dtype=np.float64)
     ids, _ = data.read_corpus(corpus)
     val = data.split(ids, 0.1)[1][:50]
     assert meta['val_loss'] == pytest.approx(lstm.evaluate(params, val), rel=1e-12)
@@ -106,11 +107,11 @@ def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, 
     run(corpus, out, '--epochs', '4')
     log = [line.split(',') for line in (out / 'training_log.csv').read_text().splitlines()[1:]]
     assert [row[-1] for row in log] == ['best', 'epoch', 'best', 'epoch']
-    _, _, _, meta, _ = files.load_checkpoint(out / 'best' / _training.CHECKPOINT, RMSprop)
+    _, _, _, meta, _ = checkpoint.load(out / 'best' / _training.CHECKPOINT, RMSprop)
     assert meta['position']['epoch'] == 3 and meta['position']['val_loss'] == 1.5
-    _, best_meta = files.load_params(out / 'best' / _training.WEIGHTS)
+    _, best_meta = load_params(out / 'best' / _training.WEIGHTS)
     assert best_meta['val_loss'] == 1.5
-    _, _, _, last, _ = files.load_checkpoint(out / _training.CHECKPOINT, RMSprop)
+    _, _, _, last, _ = checkpoint.load(out / _training.CHECKPOINT, RMSprop)
     assert last['position']['epoch'] == 4 and last['position']['best_val'] == 1.5
 
 
@@ -166,7 +167,7 @@ def test_training_saves_the_alphabet_with_the_weights(tmp_path):
     (tmp_path / 'c.txt').write_text(text, encoding='utf-8')
     r = script('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', *TINY, '--max-steps', 1)
     assert r.returncode == 0, r.stderr
-    _, meta = files.load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    _, meta = load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
     assert meta['alphabet'] == data.build_lookup(text)
 
 

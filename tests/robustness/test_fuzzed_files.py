@@ -9,7 +9,8 @@ import pytest
 
 import data
 from optimizer import RMSprop
-from util import files
+from util import checkpoint, files
+from util.weights import load_params
 
 from helpers import write_bytes
 
@@ -47,9 +48,9 @@ def test_fuzz_weights_and_checkpoint_mutations(made, tmp_path, edits, cut):
         path = write_bytes(tmp_path / name, raw)
         try:
             if name == 'ShakespeareNet.npz':
-                params, _ = files.load_params(path)
+                params, _ = load_params(path)
             else:
-                params, _, _, _, _ = files.load_checkpoint(path, lambda p: RMSprop(p))
+                params, _, _, _, _ = checkpoint.load(path, lambda p: RMSprop(p))
         except files.ModelFileError:
             continue
         assert all(np.all(np.isfinite(p)) for p in params.values())
@@ -62,4 +63,4 @@ def test_fuzz_weights_random_bytes_in_a_zip(tmp_path, raw):
     with zipfile.ZipFile(buf, 'w') as z:
         z.writestr('dense.W.npy', raw)
     with pytest.raises(files.ModelFileError):
-        files.load_params(write_bytes(tmp_path / 'w.npz', buf.getvalue()))
+        load_params(write_bytes(tmp_path / 'w.npz', buf.getvalue()))

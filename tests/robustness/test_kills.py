@@ -9,7 +9,8 @@ import pytest
 import _training
 import data
 from optimizer import RMSprop
-from util import files, runs
+from util import checkpoint, runs
+from util.weights import load_params
 
 from helpers import (TINY, assert_same_run, assert_whole, load, start, start_training, stopped, train, wait_for,
                      wait_for_rewrites)
@@ -26,8 +27,8 @@ def test_kill_9_at_any_moment_leaves_a_readable_checkpoint(made, tmp_path):
         wait_for_rewrites(out / 'ShakespeareOptimizer.npz', int(rng.integers(0, 4)))    # then kill it wherever it is
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=60)
-        files.load_checkpoint(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
-        files.load_params(out / 'ShakespeareNet.npz')
+        checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
+        load_params(out / 'ShakespeareNet.npz')
         data.load_lookup(out / 'ShakespeareLookup.json')
     # A kill in the middle of a write leaves the temporary file of atomic_write behind (never a half file under
     # a real name); the next run in the folder clears them.
