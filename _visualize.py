@@ -114,8 +114,8 @@ def find(args, params, ids, text):
     print_found(found, f'{args.text} ({len(text):,} characters)', args.say)
     if args.periodic_svg:
         per, ramp = found['periodic in line'], found['line position']
-        cells = [(l, s, k, f'R {r:.2f} at period {P}') for l, s, k, r, P in per['best'][:2] if per['present']]
-        cells += [(l, s, k, f'line position, r {r:+.2f}') for l, s, k, r, _ in ramp['best'][:1]]
+        cells = [(layer, s, k, f'R {r:.2f} at period {P}') for layer, s, k, r, P in per['best'][:2] if per['present']]
+        cells += [(layer, s, k, f'line position, r {r:+.2f}') for layer, s, k, r, _ in ramp['best'][:1]]
         if not cells:
             cli.fail(f'--periodic-svg: {args.text} is too short to find periodic cells in '
                      f'({len(text)} characters)')

@@ -79,8 +79,8 @@ def explorer_page(text, acts, H, n_layers, found, start):
     q = np.stack([np.clip(np.round(acts[k].T * 127), -127, 127) for k in keys]).astype(np.int8)
     payload = dict(text=text, H=H, layers=n_layers, acts=base64.b64encode(q.tobytes()).decode('ascii'),
                    found={name: dict(description=f['description'], present=f['present'],
-                                     best=[dict(layer=l, state=s, neuron=k, r=round(r, 3), period=P)
-                                           for l, s, k, r, P in f['best']]) for name, f in found.items()},
+                                     best=[dict(layer=n, state=s, neuron=k, r=round(r, 3), period=P)
+                                           for n, s, k, r, P in f['best']]) for name, f in found.items()},
                    start=dict(layer=start[0], state=start[1], neuron=start[2]))
     values = {'__DATA__': _script_data(payload),
               '__TITLE__': html.escape(f'LSTM neurons ({len(text)} characters)')}

@@ -159,9 +159,9 @@ def test_find_prints_the_neurons_it_finds():
     assert list(printed) == list(found)
     for name, f in found.items():
         if name == 'periodic in line':
-            expected = [(l, s, k, 'R', f'{v:.3f}', P) for l, s, k, v, P in f['best']]
+            expected = [(n, s, k, 'R', f'{v:.3f}', P) for n, s, k, v, P in f['best']]
         else:
-            expected = [(l, s, k, 'r', f'{v:+.3f}', None) for l, s, k, v, _ in f['best']]
+            expected = [(n, s, k, 'r', f'{v:+.3f}', None) for n, s, k, v, _ in f['best']]
         assert printed[name] == expected, name
         assert ('(absent from this text)' in r.stdout.split(name + ':')[1].split('\n\n')[0]) == (not f['present'])
     assert found['quotes/brackets']['present'] is False and found['speaker name']['present'] is True

@@ -27,7 +27,8 @@ def original_layers(rng, V, H, n_layers):
     for n in range(n_layers):
         gates = [(rng.standard_normal((H, D)) * 0.6, rng.standard_normal((H, H)) * 0.6) for _ in 'ifog']
         out.append((np.block([[Wx, Wh] for Wx, Wh in gates]), rng.standard_normal((4 * H, 1)) * 0.3))
-        first = gates if n == 0 else first
+        if n == 0:
+            first = gates
         D = H
     out.append((rng.standard_normal((V, H)), rng.standard_normal((V, 1))))
     return out, first
