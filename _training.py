@@ -222,8 +222,8 @@ def main(argv=None, plan=None):
         report(run, args, changed, chunked, val_ids)
         say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
         finished = train(run, out, chunked, val_ids, args, say, device)
-    except runs.Moved as e:                             # nothing written: the folder is wherever it went
-        cli.fail(str(e))
+    except runs.Moved:                                  # nothing written: the folder is wherever it went
+        raise                                           # (one line, as every UserError)
     except runs.Incomplete as e:                        # e.g. the disk is full after the checkpoint was written
         cli.fail(f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {runs.fix_for(e)} and continue '
                  'with --resume, which completes the other files')
