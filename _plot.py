@@ -78,7 +78,7 @@ MAX_LOG_BYTES = 64 << 20                                # a log of 64 MiB would 
 def check_row(path, line, row, numbers):
     """An epoch is a finite number >= 0, a loss (a cross-entropy) >= 0 or inf or nan (a run that diverged)."""
     epoch, train, val = numbers
-    if not (math.isfinite(epoch) and epoch >= 0):
+    if not (math.isfinite(epoch) and 0 <= epoch <= 2 ** 53):
         cli.fail(f'{path}, line {line}: the epoch is {row["epoch"]}, not a number of epochs')
     for name, v in (('train_loss', train), ('val_loss', val)):
         if v < 0:
@@ -102,6 +102,9 @@ def read_training_log(path):
                     cli.fail(f'{path}, line {reader.line_num}: fewer fields than its first line names')
                 rows.append(tuple(float(row[name]) for name in COLUMNS))
                 check_row(path, reader.line_num, row, rows[-1])
+                if len(rows) > 1 and rows[-1][0] <= rows[-2][0]:
+                    cli.fail(f'{path}, line {reader.line_num}: the epoch {row["epoch"]} does not follow the one '
+                             f'before it ({rows[-2][0]:g}): the log is damaged')
     except (KeyError, TypeError, ValueError, csv.Error) as e:     # TypeError: a row shorter than the header
         cli.fail(f'{path} is not a training log of _training.py ({e})')
     if not rows:

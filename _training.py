@@ -187,6 +187,9 @@ def train(run, out, chunked, val_ids, args, say, device=None):
             run.save(out, 'interrupted' if stopper.signal else 'max-steps', row)
             say(f'{progress.end_line()}{why}: checkpoint saved in {out} at step {p.step}; continue with --resume')
             return stopper.signal or False
+        if stopper.signal:                              # during the last epoch's sample: its checkpoint is saved
+            say(f'{progress.end_line()}{stopper.signal} received: the run is done, its files in {out}')
+            return stopper.signal
         return True
     finally:
         stopper.restore()
@@ -196,6 +199,7 @@ def main(argv=None, plan=None):
     """plan: the engine.Plan of a new run (tests fix its widths with one); None measures them. A resumed run
     computes as its checkpoint's plan says."""
     args = parse_args(argv)
+    cli.check_memory(64 * args.sample_length, f'--sample-length {args.sample_length}')   # its characters
     if args.device:                                     # before anything is written
         cli.open_device(args.device)
     out = check_out(args)

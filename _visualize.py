@@ -128,12 +128,16 @@ def find(args, params, ids, text):
         print(f'wrote {args.periodic_svg}', file=args.say)
 
 
+PAGE_BYTES_PER_CHAR = 24_000                          # memory the page takes, measured: 2.9 GB for 120,000
+
+
 def html_page(args, params, ids, text):
     """--html: the page over the first --html-chars characters of the text."""
     if len(ids) > args.html_chars:
         print(f'the page shows the first {args.html_chars:,} of {len(ids):,} characters (--html-chars)',
               file=args.say)
         ids, text = ids[:args.html_chars], text[:args.html_chars]
+    cli.check_memory(PAGE_BYTES_PER_CHAR * len(ids), f'--html over {len(ids):,} characters (--html-chars)')
     _, H, n_layers = lstm.sizes(params)
     found = analysis.find_neurons(params, ids, text, args.top, device=args.device)
     acts = analysis.activations(params, ids, device=args.device)

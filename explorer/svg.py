@@ -17,7 +17,7 @@ def _value(v):
         if not math.isfinite(v):
             raise ValueError(f'cannot draw at {v}')
         return f'{v:.1f}'
-    return html.escape(str(v))
+    return _xml(str(v))
 
 
 def _attributes(attrs):
@@ -30,9 +30,15 @@ def element(name, **attrs):
     return f'<{name}{_attributes(attrs)}/>'
 
 
+def _xml(s):
+    """Text escaped for SVG (XML): <, >, & and quotes escaped; control characters, which XML cannot hold at all
+    (a title read from a file name may have one), shown as U+FFFD."""
+    return html.escape(''.join('\ufffd' if ord(ch) < 32 and ch not in '\t\n\r' else ch for ch in s))
+
+
 def text(x, y, body, **attrs):
     """A <text> element at (x, y) holding body (escaped)."""
-    return f'<text{_attributes(dict(x=x, y=y, **attrs))}>{html.escape(body)}</text>'
+    return f'<text{_attributes(dict(x=x, y=y, **attrs))}>{_xml(body)}</text>'
 
 
 def points(pairs):

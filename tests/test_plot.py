@@ -111,7 +111,6 @@ BIGGEST = '1.7976931348623157e308'                      # the largest float
     ([f'1,401,{BIGGEST},{BIGGEST},0.002,393,2963,best\n'], []),
     ([ROWS[0], f'2,802,{BIGGEST},1.5,0.002,671,4096,\n'], []),
     ([f'1,401,{BIGGEST},0.5,0.002,393,2963,best\n', f'2,802,0,{BIGGEST},0.002,671,4096,\n'], []),
-    ([f'{BIGGEST},401,3.0,2.0,0.002,393,2963,best\n'], ['--ymax', BIGGEST]),
     (['1,401,5e-324,5e-324,0.002,393,2963,best\n'], ['--ymax', '1e-300']),
 ])
 def test_the_largest_float_as_a_loss_or_a_bound_is_drawn_with_a_few_grid_lines(tmp_path, rows, args):
@@ -120,3 +119,23 @@ def test_the_largest_float_as_a_loss_or_a_bound_is_drawn_with_a_few_grid_lines(t
     svg = drawn(tmp_path)
     assert svg.count('stroke="#e4e4e4"') <= 12         # (none where every loss is the largest float: no span)
     assert 'best validation loss' in r.stdout
+
+
+@pytest.mark.parametrize('rows, words', [
+    ([f'{BIGGEST},401,3.0,2.0,0.002,393,2963,best\n'], 'not a number of epochs'),      # no run has that many
+    (['2,401,3.0,2.0,0.002,393,2963,best\n', '1,802,2.0,1.9,0.002,671,4096,best\n'], 'does not follow'),
+    (['1,401,3.0,2.0,0.002,393,2963,best\n', '1,802,2.0,1.9,0.002,671,4096,best\n'], 'does not follow'),
+])
+def test_a_log_whose_epochs_no_run_writes_is_one_line(tmp_path, rows, words):
+    log = tmp_path / 'log.csv'
+    log.write_text(HEADER + ''.join(rows))
+    assert_one_line_error(script('_plot.py', log, '--out', tmp_path / 'c.svg'), words)
+    assert not (tmp_path / 'c.svg').exists()
+
+
+def test_control_characters_in_a_title_still_make_valid_svg(tmp_path):
+    import xml.dom.minidom
+    out = tmp_path / 'c.svg'
+    assert script('_plot.py', os.path.join(SAVES, 'training_log.csv'), '--out', out, '--title',
+                  'x\x01y <&>').returncode == 0
+    xml.dom.minidom.parse(str(out))                     # an XML parser reads it

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import _training
+import engine
 import lstm
 from optimizer import RMSprop
 from util import checkpoint, runs
@@ -111,8 +112,9 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
     end = str(stopped_at + 70)
     assert _training.main(['--out', str(out), '--resume', '--quiet', '--max-steps', end]) == 0
     whole = tmp_path / 'whole'
+    plan = engine.Plan(widths=meta['block_widths'])     # the products the stopped run measured and saved
     assert _training.main(['--corpus', str(made / 'corpus.txt'), '--out', str(whole), '--epochs', '1000',
-                           *TINY, '--dropout', '0.3', '--max-steps', end]) == 0
+                           *TINY, '--dropout', '0.3', '--max-steps', end], plan=plan) == 0
     a = checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     b = checkpoint.load(whole / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     assert a[3]['position']['step'] == b[3]['position']['step'] == stopped_at + 70
@@ -176,3 +178,16 @@ def test_ctrl_c_during_the_sample_stops_it_and_keeps_the_epoch(tmp_path, corpus,
     _, _, _, meta, _ = load(out)
     assert meta['position']['epoch'] == 1 and [row[-1] for row in meta['log']] == ['best', 'SIGINT received']
     assert_whole(out)
+
+
+def test_a_signal_in_the_last_epochs_sample_ends_with_its_status(corpus, tmp_path):
+    """The run is done and saved, but the stop still ends as a stopped program does (a shell loop over trainings
+    must see it), not with 0."""
+    out = tmp_path / 'run'
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', str(corpus), '--out',
+                          str(out), *TINY, '--epochs', '1', '--sample-length', '100000000'], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(out / 'training_log.csv')                  # the epoch is saved; its sample is being drawn
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 128 + signal.SIGTERM
+    assert checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))[3]['position']['epoch'] == 1
