@@ -53,6 +53,8 @@ def _open_text(path, what='corpus'):
                 block = os.read(f.fileno(), BLOCK)
                 if not block:
                     break
+                if not raw.tell():
+                    _check_text_start(block, path, what)      # an endless stream of no text, refused at once
                 raw.write(block)
                 if raw.tell() > limit:
                     raise CorpusError(f'{what} {path} is a stream of more than {limit:,} bytes, a quarter of this '
@@ -64,6 +66,17 @@ def _open_text(path, what='corpus'):
                           'give that') from None
     except OSError as e:
         raise CorpusError(files.read_error(e, path, what, ': check the path')) from None
+
+
+def _check_text_start(block, path, what):
+    """Refuse a stream whose first bytes are no UTF-8 text (/dev/urandom), or only NUL bytes (/dev/zero)."""
+    try:
+        codecs.getincrementaldecoder('utf-8')('strict').decode(block)
+    except UnicodeDecodeError as e:
+        raise CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {e.start}): convert it to UTF-8 '
+                          'first') from None
+    if not block.strip(b'\0'):
+        raise CorpusError(f'{what} {path} starts with NUL bytes only: it is not a text')
 
 
 def _text_blocks(f, path, what='corpus'):

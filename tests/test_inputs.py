@@ -262,3 +262,14 @@ def test_training_refuses_bad_corpora_and_writes_nothing(tmp_path, case, words):
     r = script('_training.py', '--corpus', path, '--out', tmp_path / 'run', *TINY)
     assert_one_line_error(r, words)
     assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('device, words', [('/dev/zero', 'NUL bytes only'), ('/dev/urandom', 'not UTF-8')])
+@pytest.mark.parametrize('name, option', [('_training.py', '--corpus'), ('_visualize.py', '--text'),
+                                          ('_evaluate.py', '--corpus')])
+def test_an_endless_stream_of_no_text_is_refused_at_its_first_bytes(tmp_path, device, words, name, option):
+    extra = ['--out', tmp_path / 'run'] if name == '_training.py' else (['--find'] if name == '_visualize.py' else [])
+    r = subprocess.run([sys.executable, os.path.join(ROOT, name), option, device, *map(str, extra)],
+                       capture_output=True, text=True, timeout=60)      # at once: not after reading gigabytes
+    assert_one_line_error(r, device, words)
+    assert list(tmp_path.iterdir()) == []

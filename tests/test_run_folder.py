@@ -192,6 +192,7 @@ def test_a_path_too_long_for_best_is_refused_before_any_work(tmp_path, corpus, c
     line = fails(capsys, '--corpus', corpus, '--out', out, '--epochs', '1', *TINY)
     assert 'too long' in line and 'choose a shorter --out path' in line
     assert not (out / runs.CHECKPOINT).exists()
+    assert not out.exists()                             # the folder it made is not left behind
 
 
 def test_a_checkpoint_refused_for_lack_of_permission_is_not_called_a_full_disk(tmp_path, corpus, monkeypatch,
@@ -289,3 +290,15 @@ def test_a_full_disk_in_a_resumed_run_is_one_line_keeps_the_checkpoint_and_the_n
     assert train('--out', out, '--resume', '--epochs', '2') == 0
     assert_whole(out)
     assert [r[0] for r in runs.read_log(out / runs.LOG)] == ['1', '2']
+
+
+def test_a_folder_moved_before_its_first_checkpoint_says_to_start_again(tmp_path, corpus, monkeypatch, capsys):
+    out, real = tmp_path / 'run', _training.train_window
+
+    def train_window(run, chunked, trainer=None):
+        if run.pos.step == 5:                           # in epoch 1: nothing saved yet
+            os.rename(out, tmp_path / 'moved')
+        return real(run, chunked, trainer)
+    monkeypatch.setattr(_training, 'train_window', train_window)
+    line = fails(capsys, '--corpus', corpus, '--out', out, '--epochs', '1', *TINY)
+    assert 'no checkpoint had been saved yet: run the same command again' in line and '--resume' not in line

@@ -34,17 +34,44 @@ def check_out(args):
 
 def lock_folder(out):
     """Make the run folder and lock it before anything in it is read; clear the temporary files that a killed
-    run left; check that every file the run writes can be written. Returns the lock."""
+    run left; check that every file the run writes can be written. Returns the lock. A refusal leaves no folder
+    it made behind."""
+    made = _folders_to_make(out)
     try:
         files.check_folder(out, '--out folder')
         lock = runs.Lock(out)
-        runs.remove_temporaries(out)
-        runs.check_outputs(out)
+        try:
+            runs.remove_temporaries(out)
+            runs.check_outputs(out)
+        except BaseException:
+            lock.discard() if made else lock.release()
+            raise
     except runs.Busy:
         cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
     except OSError as e:
+        _remove_empty(made)
         cli.fail(f'--out folder {out}: {e.strerror or e}')
+    except BaseException:
+        _remove_empty(made)
+        raise
     return lock
+
+
+def _folders_to_make(folder):
+    """The folders of a path that do not exist yet, the deepest first."""
+    made, path = [], os.path.abspath(folder)
+    while not os.path.lexists(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    return made
+
+
+def _remove_empty(folders):
+    for path in folders:                                # the deepest first: each is empty once those below go
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def new_run(args, out, plan=None):

@@ -80,7 +80,7 @@ class Lock:
             f.close()
         raise Busy(folder)
 
-    def check(self):
+    def check(self, saved=True):
         """Raise Moved unless the folder at this path is still the one locked, with its lock file in it (a
         folder moved, removed or replaced while the training ran would otherwise be made again, unlocked)."""
         try:
@@ -89,9 +89,10 @@ class Lock:
         except OSError:
             same = False
         if not same:
+            what = ('resume the run from where the folder now is (--out that folder --resume)' if saved else
+                    'no checkpoint had been saved yet: run the same command again')
             raise Moved(f'the run folder {self.folder} was moved, removed or replaced while this training ran, so '
-                        'nothing more was written; resume the run from where the folder now is (--out that folder '
-                        '--resume)')
+                        f'nothing more was written; {what}')
 
     def release(self):
         self.file.close()
@@ -278,7 +279,7 @@ class Run:
         Raises ModelFileError if the checkpoint could not be written (the previous one is then the folder's
         state), Incomplete if only a derived file could not be (Run.recover then completes it)."""
         if self.lock is not None:
-            self.lock.check()                           # raises Moved: the folder is no longer the one locked
+            self.lock.check(self.on_disk)               # raises Moved: the folder is no longer the one locked
         log = self.log + [row] if row is not None else self.log
         self.commit += 1
         try:
