@@ -110,7 +110,7 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
     stopped_at = meta['position']['step']
     assert stopped_at > 0, stopped_at
     end = str(stopped_at + 70)
-    assert _training.main(['--out', str(out), '--resume', '--quiet', '--max-steps', end]) == 0
+    assert _training.main(['--out', str(out), '--resume', '--quiet', '--threads', '1', '--max-steps', end]) == 0
     whole = tmp_path / 'whole'
     plan = engine.Plan(widths=meta['block_widths'])     # the products the stopped run measured and saved
     assert _training.main(['--corpus', str(made / 'corpus.txt'), '--out', str(whole), '--epochs', '1000',
