@@ -21,8 +21,9 @@ from util.errors import UserError
 def parse_args(argv):
     p = cli.Parser(description='Draw training and validation loss per epoch from a training_log.csv as SVG.')
     p.add_argument('log', help='training_log.csv written by _training.py')
-    p.add_argument('--out', type=cli.path, default=None, help=f'SVG file to write (default: {DEFAULT_NAME} beside '
-                   'the log, or in the current folder for a log in the repository\'s own folders, saves/ and logs/)')
+    p.add_argument('--out', type=cli.path, default=None, help=f'SVG file to write, - for stdout (default: '
+                   f'{DEFAULT_NAME} beside the log, or in the current folder for a log in the repository\'s own '
+                   'folders, saves/ and logs/)')
     p.add_argument('--compare', action='append', default=[], metavar='LOG',
                    help="also draw this run's validation loss, dashed (repeat for more runs; default: none)")
     p.add_argument('--ymax', type=cli.positive_float, help='top of the loss axis, to look closely at the later '
@@ -218,7 +219,7 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
 
 def main(argv=None):
     args = parse_args(argv)
-    out = default_out(args.log) if args.out is None else args.out
+    out = default_out(args.log) if args.out is None else '/dev/stdout' if args.out == '-' else args.out
     files.check_writable(out, '--out', (b'<svg', 'an SVG figure'), [args.log, *args.compare])
     rows = read_training_log(args.log)
     others = [(run_name(path), read_training_log(path)) for path in args.compare]

@@ -1,5 +1,7 @@
 """_plot.py on logs that are damaged, diverged or not logs at all: a picture or one line, never a hang."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -139,3 +141,10 @@ def test_control_characters_in_a_title_still_make_valid_svg(tmp_path):
     assert script('_plot.py', os.path.join(SAVES, 'training_log.csv'), '--out', out, '--title',
                   'x\x01y <&>').returncode == 0
     xml.dom.minidom.parse(str(out))                     # an XML parser reads it
+
+
+def test_out_dash_writes_the_picture_to_stdout(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(SAVES, '..', '_plot.py'), os.path.join(SAVES, 'training_log.csv'),
+                        '--out', '-'], capture_output=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith(b'<svg') and b'wrote' in r.stderr
+    assert list(tmp_path.iterdir()) == []               # no file named '-'
