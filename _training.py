@@ -26,8 +26,7 @@ import lstm
 from optimizer import update_average
 from util import files, runs
 from util.blas import set_threads as set_blas_threads
-from util.checkpoint import is_best  # noqa: F401  (_training.is_best, the rule of best/)
-from util.run_start import check_gpu_memory, check_out, load_data, lock_folder, new_run, resumed_run
+from util.run_start import check_gpu_memory, check_out, load_data, lock_folder, new_run, resumed_run, training_size
 from util.settings import SETTINGS, lr_at, settings_from
 from util.training_progress import Progress
 
@@ -204,11 +203,7 @@ def main(argv=None, plan=None):
         cli.open_device(args.device)
     out = check_out(args)
     if not args.resume:                                 # sizes that no machine holds: refused before any work
-        s = settings_from(args)
-        cli.check_memory(cli.model_bytes(1, s['hidden'], s['layers'], s['chunks'], s['window'], training=True,
-                                         itemsize=8 if s['dtype'] == 'float64' else 4),
-                         f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks {s["chunks"]} x '
-                         f'--window {s["window"]}')
+        cli.check_memory(*training_size(settings_from(args)))
     created = not os.path.lexists(out)
     lock = lock_folder(out)
     try:

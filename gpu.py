@@ -83,7 +83,6 @@ class Model:
         self.params = Flat(self.xp, shapes, self.dtype)
         self.params.load(params)
         self.grads = Flat(self.xp, shapes, self.dtype) if training else None
-        self.training = training
         self.windows = {}
         self.state = None
 
@@ -104,7 +103,8 @@ class Model:
         if key not in self.windows:
             if len(self.windows) > 4:                   # a few shapes (sampling, a text's last window)
                 self.windows.clear()
-            self.windows[key] = Window(self.xp, T, B, self.H, self.V, self.n_layers, self.dtype, self.training)
+            self.windows[key] = Window(self.xp, T, B, self.H, self.V, self.n_layers, self.dtype,
+                                         training=self.grads is not None)
         return self.windows[key]
 
     def forward(self, x, masks=None, weights=None):

@@ -11,7 +11,7 @@ import _training
 import data
 import lstm
 from optimizer import RMSprop
-from util import checkpoint, cli, runs
+from util import checkpoint, cli, runs, settings
 from util.weights import load_params
 
 from helpers import ROOT, TINY, TINY_LOUD, assert_one_line_error, fails, load, script, tiny_corpus, train
@@ -94,10 +94,10 @@ def test_learning_rate_schedule():
 
 
 def test_best_is_strictly_lower():
-    assert _training.is_best(2.0, None)
-    assert _training.is_best(1.9, 2.0)
-    assert not _training.is_best(2.0, 2.0)
-    assert not _training.is_best(2.1, 2.0)
+    assert checkpoint.is_best(2.0, None)
+    assert checkpoint.is_best(1.9, 2.0)
+    assert not checkpoint.is_best(2.0, 2.0)
+    assert not checkpoint.is_best(2.1, 2.0)
 
 
 def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, monkeypatch):
@@ -133,18 +133,18 @@ def test_the_corpus_a_checkpoint_names_is_found_again(tmp_path, monkeypatch):
     tiny Shakespeare, a path relative to the repo inside it, an absolute path outside it."""
     here = lambda stored, chars=None: runs.Run({'corpus': stored}, corpus_chars=chars).corpus_file()
     shipped = data.TINY_SHAKESPEARE_PATH
-    assert runs.stored_corpus(None) is None and here(None) == shipped
-    assert runs.stored_corpus(shipped) is None
+    assert settings.stored_corpus(None) is None and here(None) == shipped
+    assert settings.stored_corpus(shipped) is None
     readme = os.path.join(cli.ROOT, 'README.md')        # a file inside the repo: relative, found from anywhere
-    assert runs.stored_corpus(readme) == 'README.md'
+    assert settings.stored_corpus(readme) == 'README.md'
     outside = tmp_path / 'my corpus.txt'
     outside.write_text('abc', encoding='utf-8')
     monkeypatch.chdir(tmp_path)                         # a relative path is read where it was given
-    stored = runs.stored_corpus('my corpus.txt')
+    stored = settings.stored_corpus('my corpus.txt')
     assert stored == str(outside)
     monkeypatch.chdir(cli.ROOT)
     for path in (readme, str(outside)):
-        assert os.path.samefile(here(runs.stored_corpus(path)), path)
+        assert os.path.samefile(here(settings.stored_corpus(path)), path)
     # a checkpoint written elsewhere that names its own copy of tiny Shakespeare resumes on the shipped one; any
     # other missing file stays named, for load_data to report
     assert here('/elsewhere/shakespeare.txt', data.TINY_SHAKESPEARE_CHARS) == shipped

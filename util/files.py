@@ -130,12 +130,20 @@ def check_writable(path, what='output', kind=None, inputs=()):
             raise ModelFileError(f'{what} {path} exists and is not {kind[1]}: writing it would replace it; give '
                                  'another name, or remove it first')
     folder = os.path.dirname(os.path.abspath(path))
-    existing = folder
-    while not os.path.lexists(existing):                # the folders still to make: checked, not made
-        existing = os.path.dirname(existing)
+    made = missing_folders(folder)                      # the folders still to make: checked, not made
+    existing = os.path.dirname(made[-1]) if made else folder
     if not os.path.isdir(existing):
         raise ModelFileError(f'{what} folder {folder} cannot be made: part of its path is a file, not a folder')
     check_folder(existing, what)
+
+
+def missing_folders(folder):
+    """The folders of a path that do not exist yet, the deepest first."""
+    made, path = [], os.path.abspath(folder)
+    while not os.path.lexists(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    return made
 
 
 def _empty_or_starts_with(path, prefix):

@@ -36,7 +36,7 @@ def lock_folder(out):
     """Make the run folder and lock it before anything in it is read; clear the temporary files that a killed
     run left; check that every file the run writes can be written. Returns the lock. A refusal leaves no folder
     it made behind."""
-    made = _folders_to_make(out)
+    made = files.missing_folders(out)
     try:
         files.check_folder(out, '--out folder')
         lock = runs.Lock(out)
@@ -55,15 +55,6 @@ def lock_folder(out):
         _remove_empty(made)
         raise
     return lock
-
-
-def _folders_to_make(folder):
-    """The folders of a path that do not exist yet, the deepest first."""
-    made, path = [], os.path.abspath(folder)
-    while not os.path.lexists(path):
-        made.append(path)
-        path = os.path.dirname(path)
-    return made
 
 
 def _remove_empty(folders):
@@ -151,9 +142,14 @@ def load_data(run):
     return chunked, val_ids
 
 
-def check_gpu_memory(device, s):
-    """Sizes the GPU does not hold: one line, before any training."""
+def training_size(s):
+    """About how much memory a training of these settings needs (bytes), and what that training is, in words."""
     needed = cli.model_bytes(1, s['hidden'], s['layers'], s['chunks'], s['window'], training=True,
                              itemsize=8 if s['dtype'] == 'float64' else 4)
-    devices.check_free_memory(device, needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on '
-                                              f'--chunks {s["chunks"]} x --window {s["window"]}')
+    return needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks {s["chunks"]} x ' \
+                   f'--window {s["window"]}'
+
+
+def check_gpu_memory(device, s):
+    """Sizes the GPU does not hold: one line, before any training."""
+    devices.check_free_memory(device, *training_size(s))

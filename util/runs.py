@@ -28,14 +28,12 @@ import numpy as np
 
 import data
 import engine
-from util import files, weights
-from util import checkpoint
+from util import checkpoint, cli, files, weights
 from util.checkpoint import LOG_HEADER, in_order
-from util.settings import DEFAULTS, stored_corpus  # noqa: F401  (runs.stored_corpus, for callers)
+from util.settings import DEFAULTS
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz',
                                                'ShakespeareLookup.json', 'training_log.csv', 'best', '.lock')
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo: a corpus in it is named relative to it
 
 # The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
 # (tempfile.mkstemp): only those of the run's own files are ever removed. (Not files.check_folder's probes: a
@@ -267,7 +265,7 @@ class Run:
         Shakespeare file which is not here (as one written in another folder may) resumes on the shipped copy."""
         path = self.settings['corpus']
         if path is not None:
-            path = os.path.join(ROOT, path)             # an absolute path stays as it is
+            path = os.path.join(cli.ROOT, path)         # inside the repo; an absolute path stays as it is
             if not os.path.exists(path) and self.corpus_chars == data.TINY_SHAKESPEARE_CHARS and \
                     'shakespeare' in os.path.basename(path).lower():
                 path = None
