@@ -13,6 +13,7 @@ kernel. The last line of stdout is one JSON object with every figure, with the s
 parts); where one is over 25%, a warning on stderr says that the figures are unreliable. Measure on a quiet
 machine: with another busy process on the cores, OpenBLAS's multi-threaded products slow down many times over.
 """
+
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
 from util import cli
 import json
@@ -27,29 +28,56 @@ import lstm
 
 
 def parse_args(argv):
-    p = cli.Parser(description='Benchmark training and sampling of the numpy LSTM (and of PyTorch, if present).')
+    p = cli.Parser(
+        description='Benchmark training and sampling of the numpy LSTM (and of PyTorch, if present).'
+    )
     g = p.add_argument_group('model')
     g.add_argument('--layers', type=cli.positive_int, default=2, help='LSTM layers (default %(default)s)')
-    g.add_argument('--hidden', type=cli.positive_int, default=512, help='units per layer (default %(default)s)')
+    g.add_argument(
+        '--hidden', type=cli.positive_int, default=512, help='units per layer (default %(default)s)'
+    )
     g.add_argument('--vocab', type=cli.positive_int, default=65, help='characters (default %(default)s)')
     g = p.add_argument_group('measurement')
-    g.add_argument('--chunks', type=cli.positive_int, help='batch of chunks B (default 25; on --device cuda '
-                   '25, 128 and 512 in turn)')
+    g.add_argument(
+        '--chunks',
+        type=cli.positive_int,
+        help='batch of chunks B (default 25; on --device cuda 25, 128 and 512 in turn)',
+    )
     g.add_argument('--window', type=cli.positive_int, default=100, help='window T (default %(default)s)')
-    g.add_argument('--rounds', type=cli.positive_int, default=5, help='rounds of training steps, each timing 3 '
-                   'steps of this repo and then 3 of PyTorch, one after the other (on --device cuda 5 steps '
-                   'each; sampling 3 rounds) (default %(default)s)')
-    g.add_argument('--warmup', type=cli.non_negative_int, default=2, help='untimed steps first (default %(default)s)')
-    g.add_argument('--sample-length', type=cli.positive_int, default=1000, help='characters sampled '
-                                                                              '(default %(default)s)')
-    g.add_argument('--threads', type=cli.positive_int, default=default_threads(),
-                   help='threads for numpy (2: half of the chunks on each of two threads, '
-                        'with OpenBLAS at 1 thread) and for PyTorch (default: OPENBLAS_NUM_THREADS where it is set, '
-                        'as _training.py takes it, else all cores; not used on --device cuda)')
+    g.add_argument(
+        '--rounds',
+        type=cli.positive_int,
+        default=5,
+        help='rounds of training steps, each timing 3 '
+        'steps of this repo and then 3 of PyTorch, one after the other (on --device cuda 5 steps '
+        'each; sampling 3 rounds) (default %(default)s)',
+    )
+    g.add_argument(
+        '--warmup', type=cli.non_negative_int, default=2, help='untimed steps first (default %(default)s)'
+    )
+    g.add_argument(
+        '--sample-length',
+        type=cli.positive_int,
+        default=1000,
+        help='characters sampled (default %(default)s)',
+    )
+    g.add_argument(
+        '--threads',
+        type=cli.positive_int,
+        default=default_threads(),
+        help='threads for numpy (2: half of the chunks on each of two threads, '
+        'with OpenBLAS at 1 thread) and for PyTorch (default: OPENBLAS_NUM_THREADS where it is set, '
+        'as _training.py takes it, else all cores; not used on --device cuda)',
+    )
     g.add_argument('--no-torch', action='store_true', help='skip PyTorch even if it is installed')
-    g.add_argument('--device', type=cli.choice('cpu', 'cuda'), default='cpu', metavar='{cpu,cuda}',
-                   help='measure on the CPU or on an NVIDIA GPU through CuPy, beside PyTorch\'s cuDNN LSTM where '
-                        'PyTorch can use the GPU (default %(default)s)')
+    g.add_argument(
+        '--device',
+        type=cli.choice('cpu', 'cuda'),
+        default='cpu',
+        metavar='{cpu,cuda}',
+        help='measure on the CPU or on an NVIDIA GPU through CuPy, beside PyTorch\'s cuDNN LSTM where '
+        'PyTorch can use the GPU (default %(default)s)',
+    )
     return p.parse_args(argv)
 
 
@@ -66,7 +94,7 @@ def spread(values):
     return (values[-1] - values[0]) / values[len(values) // 2]
 
 
-UNRELIABLE = 0.25                                       # a spread between rounds beyond which no figure is trusted
+UNRELIABLE = 0.25  # a spread between rounds beyond which no figure is trusted
 WHAT = {'train': 'training', 'sample1': 'sampling (batch 1)', 'sample32': 'sampling (batch 32)'}
 
 
@@ -84,14 +112,17 @@ def side_by_side(fns, rounds, per_round=3):
                 fn()
                 times[k].append(time.perf_counter() - t)
     medians = [sorted(ts)[len(ts) // 2] for ts in times]
-    return medians, [spread([sorted(ts[r:r + per_round])[per_round // 2] for r in range(0, len(ts), per_round)])
-                     for ts in times]
+    return medians, [
+        spread([sorted(ts[r : r + per_round])[per_round // 2] for r in range(0, len(ts), per_round)])
+        for ts in times
+    ]
 
 
 def numpy_trainer(args):
     """One training step of this repo (forward, backward, RMSprop) at the benchmark's shapes, as a function."""
     import numpy as np
     from optimizer import RMSprop
+
     rng = np.random.default_rng(0)
     params = lstm.init_params(args.vocab, args.hidden, args.layers, rng=rng)
     opt = RMSprop(params)
@@ -101,19 +132,21 @@ def numpy_trainer(args):
     state = [lstm.zero_state(params, B)]
     threads = min(args.threads, 2)
     if blas.set_threads(1 if threads > 1 else args.threads) is None:
-        threads = 1                                     # OpenBLAS not found: let its own threads do the work
-    plan = engine.Plan(threads)                         # widths measured here, as training does
+        threads = 1  # OpenBLAS not found: let its own threads do the work
+    plan = engine.Plan(threads)  # widths measured here, as training does
 
     def train():
         _, grads, state[0] = lstm.loss_and_grads(params, x, y, state[0], plan=plan)
         opt.step(params, grads)
+
     return train, params
 
 
 def numpy_sampling(params, args):
     import numpy as np
+
     rng = np.random.default_rng(0)
-    blas.set_threads(args.threads)                      # sampling: OpenBLAS's own threads
+    blas.set_threads(args.threads)  # sampling: OpenBLAS's own threads
     result = {}
     for N in (1, 32):
         rates = [sample_speed(params, N, max(args.sample_length // 5, 1), rng) for _ in range(5)]
@@ -137,6 +170,7 @@ def torch_trainer(args):
     """The same training step in PyTorch: nn.LSTM (oneDNN's RNN primitive on the CPU), Linear, cross-entropy,
     RMSprop with the same settings."""
     import torch
+
     torch.manual_seed(0)
     V, H, B, T = args.vocab, args.hidden, args.chunks, args.window
     rnn = torch.nn.LSTM(V, H, num_layers=args.layers)
@@ -158,7 +192,7 @@ def torch_trainer(args):
 
     def sampling():
         with torch.no_grad():
-            torch.backends.mkldnn.enabled = False       # oneDNN is slower than plain for batch-1 steps
+            torch.backends.mkldnn.enabled = False  # oneDNN is slower than plain for batch-1 steps
             ix = torch.zeros(1, 1, dtype=torch.long)
             hc = None
             for k in range(args.sample_length + 10):
@@ -169,6 +203,7 @@ def torch_trainer(args):
                 ix = torch.multinomial(p, 1).view(1, 1)
             torch.backends.mkldnn.enabled = True
             return args.sample_length / (time.perf_counter() - t)
+
     return train, sampling
 
 
@@ -182,53 +217,85 @@ def cpu_model():
     except OSError:
         pass
     import platform
+
     return platform.processor() or 'unknown CPU'
 
 
 def report(result, args, pinned):
     """Print the measurements as a table, then as one line of JSON."""
     has_torch = 'torch_version' in result
-    rows = [('training', f'{result["train_chars_per_s"]:,.0f} chars/s',
-             f'{result["train_step_ms"]:.0f} ms per window of {args.chunks * args.window} chars'),
-            ('sampling, batch 1', f'{result["sample1_chars_per_s"]:,.0f} chars/s', 'one sample, a character at a time'),
-            ('sampling, batch 32', f'{result["sample32_chars_per_s"]:,.0f} chars/s',
-             f'32 samples side by side '
-             f'({result["sample32_chars_per_s"] / result["sample1_chars_per_s"]:.1f}x batch 1)'),
-            ('peak memory of training', f'{result["peak_rss_mb"]:.0f} MB', 'max resident set size')]
+    rows = [
+        (
+            'training',
+            f'{result["train_chars_per_s"]:,.0f} chars/s',
+            f'{result["train_step_ms"]:.0f} ms per window of {args.chunks * args.window} chars',
+        ),
+        (
+            'sampling, batch 1',
+            f'{result["sample1_chars_per_s"]:,.0f} chars/s',
+            'one sample, a character at a time',
+        ),
+        (
+            'sampling, batch 32',
+            f'{result["sample32_chars_per_s"]:,.0f} chars/s',
+            f'32 samples side by side '
+            f'({result["sample32_chars_per_s"] / result["sample1_chars_per_s"]:.1f}x batch 1)',
+        ),
+        ('peak memory of training', f'{result["peak_rss_mb"]:.0f} MB', 'max resident set size'),
+    ]
     if has_torch:
-        rows += [(f'PyTorch {result["torch_version"]} training', f'{result["torch_train_chars_per_s"]:,.0f} '
-                  'chars/s', f'this repo is {result["train_vs_torch"]:.2f}x'),
-                 (f'PyTorch {result["torch_version"]} sampling', f'{result["torch_sample_chars_per_s"]:,.0f} '
-                  'chars/s', f'batch 1; this repo is {result["sample_vs_torch"]:.2f}x')]
-    print(f'{result["cpu"]}, {result["cores"]} cores; numpy {result["numpy_version"]}, OpenBLAS kernel '
-          f'{result["openblas_core"]}{" (pinned by OPENBLAS_CORETYPE)" if pinned else ""}; {result["threads"]} threads')
+        rows += [
+            (
+                f'PyTorch {result["torch_version"]} training',
+                f'{result["torch_train_chars_per_s"]:,.0f} chars/s',
+                f'this repo is {result["train_vs_torch"]:.2f}x',
+            ),
+            (
+                f'PyTorch {result["torch_version"]} sampling',
+                f'{result["torch_sample_chars_per_s"]:,.0f} chars/s',
+                f'batch 1; this repo is {result["sample_vs_torch"]:.2f}x',
+            ),
+        ]
+    print(
+        f'{result["cpu"]}, {result["cores"]} cores; numpy {result["numpy_version"]}, OpenBLAS kernel '
+        f'{result["openblas_core"]}{" (pinned by OPENBLAS_CORETYPE)" if pinned else ""}; {result["threads"]} threads'
+    )
     print(result['shape'])
     for name, value, note in rows:
         print(f'  {name:<28} {value:>16}   {note}')
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
     if result['unreliable']:
-        print('warning: these figures are unreliable: ' + ', '.join(
-            f'{WHAT[name]} varied by {100 * result[name + "_spread"]:.0f}%' for name in result['unreliable']) +
-            ' between rounds (another process is using the cores, or the machine\'s speed drifts): measure again '
+        print(
+            'warning: these figures are unreliable: '
+            + ', '.join(
+                f'{WHAT[name]} varied by {100 * result[name + "_spread"]:.0f}%'
+                for name in result['unreliable']
+            )
+            + ' between rounds (another process is using the cores, or the machine\'s speed drifts): measure again '
             'on a quiet machine, with OPENBLAS_NUM_THREADS=1 beside other work, or with more --rounds',
-            file=sys.stderr)
+            file=sys.stderr,
+        )
 
 
 def gpu_main(args):
     """--device cuda: this repo's GPU engine beside PyTorch's cuDNN LSTM (gpu_benchmark.py)."""
     from util import gpu_benchmark
-    ops = cli.open_device('cuda')                       # one line if there is no GPU
+
+    ops = cli.open_device('cuda')  # one line if there is no GPU
     args.batches = [args.chunks] if args.chunks else [25, 128, 512]
     B = max(args.batches)
     need = cli.model_bytes(args.vocab, args.hidden, args.layers, B, args.window, training=True)
-    what = (f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on --chunks {B} x '
-            f'--window {args.window} (this repo and PyTorch)')
+    what = (
+        f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on --chunks {B} x '
+        f'--window {args.window} (this repo and PyTorch)'
+    )
     cli.check_memory(2 * need, what)
     devices.check_free_memory(ops, 2 * need, what)
     torch = None
     if not args.no_torch:
         try:
             import torch
+
             if not torch.cuda.is_available():
                 torch = None
         except ImportError:
@@ -244,22 +311,35 @@ def main(argv=None):
         return gpu_main(args)
     args.chunks = args.chunks or 25
     model = cli.model_bytes(args.vocab, args.hidden, args.layers, args.chunks, args.window, training=True)
-    cli.check_memory(2 * model, f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on '
-                                f'--chunks {args.chunks} x --window {args.window} (this repo and PyTorch)')
+    cli.check_memory(
+        2 * model,
+        f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on '
+        f'--chunks {args.chunks} x --window {args.window} (this repo and PyTorch)',
+    )
     import numpy as np
+
     pinned = os.environ.get('OPENBLAS_CORETYPE')
     if pinned:
-        print(f'warning: OPENBLAS_CORETYPE={pinned} pins OpenBLAS to that kernel, which may not be the one it would '
-              'choose on this CPU; for the figures a user would see, run with '
-              '`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python _benchmark.py`', file=sys.stderr)
-    result = dict(shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, B={args.chunks}, T={args.window}, '
-                        'float32', cpu=cpu_model(), cores=os.cpu_count(), openblas_core=blas.core_name(),
-                  openblas_coretype_env=pinned, numpy_version=np.__version__, threads=args.threads)
+        print(
+            f'warning: OPENBLAS_CORETYPE={pinned} pins OpenBLAS to that kernel, which may not be the one it would '
+            'choose on this CPU; for the figures a user would see, run with '
+            '`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python _benchmark.py`',
+            file=sys.stderr,
+        )
+    result = dict(
+        shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, B={args.chunks}, T={args.window}, float32',
+        cpu=cpu_model(),
+        cores=os.cpu_count(),
+        openblas_core=blas.core_name(),
+        openblas_coretype_env=pinned,
+        numpy_version=np.__version__,
+        threads=args.threads,
+    )
     train_numpy, params = numpy_trainer(args)
     for _ in range(args.warmup + 2):
         train_numpy()
-    result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux; numpy's
-    torch = None                                                                          # alone: before torch
+    result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; numpy's
+    torch = None  # alone: before torch
     if not args.no_torch:
         try:
             import torch
@@ -279,13 +359,17 @@ def main(argv=None):
     result.update(train_chars_per_s=B * T / times[0], train_step_ms=1e3 * times[0], train_spread=spreads[0])
     result.update(numpy_sampling(params, args))
     if has_torch:
-        result.update(torch_train_chars_per_s=B * T / times[1], torch_train_step_ms=1e3 * times[1],
-                      torch_sample_chars_per_s=sample_torch())
+        result.update(
+            torch_train_chars_per_s=B * T / times[1],
+            torch_train_step_ms=1e3 * times[1],
+            torch_sample_chars_per_s=sample_torch(),
+        )
         result['train_vs_torch'] = result['train_chars_per_s'] / result['torch_train_chars_per_s']
         result['sample_vs_torch'] = result['sample1_chars_per_s'] / result['torch_sample_chars_per_s']
 
-    result['unreliable'] = [k[:-len('_spread')] for k, v in result.items() if k.endswith('_spread') and
-                            v > UNRELIABLE]
+    result['unreliable'] = [
+        k[: -len('_spread')] for k, v in result.items() if k.endswith('_spread') and v > UNRELIABLE
+    ]
     report(result, args, pinned)
     return 0
 

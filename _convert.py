@@ -6,6 +6,7 @@ file names' extensions:
 
 The lookup table needs no conversion: both projects read the same JSON list of characters.
 """
+
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
 from util import cli, weights
 import argparse
@@ -26,19 +27,35 @@ float32 value (a model that went out from this repo comes back as it was). --flo
 
 
 def parse_args(argv):
-    p = cli.Parser(description='Convert a weights file between this repo\'s .npz and the original project\'s '
-                               '.json, the direction chosen by the extensions.', epilog=HELP_EPILOG,
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('input', type=cli.path, help='weights to read: an .npz of this repo, or a .json of the original')
-    p.add_argument('output', type=cli.path, help='file to write: .json for an .npz input, .npz for a .json input')
-    p.add_argument('--force', action='store_true', help='replace the output file if it exists (default: refuse)')
-    p.add_argument('--float32', action='store_true',
-                   help='.json -> .npz: store float32 even where the values are float64 (half the size, and '
-                        'faster; the original\'s results then change in the last digits)')
-    p.add_argument('--lookup', type=cli.path, default=None,
-                   help='the lookup table that goes with the weights (default: none): checked against them, and '
-                        'for .json -> .npz stored in the .npz, so that another table is refused later (the '
-                        'original\'s format has no place for it)')
+    p = cli.Parser(
+        description='Convert a weights file between this repo\'s .npz and the original project\'s '
+        '.json, the direction chosen by the extensions.',
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        'input', type=cli.path, help='weights to read: an .npz of this repo, or a .json of the original'
+    )
+    p.add_argument(
+        'output', type=cli.path, help='file to write: .json for an .npz input, .npz for a .json input'
+    )
+    p.add_argument(
+        '--force', action='store_true', help='replace the output file if it exists (default: refuse)'
+    )
+    p.add_argument(
+        '--float32',
+        action='store_true',
+        help='.json -> .npz: store float32 even where the values are float64 (half the size, and '
+        'faster; the original\'s results then change in the last digits)',
+    )
+    p.add_argument(
+        '--lookup',
+        type=cli.path,
+        default=None,
+        help='the lookup table that goes with the weights (default: none): checked against them, and '
+        'for .json -> .npz stored in the .npz, so that another table is refused later (the '
+        'original\'s format has no place for it)',
+    )
     return p.parse_args(argv)
 
 
@@ -51,15 +68,18 @@ def main(argv=None):
     src, dst = extension(args.input), extension(args.output)
     to_json = src == '.npz'
     if src not in ('.npz',) + original.SUFFIXES:
-        cli.fail(f'{args.input}: the input should end in .npz (this repo\'s weights) or .json (the original\'s)')
+        cli.fail(
+            f'{args.input}: the input should end in .npz (this repo\'s weights) or .json (the original\'s)'
+        )
     if dst != ('.json' if to_json else '.npz'):
         cli.fail(f'{args.output}: {src} converts to {".json" if to_json else ".npz"}: name the output so')
     if args.float32 and to_json:
         cli.fail('--float32 is for .json -> .npz: the original\'s format is always float64')
-    files.check_writable(args.output, 'output', inputs=[args.input, args.lookup])  # never one, even with --force
+    # Never one, even with --force.
+    files.check_writable(args.output, 'output', inputs=[args.input, args.lookup])
     if os.path.exists(args.output) and not args.force and not files.writes_in_place(args.output):
         cli.fail(f'{args.output} exists: give another name, or --force to replace it')
-    status = cli.status_stream(args.output)             # asked before the file is replaced
+    status = cli.status_stream(args.output)  # asked before the file is replaced
     chars = None if args.lookup is None else data.load_lookup(args.lookup)
     params, _ = weights.load_params(args.input, dtype='float32' if args.float32 else None, chars=chars)
     if to_json:

@@ -9,6 +9,7 @@ starting from zeros; the score is the mean of -ln p(next character) over every c
 With --blocks T, random blocks of T + 1 characters are read instead, each from zeros, and the score is the mean
 over their last T characters (nanoGPT's measure: a character sees only the characters before it in its block).
 """
+
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
 from util import cli, weights
 import time
@@ -22,44 +23,91 @@ from extras import ngram
 
 # Chosen on the first half of tiny Shakespeare's validation split (see the README); reported on both halves.
 DYNAMIC_LR, DYNAMIC_WINDOW = 0.2, 50
-NUM_BLOCKS = 8192                                       # blocks vary by about 0.27 nats/char: 0.27 / sqrt(8192)
+NUM_BLOCKS = 8192  # blocks vary by about 0.27 nats/char: 0.27 / sqrt(8192)
 
 
 def parse_args(argv):
     p = cli.Parser(description='Print the loss of a saved model on the validation split or on any text file.')
     g = p.add_argument_group('data')
-    g.add_argument('--corpus', type=cli.path, help='corpus whose validation split is scored (default: tiny '
-                                                   'Shakespeare, '
-                                    'saves/shakespeare.txt)')
-    g.add_argument('--val-fraction', type=cli.above_zero_below_one, default=0.1,
-                   help='the validation split is this last fraction of the corpus (default %(default)s)')
-    g.add_argument('--text', type=cli.path, help='score this whole UTF-8 file instead of a validation split '
-                   '(default: none)')
+    g.add_argument(
+        '--corpus',
+        type=cli.path,
+        help='corpus whose validation split is scored (default: tiny Shakespeare, saves/shakespeare.txt)',
+    )
+    g.add_argument(
+        '--val-fraction',
+        type=cli.above_zero_below_one,
+        default=0.1,
+        help='the validation split is this last fraction of the corpus (default %(default)s)',
+    )
+    g.add_argument(
+        '--text',
+        type=cli.path,
+        help='score this whole UTF-8 file instead of a validation split (default: none)',
+    )
     g = p.add_argument_group('dynamic evaluation (the weights adapt to the text as it is read)')
-    g.add_argument('--dynamic', action='store_true', help='score with dynamic evaluation (Krause et al., 2018): '
-                   'each window is scored, then the model takes one gradient step on it')
-    g.add_argument('--dynamic-lr', type=cli.positive_float, default=DYNAMIC_LR,
-                   help=f'learning rate of those steps, plain gradient descent (default {DYNAMIC_LR})')
-    g.add_argument('--dynamic-window', type=cli.positive_int, default=DYNAMIC_WINDOW,
-                   help=f'characters per window: per step (default {DYNAMIC_WINDOW})')
-    g.add_argument('--dynamic-decay', type=cli.zero_to_below_one, default=0.0,
-                   help='pull the weights back towards the original ones by this fraction per step '
-                        '(default %(default)s)')
+    g.add_argument(
+        '--dynamic',
+        action='store_true',
+        help='score with dynamic evaluation (Krause et al., 2018): '
+        'each window is scored, then the model takes one gradient step on it',
+    )
+    g.add_argument(
+        '--dynamic-lr',
+        type=cli.positive_float,
+        default=DYNAMIC_LR,
+        help=f'learning rate of those steps, plain gradient descent (default {DYNAMIC_LR})',
+    )
+    g.add_argument(
+        '--dynamic-window',
+        type=cli.positive_int,
+        default=DYNAMIC_WINDOW,
+        help=f'characters per window: per step (default {DYNAMIC_WINDOW})',
+    )
+    g.add_argument(
+        '--dynamic-decay',
+        type=cli.zero_to_below_one,
+        default=0.0,
+        help='pull the weights back towards the original ones by this fraction per step '
+        '(default %(default)s)',
+    )
     g = p.add_argument_group('random blocks (the score nanoGPT reports)')
-    g.add_argument('--blocks', type=cli.positive_int, metavar='T', help='instead of one stream, score random blocks '
-                   'of T characters (nanoGPT: 256), each read from a zero state, and average over every position '
-                   'of every block')
-    g.add_argument('--num-blocks', type=cli.positive_int, default=NUM_BLOCKS,
-                   help=f'with --blocks: how many blocks, drawn uniformly with replacement (default {NUM_BLOCKS}: '
-                        'a standard error of about 0.003 nats/char)')
-    g.add_argument('--seed', type=cli.non_negative_int, default=0,
-                   help='with --blocks: the seed that draws the blocks (default %(default)s)')
+    g.add_argument(
+        '--blocks',
+        type=cli.positive_int,
+        metavar='T',
+        help='instead of one stream, score random blocks '
+        'of T characters (nanoGPT: 256), each read from a zero state, and average over every position '
+        'of every block',
+    )
+    g.add_argument(
+        '--num-blocks',
+        type=cli.positive_int,
+        default=NUM_BLOCKS,
+        help=f'with --blocks: how many blocks, drawn uniformly with replacement (default {NUM_BLOCKS}: '
+        'a standard error of about 0.003 nats/char)',
+    )
+    g.add_argument(
+        '--seed',
+        type=cli.non_negative_int,
+        default=0,
+        help='with --blocks: the seed that draws the blocks (default %(default)s)',
+    )
     g = p.add_argument_group('the n-gram baseline')
-    g.add_argument('--ngram', type=cli.positive_int, metavar='N', help='instead of the LSTM, score a character '
-                   'N-gram model (interpolated Witten-Bell) counted on the training split (N - 1 characters of '
-                   'context; default: none, the LSTM)')
-    g.add_argument('--compare', action='store_true', help='with --ngram: the LSTM and the n-gram side by side, by '
-                   'kind of character and by distance from the last newline')
+    g.add_argument(
+        '--ngram',
+        type=cli.positive_int,
+        metavar='N',
+        help='instead of the LSTM, score a character '
+        'N-gram model (interpolated Witten-Bell) counted on the training split (N - 1 characters of '
+        'context; default: none, the LSTM)',
+    )
+    g.add_argument(
+        '--compare',
+        action='store_true',
+        help='with --ngram: the LSTM and the n-gram side by side, by '
+        'kind of character and by distance from the last newline',
+    )
     cli.add_model_options(p)
     return p.parse_args(argv)
 
@@ -67,11 +115,11 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     check_modes(args)
-    if args.ngram and not args.compare:                 # the n-gram alone never runs the model
+    if args.ngram and not args.compare:  # the n-gram alone never runs the model
         args.device = 'cpu'
-    args.device = cli.open_device(args.device)          # the ops: None for the CPU
+    args.device = cli.open_device(args.device)  # the ops: None for the CPU
     if args.blocks is not None:
-        cli.check_memory(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')          # starts and losses
+        cli.check_memory(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')  # starts and losses
     chars = data.load_lookup(args.lookup)
     params, _ = weights.load_params(args.weights, chars=chars)
     train_ids = None
@@ -86,8 +134,10 @@ def main(argv=None):
     if len(ids) < 2:
         cli.fail(f'{what} has fewer than 2 characters: there is nothing to predict')
     if args.blocks is not None and args.blocks > len(ids) - 1:
-        cli.fail(f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs {args.blocks + 1:,} '
-                 f'(give --blocks {len(ids) - 1} or less)')
+        cli.fail(
+            f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs {args.blocks + 1:,} '
+            f'(give --blocks {len(ids) - 1} or less)'
+        )
     check_sizes(args, params, ids, train_ids)
     if args.ngram:
         return score_ngram(args, params, chars, train_ids, ids, what)
@@ -108,13 +158,17 @@ def check_modes(args):
     if args.text is not None and args.corpus is not None:
         cli.fail('give either --text (score a whole file) or --corpus (score its validation split), not both')
     if args.ngram and (args.text is not None or args.dynamic):
-        cli.fail('--ngram scores the validation split of --corpus, counted on its training split: it does not go '
-                 'with --text or --dynamic')
+        cli.fail(
+            '--ngram scores the validation split of --corpus, counted on its training split: it does not go '
+            'with --text or --dynamic'
+        )
     if args.compare and not args.ngram:
         cli.fail('--compare goes with --ngram N')
     if args.blocks is not None and (args.dynamic or args.ngram):
-        cli.fail('--blocks scores the LSTM on blocks read from a zero state: it does not go with --dynamic or '
-                 '--ngram')
+        cli.fail(
+            '--blocks scores the LSTM on blocks read from a zero state: it does not go with --dynamic or '
+            '--ngram'
+        )
     if args.blocks is None and (args.num_blocks != NUM_BLOCKS or args.seed != 0):
         cli.fail('--num-blocks and --seed go with --blocks T')
 
@@ -122,12 +176,16 @@ def check_modes(args):
 def check_sizes(args, params, ids, train_ids):
     """Refuse, before the scoring, sizes that no machine's memory holds."""
     V, H, layers = lstm.sizes(params)
-    if args.ngram:                                      # per order: its counts, kept; numbers for every position
-        cli.check_memory(32 * args.ngram * len(train_ids) + 64 * (len(train_ids) + len(ids)), f'--ngram {args.ngram}')
-    elif args.blocks is not None:                       # blocks of T run BLOCK_BATCH at a time, logits in float64
+    if args.ngram:  # per order: its counts, kept; numbers for every position
+        cli.check_memory(
+            32 * args.ngram * len(train_ids) + 64 * (len(train_ids) + len(ids)), f'--ngram {args.ngram}'
+        )
+    elif args.blocks is not None:  # blocks of T run BLOCK_BATCH at a time, logits in float64
         N = lstm.BLOCK_BATCH
-        cli.check_memory(cli.model_bytes(V, H, layers, N, args.blocks) + N * args.blocks * V * 24,
-                         f'--blocks {args.blocks}')
+        cli.check_memory(
+            cli.model_bytes(V, H, layers, N, args.blocks) + N * args.blocks * V * 24,
+            f'--blocks {args.blocks}',
+        )
     elif args.dynamic:
         T = min(args.dynamic_window, len(ids))
         cli.check_memory(cli.model_bytes(V, H, layers, 1, T, training=True), f'--dynamic-window {T}')
@@ -137,16 +195,22 @@ def score_blocks(args, params, ids, what):
     """The mean loss over random blocks, each read from a zero state, as nanoGPT measures its score."""
     T, n = args.blocks, args.num_blocks
     t = time.time()
-    starts = np.random.default_rng(args.seed).integers(0, len(ids) - T, size=n)   # block: ids[s:s + T + 1]
+    starts = np.random.default_rng(args.seed).integers(0, len(ids) - T, size=n)  # block: ids[s:s + T + 1]
     with cli.Progress(f'scoring blocks of {T}', n, 'blocks') as progress:
         losses = lstm.block_losses(params, ids, T, starts, progress=progress, device=args.device)
     loss = losses.mean()
     error = losses.std(ddof=1) / np.sqrt(n) if n > 1 else float('nan')
-    print(f'{what}: {n:,} random blocks of {T} characters (seed {args.seed}), each read from a zero state: '
-          f'{n * T:,} characters predicted in {time.time() - t:.0f} s')
-    print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char (standard error {error:.4f} nats/char)')
-    print(f'the mean over every position of every block, each character predicted from the 0 to {T - 1} before it '
-          'in its block (as nanoGPT scores); the whole-split score carries the state through the text instead')
+    print(
+        f'{what}: {n:,} random blocks of {T} characters (seed {args.seed}), each read from a zero state: '
+        f'{n * T:,} characters predicted in {time.time() - t:.0f} s'
+    )
+    print(
+        f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char (standard error {error:.4f} nats/char)'
+    )
+    print(
+        f'the mean over every position of every block, each character predicted from the 0 to {T - 1} before it '
+        'in its block (as nanoGPT scores); the whole-split score carries the state through the text instead'
+    )
     return 0
 
 
@@ -154,18 +218,32 @@ def score_dynamic(args, params, ids, what):
     """The loss with dynamic evaluation, on the first half, the second half and the whole of the text."""
     t = time.time()
     with cli.Progress('scoring with dynamic evaluation', len(ids) - 1) as progress:
-        sums, counts = lstm.evaluate_dynamic(params, ids, lr=args.dynamic_lr, window=args.dynamic_window,
-                                             decay=args.dynamic_decay, threads=1, progress=progress,
-                                             device=args.device)
-    print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s, with dynamic evaluation '
-          f'(lr {args.dynamic_lr:g}, windows of {args.dynamic_window}, decay {args.dynamic_decay:g})')
-    half = np.searchsorted(np.cumsum(counts), counts.sum() / 2)      # the window holding the middle character
-    for name, part in (('first half', slice(0, half + 1)), ('second half', slice(half + 1, None)),
-                       ('whole', slice(None))):
+        sums, counts = lstm.evaluate_dynamic(
+            params,
+            ids,
+            lr=args.dynamic_lr,
+            window=args.dynamic_window,
+            decay=args.dynamic_decay,
+            threads=1,
+            progress=progress,
+            device=args.device,
+        )
+    print(
+        f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s, with dynamic evaluation '
+        f'(lr {args.dynamic_lr:g}, windows of {args.dynamic_window}, decay {args.dynamic_decay:g})'
+    )
+    half = np.searchsorted(np.cumsum(counts), counts.sum() / 2)  # the window holding the middle character
+    for name, part in (
+        ('first half', slice(0, half + 1)),
+        ('second half', slice(half + 1, None)),
+        ('whole', slice(None)),
+    ):
         if counts[part].sum():
             loss = sums[part].sum() / counts[part].sum()
-            print(f'{name:<12} loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char '
-                  f'({counts[part].sum():,} characters)')
+            print(
+                f'{name:<12} loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char '
+                f'({counts[part].sum():,} characters)'
+            )
     return 0
 
 
@@ -174,8 +252,10 @@ def score_ngram(args, params, chars, train_ids, ids, what):
     t = time.time()
     with cli.Progress(f'counting and scoring the {args.ngram}-gram model', args.ngram, 'orders') as progress:
         ng = ngram.NGram(args.ngram, len(chars)).fit_score(train_ids, ids, progress)
-    print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s by a {args.ngram}-gram model '
-          f'(interpolated Witten-Bell, counted on the first {1 - args.val_fraction:g} of the corpus)')
+    print(
+        f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s by a {args.ngram}-gram model '
+        f'(interpolated Witten-Bell, counted on the first {1 - args.val_fraction:g} of the corpus)'
+    )
     print(f'loss {ng.mean():.4f} nats/char = {ng.mean() / np.log(2):.4f} bits/char')
     if not args.compare:
         return 0
@@ -184,7 +264,7 @@ def score_ngram(args, params, chars, train_ids, ids, what):
     print(f'the LSTM on the same characters: {nn.mean():.4f} nats/char')
     kinds, since = analysis.char_kinds(data.decode(ids, chars))
     rows = [(name, mask[1:]) for name, mask in kinds.items()]
-    edges = [1, 10, 20, 30, 40, 50, 60]                 # characters from the last newline (0: 'after a newline')
+    edges = [1, 10, 20, 30, 40, 50, 60]  # characters from the last newline (0: 'after a newline')
     for lo, hi in zip(edges, edges[1:] + [None]):
         label = f'{lo} to {hi - 1} after a newline' if hi else f'{lo} or more after a newline'
         rows.append((label, (since[1:] >= lo) & (since[1:] < (hi or 1 << 62))))

@@ -6,6 +6,7 @@
 
 Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
 """
+
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
 from util import cli
 import csv
@@ -21,16 +22,32 @@ from util.errors import UserError
 def parse_args(argv):
     p = cli.Parser(description='Draw training and validation loss per epoch from a training_log.csv as SVG.')
     p.add_argument('log', help='training_log.csv written by _training.py')
-    p.add_argument('--out', type=cli.path, default=None, help=f'SVG file to write, - for stdout (default: '
-                   f'{DEFAULT_NAME} beside the log, or in the current folder for a log in the repository\'s own '
-                   'folders, saves/ and logs/)')
-    p.add_argument('--compare', action='append', default=[], metavar='LOG',
-                   help="also draw this run's validation loss, dashed (repeat for more runs; default: none)")
-    p.add_argument('--ymax', type=cli.positive_float, help='top of the loss axis, to look closely at the later '
-                   'epochs (default: the highest loss)')
-    p.add_argument('--title', help='title of the picture (default: the run\'s size and corpus, read from the '
-                   f'checkpoint beside the log, e.g. "2x512 LSTM on tiny Shakespeare"; "{NEUTRAL_TITLE}" where '
-                   'there is none)')
+    p.add_argument(
+        '--out',
+        type=cli.path,
+        default=None,
+        help=f'SVG file to write, - for stdout (default: '
+        f'{DEFAULT_NAME} beside the log, or in the current folder for a log in the repository\'s own '
+        'folders, saves/ and logs/)',
+    )
+    p.add_argument(
+        '--compare',
+        action='append',
+        default=[],
+        metavar='LOG',
+        help="also draw this run's validation loss, dashed (repeat for more runs; default: none)",
+    )
+    p.add_argument(
+        '--ymax',
+        type=cli.positive_float,
+        help='top of the loss axis, to look closely at the later epochs (default: the highest loss)',
+    )
+    p.add_argument(
+        '--title',
+        help='title of the picture (default: the run\'s size and corpus, read from the '
+        f'checkpoint beside the log, e.g. "2x512 LSTM on tiny Shakespeare"; "{NEUTRAL_TITLE}" where '
+        'there is none)',
+    )
     return p.parse_args(argv)
 
 
@@ -46,17 +63,20 @@ def default_out(log):
     if not cli.in_repo(folder):
         return os.path.join(os.path.dirname(log), DEFAULT_NAME)
     if cli.in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):
-        cli.fail(f'{log} is a log of the repository, and the current folder is one of its own folders: give the '
-                 'picture\'s name with --out')
+        cli.fail(
+            f'{log} is a log of the repository, and the current folder is one of its own folders: give the '
+            'picture\'s name with --out'
+        )
     return DEFAULT_NAME
 
 
 def run_title(log):
     """'2x512 LSTM on tiny Shakespeare': the run's size and corpus, read from the metadata of the training
     checkpoint beside the log; NEUTRAL_TITLE where there is no readable checkpoint there."""
-    from util import runs                                         # here: the run folder's names, only when needed
+    from util import runs  # here: the run folder's names, only when needed
+
     path = os.path.join(os.path.dirname(os.path.abspath(log)), runs.CHECKPOINT)
-    if not os.path.isfile(path):                        # (a FIFO of that name is never opened)
+    if not os.path.isfile(path):  # (a FIFO of that name is never opened)
         return NEUTRAL_TITLE
     try:
         _, meta = files.load_npz(path, 'checkpoint', only_meta=True)
@@ -66,20 +86,21 @@ def run_title(log):
     if not isinstance(settings, dict):
         return NEUTRAL_TITLE
     layers, hidden, corpus = settings.get('layers'), settings.get('hidden'), settings.get('corpus')
-    if not all(type(n) is int and n > 0 for n in (layers, hidden)) or not (corpus is None or
-                                                                           isinstance(corpus, str) and corpus):
+    if not all(type(n) is int and n > 0 for n in (layers, hidden)) or not (
+        corpus is None or isinstance(corpus, str) and corpus
+    ):
         return NEUTRAL_TITLE
     return f'{layers}x{hidden} LSTM on {"tiny Shakespeare" if corpus is None else os.path.basename(corpus)}'
 
 
 COLUMNS = ('epoch', 'train_loss', 'val_loss')
-MAX_LOG_BYTES = 64 << 20                                # a log of 64 MiB would hold about a million epochs
+MAX_LOG_BYTES = 64 << 20  # a log of 64 MiB would hold about a million epochs
 
 
 def check_row(path, line, row, numbers):
     """An epoch is a finite number >= 0, a loss (a cross-entropy) >= 0 or inf or nan (a run that diverged)."""
     epoch, train, val = numbers
-    if not (math.isfinite(epoch) and 0 <= epoch <= 2 ** 53):
+    if not (math.isfinite(epoch) and 0 <= epoch <= 2**53):
         cli.fail(f'{path}, line {line}: the epoch is {row["epoch"]}, not a number of epochs')
     for name, v in (('train_loss', train), ('val_loss', val)):
         if v < 0:
@@ -90,13 +111,16 @@ def read_training_log(path):
     """The epoch rows of a training log: [(epoch, train_loss, val_loss)], in order. A loss that is inf or nan (a
     run that diverged) is kept as it is; what cannot be drawn is a one-line error."""
     rows = []
-    raw = files.read_bytes(path, 'training log', MAX_LOG_BYTES, error=UserError,
-                           hint=': give the training_log.csv of a run')
+    raw = files.read_bytes(
+        path, 'training log', MAX_LOG_BYTES, error=UserError, hint=': give the training_log.csv of a run'
+    )
     try:
         reader = csv.DictReader(io.StringIO(raw.decode('utf-8'), newline=''))
         if not set(COLUMNS) <= set(reader.fieldnames or ()):
-            cli.fail(f'{path} is not a training log of _training.py (its first line names no '
-                     f'{", ".join(COLUMNS)} columns)')
+            cli.fail(
+                f'{path} is not a training log of _training.py (its first line names no '
+                f'{", ".join(COLUMNS)} columns)'
+            )
         for row in reader:
             if row.get('val_loss'):
                 if any(row[name] is None for name in COLUMNS):
@@ -104,9 +128,11 @@ def read_training_log(path):
                 rows.append(tuple(float(row[name]) for name in COLUMNS))
                 check_row(path, reader.line_num, row, rows[-1])
                 if len(rows) > 1 and rows[-1][0] <= rows[-2][0]:
-                    cli.fail(f'{path}, line {reader.line_num}: the epoch {row["epoch"]} does not follow the one '
-                             f'before it ({rows[-2][0]:g}): the log is damaged')
-    except (KeyError, TypeError, ValueError, csv.Error) as e:     # TypeError: a row shorter than the header
+                    cli.fail(
+                        f'{path}, line {reader.line_num}: the epoch {row["epoch"]} does not follow the one '
+                        f'before it ({rows[-2][0]:g}): the log is damaged'
+                    )
+    except (KeyError, TypeError, ValueError, csv.Error) as e:  # TypeError: a row shorter than the header
         cli.fail(f'{path} is not a training log of _training.py ({e})')
     if not rows:
         cli.fail(f'{path} has no finished epoch yet')
@@ -131,7 +157,7 @@ def grid_step(span, magnitude):
     return next(m * unit for m in (1, 2, 5, 10) if span / (m * unit) <= 10)
 
 
-MAX_GRID_LINES = 12                                     # grid_step gives at most 11 over the axis
+MAX_GRID_LINES = 12  # grid_step gives at most 11 over the axis
 
 
 def grid_lines(y0, y1):
@@ -141,7 +167,7 @@ def grid_lines(y0, y1):
     v = math.ceil(y0 / step - 1e-9) * step
     lines = []
     while v <= y1 + max(1e-9, step * 1e-6) and math.isfinite(v) and len(lines) < MAX_GRID_LINES:
-        lines.append(v)                                 # (the tolerance: rounding in v)
+        lines.append(v)  # (the tolerance: rounding in v)
         v += step
     return step, lines
 
@@ -173,47 +199,88 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
     def X(e):
         return left + (e - x0) / max(x1 - x0, 1e-9) * (width - left - right)
 
-    def Y(v):                                           # far outside the picture: held there (clipped anyway)
+    def Y(v):  # far outside the picture: held there (clipped anyway)
         return top + min(max((y1 - v) / span, -1e4), 1e4) * (height - top - bottom)
-    plot_area = svg.element('rect', x=left - 4, y=top, width=width - left - right + 8, height=height - top - bottom + 4)
+
+    plot_area = svg.element(
+        'rect', x=left - 4, y=top, width=width - left - right + 8, height=height - top - bottom + 4
+    )
     clip = f'<clipPath id="plot">{plot_area}</clipPath>'
     out = svg.document(width, height, title, 22, clip)
     step, lines = grid_lines(y0, y1)
     for v in lines:
         out.append(svg.element('line', x1=left, x2=width - right, y1=Y(v), y2=Y(v), stroke='#e4e4e4'))
-        out.append(svg.text(left - 6, Y(v) + 4, f'{v:.{2 if step < 0.1 else 1}f}' if step < 1 else f'{v:g}',
-                            text_anchor='end'))
+        out.append(
+            svg.text(
+                left - 6,
+                Y(v) + 4,
+                f'{v:.{2 if step < 0.1 else 1}f}' if step < 1 else f'{v:g}',
+                text_anchor='end',
+            )
+        )
     every = max(1, round(x1 / 10))
     for e in range(0, int(x1) + 1, every):
-        out.append(svg.element('line', x1=X(e), x2=X(e), y1=height - bottom, y2=height - bottom + 4, stroke='black'))
+        out.append(
+            svg.element('line', x1=X(e), x2=X(e), y1=height - bottom, y2=height - bottom + 4, stroke='black')
+        )
         out.append(svg.text(X(e), height - bottom + 17, str(e), text_anchor='middle'))
-    out.append(svg.element('line', x1=left, x2=width - right, y1=height - bottom, y2=height - bottom, stroke='black'))
+    out.append(
+        svg.element('line', x1=left, x2=width - right, y1=height - bottom, y2=height - bottom, stroke='black')
+    )
     out.append(svg.element('line', x1=left, x2=left, y1=top, y2=height - bottom, stroke='black'))
     out.append(svg.text((left + width - right) / 2, height - 12, 'epoch', text_anchor='middle'))
-    out.append(svg.text(16, (top + height - bottom) / 2, 'loss (nats/char)', text_anchor='middle',
-                        transform=f'rotate(-90 16 {(top + height - bottom) / 2})'))
+    out.append(
+        svg.text(
+            16,
+            (top + height - bottom) / 2,
+            'loss (nats/char)',
+            text_anchor='middle',
+            transform=f'rotate(-90 16 {(top + height - bottom) / 2})',
+        )
+    )
 
     def curve(k, label, colour, pairs, style, dots=False):
         """One line of (epoch, loss) pairs, with its dots if asked, and its entry k in the legend."""
         pairs = [(e, v) for e, v in pairs if math.isfinite(v)]
-        out.append(svg.element('polyline', points=svg.points((X(e), Y(v)) for e, v in pairs), fill='none',
-                               stroke=colour, **style, clip_path='url(#plot)'))
+        out.append(
+            svg.element(
+                'polyline',
+                points=svg.points((X(e), Y(v)) for e, v in pairs),
+                fill='none',
+                stroke=colour,
+                **style,
+                clip_path='url(#plot)',
+            )
+        )
         if dots:
-            out.extend(svg.element('circle', cx=X(e), cy=Y(v), r='2.5', fill=colour) for e, v in pairs if v <= y1)
+            out.extend(
+                svg.element('circle', cx=X(e), cy=Y(v), r='2.5', fill=colour) for e, v in pairs if v <= y1
+            )
         ly = top + 10 + 18 * k
-        out.append(svg.element('line', x1=width - right - 150, x2=width - right - 125, y1=ly, y2=ly, stroke=colour,
-                               **style))
+        out.append(
+            svg.element(
+                'line', x1=width - right - 150, x2=width - right - 125, y1=ly, y2=ly, stroke=colour, **style
+            )
+        )
         out.append(svg.text(width - right - 120, ly + 4, label))
+
     for k, (name, colour) in enumerate((('training', '#1f77b4'), ('validation', '#d62728'))):
         curve(k, name, colour, [(r[0], r[1 + k]) for r in rows], dict(stroke_width='2'), dots=True)
     for k, (label, o) in enumerate(others):
-        curve(2 + k, f'{label}, validation', ('#7f7f7f', '#2ca02c', '#9467bd', '#8c564b')[k % 4],
-              [(r[0], r[2]) for r in o], dict(stroke_width='1.5', stroke_dasharray='5,4'))
+        curve(
+            2 + k,
+            f'{label}, validation',
+            ('#7f7f7f', '#2ca02c', '#9467bd', '#8c564b')[k % 4],
+            [(r[0], r[2]) for r in o],
+            dict(stroke_width='1.5', stroke_dasharray='5,4'),
+        )
     finite = [r for r in rows if math.isfinite(r[2])]
     if finite:
         best = min(finite, key=lambda r: r[2])
         anchor = 'end' if X(best[0]) > width - right - 40 else 'middle'
-        out.append(svg.text(X(best[0]), Y(best[2]) + 18, loss_text(best[2]), text_anchor=anchor, fill='#d62728'))
+        out.append(
+            svg.text(X(best[0]), Y(best[2]) + 18, loss_text(best[2]), text_anchor=anchor, fill='#d62728')
+        )
     return svg.finish(out)
 
 
@@ -227,7 +294,7 @@ def main(argv=None):
     if not finite:
         cli.fail(f'{args.log}: every validation loss is inf or nan, nothing to draw')
     title = run_title(args.log) if args.title is None else args.title
-    status = cli.status_stream(out)                     # asked before the file is replaced
+    status = cli.status_stream(out)  # asked before the file is replaced
     files.write_text(out, picture(rows, title, others, args.ymax))
     print(f'wrote {out}: {len(rows)} epochs, best validation loss {loss_text(min(finite))}', file=status)
     return 0

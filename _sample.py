@@ -1,9 +1,10 @@
 """Generate text from a trained model, printing it as it goes.
 
-    python _sample.py --temperature 0.5 --length 1000 --start "ROMEO:" --seed 1
-    python _sample.py --num-samples 4 --top-p 0.9 --stop '\\n\\n'      # four speeches, drawn side by side
-    python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the likeliest text the beam finds
+python _sample.py --temperature 0.5 --length 1000 --start "ROMEO:" --seed 1
+python _sample.py --num-samples 4 --top-p 0.9 --stop '\\n\\n'      # four speeches, drawn side by side
+python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the likeliest text the beam finds
 """
+
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
 from util import cli, weights
 import sys
@@ -29,44 +30,87 @@ def escapes(text):
 
 
 def parse_args(argv):
-    p = cli.Parser(description='Generate text from a trained character-level LSTM: text like the corpus it was '
-                               'trained on (by default the shipped model, trained on tiny Shakespeare).')
+    p = cli.Parser(
+        description='Generate text from a trained character-level LSTM: text like the corpus it was '
+        'trained on (by default the shipped model, trained on tiny Shakespeare).'
+    )
     g = p.add_argument_group('sampling')
-    g.add_argument('--length', type=cli.positive_int, default=1000,
-                   help='characters to generate after the priming text (default %(default)s; with --stop, at most '
-                        'this)')
-    g.add_argument('--temperature', type=cli.non_negative_float, default=0.5,
-                   help='divides the logits: lower is safer, higher is wilder; 0 always takes the most likely '
-                        'character (default %(default)s)')
-    g.add_argument('--top-k', type=cli.non_negative_int, default=0,
-                   help='draw only from the K most likely characters (default 0: all)')
-    g.add_argument('--top-p', type=cli.above_zero_to_one, default=1.0,
-                   help='draw only from the nucleus: the smallest set of most likely characters whose probability '
-                        'reaches P (default 1: all)')
-    g.add_argument('--start', default=None, help='priming text, printed first; \\n is a newline (default "F", '
-                   'or the first letter of the model\'s lookup table where it has no "F")')
-    g.add_argument('--start-file', type=cli.path, help='read the priming text from this UTF-8 file '
-                   'instead (default: none, --start)')
-    g.add_argument('--stop', help='stop a sample once its generated text ends with this text, e.g. \'\\n\\n\' for '
-                                  'one speech (\\n is a newline, \\t a tab; default: none)')
-    g.add_argument('--num-samples', type=cli.positive_int, default=1,
-                   help='draw this many independent samples side by side, as one batch, printed one after the '
-                        'other (default %(default)s)')
-    g.add_argument('--seed', type=cli.non_negative_int, default=None,
-                   help='random seed: the same seed gives the same text (default: a fresh one each run)')
-    g.add_argument('--beam', type=cli.positive_int, default=None, metavar='N',
-                   help='instead of drawing, print the likeliest continuation found by a beam search that keeps '
-                        'the N likeliest (by the sum of their characters\' log-probabilities, no temperature); '
-                        '1 is --temperature 0; with --stop, a short text that ends there often wins, since every character '
-                        'lowers the sum; draws nothing, so --seed changes nothing (default: draw)')
-    g.add_argument('--show-logprob', action='store_true',
-                   help='after the text, print on stderr the mean log-probability of its generated characters '
-                        'under the model (temperature 1), in nats per character')
+    g.add_argument(
+        '--length',
+        type=cli.positive_int,
+        default=1000,
+        help='characters to generate after the priming text (default %(default)s; with --stop, at most this)',
+    )
+    g.add_argument(
+        '--temperature',
+        type=cli.non_negative_float,
+        default=0.5,
+        help='divides the logits: lower is safer, higher is wilder; 0 always takes the most likely '
+        'character (default %(default)s)',
+    )
+    g.add_argument(
+        '--top-k',
+        type=cli.non_negative_int,
+        default=0,
+        help='draw only from the K most likely characters (default 0: all)',
+    )
+    g.add_argument(
+        '--top-p',
+        type=cli.above_zero_to_one,
+        default=1.0,
+        help='draw only from the nucleus: the smallest set of most likely characters whose probability '
+        'reaches P (default 1: all)',
+    )
+    g.add_argument(
+        '--start',
+        default=None,
+        help='priming text, printed first; \\n is a newline (default "F", '
+        'or the first letter of the model\'s lookup table where it has no "F")',
+    )
+    g.add_argument(
+        '--start-file',
+        type=cli.path,
+        help='read the priming text from this UTF-8 file instead (default: none, --start)',
+    )
+    g.add_argument(
+        '--stop',
+        help='stop a sample once its generated text ends with this text, e.g. \'\\n\\n\' for '
+        'one speech (\\n is a newline, \\t a tab; default: none)',
+    )
+    g.add_argument(
+        '--num-samples',
+        type=cli.positive_int,
+        default=1,
+        help='draw this many independent samples side by side, as one batch, printed one after the '
+        'other (default %(default)s)',
+    )
+    g.add_argument(
+        '--seed',
+        type=cli.non_negative_int,
+        default=None,
+        help='random seed: the same seed gives the same text (default: a fresh one each run)',
+    )
+    g.add_argument(
+        '--beam',
+        type=cli.positive_int,
+        default=None,
+        metavar='N',
+        help='instead of drawing, print the likeliest continuation found by a beam search that keeps '
+        'the N likeliest (by the sum of their characters\' log-probabilities, no temperature); '
+        '1 is --temperature 0; with --stop, a short text that ends there often wins, since every character '
+        'lowers the sum; draws nothing, so --seed changes nothing (default: draw)',
+    )
+    g.add_argument(
+        '--show-logprob',
+        action='store_true',
+        help='after the text, print on stderr the mean log-probability of its generated characters '
+        'under the model (temperature 1), in nats per character',
+    )
     cli.add_model_options(p)
     return p.parse_args(argv)
 
 
-DEFAULT_START = 'F'                                     # the first letter of tiny Shakespeare
+DEFAULT_START = 'F'  # the first letter of tiny Shakespeare
 
 
 def default_start(chars):
@@ -116,24 +160,35 @@ def main(argv=None):
         cli.fail(f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet')
     N = args.num_samples
     with cli.Progress('beam search' if args.beam else 'sampling', args.length, 'steps') as progress:
-        if args.beam:                                   # the likeliest is known only at the end: then printed
-            found, _ = beam.search(params, prime, args.length, args.beam, stop_ids, progress=progress,
-                                     device=device)
+        if args.beam:  # the likeliest is known only at the end: then printed
+            found, _ = beam.search(
+                params, prime, args.length, args.beam, stop_ids, progress=progress, device=device
+            )
             progress.close()
             draws = ([ix] for ix in found)
         else:
-            draws = lstm.sample(params, prime, args.length, temperature=args.temperature,
-                                rng=np.random.default_rng(args.seed), num_samples=N, top_k=args.top_k,
-                                top_p=args.top_p, device=device)
+            draws = lstm.sample(
+                params,
+                prime,
+                args.length,
+                temperature=args.temperature,
+                rng=np.random.default_rng(args.seed),
+                num_samples=N,
+                top_k=args.top_k,
+                top_p=args.top_p,
+                device=device,
+            )
             # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr says how far.
             if N == 1 and cli.is_terminal(sys.stdout):
                 progress.close()
         texts = write_samples(draws, start, stop_ids, chars, N, progress)
     if args.show_logprob:
         for k, text in enumerate(texts):
-            logp = -lstm.char_losses(params, np.concatenate([prime, text]), device=device)[len(prime) - 1:]
-            sys.stderr.write(f'{"" if N == 1 else f"sample {k + 1}: "}mean log-probability {logp.mean():.4f} '
-                             f'nats per character over the {len(text)} generated\n')
+            logp = -lstm.char_losses(params, np.concatenate([prime, text]), device=device)[len(prime) - 1 :]
+            sys.stderr.write(
+                f'{"" if N == 1 else f"sample {k + 1}: "}mean log-probability {logp.mean():.4f} '
+                f'nats per character over the {len(text)} generated\n'
+            )
     return 0
 
 
@@ -142,13 +197,13 @@ def write_samples(draws, start, stop_ids, chars, N, progress):
     generated indices."""
     texts = [[] for _ in range(N)]
     done = np.zeros(N, dtype=bool)
-    out = sys.stdout                                    # a closed pipe (| head) is handled by cli.run
+    out = sys.stdout  # a closed pipe (| head) is handled by cli.run
     if N == 1:
         out.write(start)
     for step, ix in enumerate(draws, start=1):
         for k in np.flatnonzero(~done):
             texts[k].append(int(ix[k]))
-            if stop_ids is not None and texts[k][-len(stop_ids):] == stop_ids:
+            if stop_ids is not None and texts[k][-len(stop_ids) :] == stop_ids:
                 done[k] = True
         if N == 1:
             out.write(chars[texts[0][-1]])
@@ -162,8 +217,10 @@ def write_samples(draws, start, stop_ids, chars, N, progress):
     else:
         for k, text in enumerate(texts):
             body = start + data.decode(text, chars)
-            out.write(f'{"" if k == 0 else chr(10)}=== sample {k + 1} of {N} ===\n{body}'
-                      f'{"" if body.endswith(chr(10)) else chr(10)}')
+            out.write(
+                f'{"" if k == 0 else chr(10)}=== sample {k + 1} of {N} ===\n{body}'
+                f'{"" if body.endswith(chr(10)) else chr(10)}'
+            )
     out.flush()
     return texts
 
@@ -182,13 +239,22 @@ def check_beam(args):
     """--beam ranks by the model's own probabilities, and finds one text: refuse the options it would ignore."""
     if not args.beam:
         return
-    ignored = [name for name, given in (('--temperature', args.temperature != 0.5), ('--top-k', args.top_k),
-                                        ('--top-p', args.top_p < 1.0), ('--num-samples', args.num_samples > 1))
-               if given]
+    ignored = [
+        name
+        for name, given in (
+            ('--temperature', args.temperature != 0.5),
+            ('--top-k', args.top_k),
+            ('--top-p', args.top_p < 1.0),
+            ('--num-samples', args.num_samples > 1),
+        )
+        if given
+    ]
     if ignored:
-        cli.fail(f'--beam ranks continuations by the model\'s own probabilities and prints the likeliest one: '
-                 f'{" and ".join(ignored)} would do nothing with it; leave {"it" if len(ignored) == 1 else "them"} '
-                 'out')
+        cli.fail(
+            f'--beam ranks continuations by the model\'s own probabilities and prints the likeliest one: '
+            f'{" and ".join(ignored)} would do nothing with it; leave {"it" if len(ignored) == 1 else "them"} '
+            'out'
+        )
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM / SIGHUP an
 The checkpoint is written first, the other files from it, so a kill or a full disk leaves a whole run (runs.py);
 one training at a time writes a folder; saves/ (the shipped model) only with --overwrite-shipped-model.
 """
+
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
 from util import cli
 import os
@@ -26,43 +27,86 @@ import lstm
 from optimizer import update_average
 from util import files, runs
 from util.blas import set_threads as set_blas_threads
-from util.run_start import check_gpu_memory, check_out, load_data, lock_folder, new_run, resumed_run, training_size
-from util.settings import SETTINGS, lr_at, settings_from
+from util.run_start import (
+    check_gpu_memory,
+    check_out,
+    load_data,
+    lock_folder,
+    new_run,
+    resumed_run,
+    training_size,
+)
+from util.settings import HELP, SETTINGS, lr_at, settings_from
 from util.training_progress import Progress
 
 WEIGHTS, CHECKPOINT, LOOKUP, LOG = runs.WEIGHTS, runs.CHECKPOINT, runs.LOOKUP, runs.LOG
 
+
 def parse_args(argv):
-    p = cli.Parser(description='Train the character-level LSTM (truncated BPTT, RMSprop), or resume a run.',
-                   epilog='Ctrl-C, SIGTERM or SIGHUP writes a checkpoint, then ends the training with the status of '
-                          'a program stopped by that signal, 128 + its number: 130, 143 or 129.')
+    p = cli.Parser(
+        description='Train the character-level LSTM (truncated BPTT, RMSprop), or resume a run.',
+        epilog='Ctrl-C, SIGTERM or SIGHUP writes a checkpoint, then ends the training with the status of '
+        'a program stopped by that signal, 128 + its number: 130, 143 or 129.',
+    )
     groups = {}
-    for group, name, default, kind, text in SETTINGS:
+    for group, name, default, kind in SETTINGS:
         if group not in groups:
             groups[group] = p.add_argument_group(group)
         shown = '' if name == 'corpus' else f' (default {default})'
-        groups[group].add_argument('--' + name.replace('_', '-'), type=kind, help=text + shown,
-                                   metavar=getattr(kind, 'metavar', None))
+        groups[group].add_argument(
+            '--' + name.replace('_', '-'),
+            type=kind,
+            help=HELP[name] + shown,
+            metavar=getattr(kind, 'metavar', None),
+        )
     g = groups['optimisation']
-    g.add_argument('--threads', type=cli.positive_int, help='threads: 2 runs half of the chunks on each of two '
-                   'cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)')
-    g.add_argument('--max-steps', type=cli.non_negative_int, help='stop (with a checkpoint) once this many steps '
-                   'are done in all, e.g. for a short trial; 0 saves the untrained model '
-                   '(default: none, --epochs decides)')
+    g.add_argument(
+        '--threads',
+        type=cli.positive_int,
+        help='threads: 2 runs half of the chunks on each of two '
+        'cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)',
+    )
+    g.add_argument(
+        '--max-steps',
+        type=cli.non_negative_int,
+        help='stop (with a checkpoint) once this many steps '
+        'are done in all, e.g. for a short trial; 0 saves the untrained model '
+        '(default: none, --epochs decides)',
+    )
     g = p.add_argument_group('output')
-    g.add_argument('--out', type=cli.path, default='checkpoints', help='run folder for checkpoints and the log '
-                   '(default %(default)s; saves/ is only written if named here)')
-    g.add_argument('--overwrite-shipped-model', action='store_true', help='allow --out saves (the shipped model, '
-                   'which the run then overwrites)')
-    g.add_argument('--resume', action='store_true', help='continue the run saved in --out exactly where it '
-                                                         'stopped')
-    g.add_argument('--checkpoint-minutes', type=cli.non_negative_float, default=10.0,
-                   help='also checkpoint every this many minutes within an epoch (default %(default)s; 0: only '
-                        'per epoch)')
-    g.add_argument('--sample-length', type=cli.non_negative_int, default=200,
-                   help='characters of sample printed after each epoch (default %(default)s)')
-    g.add_argument('--quiet', action='store_true', help='print only errors: no progress line, no epoch report '
-                                                        'and no sample')
+    g.add_argument(
+        '--out',
+        type=cli.path,
+        default='checkpoints',
+        help='run folder for checkpoints and the log '
+        '(default %(default)s; saves/ is only written if named here)',
+    )
+    g.add_argument(
+        '--overwrite-shipped-model',
+        action='store_true',
+        help='allow --out saves (the shipped model, which the run then overwrites)',
+    )
+    g.add_argument(
+        '--resume', action='store_true', help='continue the run saved in --out exactly where it stopped'
+    )
+    g.add_argument(
+        '--checkpoint-minutes',
+        type=cli.non_negative_float,
+        default=10.0,
+        help='also checkpoint every this many minutes within an epoch (default %(default)s; 0: only '
+        'per epoch)',
+    )
+    g.add_argument(
+        '--sample-length',
+        type=cli.non_negative_int,
+        default=200,
+        help='characters of sample printed after each epoch (default %(default)s)',
+    )
+    g.add_argument(
+        '--quiet',
+        action='store_true',
+        help='print only errors: no progress line, no epoch report and no sample',
+    )
     return p.parse_args(argv)
 
 
@@ -73,6 +117,7 @@ def nats(loss):
 
 # --- training --------------------------------------------------------------------------------------------------
 
+
 def train_window(run, chunked, trainer=None):
     """One step of truncated BPTT on the next window of every chunk: forward, backward, RMSprop, average; on
     the GPU if a gpu.Trainer is given (which then holds the weights until trainer.to_host)."""
@@ -80,24 +125,47 @@ def train_window(run, chunked, trainer=None):
     x, y = data.window(chunked, s['window'], run.pos.window)
     if trainer is not None:
         _, H, n_layers = lstm.sizes(run.params)
-        masks, weight_masks = lstm.draw_masks(run.rng, x.shape[0], x.shape[1], H, n_layers, s['dtype'],
-                                              dropout=s['dropout'], variational=s['variational'],
-                                              weight_drop=s['weight_drop'])
-        with np.errstate(all='ignore'):                 # overflow is caught below, with a clear message
+        masks, weight_masks = lstm.draw_masks(
+            run.rng,
+            x.shape[0],
+            x.shape[1],
+            H,
+            n_layers,
+            s['dtype'],
+            dropout=s['dropout'],
+            variational=s['variational'],
+            weight_drop=s['weight_drop'],
+        )
+        with np.errstate(all='ignore'):  # overflow is caught below, with a clear message
             loss, finite = trainer.step(x, y, run.opt, masks, weight_masks, s['ema'])
     else:
-        with np.errstate(all='ignore'):                 # overflow is caught below, with a clear message
-            loss, grads, run.state = lstm.loss_and_grads(run.params, x, y, run.state, dropout=s['dropout'],
-                                                         rng=run.rng, plan=run.plan,
-                                                         weight_drop=s['weight_drop'], variational=s['variational'])
+        with np.errstate(all='ignore'):  # overflow is caught below, with a clear message
+            loss, grads, run.state = lstm.loss_and_grads(
+                run.params,
+                x,
+                y,
+                run.state,
+                dropout=s['dropout'],
+                rng=run.rng,
+                plan=run.plan,
+                weight_drop=s['weight_drop'],
+                variational=s['variational'],
+            )
             run.opt.step(run.params, grads)
         if run.ema is not None:
             update_average(run.ema, run.params, s['ema'])
         finite = all(np.isfinite(p).all() for p in run.params.values())
     if not np.isfinite(loss) or not finite:
-        cli.fail(f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
-                 f'{run.pos.step + 1}: training stopped, and ' + ('the last good checkpoint is kept; resume it' if
-                 run.on_disk else 'no checkpoint was saved yet; start the run again') + ' with a lower --lr or --clip')
+        cli.fail(
+            f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
+            f'{run.pos.step + 1}: training stopped, and '
+            + (
+                'the last good checkpoint is kept; resume it'
+                if run.on_disk
+                else 'no checkpoint was saved yet; start the run again'
+            )
+            + ' with a lower --lr or --clip'
+        )
     run.pos.advance(loss)
     return loss
 
@@ -115,22 +183,33 @@ def sample_text(params, chars, prime, length, seed, stopper):
 def log_row(run, train_loss, val_loss, chars_per_s, event):
     """A row of training_log.csv, as text: one per epoch and per interruption."""
     p = run.pos
-    return [str(p.epoch) if p.window == 0 else f'{run.epoch():.4f}', str(p.step),
-            '' if train_loss is None else nats(train_loss), '' if val_loss is None else nats(val_loss),
-            f'{run.opt.lr:.6g}', f'{p.seconds:.0f}', '' if chars_per_s is None else f'{chars_per_s:.0f}', event]
+    return [
+        str(p.epoch) if p.window == 0 else f'{run.epoch():.4f}',
+        str(p.step),
+        '' if train_loss is None else nats(train_loss),
+        '' if val_loss is None else nats(val_loss),
+        f'{run.opt.lr:.6g}',
+        f'{p.seconds:.0f}',
+        '' if chars_per_s is None else f'{chars_per_s:.0f}',
+        event,
+    ]
 
 
 def end_epoch(run, out, val_ids, progress, say, sample_length, stopper, device=None):
     """Validate (on the device), checkpoint (best/ too if the epoch is the best so far), report and sample."""
-    val = lstm.evaluate(run.model(), val_ids, progress=stopper.check, device=device)   # stopped: again on --resume
+    # Stopped: again on --resume.
+    val = lstm.evaluate(run.model(), val_ids, progress=stopper.check, device=device)
     p = run.pos
     train_loss, improved = p.finish_epoch(val)
-    run.state = lstm.zero_state(run.params, run.settings['chunks'])   # the next epoch starts at the chunks' heads
+    # The next epoch starts at the chunks' heads.
+    run.state = lstm.zero_state(run.params, run.settings['chunks'])
     p.seconds += progress.lap()
     run.save(out, 'epoch', log_row(run, train_loss, val, progress.rate(), 'best' if improved else 'epoch'))
     progress.restart()
-    say(f'{progress.end_line()}epoch {p.epoch}: train loss {"-" if train_loss is None else nats(train_loss)}, '
-        f'validation loss {nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}')
+    say(
+        f'{progress.end_line()}epoch {p.epoch}: train loss {"-" if train_loss is None else nats(train_loss)}, '
+        f'validation loss {nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}'
+    )
     if sample_length:
         prime = data.first_line(val_ids, run.chars)
         text = sample_text(run.model(), run.chars, prime, sample_length, p.step, stopper)
@@ -147,15 +226,15 @@ def train(run, out, chunked, val_ids, args, say, device=None):
     or the name of the signal that stopped it."""
     s, p = run.settings, run.pos
     trainer = None if device is None else device.trainer(run)
-    to_host = (lambda: None) if trainer is None else (lambda: trainer.to_host(run))      # if steps were taken
+    to_host = (lambda: None) if trainer is None else (lambda: trainer.to_host(run))  # if steps were taken
     threads = min(args.threads or default_threads(), 2)
     if threads > 1 and set_blas_threads(1) is None:
-        threads = 1                                     # OpenBLAS not found: let its own threads do the work
+        threads = 1  # OpenBLAS not found: let its own threads do the work
     run.plan.threads = threads
     max_steps = float('inf') if args.max_steps is None else args.max_steps
     progress, stopper = Progress(args.quiet), runs.Stopper()
     last_checkpoint = time.time()
-    try:                                                # a signal during the last checkpoint is one more flag
+    try:  # a signal during the last checkpoint is one more flag
         try:
             while p.epoch < s['epochs'] and p.step < max_steps and not stopper.signal:
                 run.opt.lr = lr_at(s, p.epoch)
@@ -163,13 +242,12 @@ def train(run, out, chunked, val_ids, args, say, device=None):
                     to_host()
                     end_epoch(run, out, val_ids, progress, say, args.sample_length, stopper, device)
                     if trainer is not None:
-                        trainer.from_host(run)          # the new epoch's zero state
+                        trainer.from_host(run)  # the new epoch's zero state
                     continue
                 t = time.time()
                 loss = train_window(run, chunked, trainer)
                 progress.add(loss, chunked.shape[0] * s['window'], time.time() - t)
-                progress.show(run, min((s['epochs'] - p.epoch) * run.windows - p.window,
-                                       max_steps - p.step))
+                progress.show(run, min((s['epochs'] - p.epoch) * run.windows - p.window, max_steps - p.step))
                 if args.checkpoint_minutes and time.time() - last_checkpoint > 60 * args.checkpoint_minutes:
                     p.seconds += progress.lap()
                     to_host()
@@ -181,12 +259,14 @@ def train(run, out, chunked, val_ids, args, say, device=None):
         if p.epoch < s['epochs'] or args.max_steps == p.step:
             why = f'{stopper.signal} received' if stopper.signal else f'--max-steps {args.max_steps} reached'
             p.seconds += progress.lap()
-            run.opt.lr = lr_at(s, p.epoch)           # the rate of the epoch it stopped in
+            run.opt.lr = lr_at(s, p.epoch)  # the rate of the epoch it stopped in
             row = log_row(run, progress.mean_loss(), None, None, why) if p.step > 0 else None
             run.save(out, 'interrupted' if stopper.signal else 'max-steps', row)
-            say(f'{progress.end_line()}{why}: checkpoint saved in {out} at step {p.step}; continue with --resume')
+            say(
+                f'{progress.end_line()}{why}: checkpoint saved in {out} at step {p.step}; continue with --resume'
+            )
             return stopper.signal or False
-        if stopper.signal:                              # during the last epoch's sample: its checkpoint is saved
+        if stopper.signal:  # during the last epoch's sample: its checkpoint is saved
             say(f'{progress.end_line()}{stopper.signal} received: the run is done, its files in {out}')
             return stopper.signal
         return True
@@ -198,11 +278,11 @@ def main(argv=None, plan=None):
     """plan: the engine.Plan of a new run (tests fix its widths with one); None measures them. A resumed run
     computes as its checkpoint's plan says."""
     args = parse_args(argv)
-    cli.check_memory(64 * args.sample_length, f'--sample-length {args.sample_length}')   # its characters
-    if args.device:                                     # before anything is written
+    cli.check_memory(64 * args.sample_length, f'--sample-length {args.sample_length}')  # its characters
+    if args.device:  # before anything is written
         cli.open_device(args.device)
     out = check_out(args)
-    if not args.resume:                                 # sizes that no machine holds: refused before any work
+    if not args.resume:  # sizes that no machine holds: refused before any work
         cli.check_memory(*training_size(settings_from(args)))
     created = not os.path.lexists(out)
     lock = lock_folder(out)
@@ -214,25 +294,31 @@ def main(argv=None, plan=None):
             device = cli.open_device(run.settings['device'])
             if device is not None:
                 check_gpu_memory(device, run.settings)
-        except BaseException:                           # refused: a folder made for nothing is removed
+        except BaseException:  # refused: a folder made for nothing is removed
             if created and not os.path.exists(os.path.join(out, CHECKPOINT)):
                 lock.discard()
             raise
         report(run, args, changed, chunked, val_ids)
         say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
         finished = train(run, out, chunked, val_ids, args, say, device)
-    except runs.Moved:                                  # nothing written: the folder is wherever it went
-        raise                                           # (one line, as every UserError)
-    except runs.Incomplete as e:                        # e.g. the disk is full after the checkpoint was written
-        cli.fail(f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {runs.fix_for(e)} and continue '
-                 'with --resume, which completes the other files')
-    except files.ModelFileError as e:                   # e.g. the disk is full: the last whole checkpoint stays
-        if not os.path.exists(os.path.join(out, CHECKPOINT)):       # the run's first checkpoint failed
-            cli.fail(f'{e}; no checkpoint was saved in {out}: {runs.fix_for(e)} and run the same command again')
-        cli.fail(f'{e}; the previous checkpoint in {out} is kept: {runs.fix_for(e)} and continue with --resume')
+    except runs.Moved:  # nothing written: the folder is wherever it went
+        raise  # (one line, as every UserError)
+    except runs.Incomplete as e:  # e.g. the disk is full after the checkpoint was written
+        cli.fail(
+            f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {runs.fix_for(e)} and continue '
+            'with --resume, which completes the other files'
+        )
+    except files.ModelFileError as e:  # e.g. the disk is full: the last whole checkpoint stays
+        if not os.path.exists(os.path.join(out, CHECKPOINT)):  # the run's first checkpoint failed
+            cli.fail(
+                f'{e}; no checkpoint was saved in {out}: {runs.fix_for(e)} and run the same command again'
+            )
+        cli.fail(
+            f'{e}; the previous checkpoint in {out} is kept: {runs.fix_for(e)} and continue with --resume'
+        )
     finally:
         lock.release()
-    if isinstance(finished, str):                       # stopped by a signal: the status that signal gives
+    if isinstance(finished, str):  # stopped by a signal: the status that signal gives
         return 128 + signal.Signals[finished]
     if finished:
         best = 'none' if run.pos.best_val is None else f'{nats(run.pos.best_val)} nats/char'
@@ -245,14 +331,19 @@ def report(run, args, changed, chunked, val_ids):
     if args.quiet:
         return
     s, p = run.settings, run.pos
-    cli.write(f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {len(run.chars)} distinct; '
-              f'{chunked.size:,} train, {len(val_ids):,} validation\n'
-              f'model {s["layers"]}x{s["hidden"]} LSTM, {sum(a.size for a in run.params.values()):,} parameters, '
-              f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n')
+    cli.write(
+        f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {len(run.chars)} distinct; '
+        f'{chunked.size:,} train, {len(val_ids):,} validation\n'
+        f'model {s["layers"]}x{s["hidden"]} LSTM, {sum(a.size for a in run.params.values()):,} parameters, '
+        f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n'
+    )
     if args.resume:
-        cli.write(f'resuming at epoch {run.epoch():.4f} (epoch {p.epoch}, window {p.window}/{run.windows}), '
-                  f'step {p.step}; ' + (', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items()) or
-                                           'no setting changed') + '\n')
+        cli.write(
+            f'resuming at epoch {run.epoch():.4f} (epoch {p.epoch}, window {p.window}/{run.windows}), '
+            f'step {p.step}; '
+            + (', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items()) or 'no setting changed')
+            + '\n'
+        )
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ The background of each character is the activation of the chosen neuron after re
 +1 red (newlines stay white). Choose the layer, the hidden state h or the cell state tanh(c), and the neuron by
 its index, or step through them with Previous and Next.
 """
+
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
 from util import cli, weights
 import functools
@@ -22,37 +23,72 @@ from util import files
 import lstm
 from explorer import viewer
 
+
 class DefaultName(str):
     """A file name an option takes when none is given: told apart from the same name given."""
 
 
-SATURATION_SVG = DefaultName('saturation.svg')          # --saturation without a file name, in the current folder
+SATURATION_SVG = DefaultName('saturation.svg')  # --saturation without a file name, in the current folder
 
 
 def parse_args(argv):
     p = cli.Parser(description='Show one neuron\'s activation on every character of a text.')
     g = p.add_argument_group('data')
-    g.add_argument('--text', type=cli.path, default=os.path.join(cli.SAVES, 'sample.txt'),
-                   help='UTF-8 text to run the model over (default saves/sample.txt)')
+    g.add_argument(
+        '--text',
+        type=cli.path,
+        default=os.path.join(cli.SAVES, 'sample.txt'),
+        help='UTF-8 text to run the model over (default saves/sample.txt)',
+    )
     cli.add_model_options(p)
     g = p.add_argument_group('view')
-    g.add_argument('--layer', type=cli.positive_int, default=1, help='LSTM layer to show first (default %(default)s)')
-    g.add_argument('--state', choices=['h', 'c'], default='h',
-                   help='h: hidden state; c: tanh of the cell state (default %(default)s)')
-    g.add_argument('--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default %(default)s)')
+    g.add_argument(
+        '--layer', type=cli.positive_int, default=1, help='LSTM layer to show first (default %(default)s)'
+    )
+    g.add_argument(
+        '--state',
+        choices=['h', 'c'],
+        default='h',
+        help='h: hidden state; c: tanh of the cell state (default %(default)s)',
+    )
+    g.add_argument(
+        '--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default %(default)s)'
+    )
     g = p.add_argument_group('output (instead of the viewer)')
-    g.add_argument('--html', type=cli.path, metavar='FILE', help='write one self-contained HTML page to explore '
-                   'the neurons; FILE#layer=2&state=c&neuron=240 opens it at that neuron (default: none, the viewer)')
-    g.add_argument('--html-chars', type=cli.positive_int, default=3000,
-                   help='the page shows at most this many characters of the text (default %(default)s)')
+    g.add_argument(
+        '--html',
+        type=cli.path,
+        metavar='FILE',
+        help='write one self-contained HTML page to explore '
+        'the neurons; FILE#layer=2&state=c&neuron=240 opens it at that neuron (default: none, the viewer)',
+    )
+    g.add_argument(
+        '--html-chars',
+        type=cli.positive_int,
+        default=3000,
+        help='the page shows at most this many characters of the text (default %(default)s)',
+    )
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
-    g.add_argument('--saturation', metavar='SVG', type=cli.path, nargs='?', const=SATURATION_SVG,
-                   help='print how often each gate is saturated, and draw it per cell into this SVG file (the '
-                        'figure of Karpathy et al., 2015; without a file name, %(const)s in the current folder)')
-    g.add_argument('--periodic-svg', metavar='SVG', type=cli.path, help='with --find: draw the mean activation '
-                   'by position in the line of the best periodic cells and of the best line-position cell '
-                   '(default: none)')
-    g.add_argument('--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)')
+    g.add_argument(
+        '--saturation',
+        metavar='SVG',
+        type=cli.path,
+        nargs='?',
+        const=SATURATION_SVG,
+        help='print how often each gate is saturated, and draw it per cell into this SVG file (the '
+        'figure of Karpathy et al., 2015; without a file name, %(const)s in the current folder)',
+    )
+    g.add_argument(
+        '--periodic-svg',
+        metavar='SVG',
+        type=cli.path,
+        help='with --find: draw the mean activation '
+        'by position in the line of the best periodic cells and of the best line-position cell '
+        '(default: none)',
+    )
+    g.add_argument(
+        '--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)'
+    )
     return p.parse_args(argv)
 
 
@@ -72,34 +108,46 @@ def load_inputs(args):
 def print_found(found, where, out=None):
     """The list of --find, on out (stdout by default)."""
     say = functools.partial(print, file=out)
-    say(f'neurons that follow features of {where} (r: correlation over the text; |r| near 1 is a close match)')
+    say(
+        f'neurons that follow features of {where} (r: correlation over the text; |r| near 1 is a close match)'
+    )
     for name, f in found.items():
         say(f'\n{name}: {f["description"]}')
         if not f['present']:
             say('  (absent from this text)')
         for layer, state, k, r, P in f['best']:
             what = analysis.state_label(state)
-            score = f'r = {r:+.3f}' if P is None else f'R = {r:.3f}  period {P}'   # R: unsigned, partial
+            score = f'r = {r:+.3f}' if P is None else f'R = {r:.3f}  period {P}'  # R: unsigned, partial
             say(f'  layer {layer} {what:<7} neuron {k:3d}   {score}')
         if 'control' in f and f['present']:
             lo, mid, hi = f['periods']
-            say(f'  periods {lo} to {mid} (two cycles or more in a typical line); with the line positions shuffled '
-                f'(chance), the best R of any neuron is {f["control"]:.3f}')
+            say(
+                f'  periods {lo} to {mid} (two cycles or more in a typical line); with the line positions shuffled '
+                f'(chance), the best R of any neuron is {f["control"]:.3f}'
+            )
             for layer, state, k, r, P in f['long']:
-                say(f'  over all periods up to {hi}, the best is layer {layer} {analysis.state_label(state)} '
-                    f'neuron {k} (R = {r:.3f}, period {P}): a period that long also fits a steady rise in the line')
+                say(
+                    f'  over all periods up to {hi}, the best is layer {layer} {analysis.state_label(state)} '
+                    f'neuron {k} (R = {r:.3f}, period {P}): a period that long also fits a steady rise in the line'
+                )
 
 
 def print_saturation(sat, where, out=None, low=0.1, high=0.9):
     """The table of --saturation, on out (stdout by default)."""
     say = functools.partial(print, file=out)
-    say(f'gate saturation over {where}: the fraction of steps with a gate below {low} (left) or above {high} '
-        '(right), averaged over the cells; and how many cells are saturated more than half of the time')
-    say(f'{"layer":>5} {"gate":<7} {"left":>6} {"right":>6} {"neither":>8} {"cells mostly left":>17} '
-        f'{"cells mostly right":>18}')
+    say(
+        f'gate saturation over {where}: the fraction of steps with a gate below {low} (left) or above {high} '
+        '(right), averaged over the cells; and how many cells are saturated more than half of the time'
+    )
+    say(
+        f'{"layer":>5} {"gate":<7} {"left":>6} {"right":>6} {"neither":>8} {"cells mostly left":>17} '
+        f'{"cells mostly right":>18}'
+    )
     for (n, g), (left, right) in sat.items():
-        say(f'{n:>5} {g:<7} {left.mean():6.3f} {right.mean():6.3f} {1 - left.mean() - right.mean():8.3f} '
-            f'{int((left > 0.5).sum()):>13} / {len(left)} {int((right > 0.5).sum()):>14} / {len(right)}')
+        say(
+            f'{n:>5} {g:<7} {left.mean():6.3f} {right.mean():6.3f} {1 - left.mean() - right.mean():8.3f} '
+            f'{int((left > 0.5).sum()):>13} / {len(left)} {int((right > 0.5).sum()):>14} / {len(right)}'
+        )
 
 
 def write(path, content):
@@ -114,36 +162,56 @@ def find(args, params, ids, text):
     print_found(found, f'{args.text} ({len(text):,} characters)', args.say)
     if args.periodic_svg:
         per, ramp = found['periodic in line'], found['line position']
-        cells = [(layer, s, k, f'R {r:.2f} at period {P}') for layer, s, k, r, P in per['best'][:2] if per['present']]
+        cells = [
+            (layer, s, k, f'R {r:.2f} at period {P}')
+            for layer, s, k, r, P in per['best'][:2]
+            if per['present']
+        ]
         cells += [(layer, s, k, f'line position, r {r:+.2f}') for layer, s, k, r, _ in ramp['best'][:1]]
         if not cells:
-            cli.fail(f'--periodic-svg: {args.text} is too short to find periodic cells in '
-                     f'({len(text)} characters)')
+            cli.fail(
+                f'--periodic-svg: {args.text} is too short to find periodic cells in ({len(text)} characters)'
+            )
         with cli.Progress('mean activation by position', len(ids)) as progress:
-            means, counts = analysis.position_profile(params, ids, text, cells, progress=progress,
-                                                      device=args.device)
-        write(args.periodic_svg, figures.position_profile_svg(
-            means, counts, cells, 'Mean activation by position in the line: the best periodic cells, and a '
-                                  'line-position cell'))
+            means, counts = analysis.position_profile(
+                params, ids, text, cells, progress=progress, device=args.device
+            )
+        write(
+            args.periodic_svg,
+            figures.position_profile_svg(
+                means,
+                counts,
+                cells,
+                'Mean activation by position in the line: the best periodic cells, and a line-position cell',
+            ),
+        )
         print(f'wrote {args.periodic_svg}', file=args.say)
 
 
-PAGE_BYTES_PER_CHAR = 24_000                          # memory the page takes, measured: 2.9 GB for 120,000
+PAGE_BYTES_PER_CHAR = 24_000  # memory the page takes, measured: 2.9 GB for 120,000
 
 
 def html_page(args, params, ids, text):
     """--html: the page over the first --html-chars characters of the text."""
     if len(ids) > args.html_chars:
-        print(f'the page shows the first {args.html_chars:,} of {len(ids):,} characters (--html-chars)',
-              file=args.say)
-        ids, text = ids[:args.html_chars], text[:args.html_chars]
+        print(
+            f'the page shows the first {args.html_chars:,} of {len(ids):,} characters (--html-chars)',
+            file=args.say,
+        )
+        ids, text = ids[: args.html_chars], text[: args.html_chars]
     cli.check_memory(PAGE_BYTES_PER_CHAR * len(ids), f'--html over {len(ids):,} characters (--html-chars)')
     _, H, n_layers = lstm.sizes(params)
     found = analysis.find_neurons(params, ids, text, args.top, device=args.device)
     acts = analysis.activations(params, ids, device=args.device)
-    write(args.html, figures.explorer_page(text, acts, H, n_layers, found, (args.layer, args.state, args.neuron)))
-    print(f'wrote {args.html}: open it in a browser (add #layer=2&state=c&neuron=240 to its address to open it at '
-          'that neuron)', file=args.say)
+    write(
+        args.html,
+        figures.explorer_page(text, acts, H, n_layers, found, (args.layer, args.state, args.neuron)),
+    )
+    print(
+        f'wrote {args.html}: open it in a browser (add #layer=2&state=c&neuron=240 to its address to open it at '
+        'that neuron)',
+        file=args.say,
+    )
 
 
 def saturation(args, params, ids, text):
@@ -151,8 +219,12 @@ def saturation(args, params, ids, text):
     with cli.Progress('gate saturation', len(ids)) as progress:
         sat = analysis.gate_saturation(params, ids, progress=progress, device=args.device)
     print_saturation(sat, f'{args.text} ({len(text):,} characters)', args.say)
-    write(args.saturation, figures.saturation_svg(
-        sat, f'Gate saturation over {os.path.basename(args.text)} ({len(text):,} characters)'))
+    write(
+        args.saturation,
+        figures.saturation_svg(
+            sat, f'Gate saturation over {os.path.basename(args.text)} ({len(text):,} characters)'
+        ),
+    )
     print(f'wrote {args.saturation}', file=args.say)
 
 
@@ -163,12 +235,16 @@ def show_viewer(args, params, ids, text):
     try:
         viewer.show(text, acts, H, n_layers, args.layer, args.state, args.neuron)
     except ImportError:
-        cli.fail('tkinter is not installed: install your system\'s python3-tk package, or write the page '
-                 'with --html neurons.html and open it in a browser')
-    except Exception as e:                              # tkinter.TclError: no display
+        cli.fail(
+            'tkinter is not installed: install your system\'s python3-tk package, or write the page '
+            'with --html neurons.html and open it in a browser'
+        )
+    except Exception as e:  # tkinter.TclError: no display
         if type(e).__name__ == 'TclError':
-            cli.fail(f'cannot open a window ({e}): run it on a desktop, set DISPLAY, or write the page with '
-                     '--html neurons.html and open it in a browser')
+            cli.fail(
+                f'cannot open a window ({e}): run it on a desktop, set DISPLAY, or write the page with '
+                '--html neurons.html and open it in a browser'
+            )
         raise
 
 
@@ -188,15 +264,23 @@ def check_outputs(args):
     output is stdout (`--html /dev/stdout > page.html`), so that none of them lands inside it."""
     svg_kind, html_kind = (b'<svg', 'an SVG figure'), (b'<!DOCTYPE html>', 'an HTML page')
     inputs = [args.text, args.weights, args.lookup, figures.TEMPLATE]
-    outputs = [(option, path, kind) for option, path, kind in (
-        ('--html', args.html, html_kind), ('--saturation', args.saturation, svg_kind),
-        ('--periodic-svg', args.periodic_svg, svg_kind)) if path is not None]
+    outputs = [
+        (option, path, kind)
+        for option, path, kind in (
+            ('--html', args.html, html_kind),
+            ('--saturation', args.saturation, svg_kind),
+            ('--periodic-svg', args.periodic_svg, svg_kind),
+        )
+        if path is not None
+    ]
     for j, (option, path, kind) in enumerate(outputs):
         files.check_writable(path, f'{option} file', kind, inputs)
         for other, other_path, _ in outputs[:j]:
             if same_file(path, other_path):
-                cli.fail(f'{other} and {option} both name {path}: the second would replace the first; give '
-                         'two names')
+                cli.fail(
+                    f'{other} and {option} both name {path}: the second would replace the first; give '
+                    'two names'
+                )
     return cli.status_stream(*(path for _, path, _ in outputs))
 
 
@@ -204,11 +288,16 @@ def main(argv=None):
     args = parse_args(argv)
     if args.periodic_svg is not None and not args.find:
         cli.fail('--periodic-svg goes with --find')
-    if isinstance(args.saturation, DefaultName) and cli.in_repo('.') and \
-            os.path.realpath('.') != os.path.realpath(cli.ROOT):
-        cli.fail(f'--saturation: the current folder holds the repository\'s own files: give the figure\'s file '
-                 f'name (without one it would be written here as {SATURATION_SVG})')
-    args.device = cli.open_device(args.device)          # the ops: None for the CPU
+    if (
+        isinstance(args.saturation, DefaultName)
+        and cli.in_repo('.')
+        and os.path.realpath('.') != os.path.realpath(cli.ROOT)
+    ):
+        cli.fail(
+            f'--saturation: the current folder holds the repository\'s own files: give the figure\'s file '
+            f'name (without one it would be written here as {SATURATION_SVG})'
+        )
+    args.device = cli.open_device(args.device)  # the ops: None for the CPU
     args.say = check_outputs(args)
     params, ids, text = load_inputs(args)
     if args.find:

@@ -5,6 +5,7 @@ A text of N characters becomes N small integers (uint8 when the alphabet has at 
 and encoded a block at a time, so that no Python object is made per character and a large corpus costs about
 one byte per character in memory.
 """
+
 import codecs
 import hashlib
 import io
@@ -20,13 +21,15 @@ import numpy as np
 from util import files
 from util.errors import UserError
 
-TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
+TINY_SHAKESPEARE_URL = (
+    'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
+)
 TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
 TINY_SHAKESPEARE_CHARS = 1115394
 TINY_SHAKESPEARE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'saves', 'shakespeare.txt')
-MAX_LOOKUP_BYTES = 64 << 20                              # a table of every Unicode character is under 20 MiB
-BLOCK = 1 << 16                                         # bytes read and encoded at a time: small, so that
-                                                        # the temporaries never pile up in the heap
+MAX_LOOKUP_BYTES = 64 << 20  # a table of every Unicode character is under 20 MiB
+# Bytes read and encoded at a time: small, so that the temporaries never pile up in the heap.
+BLOCK = 1 << 16
 
 
 class CorpusError(UserError, ValueError):
@@ -49,21 +52,24 @@ def _open_text(path, what='corpus'):
         with f:
             limit, raw = files.stream_limit(), io.BytesIO()
             while True:
-                select.select([f], [], [], 0.5)         # waits in short turns: a Ctrl-C is acted on within 0.5 s
+                select.select([f], [], [], 0.5)  # waits in short turns: a Ctrl-C is acted on within 0.5 s
                 block = os.read(f.fileno(), BLOCK)
                 if not block:
                     break
                 if not raw.tell():
-                    _check_text_start(block, path, what)      # an endless stream of no text, refused at once
+                    _check_text_start(block, path, what)  # an endless stream of no text, refused at once
                 raw.write(block)
                 if raw.tell() > limit:
-                    raise CorpusError(f'{what} {path} is a stream of more than {limit:,} bytes, a quarter of this '
-                                      'machine\'s memory: save it to a file and give that')
+                    raise CorpusError(
+                        f'{what} {path} is a stream of more than {limit:,} bytes, a quarter of this '
+                        'machine\'s memory: save it to a file and give that'
+                    )
         raw.seek(0)
         return raw
-    except MemoryError:                                 # a stream larger than the memory this process may use
-        raise CorpusError(f'{what} {path} is a stream too large for the memory available: save it to a file and '
-                          'give that') from None
+    except MemoryError:  # a stream larger than the memory this process may use
+        raise CorpusError(
+            f'{what} {path} is a stream too large for the memory available: save it to a file and give that'
+        ) from None
     except OSError as e:
         raise CorpusError(files.read_error(e, path, what, ': check the path')) from None
 
@@ -73,8 +79,9 @@ def _check_text_start(block, path, what):
     try:
         codecs.getincrementaldecoder('utf-8')('strict').decode(block)
     except UnicodeDecodeError as e:
-        raise CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {e.start}): convert it to UTF-8 '
-                          'first') from None
+        raise CorpusError(
+            f'{what} {path} is not UTF-8 text (bad byte at offset {e.start}): convert it to UTF-8 first'
+        ) from None
     if not block.strip(b'\0'):
         raise CorpusError(f'{what} {path} starts with NUL bytes only: it is not a text')
 
@@ -91,8 +98,10 @@ def _text_blocks(f, path, what='corpus'):
             try:
                 s = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as e:
-                raise CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {offset + e.start}): '
-                                  'convert it to UTF-8 first') from None
+                raise CorpusError(
+                    f'{what} {path} is not UTF-8 text (bad byte at offset {offset + e.start}): '
+                    'convert it to UTF-8 first'
+                ) from None
             offset += len(raw)
             if s:
                 yield s
@@ -134,8 +143,10 @@ class _Table:
         if unknown.any():
             bad = np.unique(cps[unknown])
             names = ', '.join(_shown(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
-            raise CorpusError(f'{len(bad)} character(s) not in the lookup table: {names}; '
-                              'remove them or use a model trained on a corpus that has them')
+            raise CorpusError(
+                f'{len(bad)} character(s) not in the lookup table: {names}; '
+                'remove them or use a model trained on a corpus that has them'
+            )
         return self.order[pos_c].astype(self.dtype)
 
 
@@ -162,7 +173,7 @@ def read_corpus(path, chars=None, what='corpus'):
     """
     n, seen = 0, np.zeros(0, dtype=np.uint32)
     with _open_text(path, what) as f:
-        for s in _text_blocks(f, path, what):           # first pass: the length (and the alphabet, if not given)
+        for s in _text_blocks(f, path, what):  # first pass: the length (and the alphabet, if not given)
             n += len(s)
             if chars is None:
                 seen = np.union1d(seen, np.unique(_codepoints(s)))
@@ -173,11 +184,11 @@ def read_corpus(path, chars=None, what='corpus'):
             raise CorpusError(f'{what} {path} is empty: give a text file with some text in it')
         ids = np.empty(n, dtype=table.dtype)
         pos = 0
-        for s in _text_blocks(f, path, what):           # second pass: encode into one preallocated array
+        for s in _text_blocks(f, path, what):  # second pass: encode into one preallocated array
             if pos + len(s) > n:
                 break
             try:
-                ids[pos:pos + len(s)] = table.encode(_codepoints(s))
+                ids[pos : pos + len(s)] = table.encode(_codepoints(s))
             except CorpusError as e:
                 raise CorpusError(f'{path}: {e}') from None
             pos += len(s)
@@ -193,11 +204,18 @@ def save_lookup(path, chars):
 
 def load_lookup(path):
     """Read and check a lookup table written by save_lookup. Raises CorpusError on any problem."""
-    raw = files.read_bytes(path, 'lookup table', MAX_LOOKUP_BYTES, error=CorpusError,
-                           hint=': give the one saved with the weights (--lookup)')
+    raw = files.read_bytes(
+        path,
+        'lookup table',
+        MAX_LOOKUP_BYTES,
+        error=CorpusError,
+        hint=': give the one saved with the weights (--lookup)',
+    )
     if raw[:2] == b'PK':
-        raise CorpusError(f'lookup table {path} is an .npz file (weights?), not a JSON list of characters: give the '
-                          'weights with --weights and their lookup table with --lookup')
+        raise CorpusError(
+            f'lookup table {path} is an .npz file (weights?), not a JSON list of characters: give the '
+            'weights with --weights and their lookup table with --lookup'
+        )
     try:
         chars = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -205,16 +223,20 @@ def load_lookup(path):
     if not isinstance(chars, list) or not chars:
         raise CorpusError(f'lookup table {path} should be a non-empty JSON list of characters')
     if isinstance(chars[0], list):
-        raise CorpusError(f'lookup table {path} holds a model\'s weights (lists of numbers), not characters: give '
-                          'it with --weights, and its lookup table with --lookup')
+        raise CorpusError(
+            f'lookup table {path} holds a model\'s weights (lists of numbers), not characters: give '
+            'it with --weights, and its lookup table with --lookup'
+        )
     if not all(isinstance(ch, str) and len(ch) == 1 for ch in chars):
         raise CorpusError(f'lookup table {path} should hold single characters only')
     if len(set(chars)) != len(chars):
         raise CorpusError(f'lookup table {path} lists a character twice')
     lone = [k for k, ch in enumerate(chars) if '\ud800' <= ch <= '\udfff']
     if lone:
-        raise CorpusError(f'lookup table {path} holds a lone surrogate, U+{ord(chars[lone[0]]):04X}, at position '
-                          f'{lone[0]}: no UTF-8 text holds one, so it is not a table this repo wrote')
+        raise CorpusError(
+            f'lookup table {path} holds a lone surrogate, U+{ord(chars[lone[0]]):04X}, at position '
+            f'{lone[0]}: no UTF-8 text holds one, so it is not a table this repo wrote'
+        )
     return chars
 
 
@@ -222,12 +244,12 @@ def first_line(ids, chars, most=80):
     """A priming text that a user recognises, for a sample of a model of this text: the first whole line of ids
     (after its first newline) that holds more than whitespace, with its newline, at most `most` characters; where
     there is none, the text's first non-blank characters."""
-    text = decode(ids[:200 * most], chars)
-    for line in text.split('\n')[1:-1]:                 # the whole lines: each between two newlines
+    text = decode(ids[: 200 * most], chars)
+    for line in text.split('\n')[1:-1]:  # the whole lines: each between two newlines
         if line.strip():
             return line[:most] + ('\n' if len(line) <= most else '')
     start = len(text) - len(text.lstrip())
-    return text[start:start + most] or text[:most]
+    return text[start : start + most] or text[:most]
 
 
 def split(ids, val_fraction=0.1):
@@ -239,7 +261,7 @@ def split(ids, val_fraction=0.1):
 def chunks(ids, B):
     """Cut the text into B contiguous chunks of equal length, one per parallel stream: a (B, L) view."""
     L = len(ids) // B
-    return ids[:B * L].reshape(B, L)
+    return ids[: B * L].reshape(B, L)
 
 
 def n_windows(L, T):
@@ -250,8 +272,8 @@ def n_windows(L, T):
 def window(chunked, T, k):
     """Window k of the chunks: inputs x and targets y, each (T, B) time-major integer arrays."""
     start = k * T
-    x = np.ascontiguousarray(chunked[:, start:start + T].T).astype(np.intp)
-    y = np.ascontiguousarray(chunked[:, start + 1:start + T + 1].T).astype(np.intp)
+    x = np.ascontiguousarray(chunked[:, start : start + T].T).astype(np.intp)
+    y = np.ascontiguousarray(chunked[:, start + 1 : start + T + 1].T).astype(np.intp)
     return x, y
 
 
@@ -270,7 +292,8 @@ def tiny_shakespeare(path=TINY_SHAKESPEARE_PATH, url=TINY_SHAKESPEARE_URL):
     if os.path.exists(path) and sha256_file(path) == TINY_SHAKESPEARE_SHA256:
         return path
     state = 'is damaged (its SHA-256 differs)' if os.path.exists(path) else 'is missing'
-    import urllib.request                               # here: it costs 7 MB of memory, and is rarely needed
+    import urllib.request  # here: it costs 7 MB of memory, and is rarely needed
+
     tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -279,14 +302,18 @@ def tiny_shakespeare(path=TINY_SHAKESPEARE_PATH, url=TINY_SHAKESPEARE_URL):
             for block in iter(lambda: r.read(BLOCK), b''):
                 f.write(block)
         if sha256_file(tmp) != TINY_SHAKESPEARE_SHA256:
-            raise CorpusError(f'tiny Shakespeare {path} {state}, and the copy downloaded from {url} does not have '
-                              'the expected SHA-256 either: restore it with `git checkout saves/shakespeare.txt`')
+            raise CorpusError(
+                f'tiny Shakespeare {path} {state}, and the copy downloaded from {url} does not have '
+                'the expected SHA-256 either: restore it with `git checkout saves/shakespeare.txt`'
+            )
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
-        raise CorpusError(f'tiny Shakespeare {path} {state}, and it could not be downloaded from {url} '
-                          f'({getattr(e, "reason", None) or e.strerror or e}): restore it with '
-                          '`git checkout saves/shakespeare.txt`, or give a corpus with --corpus') from None
+        raise CorpusError(
+            f'tiny Shakespeare {path} {state}, and it could not be downloaded from {url} '
+            f'({getattr(e, "reason", None) or e.strerror or e}): restore it with '
+            '`git checkout saves/shakespeare.txt`, or give a corpus with --corpus'
+        ) from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)

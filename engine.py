@@ -21,12 +21,14 @@ explorer) runs the same forward loop without the backward's factors, with the re
 with the plain product (Plan.plain()), so that it gives the same output in every process; dynamic evaluation runs
 stack_forward and stack_backward with the plain plan too.
 """
+
 import threading
 from typing import NamedTuple
 
 import numpy as np
 
 from engine_plan import Plan, column_blocks, matmul_blocks
+
 
 def sigmoid(x, out):
     """layers.sigmoid, in place into out: (1 + tanh(x / 2)) / 2."""
@@ -59,16 +61,16 @@ class LSTMWindow:
         self.plan = plan if plan is not None else Plan.plain()
         self.x, self.W, self.b, self.D = x, W, b, W.shape[0] - H
         if Whb is None:
-            Whb = column_blocks(W[self.D:], self.plan.width('forward', B, H, 4 * H, dt))
-        self.hs = np.empty((T + 1, B, H), dt)          # [h0, h[0], ..., h[T - 1]]: hs[t] is h_prev of step t
-        self.cs = np.empty((T + 1 if keep_c else 2, B, H), dt)     # all of c, or the last two steps' in turn
+            Whb = column_blocks(W[self.D :], self.plan.width('forward', B, H, 4 * H, dt))
+        self.hs = np.empty((T + 1, B, H), dt)  # [h0, h[0], ..., h[T - 1]]: hs[t] is h_prev of step t
+        self.cs = np.empty((T + 1 if keep_c else 2, B, H), dt)  # all of c, or the last two steps' in turn
         self.hs[0], self.cs[0] = h0, c0
-        self.h = self.hs[1:]                            # (T, B, H) view
+        self.h = self.hs[1:]  # (T, B, H) view
         self.c = self.cs[1:] if keep_c else None
-        self.c_last = self.cs[T % len(self.cs)]         # (B, H) view: the cell state after the last step
-        self.G = np.empty((T, B, 4 * H), dt)            # z -> gates -> factors F -> (backward) dz
-        self.f = np.empty((T, B, H), dt) if factors else None      # the forget gate, for dc_prev = dc * f
-        self.K = np.empty((T, B, H), dt) if factors else None      # dL/dc gets dh * K from h = o * tanh(c)
+        self.c_last = self.cs[T % len(self.cs)]  # (B, H) view: the cell state after the last step
+        self.G = np.empty((T, B, 4 * H), dt)  # z -> gates -> factors F -> (backward) dz
+        self.f = np.empty((T, B, H), dt) if factors else None  # the forget gate, for dc_prev = dc * f
+        self.K = np.empty((T, B, H), dt) if factors else None  # dL/dc gets dh * K from h = o * tanh(c)
         self._project()
         self._forward_steps(Whb)
 
@@ -89,24 +91,24 @@ class LSTMWindow:
         G, hs, cs, f_, K = self.G, self.hs, self.cs, self.f, self.K
         T, B, H = self.h.shape
         dt = G.dtype
-        hz = np.empty((B, 4 * H), dt)                   # h_prev @ Wh
-        tc = np.empty((B, H), dt)                       # tanh(c)
+        hz = np.empty((B, 4 * H), dt)  # h_prev @ Wh
+        tc = np.empty((B, H), dt)  # tanh(c)
         tmp = np.empty((B, H), dt)
         tmp3 = np.empty((B, 3 * H), dt)
-        ring = len(cs)                                  # T + 1, or 2 where only the last two are kept
+        ring = len(cs)  # T + 1, or 2 where only the last two are kept
         for t in range(T):
             h_prev, c_prev, h, c = hs[t], cs[t % ring], hs[t + 1], cs[(t + 1) % ring]
-            Gt = G[t]                                   # (B, 4H), holds z's input part
+            Gt = G[t]  # (B, 4H), holds z's input part
             matmul_blocks(h_prev, Whb, out=hz)
-            Gt += hz                                    # z = x Wx + h_prev Wh + b
-            sigmoid(Gt[:, :3 * H], out=Gt[:, :3 * H])  # i, f, o
-            np.tanh(Gt[:, 3 * H:], out=Gt[:, 3 * H:])  # g
-            i, f, o, g = Gt[:, :H], Gt[:, H:2 * H], Gt[:, 2 * H:3 * H], Gt[:, 3 * H:]
+            Gt += hz  # z = x Wx + h_prev Wh + b
+            sigmoid(Gt[:, : 3 * H], out=Gt[:, : 3 * H])  # i, f, o
+            np.tanh(Gt[:, 3 * H :], out=Gt[:, 3 * H :])  # g
+            i, f, o, g = Gt[:, :H], Gt[:, H : 2 * H], Gt[:, 2 * H : 3 * H], Gt[:, 3 * H :]
             np.multiply(f, c_prev, out=c)
             np.multiply(i, g, out=tmp)
-            c += tmp                                    # c = f * c_prev + i * g
+            c += tmp  # c = f * c_prev + i * g
             np.tanh(c, out=tc)
-            np.multiply(o, tc, out=h)                   # h = o * tanh(c)
+            np.multiply(o, tc, out=h)  # h = o * tanh(c)
             if f_ is None:
                 continue
             # The factors of lstm_step_backward's gate gradients, computed now while this step's numbers are in
@@ -114,16 +116,16 @@ class LSTMWindow:
             f_[t] = f
             np.multiply(tc, tc, out=K[t])
             np.subtract(1.0, K[t], out=K[t])
-            K[t] *= o                                   # dh/dc = o * (1 - tanh(c)^2)
+            K[t] *= o  # dh/dc = o * (1 - tanh(c)^2)
             np.multiply(g, g, out=tmp)
             np.subtract(1.0, tmp, out=tmp)
-            tmp *= i                                    # i * (1 - g^2), for dz_g
-            np.subtract(1.0, Gt[:, :3 * H], out=tmp3)
-            Gt[:, :3 * H] *= tmp3                       # sigmoid' = s (1 - s) for i, f, o
-            Gt[:, :H] *= g                              # dz_i = dc * g * i (1 - i)
-            Gt[:, H:2 * H] *= c_prev                    # dz_f = dc * c_prev * f (1 - f)
-            Gt[:, 2 * H:3 * H] *= tc                    # dz_o = dh * tanh(c) * o (1 - o)
-            Gt[:, 3 * H:] = tmp                         # dz_g = dc * i * (1 - g^2)
+            tmp *= i  # i * (1 - g^2), for dz_g
+            np.subtract(1.0, Gt[:, : 3 * H], out=tmp3)
+            Gt[:, : 3 * H] *= tmp3  # sigmoid' = s (1 - s) for i, f, o
+            Gt[:, :H] *= g  # dz_i = dc * g * i (1 - i)
+            Gt[:, H : 2 * H] *= c_prev  # dz_f = dc * c_prev * f (1 - f)
+            Gt[:, 2 * H : 3 * H] *= tc  # dz_o = dh * tanh(c) * o (1 - o)
+            Gt[:, 3 * H :] = tmp  # dz_g = dc * i * (1 - g^2)
 
     # --- backward ---
 
@@ -141,22 +143,22 @@ class LSTMWindow:
         G, f, K = self.G, self.f, self.K
         B, H = self.h.shape[1:]
         dt = G.dtype
-        WhTb = column_blocks(self.W[self.D:].T, self.plan.width('backward', B, 4 * H, H, dt))      # Wh^T
-        dh_next = np.zeros((B, H), dt)                  # the gradient flowing into h[t] from step t + 1
+        WhTb = column_blocks(self.W[self.D :].T, self.plan.width('backward', B, 4 * H, H, dt))  # Wh^T
+        dh_next = np.zeros((B, H), dt)  # the gradient flowing into h[t] from step t + 1
         dc_next = np.zeros((B, H), dt) if dcT is None else dcT.astype(dt, copy=True)
         dht = np.empty((B, H), dt)
         dc = np.empty((B, H), dt)
         for t in range(len(G) - 1, -1, -1):
-            np.add(dh[t], dh_next, out=dht)             # h[t] feeds the output and the next step
+            np.add(dh[t], dh_next, out=dht)  # h[t] feeds the output and the next step
             np.multiply(dht, K[t], out=dc)
-            dc += dc_next                               # c[t] feeds h[t] and the next step's cell
-            dz = G[t]                                   # the factors F become dL/dz = [dc, dc, dh, dc] * F
-            dz4 = dz.reshape(B, 4, H)                   # a view: G[t] is contiguous
-            dz4[:, :2] *= dc[:, None, :]                # dz_i, dz_f
-            dz4[:, 2] *= dht                            # dz_o
-            dz4[:, 3] *= dc                             # dz_g
-            np.multiply(dc, f[t], out=dc_next)          # dc_prev = dc * f
-            matmul_blocks(dz, WhTb, out=dh_next)        # dh_prev = dz Wh^T
+            dc += dc_next  # c[t] feeds h[t] and the next step's cell
+            dz = G[t]  # the factors F become dL/dz = [dc, dc, dh, dc] * F
+            dz4 = dz.reshape(B, 4, H)  # a view: G[t] is contiguous
+            dz4[:, :2] *= dc[:, None, :]  # dz_i, dz_f
+            dz4[:, 2] *= dht  # dz_o
+            dz4[:, 3] *= dc  # dz_g
+            np.multiply(dc, f[t], out=dc_next)  # dc_prev = dc * f
+            matmul_blocks(dz, WhTb, out=dh_next)  # dh_prev = dz Wh^T
         return dh_next, dc_next
 
     def _input_grad(self):
@@ -164,7 +166,7 @@ class LSTMWindow:
         if self.x.ndim == 2:
             return None
         dz = self.G
-        WxT = np.ascontiguousarray(self.W[:self.D].T)
+        WxT = np.ascontiguousarray(self.W[: self.D].T)
         return (dz.reshape(-1, dz.shape[2]) @ WxT).reshape(dz.shape[0], dz.shape[1], self.D)
 
     def _weight_grads(self):
@@ -174,7 +176,7 @@ class LSTMWindow:
         T, B, H = self.h.shape
         dz2 = dz.reshape(T * B, 4 * H)
         dW = np.empty_like(W)
-        if x.ndim == 2:                                 # the one-hot vectors themselves, (T B, D)
+        if x.ndim == 2:  # the one-hot vectors themselves, (T B, D)
             xs = np.zeros((T * B, D), dtype=W.dtype)
             xs[np.arange(T * B), x.reshape(-1)] = 1
         else:
@@ -190,11 +192,13 @@ class LSTMWindow:
 
 # --- the stack of layers, on one thread or two ------------------------------------------------------------------
 
+
 class StackCache(NamedTuple):
     """What stack_backward needs from stack_forward."""
-    parts: list                                         # the streams each thread ran: [slice(0, B)], or two halves
-    windows: list                                       # per part, each layer's LSTMWindow
-    masks: list                                         # per part, each layer's dropout mask (its streams) or None
+
+    parts: list  # the streams each thread ran: [slice(0, B)], or two halves
+    windows: list  # per part, each layer's LSTMWindow
+    masks: list  # per part, each layer's dropout mask (its streams) or None
 
 
 def stack_forward(x, state, Ws, bs, masks, plan):
@@ -206,12 +210,16 @@ def stack_forward(x, state, Ws, bs, masks, plan):
     B = x.shape[1]
     parts = [slice(0, (B + 1) // 2), slice((B + 1) // 2, B)] if plan.threads > 1 and B > 1 else [slice(0, B)]
     part_masks = [[None if m is None else m[:, s] for m in masks] for s in parts]
-    results = _on_threads([
-        (lambda s=s, m=m: _stack_forward(x[:, s], [(h[s], c[s]) for h, c in state], Ws, bs, m, plan))
-        for s, m in zip(parts, part_masks)])
+    results = _on_threads(
+        [
+            (lambda s=s, m=m: _stack_forward(x[:, s], [(h[s], c[s]) for h, c in state], Ws, bs, m, plan))
+            for s, m in zip(parts, part_masks)
+        ]
+    )
     top = _join([r[0] for r in results], axis=1)
-    new_state = [(_join([r[1][n][0] for r in results]), _join([r[1][n][1] for r in results]))
-                 for n in range(len(Ws))]
+    new_state = [
+        (_join([r[1][n][0] for r in results]), _join([r[1][n][1] for r in results])) for n in range(len(Ws))
+    ]
     return top, new_state, StackCache(parts, [r[2] for r in results], part_masks)
 
 
@@ -219,17 +227,24 @@ def stack_backward(dtop, cache, dstate=None):
     """layers.stack_backward: (dx, [dW], [db], [(dh0, dc0)] per layer), dx None for indices. Uses the cache up,
     freeing each layer's buffers as soon as they are used, on the threads the forward pass ran on."""
     parts = cache.parts
-    results = _on_threads([
-        (lambda s=s, w=w, m=m: _stack_backward(dtop[:, s], w, m, None if dstate is None else
-                                               [(h[s], c[s]) for h, c in dstate]))
-        for s, w, m in zip(parts, cache.windows, cache.masks)])
+    results = _on_threads(
+        [
+            (
+                lambda s=s, w=w, m=m: _stack_backward(
+                    dtop[:, s], w, m, None if dstate is None else [(h[s], c[s]) for h, c in dstate]
+                )
+            )
+            for s, w, m in zip(parts, cache.windows, cache.masks)
+        ]
+    )
     dxs, dWs, dbs, dstate0 = results[0]
     for _, dWs1, dbs1, _ in results[1:]:
         for a, b in zip(dWs + dbs, dWs1 + dbs1):
-            a += b                                      # the two halves' gradients of the shared weights
+            a += b  # the two halves' gradients of the shared weights
     dx = None if dxs is None else _join([r[0] for r in results], axis=1)
-    dstate0 = [(_join([r[3][n][0] for r in results]), _join([r[3][n][1] for r in results]))
-               for n in range(len(dWs))]
+    dstate0 = [
+        (_join([r[3][n][0] for r in results]), _join([r[3][n][1] for r in results])) for n in range(len(dWs))
+    ]
     return dx, dWs, dbs, dstate0
 
 
@@ -248,8 +263,9 @@ def _on_threads(jobs):
     def work(k):
         try:
             results[k] = jobs[k]()
-        except BaseException as e:                      # re-raised by the caller's thread below
+        except BaseException as e:  # re-raised by the caller's thread below
             errors.append(e)
+
     workers = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
     for w in workers:
         w.start()
@@ -266,7 +282,7 @@ def _stack_forward(x, state, Ws, bs, masks, plan):
     for (h0, c0), W, b, mask in zip(state, Ws, bs, masks):
         window = LSTMWindow(inp, h0, c0, W, b, plan, keep_c=False)
         windows.append(window)
-        inp = window.h if mask is None else window.h * mask          # the next layer's input
+        inp = window.h if mask is None else window.h * mask  # the next layer's input
     new_state = [(w.h[-1].copy(), w.c_last.copy()) for w in windows]
     return inp, new_state, windows
 
@@ -292,11 +308,13 @@ def _stack_backward(dtop, windows, masks, dstate=None):
 
 # --- forward only: sampling, evaluation, the explorer -----------------------------------------------------------
 
+
 class LayerSteps(NamedTuple):
     """Every step of one layer, as the forward-only path returns them."""
-    h: np.ndarray                                       # (T, B, H) the hidden state
-    c: np.ndarray                                       # (T, B, H) the cell state
-    gates: np.ndarray                                   # (T, B, 4H) the activated gates [i, f, o, g]
+
+    h: np.ndarray  # (T, B, H) the hidden state
+    c: np.ndarray  # (T, B, H) the cell state
+    gates: np.ndarray  # (T, B, 4H) the activated gates [i, f, o, g]
 
 
 def recurrent_blocks(W):
@@ -314,7 +332,7 @@ def stack_forward_only(x, state, Ws, bs, Whbs, keep=False):
     for (h0, c0), W, b, Whb in zip(state, Ws, bs, Whbs):
         window = LSTMWindow(inp, h0, c0, W, b, Whb=Whb, factors=False, keep_c=keep)
         new_state.append((window.h[-1], window.c_last.copy()))
-        if keep:                                        # without the factors, G holds the gates after each step
+        if keep:  # without the factors, G holds the gates after each step
             steps.append(LayerSteps(window.h, window.c, window.G))
         inp = window.h
     return inp, new_state, (steps if keep else None)

@@ -5,6 +5,7 @@ OpenBLAS runs the small in-loop products, (B x H) @ (H x 4H) forward and (B x 4H
 the weight cut into blocks of columns and done as one batched product (column_blocks, matmul_blocks); which width
 is fastest depends on the CPU, the OpenBLAS kernel and B, so training measures it where it runs.
 """
+
 import functools
 import threading
 import time
@@ -30,7 +31,7 @@ def matmul_blocks(x, Mb, out):
     return out
 
 
-BLOCK_CANDIDATES = (0, 16, 32, 64, 128)               # 0: the plain product
+BLOCK_CANDIDATES = (0, 16, 32, 64, 128)  # 0: the plain product
 
 
 class Plan:
@@ -51,7 +52,7 @@ class Plan:
         self.threads = threads
         self._fixed = {'forward': forward, 'backward': backward}
         self._table = {} if widths is None else read_widths(widths)
-        self._lock = threading.Lock()                   # two threads may ask for a width at once
+        self._lock = threading.Lock()  # two threads may ask for a width at once
 
     @classmethod
     def plain(cls, threads=1):
@@ -86,7 +87,7 @@ def _fastest_width(B, K, N, dtype):
         if bs and (N % bs or bs >= N):
             continue
         Mb = column_blocks(M, bs)
-        matmul_blocks(x, Mb, out)                       # warm up
+        matmul_blocks(x, Mb, out)  # warm up
         best = float('inf')
         for _ in range(5):
             t = time.perf_counter()
@@ -106,8 +107,10 @@ def read_widths(table):
     for k, row in enumerate(table):
         key = _width_key(row)
         if key is None:
-            raise ValueError(f'entry {k} of the table of block widths is {row!r}, not [B, K, N, float dtype, '
-                             f'width] with sizes above 0 and a width among {list(BLOCK_CANDIDATES)}')
+            raise ValueError(
+                f'entry {k} of the table of block widths is {row!r}, not [B, K, N, float dtype, '
+                f'width] with sizes above 0 and a width among {list(BLOCK_CANDIDATES)}'
+            )
         widths[key] = row[4]
     return widths
 

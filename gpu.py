@@ -18,11 +18,13 @@ of it runs and is tested on any machine, and on a GPU the kernels are held to th
 - Dropout masks are drawn on the host by the run's generator in the same order as on the CPU (lstm.draw_masks),
   so that a run moves between the devices with its random stream.
 """
+
 import numpy as np
 
 import lstm
 
 # --- the parameters on the device -----------------------------------------------------------------------------
+
 
 class Flat:
     """Named arrays in one flat device buffer, the weight matrices first (RMSprop's weight decay takes the
@@ -30,13 +32,13 @@ class Flat:
 
     def __init__(self, xp, shapes, dtype):
         self.xp, self.shapes = xp, shapes
-        self.names = sorted(shapes, key=lambda k: len(shapes[k]) < 2)       # stable: matrices, then vectors
+        self.names = sorted(shapes, key=lambda k: len(shapes[k]) < 2)  # stable: matrices, then vectors
         sizes = [int(np.prod(shapes[k])) for k in self.names]
         self.n_decay = sum(s for k, s in zip(self.names, sizes) if len(shapes[k]) > 1)
         self.buf = xp.zeros(sum(sizes), dtype)
         self.view, self.offset, start = {}, {}, 0
         for k, size in zip(self.names, sizes):
-            self.view[k] = self.buf[start:start + size].reshape(shapes[k])
+            self.view[k] = self.buf[start : start + size].reshape(shapes[k])
             self.offset[k] = start
             start += size
 
@@ -50,7 +52,7 @@ class Flat:
         host = asnumpy(self.buf)
         for k in self.names:
             a = arrays[k]
-            a[...] = host[self.offset[k]:self.offset[k] + a.size].reshape(a.shape)
+            a[...] = host[self.offset[k] : self.offset[k] + a.size].reshape(a.shape)
 
 
 class Window:
@@ -58,9 +60,9 @@ class Window:
 
     def __init__(self, xp, T, B, H, V, n_layers, dtype, training):
         self.T, self.B = T, B
-        self.hs = [xp.zeros((T + 1, B, H), dtype) for _ in range(n_layers)]     # [h0, h[0], ..., h[T - 1]]
+        self.hs = [xp.zeros((T + 1, B, H), dtype) for _ in range(n_layers)]  # [h0, h[0], ..., h[T - 1]]
         self.cs = [xp.zeros((T + 1, B, H), dtype) for _ in range(n_layers)]
-        self.G = [xp.empty((T, B, 4 * H), dtype) for _ in range(n_layers)]     # z -> gates -> dL/dz
+        self.G = [xp.empty((T, B, 4 * H), dtype) for _ in range(n_layers)]  # z -> gates -> dL/dz
         self.logits = xp.empty((T * B, V), dtype)
         if training:
             self.dh_next, self.dc_next = xp.zeros((B, H), dtype), xp.zeros((B, H), dtype)
@@ -88,8 +90,10 @@ class Model:
 
     def zero_state(self, B):
         xp = self.xp
-        self.state = [(xp.zeros((B, self.H), self.dtype), xp.zeros((B, self.H), self.dtype))
-                      for _ in range(self.n_layers)]
+        self.state = [
+            (xp.zeros((B, self.H), self.dtype), xp.zeros((B, self.H), self.dtype))
+            for _ in range(self.n_layers)
+        ]
 
     def set_state(self, state):
         """The state from host arrays [(h, c)] per layer."""
@@ -101,10 +105,11 @@ class Model:
     def _window(self, T, B):
         key = (T, B)
         if key not in self.windows:
-            if len(self.windows) > 4:                   # a few shapes (sampling, a text's last window)
+            if len(self.windows) > 4:  # a few shapes (sampling, a text's last window)
                 self.windows.clear()
-            self.windows[key] = Window(self.xp, T, B, self.H, self.V, self.n_layers, self.dtype,
-                                         training=self.grads is not None)
+            self.windows[key] = Window(
+                self.xp, T, B, self.H, self.V, self.n_layers, self.dtype, training=self.grads is not None
+            )
         return self.windows[key]
 
     def forward(self, x, masks=None, weights=None):
@@ -123,7 +128,7 @@ class Model:
             hs, cs, G = w.hs[n], w.cs[n], w.G[n]
             hs[0], cs[0] = self.state[n]
             if n == 0:
-                xp.take(W[:D], x, axis=0, out=G)        # a one-hot vector times Wx selects a row of Wx
+                xp.take(W[:D], x, axis=0, out=G)  # a one-hot vector times Wx selects a row of Wx
             else:
                 xp.matmul(inp.reshape(T * B, D), W[:D], out=G.reshape(T * B, 4 * self.H))
             G += p[f'lstm{n + 1}.b']
@@ -146,11 +151,11 @@ class Model:
             for n, m in enumerate(weight_masks):
                 W = p[f'lstm{n + 1}.W'].copy()
                 if m is not None:
-                    W[-self.H:] *= m
+                    W[-self.H :] *= m
                 weights.append(W)
         w, inputs = self.forward(x, masks, weights)
         T, B = x.shape
-        logp_y = self.ops.softmax_xent(w.logits, y.reshape(-1))      # w.logits becomes dL/dlogits
+        logp_y = self.ops.softmax_xent(w.logits, y.reshape(-1))  # w.logits becomes dL/dlogits
         loss = -logp_y.mean()
         dl, top = w.logits, inputs[-1].reshape(T * B, self.H)
         with self.ops.side():
@@ -174,11 +179,10 @@ class Model:
             w.dc_next.fill(0)
             self.ops.backward_loop(W[D:], w.cs[n], w.G[n], xp.ascontiguousarray(dh), w.dh_next, w.dc_next)
             dz = w.G[n].reshape(T * B, 4 * H)
-            with self.ops.side():                       # beside the next layer's time loop
+            with self.ops.side():  # beside the next layer's time loop
                 self._weight_grads(w, x, n, D, inputs, weight_masks)
             if n > 0:
                 dtop = xp.matmul(dz, W[:D].T).reshape(T, B, D)
-
 
     def _weight_grads(self, w, x, n, D, inputs, weight_masks):
         """Layer n's dW = [x, h_prev]^T dz and db, from its dz in w.G[n]: products over the whole window."""
@@ -187,7 +191,7 @@ class Model:
         H = self.H
         dz = w.G[n].reshape(T * B, 4 * H)
         dW = g[f'lstm{n + 1}.W']
-        if n == 0:                                      # the one-hot vectors themselves, (T B, V)
+        if n == 0:  # the one-hot vectors themselves, (T B, V)
             w.onehot.fill(0)
             w.onehot[w.rows, x.reshape(-1)] = 1
             xp.matmul(w.onehot.T, dz, out=dW[:D])
@@ -196,10 +200,11 @@ class Model:
         xp.matmul(w.hs[n][:-1].reshape(T * B, H).T, dz, out=dW[D:])
         xp.sum(dz, axis=0, out=g[f'lstm{n + 1}.b'])
         if weight_masks and weight_masks[n] is not None:
-            dW[D:] *= weight_masks[n]                   # the gradient reaches a dropped weight through its mask
+            dW[D:] *= weight_masks[n]  # the gradient reaches a dropped weight through its mask
 
 
 # --- training ---------------------------------------------------------------------------------------------------
+
 
 class Trainer:
     """A run trained on the device: the weights, RMSprop's state, the carried state and the moving average
@@ -216,7 +221,7 @@ class Trainer:
 
     def from_host(self, run):
         """Take the run's weights, RMSprop state, carried state and moving average (a resume, a new epoch)."""
-        self.newer = False                              # whether the device holds steps the host has not seen
+        self.newer = False  # whether the device holds steps the host has not seen
         self.model.params.load(run.params)
         self.cache.load(run.opt.cache)
         self.model.set_state(run.state)
@@ -249,9 +254,19 @@ class Trainer:
         wdev = [None if a is None else xp.asarray(a) for a in (weight_masks or [])]
         loss = m.loss_and_grads(xp.asarray(x, np.int32), xp.asarray(y, np.int32), dev or None, wdev or None)
         grad = m.grads.buf
-        norm2 = xp.asarray(xp.sum(xp.square(grad), dtype=np.float64))     # on the device (numpy: a 0-d array)
-        self.ops.rmsprop(m.params.buf, grad, self.cache.buf, norm2, opt.clip, opt.lr, opt.rho, opt.eps,
-                         opt.weight_decay, m.params.n_decay)
+        norm2 = xp.asarray(xp.sum(xp.square(grad), dtype=np.float64))  # on the device (numpy: a 0-d array)
+        self.ops.rmsprop(
+            m.params.buf,
+            grad,
+            self.cache.buf,
+            norm2,
+            opt.clip,
+            opt.lr,
+            opt.rho,
+            opt.eps,
+            opt.weight_decay,
+            m.params.n_decay,
+        )
         opt.steps += 1
         self.newer = True
         if self.ema is not None:
@@ -263,6 +278,7 @@ class Trainer:
 
 
 # --- forward only: evaluation, sampling, the explorer ------------------------------------------------------------
+
 
 class Predictor:
     """lstm.Predictor on the device: B streams side by side, any number of steps at a time, the state carried
@@ -291,8 +307,9 @@ class Predictor:
         if not keep:
             return logits
         asnumpy = self.ops.asnumpy
-        return logits, [(asnumpy(w.hs[n][1:]), asnumpy(w.cs[n][1:]), asnumpy(w.G[n]))
-                        for n in range(self.model.n_layers)]
+        return logits, [
+            (asnumpy(w.hs[n][1:]), asnumpy(w.cs[n][1:]), asnumpy(w.G[n])) for n in range(self.model.n_layers)
+        ]
 
 
 def evaluate_dynamic(ops, params, ids, *, lr, window, decay, progress=None):
@@ -305,7 +322,7 @@ def evaluate_dynamic(ops, params, ids, *, lr, window, decay, progress=None):
     sums, counts = [], []
     for start in range(0, len(ids) - 1, window):
         n = min(window, len(ids) - 1 - start)
-        x, y = dev_ids[start:start + n, None], dev_ids[start + 1:start + n + 1, None]
+        x, y = dev_ids[start : start + n, None], dev_ids[start + 1 : start + n + 1, None]
         loss = m.loss_and_grads(x, y)
         p -= p.dtype.type(lr) * m.grads.buf
         if decay:

@@ -15,6 +15,7 @@ What the ops are, and why they are kernels:
 - rmsprop: optimizer.RMSprop's update of every parameter in one kernel over one flat buffer, with the clipping
   scale computed on the GPU from the gradients' squared norm (no wait for the host).
 """
+
 import contextlib
 
 import numpy as np
@@ -181,18 +182,26 @@ extern "C" __global__ void rmsprop(REAL* p, const REAL* g, REAL* cache, const do
 
 # Up to this many streams the fused step kernels run the time loop (measured on an H200: _benchmark.py).
 FUSED_MAX_B = 64
-KERNELS = ('step_forward', 'step_backward', 'step_forward_fused', 'step_backward_fused', 'softmax_xent', 'rmsprop')
-THREADS = 256                                           # threads per block
+KERNELS = (
+    'step_forward',
+    'step_backward',
+    'step_forward_fused',
+    'step_backward_fused',
+    'softmax_xent',
+    'rmsprop',
+)
+THREADS = 256  # threads per block
 
 
 # --- the numpy twins -------------------------------------------------------------------------------------------
 
+
 def step_forward(G, c_prev, c, h):
     """The kernel step_forward: z (B, 4H) in G -> the activated gates in G; the new c and h, (B, H)."""
     H = c.shape[1]
-    G[:, :3 * H] = 0.5 * (1 + np.tanh(0.5 * G[:, :3 * H]))            # i, f, o
-    G[:, 3 * H:] = np.tanh(G[:, 3 * H:])                                # g
-    i, f, o, g = G[:, :H], G[:, H:2 * H], G[:, 2 * H:3 * H], G[:, 3 * H:]
+    G[:, : 3 * H] = 0.5 * (1 + np.tanh(0.5 * G[:, : 3 * H]))  # i, f, o
+    G[:, 3 * H :] = np.tanh(G[:, 3 * H :])  # g
+    i, f, o, g = G[:, :H], G[:, H : 2 * H], G[:, 2 * H : 3 * H], G[:, 3 * H :]
     c[...] = f * c_prev + i * g
     h[...] = o * np.tanh(c)
 
@@ -200,12 +209,13 @@ def step_forward(G, c_prev, c, h):
 def step_backward(dh_out, dh_next, dc_next, G, c_prev, c):
     """The kernel step_backward: the gates in G -> dL/dz; dc_next (dL/dc of the next step) -> dL/dc_prev."""
     H = c.shape[1]
-    i, f, o, g = (G[:, k * H:(k + 1) * H].copy() for k in range(4))
+    i, f, o, g = (G[:, k * H : (k + 1) * H].copy() for k in range(4))
     tc = np.tanh(c)
     dh = dh_out + dh_next
     dc = dc_next + dh * o * (1 - tc * tc)
-    G[...] = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dh * tc * o * (1 - o),
-                             dc * i * (1 - g * g)], axis=1)
+    G[...] = np.concatenate(
+        [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dh * tc * o * (1 - o), dc * i * (1 - g * g)], axis=1
+    )
     dc_next[...] = dc * f
 
 
@@ -235,6 +245,7 @@ def rmsprop(p, g, cache, norm2, clip, lr, rho, eps, weight_decay, n_decay):
 
 class NumpyOps:
     """The ops on numpy arrays, through the twins: gpu.py runs on these on any machine."""
+
     xp = np
     name = 'numpy'
 
@@ -246,7 +257,7 @@ class NumpyOps:
         """layers.lstm_forward's loop. G (T, B, 4H) holds x Wx + b of each step; hs, cs (T + 1, B, H) hold h0, c0
         at [0]. Fills hs[1:], cs[1:]; leaves the activated gates in G."""
         for t in range(len(G)):
-            G[t] += hs[t] @ Wh                          # cuBLAS: C = A B + 1 C
+            G[t] += hs[t] @ Wh  # cuBLAS: C = A B + 1 C
             step_forward(G[t], cs[t], cs[t + 1], hs[t + 1])
 
     def backward_loop(self, Wh, cs, G, dh, dh_next, dc_next):
@@ -254,7 +265,7 @@ class NumpyOps:
         beyond the window (become those of h0 and c0). Turns the gates in G into dL/dz."""
         for t in range(len(G) - 1, -1, -1):
             step_backward(dh[t], dh_next, dc_next, G[t], cs[t], cs[t + 1])
-            np.matmul(G[t], Wh.T, out=dh_next)          # dh_prev = dz Wh^T
+            np.matmul(G[t], Wh.T, out=dh_next)  # dh_prev = dz Wh^T
 
     def softmax_xent(self, z, y):
         return softmax_xent(z, y)
@@ -273,6 +284,7 @@ class NumpyOps:
 class CudaOps:
     """The ops on CuPy arrays, through the CUDA kernels and cuBLAS called directly. Up to fused_max_b streams,
     a step of the time loop is one fused kernel (its product inside); above, a cuBLAS product and a kernel."""
+
     name = 'cuda'
     fused_max_b = FUSED_MAX_B
 
@@ -280,10 +292,11 @@ class CudaOps:
         self.xp = cp = cupy
         self.asnumpy = cp.asnumpy
         from cupy.cuda import cublas
+
         self._cublas = cublas
         self._handle = cp.cuda.device.get_cublas_handle()
         self._modules = {}
-        self._scalars = {}                              # host alpha / beta for cuBLAS, kept alive
+        self._scalars = {}  # host alpha / beta for cuBLAS, kept alive
         self._side = cp.cuda.Stream(non_blocking=True)
 
     @contextlib.contextmanager
@@ -311,7 +324,7 @@ class CudaOps:
 
     def _gemm(self, dtype):
         """cuBLAS's gemm for the dtype, its host alpha = 1 and beta pointers, on the current stream."""
-        self._kernels(dtype)                            # makes the scalars
+        self._kernels(dtype)  # makes the scalars
         cb = self._cublas
         cb.setStream(self._handle, self.xp.cuda.get_current_stream().ptr)
         cb.setPointerMode(self._handle, cb.CUBLAS_POINTER_MODE_HOST)
@@ -330,17 +343,36 @@ class CudaOps:
             k = self._kernels(G.dtype)['step_forward_fused']
             grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
             for t in range(T):
-                k(grid, (THREADS,), (np.uint64(g0 + t * gstep), np.uint64(h0 + t * hstep), np.uint64(w),
-                                     np.uint64(c0 + t * hstep), np.uint64(c0 + (t + 1) * hstep),
-                                     np.uint64(h0 + (t + 1) * hstep), *n))
+                k(
+                    grid,
+                    (THREADS,),
+                    (
+                        np.uint64(g0 + t * gstep),
+                        np.uint64(h0 + t * hstep),
+                        np.uint64(w),
+                        np.uint64(c0 + t * hstep),
+                        np.uint64(c0 + (t + 1) * hstep),
+                        np.uint64(h0 + (t + 1) * hstep),
+                        *n,
+                    ),
+                )
             return
         k = self._kernels(G.dtype)['step_forward']
         gemm, one, _ = self._gemm(G.dtype)
         for t in range(T):
             # row-major G[t] (B, 4H) += hs[t] (B, H) @ Wh (H, 4H): column-major G^T = Wh^T hs^T + G^T
             gemm(self._handle, 0, 0, H4, B, H, one, w, H4, h0 + t * hstep, H, one, g0 + t * gstep, H4)
-            k(grid, (THREADS,), (np.uint64(g0 + t * gstep), np.uint64(c0 + t * hstep),
-                                 np.uint64(c0 + (t + 1) * hstep), np.uint64(h0 + (t + 1) * hstep), *n))
+            k(
+                grid,
+                (THREADS,),
+                (
+                    np.uint64(g0 + t * gstep),
+                    np.uint64(c0 + t * hstep),
+                    np.uint64(c0 + (t + 1) * hstep),
+                    np.uint64(h0 + (t + 1) * hstep),
+                    *n,
+                ),
+            )
 
     @staticmethod
     def _ptr(a):
@@ -366,17 +398,40 @@ class CudaOps:
             grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
             for t in range(T - 1, -1, -1):
                 last = t == T - 1
-                k(grid, (THREADS,), (np.uint64(0 if last else g0 + (t + 1) * gstep), np.uint64(w),
-                                     np.uint64(d0 + t * hstep), dhn, dcn, np.uint64(g0 + t * gstep),
-                                     np.uint64(c0 + t * hstep), np.uint64(c0 + (t + 1) * hstep), *n,
-                                     np.int32(last)))
+                k(
+                    grid,
+                    (THREADS,),
+                    (
+                        np.uint64(0 if last else g0 + (t + 1) * gstep),
+                        np.uint64(w),
+                        np.uint64(d0 + t * hstep),
+                        dhn,
+                        dcn,
+                        np.uint64(g0 + t * gstep),
+                        np.uint64(c0 + t * hstep),
+                        np.uint64(c0 + (t + 1) * hstep),
+                        *n,
+                        np.int32(last),
+                    ),
+                )
             # dh0 = dz[0] Wh^T, the gradient of the carried-in h, as the unfused loop leaves it
             gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0, H4, zero, self._ptr(dh_next), H)
             return
         k = self._kernels(G.dtype)['step_backward']
         for t in range(T - 1, -1, -1):
-            k(grid, (THREADS,), (np.uint64(d0 + t * hstep), dhn, dcn, np.uint64(g0 + t * gstep),
-                                 np.uint64(c0 + t * hstep), np.uint64(c0 + (t + 1) * hstep), *n))
+            k(
+                grid,
+                (THREADS,),
+                (
+                    np.uint64(d0 + t * hstep),
+                    dhn,
+                    dcn,
+                    np.uint64(g0 + t * gstep),
+                    np.uint64(c0 + t * hstep),
+                    np.uint64(c0 + (t + 1) * hstep),
+                    *n,
+                ),
+            )
             # row-major dh_next (B, H) = dz (B, 4H) @ Wh^T: column-major dh_next^T = (Wh^T)^T dz^T
             gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0 + t * gstep, H4, zero, self._ptr(dh_next), H)
 
@@ -384,14 +439,32 @@ class CudaOps:
         N, V = z.shape
         logp_y = self.xp.empty(N, np.float64)
         k = self._kernels(z.dtype)['softmax_xent']
-        k(((N + THREADS - 1) // THREADS,), (THREADS,), (z, y.astype(np.int32, copy=False), logp_y,
-                                                        np.int32(N), np.int32(V)))
+        k(
+            ((N + THREADS - 1) // THREADS,),
+            (THREADS,),
+            (z, y.astype(np.int32, copy=False), logp_y, np.int32(N), np.int32(V)),
+        )
         return logp_y
 
     def rmsprop(self, p, g, cache, norm2, clip, lr, rho, eps, weight_decay, n_decay):
         k = self._kernels(p.dtype)['rmsprop']
         real = p.dtype.type
         n = p.size
-        k(((n + THREADS - 1) // THREADS,), (THREADS,),
-          (p, g, cache, norm2, np.float64(clip), real(lr), real(rho), real(1.0 - rho), real(eps),
-           real(lr * weight_decay), np.int64(n), np.int64(n_decay)))
+        k(
+            ((n + THREADS - 1) // THREADS,),
+            (THREADS,),
+            (
+                p,
+                g,
+                cache,
+                norm2,
+                np.float64(clip),
+                real(lr),
+                real(rho),
+                real(1.0 - rho),
+                real(eps),
+                real(lr * weight_decay),
+                np.int64(n),
+                np.int64(n_decay),
+            ),
+        )

@@ -14,6 +14,7 @@ h_prev; columns in four blocks of H for the gates i, f, o, g.
 This code is written to be read, not to be fast: training runs `engine.py`, which computes exactly these
 functions with fused buffers, and the tests hold it to them (tests/test_engine.py).
 """
+
 from typing import NamedTuple
 
 import numpy as np
@@ -32,16 +33,18 @@ def one_hot(ids, V, dtype=np.float64):
 
 # --- one LSTM step ----------------------------------------------------------------------------------------------
 
+
 class StepCache(NamedTuple):
     """What lstm_step_backward needs from lstm_step_forward."""
-    xh: np.ndarray                                      # (B, D + H) the step's input and h_prev side by side
-    W: np.ndarray                                       # (D + H, 4H) the weights
-    c_prev: np.ndarray                                  # (B, H) the previous cell state
-    i: np.ndarray                                       # (B, H) each: the activated gates
+
+    xh: np.ndarray  # (B, D + H) the step's input and h_prev side by side
+    W: np.ndarray  # (D + H, 4H) the weights
+    c_prev: np.ndarray  # (B, H) the previous cell state
+    i: np.ndarray  # (B, H) each: the activated gates
     f: np.ndarray
     o: np.ndarray
     g: np.ndarray
-    tc: np.ndarray                                      # (B, H) tanh(c)
+    tc: np.ndarray  # (B, H) tanh(c)
 
 
 def lstm_step_forward(x, h_prev, c_prev, W, b):
@@ -54,12 +57,12 @@ def lstm_step_forward(x, h_prev, c_prev, W, b):
     Returns (h, c, cache): the new hidden and cell state, (B, H) each.
     """
     H = h_prev.shape[1]
-    xh = np.concatenate([x, h_prev], axis=1)            # (B, D + H)
-    z = xh @ W + b                                      # (B, 4H): all four gates' pre-activations at once
-    i = sigmoid(z[:, :H])                               # input gate: how much of g to write
-    f = sigmoid(z[:, H:2 * H])                          # forget gate: how much of c_prev to keep
-    o = sigmoid(z[:, 2 * H:3 * H])                      # output gate: how much of the cell to show
-    g = np.tanh(z[:, 3 * H:])                           # the candidate values
+    xh = np.concatenate([x, h_prev], axis=1)  # (B, D + H)
+    z = xh @ W + b  # (B, 4H): all four gates' pre-activations at once
+    i = sigmoid(z[:, :H])  # input gate: how much of g to write
+    f = sigmoid(z[:, H : 2 * H])  # forget gate: how much of c_prev to keep
+    o = sigmoid(z[:, 2 * H : 3 * H])  # output gate: how much of the cell to show
+    g = np.tanh(z[:, 3 * H :])  # the candidate values
     c = f * c_prev + i * g
     tc = np.tanh(c)
     h = o * tc
@@ -78,20 +81,21 @@ def lstm_step_backward(dh, dc, cache):
     """
     xh, W, c_prev, i, f, o, g, tc = cache
     H = dh.shape[1]
-    dc = dc + dh * o * (1 - tc ** 2)                    # c feeds h = o * tanh(c) as well as the next step
-    dz_i = dc * g * i * (1 - i)                         # through c = f * c_prev + i * g, then i = sigmoid(z_i)
+    dc = dc + dh * o * (1 - tc**2)  # c feeds h = o * tanh(c) as well as the next step
+    dz_i = dc * g * i * (1 - i)  # through c = f * c_prev + i * g, then i = sigmoid(z_i)
     dz_f = dc * c_prev * f * (1 - f)
-    dz_o = dh * tc * o * (1 - o)                        # through h = o * tanh(c)
-    dz_g = dc * i * (1 - g ** 2)                        # g = tanh(z_g)
-    dz = np.concatenate([dz_i, dz_f, dz_o, dz_g], axis=1)     # (B, 4H)
+    dz_o = dh * tc * o * (1 - o)  # through h = o * tanh(c)
+    dz_g = dc * i * (1 - g**2)  # g = tanh(z_g)
+    dz = np.concatenate([dz_i, dz_f, dz_o, dz_g], axis=1)  # (B, 4H)
     dc_prev = dc * f
-    dxh = dz @ W.T                                      # (B, D + H)
-    dW = xh.T @ dz                                      # (D + H, 4H)
+    dxh = dz @ W.T  # (B, D + H)
+    dW = xh.T @ dz  # (D + H, 4H)
     db = dz.sum(axis=0)
     return dxh[:, :-H], dxh[:, -H:], dc_prev, dW, db
 
 
 # --- an LSTM layer over a window of T steps: backpropagation through time ----------------------------------------
+
 
 def lstm_forward(x, h0, c0, W, b):
     """Run an LSTM layer over a window of T steps.
@@ -126,21 +130,23 @@ def lstm_backward(dh, dcT, cache):
     W = cache[0].W
     dx = np.empty((T, B, W.shape[0] - H), W.dtype)
     dW, db = np.zeros_like(W), np.zeros(W.shape[1], W.dtype)
-    dh_next = np.zeros((B, H), W.dtype)                 # what h[t] gets from step t + 1
-    dc_next = np.zeros((B, H), W.dtype) if dcT is None else dcT     # what c[t] gets from step t + 1
+    dh_next = np.zeros((B, H), W.dtype)  # what h[t] gets from step t + 1
+    dc_next = np.zeros((B, H), W.dtype) if dcT is None else dcT  # what c[t] gets from step t + 1
     for t in reversed(range(T)):
         dx[t], dh_next, dc_next, dW_t, db_t = lstm_step_backward(dh[t] + dh_next, dc_next, cache[t])
-        dW += dW_t                                      # the same W at every step: the gradients add up
+        dW += dW_t  # the same W at every step: the gradients add up
         db += db_t
     return dx, dh_next, dc_next, dW, db
 
 
 # --- the stack of LSTM layers, with dropout between them ---------------------------------------------------------
 
+
 class StackCache(NamedTuple):
     """What stack_backward needs from stack_forward."""
-    layers: list                                        # per layer, its lstm_forward cache
-    masks: list                                         # per layer, the dropout mask of its output, or None
+
+    layers: list  # per layer, its lstm_forward cache
+    masks: list  # per layer, the dropout mask of its output, or None
 
 
 def stack_forward(x, state, Ws, bs, masks):
@@ -189,6 +195,7 @@ def stack_backward(dtop, cache, dstate=None):
 
 # --- the output: a dense layer at every step, and the softmax ----------------------------------------------------
 
+
 def dense_forward(h, W, b):
     """The same dense layer at every time step. Inputs: h (T, B, H), W (H, V), b (V,).
     Returns (logits (T, B, V), cache): the cache is the pair (h, W)."""
@@ -215,7 +222,7 @@ def softmax(logits, temperature=1.0):
     z = np.asarray(logits, dtype=np.float64)
     with np.errstate(over='ignore', invalid='ignore'):
         scaled = z / temperature
-        if not np.isfinite(scaled).all():               # a tiny temperature (1e-320): shift first, then divide
+        if not np.isfinite(scaled).all():  # a tiny temperature (1e-320): shift first, then divide
             scaled = (z - z.max(axis=-1, keepdims=True)) / temperature
     p = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
     return p / p.sum(axis=-1, keepdims=True)
@@ -243,9 +250,9 @@ def softmax_loss(logits, y):
     shifted = z - z.max(axis=1, keepdims=True)
     p = np.exp(shifted)
     s = p.sum(axis=1, keepdims=True)
-    logp_y = shifted[np.arange(N), yy] - np.log(s[:, 0])          # ln softmax(z)[y]
+    logp_y = shifted[np.arange(N), yy] - np.log(s[:, 0])  # ln softmax(z)[y]
     loss = -float(logp_y.mean(dtype=np.float64))
-    p /= s                                              # softmax probabilities
-    p[np.arange(N), yy] -= 1.0                          # dL/dz = p - onehot(y), over N
+    p /= s  # softmax probabilities
+    p[np.arange(N), yy] -= 1.0  # dL/dz = p - onehot(y), over N
     p /= N
     return loss, p.reshape(logits.shape)

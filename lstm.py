@@ -14,6 +14,7 @@ number of steps at a time, with the state carried from call to call (sampling fe
 stream reads one text as a stream a window at a time (evaluation, the explorer). Both give the same output
 for the same input in every process (engine.Plan.plain()), and so does evaluate_dynamic.
 """
+
 from typing import NamedTuple
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 import engine
 import layers
 
-BLOCK_BATCH = 128                                       # block_losses runs this many blocks side by side
+BLOCK_BATCH = 128  # block_losses runs this many blocks side by side
 
 
 def init_params(V, H=512, n_layers=2, *, rng=None, dtype=np.float32):
@@ -33,7 +34,7 @@ def init_params(V, H=512, n_layers=2, *, rng=None, dtype=np.float32):
         scale = 1.0 / np.sqrt(D + H)
         params[f'lstm{n}.W'] = rng.uniform(-scale, scale, size=(D + H, 4 * H)).astype(dtype)
         b = np.zeros(4 * H, dtype=dtype)
-        b[H:2 * H] = 1.0                                # forget gate open at the start: remember by default
+        b[H : 2 * H] = 1.0  # forget gate open at the start: remember by default
         params[f'lstm{n}.b'] = b
         D = H
     scale = 1.0 / np.sqrt(H)
@@ -80,14 +81,16 @@ def draw_masks(rng, T, B, H, n_layers, dtype, *, dropout=0.0, variational=False,
 
 class Cache(NamedTuple):
     """What backward needs from forward."""
-    reference: bool                                     # the LSTM layers ran in layers.py (True) or engine.py
-    stack: object                                       # their stack_forward cache (layers.StackCache or engine's)
-    weight_masks: list                                  # per layer, the weight-drop mask of its h_prev rows, or None
-    dense: tuple                                        # layers.dense_forward's cache
+
+    reference: bool  # the LSTM layers ran in layers.py (True) or engine.py
+    stack: object  # their stack_forward cache (layers.StackCache or engine's)
+    weight_masks: list  # per layer, the weight-drop mask of its h_prev rows, or None
+    dense: tuple  # layers.dense_forward's cache
 
 
-def forward(params, x, state, *, dropout=0.0, rng=None, weight_drop=0.0, variational=False, plan=None,
-            reference=False):
+def forward(
+    params, x, state, *, dropout=0.0, rng=None, weight_drop=0.0, variational=False, plan=None, reference=False
+):
     """Run the model over a window of truncated BPTT.
 
     Inputs:
@@ -108,8 +111,10 @@ def forward(params, x, state, *, dropout=0.0, rng=None, weight_drop=0.0, variati
     V, H, n_layers = sizes(params)
     T, B = x.shape
     dtype = params['dense.W'].dtype
-    masks, weight_masks = draw_masks(rng, T, B, H, n_layers, dtype, dropout=dropout, variational=variational,
-                                     weight_drop=weight_drop)       # drawn here, in layer order, whatever the threads
+    # Drawn here, in layer order, whatever the threads.
+    masks, weight_masks = draw_masks(
+        rng, T, B, H, n_layers, dtype, dropout=dropout, variational=variational, weight_drop=weight_drop
+    )
     Ws = [params[f'lstm{n}.W'] for n in range(1, n_layers + 1)]
     bs = [params[f'lstm{n}.b'] for n in range(1, n_layers + 1)]
     for n, mask in enumerate(weight_masks):
@@ -136,24 +141,35 @@ def backward(dlogits, cache, *, dstate=None):
     grads = {}
     dtop, grads['dense.W'], grads['dense.b'] = layers.dense_backward(dlogits, cache.dense)
     stack_backward = layers.stack_backward if cache.reference else engine.stack_backward
-    _, dWs, dbs, dstate0 = stack_backward(dtop, cache.stack, dstate)      # no gradient for the characters
+    _, dWs, dbs, dstate0 = stack_backward(dtop, cache.stack, dstate)  # no gradient for the characters
     for n, (dW, db, wmask) in enumerate(zip(dWs, dbs, cache.weight_masks), start=1):
-        if wmask is not None:                           # the gradient reaches a dropped weight through its mask
-            dW[-wmask.shape[0]:] *= wmask
+        if wmask is not None:  # the gradient reaches a dropped weight through its mask
+            dW[-wmask.shape[0] :] *= wmask
         grads[f'lstm{n}.W'], grads[f'lstm{n}.b'] = dW, db
     return grads, dstate0
 
 
-def loss_and_grads(params, x, y, state, *, dropout=0.0, rng=None, weight_drop=0.0, variational=False, plan=None):
+def loss_and_grads(
+    params, x, y, state, *, dropout=0.0, rng=None, weight_drop=0.0, variational=False, plan=None
+):
     """One truncated-BPTT window: the mean loss over x -> y, its gradients, and the state to carry on."""
-    logits, new_state, cache = forward(params, x, state, dropout=dropout, rng=rng, plan=plan,
-                                       weight_drop=weight_drop, variational=variational)
+    logits, new_state, cache = forward(
+        params,
+        x,
+        state,
+        dropout=dropout,
+        rng=rng,
+        plan=plan,
+        weight_drop=weight_drop,
+        variational=variational,
+    )
     loss, dlogits = layers.softmax_loss(logits, y)
     grads, _ = backward(dlogits, cache)
     return loss, grads, new_state
 
 
 # --- forward only: evaluation, sampling, the explorer ------------------------------------------------------------
+
 
 class Predictor:
     """The model run forward only over B streams side by side, any number of steps at a time, with the state
@@ -172,8 +188,9 @@ class Predictor:
     def __call__(self, ids, *, keep=False):
         """ids: (T, B) indices. Returns the logits (T, B, V); if keep, (logits, an engine.LayerSteps per layer:
         every step's h, c (T, B, H) and activated gates [i, f, o, g] (T, B, 4H)). The state moves on."""
-        top, self.state, steps = engine.stack_forward_only(np.asarray(ids), self.state, self.Ws, self.bs,
-                                                           self.Whbs, keep)
+        top, self.state, steps = engine.stack_forward_only(
+            np.asarray(ids), self.state, self.Ws, self.bs, self.Whbs, keep
+        )
         logits, _ = layers.dense_forward(top, self.params['dense.W'], self.params['dense.b'])
         return (logits, steps) if keep else logits
 
@@ -185,10 +202,11 @@ def predictor(params, B=1, device=None):
 
 class StreamWindow(NamedTuple):
     """One window of a text read by stream."""
-    t0: int                                             # the index of its first character in the text
-    logits: np.ndarray                                  # (n, V) for each of its n characters, predicting the next
-    steps: list                                         # if asked for, an engine.LayerSteps per layer of (n, ...)
-                                                        # arrays (h, c (n, H), gates (n, 4H)); else None
+
+    t0: int  # the index of its first character in the text
+    logits: np.ndarray  # (n, V) for each of its n characters, predicting the next
+    # If asked for, an engine.LayerSteps per layer of (n, ...) arrays (h, c (n, H), gates (n, 4H)); else None.
+    steps: list
 
 
 def stream(params, ids, window=1000, *, keep=False, device=None):
@@ -198,12 +216,14 @@ def stream(params, ids, window=1000, *, keep=False, device=None):
     ids = np.asarray(ids)
     model = predictor(params, 1, device)
     for t0 in range(0, len(ids), window):
-        x = ids[t0:t0 + window, None]
+        x = ids[t0 : t0 + window, None]
         if not keep:
             yield StreamWindow(t0, model(x)[:, 0], None)
             continue
         logits, steps = model(x, keep=True)
-        yield StreamWindow(t0, logits[:, 0], [engine.LayerSteps(*(a[:, 0] for a in layer)) for layer in steps])
+        yield StreamWindow(
+            t0, logits[:, 0], [engine.LayerSteps(*(a[:, 0] for a in layer)) for layer in steps]
+        )
 
 
 def evaluate(params, ids, *, window=1000, progress=None, device=None):
@@ -213,7 +233,7 @@ def evaluate(params, ids, *, window=1000, progress=None, device=None):
     ids = np.asarray(ids)
     total = 0.0
     for t0, logits, _ in stream(params, ids[:-1], window, device=device):
-        loss, _ = layers.softmax_loss(logits, ids[t0 + 1:t0 + 1 + len(logits)])
+        loss, _ = layers.softmax_loss(logits, ids[t0 + 1 : t0 + 1 + len(logits)])
         total += loss * len(logits)
         if progress is not None:
             progress(t0 + len(logits))
@@ -226,7 +246,7 @@ def char_losses(params, ids, *, window=1000, progress=None, device=None):
     ids = np.asarray(ids)
     out = []
     for t0, logits, _ in stream(params, ids[:-1], window, device=device):
-        y = ids[t0 + 1:t0 + 1 + len(logits)]
+        y = ids[t0 + 1 : t0 + 1 + len(logits)]
         out.append(-layers.log_softmax(logits)[np.arange(len(y)), y])
         if progress is not None:
             progress(t0 + len(y))
@@ -243,11 +263,11 @@ def block_losses(params, ids, T, starts, *, batch=BLOCK_BATCH, progress=None, de
     ids = np.asarray(ids)
     out = np.empty(len(starts))
     for k in range(0, len(starts), batch):
-        s = np.asarray(starts[k:k + batch])
-        block = ids[s[None, :] + np.arange(T + 1)[:, None]].astype(np.intp)      # (T + 1, B), time-major
-        logp = layers.log_softmax(predictor(params, len(s), device)(block[:-1]))      # (T, B, V)
-        nll = -np.take_along_axis(logp, block[1:, :, None], axis=2)[:, :, 0]     # (T, B)
-        out[k:k + len(s)] = nll.mean(axis=0)
+        s = np.asarray(starts[k : k + batch])
+        block = ids[s[None, :] + np.arange(T + 1)[:, None]].astype(np.intp)  # (T + 1, B), time-major
+        logp = layers.log_softmax(predictor(params, len(s), device)(block[:-1]))  # (T, B, V)
+        nll = -np.take_along_axis(logp, block[1:, :, None], axis=2)[:, :, 0]  # (T, B)
+        out[k : k + len(s)] = nll.mean(axis=0)
         if progress is not None:
             progress(k + len(s))
     return out
@@ -270,10 +290,10 @@ def evaluate_dynamic(params, ids, *, lr=0.2, window=50, decay=0.0, threads=1, pr
     state = zero_state(p, 1)
     sums, counts = [], []
     for start in range(0, len(ids) - 1, window):
-        y = ids[start + 1:start + window + 1]
-        x = ids[start:start + len(y)]
+        y = ids[start + 1 : start + window + 1]
+        x = ids[start : start + len(y)]
         logits, new_state, cache = forward(p, x[:, None], state, plan=plan)
-        loss, dlogits = layers.softmax_loss(logits, y[:, None])          # scored before the model learns
+        loss, dlogits = layers.softmax_loss(logits, y[:, None])  # scored before the model learns
         sums.append(loss * len(y))
         counts.append(len(y))
         grads, _ = backward(dlogits, cache)
@@ -293,14 +313,14 @@ def next_char_probs(logits, *, temperature=1.0, top_k=0, top_p=1.0):
     whose probability reaches top_p (1: all), and renormalised. logits: (N, V). Returns (N, V) float64."""
     p = layers.softmax(logits, temperature)
     if top_k or top_p < 1.0:
-        order = np.argsort(-p, axis=1, kind='stable')   # most likely first
+        order = np.argsort(-p, axis=1, kind='stable')  # most likely first
         ranked = np.take_along_axis(p, order, axis=1)
         keep = np.ones_like(ranked, dtype=bool)
         if top_k:
             keep[:, top_k:] = False
         if top_p < 1.0:
-            before = np.cumsum(ranked, axis=1) - ranked # the probability of the more likely characters
-            keep &= before < top_p                      # keep a character while the set is still short of top_p
+            before = np.cumsum(ranked, axis=1) - ranked  # the probability of the more likely characters
+            keep &= before < top_p  # keep a character while the set is still short of top_p
         drop = np.zeros_like(keep)
         np.put_along_axis(drop, order, ~keep, axis=1)
         p[drop] = 0.0
@@ -308,7 +328,9 @@ def next_char_probs(logits, *, temperature=1.0, top_k=0, top_p=1.0):
     return p
 
 
-def sample(params, prime, length, *, temperature=1.0, rng=None, num_samples=1, top_k=0, top_p=1.0, device=None):
+def sample(
+    params, prime, length, *, temperature=1.0, rng=None, num_samples=1, top_k=0, top_p=1.0, device=None
+):
     """Draw num_samples texts side by side, one batch: yield `length` arrays of num_samples character indices,
     one step at a time, after reading the indices in `prime` (the same priming text for every sample).
 
@@ -321,7 +343,7 @@ def sample(params, prime, length, *, temperature=1.0, rng=None, num_samples=1, t
         raise ValueError('the priming text is empty: give at least one character')
     N = num_samples
     model = predictor(params, N, device)
-    logits = model(np.repeat(prime[:, None], N, axis=1))[-1]          # (N, V) after the priming text
+    logits = model(np.repeat(prime[:, None], N, axis=1))[-1]  # (N, V) after the priming text
     x = np.empty((1, N), dtype=np.intp)
     for _ in range(length):
         if temperature == 0:
@@ -330,7 +352,7 @@ def sample(params, prime, length, *, temperature=1.0, rng=None, num_samples=1, t
             p = next_char_probs(logits, temperature=temperature, top_k=top_k, top_p=top_p)
             cdf = np.cumsum(p, axis=1)
             u = rng.random(N) * cdf[:, -1]
-            ix = np.minimum((cdf <= u[:, None]).sum(axis=1), cdf.shape[1] - 1)   # the first cdf above u
+            ix = np.minimum((cdf <= u[:, None]).sum(axis=1), cdf.shape[1] - 1)  # the first cdf above u
         yield ix
         x[0] = ix
         logits = model(x)[0]

@@ -7,6 +7,7 @@ For every parameter p with gradient g:
 
 The state (one cache per parameter, and the step count) is plain arrays, so it is saved and restored exactly.
 """
+
 import numpy as np
 
 

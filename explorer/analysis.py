@@ -6,18 +6,19 @@ A library like layers.py: nothing here parses arguments or prints; _visualize.py
 analysis runs the model over the text as one stream, a window at a time with the state carried, and keeps only
 sums, so any length of text works. Long loops take `progress`, a callable given the characters done so far.
 """
+
 import re
 
 import numpy as np
 
 import lstm
 
-WINDOW = 2000                                           # characters run through the model at a time
+WINDOW = 2000  # characters run through the model at a time
 
 
 # --- kinds of text ------------------------------------------------------------------------------------------------
 
-WORD = re.compile(r"(?:[^\W\d_]|')+")                  # letters of any alphabet, and apostrophes
+WORD = re.compile(r"(?:[^\W\d_]|')+")  # letters of any alphabet, and apostrophes
 
 
 def state_label(state):
@@ -30,8 +31,13 @@ def is_speaker(line):
     read from a text with CRLF line ends may end in '\\r': it is left out."""
     line = line[:-1] if line.endswith('\r') else line
     name = line[:-1]
-    return line.endswith(':') and name[:1].isalpha() and name == name.upper() and name != name.lower() and \
-        all(ch.isalpha() or ch in " '.,-" for ch in name)
+    return (
+        line.endswith(':')
+        and name[:1].isalpha()
+        and name == name.upper()
+        and name != name.lower()
+        and all(ch.isalpha() or ch in " '.,-" for ch in name)
+    )
 
 
 def char_kinds(text):
@@ -49,19 +55,25 @@ def char_kinds(text):
     start = 0
     for line in text.split('\n'):
         end = start + len(line)
-        since[start:min(end + 1, N)] = np.arange(min(end + 1, N) - start)
-        if line.endswith('\r') and end < N:          # '\r\n' ends a line as '\n' alone does: at one position
+        since[start : min(end + 1, N)] = np.arange(min(end + 1, N) - start)
+        if line.endswith('\r') and end < N:  # '\r\n' ends a line as '\n' alone does: at one position
             since[end] = since[end - 1]
         if is_speaker(line):
-            speaker[start:end + 1] = True
+            speaker[start : end + 1] = True
         start = end + 1
-    kinds = {'first letter of a word': alpha & ~prev_alpha, 'inside a word': alpha & prev_alpha,
-             'after a newline': prev_newline, "in a speaker's name": speaker[:N], 'punctuation': punct,
-             'space or newline': space}
+    kinds = {
+        'first letter of a word': alpha & ~prev_alpha,
+        'inside a word': alpha & prev_alpha,
+        'after a newline': prev_newline,
+        "in a speaker's name": speaker[:N],
+        'punctuation': punct,
+        'space or newline': space,
+    }
     return kinds, since
 
 
 # --- running the model ----------------------------------------------------------------------------------------------
+
 
 def stream_states(params, ids, window=WINDOW, progress=None, device=None):
     """Run the model forward over the indices as one stream (lstm.stream), a window at a time with the state
@@ -86,7 +98,7 @@ def activations(params, ids, progress=None, device=None):
 
 # --- features of the text -----------------------------------------------------------------------------------------
 
-MAX_PERIOD = 128        # the longest period searched: the search's sums grow with the square of the periods
+MAX_PERIOD = 128  # the longest period searched: the search's sums grow with the square of the periods
 
 
 def line_periods(text):
@@ -105,8 +117,8 @@ def _to_word_end(text):
     to_end = np.zeros(len(text))
     in_word = np.zeros(len(text), dtype=bool)
     for m in WORD.finditer(text):
-        to_end[m.start():m.end()] = np.arange(m.end() - m.start() - 1, -1, -1)
-        in_word[m.start():m.end()] = True
+        to_end[m.start() : m.end()] = np.arange(m.end() - m.start() - 1, -1, -1)
+        in_word[m.start() : m.end()] = True
     return to_end, in_word
 
 
@@ -129,8 +141,8 @@ def features(text):
     """Features of every character of the text: {name: (values, mask, description)}; the correlation of a
     feature is taken over the characters where mask is True."""
     everywhere = np.ones(len(text), dtype=bool)
-    kinds, line_pos = char_kinds(text)                  # line_pos: characters since the newline (the newline
-    line_pos = line_pos.astype(np.float64)              # ends its line: its last position)
+    kinds, line_pos = char_kinds(text)  # line_pos: characters since the newline (the newline
+    line_pos = line_pos.astype(np.float64)  # ends its line: its last position)
     speaker = kinds["in a speaker's name"].astype(np.float64)
     to_end, in_word = _to_word_end(text)
     return {
@@ -138,12 +150,16 @@ def features(text):
         'speaker name': (speaker, everywhere, "inside a speaker's name (a line of capitals ending with ':')"),
         'to word end': (to_end, in_word, 'characters left to the end of the word (inside words)'),
         'quotes/brackets': (_inside_quotes(text), everywhere, 'inside double quotes or brackets'),
-        'periodic in line': (line_pos, everywhere, 'a sine wave over the position in the line, its trend taken '
-                                                   'out (best period, any phase)'),
+        'periodic in line': (
+            line_pos,
+            everywhere,
+            'a sine wave over the position in the line, its trend taken out (best period, any phase)',
+        ),
     }
 
 
 # --- the neurons that follow them -----------------------------------------------------------------------------------
+
 
 class PeriodicSearch:
     """Which activations oscillate with the position in the line: for every period P from 2 up to the longest
@@ -160,16 +176,16 @@ class PeriodicSearch:
         self.sums = {}
 
     def _design(self, p):
-        q = p / 100.0                                   # scaled, so that the trend's columns are of order 1
+        q = p / 100.0  # scaled, so that the trend's columns are of order 1
         trend = np.stack([np.ones_like(q), q, q * q], axis=1)
         angle = 2 * np.pi * p[:, None] / self.periods[None, :]
-        waves = np.concatenate([np.sin(angle), np.cos(angle)], axis=1)    # (n, 2 periods): sines, then cosines
+        waves = np.concatenate([np.sin(angle), np.cos(angle)], axis=1)  # (n, 2 periods): sines, then cosines
         return np.concatenate([trend, waves], axis=1)
 
     def add(self, t0, A):
         """A: (n, M) activations of the characters t0 .. t0 + n - 1."""
         for name, p in (('real', self.pos), ('control', self.control)):
-            X = self._design(p[t0:t0 + len(A)])
+            X = self._design(p[t0 : t0 + len(A)])
             XX, XA = X.T @ X, X.T @ A
             if name not in self.sums:
                 self.sums[name] = [XX, XA, (A * A).sum(axis=0)]
@@ -183,11 +199,13 @@ class PeriodicSearch:
         nP = len(self.periods)
         out = {}
         for name, (XX, XA, aa) in self.sums.items():
+
             def rss(columns):
                 G, b = XX[np.ix_(columns, columns)], XA[columns]
                 beta = np.linalg.lstsq(G, b, rcond=None)[0]
                 return aa - (beta * b).sum(axis=0)
-            base = rss([0, 1, 2])                       # the trend alone
+
+            base = rss([0, 1, 2])  # the trend alone
             best, period = np.zeros(len(aa)), np.zeros(len(aa))
             for k, P in enumerate(self.periods):
                 if max_period is not None and P > max_period:
@@ -220,8 +238,8 @@ class _Correlation:
     def result(self):
         """(present, r (M,)): present is False where the feature does not vary (then r is all 0)."""
         n = self.n
-        var_f = self.ff - self.f ** 2 / max(n, 1)
-        var_a = self.aa - self.a ** 2 / max(n, 1)
+        var_f = self.ff - self.f**2 / max(n, 1)
+        var_a = self.aa - self.a**2 / max(n, 1)
         present = n > 2 and var_f > 1e-12
         r = np.zeros(len(self.a))
         if present:
@@ -249,16 +267,25 @@ def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None, device=
     periods, two_cycles = line_periods(text)
     search = PeriodicSearch(feats['periodic in line'][0], periods)
     for t0, hidden in stream_states(params, ids, window, progress, device):
-        A = np.concatenate([h if s == 'h' else np.tanh(c) for (h, c, _) in hidden for s in 'hc'],
-                           axis=1).astype(np.float64)               # (n, M), columns in the order of keys
+        A = np.concatenate(
+            [h if s == 'h' else np.tanh(c) for (h, c, _) in hidden for s in 'hc'], axis=1
+        ).astype(np.float64)  # (n, M), columns in the order of keys
         for name, acc in lin.items():
-            acc.add(A, feats[name][0][t0:t0 + len(A)], feats[name][1][t0:t0 + len(A)])
+            acc.add(A, feats[name][0][t0 : t0 + len(A)], feats[name][1][t0 : t0 + len(A)])
         search.add(t0, A)
 
     def best(scores, extra=None):
         order = np.argsort(-np.abs(scores))[:top]
-        return [(keys[j // H][0], keys[j // H][1], int(j % H), float(scores[j]),
-                 None if extra is None else int(extra[j])) for j in order]
+        return [
+            (
+                keys[j // H][0],
+                keys[j // H][1],
+                int(j % H),
+                float(scores[j]),
+                None if extra is None else int(extra[j]),
+            )
+            for j in order
+        ]
 
     out = {}
     for name, acc in lin.items():
@@ -271,21 +298,25 @@ def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None, device=
     # R is 0 or 1 whatever the neuron does, and there is nothing to rank.
     present = len(np.unique(feats['periodic in line'][0])) > 5
     R, period = found['real']
-    out['periodic in line'] = dict(description=feats['periodic in line'][2], present=present,
-                                   best=best(R, period) if present else [], control=float(found['control'][0].max()),
-                                   periods=[int(search.periods[0]), two_cycles, int(search.periods[-1])],
-                                   long=best(*every['real'])[:1] if present else [])
+    out['periodic in line'] = dict(
+        description=feats['periodic in line'][2],
+        present=present,
+        best=best(R, period) if present else [],
+        control=float(found['control'][0].max()),
+        periods=[int(search.periods[0]), two_cycles, int(search.periods[-1])],
+        long=best(*every['real'])[:1] if present else [],
+    )
     return out
 
 
 def position_profile(params, ids, text, cells, max_pos=60, window=WINDOW, progress=None, device=None):
     """For each cell (layer, 'h' or 'c', index, ...): its mean activation at each position in the line, 0 ..
     max_pos, over the text. Returns (means (cells, max_pos + 1), counts (max_pos + 1,) characters per position)."""
-    _, pos = char_kinds(text)                           # characters since the last newline
+    _, pos = char_kinds(text)  # characters since the last newline
     sums = np.zeros((len(cells), max_pos + 1))
-    counts = np.bincount(np.minimum(pos, max_pos + 1), minlength=max_pos + 2)[:max_pos + 1]
+    counts = np.bincount(np.minimum(pos, max_pos + 1), minlength=max_pos + 2)[: max_pos + 1]
     for t0, hidden in stream_states(params, ids, window, progress, device):
-        p = pos[t0:t0 + window]
+        p = pos[t0 : t0 + window]
         keep = p <= max_pos
         for j, (layer, state, k, *_) in enumerate(cells):
             h, c, _ = hidden[layer - 1]
@@ -296,7 +327,7 @@ def position_profile(params, ids, text, cells, max_pos=60, window=WINDOW, progre
 
 # --- gate saturation (Karpathy, Johnson and Fei-Fei, 2015) ------------------------------------------------------
 
-GATES = ('input', 'forget', 'output')                   # the column blocks i, f, o of each layer's gates
+GATES = ('input', 'forget', 'output')  # the column blocks i, f, o of each layer's gates
 
 
 def gate_saturation(params, ids, low=0.1, high=0.9, window=WINDOW, progress=None, device=None):
@@ -308,7 +339,7 @@ def gate_saturation(params, ids, low=0.1, high=0.9, window=WINDOW, progress=None
     for _, hidden in stream_states(params, ids, window, progress, device):
         for n, (_, _, gates) in enumerate(hidden, start=1):
             for k, g in enumerate(GATES):
-                a = gates[:, k * H:(k + 1) * H]
+                a = gates[:, k * H : (k + 1) * H]
                 counts[(n, g)][0] += (a < low).sum(axis=0)
                 counts[(n, g)][1] += (a > high).sum(axis=0)
     N = len(ids)

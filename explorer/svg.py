@@ -5,6 +5,7 @@ A picture is a list of elements: start it with document(), append element(...) a
 finish(). Attribute values: an int is written as it is, a float with one decimal, anything else as text (escaped);
 a float that is not finite is refused, so that no picture says x="nan".
 """
+
 import html
 import math
 import numbers
@@ -45,16 +46,20 @@ def points(pairs):
     """The points="..." of a polyline through the (x, y) pairs, one decimal each."""
     pairs = list(pairs)
     for x, y in pairs:
-        _value(float(x)), _value(float(y))              # refuses what is not finite
+        _value(float(x)), _value(float(y))  # refuses what is not finite
     return ' '.join(f'{x:.1f},{y:.1f}' for x, y in pairs)
 
 
 def document(width, height, title, title_y, *defs):
     """The start of a picture: its size, a white background, any definitions (a clip path), and the title
     centred at the top, its baseline at title_y."""
-    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-            'font-size="12">', element('rect', width=width, height=height, fill='white'), *defs,
-            text(width / 2, title_y, title, text_anchor='middle', font_size=14)]
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        'font-size="12">',
+        element('rect', width=width, height=height, fill='white'),
+        *defs,
+        text(width / 2, title_y, title, text_anchor='middle', font_size=14),
+    ]
 
 
 def finish(elements):

@@ -8,6 +8,7 @@ model's own distribution (no temperature), and at each step keeps the N best of 
 had. Width 1 is greedy decoding, the same as sampling at temperature 0; a width that holds every prefix is an
 exhaustive search. It costs one step of the N streams, as a batch, per character.
 """
+
 import numpy as np
 
 import layers
@@ -33,24 +34,25 @@ def search(params, prime, length, width, stop=None, progress=None, device=None):
     if prime.size == 0:
         raise ValueError('the priming text is empty: give at least one character')
     V = params['dense.W'].shape[1]
-    N = min(width, V ** min(length, 64))                # no more rows than there are continuations to hold
+    N = min(width, V ** min(length, 64))  # no more rows than there are continuations to hold
     S = 0 if stop is None else len(stop)
     model = lstm.predictor(params, N, device)
-    logits = model(np.repeat(prime[:, None], N, axis=1))[-1]         # (N, V): the N rows are the same so far
+    logits = model(np.repeat(prime[:, None], N, axis=1))[-1]  # (N, V): the N rows are the same so far
     scores = np.full(N, -np.inf)
-    scores[0] = 0.0                                     # so only the first row grows at the first step
+    scores[0] = 0.0  # so only the first row grows at the first step
     done = np.zeros(N, dtype=bool)
-    tails = np.full((N, S), -1, dtype=np.intp)          # the last S characters of each continuation
-    parents, chars = [], []                             # per step: the row each row came from, its new character
+    tails = np.full((N, S), -1, dtype=np.intp)  # the last S characters of each continuation
+    parents, chars = [], []  # per step: the row each row came from, its new character
     for step in range(1, length + 1):
-        total = scores[:, None] + layers.log_softmax(logits)   # (N, V): the score of every one-character extension
+        # (N, V): the score of every one-character extension.
+        total = scores[:, None] + layers.log_softmax(logits)
         tie = np.asarray(logits, dtype=np.float64).copy()
-        total[done], tie[done] = -np.inf, 0.0           # a finished row is kept as it is: one candidate, (row, 0)
+        total[done], tie[done] = -np.inf, 0.0  # a finished row is kept as it is: one candidate, (row, 0)
         total[done, 0] = scores[done]
-        best = np.lexsort((-tie.ravel(), -total.ravel()))[:N]             # stable: then by position
+        best = np.lexsort((-tie.ravel(), -total.ravel()))[:N]  # stable: then by position
         row, ix = best // V, best % V
         kept = done[row]
-        ix[kept] = -1                                   # a finished row adds no character
+        ix[kept] = -1  # a finished row adds no character
         scores, done = total.ravel()[best], kept.copy()
         if S:
             tails = np.where(kept[:, None], tails[row], np.concatenate([tails[row, 1:], ix[:, None]], axis=1))
@@ -61,9 +63,9 @@ def search(params, prime, length, width, stop=None, progress=None, device=None):
             progress(step)
         if np.all(done | np.isneginf(scores)):
             break
-        model.state = [(h[row], c[row]) for h, c in model.state]    # each row goes on from its parent
+        model.state = [(h[row], c[row]) for h, c in model.state]  # each row goes on from its parent
         logits = model(np.maximum(ix, 0)[None, :])[0]
-    out, k = [], 0                                      # row 0 holds the best: follow its parents back
+    out, k = [], 0  # row 0 holds the best: follow its parents back
     for row, ix in zip(reversed(parents), reversed(chars)):
         if ix[k] >= 0:
             out.append(ix[k])

@@ -10,6 +10,7 @@ where C(h c) counts c after h in the training text, C(h) = sum of C(h c) over c,
 distinct characters seen after h. Every P(. | h) sums to 1. Counting and scoring are numpy operations over the
 whole text, one per order: contexts are numbered by extending the numbers of the shorter ones.
 """
+
 import numpy as np
 
 
@@ -37,27 +38,27 @@ class NGram:
         progress, if given, is called with the number of orders done so far (of n)."""
         train, test = np.asarray(train, np.int64), np.asarray(test, np.int64)
         seq = np.concatenate([train, test])
-        start = np.where(np.arange(len(seq)) < len(train), 0, len(train))   # each text's first position
+        start = np.where(np.arange(len(seq)) < len(train), 0, len(train))  # each text's first position
         is_train = np.arange(len(seq)) < len(train)
-        cid = np.zeros(len(seq), dtype=np.int64)        # the empty context
-        p = np.full(len(seq), 1.0 / self.V)             # order -1: uniform
+        cid = np.zeros(len(seq), dtype=np.int64)  # the empty context
+        p = np.full(len(seq), 1.0 / self.V)  # order -1: uniform
         self.tables = []
-        for k in range(self.n):                         # contexts of length k
+        for k in range(self.n):  # contexts of length k
             if k > 0:
                 raw = _extend(cid, seq, k, start)
                 cid = np.full(len(seq), -1, dtype=np.int64)
                 ok = raw >= 0
-                _, cid[ok] = np.unique(raw[ok], return_inverse=True)    # renumber 0 .. (distinct contexts - 1)
+                _, cid[ok] = np.unique(raw[ok], return_inverse=True)  # renumber 0 .. (distinct contexts - 1)
             table = self._count(cid[is_train & (cid >= 0)], seq[is_train & (cid >= 0)], cid.max() + 1)
             self.tables.append(table)
             p = self._mix(table, cid, seq, p)
             if progress is not None:
                 progress(k + 1)
-        return -np.log(p[len(train) + 1:])
+        return -np.log(p[len(train) + 1 :])
 
     def _count(self, h, c, n_contexts):
         pair, pair_count = np.unique(h * self.V + c, return_counts=True)
-        C = np.bincount(h, minlength=n_contexts).astype(np.float64)            # C(h)
+        C = np.bincount(h, minlength=n_contexts).astype(np.float64)  # C(h)
         N1 = np.bincount(pair // self.V, minlength=n_contexts).astype(np.float64)  # N1(h)
         return pair, pair_count.astype(np.float64), C, N1
 

@@ -1,5 +1,6 @@
 """What pytest loads first: the `slow` mark and the fixtures that several test files share. It imports helpers.py
 (which puts the repository on the import path); helpers.py never imports this file."""
+
 import signal
 
 import numpy as np
@@ -18,8 +19,11 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'slow: a long test (the shipped model\'s score, the stress test of a run '
-                            'folder, the sweep of every option\'s mistyped values); leave them out with -m "not slow"')
+    config.addinivalue_line(
+        'markers',
+        'slow: a long test (the shipped model\'s score, the stress test of a run '
+        'folder, the sweep of every option\'s mistyped values); leave them out with -m "not slow"',
+    )
 
 
 @pytest.fixture(scope='module')

@@ -2,6 +2,7 @@
 one OS thread per CUDA thread (a barrier for __syncthreads), and cuBLAS's gemm computed by numpy from the same
 pointers. EmulatedCudaOps is gpu_kernels.CudaOps with only its launches replaced, so that the kernels' indexing and
 the launchers' pointers and arguments are tested on any machine with a C++20 compiler; speed is not."""
+
 import contextlib
 import ctypes
 import hashlib
@@ -82,8 +83,11 @@ def _library(real):
         src = lib[:-3] + '.cpp'
         with open(src, 'w') as f:
             f.write(source)
-        subprocess.run([compiler(), '-std=c++20', '-O1', '-shared', '-fPIC', '-pthread', src, '-o', lib + '.tmp'],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [compiler(), '-std=c++20', '-O1', '-shared', '-fPIC', '-pthread', src, '-o', lib + '.tmp'],
+            check=True,
+            capture_output=True,
+        )
         os.replace(lib + '.tmp', lib)
     return ctypes.CDLL(lib)
 
@@ -94,8 +98,12 @@ def _c(arg):
         return ctypes.c_void_p(arg.ctypes.data)
     if isinstance(arg, np.uint64):
         return ctypes.c_void_p(int(arg))
-    kind = {np.int32: ctypes.c_int, np.int64: ctypes.c_longlong, np.float32: ctypes.c_float,
-            np.float64: ctypes.c_double}
+    kind = {
+        np.int32: ctypes.c_int,
+        np.int64: ctypes.c_longlong,
+        np.float32: ctypes.c_float,
+        np.float64: ctypes.c_double,
+    }
     return kind[type(arg)](arg)
 
 
@@ -124,14 +132,16 @@ def _gemm(dtype):
         al = np.frombuffer((ctypes.c_char * 8).from_address(alpha), dtype, count=1)[0]
         be = np.frombuffer((ctypes.c_char * 8).from_address(beta), dtype, count=1)[0]
         c[...] = al * ((a.T if transa else a) @ (b.T if transb else b)) + be * c
+
     return gemm
 
 
 class EmulatedCudaOps(gpu_kernels.CudaOps):
     """gpu_kernels.CudaOps on numpy arrays, its kernels compiled for the CPU and cuBLAS done by numpy."""
+
     name = 'cuda-on-cpu'
 
-    def __init__(self):                                 # no CuPy: numpy arrays, and no streams
+    def __init__(self):  # no CuPy: numpy arrays, and no streams
         self.xp = np
         self.asnumpy = np.asarray
         self._handle = 0
@@ -142,7 +152,9 @@ class EmulatedCudaOps(gpu_kernels.CudaOps):
         dtype = np.dtype(dtype)
         if dtype not in self._modules:
             lib = _library({'float32': 'float', 'float64': 'double'}[dtype.name])
-            self._modules[dtype] = {name: _Kernel(getattr(lib, 'run_' + name)) for name in gpu_kernels.KERNELS}
+            self._modules[dtype] = {
+                name: _Kernel(getattr(lib, 'run_' + name)) for name in gpu_kernels.KERNELS
+            }
             self._scalars[dtype] = (np.ones(1, dtype), np.zeros(1, dtype))
         return self._modules[dtype]
 

@@ -1,6 +1,7 @@
 """Plain helpers shared by the test files: the repository's folder (ROOT, put on the import path here), running a
 script as a user does, the one tiny training (TINY, train) and the checks of a run folder. The shared fixtures are
 in conftest.py, which imports this file (never the other way round)."""
+
 import errno
 import json
 import os
@@ -13,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # the repository's folder
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository's folder
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
@@ -25,7 +26,7 @@ from util import checkpoint, cli, files, runs  # noqa: E402
 from util.weights import load_params  # noqa: E402
 from util.errors import UserError  # noqa: E402
 
-SAVES = os.path.join(ROOT, 'saves')                     # the shipped model, lookup table, corpus and sample
+SAVES = os.path.join(ROOT, 'saves')  # the shipped model, lookup table, corpus and sample
 
 
 def script(name, *args, cwd=ROOT, env=None):
@@ -36,8 +37,14 @@ def script(name, *args, cwd=ROOT, env=None):
             full[k] = v
         else:
             full.pop(k, None)
-    return subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600, env=full)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env=full,
+    )
 
 
 def in_parallel(function, items):
@@ -51,7 +58,7 @@ def assert_one_line_error(r, *words):
     """r (a finished script) failed with status 2 and one line on stderr holding each of words."""
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr                    # one line, no traceback
+    assert len(lines) == 1, r.stderr  # one line, no traceback
     assert 'Traceback' not in r.stderr
     for w in words:
         assert w in lines[0], lines[0]
@@ -62,8 +69,14 @@ def into_a_closed_pipe(name, *args):
     read, write = os.pipe()
     os.close(read)
     try:
-        return subprocess.run([sys.executable, os.path.join(ROOT, name), *map(str, args)], stdout=write,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=600)
+        return subprocess.run(
+            [sys.executable, os.path.join(ROOT, name), *map(str, args)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=600,
+        )
     finally:
         os.close(write)
 
@@ -119,8 +132,8 @@ def naive_lstm(x, h0, c0, W, b):
     H = h0.shape[1]
     D = W.shape[0] - H
     sig = lambda v: 1 / (1 + np.exp(-v))
-    Wi, Wf, Wo, Wg = (W[:, k * H:(k + 1) * H] for k in range(4))
-    bi, bf, bo, bg = (b[k * H:(k + 1) * H] for k in range(4))
+    Wi, Wf, Wo, Wg = (W[:, k * H : (k + 1) * H] for k in range(4))
+    bi, bf, bo, bg = (b[k * H : (k + 1) * H] for k in range(4))
     h, c = h0, c0
     hs, cs, gates = [], [], []
     for t in range(T):
@@ -146,11 +159,13 @@ def reference_model(params, ids):
     """The model over ids (T, B) from a zero state, without dropout, built on naive_lstm: (logits (T, B, V), per
     layer ReferenceSteps(h, c, gates) of every step)."""
     V, H, n_layers = lstm.sizes(params)
-    inp = np.eye(V)[ids]                                # the one-hot vectors
+    inp = np.eye(V)[ids]  # the one-hot vectors
     layers = []
     for n in range(1, n_layers + 1):
         zeros = np.zeros((ids.shape[1], H))
-        layers.append(ReferenceSteps(*naive_lstm(inp, zeros, zeros, params[f'lstm{n}.W'], params[f'lstm{n}.b'])))
+        layers.append(
+            ReferenceSteps(*naive_lstm(inp, zeros, zeros, params[f'lstm{n}.W'], params[f'lstm{n}.b']))
+        )
         inp = layers[-1].h
     return inp @ params['dense.W'] + params['dense.b'], layers
 
@@ -159,9 +174,24 @@ def reference_model(params, ids):
 
 # The one tiny training of the tests: float64 and one thread, so that a run and its reference compute the same
 # products; quiet, no sample. A test that needs another size or setting adds it after (the last value counts).
-TINY = ['--hidden', '8', '--chunks', '4', '--window', '10', '--dtype', 'float64', '--dropout', '0.2',
-        '--threads', '1', '--quiet', '--sample-length', '0']
-TINY_LOUD = [a for a in TINY if a != '--quiet']          # the same, printing what a run prints
+TINY = [
+    '--hidden',
+    '8',
+    '--chunks',
+    '4',
+    '--window',
+    '10',
+    '--dtype',
+    'float64',
+    '--dropout',
+    '0.2',
+    '--threads',
+    '1',
+    '--quiet',
+    '--sample-length',
+    '0',
+]
+TINY_LOUD = [a for a in TINY if a != '--quiet']  # the same, printing what a run prints
 
 
 def train(*args, measured=False):
@@ -212,14 +242,18 @@ def assert_whole(folder):
     _, _, _, meta, ema = load(folder)
     weights, wmeta = load_params(folder / runs.WEIGHTS, dtype=np.float64)
     assert wmeta['commit'] == meta['commit'] and wmeta['step'] == meta['position']['step']
-    assert wmeta['alphabet'] == meta['chars']           # the weights name their lookup table
+    assert wmeta['alphabet'] == meta['chars']  # the weights name their lookup table
     assert json.loads((folder / runs.LOOKUP).read_text()) == meta['chars']
     assert (folder / runs.LOG).read_text() == runs.log_text(meta['log'])
     pos = meta['position']
     if pos.get('best_step') is not None:
         _, _, _, best, _ = load(folder / runs.BEST)
-        assert best['position']['step'] == pos['best_step'] and best['position']['val_loss'] == pos['best_val']
-    assert not [n for d in (folder, folder / runs.BEST) if d.exists() for n in os.listdir(d) if n.endswith('.tmp')]
+        assert (
+            best['position']['step'] == pos['best_step'] and best['position']['val_loss'] == pos['best_val']
+        )
+    assert not [
+        n for d in (folder, folder / runs.BEST) if d.exists() for n in os.listdir(d) if n.endswith('.tmp')
+    ]
 
 
 ATOMIC_WRITE = files.atomic_write
@@ -249,6 +283,7 @@ class FullDisk:
 
             def __getattr__(self, name):
                 return getattr(self.f, name)
+
         return self.real(path, lambda f: write(Limited(f)))
 
 
@@ -259,6 +294,7 @@ def written_files(monkeypatch, *args):
     def record(path, write):
         real(path, write)
         calls.append((os.path.relpath(path, args[args.index('--out') + 1]), os.path.getsize(path)))
+
     monkeypatch.setattr(files, 'atomic_write', record)
     assert train(*args) == 0
     monkeypatch.setattr(files, 'atomic_write', real)
@@ -275,10 +311,18 @@ def stress_main():
 def start(out, command, budget=None):
     env = dict(os.environ, FULL_DISK_BUDGET=str(budget) if budget is not None else '')
     args = [*command, '--resume'] if (out / runs.CHECKPOINT).exists() else command
-    code = (f'import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, "tests")!r}]; sys.argv[0] = "_training.py"; '
-            'import helpers; helpers.stress_main()')
-    return subprocess.Popen([sys.executable, '-c', code, *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    code = (
+        f'import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, "tests")!r}]; sys.argv[0] = "_training.py"; '
+        'import helpers; helpers.stress_main()'
+    )
+    return subprocess.Popen(
+        [sys.executable, '-c', code, *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def stopped(p, sig, after):
@@ -301,9 +345,24 @@ def model_args(folder):
 
 def start_training(corpus, out, *extra):
     """_training.py in a process of its own, for a long run (1000 epochs) to stop."""
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', str(corpus), '--out',
-                             str(out), '--epochs', '1000', *TINY, *extra], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(ROOT, '_training.py'),
+            '--corpus',
+            str(corpus),
+            '--out',
+            str(out),
+            '--epochs',
+            '1000',
+            *TINY,
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path, timeout=60):
@@ -320,8 +379,8 @@ def wait_for_rewrites(path, n, timeout=60):
         assert time.time() - t < timeout, f'{path} was not rewritten {n} times'
         try:
             ino = os.stat(path).st_ino
-        except FileNotFoundError:                       # between the removal and the rename
+        except FileNotFoundError:  # between the removal and the rename
             ino = seen[-1]
         if ino != seen[-1]:
             seen.append(ino)
-        time.sleep(0.005)                               # polling, not a guess at how long something takes
+        time.sleep(0.005)  # polling, not a guess at how long something takes

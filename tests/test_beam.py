@@ -1,5 +1,6 @@
 """Beam search (beam.py, `_sample.py --beam N`): the likeliest string an exhaustive search finds when the beam
 holds every prefix, greedy decoding at width 1, and the same answer every time."""
+
 import itertools
 
 import numpy as np
@@ -15,9 +16,9 @@ from helpers import assert_one_line_error, script, tiny_model
 def all_scores(params, prime, seqs):
     """The total log-probability of each continuation in seqs (a list of equally long tuples) after prime, by
     layers.py's plain forward pass, all of them as one batch."""
-    x = np.array([list(prime) + list(s) for s in seqs]).T                 # (T, B)
+    x = np.array([list(prime) + list(s) for s in seqs]).T  # (T, B)
     logits, _, _ = lstm.forward(params, x, lstm.zero_state(params, len(seqs)), reference=True)
-    logp = np.log(layers.softmax(logits))               # (T, B, V): row t predicts character t + 1
+    logp = np.log(layers.softmax(logits))  # (T, B, V): row t predicts character t + 1
     n = len(prime)
     return np.array([sum(logp[n - 1 + t, b, ch] for t, ch in enumerate(s)) for b, s in enumerate(seqs)])
 
@@ -33,7 +34,7 @@ def test_a_beam_that_holds_every_prefix_finds_the_likeliest_string(seed):
     assert tuple(ids) == seqs[int(np.argmax(scores))]
     assert score == pytest.approx(scores.max(), rel=1e-12)
     greedy, greedy_score = beam.search(params, prime, L, 1)
-    assert greedy_score <= score                        # greedy finds it only when it is also the likeliest
+    assert greedy_score <= score  # greedy finds it only when it is also the likeliest
     assert greedy_score == pytest.approx(scores[seqs.index(tuple(greedy))], rel=1e-12)
 
 
@@ -42,10 +43,10 @@ def test_with_a_stop_the_likeliest_finished_or_full_length_string(seed):
     V, L, stop = 3, 4, [2, 0]
     params = tiny_model(np.random.default_rng(seed), V=V, H=4)
     prime = [0]
-    finished = set()                                    # every string the sampler could write: cut at the stop
+    finished = set()  # every string the sampler could write: cut at the stop
     for s in itertools.product(range(V), repeat=L):
         for t in range(len(stop), L + 1):
-            if list(s[t - len(stop):t]) == stop:
+            if list(s[t - len(stop) : t]) == stop:
                 s = s[:t]
                 break
         finished.add(s)
@@ -62,15 +63,15 @@ def test_width_one_is_greedy_decoding_as_sampling_at_temperature_zero():
         ids, _ = beam.search(params, prime, 40, 1)
         assert list(ids) == [int(ix[0]) for ix in lstm.sample(params, prime, 40, temperature=0)]
         stopped, _ = beam.search(params, prime, 40, 1, stop=list(ids[6:8]))
-        assert list(stopped) == list(ids[:len(stopped)]) and list(stopped[-2:]) == list(ids[6:8])
+        assert list(stopped) == list(ids[: len(stopped)]) and list(stopped[-2:]) == list(ids[6:8])
 
 
 def test_ties_are_broken_the_same_way_every_time():
     params = tiny_model(np.random.default_rng(0), V=4, H=3)
-    params['dense.W'][:] = 0.0                          # every character equally likely at every step
+    params['dense.W'][:] = 0.0  # every character equally likely at every step
     params['dense.b'][:] = 0.0
     first = beam.search(params, [1], 6, 3)
-    assert list(first[0]) == [0] * 6                    # the first character in the alphabet, as np.argmax takes
+    assert list(first[0]) == [0] * 6  # the first character in the alphabet, as np.argmax takes
     assert first[1] == pytest.approx(6 * np.log(0.25))
     again = beam.search(params, [1], 6, 3)
     assert list(again[0]) == list(first[0]) and again[1] == first[1]
@@ -90,7 +91,7 @@ def test_sample_beam_prints_the_likeliest_and_its_log_probability(small_model):
     a = script('_sample.py', *model, '--beam', 4, '--seed', 1, '--show-logprob')
     b = script('_sample.py', *model, '--beam', 4, '--seed', 2)
     assert a.returncode == 0, a.stderr
-    assert a.stdout == b.stdout                         # nothing is drawn: the seed changes nothing
+    assert a.stdout == b.stdout  # nothing is drawn: the seed changes nothing
     params, _ = load_params(weights)
     prime = [chars.index(ch) for ch in 'to be']
     ids, score = beam.search(params, prime, 30, 4)
@@ -100,12 +101,15 @@ def test_sample_beam_prints_the_likeliest_and_its_log_probability(small_model):
     assert 'over the 30 generated' in a.stderr
 
 
-@pytest.mark.parametrize('extra, words', [
-    (['--temperature', '1'], '--temperature would do nothing'),
-    (['--top-k', '3', '--top-p', '0.9'], '--top-k and --top-p would do nothing'),
-    (['--num-samples', '2'], '--num-samples would do nothing'),
-    (['--beam', '0'], 'not a positive integer'),
-])
+@pytest.mark.parametrize(
+    'extra, words',
+    [
+        (['--temperature', '1'], '--temperature would do nothing'),
+        (['--top-k', '3', '--top-p', '0.9'], '--top-k and --top-p would do nothing'),
+        (['--num-samples', '2'], '--num-samples would do nothing'),
+        (['--beam', '0'], 'not a positive integer'),
+    ],
+)
 def test_sample_beam_refuses_the_options_it_would_ignore(small_model, extra, words):
     weights, lookup, _ = small_model
     r = script('_sample.py', '--weights', weights, '--lookup', lookup, '--beam', 2, *extra)
@@ -114,8 +118,24 @@ def test_sample_beam_refuses_the_options_it_would_ignore(small_model, extra, wor
 
 def test_show_logprob_of_drawn_samples(small_model):
     weights, lookup, chars = small_model
-    r = script('_sample.py', '--weights', weights, '--lookup', lookup, '--start', 'to', '--length', 20,
-               '--num-samples', 2, '--seed', 3, '--show-logprob', '--temperature', 1)
+    r = script(
+        '_sample.py',
+        '--weights',
+        weights,
+        '--lookup',
+        lookup,
+        '--start',
+        'to',
+        '--length',
+        20,
+        '--num-samples',
+        2,
+        '--seed',
+        3,
+        '--show-logprob',
+        '--temperature',
+        1,
+    )
     assert r.returncode == 0, r.stderr
     params, _ = load_params(weights)
     texts = [block.split('\n', 1)[1][2:22] for block in r.stdout.split('=== sample ')[1:]]

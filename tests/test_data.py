@@ -1,4 +1,5 @@
 """The corpus: lookup table, encoding, split, chunks and windows."""
+
 import os
 
 import numpy as np
@@ -22,10 +23,10 @@ def test_unknown_characters_are_named():
 
 
 def test_read_corpus_in_blocks_equals_reading_whole(tmp_path, monkeypatch):
-    text = ('To be, or not to be: ça — €uro\n' * 200)
+    text = 'To be, or not to be: ça — €uro\n' * 200
     path = tmp_path / 't.txt'
     path.write_text(text, encoding='utf-8')
-    monkeypatch.setattr(data, 'BLOCK', 7)                # multi-byte characters cut across blocks
+    monkeypatch.setattr(data, 'BLOCK', 7)  # multi-byte characters cut across blocks
     ids, chars = data.read_corpus(path)
     assert chars == sorted(set(text))
     assert data.decode(ids, chars) == text
@@ -35,13 +36,13 @@ def test_split_chunks_and_windows():
     ids = np.arange(1000) % 50
     train, val = data.split(ids, 0.1)
     assert len(train) == 900 and len(val) == 100
-    chunked = data.chunks(train, 4)                     # 4 chunks of 225
+    chunked = data.chunks(train, 4)  # 4 chunks of 225
     assert chunked.shape == (4, 225)
     assert data.n_windows(225, 10) == 22
     x, y = data.window(chunked, 10, 3)
-    assert x.shape == y.shape == (10, 4)                # time-major
-    np.testing.assert_array_equal(x[:, 1], train[225 + 30:225 + 40])
-    np.testing.assert_array_equal(y[:, 1], train[225 + 31:225 + 41])
+    assert x.shape == y.shape == (10, 4)  # time-major
+    np.testing.assert_array_equal(x[:, 1], train[225 + 30 : 225 + 40])
+    np.testing.assert_array_equal(y[:, 1], train[225 + 31 : 225 + 41])
 
 
 def test_tiny_shakespeare_split_sizes():
@@ -65,13 +66,13 @@ def test_download_is_checked_by_its_sha256(tmp_path):
     bad.write_text('not Shakespeare', encoding='utf-8')
     with pytest.raises(data.CorpusError, match='SHA-256'):
         data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url=bad.as_uri())
-    assert not (tmp_path / 'dl' / 'a.txt').exists()     # a bad download is not kept
+    assert not (tmp_path / 'dl' / 'a.txt').exists()  # a bad download is not kept
     assert os.listdir(tmp_path / 'dl') == []
     with pytest.raises(data.CorpusError, match='is missing, and it could not be downloaded'):
         data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url=(tmp_path / 'missing.txt').as_uri())
     path = data.tiny_shakespeare(tmp_path / 'dl' / 'a.txt', url='file://' + os.path.abspath(shipped))
     assert data.sha256_file(path) == data.TINY_SHAKESPEARE_SHA256
-    assert data.tiny_shakespeare(path, url=bad.as_uri()) == path      # present and checked: no second download
+    assert data.tiny_shakespeare(path, url=bad.as_uri()) == path  # present and checked: no second download
     # a damaged copy: kept while no good copy can be had, replaced by a good download
     (tmp_path / 'dl' / 'a.txt').write_text('damaged', encoding='utf-8')
     with pytest.raises(data.CorpusError, match='is damaged'):

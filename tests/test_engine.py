@@ -1,4 +1,5 @@
 """The fast engine equals the reference math (layers.py): float64, tight tolerance, over random shapes."""
+
 import numpy as np
 import pytest
 
@@ -20,11 +21,18 @@ def plan(request):
 
 
 def random_layer(rng, T, B, D, H):
-    return (rng.standard_normal((T, B, D)), rng.standard_normal((B, H)), rng.standard_normal((B, H)),
-            rng.standard_normal((D + H, 4 * H)) * 0.5, rng.standard_normal(4 * H) * 0.5)
+    return (
+        rng.standard_normal((T, B, D)),
+        rng.standard_normal((B, H)),
+        rng.standard_normal((B, H)),
+        rng.standard_normal((D + H, 4 * H)) * 0.5,
+        rng.standard_normal(4 * H) * 0.5,
+    )
 
 
-@pytest.mark.parametrize('T, B, D, H', [(5, 3, 4, 7), (1, 1, 3, 12), (6, 1, 9, 8), (1, 4, 2, 12), (7, 2, 5, 13)])
+@pytest.mark.parametrize(
+    'T, B, D, H', [(5, 3, 4, 7), (1, 1, 3, 12), (6, 1, 9, 8), (1, 4, 2, 12), (7, 2, 5, 13)]
+)
 @pytest.mark.parametrize('one_hot', [False, True])
 def test_engine_layer_equals_reference_layer(plan, T, B, D, H, one_hot):
     rng = np.random.default_rng(T * 100 + B * 10 + H)
@@ -35,27 +43,32 @@ def test_engine_layer_equals_reference_layer(plan, T, B, D, H, one_hot):
     dh = rng.standard_normal((T, B, H))
     dcT = rng.standard_normal((B, H))
     h, c, cache = layers.lstm_forward(x_ref, h0, c0, W, b)
-    window = engine.LSTMWindow(x_eng, h0, c0, W, b, plan())    # layers.lstm_forward, and its cache
+    window = engine.LSTMWindow(x_eng, h0, c0, W, b, plan())  # layers.lstm_forward, and its cache
     he, ce = window.h, window.c
     np.testing.assert_allclose(he, h, **TOL)
     np.testing.assert_allclose(ce, c, **TOL)
     dx, dh0, dc0, dW, db = layers.lstm_backward(dh, dcT, cache)
-    dxe, dh0e, dc0e, dWe, dbe = window.backward(dh, dcT)               # layers.lstm_backward
+    dxe, dh0e, dc0e, dWe, dbe = window.backward(dh, dcT)  # layers.lstm_backward
     if one_hot:
-        assert dxe is None                              # no gradient for indices
+        assert dxe is None  # no gradient for indices
     else:
         np.testing.assert_allclose(dxe, dx, **TOL)
     for a, b_ in ((dh0e, dh0), (dc0e, dc0), (dWe, dW), (dbe, db)):
         np.testing.assert_allclose(a, b_, **TOL)
 
 
-@pytest.mark.parametrize('T, B, V, H, n_layers', [(6, 3, 5, 7, 2), (1, 1, 4, 12, 2), (25, 2, 6, 9, 3),
-                                                   (4, 1, 3, 8, 1), (30, 4, 7, 13, 2)])
-@pytest.mark.parametrize('dropout, weight_drop, variational', [(0.0, 0.0, False), (0.4, 0.0, False),
-                                                                (0.0, 0.3, False), (0.3, 0.5, False), (0.4, 0.2, True)])
+@pytest.mark.parametrize(
+    'T, B, V, H, n_layers',
+    [(6, 3, 5, 7, 2), (1, 1, 4, 12, 2), (25, 2, 6, 9, 3), (4, 1, 3, 8, 1), (30, 4, 7, 13, 2)],
+)
+@pytest.mark.parametrize(
+    'dropout, weight_drop, variational',
+    [(0.0, 0.0, False), (0.4, 0.0, False), (0.0, 0.3, False), (0.3, 0.5, False), (0.4, 0.2, True)],
+)
 @pytest.mark.parametrize('threads', [1, 2])
-def test_engine_model_equals_reference_model(plan, T, B, V, H, n_layers, dropout, weight_drop, variational,
-                                             threads):
+def test_engine_model_equals_reference_model(
+    plan, T, B, V, H, n_layers, dropout, weight_drop, variational, threads
+):
     rng = np.random.default_rng(T + 7 * B + 31 * H)
     params = tiny_model(rng, V, H, n_layers)
     x = rng.integers(0, V, size=(T, B))
@@ -63,10 +76,18 @@ def test_engine_model_equals_reference_model(plan, T, B, V, H, n_layers, dropout
     dlogits = rng.standard_normal((T, B, V))
     dstate = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for _ in range(n_layers)]
     out = []
-    for reference in (True, False):                     # the same seed: the same dropout and weight-drop masks
-        logits, end, cache = lstm.forward(params, x, state, dropout=dropout, rng=np.random.default_rng(9),
-                                          plan=plan(threads), weight_drop=weight_drop, reference=reference,
-                                          variational=variational)
+    for reference in (True, False):  # the same seed: the same dropout and weight-drop masks
+        logits, end, cache = lstm.forward(
+            params,
+            x,
+            state,
+            dropout=dropout,
+            rng=np.random.default_rng(9),
+            plan=plan(threads),
+            weight_drop=weight_drop,
+            reference=reference,
+            variational=variational,
+        )
         grads, dstate0 = lstm.backward(dlogits, cache, dstate=dstate)
         out.append((logits, end, grads, dstate0))
     (l1, e1, g1, d1), (l2, e2, g2, d2) = out
@@ -89,7 +110,9 @@ def test_the_plain_plan_equals_the_reference_model(threads):
     dlogits = rng.standard_normal((7, 3, 5))
     out = []
     for reference in (True, False):
-        logits, _, cache = lstm.forward(params, x, state, plan=engine.Plan.plain(threads), reference=reference)
+        logits, _, cache = lstm.forward(
+            params, x, state, plan=engine.Plan.plain(threads), reference=reference
+        )
         out.append((logits, lstm.backward(dlogits, cache)[0]))
     np.testing.assert_allclose(out[1][0], out[0][0], **TOL)
     for k in params:
@@ -114,9 +137,9 @@ def test_engine_stack_equals_reference_stack_with_its_input_gradient(plan, threa
     expected = layers.stack_backward(dtop, cache, dstate)
     got = engine.stack_backward(dtop, cache_e, dstate)
     flat = lambda dx, dWs, dbs, dstate0: [dx, *dWs, *dbs, *(a for pair in dstate0 for a in pair)]
-    for a, b_ in zip(flat(*got), flat(*expected), strict=True):                # dx first
+    for a, b_ in zip(flat(*got), flat(*expected), strict=True):  # dx first
         np.testing.assert_allclose(a, b_, **TOL)
-    for a, b_ in zip(flat(0, [], [], end_e), flat(0, [], [], end), strict=True):   # the final state
+    for a, b_ in zip(flat(0, [], [], end_e), flat(0, [], [], end), strict=True):  # the final state
         np.testing.assert_allclose(a, b_, **TOL)
 
 
@@ -154,8 +177,10 @@ def test_stream_equals_the_predictor_whatever_its_window():
 def test_the_forward_only_path_never_measures_a_width(monkeypatch):
     """Sampling, evaluation (dynamic too) and the explorer's stream never time the products (whose widths change
     the rounding), so that they give the same output in every process; training's forward pass does."""
+
     def measure(*shape):
         raise AssertionError(f'measured {shape}')
+
     monkeypatch.setattr(engine_plan, '_fastest_width', measure)
     params = tiny_model(np.random.default_rng(6), 7, 32, 2)
     ids = np.random.default_rng(7).integers(0, 7, size=(30, 3))
@@ -176,27 +201,32 @@ def test_a_plan_measures_a_width_once_and_keeps_every_width_it_used():
     assert width in (0, 16, 32) and plan.width('forward', 3, 16, 64, np.float64) == width
     assert plan.widths() == [[3, 16, 64, '<f8', width]]
     again = engine.Plan(widths=[[3, 16, 64, 'float64', 16]], forward=0)
-    assert again.width('forward', 3, 16, 64, np.float64) == 16                   # the saved width, not the fixed
-    assert again.width('forward', 3, 16, 128, np.float64) == 0                   # a new shape: the fixed width
+    assert again.width('forward', 3, 16, 64, np.float64) == 16  # the saved width, not the fixed
+    assert again.width('forward', 3, 16, 128, np.float64) == 0  # a new shape: the fixed width
     assert again.widths() == [[3, 16, 64, '<f8', 16], [3, 16, 128, '<f8', 0]]
     x = np.random.default_rng(0).standard_normal((3, 16))
     M = np.random.default_rng(1).standard_normal((16, 64))
-    for w in engine_plan.BLOCK_CANDIDATES:                   # every width computes the product
+    for w in engine_plan.BLOCK_CANDIDATES:  # every width computes the product
         out = np.empty((3, 64))
-        np.testing.assert_allclose(engine_plan.matmul_blocks(x, engine_plan.column_blocks(M, w), out), x @ M, **TOL)
+        np.testing.assert_allclose(
+            engine_plan.matmul_blocks(x, engine_plan.column_blocks(M, w), out), x @ M, **TOL
+        )
 
 
-@pytest.mark.parametrize('table, words', [
-    ({'3': 16}, 'a dict, not a list'),
-    ([[3, 16, 64, '<f8', 32], [3, 16, 64, '<f8', 24]], 'entry 1'),             # not a candidate width
-    ([[3, 16, 64, '<f8']], 'entry 0'),
-    ([[3, -16, 64, '<f8', 32]], 'entry 0'),
-    ([[3, 16, 64, 'no such type', 32]], 'entry 0'),
-    ([[3, 16, 64, '<i8', 32]], 'entry 0'),
-    ([[3, 16.5, 64, '<f8', 32]], 'entry 0'),
-    ([[True, 16, 64, '<f8', 32]], 'entry 0'),
-    (['3, 16, 64'], 'entry 0'),
-])
+@pytest.mark.parametrize(
+    'table, words',
+    [
+        ({'3': 16}, 'a dict, not a list'),
+        ([[3, 16, 64, '<f8', 32], [3, 16, 64, '<f8', 24]], 'entry 1'),  # not a candidate width
+        ([[3, 16, 64, '<f8']], 'entry 0'),
+        ([[3, -16, 64, '<f8', 32]], 'entry 0'),
+        ([[3, 16, 64, 'no such type', 32]], 'entry 0'),
+        ([[3, 16, 64, '<i8', 32]], 'entry 0'),
+        ([[3, 16.5, 64, '<f8', 32]], 'entry 0'),
+        ([[True, 16, 64, '<f8', 32]], 'entry 0'),
+        (['3, 16, 64'], 'entry 0'),
+    ],
+)
 def test_a_damaged_table_of_widths_is_refused_in_one_line(table, words):
     with pytest.raises(ValueError, match=words) as e:
         engine.Plan(widths=table)

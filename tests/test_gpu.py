@@ -4,6 +4,7 @@ Everything runs on the numpy twins of the kernels on any machine; where CuPy fin
 it too (the `ops` fixture), and the tests marked `cuda` hold the CUDA kernels to their twins, a resumed GPU run
 to an uninterrupted one and a GPU sample to itself across processes. Without a GPU those say why they skip.
 """
+
 import contextlib
 import os
 import subprocess
@@ -32,7 +33,7 @@ def _cuda_ops():
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return None, 'no GPU'
         return devices.open_device('cuda').ops, None
-    except Exception as e:                              # no driver
+    except Exception as e:  # no driver
         return None, f'no usable GPU ({type(e).__name__})'
 
 
@@ -77,6 +78,7 @@ def host(ops, a):
 
 # --- the twins against layers.py ----------------------------------------------------------------------------
 
+
 def test_step_twins_compute_layers_steps():
     rng = np.random.default_rng(0)
     B, D, H = 3, 4, 5
@@ -90,7 +92,7 @@ def test_step_twins_compute_layers_steps():
     dh, dc, dh_up = rng.standard_normal((B, H)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
     dx, dh_prev, dc_prev, dW, db = layers.lstm_step_backward(dh_up + dh, dc, cache)
     dc_next = dc.copy()
-    gpu_kernels.step_backward(dh_up, dh, dc_next, G, c0, c2)          # G now dL/dz
+    gpu_kernels.step_backward(dh_up, dh, dc_next, G, c0, c2)  # G now dL/dz
     assert np.allclose(dc_next, dc_prev, atol=1e-13)
     assert np.allclose(G @ W[D:].T, dh_prev, atol=1e-13) and np.allclose(G.sum(axis=0), db, atol=1e-13)
 
@@ -116,7 +118,7 @@ SHAPES = [  # V, H, layers, T, B, dropout, variational, weight_drop
 def _window(V, H, L, T, B, seed):
     rng = np.random.default_rng(seed)
     params = lstm.init_params(V, H, L, rng=rng, dtype=np.float64)
-    for v in params.values():                           # biases away from their initial values too
+    for v in params.values():  # biases away from their initial values too
         v += rng.uniform(-0.2, 0.2, v.shape)
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
     state = [(rng.standard_normal((B, H)) * 0.5, rng.standard_normal((B, H)) * 0.5) for _ in range(L)]
@@ -126,18 +128,23 @@ def _window(V, H, L, T, B, seed):
 # Every shape with the numpy twins and on a GPU; with the kernels emulated on the CPU (each launch starts OS
 # threads: slow), one shape per time loop: the fused steps with three layers and variational dropout, cuBLAS with
 # H = 33 (not a multiple of 8), dropout and weight drop.
-ENGINE_CASES = ([(o, s) for o in ('numpy', 'cuda-fused', 'cuda-cublas') for s in SHAPES]
-                + [('cpu-fused', SHAPES[2]), ('cpu-cublas', SHAPES[1])])
+ENGINE_CASES = [(o, s) for o in ('numpy', 'cuda-fused', 'cuda-cublas') for s in SHAPES] + [
+    ('cpu-fused', SHAPES[2]),
+    ('cpu-cublas', SHAPES[1]),
+]
 
 
-@pytest.mark.parametrize('ops, shape', ENGINE_CASES, indirect=['ops'],
-                         ids=[f'{o}-shape{SHAPES.index(s)}' for o, s in ENGINE_CASES])
+@pytest.mark.parametrize(
+    'ops, shape', ENGINE_CASES, indirect=['ops'], ids=[f'{o}-shape{SHAPES.index(s)}' for o, s in ENGINE_CASES]
+)
 def test_engine_equals_layers_in_float64(ops, shape):
     """Loss, every gradient and the carried state of a window, with dropout and weight drop."""
     V, H, L, T, B, p, variational, wd = shape
     params, x, y, state = _window(V, H, L, T, B, seed=V + H)
     kw = dict(dropout=p, variational=variational, weight_drop=wd)
-    logits, new_state, cache = lstm.forward(params, x, state, rng=np.random.default_rng(5), reference=True, **kw)
+    logits, new_state, cache = lstm.forward(
+        params, x, state, rng=np.random.default_rng(5), reference=True, **kw
+    )
     loss, dlogits = layers.softmax_loss(logits, y)
     grads, _ = lstm.backward(dlogits, cache)
     masks, weight_masks = lstm.draw_masks(np.random.default_rng(5), T, B, H, L, np.float64, **kw)
@@ -162,8 +169,9 @@ def test_trainer_step_is_cpu_training_step(ops):
     opt_cpu.cache = {k: np.abs(np.random.default_rng(4).standard_normal(v.shape)) for k, v in params.items()}
     ema_cpu = {k: v + 0.01 for k, v in params.items()}
 
-    class Run:                                          # what gpu.Trainer reads of a runs.Run
+    class Run:  # what gpu.Trainer reads of a runs.Run
         pass
+
     run = Run()
     run.params = {k: v.copy() for k, v in params.items()}
     run.opt = RMSprop(run.params, lr=0.01, rho=0.9, eps=1e-6, clip=0.05, weight_decay=0.1)
@@ -190,19 +198,19 @@ def test_trainer_step_is_cpu_training_step(ops):
 def test_predictor_equals_cpu_predictor(ops):
     params, x, _, _ = _window(7, 9, 2, 6, 3, seed=5)
     cpu, dev = lstm.Predictor(params, 3), lstm.predictor(params, 3, devices.Device(ops))
-    for part in (x[:4], x[4:5], x[5:]):                 # the state carried from call to call
+    for part in (x[:4], x[4:5], x[5:]):  # the state carried from call to call
         (a, steps_a), (b, steps_b) = cpu(part, keep=True), dev(part, keep=True)
         assert np.allclose(b, a, atol=1e-12)
         for la, lb in zip(steps_a, steps_b):
             for u, v in zip(la, lb):
                 assert np.allclose(v, u, atol=1e-12)
-    dev.state = cpu.state = [(h[::-1].copy(), c[::-1].copy()) for h, c in cpu.state]    # as beam search does
+    dev.state = cpu.state = [(h[::-1].copy(), c[::-1].copy()) for h, c in cpu.state]  # as beam search does
     assert np.allclose(dev(x[:2]), cpu(x[:2]), atol=1e-12)
 
 
 def test_dynamic_evaluation_equals_cpu(ops):
     params, _, _, _ = _window(7, 6, 2, 1, 1, seed=6)
-    ids = np.random.default_rng(7).integers(0, 7, 13)            # two whole windows of 5, and part of one
+    ids = np.random.default_rng(7).integers(0, 7, 13)  # two whole windows of 5, and part of one
     a = lstm.evaluate_dynamic(params, ids, lr=0.3, window=5, decay=0.1)
     b = lstm.evaluate_dynamic(params, ids, lr=0.3, window=5, decay=0.1, device=devices.Device(ops))
     assert np.allclose(b[0], a[0], atol=1e-10) and (b[1] == a[1]).all()
@@ -210,20 +218,25 @@ def test_dynamic_evaluation_equals_cpu(ops):
 
 # --- the CUDA kernels against their twins -----------------------------------------------------------------------
 
+
 @pytest.fixture(params=['cpu', 'cuda'])
 def kernels(request):
     """The CUDA kernels: compiled for the CPU, and on a GPU if there is one."""
     ops = EMULATED if request.param == 'cpu' else CUDA
     if ops is None:
-        pytest.skip('needs g++ (C++20)' if request.param == 'cpu' else f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
+        pytest.skip(
+            'needs g++ (C++20)' if request.param == 'cpu' else f'needs an NVIDIA GPU with CuPy: {NO_CUDA}'
+        )
     return ops
 
 
 # Both time loops in both precisions, each with a batch beyond one warp (B = 37 > 32, and H = 37 not a multiple of
 # 8), and with one stream or a few: 4 cases, not every combination (an emulated launch starts an OS thread per
 # CUDA thread).
-@pytest.mark.parametrize('fused, B, dtype', [(True, 37, np.float32), (True, 1, np.float64), (False, 37, np.float64),
-                                             (False, 5, np.float32)])
+@pytest.mark.parametrize(
+    'fused, B, dtype',
+    [(True, 37, np.float32), (True, 1, np.float64), (False, 37, np.float64), (False, 5, np.float32)],
+)
 def test_cuda_loops_equal_their_twins(kernels, dtype, B, fused):
     with _fused_up_to(kernels, 1 << 30 if fused else 0):
         _cuda_loops_equal_their_twins(kernels, dtype, B)
@@ -268,22 +281,38 @@ def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
         dev = [xp.array(a) for a in (p, g, c)]
         CUDA.rmsprop(*dev, xp.array(norm2), clip, 0.01, 0.95, 1e-8, 0.1, 200)
         gpu_kernels.rmsprop(p, g, c, norm2, clip, 0.01, 0.95, 1e-8, 0.1, 200)
-        assert np.allclose(CUDA.asnumpy(dev[0]), p, atol=1e-6) and np.allclose(CUDA.asnumpy(dev[2]), c, rtol=1e-5)
+        assert np.allclose(CUDA.asnumpy(dev[0]), p, atol=1e-6) and np.allclose(
+            CUDA.asnumpy(dev[2]), c, rtol=1e-5
+        )
 
 
 # --- the scripts: the option, its errors, a run moving between devices -------------------------------------
 
+
 def _blocked_cupy(name, *args):
     """Run a script as if CuPy were not installed."""
-    code = ('import sys, runpy; sys.modules["cupy"] = None; sys.argv = sys.argv[1:]; '
-            'runpy.run_path(sys.argv[0], run_name="__main__")')
-    return subprocess.run([sys.executable, '-c', code, os.path.join(ROOT, name), *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    code = (
+        'import sys, runpy; sys.modules["cupy"] = None; sys.argv = sys.argv[1:]; '
+        'runpy.run_path(sys.argv[0], run_name="__main__")'
+    )
+    return subprocess.run(
+        [sys.executable, '-c', code, os.path.join(ROOT, name), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize('name,args', [
-    ('_sample.py', ['--length', '10']), ('_evaluate.py', ['--blocks', '64']), ('_visualize.py', ['--find']),
-    ('_training.py', ['--out', 'OUT', '--max-steps', '1'])])
+@pytest.mark.parametrize(
+    'name,args',
+    [
+        ('_sample.py', ['--length', '10']),
+        ('_evaluate.py', ['--blocks', '64']),
+        ('_visualize.py', ['--find']),
+        ('_training.py', ['--out', 'OUT', '--max-steps', '1']),
+    ],
+)
 def test_without_cupy_one_line_and_nothing_written(tmp_path, name, args):
     args = [str(tmp_path / 'run') if a == 'OUT' else a for a in args]
     r = _blocked_cupy(name, *args, '--device', 'cuda')
@@ -300,9 +329,32 @@ def test_open_device_names_the_missing_piece(monkeypatch):
         devices.open_device('cuda')
 
 
-TINY = ['--hidden', '12', '--chunks', '3', '--window', '8', '--val-chars', '300', '--sample-length', '0',
-        '--dtype', 'float64', '--dropout', '0.2', '--weight-drop', '0.1', '--ema', '0.9', '--clip', '1',
-        '--checkpoint-minutes', '0', '--threads', '1']
+TINY = [
+    '--hidden',
+    '12',
+    '--chunks',
+    '3',
+    '--window',
+    '8',
+    '--val-chars',
+    '300',
+    '--sample-length',
+    '0',
+    '--dtype',
+    'float64',
+    '--dropout',
+    '0.2',
+    '--weight-drop',
+    '0.1',
+    '--ema',
+    '0.9',
+    '--clip',
+    '1',
+    '--checkpoint-minutes',
+    '0',
+    '--threads',
+    '1',
+]
 
 
 def _train(out, corpus, *args, env=None):
@@ -347,6 +399,7 @@ def test_bad_input_on_the_gpu_path_is_one_line(tmp_path):
 
 # --- on a GPU: bit-exact resume, the same sample in every process ---------------------------------------------
 
+
 @cuda
 def test_gpu_resume_continues_bit_for_bit(tmp_path):
     corpus = tmp_path / 'c.txt'
@@ -362,8 +415,10 @@ def test_gpu_resume_continues_bit_for_bit(tmp_path):
 
 @cuda
 def test_gpu_sample_with_a_seed_is_the_same_text_in_every_process():
-    runs = [script('_sample.py', '--device', 'cuda', '--seed', '7', '--length', '300', '--num-samples', '3')
-            for _ in range(2)]
+    runs = [
+        script('_sample.py', '--device', 'cuda', '--seed', '7', '--length', '300', '--num-samples', '3')
+        for _ in range(2)
+    ]
     assert runs[0].returncode == 0, runs[0].stderr
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) > 300
 
@@ -377,7 +432,9 @@ def test_a_broken_cupy_is_not_called_missing(tmp_path):
 
 
 def test_without_cupy_no_output_folder_is_made(tmp_path):
-    r = _blocked_cupy('_visualize.py', '--html', str(tmp_path / 'new' / 'sub' / 'page.html'), '--device', 'cuda')
+    r = _blocked_cupy(
+        '_visualize.py', '--html', str(tmp_path / 'new' / 'sub' / 'page.html'), '--device', 'cuda'
+    )
     assert_one_line_error(r, 'CuPy')
     assert list(tmp_path.iterdir()) == []
 
@@ -399,6 +456,15 @@ def test_a_run_saved_on_the_gpu_names_its_device_where_none_is_here(tmp_path):
 
 
 def test_the_gpu_benchmark_refuses_sizes_no_machine_holds_in_one_line():
-    r = script('_benchmark.py', '--device', 'cuda', '--hidden', '100000', '--chunks', '100000', '--no-torch',
-               env=TWIN)
+    r = script(
+        '_benchmark.py',
+        '--device',
+        'cuda',
+        '--hidden',
+        '100000',
+        '--chunks',
+        '100000',
+        '--no-torch',
+        env=TWIN,
+    )
     assert_one_line_error(r, 'needs about', 'choose smaller sizes')

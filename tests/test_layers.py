@@ -1,4 +1,5 @@
 """The reference math (layers.py) against numeric gradients (float64, centred differences) and a naive LSTM."""
+
 import numpy as np
 import pytest
 
@@ -27,24 +28,34 @@ def test_lstm_matches_naive_per_gate_lstm():
 def test_step_gradients_numeric():
     rng, x, h0, c0, W, b = make_lstm(T=1)
     dh, dc = rng.standard_normal((2, 3, 6))
-    def loss():                                         # a random linear function of the step's outputs
+
+    def loss():  # a random linear function of the step's outputs
         h, c, _ = layers.lstm_step_forward(x[0], h0, c0, W, b)
         return np.sum(h * dh) + np.sum(c * dc)
+
     _, _, cache = layers.lstm_step_forward(x[0], h0, c0, W, b)
     dx, dh_prev, dc_prev, dW, db = layers.lstm_step_backward(dh, dc, cache)
-    for name, analytic, wrt in (('x', dx, x), ('h_prev', dh_prev, h0), ('c_prev', dc_prev, c0), ('W', dW, W),
-                                ('b', db, b)):
-        assert rel_error(numeric_grad(loss, wrt)[0] if wrt is x else numeric_grad(loss, wrt), analytic) < 1e-8, \
-            name
+    for name, analytic, wrt in (
+        ('x', dx, x),
+        ('h_prev', dh_prev, h0),
+        ('c_prev', dc_prev, c0),
+        ('W', dW, W),
+        ('b', db, b),
+    ):
+        assert (
+            rel_error(numeric_grad(loss, wrt)[0] if wrt is x else numeric_grad(loss, wrt), analytic) < 1e-8
+        ), name
 
 
 def test_window_gradients_numeric():
     rng, x, h0, c0, W, b = make_lstm()
     dh = rng.standard_normal((4, 3, 6))
     dcT = rng.standard_normal((3, 6))
-    def loss():                                         # the window's outputs and its last cell state
+
+    def loss():  # the window's outputs and its last cell state
         h, c, _ = layers.lstm_forward(x, h0, c0, W, b)
         return np.sum(h * dh) + np.sum(c[-1] * dcT)
+
     _, _, cache = layers.lstm_forward(x, h0, c0, W, b)
     dx, dh0, dc0, dW, db = layers.lstm_backward(dh, dcT, cache)
     for name, analytic, wrt in (('x', dx, x), ('h0', dh0, h0), ('c0', dc0, c0), ('W', dW, W), ('b', db, b)):
@@ -61,9 +72,11 @@ def test_stack_gradients_numeric_with_dropout_masks():
     masks = [(rng.random((T, B, H)) < 0.6) / 0.6, None]
     dtop = rng.standard_normal((T, B, H))
     dstate = [(rng.standard_normal((B, H)), rng.standard_normal((B, H))) for _ in range(2)]
+
     def loss():
         top, end, _ = layers.stack_forward(x, state, Ws, bs, masks)
         return np.sum(top * dtop) + sum(np.sum(h * a) + np.sum(c * d) for (h, c), (a, d) in zip(end, dstate))
+
     _, _, cache = layers.stack_forward(x, state, Ws, bs, masks)
     dx, dWs, dbs, dstate0 = layers.stack_backward(dtop, cache, dstate)
     assert rel_error(numeric_grad(loss, x), dx) < 1e-8
@@ -80,8 +93,10 @@ def test_dense_and_softmax_gradients_numeric():
     W = rng.standard_normal((4, 5))
     b = rng.standard_normal(5)
     y = rng.integers(0, 5, size=(3, 2))
+
     def loss():
         return layers.softmax_loss(layers.dense_forward(h, W, b)[0], y)[0]
+
     logits, cache = layers.dense_forward(h, W, b)
     _, dlogits = layers.softmax_loss(logits, y)
     dh, dW, db = layers.dense_backward(dlogits, cache)
@@ -127,7 +142,7 @@ def test_two_windows_with_carried_state_equal_one_long_window():
     np.testing.assert_allclose(np.concatenate([ha, hb]), h, rtol=1e-13)
     dxb, dhm, dcm, dWb, dbb = layers.lstm_backward(dh[4:], None, cache_b)
     dha = dh[:4].copy()
-    dha[-1] += dhm                                      # the carried state's gradient enters the earlier window
+    dha[-1] += dhm  # the carried state's gradient enters the earlier window
     dxa, dh0a, dc0a, dWa, dba = layers.lstm_backward(dha, dcm, cache_a)
     np.testing.assert_allclose(np.concatenate([dxa, dxb]), dx, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(dWa + dWb, dW, rtol=1e-10, atol=1e-13)

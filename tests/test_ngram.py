@@ -1,4 +1,5 @@
 """The n-gram baseline: proper distributions, the unigram entropy, and the streamed scoring."""
+
 import numpy as np
 import pytest
 
@@ -20,13 +21,13 @@ def contexts(train, test, n):
         ok = raw >= 0
         _, cid[ok] = np.unique(raw[ok], return_inverse=True)
         out.append(cid.copy())
-    return [o[len(train):] for o in out]
+    return [o[len(train) :] for o in out]
 
 
 @pytest.mark.parametrize('n', [1, 2, 3, 5])
 def test_every_context_gives_a_distribution_and_scoring_agrees(n):
     text = tiny_corpus(3000)
-    chars = data.build_lookup(text + 'xyz')             # three characters never seen: smoothing must cover them
+    chars = data.build_lookup(text + 'xyz')  # three characters never seen: smoothing must cover them
     ids = data.encode(text, chars).astype(np.int64)
     train, test = ids[:2500], ids[2500:]
     model = ngram.NGram(n, len(chars))

@@ -1,4 +1,5 @@
 """_plot.py on logs that are damaged, diverged or not logs at all: a picture or one line, never a hang."""
+
 import os
 import subprocess
 import sys
@@ -9,8 +10,11 @@ from helpers import SAVES, assert_one_line_error, script
 
 LOG = os.path.join(SAVES, 'training_log.csv')
 HEADER = 'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
-ROWS = ['1,401,3.0012,3.4493,0.002,393,2963,best\n', '2,802,2.0704,3.1017,0.002,671,4096,best\n',
-        '3,1203,1.9000,2.5000,0.002,900,4000,best\n']
+ROWS = [
+    '1,401,3.0012,3.4493,0.002,393,2963,best\n',
+    '2,802,2.0704,3.1017,0.002,671,4096,best\n',
+    '3,1203,1.9000,2.5000,0.002,900,4000,best\n',
+]
 
 
 def plot(tmp_path, log_text, *args):
@@ -21,17 +25,24 @@ def plot(tmp_path, log_text, *args):
 def drawn(tmp_path):
     svg = (tmp_path / 'out.svg').read_text()
     assert 'nan' not in svg and 'inf' not in svg
-    assert len(svg) < 20000                             # a bounded number of grid lines
+    assert len(svg) < 20000  # a bounded number of grid lines
     return svg
 
 
-@pytest.mark.parametrize('rows, args', [
-    ([ROWS[0], '2,802,1e18,1e18,0.002,671,4096,\n', ROWS[2]], []),        # a loss of 1e18
-    (ROWS, ['--ymax', '1e18']),
-    (ROWS, ['--ymax', '1e300']),
-    (['1,401,1e18,1e18,0.002,393,2963,best\n', '2,802,1e18,1e18,0.002,671,4096,\n'], []),   # and nothing else
-    (['1,401,1.7e308,1.7e308,0.002,393,2963,best\n'], []),
-])
+@pytest.mark.parametrize(
+    'rows, args',
+    [
+        ([ROWS[0], '2,802,1e18,1e18,0.002,671,4096,\n', ROWS[2]], []),  # a loss of 1e18
+        (ROWS, ['--ymax', '1e18']),
+        (ROWS, ['--ymax', '1e300']),
+        # a loss of 1e18 and nothing else
+        (
+            ['1,401,1e18,1e18,0.002,393,2963,best\n', '2,802,1e18,1e18,0.002,671,4096,\n'],
+            [],
+        ),
+        (['1,401,1.7e308,1.7e308,0.002,393,2963,best\n'], []),
+    ],
+)
 def test_a_huge_loss_or_axis_is_drawn_with_a_few_grid_lines(tmp_path, rows, args):
     r = plot(tmp_path, HEADER + ''.join(rows), *args)
     assert r.returncode == 0, r.stderr
@@ -43,7 +54,7 @@ def test_a_diverged_run_is_drawn_without_its_nan_and_inf_losses(tmp_path):
     r = plot(tmp_path, HEADER + ROWS[0] + '2,802,nan,inf,0.002,671,4096,\n' + ROWS[2])
     assert r.returncode == 0, r.stderr
     svg = drawn(tmp_path)
-    assert svg.count('<circle') == 4                    # two epochs with finite losses, each train and val
+    assert svg.count('<circle') == 4  # two epochs with finite losses, each train and val
     assert 'best validation loss 2.5000' in r.stdout
     assert_one_line_error(plot(tmp_path, HEADER + '1,401,nan,nan,0.002,393,2963,best\n'), 'inf or nan')
 
@@ -59,17 +70,20 @@ def test_columns_in_another_order_draw_the_same_picture(tmp_path):
     assert (tmp_path / 'out.svg').read_text() == first
 
 
-@pytest.mark.parametrize('log_text, words', [
-    (HEADER + 'inf,401,3.0,3.4,0.002,393,2963,best\n', ['line 2', 'epoch is inf']),
-    (HEADER + 'nan,401,3.0,3.4,0.002,393,2963,best\n', ['line 2', 'epoch is nan']),
-    (HEADER + '-1,401,3.0,3.4,0.002,393,2963,best\n', ['epoch is -1']),
-    (HEADER + '1,401,-3.0,3.4,0.002,393,2963,best\n', ['train_loss is -3.0', 'below zero']),
-    (HEADER + '1,401,x,3.4,0.002,393,2963,best\n', ['not a training log']),
-    ('step,epoch,val_loss\n1,2,3\n', ['not a training log']),
-    ('val_loss,epoch,train_loss,step\n3.4,1\n', ['line 2', 'fewer fields']),
-    ('First Citizen:\nBefore we proceed any further, hear me speak.\n', ['not a training log']),
-    (HEADER, ['no finished epoch']),
-])
+@pytest.mark.parametrize(
+    'log_text, words',
+    [
+        (HEADER + 'inf,401,3.0,3.4,0.002,393,2963,best\n', ['line 2', 'epoch is inf']),
+        (HEADER + 'nan,401,3.0,3.4,0.002,393,2963,best\n', ['line 2', 'epoch is nan']),
+        (HEADER + '-1,401,3.0,3.4,0.002,393,2963,best\n', ['epoch is -1']),
+        (HEADER + '1,401,-3.0,3.4,0.002,393,2963,best\n', ['train_loss is -3.0', 'below zero']),
+        (HEADER + '1,401,x,3.4,0.002,393,2963,best\n', ['not a training log']),
+        ('step,epoch,val_loss\n1,2,3\n', ['not a training log']),
+        ('val_loss,epoch,train_loss,step\n3.4,1\n', ['line 2', 'fewer fields']),
+        ('First Citizen:\nBefore we proceed any further, hear me speak.\n', ['not a training log']),
+        (HEADER, ['no finished epoch']),
+    ],
+)
 def test_a_damaged_log_is_one_line(tmp_path, log_text, words):
     assert_one_line_error(plot(tmp_path, log_text), *words)
     assert not (tmp_path / 'out.svg').exists()
@@ -77,10 +91,14 @@ def test_a_damaged_log_is_one_line(tmp_path, log_text, words):
 
 def test_what_is_not_a_log_is_one_line(tmp_path):
     assert_one_line_error(script('_plot.py', SAVES, '--out', tmp_path / 'a.svg'), 'is a folder')
-    assert_one_line_error(script('_plot.py', os.path.join(SAVES, 'shakespeare.txt'), '--out', tmp_path / 'a.svg'),
-                          'not a training log')
-    assert_one_line_error(script('_plot.py', os.path.join(SAVES, 'ShakespeareNet.npz'), '--out',
-                                 tmp_path / 'a.svg'), 'not a training log')
+    assert_one_line_error(
+        script('_plot.py', os.path.join(SAVES, 'shakespeare.txt'), '--out', tmp_path / 'a.svg'),
+        'not a training log',
+    )
+    assert_one_line_error(
+        script('_plot.py', os.path.join(SAVES, 'ShakespeareNet.npz'), '--out', tmp_path / 'a.svg'),
+        'not a training log',
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -96,38 +114,56 @@ def plot_within(tmp_path, log_text, *args, seconds=30):
     import subprocess
     import sys
     from helpers import ROOT
+
     (tmp_path / 'log.csv').write_text(log_text, encoding='utf-8')
     try:
-        return subprocess.run([sys.executable, os.path.join(ROOT, '_plot.py'), tmp_path / 'log.csv', '--out',
-                               tmp_path / 'out.svg', *args], capture_output=True, text=True, timeout=seconds)
+        return subprocess.run(
+            [
+                sys.executable,
+                os.path.join(ROOT, '_plot.py'),
+                tmp_path / 'log.csv',
+                '--out',
+                tmp_path / 'out.svg',
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f'_plot.py {" ".join(args)} still running after {seconds} s')
 
 
-BIGGEST = '1.7976931348623157e308'                      # the largest float
+BIGGEST = '1.7976931348623157e308'  # the largest float
 
 
-@pytest.mark.parametrize('rows, args', [
-    (ROWS, ['--ymax', BIGGEST]),
-    (ROWS, ['--ymax', '1.7e308']),
-    ([f'1,401,{BIGGEST},{BIGGEST},0.002,393,2963,best\n'], []),
-    ([ROWS[0], f'2,802,{BIGGEST},1.5,0.002,671,4096,\n'], []),
-    ([f'1,401,{BIGGEST},0.5,0.002,393,2963,best\n', f'2,802,0,{BIGGEST},0.002,671,4096,\n'], []),
-    (['1,401,5e-324,5e-324,0.002,393,2963,best\n'], ['--ymax', '1e-300']),
-])
+@pytest.mark.parametrize(
+    'rows, args',
+    [
+        (ROWS, ['--ymax', BIGGEST]),
+        (ROWS, ['--ymax', '1.7e308']),
+        ([f'1,401,{BIGGEST},{BIGGEST},0.002,393,2963,best\n'], []),
+        ([ROWS[0], f'2,802,{BIGGEST},1.5,0.002,671,4096,\n'], []),
+        ([f'1,401,{BIGGEST},0.5,0.002,393,2963,best\n', f'2,802,0,{BIGGEST},0.002,671,4096,\n'], []),
+        (['1,401,5e-324,5e-324,0.002,393,2963,best\n'], ['--ymax', '1e-300']),
+    ],
+)
 def test_the_largest_float_as_a_loss_or_a_bound_is_drawn_with_a_few_grid_lines(tmp_path, rows, args):
     r = plot_within(tmp_path, HEADER + ''.join(rows), *args)
     assert r.returncode == 0, r.stderr
     svg = drawn(tmp_path)
-    assert svg.count('stroke="#e4e4e4"') <= 12         # (none where every loss is the largest float: no span)
+    assert svg.count('stroke="#e4e4e4"') <= 12  # (none where every loss is the largest float: no span)
     assert 'best validation loss' in r.stdout
 
 
-@pytest.mark.parametrize('rows, words', [
-    ([f'{BIGGEST},401,3.0,2.0,0.002,393,2963,best\n'], 'not a number of epochs'),      # no run has that many
-    (['2,401,3.0,2.0,0.002,393,2963,best\n', '1,802,2.0,1.9,0.002,671,4096,best\n'], 'does not follow'),
-    (['1,401,3.0,2.0,0.002,393,2963,best\n', '1,802,2.0,1.9,0.002,671,4096,best\n'], 'does not follow'),
-])
+@pytest.mark.parametrize(
+    'rows, words',
+    [
+        ([f'{BIGGEST},401,3.0,2.0,0.002,393,2963,best\n'], 'not a number of epochs'),  # no run has that many
+        (['2,401,3.0,2.0,0.002,393,2963,best\n', '1,802,2.0,1.9,0.002,671,4096,best\n'], 'does not follow'),
+        (['1,401,3.0,2.0,0.002,393,2963,best\n', '1,802,2.0,1.9,0.002,671,4096,best\n'], 'does not follow'),
+    ],
+)
 def test_a_log_whose_epochs_no_run_writes_is_one_line(tmp_path, rows, words):
     log = tmp_path / 'log.csv'
     log.write_text(HEADER + ''.join(rows))
@@ -137,14 +173,29 @@ def test_a_log_whose_epochs_no_run_writes_is_one_line(tmp_path, rows, words):
 
 def test_control_characters_in_a_title_still_make_valid_svg(tmp_path):
     import xml.dom.minidom
+
     out = tmp_path / 'c.svg'
-    assert script('_plot.py', os.path.join(SAVES, 'training_log.csv'), '--out', out, '--title',
-                  'x\x01y <&>').returncode == 0
-    xml.dom.minidom.parse(str(out))                     # an XML parser reads it
+    assert (
+        script(
+            '_plot.py', os.path.join(SAVES, 'training_log.csv'), '--out', out, '--title', 'x\x01y <&>'
+        ).returncode
+        == 0
+    )
+    xml.dom.minidom.parse(str(out))  # an XML parser reads it
 
 
 def test_out_dash_writes_the_picture_to_stdout(tmp_path):
-    r = subprocess.run([sys.executable, os.path.join(SAVES, '..', '_plot.py'), os.path.join(SAVES, 'training_log.csv'),
-                        '--out', '-'], capture_output=True, cwd=tmp_path, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(SAVES, '..', '_plot.py'),
+            os.path.join(SAVES, 'training_log.csv'),
+            '--out',
+            '-',
+        ],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert r.returncode == 0 and r.stdout.startswith(b'<svg') and b'wrote' in r.stderr
-    assert list(tmp_path.iterdir()) == []               # no file named '-'
+    assert list(tmp_path.iterdir()) == []  # no file named '-'

@@ -1,5 +1,6 @@
 """Ctrl-C, SIGTERM, SIGHUP and kills: one line and the status of a stopped program (130, 128 + the signal), a
 checkpoint written on the way out, and a resumed run that equals one that never stopped."""
+
 import os
 import select
 import signal
@@ -16,14 +17,36 @@ import lstm
 from optimizer import RMSprop
 from util import checkpoint, runs
 
-from helpers import (ROOT, TINY, TINY_LOUD, assert_same_run, assert_whole, load, model_args, start_training, train,
-                     wait_for)
+from helpers import (
+    ROOT,
+    TINY,
+    TINY_LOUD,
+    assert_same_run,
+    assert_whole,
+    load,
+    model_args,
+    start_training,
+    train,
+    wait_for,
+)
 
 
 def test_ctrl_c_while_sampling_ends_with_one_line_and_status_130(model_dir):
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_sample.py'), '--length', str(10 ** 8), '--start', 't',
-                          *map(str, model_args(model_dir))], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert len(p.stdout.read(100)) == 100              # it is sampling
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(ROOT, '_sample.py'),
+            '--length',
+            str(10**8),
+            '--start',
+            't',
+            *map(str, model_args(model_dir)),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert len(p.stdout.read(100)) == 100  # it is sampling
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     err = err.decode()
@@ -35,11 +58,18 @@ def test_ctrl_c_while_sampling_ends_with_one_line_and_status_130(model_dir):
 def test_ctrl_c_while_reading_a_text_ends_with_one_line_and_status_130(model_dir, tmp_path, name):
     fifo = tmp_path / 'fifo'
     os.mkfifo(fifo)
-    args = {'_evaluate.py': ['--text', fifo, *model_args(model_dir)], '_training.py': ['--corpus', fifo, '--out',
-            tmp_path / 'run', '--hidden', 8], '_visualize.py': ['--find', '--text', fifo, *model_args(model_dir)]}[name]
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, name), *map(str, args)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    with open(fifo, 'w') as f:                          # returns once the script has opened it to read
+    args = {
+        '_evaluate.py': ['--text', fifo, *model_args(model_dir)],
+        '_training.py': ['--corpus', fifo, '--out', tmp_path / 'run', '--hidden', 8],
+        '_visualize.py': ['--find', '--text', fifo, *model_args(model_dir)],
+    }[name]
+    p = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, name), *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with open(fifo, 'w') as f:  # returns once the script has opened it to read
         f.write('to be or not')
         f.flush()
         p.send_signal(signal.SIGINT)
@@ -50,10 +80,22 @@ def test_ctrl_c_while_reading_a_text_ends_with_one_line_and_status_130(model_dir
 
 
 def test_ctrl_c_while_benchmarking_ends_with_one_line_and_status_130():
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_benchmark.py'), '--rounds', str(10 ** 9), '--hidden',
-                          '8', '--no-torch'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(ROOT, '_benchmark.py'),
+            '--rounds',
+            str(10**9),
+            '--hidden',
+            '8',
+            '--no-torch',
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     maps = f'/proc/{p.pid}/maps'
-    while p.poll() is None and 'numpy' not in open(maps).read():     # wait until numpy is loaded: it is at work
+    while p.poll() is None and 'numpy' not in open(maps).read():  # wait until numpy is loaded: it is at work
         select.select([], [], [], 0.01)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
@@ -76,10 +118,22 @@ runpy.run_path(sys.argv[1], run_name='__main__')
 """
 
 
-@pytest.mark.parametrize('name', ['_benchmark.py', '_convert.py', '_evaluate.py', '_plot.py', '_sample.py',
-                                  '_training.py', '_visualize.py'])
+@pytest.mark.parametrize(
+    'name',
+    [
+        '_benchmark.py',
+        '_convert.py',
+        '_evaluate.py',
+        '_plot.py',
+        '_sample.py',
+        '_training.py',
+        '_visualize.py',
+    ],
+)
 def test_ctrl_c_during_start_up_ends_with_one_line_and_status_130(name):
-    r = subprocess.run([sys.executable, '-c', START_UP, name], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, '-c', START_UP, name], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 130 and r.stdout == '', r.stderr
     assert r.stderr.strip().splitlines() == [f'{name}: interrupted (Ctrl-C)'], r.stderr
 
@@ -88,10 +142,10 @@ def test_ctrl_c_during_start_up_ends_with_one_line_and_status_130(name):
 def test_a_signal_writes_a_checkpoint_and_exits_cleanly(made, tmp_path, sig):
     out = tmp_path / 'run'
     p = start_training(made / 'corpus.txt', out)
-    wait_for(out / 'training_log.csv')                  # the first epoch is done: training is under way
+    wait_for(out / 'training_log.csv')  # the first epoch is done: training is under way
     p.send_signal(sig)
     stdout, stderr = p.communicate(timeout=60)
-    assert p.returncode == 128 + sig, stderr            # after the checkpoint, the status of a stopped program
+    assert p.returncode == 128 + sig, stderr  # after the checkpoint, the status of a stopped program
     assert 'Traceback' not in stderr
     _, _, _, meta, _ = checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     assert meta['saved'] == 'interrupted'
@@ -103,18 +157,37 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
     crosses an epoch boundary), and compared with a run that never stopped and ends at the same step."""
     out = tmp_path / 'interrupted'
     p = start_training(made / 'corpus.txt', out, '--dropout', '0.3')
-    wait_for(out / 'training_log.csv')                  # at least one epoch done, then stop wherever it is
+    wait_for(out / 'training_log.csv')  # at least one epoch done, then stop wherever it is
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 128 + signal.SIGTERM
     _, _, _, meta, _ = checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     stopped_at = meta['position']['step']
     assert stopped_at > 0, stopped_at
     end = str(stopped_at + 70)
-    assert _training.main(['--out', str(out), '--resume', '--quiet', '--threads', '1', '--max-steps', end]) == 0
+    assert (
+        _training.main(['--out', str(out), '--resume', '--quiet', '--threads', '1', '--max-steps', end]) == 0
+    )
     whole = tmp_path / 'whole'
-    plan = engine.Plan(widths=meta['block_widths'])     # the products the stopped run measured and saved
-    assert _training.main(['--corpus', str(made / 'corpus.txt'), '--out', str(whole), '--epochs', '1000',
-                           *TINY, '--dropout', '0.3', '--max-steps', end], plan=plan) == 0
+    plan = engine.Plan(widths=meta['block_widths'])  # the products the stopped run measured and saved
+    assert (
+        _training.main(
+            [
+                '--corpus',
+                str(made / 'corpus.txt'),
+                '--out',
+                str(whole),
+                '--epochs',
+                '1000',
+                *TINY,
+                '--dropout',
+                '0.3',
+                '--max-steps',
+                end,
+            ],
+            plan=plan,
+        )
+        == 0
+    )
     a = checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     b = checkpoint.load(whole / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
     assert a[3]['position']['step'] == b[3]['position']['step'] == stopped_at + 70
@@ -124,14 +197,28 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
 
 def test_sighup_writes_a_checkpoint_like_sigterm(tmp_path, corpus):
     out = tmp_path / 'run'
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', str(corpus), '--out',
-                          str(out), '--epochs', '100000', *TINY], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(ROOT, '_training.py'),
+            '--corpus',
+            str(corpus),
+            '--out',
+            str(out),
+            '--epochs',
+            '100000',
+            *TINY,
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        while not (out / runs.LOG).exists():            # the first epoch is done: the loop is running
+        while not (out / runs.LOG).exists():  # the first epoch is done: the loop is running
             assert p.poll() is None, p.stderr.read()
             time.sleep(0.05)
         p.send_signal(signal.SIGHUP)
-        assert p.wait(timeout=120) == 128 + signal.SIGHUP     # the status of a program stopped by SIGHUP
+        assert p.wait(timeout=120) == 128 + signal.SIGHUP  # the status of a program stopped by SIGHUP
     finally:
         p.kill()
     assert 'Traceback' not in p.stderr.read()
@@ -143,15 +230,21 @@ def test_ctrl_c_during_validation_stops_at_the_next_window_and_loses_nothing(tmp
     real, windows_read = lstm.evaluate, []
 
     def evaluate(params, ids, *, window=1000, progress=None, device=None):
-        os.kill(os.getpid(), signal.SIGINT)             # Ctrl-C as validation starts
-        return real(params, ids, window=10, progress=lambda done: (windows_read.append(done), progress(done)),
-                    device=device)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as validation starts
+        return real(
+            params,
+            ids,
+            window=10,
+            progress=lambda done: (windows_read.append(done), progress(done)),
+            device=device,
+        )
+
     monkeypatch.setattr(lstm, 'evaluate', evaluate)
     out = tmp_path / 'run'
-    assert train('--corpus', corpus, '--out', out, '--epochs', '2', *TINY) == 130     # as a stopped program
-    assert len(windows_read) == 1                       # stopped after the first of 15 windows
+    assert train('--corpus', corpus, '--out', out, '--epochs', '2', *TINY) == 130  # as a stopped program
+    assert len(windows_read) == 1  # stopped after the first of 15 windows
     _, _, _, meta, _ = load(out)
-    assert meta['position']['epoch'] == 0 and meta['position']['window'] == 33    # trained, not yet validated
+    assert meta['position']['epoch'] == 0 and meta['position']['window'] == 33  # trained, not yet validated
     assert [row[-1] for row in meta['log']] == ['SIGINT received']
     monkeypatch.setattr(lstm, 'evaluate', real)
     assert train('--out', out, '--resume', '--quiet', '--threads', '1') == 0
@@ -164,10 +257,11 @@ def test_ctrl_c_during_the_sample_stops_it_and_keeps_the_epoch(tmp_path, corpus,
     real, drawn = lstm.sample, []
 
     def sample(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)             # Ctrl-C as the sample starts
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the sample starts
         for ix in real(*args, **kwargs):
             drawn.append(ix)
             yield ix
+
     monkeypatch.setattr(lstm, 'sample', sample)
     out = tmp_path / 'run'
     args = list(TINY_LOUD)
@@ -184,10 +278,28 @@ def test_a_signal_in_the_last_epochs_sample_ends_with_its_status(corpus, tmp_pat
     """The run is done and saved, but the stop still ends as a stopped program does (a shell loop over trainings
     must see it), not with 0."""
     out = tmp_path / 'run'
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', str(corpus), '--out',
-                          str(out), *TINY, '--epochs', '1', '--sample-length', '100000000'], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(out / 'training_log.csv')                  # the epoch is saved; its sample is being drawn
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(ROOT, '_training.py'),
+            '--corpus',
+            str(corpus),
+            '--out',
+            str(out),
+            *TINY,
+            '--epochs',
+            '1',
+            '--sample-length',
+            '100000000',
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(out / 'training_log.csv')  # the epoch is saved; its sample is being drawn
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 128 + signal.SIGTERM
-    assert checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))[3]['position']['epoch'] == 1
+    assert (
+        checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))[3]['position']['epoch'] == 1
+    )

@@ -1,5 +1,6 @@
 """Training runs: what a run writes and prints, the settings it refuses, its learning-rate schedule and best
 epoch, the corpus it names, and a resumed run that continues exactly as if it had never stopped."""
+
 import os
 import subprocess
 import sys
@@ -18,8 +19,20 @@ from helpers import ROOT, TINY, TINY_LOUD, assert_one_line_error, fails, load, s
 
 # Every option of the training on, over TINY: clipping, a decaying learning rate, the moving average, weight decay
 # and weight drop.
-EVERY_OPTION = ['--clip', '1', '--lr', '0.01', '--lr-decay', '0.5', '--ema', '0.9', '--weight-decay', '0.01',
-                '--weight-drop', '0.3']
+EVERY_OPTION = [
+    '--clip',
+    '1',
+    '--lr',
+    '0.01',
+    '--lr-decay',
+    '0.5',
+    '--ema',
+    '0.9',
+    '--weight-decay',
+    '0.01',
+    '--weight-drop',
+    '0.3',
+]
 
 
 def run(corpus, out, *extra, measured=False):
@@ -28,11 +41,31 @@ def run(corpus, out, *extra, measured=False):
 
 @pytest.mark.parametrize('variational', ['false', 'true'])
 def test_resumed_run_equals_uninterrupted_run(tmp_path, variational):
-    corpus = tmp_path / 'corpus.txt'                    # 112 windows per epoch: 150 steps cross an epoch boundary,
-    corpus.write_text(tiny_corpus(5000), encoding='utf-8')   # and the halves split inside epoch 1
+    corpus = tmp_path / 'corpus.txt'  # 112 windows per epoch: 150 steps cross an epoch boundary,
+    corpus.write_text(tiny_corpus(5000), encoding='utf-8')  # and the halves split inside epoch 1
     # the block widths measured, as in a user's run: the resumed half computes with the widths of the first
-    run(corpus, tmp_path / 'whole', '--epochs', '2', '--max-steps', '150', '--variational', variational, measured=True)
-    run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '75', '--variational', variational, measured=True)
+    run(
+        corpus,
+        tmp_path / 'whole',
+        '--epochs',
+        '2',
+        '--max-steps',
+        '150',
+        '--variational',
+        variational,
+        measured=True,
+    )
+    run(
+        corpus,
+        tmp_path / 'split',
+        '--epochs',
+        '2',
+        '--max-steps',
+        '75',
+        '--variational',
+        variational,
+        measured=True,
+    )
     run(corpus, tmp_path / 'split', '--epochs', '2', '--max-steps', '150', '--resume', measured=True)
     p1, o1, s1, m1, e1 = load(tmp_path / 'whole')
     p2, o2, s2, m2, e2 = load(tmp_path / 'split')
@@ -43,7 +76,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, variational):
         np.testing.assert_array_equal(p1[k], p2[k])
         np.testing.assert_array_equal(o1.cache[k], o2.cache[k])
         np.testing.assert_array_equal(e1[k], e2[k])
-        assert not np.array_equal(e1[k], p1[k])         # the average is not the weights
+        assert not np.array_equal(e1[k], p1[k])  # the average is not the weights
     for (h1, c1), (h2, c2) in zip(s1, s2):
         np.testing.assert_array_equal(h1, h2)
         np.testing.assert_array_equal(c1, c2)
@@ -53,9 +86,16 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, variational):
 def test_training_writes_the_run_folder(tmp_path, corpus, capsys):
     out = tmp_path / 'run'
     run(corpus, out, '--epochs', '1', '--sample-length', '50')
-    assert capsys.readouterr().out == ''                # --quiet prints nothing, not even the epoch's sample
-    for name in ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz', 'ShakespeareLookup.json', 'training_log.csv',
-                 'best/ShakespeareNet.npz', 'best/ShakespeareOptimizer.npz', 'best/ShakespeareLookup.json'):
+    assert capsys.readouterr().out == ''  # --quiet prints nothing, not even the epoch's sample
+    for name in (
+        'ShakespeareNet.npz',
+        'ShakespeareOptimizer.npz',
+        'ShakespeareLookup.json',
+        'training_log.csv',
+        'best/ShakespeareNet.npz',
+        'best/ShakespeareOptimizer.npz',
+        'best/ShakespeareLookup.json',
+    ):
         assert (out / name).is_file(), name
     log = (out / 'training_log.csv').read_text().splitlines()
     assert log[0].startswith('epoch,step,train_loss,val_loss')
@@ -63,14 +103,14 @@ def test_training_writes_the_run_folder(tmp_path, corpus, capsys):
     params, meta = load_params(out / 'ShakespeareNet.npz', dtype=np.float64)
     assert meta['val_loss'] == pytest.approx(float(log[1].split(',')[3]), abs=1e-4)
     _, _, _, _, ema = load(out)
-    for k in params:                                    # the weights file holds the average
+    for k in params:  # the weights file holds the average
         np.testing.assert_array_equal(params[k], ema[k])
 
 
 def test_a_stop_before_any_step_logs_no_training_loss(tmp_path, corpus):
     out = tmp_path / 'run'
     run(corpus, out, '--max-steps', '5')
-    run(corpus, out, '--max-steps', '5', '--resume')   # nothing left to do: a row, but no training loss
+    run(corpus, out, '--max-steps', '5', '--resume')  # nothing left to do: a row, but no training loss
     rows = [line.split(',') for line in (out / 'training_log.csv').read_text().splitlines()[1:]]
     assert [r[1] for r in rows] == ['5', '5'] and all('--max-steps 5 reached' in r[7] for r in rows)
     assert float(rows[0][2]) > 0 and rows[1][2] == ''
@@ -88,8 +128,9 @@ def test_val_chars_limits_the_validation_text(tmp_path, corpus):
 
 def test_learning_rate_schedule():
     s = dict(lr=0.002, lr_decay=0.9, decay_after=3)
-    assert [_training.lr_at(s, e) for e in range(6)] == pytest.approx([0.002, 0.002, 0.002, 0.002, 0.0018,
-                                                                        0.00162], rel=1e-12)
+    assert [_training.lr_at(s, e) for e in range(6)] == pytest.approx(
+        [0.002, 0.002, 0.002, 0.002, 0.0018, 0.00162], rel=1e-12
+    )
     assert _training.lr_at(dict(lr=0.001, lr_decay=1.0, decay_after=0), 50) == 0.001
 
 
@@ -101,7 +142,7 @@ def test_best_is_strictly_lower():
 
 
 def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, monkeypatch):
-    losses = iter([2.0, 2.5, 1.5, 1.7])                 # epochs 1..4: best, worse, best, worse
+    losses = iter([2.0, 2.5, 1.5, 1.7])  # epochs 1..4: best, worse, best, worse
     monkeypatch.setattr(lstm, 'evaluate', lambda params, ids, **progress: next(losses))
     out = tmp_path / 'run'
     run(corpus, out, '--epochs', '4')
@@ -118,13 +159,13 @@ def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, 
 def test_default_threads(monkeypatch):
     monkeypatch.delenv('OPENBLAS_NUM_THREADS', raising=False)
     monkeypatch.setattr(_training.os, 'cpu_count', lambda: 8)
-    assert _training.default_threads() == 2             # two at most, whatever the number of cores
+    assert _training.default_threads() == 2  # two at most, whatever the number of cores
     monkeypatch.setattr(_training.os, 'cpu_count', lambda: 1)
     assert _training.default_threads() == 1
     monkeypatch.setattr(_training.os, 'cpu_count', lambda: None)
     assert _training.default_threads() == 1
     monkeypatch.setattr(_training.os, 'cpu_count', lambda: 8)
-    monkeypatch.setenv('OPENBLAS_NUM_THREADS', '1')    # training beside other work: one core
+    monkeypatch.setenv('OPENBLAS_NUM_THREADS', '1')  # training beside other work: one core
     assert _training.default_threads() == 1
 
 
@@ -135,11 +176,11 @@ def test_the_corpus_a_checkpoint_names_is_found_again(tmp_path, monkeypatch):
     shipped = data.TINY_SHAKESPEARE_PATH
     assert settings.stored_corpus(None) is None and here(None) == shipped
     assert settings.stored_corpus(shipped) is None
-    readme = os.path.join(cli.ROOT, 'README.md')        # a file inside the repo: relative, found from anywhere
+    readme = os.path.join(cli.ROOT, 'README.md')  # a file inside the repo: relative, found from anywhere
     assert settings.stored_corpus(readme) == 'README.md'
     outside = tmp_path / 'my corpus.txt'
     outside.write_text('abc', encoding='utf-8')
-    monkeypatch.chdir(tmp_path)                         # a relative path is read where it was given
+    monkeypatch.chdir(tmp_path)  # a relative path is read where it was given
     stored = settings.stored_corpus('my corpus.txt')
     assert stored == str(outside)
     monkeypatch.chdir(cli.ROOT)
@@ -155,7 +196,7 @@ def test_the_corpus_a_checkpoint_names_is_found_again(tmp_path, monkeypatch):
 def test_a_run_on_a_corpus_elsewhere_resumes_from_another_folder(tmp_path, corpus, monkeypatch):
     run(corpus, tmp_path / 'run', '--max-steps', '3')
     _, _, _, meta, _ = load(tmp_path / 'run')
-    assert meta['settings']['corpus'] == str(corpus)    # absolute: the corpus is outside the repo
+    assert meta['settings']['corpus'] == str(corpus)  # absolute: the corpus is outside the repo
     (tmp_path / 'elsewhere').mkdir()
     monkeypatch.chdir(tmp_path / 'elsewhere')
     assert _training.main(['--out', str(tmp_path / 'run'), '--resume', '--max-steps', '5', '--quiet']) == 0
@@ -165,15 +206,21 @@ def test_a_run_on_a_corpus_elsewhere_resumes_from_another_folder(tmp_path, corpu
 def test_training_saves_the_alphabet_with_the_weights(tmp_path):
     text = tiny_corpus(3000)
     (tmp_path / 'c.txt').write_text(text, encoding='utf-8')
-    r = script('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', *TINY, '--max-steps', 1)
+    r = script(
+        '_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', *TINY, '--max-steps', 1
+    )
     assert r.returncode == 0, r.stderr
     _, meta = load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
     assert meta['alphabet'] == data.build_lookup(text)
 
 
 def test_training_refuses_bad_options(tmp_path, made):
-    for args, words in ((['--lr', '-1'], '--lr'), (['--dropout', '1'], '--dropout'), (['--window', '0'],
-                        '--window'), (['--dtype', 'float16'], '--dtype')):
+    for args, words in (
+        (['--lr', '-1'], '--lr'),
+        (['--dropout', '1'], '--dropout'),
+        (['--window', '0'], '--window'),
+        (['--dtype', 'float16'], '--dtype'),
+    ):
         r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', tmp_path / 'run', *args)
         assert_one_line_error(r, words)
     r = script('_training.py', '--out', tmp_path / 'nothing', '--resume')
@@ -188,22 +235,34 @@ def test_training_refuses_bad_options(tmp_path, made):
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(made, tmp_path):
-    out = tmp_path / 'run'                              # float32: --lr 1e38 overflows it
-    assert train('--corpus', made / 'corpus.txt', '--out', out, '--epochs', '1', *TINY, '--dtype', 'float32') == 0
+    out = tmp_path / 'run'  # float32: --lr 1e38 overflows it
+    assert (
+        train('--corpus', made / 'corpus.txt', '--out', out, '--epochs', '1', *TINY, '--dtype', 'float32')
+        == 0
+    )
     before = (out / 'ShakespeareOptimizer.npz').read_bytes()
     r = script('_training.py', '--out', out, '--resume', '--epochs', '2', '--lr', '1e38', '--quiet')
     assert_one_line_error(r, 'the loss became non-finite', 'last good checkpoint')
     assert (out / 'ShakespeareOptimizer.npz').read_bytes() == before
 
 
-@pytest.mark.parametrize('option, value, words', [
-    ('--eps', '5e-324', '--eps 5e-324 is 0 in float32'), ('--lr', '1e-50', '--lr 1e-50 is 0 in float32'),
-    ('--lr', '1e39', 'is inf in float32'), ('--clip', '1e-46', '--clip'), ('--weight-decay', '1e-45', 'times --lr'),
-    ('--rho', '0.999999999', 'rounds to 1'), ('--ema', '0.999999999', 'rounds to 1'),
-    ('--lr-decay', '1e-30', 'decays to 0'), ('--epochs', str(2 ** 64), 'more than 2**53'),
-])
-def test_a_setting_that_is_0_or_infinite_in_float32_is_refused_before_any_work(tmp_path, corpus, capsys, option,
-                                                                               value, words):
+@pytest.mark.parametrize(
+    'option, value, words',
+    [
+        ('--eps', '5e-324', '--eps 5e-324 is 0 in float32'),
+        ('--lr', '1e-50', '--lr 1e-50 is 0 in float32'),
+        ('--lr', '1e39', 'is inf in float32'),
+        ('--clip', '1e-46', '--clip'),
+        ('--weight-decay', '1e-45', 'times --lr'),
+        ('--rho', '0.999999999', 'rounds to 1'),
+        ('--ema', '0.999999999', 'rounds to 1'),
+        ('--lr-decay', '1e-30', 'decays to 0'),
+        ('--epochs', str(2**64), 'more than 2**53'),
+    ],
+)
+def test_a_setting_that_is_0_or_infinite_in_float32_is_refused_before_any_work(
+    tmp_path, corpus, capsys, option, value, words
+):
     out = tmp_path / 'run'
     args = ['--epochs', '3'] if option == '--lr-decay' else []
     line = fails(capsys, '--corpus', corpus, '--out', out, option, value, *args, *TINY, '--dtype', 'float32')
@@ -212,7 +271,10 @@ def test_a_setting_that_is_0_or_infinite_in_float32_is_refused_before_any_work(t
 
 
 def test_the_same_settings_in_float64_and_on_resume(tmp_path, corpus, capsys):
-    assert train('--corpus', corpus, '--out', tmp_path / 'f64', '--max-steps', '2', '--eps', '1e-300', *TINY) == 0
+    assert (
+        train('--corpus', corpus, '--out', tmp_path / 'f64', '--max-steps', '2', '--eps', '1e-300', *TINY)
+        == 0
+    )
     out = tmp_path / 'run'
     assert train('--corpus', corpus, '--out', out, '--max-steps', '2', *TINY, '--dtype', 'float32') == 0
     before = (out / runs.CHECKPOINT).read_bytes()
@@ -236,18 +298,36 @@ def test_a_loss_not_finite_before_any_checkpoint_says_there_is_none(tmp_path, co
 
 def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_validation_text(tmp_path):
     corpus = tmp_path / 'indented.txt'
-    corpus.write_text(''.join(f'        line {k} of an indented text\n' for k in range(120)), encoding='utf-8')
+    corpus.write_text(
+        ''.join(f'        line {k} of an indented text\n' for k in range(120)), encoding='utf-8'
+    )
     args = list(TINY_LOUD)
     args[args.index('--sample-length') + 1] = '60'
-    r = subprocess.run([sys.executable, os.path.join(ROOT, '_training.py'), '--corpus', str(corpus), '--out',
-                        str(tmp_path / 'run'), '--epochs', '2', *args], capture_output=True, text=True, cwd=ROOT,
-                       timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, '_training.py'),
+            '--corpus',
+            str(corpus),
+            '--out',
+            str(tmp_path / 'run'),
+            '--epochs',
+            '2',
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
-    assert '\r' not in r.stdout and '\n\n' not in r.stdout       # no progress line, no blank line left by one
-    assert "--- sample (temperature 0.5) after '        line 109 of an indented text\\n', from the validation " \
-           "text ---" in r.stdout
+    assert '\r' not in r.stdout and '\n\n' not in r.stdout  # no progress line, no blank line left by one
+    assert (
+        "--- sample (temperature 0.5) after '        line 109 of an indented text\\n', from the validation "
+        "text ---" in r.stdout
+    )
     sample = r.stdout.split('from the validation text ---\n')[1].split('\n---')[0]
-    assert all(line.startswith('| ') or line == '| ' for line in sample.split('\n'))     # a blank line shows
+    assert all(line.startswith('| ') or line == '| ' for line in sample.split('\n'))  # a blank line shows
 
 
 def test_a_corpus_of_one_character_prints_no_negative_loss(tmp_path, capsys):
@@ -261,7 +341,9 @@ def test_a_corpus_of_one_character_prints_no_negative_loss(tmp_path, capsys):
 
 def test_frequent_checkpoints_keep_the_training_speed(tmp_path, corpus):
     out = tmp_path / 'run'
-    assert train('--corpus', corpus, '--out', out, '--epochs', '2', '--checkpoint-minutes', '1e-9', *TINY) == 0
+    assert (
+        train('--corpus', corpus, '--out', out, '--epochs', '2', '--checkpoint-minutes', '1e-9', *TINY) == 0
+    )
     rows = runs.read_log(out / runs.LOG)
     assert len(rows) == 2 and all(float(r[6]) > 0 for r in rows)
 
@@ -269,8 +351,22 @@ def test_frequent_checkpoints_keep_the_training_speed(tmp_path, corpus):
 def test_resume_says_where_it_continues_and_what_changed(tmp_path, corpus, capsys):
     out = tmp_path / 'run'
     assert train('--corpus', corpus, '--out', out, '--max-steps', '40', *TINY) == 0
-    assert train('--out', out, '--resume', '--max-steps', '41', '--lr', '0.0005', '--epochs', '4',
-                 '--sample-length', '0') == 0
+    assert (
+        train(
+            '--out',
+            out,
+            '--resume',
+            '--max-steps',
+            '41',
+            '--lr',
+            '0.0005',
+            '--epochs',
+            '4',
+            '--sample-length',
+            '0',
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     line = next(x for x in lines if x.startswith('resuming'))
     assert 'epoch 1.2121 (epoch 1, window 7/33), step 40' in line
@@ -281,8 +377,13 @@ def test_resume_says_where_it_continues_and_what_changed(tmp_path, corpus, capsy
 
 def test_a_stop_before_any_step_logs_the_learning_rate_of_its_epoch(tmp_path, corpus):
     out = tmp_path / 'run'
-    assert train('--corpus', corpus, '--out', out, '--max-steps', '70', '--lr', '0.01', '--lr-decay', '0.5',
-                 *TINY) == 0                            # two epochs of 33 steps, and 4 of the third
+    # Two epochs of 33 steps, and 4 of the third.
+    assert (
+        train(
+            '--corpus', corpus, '--out', out, '--max-steps', '70', '--lr', '0.01', '--lr-decay', '0.5', *TINY
+        )
+        == 0
+    )
     assert train('--out', out, '--resume', '--max-steps', '70', '--quiet') == 0
     rows = runs.read_log(out / runs.LOG)
     assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025', '0.0025'], rows

@@ -4,10 +4,11 @@ numpy's wheels bundle OpenBLAS under a prefixed name (scipy_openblas64_...); the
 shared objects this process has loaded (/proc/self/maps, Linux), the first time it is asked for.
 Where it cannot be found (another BLAS, another system), every function answers None and changes nothing.
 """
+
 import ctypes
 
 _PREFIXES = (('scipy_openblas', '64_'), ('openblas', '64_'), ('scipy_openblas', ''), ('openblas', ''))
-_found = []                                             # [(library, prefix, suffix)] once looked up
+_found = []  # [(library, prefix, suffix)] once looked up
 
 
 def _library():
@@ -19,6 +20,7 @@ def _library():
 
 def _look_up():
     import numpy  # noqa: F401  (loads numpy's OpenBLAS into the process)
+
     try:
         with open('/proc/self/maps') as f:
             paths = sorted({line.split()[-1] for line in f if 'openblas' in line.lower() and '/' in line})

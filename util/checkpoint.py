@@ -8,6 +8,7 @@ still advance; the random state; the lookup table, sorted as data.read_corpus ma
 check_against_arrays holds the two to each other. Every problem is one ModelFileError naming what is wrong
 (runs.load calls check_meta before any array is used).
 """
+
 import json
 import math
 
@@ -19,8 +20,8 @@ from util.files import ModelFileError
 from util.settings import DEFAULTS, KINDS
 
 LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
-COUNT_MAX = 2 ** 53       # steps, epochs, windows and integer settings: beyond it a float or an int64 loses them
-SECONDS_MAX = 1e12        # 30,000 years of training: a larger clock is damage (and would overflow as it runs)
+COUNT_MAX = 2**53  # steps, epochs, windows and integer settings: beyond it a float or an int64 loses them
+SECONDS_MAX = 1e12  # 30,000 years of training: a larger clock is damage (and would overflow as it runs)
 
 
 def _shown(value):
@@ -64,7 +65,7 @@ def _setting_problem(value, default, kind):
         return None
     try:
         kind(text)
-    except Exception as e:                              # the option's own reason, e.g. '0 is not a positive integer'
+    except Exception as e:  # the option's own reason, e.g. '0 is not a positive integer'
         return str(e) or type(e).__name__
     return None
 
@@ -72,6 +73,7 @@ def _setting_problem(value, default, kind):
 def check_meta(meta, path, defaults=DEFAULTS, kinds=KINDS):
     """Check a checkpoint's metadata field by field; raise ModelFileError naming the first damaged field.
     defaults and kinds: each setting's default and the function that parses its command-line text."""
+
     def bad(field, value, why):
         raise ModelFileError(f'checkpoint {path} has a damaged field: {field} = {_shown(value)} ({why})')
 
@@ -89,32 +91,57 @@ def check_meta(meta, path, defaults=DEFAULTS, kinds=KINDS):
             bad(f'settings.{name}', value, why)
     _check_position(pos, bad)
     if rng.get('bit_generator') != 'PCG64':
-        bad('rng.bit_generator', rng.get('bit_generator'), 'not PCG64, the generator of numpy.random.default_rng')
+        bad(
+            'rng.bit_generator',
+            rng.get('bit_generator'),
+            'not PCG64, the generator of numpy.random.default_rng',
+        )
     try:
         np.random.PCG64().state = rng
-    except Exception:                                   # a missing or damaged part of the state
+    except Exception:  # a missing or damaged part of the state
         bad('rng', rng, 'not a whole PCG64 state')
-    checks = {'corpus_chars': (lambda v: v is None or _whole(v, 2), 'not a number of characters >= 2'),
-              'windows_per_epoch': (lambda v: _whole(v, 1), 'not a whole number >= 1'),
-              'commit': (lambda v: _whole(v), 'not a whole number >= 0'),
-              'block_widths': (lambda v: isinstance(v, list), 'not a list'),
-              'saved': (lambda v: isinstance(v, str), 'not text'),
-              'chars': (lambda v: isinstance(v, list) and v and len(set(v)) == len(v) and all(
-                  isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v) and in_order(v),
-                        'not a list of distinct single characters in code-point order, as a corpus gives them, none '
-                        'a lone surrogate'),
-              'log': (lambda v: isinstance(v, list) and all(
-                  isinstance(r, list) and len(r) == len(LOG_HEADER) and
-                  all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r) for r in v),
-                      f'not a list of rows of {len(LOG_HEADER)} one-line texts')}
+    checks = {
+        'corpus_chars': (lambda v: v is None or _whole(v, 2), 'not a number of characters >= 2'),
+        'windows_per_epoch': (lambda v: _whole(v, 1), 'not a whole number >= 1'),
+        'commit': (lambda v: _whole(v), 'not a whole number >= 0'),
+        'block_widths': (lambda v: isinstance(v, list), 'not a list'),
+        'saved': (lambda v: isinstance(v, str), 'not text'),
+        'chars': (
+            lambda v: (
+                isinstance(v, list)
+                and v
+                and len(set(v)) == len(v)
+                and all(isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v)
+                and in_order(v)
+            ),
+            'not a list of distinct single characters in code-point order, as a corpus gives them, none '
+            'a lone surrogate',
+        ),
+        'log': (
+            lambda v: (
+                isinstance(v, list)
+                and all(
+                    isinstance(r, list)
+                    and len(r) == len(LOG_HEADER)
+                    and all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r)
+                    for r in v
+                )
+            ),
+            f'not a list of rows of {len(LOG_HEADER)} one-line texts',
+        ),
+    }
     for name, (ok, why) in checks.items():
         if name in meta and not ok(meta[name]):
             bad(name, meta[name], why)
-    n = meta.get('windows_per_epoch')                   # then the position must be a place in the run
+    n = meta.get('windows_per_epoch')  # then the position must be a place in the run
     if n is not None and pos['window'] > n:
         bad('position.window', pos['window'], f'more than the {n} windows of an epoch')
     if n is not None and pos['step'] != pos['epoch'] * n + pos['window']:
-        bad('position.step', pos['step'], f'not epoch x {n} windows + window, {pos["epoch"] * n + pos["window"]}')
+        bad(
+            'position.step',
+            pos['step'],
+            f'not epoch x {n} windows + window, {pos["epoch"] * n + pos["window"]}',
+        )
 
 
 def _check_position(pos, bad):
@@ -127,11 +154,19 @@ def _check_position(pos, bad):
             bad(f'position.{name}', pos[name], 'not a finite number')
     if not _finite(pos.get('seconds', 0.0)) or not 0 <= pos.get('seconds', 0.0) <= SECONDS_MAX:
         bad('position.seconds', pos['seconds'], f'not a number of seconds from 0 to {SECONDS_MAX:.0e}')
-    if not _finite(pos.get('epoch_loss_sum', 0.0)) or abs(pos.get('epoch_loss_sum', 0.0)) > 1e300 or \
-            not _whole(pos.get('epoch_steps', 0)):
-        bad('position.epoch_loss_sum', [pos.get('epoch_loss_sum'), pos.get('epoch_steps')],
-            'not a finite sum and a whole number of steps')
-    if pos.get('best_step') is not None and not (_whole(pos['best_step']) and pos['best_step'] <= pos['step']):
+    if (
+        not _finite(pos.get('epoch_loss_sum', 0.0))
+        or abs(pos.get('epoch_loss_sum', 0.0)) > 1e300
+        or not _whole(pos.get('epoch_steps', 0))
+    ):
+        bad(
+            'position.epoch_loss_sum',
+            [pos.get('epoch_loss_sum'), pos.get('epoch_steps')],
+            'not a finite sum and a whole number of steps',
+        )
+    if pos.get('best_step') is not None and not (
+        _whole(pos['best_step']) and pos['best_step'] <= pos['step']
+    ):
         bad('position.best_step', pos['best_step'], 'not a step of the run')
 
 
@@ -145,8 +180,18 @@ class Position:
     seconds trained; the last epoch's validation loss, the best one so far and its step; the training losses of
     the epoch so far (for its mean, across resumes). Saved in the checkpoint as the JSON dict `position`."""
 
-    def __init__(self, epoch=0, window=0, step=0, seconds=0.0, best_val=None, best_step=None, val_loss=None,
-                 epoch_loss_sum=0.0, epoch_steps=0):
+    def __init__(
+        self,
+        epoch=0,
+        window=0,
+        step=0,
+        seconds=0.0,
+        best_val=None,
+        best_step=None,
+        val_loss=None,
+        epoch_loss_sum=0.0,
+        epoch_steps=0,
+    ):
         self.epoch, self.window, self.step, self.seconds = epoch, window, step, seconds
         self.best_val, self.best_step, self.val_loss = best_val, best_step, val_loss
         self.epoch_loss_sum, self.epoch_steps = epoch_loss_sum, epoch_steps
@@ -175,8 +220,9 @@ class Position:
 
     def to_json(self):
         """The `position` dict of the checkpoint's metadata (check_meta checks it): the fields that hold a value."""
-        pos = dict(epoch=self.epoch, window=self.window, step=self.step, best_val=self.best_val,
-                   seconds=self.seconds)
+        pos = dict(
+            epoch=self.epoch, window=self.window, step=self.step, best_val=self.best_val, seconds=self.seconds
+        )
         if self.epoch_steps:
             pos.update(epoch_loss_sum=self.epoch_loss_sum, epoch_steps=self.epoch_steps)
         for name in ('val_loss', 'best_step'):
@@ -187,8 +233,17 @@ class Position:
     @classmethod
     def from_json(cls, pos):
         """A Position from a checked `position` dict."""
-        names = ('epoch', 'window', 'step', 'seconds', 'best_val', 'best_step', 'val_loss', 'epoch_loss_sum',
-                 'epoch_steps')
+        names = (
+            'epoch',
+            'window',
+            'step',
+            'seconds',
+            'best_val',
+            'best_step',
+            'val_loss',
+            'epoch_loss_sum',
+            'epoch_steps',
+        )
         return cls(**{k: pos[k] for k in names if k in pos})
 
 
@@ -197,19 +252,24 @@ def check_against_arrays(path, settings, params, state, chars, pos, windows):
     state, the lookup table has a character per output, the position is inside an epoch. Raises
     ModelFileError."""
     V, H, layers = lstm.sizes(params)
-    for field, saved, actual in (('settings.layers', settings['layers'], layers),
-                                 ('settings.hidden', settings['hidden'], H),
-                                 ('settings.dtype', settings['dtype'], str(params['dense.W'].dtype)),
-                                 ('settings.chunks', settings['chunks'], state[0][0].shape[0]),
-                                 ('the lookup table\'s size', len(chars), V)):
+    for field, saved, actual in (
+        ('settings.layers', settings['layers'], layers),
+        ('settings.hidden', settings['hidden'], H),
+        ('settings.dtype', settings['dtype'], str(params['dense.W'].dtype)),
+        ('settings.chunks', settings['chunks'], state[0][0].shape[0]),
+        ('the lookup table\'s size', len(chars), V),
+    ):
         if saved != actual:
             raise ModelFileError(f'checkpoint {path}: {field} is {saved}, but its arrays are of {actual}')
     if windows is not None and pos['window'] > windows:
-        raise ModelFileError(f'checkpoint {path} has a damaged field: position.window = {pos["window"]} '
-                                   f'(an epoch has {windows} windows)')
+        raise ModelFileError(
+            f'checkpoint {path} has a damaged field: position.window = {pos["window"]} '
+            f'(an epoch has {windows} windows)'
+        )
 
 
 # --- the arrays ---------------------------------------------------------------------------------------------------
+
 
 def save(path, params, optimizer, state, meta, ema=None):
     """Everything a resumed run needs, in one file: the weights in their training dtype, the optimizer's state,
@@ -234,36 +294,46 @@ def load(path, optimizer_factory):
     Raises ModelFileError with a one-line reason on any problem.
     """
     arrays, meta = files.load_npz(path, 'checkpoint')
-    saved = {k[len('weights.'):]: v for k, v in arrays.items() if k.startswith('weights.')}
+    saved = {k[len('weights.') :]: v for k, v in arrays.items() if k.startswith('weights.')}
     if not saved:
-        raise ModelFileError(f'checkpoint {path} holds no weights: it is not a training checkpoint of this repo')
+        raise ModelFileError(
+            f'checkpoint {path} holds no weights: it is not a training checkpoint of this repo'
+        )
     dtypes = {v.dtype for v in saved.values()}
     if len(dtypes) != 1 or dtypes.pop() not in (np.float32, np.float64):
         raise ModelFileError(f'checkpoint {path}: the weights are not all float32 or all float64')
     dtype = next(iter(saved.values())).dtype
     params = weights.check_params(saved, str(path), None, dtype)
     steps = arrays.get('steps')
-    if steps is not None and steps.shape == () and steps.dtype.kind in 'iu' and not 0 <= int(steps) < 2 ** 53:
-        raise ModelFileError(f'checkpoint {path}: the optimizer\'s step count {int(steps)} is not from 0 to 2**53 '
-                             '(at 2**63 the next checkpoint could not count it): the file is damaged')
+    if steps is not None and steps.shape == () and steps.dtype.kind in 'iu' and not 0 <= int(steps) < 2**53:
+        raise ModelFileError(
+            f'checkpoint {path}: the optimizer\'s step count {int(steps)} is not from 0 to 2**53 '
+            '(at 2**63 the next checkpoint could not count it): the file is damaged'
+        )
     optimizer = optimizer_factory(params)
     try:
         with np.errstate(over='ignore'):
             optimizer.load_state_arrays(arrays)
     except ValueError as e:
         raise ModelFileError(f'checkpoint {path}: {e}') from None
-    if not all(np.all(np.isfinite(c)) for c in optimizer.cache.values()):     # e.g. float64 beyond float32
-        raise ModelFileError(f'checkpoint {path}: the optimizer state holds values too large for {dtype}: the file '
-                             'is damaged')
+    if not all(np.all(np.isfinite(c)) for c in optimizer.cache.values()):  # e.g. float64 beyond float32
+        raise ModelFileError(
+            f'checkpoint {path}: the optimizer state holds values too large for {dtype}: the file is damaged'
+        )
     _, H, n_layers = lstm.sizes(params)
     state = [_carried_state(arrays, n, H, dtype, path) for n in range(1, n_layers + 1)]
     if len({h.shape for h, _ in state}) != 1:
-        raise ModelFileError(f'checkpoint {path}: the carried states of the layers are for different numbers of '
-                             'chunks')
+        raise ModelFileError(
+            f'checkpoint {path}: the carried states of the layers are for different numbers of chunks'
+        )
     ema = None
     if any(k.startswith('ema.') for k in arrays):
-        ema = weights.check_params({k[len('ema.'):]: v for k, v in arrays.items() if k.startswith('ema.')},
-                           f'{path} (its average weights)', None, dtype)
+        ema = weights.check_params(
+            {k[len('ema.') :]: v for k, v in arrays.items() if k.startswith('ema.')},
+            f'{path} (its average weights)',
+            None,
+            dtype,
+        )
         if any(ema[k].shape != params[k].shape for k in params):
             raise ModelFileError(f'checkpoint {path}: the average weights do not match the weights')
     return params, optimizer, state, meta, ema
@@ -277,13 +347,18 @@ def _carried_state(arrays, n, H, dtype, path):
         raise ModelFileError(f'checkpoint {path} has no valid carried state for layer {n}')
     for name, a in ((f'state.h{n}', h), (f'state.c{n}', c)):
         if a.dtype.kind != 'f':
-            raise ModelFileError(f'checkpoint {path}: {name} has dtype {a.dtype}, not real floats: the file is '
-                                 'damaged')
+            raise ModelFileError(
+                f'checkpoint {path}: {name} has dtype {a.dtype}, not real floats: the file is damaged'
+            )
         if not np.all(np.isfinite(a)):
-            raise ModelFileError(f'checkpoint {path}: {name} holds NaN or infinite values: the file is damaged')
+            raise ModelFileError(
+                f'checkpoint {path}: {name} holds NaN or infinite values: the file is damaged'
+            )
     with np.errstate(over='ignore'):
         h, c = h.astype(dtype), c.astype(dtype)
     if not np.all(np.isfinite(c)) or np.abs(h).max() > 1:
-        raise ModelFileError(f'checkpoint {path}: the carried state of layer {n} is out of range for {dtype} '
-                             '(h must be within [-1, 1]): the file is damaged')
+        raise ModelFileError(
+            f'checkpoint {path}: the carried state of layer {n} is out of range for {dtype} '
+            '(h must be within [-1, 1]): the file is damaged'
+        )
     return h, c

@@ -3,6 +3,7 @@
 Every error a script can foresee is reported as one line on stderr, `script: error: what is wrong and how to fix
 it`, with exit status 2 and no traceback.
 """
+
 import argparse
 import errno
 import io
@@ -12,7 +13,7 @@ import time
 
 from util.errors import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # the repository
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 SAVES = os.path.join(ROOT, 'saves')
 
 
@@ -36,14 +37,14 @@ def run(main):
     _guard_output()
     status = 0
     try:
-        startup = sys.modules.get('util.startup')      # imported first by every script
+        startup = sys.modules.get('util.startup')  # imported first by every script
         if startup is not None and startup.release():
-            raise KeyboardInterrupt                     # Ctrl-C came while the script started
+            raise KeyboardInterrupt  # Ctrl-C came while the script started
         try:
             status = main()
-        except SystemExit as e:                         # --help, or an error: its output must still be flushed
+        except SystemExit as e:  # --help, or an error: its output must still be flushed
             status = e.code
-        except UserError as e:                          # what the user must fix, raised anywhere: one line
+        except UserError as e:  # what the user must fix, raised anywhere: one line
             _say(f'error: {e}')
             status = 2
         sys.stdout.flush()
@@ -77,7 +78,11 @@ def write(text):
         sys.stdout.flush()
     except BrokenPipeError:
         _stdout_to_devnull()
-    except (OSError, ValueError, AttributeError) as e:  # ValueError: a closed file; AttributeError: stdout None
+    except (
+        OSError,
+        ValueError,
+        AttributeError,
+    ) as e:  # ValueError: a closed file; AttributeError: stdout None
         _stdout_to_devnull()
         _say(f'warning: {getattr(e, "strerror", None) or e}: going on without printing')
 
@@ -102,7 +107,7 @@ def status_stream(*outputs):
     return sys.stderr if any(p is not None and is_stdout(p) for p in outputs) else sys.stdout
 
 
-REPO_FOLDERS = ('', 'saves', 'logs', 'images', 'docs', 'tests')    # the repository's own files are in these
+REPO_FOLDERS = ('', 'saves', 'logs', 'images', 'docs', 'tests')  # the repository's own files are in these
 
 
 def in_repo(folder):
@@ -149,7 +154,7 @@ class _Output(io.RawIOBase):
         try:
             return os.write(self.fd, b)
         except OSError as e:
-            if self.name == 'stderr':                   # nowhere left to say anything: go on
+            if self.name == 'stderr':  # nowhere left to say anything: go on
                 return len(b)
             if isinstance(e, BrokenPipeError):
                 raise
@@ -162,7 +167,7 @@ def _guard_output():
     for fd, name in ((1, 'stdout'), (2, 'stderr')):
         old = getattr(sys, name)
         if isinstance(old, io.TextIOWrapper) and isinstance(getattr(old.buffer, 'raw', None), _Output):
-            continue                                    # already done
+            continue  # already done
         try:
             os.fstat(fd)
             closed = False
@@ -179,8 +184,16 @@ def _guard_output():
             pass
         encoding = getattr(old, 'encoding', None) or 'utf-8'
         line_buffering = name == 'stderr' or bool(getattr(old, 'line_buffering', False))
-        setattr(sys, name, io.TextIOWrapper(io.BufferedWriter(_Output(fd, name, closed)), encoding=encoding,
-                                            errors='backslashreplace', line_buffering=line_buffering))
+        setattr(
+            sys,
+            name,
+            io.TextIOWrapper(
+                io.BufferedWriter(_Output(fd, name, closed)),
+                encoding=encoding,
+                errors='backslashreplace',
+                line_buffering=line_buffering,
+            ),
+        )
 
 
 def _stdout_to_devnull():
@@ -208,9 +221,10 @@ def _number(kind, test, what):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f'{text!r} is not {"an integer" if kind is int else "a number"}')
-        if value != value or not test(value):                      # value != value: NaN
+        if value != value or not test(value):  # value != value: NaN
             raise argparse.ArgumentTypeError(f'{text} is not {what}')
         return value
+
     return parse
 
 
@@ -218,7 +232,7 @@ positive_int = _number(int, lambda v: v > 0, 'a positive integer')
 non_negative_int = _number(int, lambda v: v >= 0, 'zero or a positive integer')
 positive_float = _number(float, lambda v: 0 < v < float('inf'), 'a positive number')
 non_negative_float = _number(float, lambda v: 0 <= v < float('inf'), 'zero or a positive number')
-zero_to_below_one = _number(float, lambda v: 0 <= v < 1, 'a fraction in [0, 1)')      # named for what they accept
+zero_to_below_one = _number(float, lambda v: 0 <= v < 1, 'a fraction in [0, 1)')  # named for what they accept
 above_zero_below_one = _number(float, lambda v: 0 < v < 1, 'a fraction in (0, 1)')
 above_zero_to_one = _number(float, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')
 
@@ -240,10 +254,12 @@ def boolean(text):
 
 def choice(*values):
     """An option type that takes one of the given strings; its metavar ('{a,b}') shows them in --help."""
+
     def parse(text):
         if text not in values:
             raise argparse.ArgumentTypeError(f'{text!r} is not one of {", ".join(values)}')
         return text
+
     parse.metavar = '{' + ','.join(values) + '}'
     return parse
 
@@ -251,22 +267,36 @@ def choice(*values):
 def add_model_options(parser):
     """The option group naming a trained model: --weights and --lookup, the shipped model by default."""
     g = parser.add_argument_group('model')
-    g.add_argument('--weights', type=path, default=os.path.join(SAVES, 'ShakespeareNet.npz'),
-                   help='weights file: an .npz of this repo, or a .json saved by the original project (default '
-                        'saves/ShakespeareNet.npz)')
-    g.add_argument('--lookup', type=path, default=os.path.join(SAVES, 'ShakespeareLookup.json'),
-                   help='lookup table saved with the weights (default saves/ShakespeareLookup.json)')
-    g.add_argument('--device', type=choice('cpu', 'cuda'), default='cpu', metavar='{cpu,cuda}',
-                   help='run the model on the CPU or on an NVIDIA GPU through CuPy (default %(default)s). The GPU '
-                        'is for long texts and many streams side by side; one sample at a time is a chain of '
-                        'tiny steps that leaves a GPU idle: the CPU is the better choice for it')
+    g.add_argument(
+        '--weights',
+        type=path,
+        default=os.path.join(SAVES, 'ShakespeareNet.npz'),
+        help='weights file: an .npz of this repo, or a .json saved by the original project (default '
+        'saves/ShakespeareNet.npz)',
+    )
+    g.add_argument(
+        '--lookup',
+        type=path,
+        default=os.path.join(SAVES, 'ShakespeareLookup.json'),
+        help='lookup table saved with the weights (default saves/ShakespeareLookup.json)',
+    )
+    g.add_argument(
+        '--device',
+        type=choice('cpu', 'cuda'),
+        default='cpu',
+        metavar='{cpu,cuda}',
+        help='run the model on the CPU or on an NVIDIA GPU through CuPy (default %(default)s). The GPU '
+        'is for long texts and many streams side by side; one sample at a time is a chain of '
+        'tiny steps that leaves a GPU idle: the CPU is the better choice for it',
+    )
     return g
 
 
 def open_device(name):
     """What --device name runs on (devices.open_device: None for the CPU); a UserError if it cannot be used. Call it
     before any work."""
-    from util import devices                            # here: only the scripts that run the model need it
+    from util import devices  # here: only the scripts that run the model need it
+
     return devices.open_device(name)
 
 
@@ -278,14 +308,14 @@ class Progress:
     (or use it in a `with` block) to clear the line.
     """
 
-    interval = 0.25                                     # seconds between redraws
+    interval = 0.25  # seconds between redraws
 
     def __init__(self, what, total, unit='chars', stream=None):
         self.what, self.total, self.unit = what, max(int(total), 1), unit
         self.stream = sys.stderr if stream is None else stream
         self.shown = is_terminal(self.stream)
         self.start = self.drawn = time.monotonic()
-        self.width = 0                                  # of the line on screen, to clear it
+        self.width = 0  # of the line on screen, to clear it
 
     def __call__(self, done):
         now = time.monotonic()
@@ -294,8 +324,10 @@ class Progress:
         self.drawn = now
         rate = done / max(now - self.start, 1e-9)
         left = f'{_duration((self.total - done) / rate)} left' if rate > 0 else ''
-        self._draw(f'{self.what}: {done:,} of {self.total:,} {self.unit} ({100 * done / self.total:.0f}%), '
-                   f'{rate:,.0f} {self.unit}/s, {left}')
+        self._draw(
+            f'{self.what}: {done:,} of {self.total:,} {self.unit} ({100 * done / self.total:.0f}%), '
+            f'{rate:,.0f} {self.unit}/s, {left}'
+        )
 
     def close(self):
         if self.width:
@@ -312,7 +344,7 @@ class Progress:
         try:
             self.stream.write('\r' + line.ljust(self.width) + ('' if line else '\r'))
             self.stream.flush()
-        except (OSError, ValueError):                   # a terminal gone away: the work goes on without it
+        except (OSError, ValueError):  # a terminal gone away: the work goes on without it
             self.shown = False
         self.width = len(line)
 
@@ -321,7 +353,7 @@ def is_terminal(stream):
     """Whether stream is an open terminal (not a pipe, a file, or closed)."""
     try:
         return stream.isatty()
-    except (AttributeError, ValueError, OSError):       # a closed or missing stream
+    except (AttributeError, ValueError, OSError):  # a closed or missing stream
         return False
 
 
@@ -333,6 +365,7 @@ def _duration(seconds):
 
 
 # --- sizes no machine has: refused before any work ---------------------------------------------------------------
+
 
 def machine_memory():
     """The machine's physical memory in bytes; None where the system does not say."""
@@ -347,7 +380,8 @@ def model_bytes(V, H, layers, B, T, itemsize=4, training=False):
     steps at a time: its weights (in training also their gradients, the optimizer's mean square and the update),
     and the activations of the T steps (in training kept for the backward pass: gates before and after their
     nonlinearity, h, c and tanh(c) per layer; the logits, probabilities and their gradient)."""
-    weights = (V + H) * 4 * H + (layers - 1) * (2 * H) * 4 * H + layers * 4 * H + H * V + V     # lstm*.W, .b, dense
+    # The weights: lstm*.W, lstm*.b and the dense layer's.
+    weights = (V + H) * 4 * H + (layers - 1) * (2 * H) * 4 * H + layers * 4 * H + H * V + V
     if training:
         return itemsize * (4 * weights + T * B * (layers * 11 * H + 3 * V))
     return itemsize * (2 * weights + T * B * (layers * 6 * H + 2 * V))
@@ -357,8 +391,10 @@ def check_memory(needed, what):
     """Refuse, with one line, what would need more memory than the machine has: `what needs about ...`."""
     have = machine_memory()
     if have is not None and needed > have:
-        fail(f'{what} needs about {size(needed)} of memory, more than this machine\'s {size(have)}: choose smaller '
-             'sizes')
+        fail(
+            f'{what} needs about {size(needed)} of memory, more than this machine\'s {size(have)}: choose smaller '
+            'sizes'
+        )
 
 
 def size(n):

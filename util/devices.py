@@ -2,6 +2,7 @@
 (gpu.py) with its ops, opened once and checked before any work. Every problem is one DeviceError line saying what
 is missing and how to install it. The model (lstm.py) asks a Device for what it needs and never imports the GPU
 engine, which builds on it."""
+
 import os
 
 import numpy as np
@@ -11,8 +12,10 @@ import gpu_kernels
 from util.errors import UserError
 
 DEVICES = ('cpu', 'cuda')
-INSTALL = ('pip install cupy-cuda12x (CUDA 12 drivers) or cupy-cuda13x (CUDA 13; nvidia-smi shows the '
-           'driver\'s CUDA version)')
+INSTALL = (
+    'pip install cupy-cuda12x (CUDA 12 drivers) or cupy-cuda13x (CUDA 13; nvidia-smi shows the '
+    'driver\'s CUDA version)'
+)
 # Tests set this to run every --device cuda path on the numpy twins of the kernels, on machines without a GPU.
 TWIN_VARIABLE = 'CHAR_LSTM_GPU_TWIN'
 
@@ -41,7 +44,7 @@ class Device:
         return gpu.Trainer(self.ops, run)
 
 
-_opened = {}                                            # 'cuda' -> its Device, once tried
+_opened = {}  # 'cuda' -> its Device, once tried
 
 
 def open_device(name):
@@ -60,26 +63,32 @@ def _open_cuda():
     try:
         import cupy
     except ModuleNotFoundError as e:
-        if e.name != 'cupy':                            # CuPy is there, but something it needs is not
-            raise DeviceError(f'--device cuda: CuPy does not load ({_reason(e)}): reinstall it ({INSTALL}), '
-                              'or use --device cpu') from None
-        raise DeviceError(f'--device cuda needs CuPy, which is not installed: {INSTALL}; or use --device cpu') \
-            from None
-    except Exception as e:                              # a broken installation (its own ImportError too)
-        raise DeviceError(f'--device cuda: CuPy does not load ({_reason(e)}): reinstall it ({INSTALL}), '
-                          'or use --device cpu')
+        if e.name != 'cupy':  # CuPy is there, but something it needs is not
+            raise DeviceError(
+                f'--device cuda: CuPy does not load ({_reason(e)}): reinstall it ({INSTALL}), '
+                'or use --device cpu'
+            ) from None
+        raise DeviceError(
+            f'--device cuda needs CuPy, which is not installed: {INSTALL}; or use --device cpu'
+        ) from None
+    except Exception as e:  # a broken installation (its own ImportError too)
+        raise DeviceError(
+            f'--device cuda: CuPy does not load ({_reason(e)}): reinstall it ({INSTALL}), or use --device cpu'
+        )
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise DeviceError('--device cuda: CuPy finds no GPU on this machine; use --device cpu')
         ops = gpu_kernels.CudaOps(cupy)
-        ops.forward_loop(*_probe(cupy))                 # compiles the kernels and runs one step
+        ops.forward_loop(*_probe(cupy))  # compiles the kernels and runs one step
         cupy.cuda.get_current_stream().synchronize()
     except DeviceError:
         raise
-    except Exception as e:                              # no driver, a driver too old for this CuPy, no compiler
-        raise DeviceError(f'--device cuda: CuPy cannot use a GPU here ({_reason(e)}): check the NVIDIA driver '
-                          f'(nvidia-smi) and that the CuPy package matches its CUDA version ({INSTALL}); or use '
-                          '--device cpu')
+    except Exception as e:  # no driver, a driver too old for this CuPy, no compiler
+        raise DeviceError(
+            f'--device cuda: CuPy cannot use a GPU here ({_reason(e)}): check the NVIDIA driver '
+            f'(nvidia-smi) and that the CuPy package matches its CUDA version ({INSTALL}); or use '
+            '--device cpu'
+        )
     return ops
 
 
@@ -89,8 +98,12 @@ def _reason(e):
 
 def _probe(cupy):
     """A one-step layer of 1 stream and 1 unit, to try the GPU before any work."""
-    return (cupy.zeros((1, 4), np.float32), cupy.zeros((2, 1, 1), np.float32), cupy.zeros((2, 1, 1), np.float32),
-            cupy.zeros((1, 1, 4), np.float32))
+    return (
+        cupy.zeros((1, 4), np.float32),
+        cupy.zeros((2, 1, 1), np.float32),
+        cupy.zeros((2, 1, 1), np.float32),
+        cupy.zeros((1, 1, 4), np.float32),
+    )
 
 
 def check_free_memory(device, needed, what):
@@ -101,9 +114,11 @@ def check_free_memory(device, needed, what):
     free, total = ops.xp.cuda.runtime.memGetInfo()
     free += ops.xp.get_default_memory_pool().free_bytes()
     if needed > free:
-        raise DeviceError(f'{what} needs about {needed / 2**30:.1f} GiB of GPU memory, but the GPU has '
-                          f'{free / 2**30:.1f} GiB free of {total / 2**30:.1f}: lower --chunks or --hidden, or use '
-                          '--device cpu')
+        raise DeviceError(
+            f'{what} needs about {needed / 2**30:.1f} GiB of GPU memory, but the GPU has '
+            f'{free / 2**30:.1f} GiB free of {total / 2**30:.1f}: lower --chunks or --hidden, or use '
+            '--device cpu'
+        )
 
 
 def device_name(device):

@@ -10,6 +10,7 @@ The formats:
 - weights: `lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), ..., `dense.W` (H, V), `dense.b` (V,)
 - checkpoint: util/checkpoint.py owns its schema (and reads and writes it through this module)
 """
+
 import io
 import json
 import os
@@ -42,7 +43,7 @@ def writes_in_place(path):
     FIFO), or a name reached through /proc (/dev/stdout, /dev/fd/1). Renaming a temporary file over such a name
     would replace the device or the link itself (as root, /dev/null), so it is opened and written as it is."""
     path = os.path.abspath(os.fspath(path))
-    for _ in range(40):                                 # follow the name's links, one at a time
+    for _ in range(40):  # follow the name's links, one at a time
         folder = os.path.realpath(os.path.dirname(path))
         if folder == '/proc' or folder.startswith('/proc/'):
             return True
@@ -52,7 +53,7 @@ def writes_in_place(path):
     try:
         return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
     except OSError:
-        return False                                    # no such file yet (or a broken link): a new file
+        return False  # no such file yet (or a broken link): a new file
 
 
 def _write_in_place(path, write):
@@ -79,7 +80,7 @@ def atomic_write(path, write):
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-        os.chmod(tmp, 0o666 & ~_umask())                # mkstemp makes 0600; give the file the usual mode
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, 'wb') as f:
             write(f)
             f.flush()
@@ -91,7 +92,7 @@ def atomic_write(path, write):
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-    try:                                                # make the rename itself durable
+    try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -123,17 +124,24 @@ def check_writable(path, what='output', kind=None, inputs=()):
             raise ModelFileError(f'{what} {path} cannot be written: it is not a writable file or device')
         return
     if os.path.isfile(path):
-        if any(other is not None and os.path.isfile(other) and os.path.samefile(path, other) for other in inputs):
-            raise ModelFileError(f'{what} {path} is also read by this command: writing it would replace it; '
-                                 'give another name')
+        if any(
+            other is not None and os.path.isfile(other) and os.path.samefile(path, other) for other in inputs
+        ):
+            raise ModelFileError(
+                f'{what} {path} is also read by this command: writing it would replace it; give another name'
+            )
         if kind is not None and not _empty_or_starts_with(path, kind[0]):
-            raise ModelFileError(f'{what} {path} exists and is not {kind[1]}: writing it would replace it; give '
-                                 'another name, or remove it first')
+            raise ModelFileError(
+                f'{what} {path} exists and is not {kind[1]}: writing it would replace it; give '
+                'another name, or remove it first'
+            )
     folder = os.path.dirname(os.path.abspath(path))
-    made = missing_folders(folder)                      # the folders still to make: checked, not made
+    made = missing_folders(folder)  # the folders still to make: checked, not made
     existing = os.path.dirname(made[-1]) if made else folder
     if not os.path.isdir(existing):
-        raise ModelFileError(f'{what} folder {folder} cannot be made: part of its path is a file, not a folder')
+        raise ModelFileError(
+            f'{what} folder {folder} cannot be made: part of its path is a file, not a folder'
+        )
     check_folder(existing, what)
 
 
@@ -169,8 +177,9 @@ def check_folder(folder, what='output folder'):
     except FileExistsError:
         raise ModelFileError(f'{what} {folder} cannot be made: a file of that name is in the way') from None
     except NotADirectoryError:
-        raise ModelFileError(f'{what} {folder} cannot be made: part of its path is a file, not a folder') \
-            from None
+        raise ModelFileError(
+            f'{what} {folder} cannot be made: part of its path is a file, not a folder'
+        ) from None
     except OSError as e:
         raise ModelFileError(f'{what} {folder} cannot be written: {e.strerror or e}') from None
 
@@ -210,9 +219,11 @@ def read_bytes(path, what, limit=None, *, error=ModelFileError, hint='', first=N
     machine's memory, as for any stream) is refused, and so is a file whose first 64 KiB `first` (a function
     that raises) finds to be no such file, so that an endless stream of something else (/dev/zero) is refused at
     once. Every problem raises error (a UserError kind) in one line. limit: a whole number of MiB."""
-    too_large = (f'is larger than {limit >> 20} MiB, more than any {what}{hint or ": give another file"}'
-                 if limit is not None else 'is more than a quarter of this machine\'s memory: save it to a file and '
-                                           'give that')
+    too_large = (
+        f'is larger than {limit >> 20} MiB, more than any {what}{hint or ": give another file"}'
+        if limit is not None
+        else 'is more than a quarter of this machine\'s memory: save it to a file and give that'
+    )
     limit = stream_limit() if limit is None else limit
     blocks, size = [], 0
     try:
@@ -229,7 +240,7 @@ def read_bytes(path, what, limit=None, *, error=ModelFileError, hint='', first=N
                     raise error(f'{what} {path} {too_large}')
     except OSError as e:
         raise error(read_error(e, path, what, hint)) from None
-    except MemoryError:                                 # more than the memory this process may use
+    except MemoryError:  # more than the memory this process may use
         raise error(f'{what} {path} is too large for the memory available: give another file') from None
 
 
@@ -240,15 +251,19 @@ def _seekable(path, what):
         if stat.S_ISREG(os.stat(path).st_mode):
             return path
     except OSError:
-        return path                                     # np.load says what is wrong
+        return path  # np.load says what is wrong
     return io.BytesIO(read_bytes(path, f'{what} file', first=_zip_start(path, what)))
 
 
 def _zip_start(path, what):
     """A check of the first bytes of an .npz stream (a zip file starts with PK)."""
+
     def check(block):
         if block[:2] != b'PK':
-            raise ModelFileError(f'{what} file {path} is not an .npz file (it is another kind of file, or damaged)')
+            raise ModelFileError(
+                f'{what} file {path} is not an .npz file (it is another kind of file, or damaged)'
+            )
+
     return check
 
 
@@ -258,13 +273,17 @@ def load_npz(path, what, only_meta=False):
     try:
         source = _seekable(path, what)
         z = np.load(source, allow_pickle=False)
-        if isinstance(z, np.ndarray):                   # np.load also reads a bare .npy array
-            raise ModelFileError(f'{what} file {path} is a single .npy array, not an .npz file of named arrays')
+        if isinstance(z, np.ndarray):  # np.load also reads a bare .npy array
+            raise ModelFileError(
+                f'{what} file {path} is a single .npy array, not an .npz file of named arrays'
+            )
         with z:
             twice = _named_twice(z.zip.namelist())
             if twice:
-                raise ModelFileError(f'{what} file {path} holds two arrays named {twice}: it is damaged or was not '
-                                     'written by numpy.savez (which names each array once)')
+                raise ModelFileError(
+                    f'{what} file {path} holds two arrays named {twice}: it is damaged or was not '
+                    'written by numpy.savez (which names each array once)'
+                )
             names = [k for k in z.files if k == 'meta'] if only_meta else z.files
             arrays = {k: z[k] for k in names}
     except ModelFileError:
@@ -277,17 +296,23 @@ def load_npz(path, what, only_meta=False):
         raise ModelFileError(f'{what} file {path} cannot be read: permission denied') from None
     except ValueError as e:
         if 'Object arrays' in str(e):
-            raise ModelFileError(f'{what} file {path} holds arrays of Python objects, which are never loaded '
-                                 '(they need pickle): save plain numeric arrays instead') from None
+            raise ModelFileError(
+                f'{what} file {path} holds arrays of Python objects, which are never loaded '
+                '(they need pickle): save plain numeric arrays instead'
+            ) from None
         first = source.getvalue()[:1] if isinstance(source, io.BytesIO) else None
-        if first == b'\x80' or first is None and _starts_with(path, b'\x80'):    # the mark of a pickle
-            raise ModelFileError(f'{what} file {path} is a pickle file, which is never loaded: save the arrays '
-                                 'with numpy.savez instead') from None
-        raise ModelFileError(f'{what} file {path} is not an .npz file (it is another kind of file, or '
-                             'damaged)') from None
-    except Exception as e:                              # zipfile, EOF, OSError, ...: anything unreadable
-        raise ModelFileError(f'{what} file {path} is corrupt or not an .npz file ({type(e).__name__})') \
-            from None
+        if first == b'\x80' or first is None and _starts_with(path, b'\x80'):  # the mark of a pickle
+            raise ModelFileError(
+                f'{what} file {path} is a pickle file, which is never loaded: save the arrays '
+                'with numpy.savez instead'
+            ) from None
+        raise ModelFileError(
+            f'{what} file {path} is not an .npz file (it is another kind of file, or damaged)'
+        ) from None
+    except Exception as e:  # zipfile, EOF, OSError, ...: anything unreadable
+        raise ModelFileError(
+            f'{what} file {path} is corrupt or not an .npz file ({type(e).__name__})'
+        ) from None
     meta = {}
     if 'meta' in arrays:
         m = arrays.pop('meta')

@@ -7,6 +7,7 @@ machine's speed falls on both alike; PyTorch runs in plain float32 (TF32 off, as
 more with TF32 on for reference. Each figure is the median of the rounds; the spread between rounds is printed
 beside it (and in the JSON) and flagged when above 25%, as _benchmark.py flags its own.
 """
+
 import time
 from types import SimpleNamespace
 
@@ -16,7 +17,7 @@ from util import devices
 import lstm
 from optimizer import RMSprop
 
-SPREAD_WARNING = 0.25                                   # above this, a figure is flagged as unreliable
+SPREAD_WARNING = 0.25  # above this, a figure is flagged as unreliable
 
 
 def our_trainer(device, args, B):
@@ -37,7 +38,9 @@ def torch_trainer(torch, args, B, tf32):
     V, H, T, dev = args.vocab, args.hidden, args.window, 'cuda'
     rnn = torch.nn.LSTM(V, H, num_layers=args.layers).to(dev)
     dense = torch.nn.Linear(H, V).to(dev)
-    opt = torch.optim.RMSprop(list(rnn.parameters()) + list(dense.parameters()), lr=0.001, alpha=0.95, eps=1e-8)
+    opt = torch.optim.RMSprop(
+        list(rnn.parameters()) + list(dense.parameters()), lr=0.001, alpha=0.95, eps=1e-8
+    )
     x = torch.randint(0, V, (T, B), device=dev)
     y = torch.randint(0, V, (T, B), device=dev)
     state = [None]
@@ -50,6 +53,7 @@ def torch_trainer(torch, args, B, tf32):
         loss.backward()
         opt.step()
         state[0] = (h.detach(), c.detach())
+
     return train, (rnn, dense)
 
 
@@ -66,6 +70,7 @@ def torch_sampler(torch, modules, args, N):
                 out, hc = rnn(torch.nn.functional.one_hot(ix, V).float(), hc)
                 p = torch.softmax(dense(out[0]), dim=1)
                 ix = torch.multinomial(p, 1).view(1, N)
+
     return sample
 
 
@@ -73,6 +78,7 @@ def our_sampler(params, device, N):
     def sample(length):
         for _ in lstm.sample(params, [0], length, rng=np.random.default_rng(0), num_samples=N, device=device):
             pass
+
     return sample
 
 
@@ -98,12 +104,14 @@ def rounds(fns, sync, n_rounds, per_round):
 
 def measure(device, args, torch):
     """Every figure, as a dict for the JSON line; rows for the table."""
+
     def sync_all():
         """Wait for the GPU's work: this repo's (CuPy's stream) and PyTorch's."""
         if device.ops.name == 'cuda':
             device.ops.xp.cuda.get_current_stream().synchronize()
         if torch is not None:
             torch.cuda.synchronize()
+
     result, rows = {}, []
     for B in args.batches:
         train, params = our_trainer(device, args, B)
@@ -141,8 +149,11 @@ def main(args, torch):
     """Measure and print; called by _benchmark.py with its arguments and torch (or None)."""
     device = devices.open_device('cuda')
     ops, cp = device.ops, device.ops.xp
-    result = dict(shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, T={args.window}, float32',
-                  gpu=devices.device_name(device), cupy_version=cp.__version__ if ops.name == 'cuda' else None)
+    result = dict(
+        shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, T={args.window}, float32',
+        gpu=devices.device_name(device),
+        cupy_version=cp.__version__ if ops.name == 'cuda' else None,
+    )
     if torch is not None:
         result.update(torch_version=torch.__version__, cudnn_version=torch.backends.cudnn.version())
     figures, rows = measure(device, args, torch)
@@ -150,7 +161,7 @@ def main(args, torch):
     rng = np.random.default_rng(0)
     params = lstm.init_params(args.vocab, args.hidden, args.layers, rng=rng)
     draws = lstm.sample(params, [0], args.sample_length + 10, rng=rng)
-    for _ in range(10):                                 # the CPU's batch-1 sampling, for comparison
+    for _ in range(10):  # the CPU's batch-1 sampling, for comparison
         next(draws)
     t = time.perf_counter()
     for _ in draws:
@@ -162,12 +173,22 @@ def main(args, torch):
 def report(result, rows):
     """The table, one row per figure, with the spread between rounds."""
     import json
-    print(f'{result["gpu"]}; CuPy {result["cupy_version"]}' +
-          (f', PyTorch {result["torch_version"]} (cuDNN {result["cudnn_version"]})' if 'torch_version' in result
-           else ''))
+
+    print(
+        f'{result["gpu"]}; CuPy {result["cupy_version"]}'
+        + (
+            f', PyTorch {result["torch_version"]} (cuDNN {result["cudnn_version"]})'
+            if 'torch_version' in result
+            else ''
+        )
+    )
     print(result['shape'])
     for what, name, rate, sec, spread in rows:
         flag = '  UNRELIABLE: rounds differ by more than 25%' if spread > SPREAD_WARNING else ''
-        print(f'  {what:<16} {name:<20} {rate:>14,.0f} chars/s  {sec * 1e3:9.2f} ms  spread {spread:5.1%}{flag}')
-    print(f'  {"sampling N=1":<16} {"this repo, CPU":<20} {result["sample_N1_cpu_chars_per_s"]:>14,.0f} chars/s')
+        print(
+            f'  {what:<16} {name:<20} {rate:>14,.0f} chars/s  {sec * 1e3:9.2f} ms  spread {spread:5.1%}{flag}'
+        )
+    print(
+        f'  {"sampling N=1":<16} {"this repo, CPU":<20} {result["sample_N1_cpu_chars_per_s"]:>14,.0f} chars/s'
+    )
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))

@@ -3,9 +3,10 @@
 nothing (an epsilon of 0 divides by zero: NaN at the first step), one that is infinite overflows, and a decay that
 rounds to 1 never decays. Such settings are refused before any work, with the range that the dtype holds.
 """
+
 import numpy as np
 
-COUNT_MAX = 2 ** 53                                     # an integer setting beyond it is no run's
+COUNT_MAX = 2**53  # an integer setting beyond it is no run's
 
 
 def _option(name):
@@ -18,26 +19,38 @@ def problem(settings, lr_at):
     dtype = np.dtype(settings['dtype'])
     cast, info = dtype.type, np.finfo(dtype)
     held = f'{dtype} holds {info.smallest_subnormal:.3g} to {info.max:.3g}'
-    for name in ('epochs', 'decay_after', 'val_chars', 'seed'):     # the sizes: _training.py's memory check
+    for name in ('epochs', 'decay_after', 'val_chars', 'seed'):  # the sizes: _training.py's memory check
         value = settings[name]
         if value > COUNT_MAX:
-            return f'{_option(name)} {value} is more than 2**53, more than any run counts: give a smaller number'
+            return (
+                f'{_option(name)} {value} is more than 2**53, more than any run counts: give a smaller number'
+            )
     with np.errstate(over='ignore', under='ignore'):
-        for name, value in (('lr', settings['lr']), ('eps', settings['eps']), ('clip', settings['clip']),
-                            ('weight_decay', settings['weight_decay'])):
-            product = value * settings['lr'] if name == 'weight_decay' else value    # RMSprop uses lr x decay
+        for name, value in (
+            ('lr', settings['lr']),
+            ('eps', settings['eps']),
+            ('clip', settings['clip']),
+            ('weight_decay', settings['weight_decay']),
+        ):
+            product = value * settings['lr'] if name == 'weight_decay' else value  # RMSprop uses lr x decay
             if value > 0 and not 0 < cast(product) < np.inf:
                 what = 'times --lr ' if name == 'weight_decay' else ''
-                return (f'{_option(name)} {value} {what}is {float(cast(product)):g} in {dtype} ({held}): give a '
-                        f'value in that range{", or --dtype float64" if dtype == np.float32 else ""}')
+                return (
+                    f'{_option(name)} {value} {what}is {float(cast(product)):g} in {dtype} ({held}): give a '
+                    f'value in that range{", or --dtype float64" if dtype == np.float32 else ""}'
+                )
         for name in ('rho', 'ema'):
             value = settings[name]
             if 0 < value < 1 and cast(value) == 1:
-                return (f'{_option(name)} {value} rounds to 1 in {dtype}, where it would never decay: give at '
-                        f'most {float(np.nextafter(cast(1), cast(0))):.10g}')
+                return (
+                    f'{_option(name)} {value} rounds to 1 in {dtype}, where it would never decay: give at '
+                    f'most {float(np.nextafter(cast(1), cast(0))):.10g}'
+                )
         last = settings['epochs'] - 1
         if not 0 < cast(lr_at(settings, last)):
-            return (f'the learning rate decays to 0 in {dtype} by epoch {last + 1} (--lr {settings["lr"]} x '
-                    f'--lr-decay {settings["lr_decay"]} per epoch after --decay-after {settings["decay_after"]}): '
-                    'give fewer --epochs or a slower decay')
+            return (
+                f'the learning rate decays to 0 in {dtype} by epoch {last + 1} (--lr {settings["lr"]} x '
+                f'--lr-decay {settings["lr_decay"]} per epoch after --decay-after {settings["decay_after"]}): '
+                'give fewer --epochs or a slower decay'
+            )
     return None

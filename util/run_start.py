@@ -1,6 +1,7 @@
 """A training run's start: its folder checked and locked, the run in it new or resumed (its settings merged
 with the command line's), its corpus read and its model made, the GPU's memory checked. Every refusal is one
 line (a UserError, or cli.fail where the message needs the command's context), before any training."""
+
 import os
 
 import numpy as np
@@ -20,15 +21,19 @@ def check_out(args):
     if not out:
         cli.fail('--out is empty: give a folder for the run')
     saves = os.path.realpath(cli.SAVES)
-    inside = [os.path.realpath(p) for p in (out, os.path.join(out, runs.BEST))]   # best/ may be a link into it
+    inside = [os.path.realpath(p) for p in (out, os.path.join(out, runs.BEST))]  # best/ may be a link into it
     if any(p == saves or p.startswith(saves + os.sep) for p in inside) and not args.overwrite_shipped_model:
-        cli.fail(f'--out {out} writes into the shipped model\'s folder saves/, overwriting it; train a copy '
-                 '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
-                 '--overwrite-shipped-model if that is what you mean')
+        cli.fail(
+            f'--out {out} writes into the shipped model\'s folder saves/, overwriting it; train a copy '
+            '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
+            '--overwrite-shipped-model if that is what you mean'
+        )
     parent = runs.parent_run(out)
     if parent:
-        cli.fail(f'--out {out} is the best/ folder of the run in {parent}, which writes it: copy it to another '
-                 f'folder first (cp -r {out} runs/from-best) and continue that one')
+        cli.fail(
+            f'--out {out} is the best/ folder of the run in {parent}, which writes it: copy it to another '
+            f'folder first (cp -r {out} runs/from-best) and continue that one'
+        )
     return out
 
 
@@ -58,7 +63,7 @@ def lock_folder(out):
 
 
 def _remove_empty(folders):
-    for path in folders:                                # the deepest first: each is empty once those below go
+    for path in folders:  # the deepest first: each is empty once those below go
         try:
             os.rmdir(path)
         except OSError:
@@ -70,15 +75,22 @@ def new_run(args, out, plan=None):
         cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
     stray = runs.stray_files(out)
     if stray:
-        cli.fail(f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
-                 'those files away, or choose another --out folder')
-    return runs.Run(settings_from(args), pos=checkpoint.Position(),
-                    plan=plan)
+        cli.fail(
+            f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
+            'those files away, or choose another --out folder'
+        )
+    return runs.Run(settings_from(args), pos=checkpoint.Position(), plan=plan)
 
 
 def make_optimizer(params, settings):
-    return RMSprop(params, lr=settings['lr'], rho=settings['rho'], eps=settings['eps'], clip=settings['clip'],
-                   weight_decay=settings['weight_decay'])
+    return RMSprop(
+        params,
+        lr=settings['lr'],
+        rho=settings['rho'],
+        eps=settings['eps'],
+        clip=settings['clip'],
+        weight_decay=settings['weight_decay'],
+    )
 
 
 def resumed_run(args, out):
@@ -90,21 +102,23 @@ def resumed_run(args, out):
         run = runs.load(out, make_optimizer)
     except files.ModelFileError as e:
         cli.fail(f'cannot resume from {out}: {e}')
-    saved, settings = run.settings, settings_from(args, run.settings)    # refused before anything is written
+    saved, settings = run.settings, settings_from(args, run.settings)  # refused before anything is written
     try:
-        cli.open_device(settings['device'])             # the run's device, on this machine
+        cli.open_device(settings['device'])  # the run's device, on this machine
     except devices.DeviceError as e:
         if args.device:
             raise
-        raise devices.DeviceError(f'the run in {out} was trained with --device {settings["device"]}, which '
-                                  f'cannot be used here ({e}); continue it with --resume --device cpu') from None
-    if run.windows is not None:                         # a checkpoint that holds its log: finish what a stop left
+        raise devices.DeviceError(
+            f'the run in {out} was trained with --device {settings["device"]}, which '
+            f'cannot be used here ({e}); continue it with --resume --device cpu'
+        ) from None
+    if run.windows is not None:  # a checkpoint that holds its log: finish what a stop left
         try:
             run.recover(out)
         except runs.Incomplete as e:
             cli.fail(f'{e}; the checkpoint in {out} is whole: {runs.fix_for(e)} and resume again')
     run.settings = settings
-    for k in ('rho', 'eps', 'clip', 'weight_decay'):     # the learning rate is set every epoch
+    for k in ('rho', 'eps', 'clip', 'weight_decay'):  # the learning rate is set every epoch
         setattr(run.opt, k, settings[k])
     return run, {k: (saved[k], v) for k, v in run.settings.items() if v != saved[k]}
 
@@ -115,39 +129,57 @@ def load_data(run):
     ids, run.chars = data.read_corpus(run.corpus_file(), run.chars)
     train_ids, val_ids = data.split(ids, s['val_fraction'])
     if s['val_chars']:
-        val_ids = val_ids[:s['val_chars']]
+        val_ids = val_ids[: s['val_chars']]
     chunked = data.chunks(train_ids, s['chunks'])
     n_windows = data.n_windows(chunked.shape[1], s['window'])
     if n_windows == 0:
-        cli.fail(f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of more '
-                 f'than {s["window"]} characters: use a longer corpus, or lower --chunks or --window')
+        cli.fail(
+            f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of more '
+            f'than {s["window"]} characters: use a longer corpus, or lower --chunks or --window'
+        )
     if len(val_ids) < 2:
-        cli.fail('the validation text is shorter than 2 characters: use a longer corpus or a larger --val-fraction')
-    if run.params is None:                              # a new run: the model is made from the lookup table
+        cli.fail(
+            'the validation text is shorter than 2 characters: use a longer corpus or a larger --val-fraction'
+        )
+    if run.params is None:  # a new run: the model is made from the lookup table
         run.rng = np.random.default_rng(s['seed'])
         run.params = lstm.init_params(len(run.chars), s['hidden'], s['layers'], rng=run.rng, dtype=s['dtype'])
         run.opt = make_optimizer(run.params, s)
         run.state = lstm.zero_state(run.params, s['chunks'])
     elif run.corpus_chars not in (None, len(ids)):
-        cli.fail(f'the corpus has {len(ids):,} characters but the run was trained on one of '
-                 f'{run.corpus_chars:,}: resume with the same --corpus')
+        cli.fail(
+            f'the corpus has {len(ids):,} characters but the run was trained on one of '
+            f'{run.corpus_chars:,}: resume with the same --corpus'
+        )
     elif run.pos.window > n_windows:
-        cli.fail(f'cannot resume: the checkpoint\'s position.window = {run.pos.window} is past the '
-                 f'{n_windows} windows of an epoch')
+        cli.fail(
+            f'cannot resume: the checkpoint\'s position.window = {run.pos.window} is past the '
+            f'{n_windows} windows of an epoch'
+        )
     run.corpus_chars, run.windows = len(ids), n_windows
     if not s['ema']:
         run.ema = None
-    elif run.ema is None:                               # an average starts from the current weights
+    elif run.ema is None:  # an average starts from the current weights
         run.ema = {k: v.copy() for k, v in run.params.items()}
     return chunked, val_ids
 
 
 def training_size(s):
     """About how much memory a training of these settings needs (bytes), and what that training is, in words."""
-    needed = cli.model_bytes(1, s['hidden'], s['layers'], s['chunks'], s['window'], training=True,
-                             itemsize=8 if s['dtype'] == 'float64' else 4)
-    return needed, f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks {s["chunks"]} x ' \
-                   f'--window {s["window"]}'
+    needed = cli.model_bytes(
+        1,
+        s['hidden'],
+        s['layers'],
+        s['chunks'],
+        s['window'],
+        training=True,
+        itemsize=8 if s['dtype'] == 'float64' else 4,
+    )
+    return (
+        needed,
+        f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks {s["chunks"]} x '
+        f'--window {s["window"]}',
+    )
 
 
 def check_gpu_memory(device, s):

@@ -15,6 +15,7 @@ the old one or the new one; it holds everything a resume needs, so the folder al
 what the other files lack is completed from it. A Stopper turns the signals that end a training into a
 checkpoint. Nothing here prints: errors are raised as files.ModelFileError, with a one-line reason.
 """
+
 import csv
 import errno
 import fcntl
@@ -32,13 +33,21 @@ from util import checkpoint, cli, files, weights
 from util.checkpoint import LOG_HEADER, in_order
 from util.settings import DEFAULTS
 
-WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz',
-                                               'ShakespeareLookup.json', 'training_log.csv', 'best', '.lock')
+WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = (
+    'ShakespeareNet.npz',
+    'ShakespeareOptimizer.npz',
+    'ShakespeareLookup.json',
+    'training_log.csv',
+    'best',
+    '.lock',
+)
 
 # The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
 # (tempfile.mkstemp): only those of the run's own files are ever removed. (Not files.check_folder's probes: a
 # process that is about to find the folder locked may be making one.)
-_TEMPORARY = re.compile(r'\.(%s)\.[a-z0-9_]{8}\.tmp' % '|'.join(map(re.escape, (WEIGHTS, CHECKPOINT, LOOKUP, LOG))))
+_TEMPORARY = re.compile(
+    r'\.(%s)\.[a-z0-9_]{8}\.tmp' % '|'.join(map(re.escape, (WEIGHTS, CHECKPOINT, LOOKUP, LOG)))
+)
 
 
 class Busy(Exception):
@@ -55,6 +64,7 @@ class Moved(files.ModelFileError):
 
 # --- the folder: its lock, its temporaries, its files ------------------------------------------------------------
 
+
 class Lock:
     """An exclusive lock on a run folder, taken before anything in it is read. The system drops it when the
     process ends, however it ends, so a killed run never blocks its folder. Raises Busy if another process holds
@@ -69,7 +79,7 @@ class Lock:
             except BlockingIOError:
                 f.close()
                 raise Busy(folder) from None
-            try:                                        # still the file of that name (not one removed meanwhile)?
+            try:  # still the file of that name (not one removed meanwhile)?
                 if os.path.samestat(os.fstat(f.fileno()), os.stat(self.path)):
                     self.file, self.where = f, os.stat(folder)
                     return
@@ -82,15 +92,21 @@ class Lock:
         """Raise Moved unless the folder at this path is still the one locked, with its lock file in it (a
         folder moved, removed or replaced while the training ran would otherwise be made again, unlocked)."""
         try:
-            same = os.path.samestat(os.stat(self.folder), self.where) and \
-                os.path.samestat(os.stat(self.path), os.fstat(self.file.fileno()))
+            same = os.path.samestat(os.stat(self.folder), self.where) and os.path.samestat(
+                os.stat(self.path), os.fstat(self.file.fileno())
+            )
         except OSError:
             same = False
         if not same:
-            what = ('resume the run from where the folder now is (--out that folder --resume)' if saved else
-                    'no checkpoint had been saved yet: run the same command again')
-            raise Moved(f'the run folder {self.folder} was moved, removed or replaced while this training ran, so '
-                        f'nothing more was written; {what}')
+            what = (
+                'resume the run from where the folder now is (--out that folder --resume)'
+                if saved
+                else 'no checkpoint had been saved yet: run the same command again'
+            )
+            raise Moved(
+                f'the run folder {self.folder} was moved, removed or replaced while this training ran, so '
+                f'nothing more was written; {what}'
+            )
 
     def release(self):
         self.file.close()
@@ -121,23 +137,32 @@ def check_outputs(folder):
     """Refuse, before any work, a run folder in which a file the run writes could not be written: a folder where
     a file goes, a file where best/ goes, a read-only file, a pipe or a device (or a link to one: reading it
     could wait for ever, writing it would lose the file). Raises ModelFileError."""
+
     def check_file(path):
         if os.path.lexists(path) and not os.path.isdir(path) and files.writes_in_place(path):
-            raise files.ModelFileError(f'{path} is not a file (a pipe, a device or a link to one), but the run '
-                                       'writes a file of that name there: move it away or choose another run folder')
+            raise files.ModelFileError(
+                f'{path} is not a file (a pipe, a device or a link to one), but the run '
+                'writes a file of that name there: move it away or choose another run folder'
+            )
         if os.path.isdir(path):
-            raise files.ModelFileError(f'{path} is a folder, but the run writes a file of that name there: move '
-                                       'it away or choose another run folder')
+            raise files.ModelFileError(
+                f'{path} is a folder, but the run writes a file of that name there: move '
+                'it away or choose another run folder'
+            )
         if os.path.isfile(path) and not os.access(path, os.W_OK):
-            raise files.ModelFileError(f'{path} is read-only: make it writable (chmod u+w) or choose another run '
-                                       'folder')
+            raise files.ModelFileError(
+                f'{path} is read-only: make it writable (chmod u+w) or choose another run folder'
+            )
+
     for name in (CHECKPOINT, WEIGHTS, LOOKUP, LOG):
         check_file(os.path.join(folder, name))
     check_lengths(folder)
     best = os.path.join(folder, BEST)
     if os.path.lexists(best) and not os.path.isdir(best):
-        raise files.ModelFileError(f'{best} is a file, but the run keeps its best epoch in a folder of that name: '
-                                   'move it away or choose another run folder')
+        raise files.ModelFileError(
+            f'{best} is a file, but the run keeps its best epoch in a folder of that name: '
+            'move it away or choose another run folder'
+        )
     if os.path.isdir(best):
         files.check_folder(best, 'best-epoch folder')
         for name in (CHECKPOINT, WEIGHTS, LOOKUP):
@@ -150,22 +175,25 @@ def check_lengths(folder):
     where = os.path.abspath(folder)
     try:
         path_max, name_max = os.pathconf(where, 'PC_PATH_MAX'), os.pathconf(where, 'PC_NAME_MAX')
-    except (OSError, ValueError):                        # the system does not say: nothing to check against
+    except (OSError, ValueError):  # the system does not say: nothing to check against
         return
-    longest = '.' + CHECKPOINT + '.' + 8 * 'x' + '.tmp'   # files.atomic_write's temporary, the longest name
+    longest = '.' + CHECKPOINT + '.' + 8 * 'x' + '.tmp'  # files.atomic_write's temporary, the longest name
     for path in (os.path.join(where, longest), os.path.join(where, BEST, longest)):
         if len(os.fsencode(path)) >= path_max or len(os.fsencode(longest)) > name_max:
-            raise files.ModelFileError(f'the run folder {folder} has a path too long for the files the run writes '
-                                       f'in it ({len(os.fsencode(path))} bytes for {os.path.relpath(path, where)}, '
-                                       f'the system allows {path_max - 1}): choose a shorter --out path')
+            raise files.ModelFileError(
+                f'the run folder {folder} has a path too long for the files the run writes '
+                f'in it ({len(os.fsencode(path))} bytes for {os.path.relpath(path, where)}, '
+                f'the system allows {path_max - 1}): choose a shorter --out path'
+            )
 
 
 def parent_run(folder):
     """The run folder whose best/ folder is `folder`, or None: that run writes it, so no other may."""
     real = os.path.realpath(folder)
     parent = os.path.dirname(real)
-    if os.path.basename(real) == BEST and (os.path.exists(os.path.join(parent, CHECKPOINT)) or
-                                           os.path.exists(os.path.join(parent, LOCK))):
+    if os.path.basename(real) == BEST and (
+        os.path.exists(os.path.join(parent, CHECKPOINT)) or os.path.exists(os.path.join(parent, LOCK))
+    ):
         return parent
     return None
 
@@ -196,6 +224,7 @@ def log_text(rows):
 
 # --- stopping --------------------------------------------------------------------------------------------------
 
+
 class Stopped(Exception):
     """A signal arrived during validation or sampling, which then stop at once (Stopper.check)."""
 
@@ -207,7 +236,9 @@ class Stopper:
 
     def __init__(self):
         self.signal = None
-        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        self.previous = {
+            s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
 
     def handle(self, signum, frame):
         self.signal = signal.Signals(signum).name
@@ -223,6 +254,7 @@ class Stopper:
 
 
 # --- the run ---------------------------------------------------------------------------------------------------
+
 
 class Run:
     """Everything a checkpoint holds.
@@ -242,10 +274,25 @@ class Run:
     on_disk      whether a checkpoint of the run is in its folder (one was loaded, or saved)
     lock         the folder's Lock, checked before every checkpoint (None: not checked)
     """
+
     on_disk, lock = False, None
 
-    def __init__(self, settings, chars=None, params=None, opt=None, state=None, ema=None, pos=None, rng=None,
-                 log=(), corpus_chars=None, windows=None, commit=0, plan=None):
+    def __init__(
+        self,
+        settings,
+        chars=None,
+        params=None,
+        opt=None,
+        state=None,
+        ema=None,
+        pos=None,
+        rng=None,
+        log=(),
+        corpus_chars=None,
+        windows=None,
+        commit=0,
+        plan=None,
+    ):
         self.settings, self.chars, self.params, self.opt = settings, chars, params, opt
         self.state, self.ema, self.pos, self.rng, self.log = state, ema, pos, rng, list(log)
         self.corpus_chars, self.windows, self.commit = corpus_chars, windows, commit
@@ -265,9 +312,12 @@ class Run:
         Shakespeare file which is not here (as one written in another folder may) resumes on the shipped copy."""
         path = self.settings['corpus']
         if path is not None:
-            path = os.path.join(cli.ROOT, path)         # inside the repo; an absolute path stays as it is
-            if not os.path.exists(path) and self.corpus_chars == data.TINY_SHAKESPEARE_CHARS and \
-                    'shakespeare' in os.path.basename(path).lower():
+            path = os.path.join(cli.ROOT, path)  # inside the repo; an absolute path stays as it is
+            if (
+                not os.path.exists(path)
+                and self.corpus_chars == data.TINY_SHAKESPEARE_CHARS
+                and 'shakespeare' in os.path.basename(path).lower()
+            ):
                 path = None
         return path if path is not None else data.tiny_shakespeare()
 
@@ -277,11 +327,11 @@ class Run:
         Raises ModelFileError if the checkpoint could not be written (the previous one is then the folder's
         state), Incomplete if only a derived file could not be (Run.recover then completes it)."""
         if self.lock is not None:
-            self.lock.check(self.on_disk)               # raises Moved: the folder is no longer the one locked
+            self.lock.check(self.on_disk)  # raises Moved: the folder is no longer the one locked
         log = self.log + [row] if row is not None else self.log
         self.commit += 1
         try:
-            self._write_checkpoint(os.path.join(folder, CHECKPOINT), kind, log)      # the commit
+            self._write_checkpoint(os.path.join(folder, CHECKPOINT), kind, log)  # the commit
         except files.ModelFileError:
             self.commit -= 1
             raise
@@ -293,26 +343,48 @@ class Run:
         lookup table, the log, and best/ where the checkpoint is the best epoch's state."""
         try:
             if _saved(os.path.join(folder, WEIGHTS), 'weights', 'commit') != self.commit:
-                weights.save_params(os.path.join(folder, WEIGHTS), self.model(), self._weights_meta(), self.chars)
+                weights.save_params(
+                    os.path.join(folder, WEIGHTS), self.model(), self._weights_meta(), self.chars
+                )
             _write_if_changed(os.path.join(folder, LOOKUP), json.dumps(self.chars, ensure_ascii=True))
             _write_if_changed(os.path.join(folder, LOG), log_text(self.log))
             best = os.path.join(folder, BEST)
-            if self.pos.best_step == self.pos.step and \
-                    _saved(os.path.join(best, CHECKPOINT), 'checkpoint', 'position', 'step') != self.pos.step:
-                weights.save_params(os.path.join(best, WEIGHTS), self.model(), self._weights_meta(), self.chars)
+            if (
+                self.pos.best_step == self.pos.step
+                and _saved(os.path.join(best, CHECKPOINT), 'checkpoint', 'position', 'step') != self.pos.step
+            ):
+                weights.save_params(
+                    os.path.join(best, WEIGHTS), self.model(), self._weights_meta(), self.chars
+                )
                 data.save_lookup(os.path.join(best, LOOKUP), self.chars)
-                self._write_checkpoint(os.path.join(best, CHECKPOINT), 'best', self.log)   # last: best/ is whole
+                # Last: best/ is whole.
+                self._write_checkpoint(os.path.join(best, CHECKPOINT), 'best', self.log)
         except files.ModelFileError as e:
             raise Incomplete(str(e), e.errno) from None
 
     def _weights_meta(self):
-        return dict(step=self.pos.step, epoch=self.epoch(), val_loss=self.pos.val_loss, commit=self.commit,
-                    alphabet=list(self.chars))                # refuses another lookup table at load
+        # The alphabet is saved so that another lookup table is refused at load.
+        return dict(
+            step=self.pos.step,
+            epoch=self.epoch(),
+            val_loss=self.pos.val_loss,
+            commit=self.commit,
+            alphabet=list(self.chars),
+        )
 
     def _write_checkpoint(self, path, kind, log):
-        meta = dict(settings=self.settings, position=self.pos.to_json(), rng=self.rng.bit_generator.state, saved=kind,
-                    corpus_chars=self.corpus_chars, windows_per_epoch=self.windows,
-                    block_widths=self.plan.widths(), chars=self.chars, log=log, commit=self.commit)
+        meta = dict(
+            settings=self.settings,
+            position=self.pos.to_json(),
+            rng=self.rng.bit_generator.state,
+            saved=kind,
+            corpus_chars=self.corpus_chars,
+            windows_per_epoch=self.windows,
+            block_widths=self.plan.widths(),
+            chars=self.chars,
+            log=log,
+            commit=self.commit,
+        )
         checkpoint.save(path, self.params, self.opt, self.state, meta, self.ema)
 
 
@@ -348,26 +420,40 @@ def load(folder, make_optimizer):
     params, opt, state, _, ema = checkpoint.load(path, lambda p: make_optimizer(p, settings))
     if 'chars' in meta:
         chars = meta['chars']
-    else:                                               # written before checkpoints held their lookup table
+    else:  # written before checkpoints held their lookup table
         try:
             chars = data.load_lookup(os.path.join(folder, LOOKUP))
         except data.CorpusError as e:
             raise files.ModelFileError(str(e)) from None
         if not in_order(chars):
-            raise files.ModelFileError(f'{os.path.join(folder, LOOKUP)} does not list its characters in code-point '
-                                       'order, as the corpus gave them to the run: it is not the run\'s lookup table')
+            raise files.ModelFileError(
+                f'{os.path.join(folder, LOOKUP)} does not list its characters in code-point '
+                'order, as the corpus gave them to the run: it is not the run\'s lookup table'
+            )
     pos, windows = meta['position'], meta.get('windows_per_epoch')
     checkpoint.check_against_arrays(path, settings, params, state, chars, pos, windows)
     rng = np.random.default_rng()
     rng.bit_generator.state = meta['rng']
     log = meta['log'] if 'log' in meta else read_log(os.path.join(folder, LOG))
     try:
-        plan = engine.Plan(widths=meta.get('block_widths', []))    # the same products as before: bit for bit
+        plan = engine.Plan(widths=meta.get('block_widths', []))  # the same products as before: bit for bit
     except ValueError as e:
         raise files.ModelFileError(f'checkpoint {path}: {e}') from None
-    run = Run(settings, chars, params, opt, state, ema, checkpoint.Position.from_json(pos), rng, log,
-              meta.get('corpus_chars'), windows,
-              meta.get('commit', 0), plan)
+    run = Run(
+        settings,
+        chars,
+        params,
+        opt,
+        state,
+        ema,
+        checkpoint.Position.from_json(pos),
+        rng,
+        log,
+        meta.get('corpus_chars'),
+        windows,
+        meta.get('commit', 0),
+        plan,
+    )
     run.on_disk = True
     return run
 
@@ -379,4 +465,3 @@ def fix_for(error):
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return 'free some space'
     return 'fix that'
-

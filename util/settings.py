@@ -1,57 +1,92 @@
 """The settings of a training run, in one table that both the command line (_training.py's options) and the
 checkpoint (its metadata, checked on --resume) read: each setting's group, name, default, parser and help.
 The defaults are the original's."""
+
 import os
 
 import data
 from util import cli, precision
 from util.errors import UserError
 
-# (group, name, default, type, help). They are saved in the checkpoint; on --resume the saved ones hold, and only
-# those marked resumable may be changed on the command line.
+# (group, name, default, type): they are saved in the checkpoint; on --resume the saved ones hold, and only those
+# in RESUMABLE may be changed on the command line. Each one's help is in HELP below.
 SETTINGS = [
-    ('data', 'corpus', None, cli.path, 'UTF-8 text file to train on (default: tiny Shakespeare, '
-                                       'saves/shakespeare.txt)'),
-    ('data', 'val_fraction', 0.1, cli.above_zero_below_one, 'last fraction of the corpus kept for validation'),
-    ('data', 'val_chars', 0, cli.non_negative_int, 'validate on at most this many characters of the '
-                                                   'validation split, its first ones (0: all)'),
-    ('model', 'layers', 2, cli.positive_int, 'number of LSTM layers'),
-    ('model', 'hidden', 512, cli.positive_int, 'units per LSTM layer'),
-    ('optimisation', 'chunks', 25, cli.positive_int, 'contiguous chunks trained side by side (the batch). On '
-                                                      'a GPU 128 or 512 train many times more characters a '
-                                                      'second; each step then averages its gradient over more '
-                                                      'text, so an epoch has 5 or 20 times fewer steps, and a '
-                                                      'larger --lr may be needed to learn as much per epoch'),
-    ('optimisation', 'window', 100, cli.positive_int, 'truncated-BPTT window in characters (k1 = k2)'),
-    ('optimisation', 'lr', 0.001, cli.positive_float, 'RMSprop learning rate'),
-    ('optimisation', 'rho', 0.95, cli.above_zero_below_one, 'RMSprop decay of the mean squared gradient'),
-    ('optimisation', 'eps', 1e-8, cli.positive_float, 'RMSprop epsilon'),
-    ('optimisation', 'clip', 0.0, cli.non_negative_float, 'clip the gradient\'s global norm to this (0: off)'),
-    ('optimisation', 'weight_decay', 0.0, cli.non_negative_float, 'decoupled weight decay of the weight '
-                                                                  'matrices, p -= lr * decay * p per step (0: off)'),
-    ('optimisation', 'dropout', 0.0, cli.zero_to_below_one, 'dropout on the inputs of layers 2.. and of the '
-                                                            'dense layer'),
-    ('optimisation', 'variational', False, cli.boolean, 'dropout masks time-locked: one per chunk and window, the '
-                                                        'same at every step (Gal and Ghahramani, 2016), not one per '
-                                                        'step: true or false'),
-    ('optimisation', 'weight_drop', 0.0, cli.zero_to_below_one, 'DropConnect on the recurrent weights, one mask '
-                                                                'per window (as in AWD-LSTM)'),
-    ('optimisation', 'lr_decay', 1.0, cli.above_zero_to_one, 'multiply the learning rate by this every epoch '
-                                                          'after --decay-after'),
-    ('optimisation', 'decay_after', 0, cli.non_negative_int, 'epochs at the full learning rate before the decay'),
-    ('optimisation', 'epochs', 10, cli.positive_int, 'train until this many epochs are done'),
-    ('optimisation', 'ema', 0.0, cli.zero_to_below_one, 'validate, sample and save a moving average of the '
-                                                        'weights with this decay, e.g. 0.999 (0: off)'),
-    ('optimisation', 'dtype', 'float32', cli.choice('float32', 'float64'), 'floating-point type'),
-    ('optimisation', 'seed', 0, cli.non_negative_int, 'seed of the initial weights and of the dropout masks'),
-    ('device', 'device', 'cpu', cli.choice('cpu', 'cuda'), 'train on the CPU or on an NVIDIA GPU through CuPy (a '
-                                                           'checkpoint moves between them with --resume); on a GPU '
-                                                           'larger --chunks train faster: see --chunks'),
+    ('data', 'corpus', None, cli.path),
+    ('data', 'val_fraction', 0.1, cli.above_zero_below_one),
+    ('data', 'val_chars', 0, cli.non_negative_int),
+    ('model', 'layers', 2, cli.positive_int),
+    ('model', 'hidden', 512, cli.positive_int),
+    ('optimisation', 'chunks', 25, cli.positive_int),
+    ('optimisation', 'window', 100, cli.positive_int),
+    ('optimisation', 'lr', 0.001, cli.positive_float),
+    ('optimisation', 'rho', 0.95, cli.above_zero_below_one),
+    ('optimisation', 'eps', 1e-8, cli.positive_float),
+    ('optimisation', 'clip', 0.0, cli.non_negative_float),
+    ('optimisation', 'weight_decay', 0.0, cli.non_negative_float),
+    ('optimisation', 'dropout', 0.0, cli.zero_to_below_one),
+    ('optimisation', 'variational', False, cli.boolean),
+    ('optimisation', 'weight_drop', 0.0, cli.zero_to_below_one),
+    ('optimisation', 'lr_decay', 1.0, cli.above_zero_to_one),
+    ('optimisation', 'decay_after', 0, cli.non_negative_int),
+    ('optimisation', 'epochs', 10, cli.positive_int),
+    ('optimisation', 'ema', 0.0, cli.zero_to_below_one),
+    ('optimisation', 'dtype', 'float32', cli.choice('float32', 'float64')),
+    ('optimisation', 'seed', 0, cli.non_negative_int),
+    ('device', 'device', 'cpu', cli.choice('cpu', 'cuda')),
 ]
-DEFAULTS = {name: default for _, name, default, _, _ in SETTINGS}
-KINDS = {name: kind for _, name, _, kind, _ in SETTINGS}          # each one's parser, which checks it
-RESUMABLE = {'lr', 'rho', 'eps', 'clip', 'weight_decay', 'dropout', 'variational', 'weight_drop', 'lr_decay',
-             'decay_after', 'epochs', 'ema', 'val_chars', 'corpus', 'device'}
+HELP = {
+    'corpus': 'UTF-8 text file to train on (default: tiny Shakespeare, saves/shakespeare.txt)',
+    'val_fraction': 'last fraction of the corpus kept for validation',
+    'val_chars': 'validate on at most this many characters of the validation split, its first ones (0: all)',
+    'layers': 'number of LSTM layers',
+    'hidden': 'units per LSTM layer',
+    'chunks': (
+        'contiguous chunks trained side by side (the batch). On a GPU 128 or 512 train many times more '
+        'characters a second; each step then averages its gradient over more text, so an epoch has 5 or 20 '
+        'times fewer steps, and a larger --lr may be needed to learn as much per epoch'
+    ),
+    'window': 'truncated-BPTT window in characters (k1 = k2)',
+    'lr': 'RMSprop learning rate',
+    'rho': 'RMSprop decay of the mean squared gradient',
+    'eps': 'RMSprop epsilon',
+    'clip': 'clip the gradient\'s global norm to this (0: off)',
+    'weight_decay': 'decoupled weight decay of the weight matrices, p -= lr * decay * p per step (0: off)',
+    'dropout': 'dropout on the inputs of layers 2.. and of the dense layer',
+    'variational': (
+        'dropout masks time-locked: one per chunk and window, the same at every step (Gal and Ghahramani, '
+        '2016), not one per step: true or false'
+    ),
+    'weight_drop': 'DropConnect on the recurrent weights, one mask per window (as in AWD-LSTM)',
+    'lr_decay': 'multiply the learning rate by this every epoch after --decay-after',
+    'decay_after': 'epochs at the full learning rate before the decay',
+    'epochs': 'train until this many epochs are done',
+    'ema': 'validate, sample and save a moving average of the weights with this decay, e.g. 0.999 (0: off)',
+    'dtype': 'floating-point type',
+    'seed': 'seed of the initial weights and of the dropout masks',
+    'device': (
+        'train on the CPU or on an NVIDIA GPU through CuPy (a checkpoint moves between them with --resume); on '
+        'a GPU larger --chunks train faster: see --chunks'
+    ),
+}
+DEFAULTS = {name: default for _, name, default, _ in SETTINGS}
+KINDS = {name: kind for _, name, _, kind in SETTINGS}  # each one's parser, which checks it
+RESUMABLE = {
+    'lr',
+    'rho',
+    'eps',
+    'clip',
+    'weight_decay',
+    'dropout',
+    'variational',
+    'weight_drop',
+    'lr_decay',
+    'decay_after',
+    'epochs',
+    'ema',
+    'val_chars',
+    'corpus',
+    'device',
+}
 
 
 def settings_from(args, saved=None):
@@ -65,8 +100,10 @@ def settings_from(args, saved=None):
     fixed = {k: v for k, v in given.items() if k not in RESUMABLE and saved.get(k, DEFAULTS[k]) != v}
     if fixed:
         k, v = next(iter(fixed.items()))
-        raise UserError(f'--{k.replace("_", "-")} {v} differs from the saved run\'s {saved.get(k)}: it cannot '
-                        'change on --resume (start a new run in another --out folder instead)')
+        raise UserError(
+            f'--{k.replace("_", "-")} {v} differs from the saved run\'s {saved.get(k)}: it cannot '
+            'change on --resume (start a new run in another --out folder instead)'
+        )
     return checked({**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}})
 
 
@@ -89,8 +126,11 @@ def stored_corpus(path):
     if path is None:
         return None
     path = os.path.abspath(path)
-    if os.path.exists(path) and os.path.exists(data.TINY_SHAKESPEARE_PATH) and \
-            os.path.samefile(path, data.TINY_SHAKESPEARE_PATH):
+    if (
+        os.path.exists(path)
+        and os.path.exists(data.TINY_SHAKESPEARE_PATH)
+        and os.path.samefile(path, data.TINY_SHAKESPEARE_PATH)
+    ):
         return None
     inside = os.path.relpath(path, cli.ROOT)
     return path if inside.startswith('..') else inside

@@ -5,11 +5,12 @@ the script as Ctrl-C at any later moment does: one line, status 130. Raised insi
 numpy's ImportError about its C extensions instead. A process started with Ctrl-C ignored keeps it ignored; a
 library or a test that does not import this module keeps its Ctrl-C.
 """
+
 import os
 import signal
 import sys
 
-held = []                                               # the Ctrl-C's that came while the script started
+held = []  # the Ctrl-C's that came while the script started
 
 
 def _hold(signum, frame):

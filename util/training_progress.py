@@ -2,6 +2,7 @@
 when it is a terminal (in a file or a pipe, where a redrawn line would be a pile of lines, there is none, as in
 the other scripts); and the clock of the run's training time.
 """
+
 import sys
 import time
 
@@ -14,7 +15,7 @@ class Progress:
 
     def __init__(self, quiet):
         self.quiet, self.shown, self.smooth = quiet or not cli.is_terminal(sys.stdout), 0.0, None
-        self.on_screen = False                          # a line is drawn, not yet ended
+        self.on_screen = False  # a line is drawn, not yet ended
         self.restart()
 
     def restart(self):
@@ -48,8 +49,10 @@ class Progress:
         s, p = run.settings, run.pos
         left = steps_left * s['chunks'] * s['window'] / self.rate()
         self.on_screen = True
-        cli.write(f'\rstep {p["step"]:6d}  epoch {run.epoch():6.3f}  loss {max(0.0, self.smooth):.4f}  '
-                  f'{self.rate():6.0f} chars/s  {left / 60:6.1f} min left ')
+        cli.write(
+            f'\rstep {p["step"]:6d}  epoch {run.epoch():6.3f}  loss {max(0.0, self.smooth):.4f}  '
+            f'{self.rate():6.0f} chars/s  {left / 60:6.1f} min left '
+        )
 
     def end_line(self):
         """'\n' where a progress line is drawn (what follows it starts on a line of its own), else ''."""

@@ -1,5 +1,6 @@
 """A model's weights: saved and loaded in this repo's .npz format or the original's .json (util/original.py),
 checked whole (every array there, of the shapes the model needs, finite, in one floating-point type) and cast."""
+
 import numpy as np
 
 from util import files, original
@@ -32,7 +33,11 @@ def load_params(path, V=None, dtype=None, chars=None):
         return cast_params(params, dtype, path), {}
     arrays, meta = files.load_npz(path, 'weights')
     if dtype is None:
-        dtype = np.float64 if any(getattr(a, 'dtype', None) == np.float64 for a in arrays.values()) else np.float32
+        dtype = (
+            np.float64
+            if any(getattr(a, 'dtype', None) == np.float64 for a in arrays.values())
+            else np.float32
+        )
     params = check_params(arrays, path, V, dtype)
     if chars is not None and 'alphabet' in meta:
         check_alphabet(meta['alphabet'], chars, path)
@@ -42,15 +47,18 @@ def load_params(path, V=None, dtype=None, chars=None):
 def check_alphabet(alphabet, chars, path):
     """Refuse a lookup table that is not the alphabet saved with the weights, naming the first difference."""
     if not isinstance(alphabet, list) or not all(isinstance(ch, str) and len(ch) == 1 for ch in alphabet):
-        raise ModelFileError(f'weights file {path} has unreadable metadata: its alphabet is not a list of '
-                             'characters')
+        raise ModelFileError(
+            f'weights file {path} has unreadable metadata: its alphabet is not a list of characters'
+        )
     if list(chars) == alphabet:
         return
     k = next((k for k, (a, b) in enumerate(zip(alphabet, chars)) if a != b), min(len(alphabet), len(chars)))
     shown = [repr(x[k]) if k < len(x) else 'nothing' for x in (alphabet, chars)]
-    raise ModelFileError(f'weights file {path} was trained with another lookup table: character {k} is {shown[0]} '
-                         f'in the weights\' alphabet but {shown[1]} in the lookup table given: give the lookup table '
-                         'saved with these weights (--lookup)')
+    raise ModelFileError(
+        f'weights file {path} was trained with another lookup table: character {k} is {shown[0]} '
+        f'in the weights\' alphabet but {shown[1]} in the lookup table given: give the lookup table '
+        'saved with these weights (--lookup)'
+    )
 
 
 def check_params(arrays, path, V, dtype):
@@ -70,8 +78,10 @@ def check_params(arrays, path, V, dtype):
         raise ModelFileError(f'weights file {path}: dense.W should be 2-D (H, V), not {Wd.shape}')
     H, Vw = Wd.shape
     if H == 0 or Vw == 0:
-        raise ModelFileError(f'weights file {path}: dense.W has shape {Wd.shape}: a model needs at least one hidden '
-                             'unit and one character')
+        raise ModelFileError(
+            f'weights file {path}: dense.W has shape {Wd.shape}: a model needs at least one hidden '
+            'unit and one character'
+        )
     shapes = {'dense.W': (H, Vw), 'dense.b': (Vw,)}
     D = Vw
     for n in range(1, n_layers + 1):
@@ -87,8 +97,10 @@ def check_params(arrays, path, V, dtype):
         if not np.all(np.isfinite(a)):
             raise ModelFileError(f'weights file {path}: {key} holds NaN or infinite values')
     if V is not None and V != Vw:
-        raise ModelFileError(f'weights file {path} is for {Vw} characters but the lookup table has {V}: '
-                             'use the lookup table saved with these weights')
+        raise ModelFileError(
+            f'weights file {path} is for {Vw} characters but the lookup table has {V}: '
+            'use the lookup table saved with these weights'
+        )
     return cast_params({k: arrays[k] for k in shapes}, dtype, path)
 
 
@@ -100,13 +112,17 @@ def cast_params(params, dtype, path):
         out = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in params.items()}
     for k, a in out.items():
         if not np.all(np.isfinite(a)):
-            raise ModelFileError(f'weights file {path}: {k} holds values too large for {np.dtype(dtype)} '
-                                 f'(largest {np.abs(params[k]).max():.3g}): keep them in float64')
-    for k in (k for k in out if k.endswith('.W')):      # every input of a layer is in [-1, 1] (one-hot, or h):
-        with np.errstate(over='ignore'):                # |x W + b| <= sum |W| + |b|, column by column
+            raise ModelFileError(
+                f'weights file {path}: {k} holds values too large for {np.dtype(dtype)} '
+                f'(largest {np.abs(params[k]).max():.3g}): keep them in float64'
+            )
+    for k in (k for k in out if k.endswith('.W')):  # every input of a layer is in [-1, 1] (one-hot, or h):
+        with np.errstate(over='ignore'):  # |x W + b| <= sum |W| + |b|, column by column
             bound = np.abs(out[k]).sum(axis=0) + np.abs(out[k[:-1] + 'b'])
         if not np.all(np.isfinite(bound)):
-            raise ModelFileError(f'weights file {path}: {k} holds values so large (up to '
-                                 f'{np.abs(out[k]).max():.3g}) that the model\'s sums can overflow '
-                                 f'{np.dtype(dtype)}: these are not trained weights')
+            raise ModelFileError(
+                f'weights file {path}: {k} holds values so large (up to '
+                f'{np.abs(out[k]).max():.3g}) that the model\'s sums can overflow '
+                f'{np.dtype(dtype)}: these are not trained weights'
+            )
     return out

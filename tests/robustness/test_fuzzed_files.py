@@ -1,5 +1,6 @@
 """Fuzzing the three loaders (lookup table, weights, checkpoint): a clean error or a valid load, never a crash
 or a hang."""
+
 import io
 import zipfile
 
@@ -13,7 +14,6 @@ from util import checkpoint, files
 from util.weights import load_params
 
 from helpers import write_bytes
-
 
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -38,13 +38,15 @@ def test_fuzz_lookup_random_bytes(tmp_path, raw):
 
 
 @FUZZ
-@given(edits=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), min_size=1, max_size=8),
-       cut=st.integers(0, 10 ** 6))
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.integers(0, 10**6),
+)
 def test_fuzz_weights_and_checkpoint_mutations(made, tmp_path, edits, cut):
     for name in ('ShakespeareNet.npz', 'ShakespeareOptimizer.npz'):
         raw = mutate((made / 'run' / name).read_bytes(), edits)
         if cut % 3 == 0:
-            raw = raw[:cut % max(len(raw), 1)]
+            raw = raw[: cut % max(len(raw), 1)]
         path = write_bytes(tmp_path / name, raw)
         try:
             if name == 'ShakespeareNet.npz':
