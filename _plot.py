@@ -73,9 +73,9 @@ def default_out(log):
 def run_title(log):
     """'2x512 LSTM on tiny Shakespeare': the run's size and corpus, read from the metadata of the training
     checkpoint beside the log; NEUTRAL_TITLE where there is no readable checkpoint there."""
-    from util import runs  # here: the run folder's names, only when needed
+    from util import run_folder  # here: the run folder's names, only when needed
 
-    path = os.path.join(os.path.dirname(os.path.abspath(log)), runs.CHECKPOINT)
+    path = os.path.join(os.path.dirname(os.path.abspath(log)), run_folder.CHECKPOINT)
     if not os.path.isfile(path):  # (a FIFO of that name is never opened)
         return NEUTRAL_TITLE
     try:

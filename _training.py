@@ -10,7 +10,7 @@ The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM / SIGHUP an
   ShakespeareLookup.json    the lookup table
   training_log.csv          one line per epoch (and per interruption)
   best/                     the same files for the epoch with the lowest validation loss so far
-The checkpoint is written first, the other files from it, so a kill or a full disk leaves a whole run (runs.py);
+The checkpoint is written first, the other files from it, so a kill or a full disk leaves a whole run (util/runs.py);
 one training at a time writes a folder; saves/ (the shipped model) only with --overwrite-shipped-model.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import data
 import lstm
 from optimizer import update_average
-from util import files, runs
+from util import files, run_folder, runs
 from util.blas import set_threads as set_blas_threads
 from util.run_start import (
     check_gpu_memory,
@@ -37,9 +37,8 @@ from util.run_start import (
     training_size,
 )
 from util.settings import HELP, SETTINGS, lr_at, settings_from
-from util.training_progress import Progress
-
-WEIGHTS, CHECKPOINT, LOOKUP, LOG = runs.WEIGHTS, runs.CHECKPOINT, runs.LOOKUP, runs.LOG
+from util.training_progress import Progress, Stopped, Stopper
+from util.run_folder import CHECKPOINT
 
 
 def parse_args(argv):
@@ -232,7 +231,7 @@ def train(run, out, chunked, val_ids, args, say, device=None):
         threads = 1  # OpenBLAS not found: let its own threads do the work
     run.plan.threads = threads
     max_steps = float('inf') if args.max_steps is None else args.max_steps
-    progress, stopper = Progress(args.quiet), runs.Stopper()
+    progress, stopper = Progress(args.quiet), Stopper()
     last_checkpoint = time.time()
     try:  # a signal during the last checkpoint is one more flag
         try:
@@ -253,7 +252,7 @@ def train(run, out, chunked, val_ids, args, say, device=None):
                     to_host()
                     run.save(out, 'periodic')
                     last_checkpoint = time.time()
-        except runs.Stopped:
+        except Stopped:
             pass
         to_host()
         if p.epoch < s['epochs'] or args.max_steps == p.step:
@@ -301,20 +300,20 @@ def main(argv=None, plan=None):
         report(run, args, changed, chunked, val_ids)
         say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
         finished = train(run, out, chunked, val_ids, args, say, device)
-    except runs.Moved:  # nothing written: the folder is wherever it went
+    except run_folder.Moved:  # nothing written: the folder is wherever it went
         raise  # (one line, as every UserError)
     except runs.Incomplete as e:  # e.g. the disk is full after the checkpoint was written
         cli.fail(
-            f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {runs.fix_for(e)} and continue '
+            f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {run_folder.fix_for(e)} and continue '
             'with --resume, which completes the other files'
         )
     except files.ModelFileError as e:  # e.g. the disk is full: the last whole checkpoint stays
         if not os.path.exists(os.path.join(out, CHECKPOINT)):  # the run's first checkpoint failed
             cli.fail(
-                f'{e}; no checkpoint was saved in {out}: {runs.fix_for(e)} and run the same command again'
+                f'{e}; no checkpoint was saved in {out}: {run_folder.fix_for(e)} and run the same command again'
             )
         cli.fail(
-            f'{e}; the previous checkpoint in {out} is kept: {runs.fix_for(e)} and continue with --resume'
+            f'{e}; the previous checkpoint in {out} is kept: {run_folder.fix_for(e)} and continue with --resume'
         )
     finally:
         lock.release()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import _training
-from util import files, runs, cli
+from util import cli, files, run_folder, runs
 
 from helpers import (
     ATOMIC_WRITE,
@@ -37,7 +37,7 @@ from helpers import (
 def test_the_lock_is_taken_before_anything_is_read(tmp_path, corpus, capsys):
     out = tmp_path / 'run'
     out.mkdir()
-    held = runs.Lock(str(out))
+    held = run_folder.Lock(str(out))
     try:  # the corpus, the checkpoint: neither is read while locked
         assert 'another training is running' in fails(
             capsys, '--corpus', tmp_path / 'nosuch.txt', '--out', out
@@ -330,7 +330,7 @@ def test_a_resume_completes_what_a_stop_left_half_done(tmp_path, corpus, monkeyp
     are written by the resume, before it trains."""
     out = tmp_path / 'run'
     assert train('--corpus', corpus, '--out', out, '--epochs', '1', *TINY) == 0
-    done = {p: p.read_bytes() for p in out.rglob('*') if p.is_file() and p.name != runs.LOCK}
+    done = {p: p.read_bytes() for p in out.rglob('*') if p.is_file() and p.name != run_folder.LOCK}
     _, meta = files.load_npz(out / runs.CHECKPOINT, 'checkpoint', only_meta=True)
     assert meta['position']['best_step'] == meta['position']['step'] == 33 and len(meta['log']) == 1
     (out / runs.LOG).write_text(runs.log_text([]))  # as a kill right after the commit leaves them

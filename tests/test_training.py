@@ -150,7 +150,7 @@ def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, 
     assert [row[-1] for row in log] == ['best', 'epoch', 'best', 'epoch']
     _, _, _, meta, _ = checkpoint.load(out / 'best' / _training.CHECKPOINT, RMSprop)
     assert meta['position']['epoch'] == 3 and meta['position']['val_loss'] == 1.5
-    _, best_meta = load_params(out / 'best' / _training.WEIGHTS)
+    _, best_meta = load_params(out / 'best' / runs.WEIGHTS)
     assert best_meta['val_loss'] == 1.5
     _, _, _, last, _ = checkpoint.load(out / _training.CHECKPOINT, RMSprop)
     assert last['position']['epoch'] == 4 and last['position']['best_val'] == 1.5

@@ -3,7 +3,7 @@
 Arrays go in .npz files read with allow_pickle=False; metadata is a JSON string stored in them as a 0-d unicode
 array named 'meta'. Every file written here (weights, checkpoints, lookup tables, logs, figures, pages) goes to a
 temporary file in the same folder, flushed to disk and renamed into place, so a crash at any moment leaves either
-the old file or the new one, never half of one. (A run folder's .lock is opened elsewhere, in runs.py: it is
+the old file or the new one, never half of one. (A run folder's .lock is opened elsewhere, in run_folder.py: it is
 locked, never written.)
 
 The formats:

@@ -9,8 +9,8 @@ import numpy as np
 import data
 import lstm
 from optimizer import RMSprop
-from util import checkpoint, cli, devices, files, runs
-from util.runs import CHECKPOINT
+from util import checkpoint, cli, devices, files, run_folder, runs
+from util.run_folder import CHECKPOINT
 from util.settings import settings_from
 
 
@@ -21,14 +21,16 @@ def check_out(args):
     if not out:
         cli.fail('--out is empty: give a folder for the run')
     saves = os.path.realpath(cli.SAVES)
-    inside = [os.path.realpath(p) for p in (out, os.path.join(out, runs.BEST))]  # best/ may be a link into it
+    inside = [
+        os.path.realpath(p) for p in (out, os.path.join(out, run_folder.BEST))
+    ]  # best/ may be a link into it
     if any(p == saves or p.startswith(saves + os.sep) for p in inside) and not args.overwrite_shipped_model:
         cli.fail(
             f'--out {out} writes into the shipped model\'s folder saves/, overwriting it; train a copy '
             '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
             '--overwrite-shipped-model if that is what you mean'
         )
-    parent = runs.parent_run(out)
+    parent = run_folder.parent_run(out)
     if parent:
         cli.fail(
             f'--out {out} is the best/ folder of the run in {parent}, which writes it: copy it to another '
@@ -44,14 +46,14 @@ def lock_folder(out):
     made = files.missing_folders(out)
     try:
         files.check_folder(out, '--out folder')
-        lock = runs.Lock(out)
+        lock = run_folder.Lock(out)
         try:
-            runs.remove_temporaries(out)
-            runs.check_outputs(out)
+            run_folder.remove_temporaries(out)
+            run_folder.check_outputs(out)
         except BaseException:
             lock.discard() if made else lock.release()
             raise
-    except runs.Busy:
+    except run_folder.Busy:
         cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
     except OSError as e:
         _remove_empty(made)
@@ -73,7 +75,7 @@ def _remove_empty(folders):
 def new_run(args, out, plan=None):
     if os.path.exists(os.path.join(out, CHECKPOINT)):
         cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
-    stray = runs.stray_files(out)
+    stray = run_folder.stray_files(out)
     if stray:
         cli.fail(
             f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
@@ -114,9 +116,9 @@ def resumed_run(args, out):
         ) from None
     if run.windows is not None:  # a checkpoint that holds its log: finish what a stop left
         try:
-            run.recover(out)
+            run.write_derived(out)
         except runs.Incomplete as e:
-            cli.fail(f'{e}; the checkpoint in {out} is whole: {runs.fix_for(e)} and resume again')
+            cli.fail(f'{e}; the checkpoint in {out} is whole: {run_folder.fix_for(e)} and resume again')
     run.settings = settings
     for k in ('rho', 'eps', 'clip', 'weight_decay'):  # the learning rate is set every epoch
         setattr(run.opt, k, settings[k])

@@ -1,8 +1,10 @@
-"""_training.py's progress line: step, epoch, smoothed loss, speed and time left, redrawn with '\r' on stdout
-when it is a terminal (in a file or a pipe, where a redrawn line would be a pile of lines, there is none, as in
-the other scripts); and the clock of the run's training time.
+"""What _training.py's loop shows and hears: its progress line (step, epoch, smoothed loss, speed and time left,
+redrawn with '\r' on stdout when it is a terminal; in a file or a pipe, where a redrawn line would be a pile of
+lines, there is none, as in the other scripts), the clock of the run's training time, and the Stopper that turns
+the signals which end a training into a checkpoint.
 """
 
+import signal
 import sys
 import time
 
@@ -58,3 +60,31 @@ class Progress:
         """'\n' where a progress line is drawn (what follows it starts on a line of its own), else ''."""
         on_screen, self.on_screen = self.on_screen, False
         return '\n' if on_screen else ''
+
+
+class Stopped(Exception):
+    """A signal arrived during validation or sampling, which then stop at once (Stopper.check)."""
+
+
+class Stopper:
+    """Turns Ctrl-C, SIGTERM and SIGHUP (a closed terminal, a dropped connection) into a flag that the training
+    loop reads after every step, and that check() turns into Stopped inside validation and sampling (which change
+    nothing of the run, so the run stops as it was before them)."""
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {
+            s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+
+    def handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def check(self, done=None):
+        """Raise Stopped if a signal has arrived (done: how far the caller is, as a progress callable gets it)."""
+        if self.signal:
+            raise Stopped(self.signal)
+
+    def restore(self):
+        for s, h in self.previous.items():
+            signal.signal(s, h)

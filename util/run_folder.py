@@ -1,0 +1,198 @@
+"""A training run's folder (the --out of _training.py): its files, its lock, and the checks made before a
+training writes in it.
+
+    ShakespeareOptimizer.npz  the checkpoint: weights, RMSprop state, carried hidden state, moving average, and
+                              as JSON the settings, the position in the data, the random state, the lookup table,
+                              every row of the log and the best epoch so far. It is the commit point.
+    ShakespeareNet.npz        the weights to sample from     }  derived from the checkpoint, written after it,
+    ShakespeareLookup.json    the lookup table               }  and written again by Run.write_derived if a stop
+    training_log.csv          one row per epoch and per stop }  or a full disk left them behind it
+    best/                     the same files for the best epoch so far (its checkpoint written last)
+    .lock                     locked by the process that trains in the folder
+
+One writer at a time (Lock); before any work, every file the run writes is checked writable (check_outputs), so
+that a refusal comes before the training, not at its first checkpoint. Errors are raised as files.ModelFileError,
+with a one-line reason.
+"""
+
+import errno
+import fcntl
+import os
+import re
+
+from util import files
+
+WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = (
+    'ShakespeareNet.npz',
+    'ShakespeareOptimizer.npz',
+    'ShakespeareLookup.json',
+    'training_log.csv',
+    'best',
+    '.lock',
+)
+
+# The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
+# (tempfile.mkstemp): only those of the run's own files are ever removed. (Not files.check_folder's probes: a
+# process that is about to find the folder locked may be making one.)
+_TEMPORARY = re.compile(
+    r'\.(%s)\.[a-z0-9_]{8}\.tmp' % '|'.join(map(re.escape, (WEIGHTS, CHECKPOINT, LOOKUP, LOG)))
+)
+
+
+class Busy(Exception):
+    """Another process holds the run folder's lock."""
+
+
+class Moved(files.ModelFileError):
+    """The run folder was moved or removed while the training ran: it is no longer the folder locked."""
+
+
+# --- the folder: its lock, its temporaries, its files ------------------------------------------------------------
+
+
+class Lock:
+    """An exclusive lock on a run folder, taken before anything in it is read. The system drops it when the
+    process ends, however it ends, so a killed run never blocks its folder. Raises Busy if another process holds
+    it, OSError if the lock file cannot be opened."""
+
+    def __init__(self, folder):
+        self.folder, self.path = folder, os.path.join(folder, LOCK)
+        for _ in range(5):
+            f = open(self.path, 'a+')
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                raise Busy(folder) from None
+            try:  # still the file of that name (not one removed meanwhile)?
+                if os.path.samestat(os.fstat(f.fileno()), os.stat(self.path)):
+                    self.file, self.where = f, os.stat(folder)
+                    return
+            except FileNotFoundError:
+                pass
+            f.close()
+        raise Busy(folder)
+
+    def check(self, saved=True):
+        """Raise Moved unless the folder at this path is still the one locked, with its lock file in it (a
+        folder moved, removed or replaced while the training ran would otherwise be made again, unlocked)."""
+        try:
+            same = os.path.samestat(os.stat(self.folder), self.where) and os.path.samestat(
+                os.stat(self.path), os.fstat(self.file.fileno())
+            )
+        except OSError:
+            same = False
+        if not same:
+            what = (
+                'resume the run from where the folder now is (--out that folder --resume)'
+                if saved
+                else 'no checkpoint had been saved yet: run the same command again'
+            )
+            raise Moved(
+                f'the run folder {self.folder} was moved, removed or replaced while this training ran, so '
+                f'nothing more was written; {what}'
+            )
+
+    def release(self):
+        self.file.close()
+
+    def discard(self):
+        """Remove the lock file and the folder, if nothing else is in it (for a folder this process made and then
+        wrote nothing into), and release the lock."""
+        remove_temporaries(self.folder)
+        os.remove(self.path)
+        try:
+            os.rmdir(self.folder)
+        except OSError:
+            pass
+        self.file.close()
+
+
+def remove_temporaries(folder):
+    """Remove the temporary files that a killed process of this repo left in folder and in its best/; nothing
+    else (a user's own `.notes.tmp` stays, and so does a folder of any name)."""
+    for where in (folder, os.path.join(folder, BEST)):
+        if os.path.isdir(where):
+            for entry in os.scandir(where):
+                if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    os.remove(entry.path)
+
+
+def check_outputs(folder):
+    """Refuse, before any work, a run folder in which a file the run writes could not be written: a folder where
+    a file goes, a file where best/ goes, a read-only file, a pipe or a device (or a link to one: reading it
+    could wait for ever, writing it would lose the file). Raises ModelFileError."""
+
+    def check_file(path):
+        if os.path.lexists(path) and not os.path.isdir(path) and files.writes_in_place(path):
+            raise files.ModelFileError(
+                f'{path} is not a file (a pipe, a device or a link to one), but the run '
+                'writes a file of that name there: move it away or choose another run folder'
+            )
+        if os.path.isdir(path):
+            raise files.ModelFileError(
+                f'{path} is a folder, but the run writes a file of that name there: move '
+                'it away or choose another run folder'
+            )
+        if os.path.isfile(path) and not os.access(path, os.W_OK):
+            raise files.ModelFileError(
+                f'{path} is read-only: make it writable (chmod u+w) or choose another run folder'
+            )
+
+    for name in (CHECKPOINT, WEIGHTS, LOOKUP, LOG):
+        check_file(os.path.join(folder, name))
+    check_lengths(folder)
+    best = os.path.join(folder, BEST)
+    if os.path.lexists(best) and not os.path.isdir(best):
+        raise files.ModelFileError(
+            f'{best} is a file, but the run keeps its best epoch in a folder of that name: '
+            'move it away or choose another run folder'
+        )
+    if os.path.isdir(best):
+        files.check_folder(best, 'best-epoch folder')
+        for name in (CHECKPOINT, WEIGHTS, LOOKUP):
+            check_file(os.path.join(best, name))
+
+
+def check_lengths(folder):
+    """Refuse, before any work, a run folder whose path is too long for a file the run writes there or in best/
+    (with the temporary name it is first written under): the system's limits on a path and on a name."""
+    where = os.path.abspath(folder)
+    try:
+        path_max, name_max = os.pathconf(where, 'PC_PATH_MAX'), os.pathconf(where, 'PC_NAME_MAX')
+    except (OSError, ValueError):  # the system does not say: nothing to check against
+        return
+    longest = '.' + CHECKPOINT + '.' + 8 * 'x' + '.tmp'  # files.atomic_write's temporary, the longest name
+    for path in (os.path.join(where, longest), os.path.join(where, BEST, longest)):
+        if len(os.fsencode(path)) >= path_max or len(os.fsencode(longest)) > name_max:
+            raise files.ModelFileError(
+                f'the run folder {folder} has a path too long for the files the run writes '
+                f'in it ({len(os.fsencode(path))} bytes for {os.path.relpath(path, where)}, '
+                f'the system allows {path_max - 1}): choose a shorter --out path'
+            )
+
+
+def parent_run(folder):
+    """The run folder whose best/ folder is `folder`, or None: that run writes it, so no other may."""
+    real = os.path.realpath(folder)
+    parent = os.path.dirname(real)
+    if os.path.basename(real) == BEST and (
+        os.path.exists(os.path.join(parent, CHECKPOINT)) or os.path.exists(os.path.join(parent, LOCK))
+    ):
+        return parent
+    return None
+
+
+def stray_files(folder):
+    """The run's file names present in a folder that holds no checkpoint (files of no run that can continue)."""
+    names = [WEIGHTS, LOOKUP, LOG, *(f'{BEST}/{name}' for name in (WEIGHTS, CHECKPOINT, LOOKUP))]
+    return [name for name in names if os.path.lexists(os.path.join(folder, name))]
+
+
+def fix_for(error):
+    """What to do about a file the run could not write, by its errno: free space, or give permission."""
+    if error.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+        return 'give the run write permission there (chmod u+w; chattr -a, -i for an append-only or immutable file)'
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 'free some space'
+    return 'fix that'
