@@ -22,7 +22,7 @@ import resource
 import sys
 import time
 
-from util import blas, devices
+from util import blas, devices, memory
 import engine
 import lstm
 
@@ -284,13 +284,13 @@ def gpu_main(args):
     ops = cli.open_device('cuda')  # one line if there is no GPU
     args.batches = [args.chunks] if args.chunks else [25, 128, 512]
     B = max(args.batches)
-    need = cli.model_bytes(args.vocab, args.hidden, args.layers, B, args.window, training=True)
+    need = memory.model_bytes(args.vocab, args.hidden, args.layers, B, args.window, training=True)
     what = (
         f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on --chunks {B} x '
         f'--window {args.window} (this repo and PyTorch)'
     )
-    cli.check_memory(2 * need, what)
-    devices.check_free_memory(ops, 2 * need, what)
+    memory.check_fits(2 * need, what)
+    devices.check_fits(ops, 2 * need, what)
     torch = None
     if not args.no_torch:
         try:
@@ -305,19 +305,18 @@ def gpu_main(args):
     return 0
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.device == 'cuda':
-        return gpu_main(args)
-    args.chunks = args.chunks or 25
-    model = cli.model_bytes(args.vocab, args.hidden, args.layers, args.chunks, args.window, training=True)
-    cli.check_memory(
+def check_size(args):
+    """Refuse a model that two copies of (this repo's and PyTorch's) would not fit in the machine's memory."""
+    model = memory.model_bytes(args.vocab, args.hidden, args.layers, args.chunks, args.window, training=True)
+    memory.check_fits(
         2 * model,
         f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on '
         f'--chunks {args.chunks} x --window {args.window} (this repo and PyTorch)',
     )
-    import numpy as np
 
+
+def warn_if_pinned():
+    """Say on stderr when OPENBLAS_CORETYPE pins OpenBLAS's kernel; returns its value (None where unset)."""
     pinned = os.environ.get('OPENBLAS_CORETYPE')
     if pinned:
         print(
@@ -326,6 +325,30 @@ def main(argv=None):
             '`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python _benchmark.py`',
             file=sys.stderr,
         )
+    return pinned
+
+
+def import_torch(args):
+    """PyTorch with the benchmark's threads, or None (not installed, or --no-torch)."""
+    if args.no_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(args.threads)
+    return torch
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.device == 'cuda':
+        return gpu_main(args)
+    args.chunks = args.chunks or 25
+    check_size(args)
+    import numpy as np
+
+    pinned = warn_if_pinned()
     result = dict(
         shape=f'{args.layers}x{args.hidden} LSTM, V={args.vocab}, B={args.chunks}, T={args.window}, float32',
         cpu=cpu_model(),
@@ -338,17 +361,11 @@ def main(argv=None):
     train_numpy, params = numpy_trainer(args)
     for _ in range(args.warmup + 2):
         train_numpy()
-    result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; numpy's
-    torch = None  # alone: before torch
-    if not args.no_torch:
-        try:
-            import torch
-        except ImportError:
-            pass
-    has_torch = torch is not None
+    # numpy's alone, before torch is imported (KiB on Linux)
+    result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    torch = import_torch(args)
     fns = [train_numpy]
-    if has_torch:
-        torch.set_num_threads(args.threads)
+    if torch is not None:
         train_torch, sample_torch = torch_trainer(args)
         for _ in range(args.warmup):
             train_torch()
@@ -358,7 +375,7 @@ def main(argv=None):
     B, T = args.chunks, args.window
     result.update(train_chars_per_s=B * T / times[0], train_step_ms=1e3 * times[0], train_spread=spreads[0])
     result.update(numpy_sampling(params, args))
-    if has_torch:
+    if torch is not None:
         result.update(
             torch_train_chars_per_s=B * T / times[1],
             torch_train_step_ms=1e3 * times[1],
@@ -366,7 +383,6 @@ def main(argv=None):
         )
         result['train_vs_torch'] = result['train_chars_per_s'] / result['torch_train_chars_per_s']
         result['sample_vs_torch'] = result['sample1_chars_per_s'] / result['torch_sample_chars_per_s']
-
     result['unreliable'] = [
         k[: -len('_spread')] for k, v in result.items() if k.endswith('_spread') and v > UNRELIABLE
     ]

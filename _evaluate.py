@@ -11,7 +11,7 @@ over their last T characters (nanoGPT's measure: a character sees only the chara
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli, weights
+from util import cli, memory, weights
 import time
 
 import numpy as np
@@ -26,9 +26,8 @@ DYNAMIC_LR, DYNAMIC_WINDOW = 0.2, 50
 NUM_BLOCKS = 8192  # blocks vary by about 0.27 nats/char: 0.27 / sqrt(8192)
 
 
-def parse_args(argv):
-    p = cli.Parser(description='Print the loss of a saved model on the validation split or on any text file.')
-    g = p.add_argument_group('data')
+def _add_data_options(g):
+    """Which text is scored: a validation split, or a whole file."""
     g.add_argument(
         '--corpus',
         type=cli.path,
@@ -45,7 +44,10 @@ def parse_args(argv):
         type=cli.path,
         help='score this whole UTF-8 file instead of a validation split (default: none)',
     )
-    g = p.add_argument_group('dynamic evaluation (the weights adapt to the text as it is read)')
+
+
+def _add_dynamic_options(g):
+    """Dynamic evaluation: a gradient step after each window is scored."""
     g.add_argument(
         '--dynamic',
         action='store_true',
@@ -71,7 +73,10 @@ def parse_args(argv):
         help='pull the weights back towards the original ones by this fraction per step '
         '(default %(default)s)',
     )
-    g = p.add_argument_group('random blocks (the score nanoGPT reports)')
+
+
+def _add_block_options(g):
+    """Random blocks, each from a zero state: nanoGPT's measure."""
     g.add_argument(
         '--blocks',
         type=cli.positive_int,
@@ -93,7 +98,10 @@ def parse_args(argv):
         default=0,
         help='with --blocks: the seed that draws the blocks (default %(default)s)',
     )
-    g = p.add_argument_group('the n-gram baseline')
+
+
+def _add_ngram_options(g):
+    """The n-gram baseline, scored on the same text."""
     g.add_argument(
         '--ngram',
         type=cli.positive_int,
@@ -108,6 +116,18 @@ def parse_args(argv):
         help='with --ngram: the LSTM and the n-gram side by side, by '
         'kind of character and by distance from the last newline',
     )
+
+
+def parse_args(argv):
+    p = cli.Parser(description='Print the loss of a saved model on the validation split or on any text file.')
+    g = p.add_argument_group('data')
+    _add_data_options(g)
+    g = p.add_argument_group('dynamic evaluation (the weights adapt to the text as it is read)')
+    _add_dynamic_options(g)
+    g = p.add_argument_group('random blocks (the score nanoGPT reports)')
+    _add_block_options(g)
+    g = p.add_argument_group('the n-gram baseline')
+    _add_ngram_options(g)
     cli.add_model_options(p)
     return p.parse_args(argv)
 
@@ -119,7 +139,7 @@ def main(argv=None):
         args.device = 'cpu'
     args.device = cli.open_device(args.device)  # the ops: None for the CPU
     if args.blocks is not None:
-        cli.check_memory(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')  # starts and losses
+        memory.check_fits(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')  # starts and losses
     chars = data.load_lookup(args.lookup)
     params, _ = weights.load_params(args.weights, chars=chars)
     train_ids = None
@@ -177,18 +197,18 @@ def check_sizes(args, params, ids, train_ids):
     """Refuse, before the scoring, sizes that no machine's memory holds."""
     V, H, layers = lstm.sizes(params)
     if args.ngram:  # per order: its counts, kept; numbers for every position
-        cli.check_memory(
+        memory.check_fits(
             32 * args.ngram * len(train_ids) + 64 * (len(train_ids) + len(ids)), f'--ngram {args.ngram}'
         )
     elif args.blocks is not None:  # blocks of T run BLOCK_BATCH at a time, logits in float64
         N = lstm.BLOCK_BATCH
-        cli.check_memory(
-            cli.model_bytes(V, H, layers, N, args.blocks) + N * args.blocks * V * 24,
+        memory.check_fits(
+            memory.model_bytes(V, H, layers, N, args.blocks) + N * args.blocks * V * 24,
             f'--blocks {args.blocks}',
         )
     elif args.dynamic:
         T = min(args.dynamic_window, len(ids))
-        cli.check_memory(cli.model_bytes(V, H, layers, 1, T, training=True), f'--dynamic-window {T}')
+        memory.check_fits(memory.model_bytes(V, H, layers, 1, T, training=True), f'--dynamic-window {T}')
 
 
 def score_blocks(args, params, ids, what):

@@ -184,103 +184,117 @@ def loss_text(v):
     return f'{v:.4f}' if v < 1e6 else f'{v:.4g}'
 
 
-def picture(rows, title, others=(), ymax=None, width=640, height=380):
-    """rows: the run's [(epoch, train, val)]; others: [(label, rows)] of runs whose validation loss is drawn too.
-    Losses that are not finite are left out of the lines."""
+class Axes:
+    """The picture's frame: where a point (epoch, loss) is drawn, the grid, ticks and labels, and the curves."""
+
     left, right, top, bottom = 60, 20, 40, 50
-    epochs = [r[0] for r in rows] + [r[0] for _, o in others for r in o]
-    values = [v for r in rows for v in r[1:]] + [r[2] for _, o in others for r in o]
-    values = [v for v in values if math.isfinite(v)]
-    x0, x1 = 0.0, max(epochs)
-    y0 = round_to_tenth(min(values), up=False)
-    y1 = round_to_tenth(max(values), up=True) if ymax is None else max(ymax, y0 + 0.1)
-    span = max(y1 - y0, 1e-9)
 
-    def X(e):
-        return left + (e - x0) / max(x1 - x0, 1e-9) * (width - left - right)
+    def __init__(self, width, height, x1, y0, y1):
+        self.width, self.height, self.x1, self.y0, self.y1 = width, height, x1, y0, y1
+        self.span = max(y1 - y0, 1e-9)
 
-    def Y(v):  # far outside the picture: held there (clipped anyway)
-        return top + min(max((y1 - v) / span, -1e4), 1e4) * (height - top - bottom)
+    def X(self, e):
+        return self.left + e / max(self.x1, 1e-9) * (self.width - self.left - self.right)
 
-    plot_area = svg.element(
-        'rect', x=left - 4, y=top, width=width - left - right + 8, height=height - top - bottom + 4
-    )
-    clip = f'<clipPath id="plot">{plot_area}</clipPath>'
-    out = svg.document(width, height, title, 22, clip)
-    step, lines = grid_lines(y0, y1)
-    for v in lines:
-        out.append(svg.element('line', x1=left, x2=width - right, y1=Y(v), y2=Y(v), stroke='#e4e4e4'))
-        out.append(
-            svg.text(
-                left - 6,
-                Y(v) + 4,
-                f'{v:.{2 if step < 0.1 else 1}f}' if step < 1 else f'{v:g}',
-                text_anchor='end',
+    def Y(self, v):  # far outside the picture: held there (clipped anyway)
+        plot_height = self.height - self.top - self.bottom
+        return self.top + min(max((self.y1 - v) / self.span, -1e4), 1e4) * plot_height
+
+    def clip(self):
+        """The clip path of the curves: the plot area, with a margin for the dots."""
+        left, top, width, height = self.left, self.top, self.width, self.height
+        plot_area = svg.element(
+            'rect',
+            x=left - 4,
+            y=top,
+            width=width - left - self.right + 8,
+            height=height - top - self.bottom + 4,
+        )
+        return f'<clipPath id="plot">{plot_area}</clipPath>'
+
+    def draw(self, out):
+        """The loss grid with its labels, the epoch ticks, the two axes and their names."""
+        left, right, width, height, bottom, top = (
+            self.left,
+            self.right,
+            self.width,
+            self.height,
+            self.bottom,
+            self.top,
+        )
+        X, Y = self.X, self.Y
+        step, lines = grid_lines(self.y0, self.y1)
+        for v in lines:
+            out.append(svg.element('line', x1=left, x2=width - right, y1=Y(v), y2=Y(v), stroke='#e4e4e4'))
+            label = f'{v:.{2 if step < 0.1 else 1}f}' if step < 1 else f'{v:g}'
+            out.append(svg.text(left - 6, Y(v) + 4, label, text_anchor='end'))
+        every = max(1, round(self.x1 / 10))
+        for e in range(0, int(self.x1) + 1, every):
+            out.append(
+                svg.element(
+                    'line', x1=X(e), x2=X(e), y1=height - bottom, y2=height - bottom + 4, stroke='black'
+                )
             )
-        )
-    every = max(1, round(x1 / 10))
-    for e in range(0, int(x1) + 1, every):
-        out.append(
-            svg.element('line', x1=X(e), x2=X(e), y1=height - bottom, y2=height - bottom + 4, stroke='black')
-        )
-        out.append(svg.text(X(e), height - bottom + 17, str(e), text_anchor='middle'))
-    out.append(
-        svg.element('line', x1=left, x2=width - right, y1=height - bottom, y2=height - bottom, stroke='black')
-    )
-    out.append(svg.element('line', x1=left, x2=left, y1=top, y2=height - bottom, stroke='black'))
-    out.append(svg.text((left + width - right) / 2, height - 12, 'epoch', text_anchor='middle'))
-    out.append(
-        svg.text(
-            16,
-            (top + height - bottom) / 2,
-            'loss (nats/char)',
-            text_anchor='middle',
-            transform=f'rotate(-90 16 {(top + height - bottom) / 2})',
-        )
-    )
-
-    def curve(k, label, colour, pairs, style, dots=False):
-        """One line of (epoch, loss) pairs, with its dots if asked, and its entry k in the legend."""
-        pairs = [(e, v) for e, v in pairs if math.isfinite(v)]
+            out.append(svg.text(X(e), height - bottom + 17, str(e), text_anchor='middle'))
         out.append(
             svg.element(
-                'polyline',
-                points=svg.points((X(e), Y(v)) for e, v in pairs),
-                fill='none',
-                stroke=colour,
-                **style,
-                clip_path='url(#plot)',
+                'line', x1=left, x2=width - right, y1=height - bottom, y2=height - bottom, stroke='black'
+            )
+        )
+        out.append(svg.element('line', x1=left, x2=left, y1=top, y2=height - bottom, stroke='black'))
+        out.append(svg.text((left + width - right) / 2, height - 12, 'epoch', text_anchor='middle'))
+        middle = (top + height - bottom) / 2
+        out.append(
+            svg.text(
+                16, middle, 'loss (nats/char)', text_anchor='middle', transform=f'rotate(-90 16 {middle})'
+            )
+        )
+
+    def curve(self, out, k, label, colour, pairs, style, dots=False):
+        """One line of (epoch, loss) pairs, with its dots if asked, and its entry k in the legend."""
+        X, Y = self.X, self.Y
+        pairs = [(e, v) for e, v in pairs if math.isfinite(v)]
+        points = svg.points((X(e), Y(v)) for e, v in pairs)
+        out.append(
+            svg.element(
+                'polyline', points=points, fill='none', stroke=colour, **style, clip_path='url(#plot)'
             )
         )
         if dots:
             out.extend(
-                svg.element('circle', cx=X(e), cy=Y(v), r='2.5', fill=colour) for e, v in pairs if v <= y1
+                svg.element('circle', cx=X(e), cy=Y(v), r='2.5', fill=colour)
+                for e, v in pairs
+                if v <= self.y1
             )
-        ly = top + 10 + 18 * k
-        out.append(
-            svg.element(
-                'line', x1=width - right - 150, x2=width - right - 125, y1=ly, y2=ly, stroke=colour, **style
-            )
-        )
-        out.append(svg.text(width - right - 120, ly + 4, label))
+        ly = self.top + 10 + 18 * k
+        x = self.width - self.right
+        out.append(svg.element('line', x1=x - 150, x2=x - 125, y1=ly, y2=ly, stroke=colour, **style))
+        out.append(svg.text(x - 120, ly + 4, label))
 
+
+def picture(rows, title, others=(), ymax=None, width=640, height=380):
+    """rows: the run's [(epoch, train, val)]; others: [(label, rows)] of runs whose validation loss is drawn too.
+    Losses that are not finite are left out of the lines."""
+    epochs = [r[0] for r in rows] + [r[0] for _, o in others for r in o]
+    values = [v for r in rows for v in r[1:]] + [r[2] for _, o in others for r in o]
+    values = [v for v in values if math.isfinite(v)]
+    y0 = round_to_tenth(min(values), up=False)
+    y1 = round_to_tenth(max(values), up=True) if ymax is None else max(ymax, y0 + 0.1)
+    axes = Axes(width, height, max(epochs), y0, y1)
+    out = svg.document(width, height, title, 22, axes.clip())
+    axes.draw(out)
     for k, (name, colour) in enumerate((('training', '#1f77b4'), ('validation', '#d62728'))):
-        curve(k, name, colour, [(r[0], r[1 + k]) for r in rows], dict(stroke_width='2'), dots=True)
+        axes.curve(out, k, name, colour, [(r[0], r[1 + k]) for r in rows], dict(stroke_width='2'), dots=True)
     for k, (label, o) in enumerate(others):
-        curve(
-            2 + k,
-            f'{label}, validation',
-            ('#7f7f7f', '#2ca02c', '#9467bd', '#8c564b')[k % 4],
-            [(r[0], r[2]) for r in o],
-            dict(stroke_width='1.5', stroke_dasharray='5,4'),
-        )
+        colour = ('#7f7f7f', '#2ca02c', '#9467bd', '#8c564b')[k % 4]
+        style = dict(stroke_width='1.5', stroke_dasharray='5,4')
+        axes.curve(out, 2 + k, f'{label}, validation', colour, [(r[0], r[2]) for r in o], style)
     finite = [r for r in rows if math.isfinite(r[2])]
     if finite:
         best = min(finite, key=lambda r: r[2])
-        anchor = 'end' if X(best[0]) > width - right - 40 else 'middle'
-        out.append(
-            svg.text(X(best[0]), Y(best[2]) + 18, loss_text(best[2]), text_anchor=anchor, fill='#d62728')
-        )
+        x, y = axes.X(best[0]), axes.Y(best[2])
+        anchor = 'end' if x > width - axes.right - 40 else 'middle'
+        out.append(svg.text(x, y + 18, loss_text(best[2]), text_anchor=anchor, fill='#d62728'))
     return svg.finish(out)
 
 

@@ -29,12 +29,8 @@ def escapes(text):
     return ''.join(out)
 
 
-def parse_args(argv):
-    p = cli.Parser(
-        description='Generate text from a trained character-level LSTM: text like the corpus it was '
-        'trained on (by default the shipped model, trained on tiny Shakespeare).'
-    )
-    g = p.add_argument_group('sampling')
+def _add_drawing_options(g):
+    """How each character is drawn: how many, and from which of the likeliest."""
     g.add_argument(
         '--length',
         type=cli.positive_int,
@@ -61,6 +57,10 @@ def parse_args(argv):
         help='draw only from the nucleus: the smallest set of most likely characters whose probability '
         'reaches P (default 1: all)',
     )
+
+
+def _add_text_options(g):
+    """What a sample starts from and where it stops; how many samples, and their seed."""
     g.add_argument(
         '--start',
         default=None,
@@ -90,6 +90,10 @@ def parse_args(argv):
         default=None,
         help='random seed: the same seed gives the same text (default: a fresh one each run)',
     )
+
+
+def _add_search_options(g):
+    """The likeliest continuation instead of a draw, and the score of a text."""
     g.add_argument(
         '--beam',
         type=cli.positive_int,
@@ -106,6 +110,17 @@ def parse_args(argv):
         help='after the text, print on stderr the mean log-probability of its generated characters '
         'under the model (temperature 1), in nats per character',
     )
+
+
+def parse_args(argv):
+    p = cli.Parser(
+        description='Generate text from a trained character-level LSTM: text like the corpus it was '
+        'trained on (by default the shipped model, trained on tiny Shakespeare).'
+    )
+    g = p.add_argument_group('sampling')
+    _add_drawing_options(g)
+    _add_text_options(g)
+    _add_search_options(g)
     cli.add_model_options(p)
     return p.parse_args(argv)
 

@@ -25,10 +25,9 @@ import numpy as np
 import data
 import lstm
 from optimizer import update_average
-from util import files, run_folder, runs
+from util import devices, files, memory, run_folder, runs
 from util.blas import set_threads as set_blas_threads
 from util.run_start import (
-    check_gpu_memory,
     check_out,
     load_data,
     lock_folder,
@@ -41,12 +40,8 @@ from util.training_progress import Progress, Stopped, Stopper
 from util.run_folder import CHECKPOINT
 
 
-def parse_args(argv):
-    p = cli.Parser(
-        description='Train the character-level LSTM (truncated BPTT, RMSprop), or resume a run.',
-        epilog='Ctrl-C, SIGTERM or SIGHUP writes a checkpoint, then ends the training with the status of '
-        'a program stopped by that signal, 128 + its number: 130, 143 or 129.',
-    )
+def _add_settings(p):
+    """An option for each setting of the table (util/settings.py), in its group. Returns the groups by name."""
     groups = {}
     for group, name, default, kind in SETTINGS:
         if group not in groups:
@@ -58,21 +53,11 @@ def parse_args(argv):
             help=HELP[name] + shown,
             metavar=getattr(kind, 'metavar', None),
         )
-    g = groups['optimisation']
-    g.add_argument(
-        '--threads',
-        type=cli.positive_int,
-        help='threads: 2 runs half of the chunks on each of two '
-        'cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)',
-    )
-    g.add_argument(
-        '--max-steps',
-        type=cli.non_negative_int,
-        help='stop (with a checkpoint) once this many steps '
-        'are done in all, e.g. for a short trial; 0 saves the untrained model '
-        '(default: none, --epochs decides)',
-    )
-    g = p.add_argument_group('output')
+    return groups
+
+
+def _add_output_options(g):
+    """Where the run is written, how often, and what it prints."""
     g.add_argument(
         '--out',
         type=cli.path,
@@ -106,6 +91,31 @@ def parse_args(argv):
         action='store_true',
         help='print only errors: no progress line, no epoch report and no sample',
     )
+
+
+def parse_args(argv):
+    p = cli.Parser(
+        description='Train the character-level LSTM (truncated BPTT, RMSprop), or resume a run.',
+        epilog='Ctrl-C, SIGTERM or SIGHUP writes a checkpoint, then ends the training with the status of '
+        'a program stopped by that signal, 128 + its number: 130, 143 or 129.',
+    )
+    groups = _add_settings(p)
+    g = groups['optimisation']
+    g.add_argument(
+        '--threads',
+        type=cli.positive_int,
+        help='threads: 2 runs half of the chunks on each of two '
+        'cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)',
+    )
+    g.add_argument(
+        '--max-steps',
+        type=cli.non_negative_int,
+        help='stop (with a checkpoint) once this many steps '
+        'are done in all, e.g. for a short trial; 0 saves the untrained model '
+        '(default: none, --epochs decides)',
+    )
+    g = p.add_argument_group('output')
+    _add_output_options(g)
     return p.parse_args(argv)
 
 
@@ -277,12 +287,12 @@ def main(argv=None, plan=None):
     """plan: the engine.Plan of a new run (tests fix its widths with one); None measures them. A resumed run
     computes as its checkpoint's plan says."""
     args = parse_args(argv)
-    cli.check_memory(64 * args.sample_length, f'--sample-length {args.sample_length}')  # its characters
+    memory.check_fits(64 * args.sample_length, f'--sample-length {args.sample_length}')  # its characters
     if args.device:  # before anything is written
         cli.open_device(args.device)
     out = check_out(args)
     if not args.resume:  # sizes that no machine holds: refused before any work
-        cli.check_memory(*training_size(settings_from(args)))
+        memory.check_fits(*training_size(settings_from(args)))
     created = not os.path.lexists(out)
     lock = lock_folder(out)
     try:
@@ -292,7 +302,7 @@ def main(argv=None, plan=None):
             chunked, val_ids = load_data(run)
             device = cli.open_device(run.settings['device'])
             if device is not None:
-                check_gpu_memory(device, run.settings)
+                devices.check_fits(device, *training_size(run.settings))
         except BaseException:  # refused: a folder made for nothing is removed
             if created and not os.path.exists(os.path.join(out, CHECKPOINT)):
                 lock.discard()

@@ -12,7 +12,7 @@ its index, or step through them with Previous and Next.
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli, weights
+from util import cli, memory, weights
 import functools
 import os
 
@@ -199,7 +199,7 @@ def html_page(args, params, ids, text):
             file=args.say,
         )
         ids, text = ids[: args.html_chars], text[: args.html_chars]
-    cli.check_memory(PAGE_BYTES_PER_CHAR * len(ids), f'--html over {len(ids):,} characters (--html-chars)')
+    memory.check_fits(PAGE_BYTES_PER_CHAR * len(ids), f'--html over {len(ids):,} characters (--html-chars)')
     _, H, n_layers = lstm.sizes(params)
     found = analysis.find_neurons(params, ids, text, args.top, device=args.device)
     acts = analysis.activations(params, ids, device=args.device)

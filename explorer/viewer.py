@@ -13,79 +13,81 @@ def colour(a):
     return f'#ff{gb:02x}{gb:02x}'
 
 
-def build_viewer(text, acts, H, n_layers, layer, state, neuron):
-    """The tkinter window. Returns (root, widgets): the caller runs root.mainloop(); tests drive the widgets."""
-    import tkinter as tk
+class Viewer:
+    """The tkinter window: a bar that chooses the neuron (its number, previous and next, the layer, h or tanh(c)),
+    and the text, each character coloured by that neuron's activation after reading it."""
 
-    root = tk.Tk()
-    root.title('LSTM neuron viewer')
-    bar = tk.Frame(root)
-    bar.pack(side=tk.TOP, fill=tk.X)
-    layer_var = tk.IntVar(value=layer)
-    state_var = tk.StringVar(value=state)
-    neuron_var = tk.StringVar(value=str(neuron))
-    tk.Label(bar, text='Neuron').pack(side=tk.LEFT)
-    entry = tk.Entry(bar, textvariable=neuron_var, width=6)
-    entry.pack(side=tk.LEFT)
-    previous = tk.Button(bar, text='Previous')
-    previous.pack(side=tk.LEFT)
-    following = tk.Button(bar, text='Next')
-    following.pack(side=tk.LEFT)
-    for n in range(1, n_layers + 1):
-        tk.Radiobutton(bar, text=f'layer {n}', variable=layer_var, value=n, command=lambda: show()).pack(
-            side=tk.LEFT
-        )
-    tk.Radiobutton(bar, text='h', variable=state_var, value='h', command=lambda: show()).pack(side=tk.LEFT)
-    tk.Radiobutton(bar, text='tanh(c)', variable=state_var, value='c', command=lambda: show()).pack(
-        side=tk.LEFT
-    )
-    status = tk.Label(bar, text='')
-    status.pack(side=tk.LEFT)
-    box = tk.Text(root, wrap=tk.WORD, font=('Courier', 12), width=90, height=40)
-    box.pack(side=tk.TOP, fill=tk.BOTH, expand=True)
-    box.insert('1.0', text)
-    box.configure(state=tk.DISABLED)
+    def __init__(self, text, acts, H, n_layers, layer, state, neuron):
+        import tkinter as tk
 
-    def current():
+        self.text, self.acts, self.H = text, acts, H
+        self.root = tk.Tk()
+        self.root.title('LSTM neuron viewer')
+        self.layer = tk.IntVar(value=layer)
+        self.state = tk.StringVar(value=state)
+        self.neuron = tk.StringVar(value=str(neuron))
+        self._build_bar(tk, n_layers)
+        self.box = tk.Text(self.root, wrap=tk.WORD, font=('Courier', 12), width=90, height=40)
+        self.box.pack(side=tk.TOP, fill=tk.BOTH, expand=True)
+        self.box.insert('1.0', text)
+        self.box.configure(state=tk.DISABLED)
+        self.entry.bind('<Return>', lambda e: self.show())
+        self.show()
+
+    def _build_bar(self, tk, n_layers):
+        bar = tk.Frame(self.root)
+        bar.pack(side=tk.TOP, fill=tk.X)
+        tk.Label(bar, text='Neuron').pack(side=tk.LEFT)
+        self.entry = tk.Entry(bar, textvariable=self.neuron, width=6)
+        self.entry.pack(side=tk.LEFT)
+        self.previous = tk.Button(bar, text='Previous', command=lambda: self.show(self.current() - 1))
+        self.previous.pack(side=tk.LEFT)
+        self.following = tk.Button(bar, text='Next', command=lambda: self.show(self.current() + 1))
+        self.following.pack(side=tk.LEFT)
+        choices = [(self.layer, f'layer {n}', n) for n in range(1, n_layers + 1)]
+        choices += [(self.state, 'h', 'h'), (self.state, 'tanh(c)', 'c')]
+        for variable, label, value in choices:
+            button = tk.Radiobutton(
+                bar, text=label, variable=variable, value=value, command=lambda: self.show()
+            )
+            button.pack(side=tk.LEFT)
+        self.status = tk.Label(bar, text='')
+        self.status.pack(side=tk.LEFT)
+
+    def current(self):
+        """The neuron typed in, held within 0 .. H - 1 (0 for what is not a number)."""
         try:
-            k = int(neuron_var.get())
+            k = int(self.neuron.get())
         except ValueError:
             k = 0
-        return min(max(k, 0), H - 1)
+        return min(max(k, 0), self.H - 1)
 
-    def show(k=None):
-        k = current() if k is None else k % H
-        neuron_var.set(str(k))
-        a = acts[(layer_var.get(), state_var.get())][:, k]
+    def show(self, k=None):
+        """Colour the text by neuron k (default: the one typed in; previous and next wrap around)."""
+        box = self.box
+        k = self.current() if k is None else k % self.H
+        self.neuron.set(str(k))
+        a = self.acts[(self.layer.get(), self.state.get())][:, k]
         for tag in box.tag_names():
             if tag != 'sel':
                 box.tag_delete(tag)
-        for j, ch in enumerate(text):
+        for j, ch in enumerate(self.text):
             if ch == '\n':
                 continue
             tag = f't{j}'
             box.tag_add(tag, f'1.0+{j}c')
             box.tag_configure(tag, background=colour(a[j]))
-        status.configure(
-            text=f'layer {layer_var.get()} {analysis.state_label(state_var.get())} '
+        self.status.configure(
+            text=f'layer {self.layer.get()} {analysis.state_label(self.state.get())} '
             f'neuron {k}: min {a.min():+.2f} max {a.max():+.2f}'
         )
 
-    previous.configure(command=lambda: show(current() - 1))
-    following.configure(command=lambda: show(current() + 1))
-    entry.bind('<Return>', lambda e: show())
-    show()
-    return root, dict(
-        previous=previous,
-        next=following,
-        entry=entry,
-        neuron=neuron_var,
-        layer=layer_var,
-        state=state_var,
-        status=status,
-        text=box,
-        show=show,
-    )
+
+def build_viewer(text, acts, H, n_layers, layer, state, neuron):
+    """The tkinter window. Returns (root, widgets): the caller runs root.mainloop(); tests drive the widgets."""
+    v = Viewer(text, acts, H, n_layers, layer, state, neuron)
+    widgets = dict(previous=v.previous, next=v.following, entry=v.entry, neuron=v.neuron, layer=v.layer)
+    return v.root, dict(widgets, state=v.state, status=v.status, text=v.box, show=v.show)
 
 
 def show(text, acts, H, n_layers, layer, state, neuron):

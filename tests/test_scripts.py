@@ -16,7 +16,7 @@ import pytest
 import _training
 import data
 import lstm
-from util import cli
+from util import cli, memory
 from util.weights import load_params
 
 from helpers import (
@@ -522,9 +522,9 @@ def test_evaluate_blocks_refuses_what_does_not_fit(model_dir, args, words):
 def test_the_memory_estimate_counts_the_weights_of_every_layer():
     params = lstm.init_params(65, 32, 3)
     weights = sum(a.size for a in params.values())
-    assert cli.model_bytes(65, 32, 3, 0, 0) == 2 * 4 * weights  # the weights and their prepared copy
-    assert cli.model_bytes(65, 32, 3, 0, 0, itemsize=8, training=True) == 4 * 8 * weights
-    assert cli.size(299 * 2**30) == '299 GiB' and cli.size(512) == '512 bytes'
+    assert memory.model_bytes(65, 32, 3, 0, 0) == 2 * 4 * weights  # the weights and their prepared copy
+    assert memory.model_bytes(65, 32, 3, 0, 0, itemsize=8, training=True) == 4 * 8 * weights
+    assert memory.in_words(299 * 2**30) == '299 GiB' and memory.in_words(512) == '512 bytes'
 
 
 def test_a_temperature_too_small_to_divide_by_takes_the_most_likely_character():

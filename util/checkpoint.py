@@ -70,6 +70,43 @@ def _setting_problem(value, default, kind):
     return None
 
 
+def _is_alphabet(v):
+    """A lookup table as a corpus gives it: distinct single characters in code-point order, no lone surrogate."""
+    return (
+        isinstance(v, list)
+        and bool(v)
+        and len(set(v)) == len(v)
+        and all(isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v)
+        and in_order(v)
+    )
+
+
+def _is_log(v):
+    """The log's rows: each one of len(LOG_HEADER) one-line texts."""
+    return isinstance(v, list) and all(
+        isinstance(r, list)
+        and len(r) == len(LOG_HEADER)
+        and all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r)
+        for r in v
+    )
+
+
+# The other fields of the metadata: the test each passes where it is present, and what it is otherwise.
+FIELDS = {
+    'corpus_chars': (lambda v: v is None or _whole(v, 2), 'not a number of characters >= 2'),
+    'windows_per_epoch': (lambda v: _whole(v, 1), 'not a whole number >= 1'),
+    'commit': (lambda v: _whole(v), 'not a whole number >= 0'),
+    'block_widths': (lambda v: isinstance(v, list), 'not a list'),
+    'saved': (lambda v: isinstance(v, str), 'not text'),
+    'chars': (
+        _is_alphabet,
+        'not a list of distinct single characters in code-point order, as a corpus gives them, none '
+        'a lone surrogate',
+    ),
+    'log': (_is_log, f'not a list of rows of {len(LOG_HEADER)} one-line texts'),
+}
+
+
 def check_meta(meta, path, defaults=DEFAULTS, kinds=KINDS):
     """Check a checkpoint's metadata field by field; raise ModelFileError naming the first damaged field.
     defaults and kinds: each setting's default and the function that parses its command-line text."""
@@ -90,6 +127,20 @@ def check_meta(meta, path, defaults=DEFAULTS, kinds=KINDS):
         if why:
             bad(f'settings.{name}', value, why)
     _check_position(pos, bad)
+    _check_rng(rng, bad)
+    for name, (ok, why) in FIELDS.items():
+        if name in meta and not ok(meta[name]):
+            bad(name, meta[name], why)
+    n = meta.get('windows_per_epoch')  # then the position must be a place in the run
+    if n is not None and pos['window'] > n:
+        bad('position.window', pos['window'], f'more than the {n} windows of an epoch')
+    if n is not None and pos['step'] != pos['epoch'] * n + pos['window']:
+        expected = pos['epoch'] * n + pos['window']
+        bad('position.step', pos['step'], f'not epoch x {n} windows + window, {expected}')
+
+
+def _check_rng(rng, bad):
+    """The random state: numpy.random.default_rng's generator, whole."""
     if rng.get('bit_generator') != 'PCG64':
         bad(
             'rng.bit_generator',
@@ -100,48 +151,6 @@ def check_meta(meta, path, defaults=DEFAULTS, kinds=KINDS):
         np.random.PCG64().state = rng
     except Exception:  # a missing or damaged part of the state
         bad('rng', rng, 'not a whole PCG64 state')
-    checks = {
-        'corpus_chars': (lambda v: v is None or _whole(v, 2), 'not a number of characters >= 2'),
-        'windows_per_epoch': (lambda v: _whole(v, 1), 'not a whole number >= 1'),
-        'commit': (lambda v: _whole(v), 'not a whole number >= 0'),
-        'block_widths': (lambda v: isinstance(v, list), 'not a list'),
-        'saved': (lambda v: isinstance(v, str), 'not text'),
-        'chars': (
-            lambda v: (
-                isinstance(v, list)
-                and v
-                and len(set(v)) == len(v)
-                and all(isinstance(c, str) and len(c) == 1 and not '\ud800' <= c <= '\udfff' for c in v)
-                and in_order(v)
-            ),
-            'not a list of distinct single characters in code-point order, as a corpus gives them, none '
-            'a lone surrogate',
-        ),
-        'log': (
-            lambda v: (
-                isinstance(v, list)
-                and all(
-                    isinstance(r, list)
-                    and len(r) == len(LOG_HEADER)
-                    and all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r)
-                    for r in v
-                )
-            ),
-            f'not a list of rows of {len(LOG_HEADER)} one-line texts',
-        ),
-    }
-    for name, (ok, why) in checks.items():
-        if name in meta and not ok(meta[name]):
-            bad(name, meta[name], why)
-    n = meta.get('windows_per_epoch')  # then the position must be a place in the run
-    if n is not None and pos['window'] > n:
-        bad('position.window', pos['window'], f'more than the {n} windows of an epoch')
-    if n is not None and pos['step'] != pos['epoch'] * n + pos['window']:
-        bad(
-            'position.step',
-            pos['step'],
-            f'not epoch x {n} windows + window, {pos["epoch"] * n + pos["window"]}',
-        )
 
 
 def _check_position(pos, bad):

@@ -106,7 +106,7 @@ def _probe(cupy):
     )
 
 
-def check_free_memory(device, needed, what):
+def check_fits(device, needed, what):
     """Raise DeviceError if the GPU has less free memory than needed (bytes) for what."""
     ops = device.ops
     if ops.name != 'cuda':

@@ -9,7 +9,7 @@ import numpy as np
 import data
 import lstm
 from optimizer import RMSprop
-from util import checkpoint, cli, devices, files, run_folder, runs
+from util import checkpoint, cli, devices, files, memory, run_folder, runs
 from util.run_folder import CHECKPOINT
 from util.settings import settings_from
 
@@ -168,7 +168,7 @@ def load_data(run):
 
 def training_size(s):
     """About how much memory a training of these settings needs (bytes), and what that training is, in words."""
-    needed = cli.model_bytes(
+    needed = memory.model_bytes(
         1,
         s['hidden'],
         s['layers'],
@@ -182,8 +182,3 @@ def training_size(s):
         f'training --layers {s["layers"]} --hidden {s["hidden"]} on --chunks {s["chunks"]} x '
         f'--window {s["window"]}',
     )
-
-
-def check_gpu_memory(device, s):
-    """Sizes the GPU does not hold: one line, before any training."""
-    devices.check_free_memory(device, *training_size(s))
