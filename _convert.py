@@ -16,6 +16,7 @@ import data
 from util import files
 import lstm
 from util import original
+from util.errors import UserError
 
 HELP_EPILOG = '''\
 The original's format (see original.py): a JSON list [[w, b], ..., [[w, b]]], one [w, b] per LSTM layer with
@@ -68,17 +69,19 @@ def main(argv=None):
     src, dst = extension(args.input), extension(args.output)
     to_json = src == '.npz'
     if src not in ('.npz',) + original.SUFFIXES:
-        cli.fail(
+        raise UserError(
             f'{args.input}: the input should end in .npz (this repo\'s weights) or .json (the original\'s)'
         )
     if dst != ('.json' if to_json else '.npz'):
-        cli.fail(f'{args.output}: {src} converts to {".json" if to_json else ".npz"}: name the output so')
+        raise UserError(
+            f'{args.output}: {src} converts to {".json" if to_json else ".npz"}: name the output so'
+        )
     if args.float32 and to_json:
-        cli.fail('--float32 is for .json -> .npz: the original\'s format is always float64')
+        raise UserError('--float32 is for .json -> .npz: the original\'s format is always float64')
     # Never one, even with --force.
     files.check_writable(args.output, 'output', inputs=[args.input, args.lookup])
     if os.path.exists(args.output) and not args.force and not files.writes_in_place(args.output):
-        cli.fail(f'{args.output} exists: give another name, or --force to replace it')
+        raise UserError(f'{args.output} exists: give another name, or --force to replace it')
     status = cli.status_stream(args.output)  # asked before the file is replaced
     chars = None if args.lookup is None else data.load_lookup(args.lookup)
     params, _ = weights.load_params(args.input, dtype='float32' if args.float32 else None, chars=chars)

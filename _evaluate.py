@@ -19,6 +19,7 @@ import numpy as np
 from explorer import analysis
 import data
 import lstm
+from util.errors import UserError
 from extras import ngram
 
 # Chosen on the first half of tiny Shakespeare's validation split (see the README); reported on both halves.
@@ -152,9 +153,9 @@ def main(argv=None):
         train_ids, ids = data.split(ids, args.val_fraction)
         what = f'the validation split of {path} (last {args.val_fraction:g})'
     if len(ids) < 2:
-        cli.fail(f'{what} has fewer than 2 characters: there is nothing to predict')
+        raise UserError(f'{what} has fewer than 2 characters: there is nothing to predict')
     if args.blocks is not None and args.blocks > len(ids) - 1:
-        cli.fail(
+        raise UserError(
             f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs {args.blocks + 1:,} '
             f'(give --blocks {len(ids) - 1} or less)'
         )
@@ -176,21 +177,23 @@ def main(argv=None):
 def check_modes(args):
     """Refuse options that do not go together, before any work."""
     if args.text is not None and args.corpus is not None:
-        cli.fail('give either --text (score a whole file) or --corpus (score its validation split), not both')
+        raise UserError(
+            'give either --text (score a whole file) or --corpus (score its validation split), not both'
+        )
     if args.ngram and (args.text is not None or args.dynamic):
-        cli.fail(
+        raise UserError(
             '--ngram scores the validation split of --corpus, counted on its training split: it does not go '
             'with --text or --dynamic'
         )
     if args.compare and not args.ngram:
-        cli.fail('--compare goes with --ngram N')
+        raise UserError('--compare goes with --ngram N')
     if args.blocks is not None and (args.dynamic or args.ngram):
-        cli.fail(
+        raise UserError(
             '--blocks scores the LSTM on blocks read from a zero state: it does not go with --dynamic or '
             '--ngram'
         )
     if args.blocks is None and (args.num_blocks != NUM_BLOCKS or args.seed != 0):
-        cli.fail('--num-blocks and --seed go with --blocks T')
+        raise UserError('--num-blocks and --seed go with --blocks T')
 
 
 def check_sizes(args, params, ids, train_ids):

@@ -63,7 +63,7 @@ def default_out(log):
     if not cli.in_repo(folder):
         return os.path.join(os.path.dirname(log), DEFAULT_NAME)
     if cli.in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):
-        cli.fail(
+        raise UserError(
             f'{log} is a log of the repository, and the current folder is one of its own folders: give the '
             'picture\'s name with --out'
         )
@@ -101,10 +101,12 @@ def check_row(path, line, row, numbers):
     """An epoch is a finite number >= 0, a loss (a cross-entropy) >= 0 or inf or nan (a run that diverged)."""
     epoch, train, val = numbers
     if not (math.isfinite(epoch) and 0 <= epoch <= 2**53):
-        cli.fail(f'{path}, line {line}: the epoch is {row["epoch"]}, not a number of epochs')
+        raise UserError(f'{path}, line {line}: the epoch is {row["epoch"]}, not a number of epochs')
     for name, v in (('train_loss', train), ('val_loss', val)):
         if v < 0:
-            cli.fail(f'{path}, line {line}: {name} is {row[name]}, below zero (a loss is a cross-entropy)')
+            raise UserError(
+                f'{path}, line {line}: {name} is {row[name]}, below zero (a loss is a cross-entropy)'
+            )
 
 
 def read_training_log(path):
@@ -117,25 +119,25 @@ def read_training_log(path):
     try:
         reader = csv.DictReader(io.StringIO(raw.decode('utf-8'), newline=''))
         if not set(COLUMNS) <= set(reader.fieldnames or ()):
-            cli.fail(
+            raise UserError(
                 f'{path} is not a training log of _training.py (its first line names no '
                 f'{", ".join(COLUMNS)} columns)'
             )
         for row in reader:
             if row.get('val_loss'):
                 if any(row[name] is None for name in COLUMNS):
-                    cli.fail(f'{path}, line {reader.line_num}: fewer fields than its first line names')
+                    raise UserError(f'{path}, line {reader.line_num}: fewer fields than its first line names')
                 rows.append(tuple(float(row[name]) for name in COLUMNS))
                 check_row(path, reader.line_num, row, rows[-1])
                 if len(rows) > 1 and rows[-1][0] <= rows[-2][0]:
-                    cli.fail(
+                    raise UserError(
                         f'{path}, line {reader.line_num}: the epoch {row["epoch"]} does not follow the one '
                         f'before it ({rows[-2][0]:g}): the log is damaged'
                     )
     except (KeyError, TypeError, ValueError, csv.Error) as e:  # TypeError: a row shorter than the header
-        cli.fail(f'{path} is not a training log of _training.py ({e})')
+        raise UserError(f'{path} is not a training log of _training.py ({e})')
     if not rows:
-        cli.fail(f'{path} has no finished epoch yet')
+        raise UserError(f'{path} has no finished epoch yet')
     return rows
 
 
@@ -306,7 +308,7 @@ def main(argv=None):
     others = [(run_name(path), read_training_log(path)) for path in args.compare]
     finite = [r[2] for r in rows if math.isfinite(r[2])]
     if not finite:
-        cli.fail(f'{args.log}: every validation loss is inf or nan, nothing to draw')
+        raise UserError(f'{args.log}: every validation loss is inf or nan, nothing to draw')
     title = run_title(args.log) if args.title is None else args.title
     status = cli.status_stream(out)  # asked before the file is replaced
     files.write_text(out, picture(rows, title, others, args.ymax))

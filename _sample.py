@@ -6,7 +6,7 @@ python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the 
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli, weights
+from util import cli, memory, weights
 import sys
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from extras import beam
 import data
 import lstm
+from util.errors import UserError
 
 
 def escapes(text):
@@ -138,16 +139,16 @@ def default_start(chars):
 
 def priming_text(args):
     if args.start is not None and args.start_file is not None:
-        cli.fail('give either --start or --start-file, not both')
+        raise UserError('give either --start or --start-file, not both')
     if args.start_file is None:
         start = DEFAULT_START if args.start is None else escapes(args.start)
         if not start:
-            cli.fail('--start is empty: give at least one character to begin with')
+            raise UserError('--start is empty: give at least one character to begin with')
         return start
     try:
         ids, chars = data.read_corpus(args.start_file, what='file')
     except data.CorpusError as e:
-        cli.fail(f'--start-file: {e}')
+        raise UserError(f'--start-file: {e}')
     return data.decode(ids, chars)
 
 
@@ -158,7 +159,7 @@ def main(argv=None):
     start = priming_text(args)
     stop = None if args.stop is None else escapes(args.stop)
     if stop == '':
-        cli.fail('--stop is empty: give the text to stop after, e.g. \'\\n\\n\'')
+        raise UserError('--stop is empty: give the text to stop after, e.g. \'\\n\\n\'')
     chars = data.load_lookup(args.lookup)
     params, _ = weights.load_params(args.weights, chars=chars)
     if args.start is None and args.start_file is None:
@@ -169,10 +170,12 @@ def main(argv=None):
         what = '--stop'
         stop_ids = None if stop is None else list(data.encode(stop, chars))
     except data.CorpusError as e:
-        cli.fail(f'{what}: {e}')
+        raise UserError(f'{what}: {e}')
     check_sizes(args, params, prime)
     if args.top_k > len(chars):
-        cli.fail(f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet')
+        raise UserError(
+            f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet'
+        )
     N = args.num_samples
     with cli.Progress('beam search' if args.beam else 'sampling', args.length, 'steps') as progress:
         if args.beam:  # the likeliest is known only at the end: then printed
@@ -245,9 +248,9 @@ def check_sizes(args, params, prime):
     text for every sample (or continuation of the beam) side by side, and the indices drawn, kept until printed."""
     V, H, layers = lstm.sizes(params)
     N = max(args.num_samples, args.beam or 1)
-    needed = cli.model_bytes(V, H, layers, N, len(prime)) + N * (8 * args.length + 32 * V)
+    needed = memory.model_bytes(V, H, layers, N, len(prime)) + N * (8 * args.length + 32 * V)
     what = f'--beam {args.beam}' if args.beam else f'--num-samples {args.num_samples}'
-    cli.check_memory(needed, f'{what} with --length {args.length}')
+    memory.check_fits(needed, f'{what} with --length {args.length}')
 
 
 def check_beam(args):
@@ -265,7 +268,7 @@ def check_beam(args):
         if given
     ]
     if ignored:
-        cli.fail(
+        raise UserError(
             f'--beam ranks continuations by the model\'s own probabilities and prints the likeliest one: '
             f'{" and ".join(ignored)} would do nothing with it; leave {"it" if len(ignored) == 1 else "them"} '
             'out'

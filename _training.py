@@ -38,6 +38,7 @@ from util.run_start import (
 from util.settings import HELP, SETTINGS, lr_at, settings_from
 from util.training_progress import Progress, Stopped, Stopper
 from util.run_folder import CHECKPOINT
+from util.errors import UserError
 
 
 def _add_settings(p):
@@ -165,7 +166,7 @@ def train_window(run, chunked, trainer=None):
             update_average(run.ema, run.params, s['ema'])
         finite = all(np.isfinite(p).all() for p in run.params.values())
     if not np.isfinite(loss) or not finite:
-        cli.fail(
+        raise UserError(
             f'the loss became non-finite (loss {loss:.4g}, or weights overflowed) at step '
             f'{run.pos.step + 1}: training stopped, and '
             + (
@@ -313,16 +314,16 @@ def main(argv=None, plan=None):
     except run_folder.Moved:  # nothing written: the folder is wherever it went
         raise  # (one line, as every UserError)
     except runs.Incomplete as e:  # e.g. the disk is full after the checkpoint was written
-        cli.fail(
+        raise UserError(
             f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {run_folder.fix_for(e)} and continue '
             'with --resume, which completes the other files'
         )
     except files.ModelFileError as e:  # e.g. the disk is full: the last whole checkpoint stays
         if not os.path.exists(os.path.join(out, CHECKPOINT)):  # the run's first checkpoint failed
-            cli.fail(
+            raise UserError(
                 f'{e}; no checkpoint was saved in {out}: {run_folder.fix_for(e)} and run the same command again'
             )
-        cli.fail(
+        raise UserError(
             f'{e}; the previous checkpoint in {out} is kept: {run_folder.fix_for(e)} and continue with --resume'
         )
     finally:

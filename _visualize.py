@@ -21,6 +21,7 @@ import data
 from explorer import figures
 from util import files
 import lstm
+from util.errors import UserError
 from explorer import viewer
 
 
@@ -99,9 +100,9 @@ def load_inputs(args):
     ids, _ = data.read_corpus(args.text, chars, 'text')
     _, H, n_layers = lstm.sizes(params)
     if args.layer > n_layers:
-        cli.fail(f'--layer {args.layer}: the model has {n_layers} layers')
+        raise UserError(f'--layer {args.layer}: the model has {n_layers} layers')
     if args.neuron >= H:
-        cli.fail(f'--neuron {args.neuron}: the model has {H} neurons per layer (0 to {H - 1})')
+        raise UserError(f'--neuron {args.neuron}: the model has {H} neurons per layer (0 to {H - 1})')
     return params, ids, data.decode(ids, chars)
 
 
@@ -169,7 +170,7 @@ def find(args, params, ids, text):
         ]
         cells += [(layer, s, k, f'line position, r {r:+.2f}') for layer, s, k, r, _ in ramp['best'][:1]]
         if not cells:
-            cli.fail(
+            raise UserError(
                 f'--periodic-svg: {args.text} is too short to find periodic cells in ({len(text)} characters)'
             )
         with cli.Progress('mean activation by position', len(ids)) as progress:
@@ -235,13 +236,13 @@ def show_viewer(args, params, ids, text):
     try:
         viewer.show(text, acts, H, n_layers, args.layer, args.state, args.neuron)
     except ImportError:
-        cli.fail(
+        raise UserError(
             'tkinter is not installed: install your system\'s python3-tk package, or write the page '
             'with --html neurons.html and open it in a browser'
         )
     except Exception as e:  # tkinter.TclError: no display
         if type(e).__name__ == 'TclError':
-            cli.fail(
+            raise UserError(
                 f'cannot open a window ({e}): run it on a desktop, set DISPLAY, or write the page with '
                 '--html neurons.html and open it in a browser'
             )
@@ -277,7 +278,7 @@ def check_outputs(args):
         files.check_writable(path, f'{option} file', kind, inputs)
         for other, other_path, _ in outputs[:j]:
             if same_file(path, other_path):
-                cli.fail(
+                raise UserError(
                     f'{other} and {option} both name {path}: the second would replace the first; give '
                     'two names'
                 )
@@ -287,13 +288,13 @@ def check_outputs(args):
 def main(argv=None):
     args = parse_args(argv)
     if args.periodic_svg is not None and not args.find:
-        cli.fail('--periodic-svg goes with --find')
+        raise UserError('--periodic-svg goes with --find')
     if (
         isinstance(args.saturation, DefaultName)
         and cli.in_repo('.')
         and os.path.realpath('.') != os.path.realpath(cli.ROOT)
     ):
-        cli.fail(
+        raise UserError(
             f'--saturation: the current folder holds the repository\'s own files: give the figure\'s file '
             f'name (without one it would be written here as {SATURATION_SVG})'
         )

@@ -202,7 +202,7 @@ def train(*args, measured=False):
 
 def fails(capsys, *args):
     """Run _training.main expecting a refusal: a UserError (which cli.run prints as one line, status 2), or one
-    line on stderr and exit status 2 (cli.fail). Returns the line."""
+    line on stderr and exit status 2 (a UserError through cli.run). Returns the line."""
     with pytest.raises((SystemExit, UserError)) as e:
         train(*args)
     if isinstance(e.value, UserError):

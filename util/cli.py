@@ -21,7 +21,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but an error is one line (no usage block): the message says what to fix."""
 
     def error(self, message):
-        fail(f'{message} (see --help)')
+        raise UserError(f'{message} (see --help)')
 
 
 def run(main):
@@ -207,12 +207,6 @@ def _stdout_to_devnull():
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-
-
-def fail(message):
-    """Print `script: error: message` on stderr (if it can be written) and exit with status 2."""
-    _say(f'error: {message}')
-    sys.exit(2)
 
 
 def _number(kind, test, what):

@@ -1,6 +1,6 @@
 """A training run's start: its folder checked and locked, the run in it new or resumed (its settings merged
 with the command line's), its corpus read and its model made, the GPU's memory checked. Every refusal is one
-line (a UserError, or cli.fail where the message needs the command's context), before any training."""
+line (a UserError), before any training."""
 
 import os
 
@@ -12,6 +12,7 @@ from optimizer import RMSprop
 from util import checkpoint, cli, devices, files, memory, run_folder, runs
 from util.run_folder import CHECKPOINT
 from util.settings import settings_from
+from util.errors import UserError
 
 
 def check_out(args):
@@ -19,20 +20,20 @@ def check_out(args):
     best/ folder of a run (which that run writes)."""
     out = args.out
     if not out:
-        cli.fail('--out is empty: give a folder for the run')
+        raise UserError('--out is empty: give a folder for the run')
     saves = os.path.realpath(cli.SAVES)
     inside = [
         os.path.realpath(p) for p in (out, os.path.join(out, run_folder.BEST))
     ]  # best/ may be a link into it
     if any(p == saves or p.startswith(saves + os.sep) for p in inside) and not args.overwrite_shipped_model:
-        cli.fail(
+        raise UserError(
             f'--out {out} writes into the shipped model\'s folder saves/, overwriting it; train a copy '
             '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
             '--overwrite-shipped-model if that is what you mean'
         )
     parent = run_folder.parent_run(out)
     if parent:
-        cli.fail(
+        raise UserError(
             f'--out {out} is the best/ folder of the run in {parent}, which writes it: copy it to another '
             f'folder first (cp -r {out} runs/from-best) and continue that one'
         )
@@ -54,10 +55,12 @@ def lock_folder(out):
             lock.discard() if made else lock.release()
             raise
     except run_folder.Busy:
-        cli.fail(f'another training is running in {out}: wait for it to end, or choose another --out folder')
+        raise UserError(
+            f'another training is running in {out}: wait for it to end, or choose another --out folder'
+        )
     except OSError as e:
         _remove_empty(made)
-        cli.fail(f'--out folder {out}: {e.strerror or e}')
+        raise UserError(f'--out folder {out}: {e.strerror or e}')
     except BaseException:
         _remove_empty(made)
         raise
@@ -74,10 +77,12 @@ def _remove_empty(folders):
 
 def new_run(args, out, plan=None):
     if os.path.exists(os.path.join(out, CHECKPOINT)):
-        cli.fail(f'{out} already holds a run: continue it with --resume, or choose another --out folder')
+        raise UserError(
+            f'{out} already holds a run: continue it with --resume, or choose another --out folder'
+        )
     stray = run_folder.stray_files(out)
     if stray:
-        cli.fail(
+        raise UserError(
             f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
             'those files away, or choose another --out folder'
         )
@@ -99,11 +104,13 @@ def resumed_run(args, out):
     """The run committed in out, with the files that a stop left behind it completed, then the resumable
     settings of the command line. Returns (run, the settings that changed: name -> (old, new))."""
     if not os.path.exists(os.path.join(out, CHECKPOINT)):
-        cli.fail(f'cannot resume: {out} holds no run ({CHECKPOINT} is missing); start one without --resume')
+        raise UserError(
+            f'cannot resume: {out} holds no run ({CHECKPOINT} is missing); start one without --resume'
+        )
     try:
         run = runs.load(out, make_optimizer)
     except files.ModelFileError as e:
-        cli.fail(f'cannot resume from {out}: {e}')
+        raise UserError(f'cannot resume from {out}: {e}')
     saved, settings = run.settings, settings_from(args, run.settings)  # refused before anything is written
     try:
         cli.open_device(settings['device'])  # the run's device, on this machine
@@ -118,7 +125,9 @@ def resumed_run(args, out):
         try:
             run.write_derived(out)
         except runs.Incomplete as e:
-            cli.fail(f'{e}; the checkpoint in {out} is whole: {run_folder.fix_for(e)} and resume again')
+            raise UserError(
+                f'{e}; the checkpoint in {out} is whole: {run_folder.fix_for(e)} and resume again'
+            )
     run.settings = settings
     for k in ('rho', 'eps', 'clip', 'weight_decay'):  # the learning rate is set every epoch
         setattr(run.opt, k, settings[k])
@@ -135,12 +144,12 @@ def load_data(run):
     chunked = data.chunks(train_ids, s['chunks'])
     n_windows = data.n_windows(chunked.shape[1], s['window'])
     if n_windows == 0:
-        cli.fail(
+        raise UserError(
             f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of more '
             f'than {s["window"]} characters: use a longer corpus, or lower --chunks or --window'
         )
     if len(val_ids) < 2:
-        cli.fail(
+        raise UserError(
             'the validation text is shorter than 2 characters: use a longer corpus or a larger --val-fraction'
         )
     if run.params is None:  # a new run: the model is made from the lookup table
@@ -149,12 +158,12 @@ def load_data(run):
         run.opt = make_optimizer(run.params, s)
         run.state = lstm.zero_state(run.params, s['chunks'])
     elif run.corpus_chars not in (None, len(ids)):
-        cli.fail(
+        raise UserError(
             f'the corpus has {len(ids):,} characters but the run was trained on one of '
             f'{run.corpus_chars:,}: resume with the same --corpus'
         )
     elif run.pos.window > n_windows:
-        cli.fail(
+        raise UserError(
             f'cannot resume: the checkpoint\'s position.window = {run.pos.window} is past the '
             f'{n_windows} windows of an epoch'
         )
