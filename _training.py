@@ -36,7 +36,7 @@ from util.run_start import (
     training_size,
 )
 from util.settings import HELP, SETTINGS, lr_at, settings_from
-from util.training_progress import Progress, Stopped, Stopper
+from util.training_progress import Stopped, Stopper, TrainingProgress
 from util.run_folder import CHECKPOINT
 from util.errors import UserError
 
@@ -242,7 +242,7 @@ def train(run, out, chunked, val_ids, args, say, device=None):
         threads = 1  # OpenBLAS not found: let its own threads do the work
     run.plan.threads = threads
     max_steps = float('inf') if args.max_steps is None else args.max_steps
-    progress, stopper = Progress(args.quiet), Stopper()
+    progress, stopper = TrainingProgress(args.quiet), Stopper()
     last_checkpoint = time.time()
     try:  # a signal during the last checkpoint is one more flag
         try:

@@ -142,7 +142,7 @@ class _Table:
         unknown = self.sorted[pos_c] != cps
         if unknown.any():
             bad = np.unique(cps[unknown])
-            names = ', '.join(_shown(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
+            names = ', '.join(_char_name(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
             raise CorpusError(
                 f'{len(bad)} character(s) not in the lookup table: {names}; '
                 'remove them or use a model trained on a corpus that has them'
@@ -150,7 +150,7 @@ class _Table:
         return self.order[pos_c].astype(self.dtype)
 
 
-def _shown(ch):
+def _char_name(ch):
     """A character as a message shows it: quoted, with its code point where it would not show by itself (a
     combining accent, a space or control character, a lone surrogate): 'a', U+0301 (COMBINING ACUTE ACCENT)."""
     if unicodedata.category(ch)[0] in 'MZC' and ch != ' ':

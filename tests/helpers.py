@@ -233,7 +233,7 @@ def assert_same_run(a, b):
 
 def epoch_rows(folder):
     """The log's epoch rows without their timings: epoch, step, training and validation loss, lr, event."""
-    rows = runs.read_log(folder / runs.LOG)
+    rows = runs.log_rows(folder / runs.LOG)
     return [r[:5] + r[7:] for r in rows if r[7] in ('epoch', 'best')]
 
 

@@ -70,7 +70,7 @@ def test_two_runs_started_together_give_one_run(tmp_path, corpus):
     assert sorted(code for code, _ in results) == [0, 2], results
     err = next(e for code, e in results if code == 2).strip().splitlines()
     assert len(err) == 1 and ('another training is running' in err[0] or 'already holds a run' in err[0])
-    assert [r[0] for r in runs.read_log(out / runs.LOG)] == ['1', '2']
+    assert [r[0] for r in runs.log_rows(out / runs.LOG)] == ['1', '2']
 
 
 def test_the_best_folder_of_a_run_is_not_a_run_folder(tmp_path, corpus, capsys):
@@ -350,7 +350,7 @@ def test_a_resume_completes_what_a_stop_left_half_done(tmp_path, corpus, monkeyp
             assert path.read_text().startswith(raw.decode())
         elif path.name == runs.LOOKUP:
             assert path.read_bytes() == raw
-    assert runs.read_log(out / runs.LOG)[0] == meta['log'][0]
+    assert runs.log_rows(out / runs.LOG)[0] == meta['log'][0]
     assert_whole(out)
 
 
@@ -381,7 +381,7 @@ def test_a_full_disk_in_a_resumed_run_is_one_line_keeps_the_checkpoint_and_the_n
     monkeypatch.setattr(files, 'atomic_write', ATOMIC_WRITE)  # space freed
     assert train('--out', out, '--resume', '--epochs', '2') == 0
     assert_whole(out)
-    assert [r[0] for r in runs.read_log(out / runs.LOG)] == ['1', '2']
+    assert [r[0] for r in runs.log_rows(out / runs.LOG)] == ['1', '2']
 
 
 def test_a_folder_moved_before_its_first_checkpoint_says_to_start_again(

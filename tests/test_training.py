@@ -344,7 +344,7 @@ def test_frequent_checkpoints_keep_the_training_speed(tmp_path, corpus):
     assert (
         train('--corpus', corpus, '--out', out, '--epochs', '2', '--checkpoint-minutes', '1e-9', *TINY) == 0
     )
-    rows = runs.read_log(out / runs.LOG)
+    rows = runs.log_rows(out / runs.LOG)
     assert len(rows) == 2 and all(float(r[6]) > 0 for r in rows)
 
 
@@ -385,5 +385,5 @@ def test_a_stop_before_any_step_logs_the_learning_rate_of_its_epoch(tmp_path, co
         == 0
     )
     assert train('--out', out, '--resume', '--max-steps', '70', '--quiet') == 0
-    rows = runs.read_log(out / runs.LOG)
+    rows = runs.log_rows(out / runs.LOG)
     assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025', '0.0025'], rows

@@ -6,7 +6,7 @@ the weights where one is kept (`ema.*`). Its metadata, JSON (check_meta): the se
 option would take it (util/settings.py); the position in the data, which must be a place in the run that can
 still advance; the random state; the lookup table, sorted as data.read_corpus makes it; the log.
 check_against_arrays holds the two to each other. Every problem is one ModelFileError naming what is wrong
-(runs.load calls check_meta before any array is used).
+(runs.load_run calls check_meta before any array is used).
 """
 
 import json
@@ -24,7 +24,8 @@ COUNT_MAX = 2**53  # steps, epochs, windows and integer settings: beyond it a fl
 SECONDS_MAX = 1e12  # 30,000 years of training: a larger clock is damage (and would overflow as it runs)
 
 
-def _shown(value):
+def _short_json(value):
+    """A field's value as a message shows it: its JSON, cut at 60 characters."""
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + '...'
 
@@ -112,7 +113,7 @@ def check_meta(meta, path, defaults=DEFAULTS, kinds=KINDS):
     defaults and kinds: each setting's default and the function that parses its command-line text."""
 
     def bad(field, value, why):
-        raise ModelFileError(f'checkpoint {path} has a damaged field: {field} = {_shown(value)} ({why})')
+        raise ModelFileError(f'checkpoint {path} has a damaged field: {field} = {_short_json(value)} ({why})')
 
     settings, pos, rng = meta.get('settings'), meta.get('position'), meta.get('rng')
     if not isinstance(settings, dict) or not isinstance(pos, dict) or not isinstance(rng, dict):

@@ -130,7 +130,7 @@ def check_writable(path, what='output', kind=None, inputs=()):
             raise ModelFileError(
                 f'{what} {path} is also read by this command: writing it would replace it; give another name'
             )
-        if kind is not None and not _empty_or_starts_with(path, kind[0]):
+        if kind is not None and _head(path, len(kind[0])) not in (b'', kind[0]):
             raise ModelFileError(
                 f'{what} {path} exists and is not {kind[1]}: writing it would replace it; give '
                 'another name, or remove it first'
@@ -154,14 +154,13 @@ def missing_folders(folder):
     return made
 
 
-def _empty_or_starts_with(path, prefix):
-    """An existing file is empty or begins with prefix (bytes)."""
+def _head(path, n):
+    """The first n bytes of a file (fewer if it is shorter). Raises ModelFileError if it cannot be read."""
     try:
         with open(path, 'rb') as f:
-            head = f.read(len(prefix))
+            return f.read(n)
     except OSError as e:
         raise ModelFileError(f'{path} cannot be read: {e.strerror or e}') from None
-    return head == b'' or head == prefix
 
 
 def check_folder(folder, what='output folder'):
@@ -301,7 +300,7 @@ def load_npz(path, what, only_meta=False):
                 '(they need pickle): save plain numeric arrays instead'
             ) from None
         first = source.getvalue()[:1] if isinstance(source, io.BytesIO) else None
-        if first == b'\x80' or first is None and _starts_with(path, b'\x80'):  # the mark of a pickle
+        if first == b'\x80' or first is None and _head(path, 1) == b'\x80':  # the mark of a pickle
             raise ModelFileError(
                 f'{what} file {path} is a pickle file, which is never loaded: save the arrays '
                 'with numpy.savez instead'
@@ -333,14 +332,6 @@ def _named_twice(members):
             return name[:-4] if name.endswith('.npy') else name
         seen.add(name)
     return None
-
-
-def _starts_with(path, prefix):
-    try:
-        with open(path, 'rb') as f:
-            return f.read(len(prefix)) == prefix
-    except OSError:
-        return False
 
 
 # --- the model's files ----------------------------------------------------------------------------------------

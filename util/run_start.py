@@ -108,7 +108,7 @@ def resumed_run(args, out):
             f'cannot resume: {out} holds no run ({CHECKPOINT} is missing); start one without --resume'
         )
     try:
-        run = runs.load(out, make_optimizer)
+        run = runs.load_run(out, make_optimizer)
     except files.ModelFileError as e:
         raise UserError(f'cannot resume from {out}: {e}')
     saved, settings = run.settings, settings_from(args, run.settings)  # refused before anything is written

@@ -27,7 +27,7 @@ class Incomplete(files.ModelFileError):
     """The checkpoint was committed but a file derived from it could not be written (Run.write_derived completes it)."""
 
 
-def read_log(path):
+def log_rows(path):
     """The rows of an existing training_log.csv (adopted by a checkpoint written before checkpoints held them)."""
     try:
         with open(path, newline='', encoding='utf-8', errors='replace') as f:
@@ -201,7 +201,7 @@ def _write_if_changed(path, text):
     files.write_text(path, text)
 
 
-def load(folder, make_optimizer):
+def load_run(folder, make_optimizer):
     """The run committed in folder, checked whole (util/checkpoint.py): its metadata field by field, its arrays,
     and the one against the other. make_optimizer(params, settings) makes the optimizer whose state is restored.
     Returns a Run with the saved settings. Raises ModelFileError."""
@@ -226,7 +226,7 @@ def load(folder, make_optimizer):
     checkpoint.check_against_arrays(path, settings, params, state, chars, pos, windows)
     rng = np.random.default_rng()
     rng.bit_generator.state = meta['rng']
-    log = meta['log'] if 'log' in meta else read_log(os.path.join(folder, LOG))
+    log = meta['log'] if 'log' in meta else log_rows(os.path.join(folder, LOG))
     try:
         plan = engine.Plan(widths=meta.get('block_widths', []))  # the same products as before: bit for bit
     except ValueError as e:

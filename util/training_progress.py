@@ -11,7 +11,7 @@ import time
 from util import cli
 
 
-class Progress:
+class TrainingProgress:
     """The progress line (step, epoch, smoothed loss, speed, time left), at most twice a second; the training
     speed (over the steps alone, not the checkpoints) and the clock of the run's training time."""
 
