@@ -14,7 +14,7 @@ import io
 import math
 import os
 
-from util import files
+from util import files, run_folder
 from explorer import svg
 from util.errors import UserError
 
@@ -73,8 +73,6 @@ def default_out(log):
 def run_title(log):
     """'2x512 LSTM on tiny Shakespeare': the run's size and corpus, read from the metadata of the training
     checkpoint beside the log; NEUTRAL_TITLE where there is no readable checkpoint there."""
-    from util import run_folder  # here: the run folder's names, only when needed
-
     path = os.path.join(os.path.dirname(os.path.abspath(log)), run_folder.CHECKPOINT)
     if not os.path.isfile(path):  # (a FIFO of that name is never opened)
         return NEUTRAL_TITLE
@@ -94,7 +92,6 @@ def run_title(log):
 
 
 COLUMNS = ('epoch', 'train_loss', 'val_loss')
-MAX_LOG_BYTES = 64 << 20  # a log of 64 MiB would hold about a million epochs
 
 
 def check_row(path, line, row, numbers):
@@ -114,7 +111,11 @@ def read_training_log(path):
     run that diverged) is kept as it is; what cannot be drawn is a one-line error."""
     rows = []
     raw = files.read_bytes(
-        path, 'training log', MAX_LOG_BYTES, error=UserError, hint=': give the training_log.csv of a run'
+        path,
+        'training log',
+        run_folder.MAX_LOG_BYTES,
+        error=UserError,
+        hint=': give the training_log.csv of a run',
     )
     try:
         reader = csv.DictReader(io.StringIO(raw.decode('utf-8'), newline=''))

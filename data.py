@@ -11,9 +11,7 @@ import hashlib
 import io
 import json
 import os
-import select
 import stat
-import tempfile
 import unicodedata
 
 import numpy as np
@@ -43,35 +41,18 @@ def _codepoints(s):
 
 def _open_text(path, what='corpus'):
     """Open a text file to be read twice (its length first, then its characters). A pipe, a FIFO or another stream
-    that cannot be read twice (`--corpus /dev/stdin`, `<(cat t.txt)`) is read once, into memory, up to a quarter
-    of the machine's memory. Raises CorpusError if it is missing or unreadable."""
+    that cannot be read twice (`--corpus /dev/stdin`, `<(cat t.txt)`) is read once, into memory, by the one
+    bounded reader (files.read_bytes: up to a quarter of the machine's memory, and an endless stream of no text
+    refused at its first bytes). Raises CorpusError if it is missing or unreadable."""
     try:
         f = open(path, 'rb')
-        if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return f
-        with f:
-            limit, raw = files.stream_limit(), io.BytesIO()
-            while True:
-                select.select([f], [], [], 0.5)  # waits in short turns: a Ctrl-C is acted on within 0.5 s
-                block = os.read(f.fileno(), BLOCK)
-                if not block:
-                    break
-                if not raw.tell():
-                    _check_text_start(block, path, what)  # an endless stream of no text, refused at once
-                raw.write(block)
-                if raw.tell() > limit:
-                    raise CorpusError(
-                        f'{what} {path} is a stream of more than {limit:,} bytes, a quarter of this '
-                        'machine\'s memory: save it to a file and give that'
-                    )
-        raw.seek(0)
-        return raw
-    except MemoryError:  # a stream larger than the memory this process may use
-        raise CorpusError(
-            f'{what} {path} is a stream too large for the memory available: save it to a file and give that'
-        ) from None
     except OSError as e:
         raise CorpusError(files.read_error(e, path, what, ': check the path')) from None
+    if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        return f
+    f.close()
+    first = lambda block: block and _check_text_start(block, path, what)
+    return io.BytesIO(files.read_bytes(path, what, error=CorpusError, hint=': check the path', first=first))
 
 
 def _check_text_start(block, path, what):
@@ -294,27 +275,29 @@ def tiny_shakespeare(path=TINY_SHAKESPEARE_PATH, url=TINY_SHAKESPEARE_URL):
     state = 'is damaged (its SHA-256 differs)' if os.path.exists(path) else 'is missing'
     import urllib.request  # here: it costs 7 MB of memory, and is rarely needed
 
-    tmp = None
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.download.', suffix='.tmp')
-        with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=60) as r:
-            for block in iter(lambda: r.read(BLOCK), b''):
-                f.write(block)
-        if sha256_file(tmp) != TINY_SHAKESPEARE_SHA256:
+    def download(f):
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                for block in iter(lambda: r.read(BLOCK), b''):
+                    digest.update(block)
+                    f.write(block)
+        except OSError as e:
+            raise CorpusError(
+                f'tiny Shakespeare {path} {state}, and it could not be downloaded from {url} '
+                f'({getattr(e, "reason", None) or e.strerror or e}): restore it with '
+                '`git checkout saves/shakespeare.txt`, or give a corpus with --corpus'
+            ) from None
+        if digest.hexdigest() != TINY_SHAKESPEARE_SHA256:
             raise CorpusError(
                 f'tiny Shakespeare {path} {state}, and the copy downloaded from {url} does not have '
                 'the expected SHA-256 either: restore it with `git checkout saves/shakespeare.txt`'
             )
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
+
+    try:
+        files.atomic_write(path, download)  # the damaged copy is replaced only by a whole, checked one
+    except files.ModelFileError as e:
         raise CorpusError(
-            f'tiny Shakespeare {path} {state}, and it could not be downloaded from {url} '
-            f'({getattr(e, "reason", None) or e.strerror or e}): restore it with '
-            '`git checkout saves/shakespeare.txt`, or give a corpus with --corpus'
+            f'tiny Shakespeare {path} {state}, and the download could not be saved ({e})'
         ) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
     return path

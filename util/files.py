@@ -107,34 +107,30 @@ def write_text(path, text):
     atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
-def check_writable(path, what='output', kind=None, inputs=()):
-    """Refuse, before any work, an output file that could not be written: an empty name, a parent that is a
-    file, a folder that cannot be created or written. A missing folder is made when the file is written (by
-    atomic_write), not here, so that a command refused later leaves nothing behind. Raises ModelFileError.
-    Also refuse to replace a file this command reads (one of inputs, under any name), or an existing file that
-    is not of the kind written: kind = (the bytes such a file starts with, its name), e.g. (b'<svg', 'an SVG
-    figure'), so that a training log, a text or a model given as the output by mistake is never lost."""
+def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, fix='give another name'):
+    """The one check of an output file, before any work: refuse what could not be written, or should not be.
+
+    Refused: an empty name; a folder; a read-only file; a path too long for the system (with the temporary name
+    atomic_write first writes it under); a parent that is a file, or a folder that cannot be created or written;
+    a device, pipe or socket where in_place is False (a run's files are read back, so they must be files), else
+    one that cannot be written. Also a file this command reads (one of inputs, under any name), and an existing
+    file that is not of the kind written: kind = (the bytes such a file starts with, its name), e.g.
+    (b'<svg', 'an SVG figure'), so that a log, a text or a model given as the output by mistake is never lost.
+    A missing folder is made when the file is written (atomic_write), not here, so that a command refused
+    later leaves nothing behind. fix: what to do, ending each message. Raises ModelFileError."""
     path = os.fspath(path)
     if not path:
         raise ModelFileError(f'the {what} path is empty: give a file name')
     if os.path.isdir(path):
-        raise ModelFileError(f'{what} {path} is a folder: give a file name')
-    if writes_in_place(path):
+        raise ModelFileError(f'{what} {path} is a folder: {fix}')
+    if os.path.lexists(path) and writes_in_place(path):
+        if not in_place:
+            raise ModelFileError(f'{what} {path} is not a file (a pipe, a device or a link to one): {fix}')
         if not os.access(path, os.W_OK):
             raise ModelFileError(f'{what} {path} cannot be written: it is not a writable file or device')
         return
     if os.path.isfile(path):
-        if any(
-            other is not None and os.path.isfile(other) and os.path.samefile(path, other) for other in inputs
-        ):
-            raise ModelFileError(
-                f'{what} {path} is also read by this command: writing it would replace it; give another name'
-            )
-        if kind is not None and _head(path, len(kind[0])) not in (b'', kind[0]):
-            raise ModelFileError(
-                f'{what} {path} exists and is not {kind[1]}: writing it would replace it; give '
-                'another name, or remove it first'
-            )
+        _check_replaceable(path, what, kind, inputs, fix)
     folder = os.path.dirname(os.path.abspath(path))
     made = missing_folders(folder)  # the folders still to make: checked, not made
     existing = os.path.dirname(made[-1]) if made else folder
@@ -143,6 +139,41 @@ def check_writable(path, what='output', kind=None, inputs=()):
             f'{what} folder {folder} cannot be made: part of its path is a file, not a folder'
         )
     check_folder(existing, what)
+    _check_length(path, existing, what)
+
+
+def _check_replaceable(path, what, kind, inputs, fix):
+    """An existing output file may be replaced: writable, not an input, of the kind written (check_writable)."""
+    if not os.access(path, os.W_OK):
+        raise ModelFileError(f'{what} {path} is read-only: make it writable (chmod u+w), or {fix}')
+    if any(other is not None and os.path.isfile(other) and os.path.samefile(path, other) for other in inputs):
+        raise ModelFileError(
+            f'{what} {path} is also read by this command: writing it would replace it; {fix}'
+        )
+    if kind is not None and _head(path, len(kind[0])) not in (b'', kind[0]):
+        raise ModelFileError(
+            f'{what} {path} exists and is not {kind[1]}: writing it would replace it; {fix}, or remove it first'
+        )
+
+
+def temporary_name(path):
+    """The longest name atomic_write gives path's temporary file: '.' + its name + '.' + 8 characters + '.tmp'."""
+    return '.' + os.path.basename(path) + '.' + 8 * 'x' + '.tmp'
+
+
+def _check_length(path, existing, what):
+    """Refuse a path the system cannot hold, with its temporary's name: its limits on a path and on a name."""
+    try:
+        path_max, name_max = os.pathconf(existing, 'PC_PATH_MAX'), os.pathconf(existing, 'PC_NAME_MAX')
+    except (OSError, ValueError):  # the system does not say: nothing to check against
+        return
+    temporary = os.path.join(os.path.dirname(os.path.abspath(path)), temporary_name(path))
+    if len(os.fsencode(temporary)) >= path_max or len(os.fsencode(os.path.basename(temporary))) > name_max:
+        raise ModelFileError(
+            f'{what} {path} is a path too long for this system ({len(os.fsencode(temporary))} bytes with the '
+            f'name it is first written under; the system allows {path_max - 1} in all, {name_max} a name): '
+            'choose a shorter path'
+        )
 
 
 def missing_folders(folder):

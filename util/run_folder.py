@@ -30,10 +30,11 @@ WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = (
     'best',
     '.lock',
 )
+MAX_LOG_BYTES = 64 << 20  # the most of a training log read: 64 MiB would hold about a million epochs
 
 # The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
-# (tempfile.mkstemp): only those of the run's own files are ever removed. (Not files.check_folder's probes: a
-# process that is about to find the folder locked may be making one.)
+# (tempfile.mkstemp; files.temporary_name): only those of the run's own files are ever removed. (Not
+# files.check_folder's probes: a process that is about to find the folder locked may be making one.)
 _TEMPORARY = re.compile(
     r'\.(%s)\.[a-z0-9_]{8}\.tmp' % '|'.join(map(re.escape, (WEIGHTS, CHECKPOINT, LOOKUP, LOG)))
 )
@@ -119,57 +120,21 @@ def remove_temporaries(folder):
 
 
 def check_outputs(folder):
-    """Refuse, before any work, a run folder in which a file the run writes could not be written: a folder where
-    a file goes, a file where best/ goes, a read-only file, a pipe or a device (or a link to one: reading it
-    could wait for ever, writing it would lose the file). Raises ModelFileError."""
-
-    def check_file(path):
-        if os.path.lexists(path) and not os.path.isdir(path) and files.writes_in_place(path):
-            raise files.ModelFileError(
-                f'{path} is not a file (a pipe, a device or a link to one), but the run '
-                'writes a file of that name there: move it away or choose another run folder'
-            )
-        if os.path.isdir(path):
-            raise files.ModelFileError(
-                f'{path} is a folder, but the run writes a file of that name there: move '
-                'it away or choose another run folder'
-            )
-        if os.path.isfile(path) and not os.access(path, os.W_OK):
-            raise files.ModelFileError(
-                f'{path} is read-only: make it writable (chmod u+w) or choose another run folder'
-            )
-
-    for name in (CHECKPOINT, WEIGHTS, LOOKUP, LOG):
-        check_file(os.path.join(folder, name))
-    check_lengths(folder)
+    """Refuse, before any work, a run folder in which a file the run writes could not be written, or should not
+    be: each one goes through files.check_writable, which also refuses a pipe or a device in its place (or a link
+    to one: reading it could wait for ever, writing it would lose the file). Raises ModelFileError."""
     best = os.path.join(folder, BEST)
     if os.path.lexists(best) and not os.path.isdir(best):
         raise files.ModelFileError(
             f'{best} is a file, but the run keeps its best epoch in a folder of that name: '
             'move it away or choose another run folder'
         )
-    if os.path.isdir(best):
-        files.check_folder(best, 'best-epoch folder')
-        for name in (CHECKPOINT, WEIGHTS, LOOKUP):
-            check_file(os.path.join(best, name))
-
-
-def check_lengths(folder):
-    """Refuse, before any work, a run folder whose path is too long for a file the run writes there or in best/
-    (with the temporary name it is first written under): the system's limits on a path and on a name."""
-    where = os.path.abspath(folder)
-    try:
-        path_max, name_max = os.pathconf(where, 'PC_PATH_MAX'), os.pathconf(where, 'PC_NAME_MAX')
-    except (OSError, ValueError):  # the system does not say: nothing to check against
-        return
-    longest = '.' + CHECKPOINT + '.' + 8 * 'x' + '.tmp'  # files.atomic_write's temporary, the longest name
-    for path in (os.path.join(where, longest), os.path.join(where, BEST, longest)):
-        if len(os.fsencode(path)) >= path_max or len(os.fsencode(longest)) > name_max:
-            raise files.ModelFileError(
-                f'the run folder {folder} has a path too long for the files the run writes '
-                f'in it ({len(os.fsencode(path))} bytes for {os.path.relpath(path, where)}, '
-                f'the system allows {path_max - 1}): choose a shorter --out path'
-            )
+    paths = [os.path.join(folder, name) for name in (CHECKPOINT, WEIGHTS, LOOKUP, LOG)]
+    paths += [os.path.join(best, name) for name in (CHECKPOINT, WEIGHTS, LOOKUP)]
+    for path in paths:
+        files.check_writable(
+            path, 'run file', in_place=False, fix='move it away or choose another run folder'
+        )
 
 
 def parent_run(folder):

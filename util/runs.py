@@ -19,7 +19,7 @@ import data
 import engine
 from util import checkpoint, cli, files, weights
 from util.checkpoint import LOG_HEADER, in_order
-from util.run_folder import BEST, CHECKPOINT, LOG, LOOKUP, WEIGHTS
+from util.run_folder import BEST, CHECKPOINT, LOG, LOOKUP, MAX_LOG_BYTES, WEIGHTS
 from util.settings import DEFAULTS
 
 
@@ -29,13 +29,10 @@ class Incomplete(files.ModelFileError):
 
 def log_rows(path):
     """The rows of an existing training_log.csv (adopted by a checkpoint written before checkpoints held them)."""
-    try:
-        with open(path, newline='', encoding='utf-8', errors='replace') as f:
-            rows = list(csv.reader(f))
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return []
-    except OSError as e:
-        raise files.ModelFileError(f'{path} cannot be read: {e.strerror or e}') from None
+    raw = files.read_bytes(path, 'training log', MAX_LOG_BYTES)
+    rows = list(csv.reader(io.StringIO(raw.decode('utf-8', errors='replace'), newline='')))
     return rows[1:] if rows and rows[0] == LOG_HEADER else rows
 
 
@@ -192,11 +189,13 @@ def _saved(path, what, *keys):
 
 
 def _write_if_changed(path, text):
+    """Write a derived text file unless it already holds text (read only where its size is text's)."""
+    raw = text.encode('utf-8')
     try:
-        with open(path, encoding='utf-8') as f:
-            if f.read() == text:
+        with open(path, 'rb') as f:
+            if os.fstat(f.fileno()).st_size == len(raw) and f.read(len(raw) + 1) == raw:
                 return
-    except (OSError, ValueError):
+    except OSError:
         pass
     files.write_text(path, text)
 
