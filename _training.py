@@ -182,12 +182,14 @@ def train_window(run, chunked, trainer=None):
 
 def sample_text(params, chars, prime, length, seed, stopper):
     """A short sample at temperature 0.5 after the priming text `prime`; a signal stops it between two characters.
-    Every line of it is shown after '| ', so that a blank line is seen to be blank."""
+    Every line of it is shown after '| ', so that a blank line is seen to be blank. Windows' '\\r\\n' and old
+    Macs' '\\r' end a line here as '\\n' does, so that no '\\r' sends the terminal's cursor back."""
     ids = []
     for ix in lstm.sample(params, data.encode(prime, chars), length, temperature=0.5, rng=seed):
         stopper.check()
         ids.append(ix[0])
-    return '\n'.join('| ' + line for line in data.decode(ids, chars).split('\n'))
+    text = data.decode(ids, chars).replace('\r\n', '\n').replace('\r', '\n')
+    return '\n'.join('| ' + line for line in text.split('\n'))
 
 
 def log_row(run, train_loss, val_loss, chars_per_s, event):
