@@ -13,9 +13,10 @@ def _option(name):
     return '--' + name.replace('_', '-')
 
 
-def problem(settings, lr_at):
+def problem(settings, lr_at, resumed=False):
     """Why the run cannot hold one of its settings, as one line saying what to give instead, or None.
-    lr_at(settings, epoch) is the learning rate of an epoch (counted from 0)."""
+    lr_at(settings, epoch) is the learning rate of an epoch (counted from 0). resumed: the dtype is the saved
+    run's, which cannot change, so --dtype float64 is not offered."""
     dtype = np.dtype(settings['dtype'])
     cast, info = dtype.type, np.finfo(dtype)
     held = f'{dtype} holds {info.smallest_subnormal:.3g} to {info.max:.3g}'
@@ -37,7 +38,7 @@ def problem(settings, lr_at):
                 what = 'times --lr ' if name == 'weight_decay' else ''
                 return (
                     f'{_option(name)} {value} {what}is {float(cast(product)):g} in {dtype} ({held}): give a '
-                    f'value in that range{", or --dtype float64" if dtype == np.float32 else ""}'
+                    f'value in that range{", or --dtype float64" if dtype == np.float32 and not resumed else ""}'
                 )
         for name in ('rho', 'ema'):
             value = settings[name]

@@ -104,14 +104,15 @@ def settings_from(args, saved=None):
             f'--{k.replace("_", "-")} {v} differs from the saved run\'s {saved.get(k)}: it cannot '
             'change on --resume (start a new run in another --out folder instead)'
         )
-    return checked({**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}})
+    return checked({**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}}, resumed=True)
 
 
-def checked(settings):
-    """The settings, unless the run's dtype cannot hold one of them (0 or infinite there): then one line."""
-    why = precision.problem(settings, lr_at)
+def checked(settings, resumed=False):
+    """The settings, unless the run's dtype cannot hold one of them (0 or infinite there): then one line, which on
+    --resume says that the saved settings (with the command line's changes) are the ones refused."""
+    why = precision.problem(settings, lr_at, resumed)
     if why is not None:
-        raise UserError(why)
+        raise UserError(f'the saved run\'s settings with this command line\'s: {why}' if resumed else why)
     return settings
 
 
