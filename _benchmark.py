@@ -281,7 +281,7 @@ def gpu_main(args):
     """--device cuda: this repo's GPU engine beside PyTorch's cuDNN LSTM (gpu_benchmark.py)."""
     from util import gpu_benchmark
 
-    ops = cli.open_device('cuda')  # one line if there is no GPU
+    device = cli.open_device('cuda')  # one line if there is no GPU
     args.batches = [args.chunks] if args.chunks else [25, 128, 512]
     B = max(args.batches)
     need = memory.model_bytes(args.vocab, args.hidden, args.layers, B, args.window, training=True)
@@ -290,7 +290,7 @@ def gpu_main(args):
         f'--window {args.window} (this repo and PyTorch)'
     )
     memory.check_fits(2 * need, what)
-    devices.check_fits(ops, 2 * need, what)
+    devices.check_fits(device, 2 * need, what)
     torch = None
     if not args.no_torch:
         try:
