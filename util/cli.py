@@ -8,6 +8,7 @@ import argparse
 import errno
 import io
 import os
+import signal
 import sys
 import time
 
@@ -35,6 +36,7 @@ def run(main):
     console's encoding cannot show is written as a backslash escape.
     """
     _guard_output()
+    _stop_on_termination()
     status = 0
     try:
         startup = sys.modules.get('util.startup')  # imported first by every script
@@ -57,17 +59,41 @@ def run(main):
             status = 2
     except KeyboardInterrupt:
         status = _interrupted()
+    except Terminated as e:
+        status = _interrupted(e.signum)
     sys.exit(status)
 
 
-def _interrupted():
-    """Say that Ctrl-C stopped the script, in one line; the exit status of a process stopped by SIGINT."""
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the script is, as Ctrl-C raises KeyboardInterrupt: what it was doing is
+    undone on the way out (a temporary file removed, a folder made for nothing removed), then one line and the
+    status of a process stopped by that signal. _training.py turns them into a checkpoint instead, while it trains."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+def _stop_on_termination():
+    """SIGTERM and SIGHUP raise Terminated, where they would end the process at once (not where ignored)."""
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(s) == signal.SIG_DFL:
+            signal.signal(s, _terminate)
+
+
+def _interrupted(signum=signal.SIGINT):
+    """Say that Ctrl-C (or SIGTERM, SIGHUP) stopped the script, in one line; the exit status of a process stopped
+    by that signal, 128 + its number."""
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
         _stdout_to_devnull()
-    _say('interrupted (Ctrl-C)')
-    return 130
+    _say('interrupted (Ctrl-C)' if signum == signal.SIGINT else f'stopped by {signal.Signals(signum).name}')
+    return 128 + signum
 
 
 def write(text):

@@ -11,6 +11,7 @@ The formats:
 - checkpoint: util/checkpoint.py owns its schema (and reads and writes it through this module)
 """
 
+import errno
 import io
 import json
 import os
@@ -71,21 +72,23 @@ def atomic_write(path, write):
     Raises ModelFileError with a one-line reason when the folder cannot be made or written (a full disk, a
     read-only file system, a parent that is a file); the previous file at path is then left as it was.
     A device or pipe (writes_in_place) is written directly instead: it is not a file that could be replaced.
+    A link is followed: its target is replaced, the link kept (target(path)).
     """
     path = os.fspath(path)
     if writes_in_place(path):
         return _write_in_place(path, write)
-    folder = os.path.dirname(os.path.abspath(path))
+    real = target(path)
+    folder = os.path.dirname(real)
     tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(real) + '.', suffix='.tmp')
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, 'wb') as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, real)
         tmp = None
     except OSError as e:
         raise ModelFileError(f'cannot write {path}: {e.strerror or e}', e.errno) from None
@@ -100,6 +103,12 @@ def atomic_write(path, write):
             os.close(dfd)
     except OSError:
         pass
+
+
+def target(path):
+    """The file that writing path replaces: a link's target (also a link to nothing yet), and a path through a
+    folder and '..' taken as the system takes it (no folder made on the way)."""
+    return os.path.realpath(path)
 
 
 def write_text(path, text):
@@ -123,15 +132,18 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
         raise ModelFileError(f'the {what} path is empty: give a file name')
     if os.path.isdir(path):
         raise ModelFileError(f'{what} {path} is a folder: {fix}')
+    if not in_place and os.path.islink(path):
+        raise ModelFileError(f'{what} {path} is not a file but a link (to {os.readlink(path)}): {fix}')
     if os.path.lexists(path) and writes_in_place(path):
         if not in_place:
             raise ModelFileError(f'{what} {path} is not a file (a pipe, a device or a link to one): {fix}')
         if not os.access(path, os.W_OK):
             raise ModelFileError(f'{what} {path} cannot be written: it is not a writable file or device')
         return
-    if os.path.isfile(path):
-        _check_replaceable(path, what, kind, inputs, fix)
-    folder = os.path.dirname(os.path.abspath(path))
+    real = target(path)
+    if os.path.isfile(real):
+        _check_replaceable(path, real, what, kind, inputs, fix)
+    folder = os.path.dirname(real)
     made = missing_folders(folder)  # the folders still to make: checked, not made
     existing = os.path.dirname(made[-1]) if made else folder
     if not os.path.isdir(existing):
@@ -139,18 +151,28 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
             f'{what} folder {folder} cannot be made: part of its path is a file, not a folder'
         )
     check_folder(existing, what)
-    _check_length(path, existing, what)
+    _check_length(real, existing, what)
 
 
-def _check_replaceable(path, what, kind, inputs, fix):
-    """An existing output file may be replaced: writable, not an input, of the kind written (check_writable)."""
-    if not os.access(path, os.W_OK):
-        raise ModelFileError(f'{what} {path} is read-only: make it writable (chmod u+w), or {fix}')
-    if any(other is not None and os.path.isfile(other) and os.path.samefile(path, other) for other in inputs):
+def _check_replaceable(path, real, what, kind, inputs, fix):
+    """An existing output file (real: the file itself, path: its name as given) may be replaced: writable, not
+    append-only or immutable, not an input, of the kind written (check_writable)."""
+    try:  # opened for writing, not truncated: the system's own answer, which chattr's flags are part of
+        os.close(os.open(real, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError as e:
+        if e.errno == errno.EACCES:
+            raise ModelFileError(
+                f'{what} {path} is read-only: make it writable (chmod u+w), or {fix}'
+            ) from None
+        raise ModelFileError(
+            f'{what} {path} cannot be replaced ({e.strerror}; an append-only or immutable file: chattr -a -i '
+            f'it), or {fix}'
+        ) from None
+    if any(other is not None and os.path.isfile(other) and os.path.samefile(real, other) for other in inputs):
         raise ModelFileError(
             f'{what} {path} is also read by this command: writing it would replace it; {fix}'
         )
-    if kind is not None and _head(path, len(kind[0])) not in (b'', kind[0]):
+    if kind is not None and _head(real, len(kind[0])) not in (b'', kind[0]):
         raise ModelFileError(
             f'{what} {path} exists and is not {kind[1]}: writing it would replace it; {fix}, or remove it first'
         )
@@ -167,7 +189,7 @@ def _check_length(path, existing, what):
         path_max, name_max = os.pathconf(existing, 'PC_PATH_MAX'), os.pathconf(existing, 'PC_NAME_MAX')
     except (OSError, ValueError):  # the system does not say: nothing to check against
         return
-    temporary = os.path.join(os.path.dirname(os.path.abspath(path)), temporary_name(path))
+    temporary = os.path.join(os.path.dirname(path), temporary_name(path))
     if len(os.fsencode(temporary)) >= path_max or len(os.fsencode(os.path.basename(temporary))) > name_max:
         raise ModelFileError(
             f'{what} {path} is a path too long for this system ({len(os.fsencode(temporary))} bytes with the '
@@ -211,6 +233,10 @@ def check_folder(folder, what='output folder'):
             f'{what} {folder} cannot be made: part of its path is a file, not a folder'
         ) from None
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise ModelFileError(
+                f'{what} {folder} is a path too long for this system: choose a shorter path'
+            ) from None
         raise ModelFileError(f'{what} {folder} cannot be written: {e.strerror or e}') from None
 
 

@@ -19,6 +19,7 @@ import errno
 import fcntl
 import os
 import re
+import stat
 
 from util import files
 
@@ -59,7 +60,7 @@ class Lock:
     def __init__(self, folder):
         self.folder, self.path = folder, os.path.join(folder, LOCK)
         for _ in range(5):
-            f = open(self.path, 'a+')
+            f = _open_lock(self.path)
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -107,6 +108,24 @@ class Lock:
         except OSError:
             pass
         self.file.close()
+
+
+def _open_lock(path):
+    """The lock file, opened without following a link and only if it is a plain file: a link could lead out of the
+    folder (and create a file there), a pipe is no file to lock."""
+    fix = 'but the run keeps its lock file there: remove it, or choose another run folder'
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise files.ModelFileError(f'{path} is a link, {fix}') from None
+        if e.errno == errno.EISDIR:
+            raise files.ModelFileError(f'{path} is a folder, {fix}') from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise files.ModelFileError(f'{path} is not a file (a pipe, a device), {fix}')
+    return os.fdopen(fd, 'a+')
 
 
 def remove_temporaries(folder):
