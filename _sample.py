@@ -250,7 +250,8 @@ def check_sizes(args, params, prime):
     N = max(args.num_samples, args.beam or 1)
     needed = memory.model_bytes(V, H, layers, N, len(prime)) + N * (8 * args.length + 32 * V)
     what = f'--beam {args.beam}' if args.beam else f'--num-samples {args.num_samples}'
-    memory.check_fits(needed, f'{what} with --length {args.length}')
+    primed = f' after a priming text of {len(prime):,} characters (--start, --start-file)'
+    memory.check_fits(needed, f'{what} with --length {args.length}{primed}')
 
 
 def check_beam(args):

@@ -229,24 +229,42 @@ def saturation(args, params, ids, text):
     print(f'wrote {args.saturation}', file=args.say)
 
 
-def show_viewer(args, params, ids, text):
-    """The tkinter viewer (the default)."""
-    _, H, n_layers = lstm.sizes(params)
-    acts = analysis.activations(params, ids, device=args.device)
-    try:
-        viewer.show(text, acts, H, n_layers, args.layer, args.state, args.neuron)
-    except ImportError:
-        raise UserError(
+def viewer_error(e):
+    """The one line for a viewer that cannot open (no tkinter, no display), or None for another error."""
+    if isinstance(e, ImportError):
+        return (
             'tkinter is not installed: install your system\'s python3-tk package, or write the page '
             'with --html neurons.html and open it in a browser'
         )
-    except Exception as e:  # tkinter.TclError: no display
-        if type(e).__name__ == 'TclError':
-            raise UserError(
-                f'cannot open a window ({e}): run it on a desktop, set DISPLAY, or write the page with '
-                '--html neurons.html and open it in a browser'
-            )
-        raise
+    if type(e).__name__ == 'TclError':
+        return (
+            f'cannot open a window ({e}): run it on a desktop, set DISPLAY, or write the page with '
+            '--html neurons.html and open it in a browser'
+        )
+    return None
+
+
+def open_viewer(open_window):
+    """open_window() (the viewer, or the try before any work), with its failure to open as one line."""
+    try:
+        open_window()
+    except Exception as e:  # ImportError: no tkinter; tkinter.TclError: no display
+        why = viewer_error(e)
+        if why is None:
+            raise
+        raise UserError(why) from None
+
+
+def show_viewer(args, params, ids, text):
+    """The tkinter viewer (the default). A window is tried first: no display is said before the work."""
+    open_viewer(viewer.try_window)
+    V, H, n_layers = lstm.sizes(params)
+    itemsize = params['dense.W'].dtype.itemsize
+    # An estimate: h and tanh(c) of every layer, held twice while they are joined, and a tkinter tag a character.
+    per_char = 4 * n_layers * H * itemsize + 2_000
+    memory.check_fits(per_char * len(ids), f'the viewer over {len(ids):,} characters (--text)')
+    acts = analysis.activations(params, ids, device=args.device)
+    open_viewer(lambda: viewer.show(text, acts, H, n_layers, args.layer, args.state, args.neuron))
 
 
 def same_file(a, b):

@@ -90,6 +90,13 @@ def build_viewer(text, acts, H, n_layers, layer, state, neuron):
     return v.root, dict(widgets, state=v.state, status=v.status, text=v.box, show=v.show)
 
 
+def try_window():
+    """Open a window and close it at once: raises ImportError without tkinter, tkinter.TclError without a display."""
+    import tkinter as tk
+
+    tk.Tk().destroy()
+
+
 def show(text, acts, H, n_layers, layer, state, neuron):
     """Open the viewer and wait until it is closed. Ctrl-C in the terminal closes it too: the window wakes
     Python up a few times a second, so that the interrupt is not held back until the next mouse event."""

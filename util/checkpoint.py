@@ -82,14 +82,35 @@ def _is_alphabet(v):
     )
 
 
-def _is_log(v):
-    """The log's rows: each one of len(LOG_HEADER) one-line texts."""
-    return isinstance(v, list) and all(
+def _number(text, blank=False):
+    """A log field is a number (a float's text, inf and nan included), or '' where blank is allowed."""
+    if blank and text == '':
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_log_row(r):
+    """A row of the log as _training.py writes it (LOG_HEADER): epoch, step, the losses ('' where none), the
+    learning rate, the seconds, the speed ('' where none) and the event, each a one-line text."""
+    return (
         isinstance(r, list)
         and len(r) == len(LOG_HEADER)
         and all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r)
-        for r in v
+        and _number(r[0])
+        and r[1].isdigit()
+        and all(_number(x, blank=True) for x in r[2:4])
+        and all(_number(x) for x in r[4:6])
+        and _number(r[6], blank=True)
     )
+
+
+def _is_log(v):
+    """The log's rows: each as _is_log_row says."""
+    return isinstance(v, list) and all(_is_log_row(r) for r in v)
 
 
 # The other fields of the metadata: the test each passes where it is present, and what it is otherwise.
@@ -104,7 +125,7 @@ FIELDS = {
         'not a list of distinct single characters in code-point order, as a corpus gives them, none '
         'a lone surrogate',
     ),
-    'log': (_is_log, f'not a list of rows of {len(LOG_HEADER)} one-line texts'),
+    'log': (_is_log, f'not a list of rows of {len(LOG_HEADER)} one-line texts, as {",".join(LOG_HEADER)}'),
 }
 
 

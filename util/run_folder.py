@@ -57,6 +57,8 @@ class Lock:
     process ends, however it ends, so a killed run never blocks its folder. Raises Busy if another process holds
     it, OSError if the lock file cannot be opened."""
 
+    made = ()  # the folders above the run folder made for it, the deepest first
+
     def __init__(self, folder):
         self.folder, self.path = folder, os.path.join(folder, LOCK)
         for _ in range(5):
@@ -100,13 +102,10 @@ class Lock:
 
     def discard(self):
         """Remove the lock file and the folder, if nothing else is in it (for a folder this process made and then
-        wrote nothing into), and release the lock."""
+        wrote nothing into), with the folders above it that were made for it (made), and release the lock."""
         remove_temporaries(self.folder)
         os.remove(self.path)
-        try:
-            os.rmdir(self.folder)
-        except OSError:
-            pass
+        remove_empty([self.folder, *self.made])
         self.file.close()
 
 
@@ -126,6 +125,16 @@ def _open_lock(path):
         os.close(fd)
         raise files.ModelFileError(f'{path} is not a file (a pipe, a device), {fix}')
     return os.fdopen(fd, 'a+')
+
+
+def remove_empty(folders):
+    """Remove the folders that are empty, in the order given (the deepest first: each is empty once those below
+    it go)."""
+    for path in folders:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def remove_temporaries(folder):

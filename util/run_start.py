@@ -48,6 +48,7 @@ def lock_folder(out):
     try:
         files.check_folder(out, '--out folder')
         lock = run_folder.Lock(out)
+        lock.made = made[1:]  # above the run folder
         try:
             run_folder.remove_temporaries(out)
             run_folder.check_outputs(out)
@@ -59,20 +60,12 @@ def lock_folder(out):
             f'another training is running in {out}: wait for it to end, or choose another --out folder'
         )
     except OSError as e:
-        _remove_empty(made)
+        run_folder.remove_empty(made)
         raise UserError(f'--out folder {out}: {e.strerror or e}')
     except BaseException:
-        _remove_empty(made)
+        run_folder.remove_empty(made)
         raise
     return lock
-
-
-def _remove_empty(folders):
-    for path in folders:  # the deepest first: each is empty once those below go
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
 
 
 def new_run(args, out, plan=None):
