@@ -3,11 +3,15 @@ script as a user does, the one tiny training (TINY, train) and the checks of a r
 in conftest.py, which imports this file (never the other way round)."""
 
 import errno
+import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -22,7 +26,7 @@ import _training  # noqa: E402  (needs ROOT on the path)
 import engine  # noqa: E402
 import lstm  # noqa: E402
 from optimizer import RMSprop  # noqa: E402
-from util import checkpoint, cli, files, runs  # noqa: E402
+from util import blas, checkpoint, cli, files, runs  # noqa: E402
 from util.weights import load_params  # noqa: E402
 from util.errors import UserError  # noqa: E402
 
@@ -45,6 +49,92 @@ def script(name, *args, cwd=ROOT, env=None):
         timeout=600,
         env=full,
     )
+
+
+def run_here(name, *args, cwd=ROOT, env=None, stdout=None):
+    """Run a script in this process as `python name args` runs it: its main() through cli.run, with sys.argv, the
+    folder, stdout and stderr (file descriptors 1 and 2, files here) and the warnings a fresh process shows, its
+    exit status from SystemExit. Returns what script() returns. For a result or a message; what only a process
+    shows (a signal, a closed or redirected stream, the terminal, stdin, what happens at import or start, the
+    environment read at start, a fresh process's reproducibility) needs script(). env: variables to set for the
+    run (an empty value removes one), only those read after start; stdout: a path to write stdout to (`> path`),
+    whose text is then not captured. Whatever a script sets for the whole process (signal handlers, the
+    excepthook, OpenBLAS's threads, numpy's print and error settings, the environment) is put back after."""
+    module = importlib.import_module(name[:-3])
+    argv = [str(a) for a in args]
+    saved_argv, saved_cwd, saved_streams = sys.argv, os.getcwd(), (sys.stdout, sys.stderr)
+    saved_environ, saved_hook = dict(os.environ), sys.excepthook
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    saved_numpy, saved_threads = (np.get_printoptions(), np.geterr()), blas.get_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = os.path.join(tmp, 'stdout') if stdout is None else str(stdout)
+        out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        err = os.open(os.path.join(tmp, 'stderr'), os.O_RDWR | os.O_CREAT)
+        saved_fds = os.dup(1), os.dup(2)
+        for stream in saved_streams:
+            stream.flush()
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.close(out)
+        os.close(err)
+        try:
+            for k, v in (env or {}).items():
+                if v:
+                    os.environ[k] = v
+                else:
+                    os.environ.pop(k, None)
+            os.chdir(cwd)
+            sys.argv = [os.path.join(ROOT, name), *argv]
+            # What a fresh process starts with: text streams in UTF-8 on the descriptors, stderr line-buffered.
+            sys.stdout = open(1, 'w', encoding='utf-8', closefd=False)
+            sys.stderr = open(2, 'w', buffering=1, encoding='utf-8', closefd=False)
+            with warnings.catch_warnings():
+                python_s_own_warning_filters()
+                warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
+                    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+                )
+                try:
+                    cli.run(lambda: module.main(argv))
+                    code = 0  # cli.run always exits
+                except SystemExit as e:
+                    code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (OSError, ValueError):
+                        pass
+        finally:
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            os.close(saved_fds[0])
+            os.close(saved_fds[1])
+            sys.argv = saved_argv
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_environ)
+            sys.excepthook = saved_hook
+            for s, handler in saved_signals.items():
+                signal.signal(s, handler)
+            np.set_printoptions(**saved_numpy[0])
+            np.seterr(**saved_numpy[1])
+            if saved_threads is not None:
+                blas.set_threads(saved_threads)
+        with open(os.path.join(tmp, 'stderr'), encoding='utf-8') as f:
+            err_text = f.read()
+        out_text = None
+        if stdout is None:
+            with open(out_path, encoding='utf-8') as f:
+                out_text = f.read()
+    return subprocess.CompletedProcess([name, *argv], code, out_text, err_text)
+
+
+def python_s_own_warning_filters():
+    """The warning filters of a fresh `python script.py` (pytest records warnings instead of showing them)."""
+    warnings.resetwarnings()
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter('ignore', category)
+    warnings.filterwarnings('default', category=DeprecationWarning, module='__main__')
 
 
 def in_parallel(function, items):

@@ -28,6 +28,7 @@ from helpers import (
     into_a_closed_pipe,
     model_args,
     reference_model,
+    run_here,
     script,
     tiny_corpus,
 )
@@ -37,26 +38,26 @@ CORPUS = os.path.join(SAVES, 'shakespeare.txt')
 
 
 def test_sample_with_the_shipped_model_is_reproducible():
-    a = script('_sample.py', '--length', 200, '--seed', 5)
-    b = script('_sample.py', '--length', 200, '--seed', 5, '--start', 'F')
+    a = script('_sample.py', '--length', 200, '--seed', 5)  # a fresh process; the others in this one
+    b = run_here('_sample.py', '--length', 200, '--seed', 5, '--start', 'F')
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout
     assert a.stdout.startswith('F') and len(a.stdout) == 1 + 200 + 1
-    c = script('_sample.py', '--length', 200, '--seed', 6)
+    c = run_here('_sample.py', '--length', 200, '--seed', 6)
     assert c.stdout != a.stdout
 
 
 def test_sample_temperature_zero_is_deterministic():
-    a = script('_sample.py', '--length', 50, '--temperature', 0, '--seed', 1)
-    b = script('_sample.py', '--length', 50, '--temperature', 0, '--seed', 2)
+    a = run_here('_sample.py', '--length', 50, '--temperature', 0, '--seed', 1)
+    b = run_here('_sample.py', '--length', 50, '--temperature', 0, '--seed', 2)
     assert a.returncode == 0 and a.stdout == b.stdout
 
 
 def test_sample_options_stop_start_file_batch_and_top_k(tmp_path):
     (tmp_path / 'prime.txt').write_text('JULIET:\nO Romeo', encoding='utf-8')
-    r, a, b, c, d, f, g, h, k = in_parallel(
-        lambda args: script('_sample.py', *args),
-        [
+    r, a, b, c, d, f, g, h, k = (
+        run_here('_sample.py', *args)
+        for args in [
             ['--seed', 3, '--start', 'ROMEO:\\n', '--stop', '\\n\\n', '--length', 2000],
             ['--seed', 4, '--length', 100, '--start-file', tmp_path / 'prime.txt'],
             ['--seed', 4, '--length', 100, '--start', 'JULIET:\\nO Romeo'],
@@ -66,7 +67,7 @@ def test_sample_options_stop_start_file_batch_and_top_k(tmp_path):
             ['--seed', 7, '--length', 60, '--temperature', 0],
             ['--length', 5, '--top-k', 66],
             ['--length', 5, '--start', 'A', '--start-file', tmp_path / 'prime.txt'],
-        ],
+        ]
     )
     # --stop: each sample ends right after the stop text, which is never cut
     assert r.returncode == 0, r.stderr
@@ -101,13 +102,15 @@ def test_sample_options_stop_start_file_batch_and_top_k(tmp_path):
     ],
 )
 def test_sample_refuses_bad_input(args, words):
-    assert_one_line_error(script('_sample.py', *args), *words)
+    assert_one_line_error(run_here('_sample.py', *args), *words)
 
 
 def test_sample_refuses_a_lookup_that_does_not_match(small_model, tmp_path):
     weights, _, _ = small_model
     assert_one_line_error(
-        script('_sample.py', '--weights', weights, '--lookup', os.path.join(SAVES, 'ShakespeareLookup.json')),
+        run_here(
+            '_sample.py', '--weights', weights, '--lookup', os.path.join(SAVES, 'ShakespeareLookup.json')
+        ),
         'lookup table',
     )
 
@@ -132,12 +135,12 @@ def test_shipped_lookup_is_the_corpus_lookup():
 def test_evaluate_scores_a_text(small_model, tmp_path):
     weights, lookup, chars = small_model
     (tmp_path / 't.txt').write_text(tiny_corpus(500), encoding='utf-8')
-    r = script('_evaluate.py', '--text', tmp_path / 't.txt', '--weights', weights, '--lookup', lookup)
+    r = run_here('_evaluate.py', '--text', tmp_path / 't.txt', '--weights', weights, '--lookup', lookup)
     assert r.returncode == 0, r.stderr
     nats = float(r.stdout.split('loss ')[1].split()[0])
     assert abs(nats - np.log(len(chars))) < 0.3  # an untrained model: about log V
     (tmp_path / 'bad.txt').write_text('KING: ¿qué?', encoding='utf-8')
-    r = script('_evaluate.py', '--text', tmp_path / 'bad.txt', '--weights', weights, '--lookup', lookup)
+    r = run_here('_evaluate.py', '--text', tmp_path / 'bad.txt', '--weights', weights, '--lookup', lookup)
     assert_one_line_error(r, 'bad.txt', "'¿'", "'é'")
 
 
@@ -212,10 +215,10 @@ def test_visualize_activations_and_colours(small_model):
 def test_visualize_refuses_unknown_characters(small_model, tmp_path):
     weights, lookup, _ = small_model
     (tmp_path / 't.txt').write_text('to be ¡Zz!', encoding='utf-8')
-    r = script('_visualize.py', '--text', tmp_path / 't.txt', '--weights', weights, '--lookup', lookup)
+    r = run_here('_visualize.py', '--text', tmp_path / 't.txt', '--weights', weights, '--lookup', lookup)
     assert_one_line_error(r, "'¡'", "'Z'", "'z'")
     (tmp_path / 'ok.txt').write_text('to be', encoding='utf-8')
-    r = script(
+    r = run_here(
         '_visualize.py',
         '--text',
         tmp_path / 'ok.txt',
@@ -237,31 +240,31 @@ def test_plot_draws_the_learning_curve(tmp_path):
         '1.5,600,1.9,,0.002,400,,SIGTERM received\n'
         '2,802,1.8,1.7,0.002,600,3000,best\n'
     )
-    r = script('_plot.py', log, '--out', tmp_path / 'c.svg')
+    r = run_here('_plot.py', log, '--out', tmp_path / 'c.svg')
     assert r.returncode == 0, r.stderr
     svg = (tmp_path / 'c.svg').read_text()
     assert svg.startswith('<svg') and svg.count('<polyline') == 2
     assert svg.count('<circle') == 4  # two epochs, two curves; the interruption is skipped
     assert '1.7000' in svg  # the best validation loss is labelled
-    assert_one_line_error(script('_plot.py', tmp_path / 'none.csv'), 'does not exist')
+    assert_one_line_error(run_here('_plot.py', tmp_path / 'none.csv'), 'does not exist')
     other = tmp_path / 'run-Q-something.csv'
     other.write_text(
         'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
         '1,401,2.9,2.4,0.002,300,3000,best\n2,802,2.0,1.9,0.002,600,3000,best\n'
     )
-    r = script('_plot.py', log, '--compare', other, '--ymax', 2.1, '--out', tmp_path / 'd.svg')
+    r = run_here('_plot.py', log, '--compare', other, '--ymax', 2.1, '--out', tmp_path / 'd.svg')
     assert r.returncode == 0, r.stderr
     svg = (tmp_path / 'd.svg').read_text()
     assert svg.count('<polyline') == 3 and 'stroke-dasharray' in svg and 'run Q, validation' in svg
     assert svg.count('<circle') == 3  # the training loss of 2.6 is above --ymax: no dot
     assert '>2.00</text>' in svg and '>2.15</text>' not in svg  # the axis stops at 2.1
-    assert_one_line_error(script('_plot.py', log, '--compare', tmp_path / 'none.csv'), 'does not exist')
-    assert_one_line_error(script('_plot.py', log, '--ymax', 0), '--ymax')
+    assert_one_line_error(run_here('_plot.py', log, '--compare', tmp_path / 'none.csv'), 'does not exist')
+    assert_one_line_error(run_here('_plot.py', log, '--ymax', 0), '--ymax')
 
 
 def test_max_steps_zero_saves_the_untrained_model(tmp_path):
     (tmp_path / 'c.txt').write_text(tiny_corpus(3000), encoding='utf-8')
-    r = script(
+    r = run_here(
         '_training.py',
         '--corpus',
         tmp_path / 'c.txt',
@@ -294,7 +297,7 @@ def test_shipped_model_validation_loss_is_what_its_file_says():
 def test_evaluate_dynamic_reports_both_halves_and_the_whole(small_model, tmp_path):
     weights, lookup, chars = small_model
     (tmp_path / 't.txt').write_text(tiny_corpus(1200), encoding='utf-8')
-    r = script(
+    r = run_here(
         '_evaluate.py',
         '--weights',
         weights,
@@ -320,7 +323,7 @@ def test_evaluate_ngram_and_the_comparison_by_kind(small_model, tmp_path):
     weights, lookup, chars = small_model
     (tmp_path / 'c.txt').write_text(tiny_corpus(3000), encoding='utf-8')
     model = ['--weights', weights, '--lookup', lookup, '--corpus', tmp_path / 'c.txt']
-    r = script('_evaluate.py', *model, '--ngram', 3, '--compare')
+    r = run_here('_evaluate.py', *model, '--ngram', 3, '--compare')
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert '3-gram model (interpolated Witten-Bell' in out and 'the LSTM on the same characters' in out
@@ -331,11 +334,11 @@ def test_evaluate_ngram_and_the_comparison_by_kind(small_model, tmp_path):
         '10 to 19 after a newline',
     ):
         assert kind in out
-    one = float(script('_evaluate.py', *model, '--ngram', 1).stdout.split('loss ')[1].split()[0])
+    one = float(run_here('_evaluate.py', *model, '--ngram', 1).stdout.split('loss ')[1].split()[0])
     three = float(out.split('loss ')[1].split()[0])
     assert three < one  # context helps on a text of repeated words
-    assert_one_line_error(script('_evaluate.py', *model, '--compare'), '--compare goes with --ngram')
-    assert_one_line_error(script('_evaluate.py', *model, '--ngram', 0), '--ngram')
+    assert_one_line_error(run_here('_evaluate.py', *model, '--compare'), '--compare goes with --ngram')
+    assert_one_line_error(run_here('_evaluate.py', *model, '--ngram', 0), '--ngram')
 
 
 def without_pin_warning(stderr):
@@ -489,7 +492,7 @@ def test_evaluate_shows_progress_on_a_terminal_only(model_dir, extra):
 
 def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_dir):
     args = ['--text', model_dir / 'text.txt', '--blocks', 20, '--num-blocks', 50, *model_args(model_dir)]
-    r = script('_evaluate.py', *args)
+    r = run_here('_evaluate.py', *args)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert (
@@ -501,8 +504,8 @@ def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_di
     starts = np.random.default_rng(0).integers(0, len(ids) - 20, size=50)
     expected = lstm.block_losses(params, ids, 20, starts).mean()
     assert f'loss {expected:.4f} nats/char' in lines[1]
-    assert script('_evaluate.py', *args).stdout.splitlines()[1] == lines[1]  # a fixed seed
-    other = script('_evaluate.py', *args, '--seed', 1)
+    assert run_here('_evaluate.py', *args).stdout.splitlines()[1] == lines[1]  # a fixed seed
+    other = run_here('_evaluate.py', *args, '--seed', 1)
     assert other.returncode == 0 and other.stdout.splitlines()[1] != lines[1]
 
 
@@ -515,7 +518,7 @@ def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_di
     ],
 )
 def test_evaluate_blocks_refuses_what_does_not_fit(model_dir, args, words):
-    r = script('_evaluate.py', '--text', model_dir / 'text.txt', *args, *model_args(model_dir))
+    r = run_here('_evaluate.py', '--text', model_dir / 'text.txt', *args, *model_args(model_dir))
     assert_one_line_error(r, *words)
 
 
@@ -528,8 +531,8 @@ def test_the_memory_estimate_counts_the_weights_of_every_layer():
 
 
 def test_a_temperature_too_small_to_divide_by_takes_the_most_likely_character():
-    r = script('_sample.py', '--temperature', '1e-320', '--length', 40, '--seed', 1)
-    greedy = script('_sample.py', '--temperature', 0, '--length', 40, '--seed', 2)
+    r = run_here('_sample.py', '--temperature', '1e-320', '--length', 40, '--seed', 1)
+    greedy = run_here('_sample.py', '--temperature', 0, '--length', 40, '--seed', 2)
     assert r.returncode == 0 and r.stderr == '' and r.stdout == greedy.stdout
 
 
