@@ -18,7 +18,17 @@ import lstm
 from util import files
 from util.weights import save_params
 
-from helpers import ROOT, SAVES, TINY, TINY_LOUD, assert_one_line_error, model_args, script, tiny_corpus
+from helpers import (
+    ROOT,
+    SAVES,
+    TINY,
+    TINY_LOUD,
+    assert_one_line_error,
+    model_args,
+    run_here,
+    script,
+    tiny_corpus,
+)
 
 
 LOG = os.path.join(SAVES, 'training_log.csv')
@@ -53,12 +63,12 @@ def title(svg_path):
 def test_plot_without_out_writes_beside_the_runs_log_titled_by_its_corpus_and_size(tmp_path):
     run = run_folder(tmp_path, dict(layers=3, hidden=256, corpus='/somewhere/mytext.txt'))
     before = read(SHIPPED_CURVE)
-    r = script('_plot.py', run / 'training_log.csv', cwd=tmp_path)
+    r = run_here('_plot.py', run / 'training_log.csv', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (run / 'learning_curve.svg').exists() and not (tmp_path / 'images').exists()
     assert title(run / 'learning_curve.svg') == '3x256 LSTM on mytext.txt'
     assert 'Shakespeare' not in (run / 'learning_curve.svg').read_text()
-    r = script('_plot.py', 'runs/mytext/training_log.csv', cwd=tmp_path)  # a relative path: the same
+    r = run_here('_plot.py', 'runs/mytext/training_log.csv', cwd=tmp_path)  # a relative path: the same
     assert r.returncode == 0 and r.stdout.startswith('wrote runs/mytext/learning_curve.svg'), (
         r.stdout + r.stderr
     )
@@ -77,7 +87,7 @@ def test_plot_without_out_writes_beside_the_runs_log_titled_by_its_corpus_and_si
 )
 def test_plot_of_a_log_without_a_readable_checkpoint_has_a_neutral_title(tmp_path, meta):
     run = run_folder(tmp_path, meta=meta) if meta is not None else run_folder(tmp_path)
-    r = script('_plot.py', run / 'training_log.csv', cwd=tmp_path)
+    r = run_here('_plot.py', run / 'training_log.csv', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert title(run / 'learning_curve.svg') == 'Training and validation loss'
 
@@ -85,21 +95,21 @@ def test_plot_of_a_log_without_a_readable_checkpoint_has_a_neutral_title(tmp_pat
 def test_plot_of_a_damaged_checkpoint_or_a_fifo_beside_the_log_has_a_neutral_title(tmp_path):
     run = run_folder(tmp_path)
     (run / 'ShakespeareOptimizer.npz').write_bytes(b'PK\x03\x04 not a zip')
-    assert script('_plot.py', run / 'training_log.csv', '--out', tmp_path / 'a.svg').returncode == 0
+    assert run_here('_plot.py', run / 'training_log.csv', '--out', tmp_path / 'a.svg').returncode == 0
     assert title(tmp_path / 'a.svg') == 'Training and validation loss'
     os.remove(run / 'ShakespeareOptimizer.npz')
     os.mkfifo(run / 'ShakespeareOptimizer.npz')  # never opened: it would wait for a writer for ever
-    assert script('_plot.py', run / 'training_log.csv', '--out', tmp_path / 'b.svg').returncode == 0
+    assert run_here('_plot.py', run / 'training_log.csv', '--out', tmp_path / 'b.svg').returncode == 0
     assert title(tmp_path / 'b.svg') == 'Training and validation loss'
 
 
 def test_plot_of_the_shipped_log_goes_to_the_current_folder_as_the_shipped_picture(tmp_path):
     before = read(SHIPPED_CURVE)
-    r = script('_plot.py', LOG, cwd=tmp_path)
+    r = run_here('_plot.py', LOG, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert read(tmp_path / 'learning_curve.svg') == before  # titled from saves/'s checkpoint
     assert os.listdir(tmp_path) == ['learning_curve.svg']
-    assert_one_line_error(script('_plot.py', LOG, cwd=os.path.join(ROOT, 'images')), '--out')
+    assert_one_line_error(run_here('_plot.py', LOG, cwd=os.path.join(ROOT, 'images')), '--out')
     assert read(SHIPPED_CURVE) == before
 
 
@@ -119,22 +129,14 @@ def test_the_commands_of_the_readme_and_results_draw_the_shipped_pictures_again(
             ],
         ),
     ):
-        r = script('_plot.py', *args, '--out', tmp_path / name)
+        r = run_here('_plot.py', *args, '--out', tmp_path / name)
         assert r.returncode == 0, r.stderr
         assert read(tmp_path / name) == read(os.path.join(ROOT, 'images', name)), name
 
 
 def into_a_file(tmp_path, name, *args):
-    """Run a script with its stdout a file (`> out`): (result, what the file holds)."""
-    with open(tmp_path / 'stdout', 'wb') as out:
-        r = subprocess.run(
-            [sys.executable, os.path.join(ROOT, name), *map(str, args)],
-            stdout=out,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            timeout=600,
-        )
+    """Run a script with its stdout a file (`> out`), in tmp_path: (result, what the file holds)."""
+    r = run_here(name, *args, cwd=tmp_path, stdout=tmp_path / 'stdout')
     return r, read(tmp_path / 'stdout')
 
 
@@ -163,7 +165,7 @@ def test_visualize_to_stdout_writes_the_page_or_figure_alone(small_model, tmp_pa
         assert r.returncode == 0, r.stderr
         assert svg.startswith(b'<svg') and svg.endswith(b'</svg>\n'), svg[-200:]
         assert 'neurons that follow features' in r.stderr
-    r = script('_visualize.py', *model, '--html', tmp_path / 'page.html')  # to a file: the lines on stdout
+    r = run_here('_visualize.py', *model, '--html', tmp_path / 'page.html')  # to a file: the lines on stdout
     assert r.returncode == 0 and 'wrote' in r.stdout and '#layer=2&state=c&neuron=240' in r.stdout, r.stderr
 
 
@@ -172,7 +174,7 @@ def test_visualize_refuses_two_outputs_that_are_one_file(small_model, tmp_path):
     model = ['--weights', weights, '--lookup', lookup]
     os.symlink(tmp_path / 'a.svg', tmp_path / 'b.svg')
     for first, second in (('a.svg', 'a.svg'), ('a.svg', './a.svg'), ('a.svg', 'b.svg')):
-        r = script(
+        r = run_here(
             '_visualize.py',
             *model,
             '--find',
@@ -183,7 +185,7 @@ def test_visualize_refuses_two_outputs_that_are_one_file(small_model, tmp_path):
         )
         assert_one_line_error(r, '--saturation and --periodic-svg', 'give two names')
     assert_one_line_error(
-        script('_visualize.py', *model, '--html', '/dev/stdout', '--saturation', '/dev/fd/1'), 'both name'
+        run_here('_visualize.py', *model, '--html', '/dev/stdout', '--saturation', '/dev/fd/1'), 'both name'
     )
     assert sorted(os.listdir(tmp_path)) == ['b.svg']
 
@@ -193,23 +195,23 @@ def test_saturation_without_a_name_says_where_and_never_lands_among_the_reposito
 ):
     weights, lookup, chars = small_model
     assert 'saturation.svg in the current folder' in ' '.join(
-        script('_visualize.py', '--help').stdout.split()
+        run_here('_visualize.py', '--help').stdout.split()
     )
     (tmp_path / 'text.txt').write_text(''.join(chars) * 3, encoding='utf-8')
     model = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 'text.txt']
     before = read(os.path.join(ROOT, 'images', 'saturation.svg'))
-    r = script('_visualize.py', *model, '--saturation', cwd=os.path.join(ROOT, 'images'))
+    r = run_here('_visualize.py', *model, '--saturation', cwd=os.path.join(ROOT, 'images'))
     assert_one_line_error(r, '--saturation', 'file name')
     assert read(os.path.join(ROOT, 'images', 'saturation.svg')) == before
     (tmp_path / 'here').mkdir()
-    r = script('_visualize.py', *model, '--saturation', cwd=tmp_path / 'here')
+    r = run_here('_visualize.py', *model, '--saturation', cwd=tmp_path / 'here')
     assert r.returncode == 0 and os.listdir(tmp_path / 'here') == ['saturation.svg'], r.stderr
 
 
 def test_the_viewer_without_a_display_suggests_the_page(small_model, tmp_path):
     weights, lookup, chars = small_model
     (tmp_path / 'text.txt').write_text(''.join(chars) * 3, encoding='utf-8')
-    r = script(
+    r = run_here(
         '_visualize.py',
         '--weights',
         weights,
@@ -226,7 +228,7 @@ def test_convert_never_replaces_its_own_input_or_lookup_table(small_model, tmp_p
     weights, lookup, _ = small_model
     shutil.copy(weights, tmp_path / 'W.npz')
     shutil.copy(lookup, tmp_path / 'L.json')
-    assert script('_convert.py', 'W.npz', 'W.json', cwd=tmp_path).returncode == 0
+    assert run_here('_convert.py', 'W.npz', 'W.json', cwd=tmp_path).returncode == 0
     os.link(tmp_path / 'W.json', tmp_path / 'same.npz')  # another name of the input
     kept = {name: read(tmp_path / name) for name in ('W.npz', 'L.json', 'W.json')}
     for args in (
@@ -234,7 +236,7 @@ def test_convert_never_replaces_its_own_input_or_lookup_table(small_model, tmp_p
         ['W.npz', 'L.json', '--lookup', 'L.json'],
         ['W.json', 'same.npz', '--force'],
     ):
-        assert_one_line_error(script('_convert.py', *args, cwd=tmp_path), 'is also read by this command')
+        assert_one_line_error(run_here('_convert.py', *args, cwd=tmp_path), 'is also read by this command')
     assert {name: read(tmp_path / name) for name in kept} == kept
 
 
@@ -243,16 +245,16 @@ def test_convert_to_stdout_writes_the_weights_alone(small_model, tmp_path):
     os.symlink('/dev/stdout', tmp_path / 'out.json')
     r, written = into_a_file(tmp_path, '_convert.py', weights, 'out.json')
     assert r.returncode == 0 and r.stderr.startswith('wrote out.json'), r.stderr
-    assert script('_convert.py', weights, tmp_path / 'W.json').returncode == 0
+    assert run_here('_convert.py', weights, tmp_path / 'W.json').returncode == 0
     assert written == read(tmp_path / 'W.json')
 
 
 def test_sample_speaks_of_the_model_and_its_corpus_and_starts_any_model(small_model):
     weights, lookup, chars = small_model
     assert 'F' not in chars
-    help_text = ' '.join(script('_sample.py', '--help').stdout.split())
+    help_text = ' '.join(run_here('_sample.py', '--help').stdout.split())
     assert 'Shakespeare-like' not in help_text and 'trained character-level LSTM' in help_text
-    r = script('_sample.py', '--weights', weights, '--lookup', lookup, '--length', 20, '--seed', 1)
+    r = run_here('_sample.py', '--weights', weights, '--lookup', lookup, '--length', 20, '--seed', 1)
     first = next(ch for ch in chars if ch.isalpha())
     assert r.returncode == 0 and r.stdout.startswith(first), r.stderr
     assert 21 <= len(r.stdout) <= 22  # the priming letter, 20 characters (and a newline)
@@ -288,10 +290,10 @@ def test_devices_pipes_and_links_into_proc_are_written_in_place_never_replaced(t
 
 def test_a_figure_to_a_full_device_is_one_line_and_the_device_stays(tmp_path):
     assert files.writes_in_place('/dev/full')  # else the script below (as root) would replace /dev/full
-    r = script('_plot.py', plot_log(tmp_path), '--out', '/dev/full')
+    r = run_here('_plot.py', plot_log(tmp_path), '--out', '/dev/full')
     assert_one_line_error(r, 'cannot write /dev/full', 'No space left')
     assert stat.S_ISCHR(os.stat('/dev/full').st_mode)
-    r = script('_plot.py', plot_log(tmp_path), '--out', '/dev/null')
+    r = run_here('_plot.py', plot_log(tmp_path), '--out', '/dev/null')
     assert r.returncode == 0, r.stderr
     assert stat.S_ISCHR(os.stat('/dev/null').st_mode)
 
@@ -299,21 +301,21 @@ def test_a_figure_to_a_full_device_is_one_line_and_the_device_stays(tmp_path):
 def test_a_figure_never_replaces_its_log_or_a_file_of_another_kind(tmp_path):
     log = plot_log(tmp_path)
     before = log.read_bytes()
-    assert_one_line_error(script('_plot.py', log, '--out', log), 'also read by this command')
+    assert_one_line_error(run_here('_plot.py', log, '--out', log), 'also read by this command')
     (tmp_path / 'link.svg').symlink_to(log)  # the same file under another name
     assert_one_line_error(
-        script('_plot.py', log, '--out', tmp_path / 'link.svg'), 'also read by this command'
+        run_here('_plot.py', log, '--out', tmp_path / 'link.svg'), 'also read by this command'
     )
     model = tmp_path / 'ShakespeareNet.npz'
     model.write_bytes(b'PK\x03\x04 a model')
-    assert_one_line_error(script('_plot.py', log, '--out', model), 'is not an SVG figure')
+    assert_one_line_error(run_here('_plot.py', log, '--out', model), 'is not an SVG figure')
     assert log.read_bytes() == before and model.read_bytes() == b'PK\x03\x04 a model'
     for _ in range(2):  # a new figure, then the same figure replaced
-        r = script('_plot.py', log, '--out', tmp_path / 'curve.svg')
+        r = run_here('_plot.py', log, '--out', tmp_path / 'curve.svg')
         assert r.returncode == 0, r.stderr
     assert (tmp_path / 'curve.svg').read_bytes().startswith(b'<svg')
     (tmp_path / 'empty.svg').write_bytes(b'')  # an empty file (touch) holds nothing to lose: replaced
-    r = script('_plot.py', log, '--out', tmp_path / 'empty.svg')
+    r = run_here('_plot.py', log, '--out', tmp_path / 'empty.svg')
     assert r.returncode == 0, r.stderr
     assert (tmp_path / 'empty.svg').read_bytes().startswith(b'<svg')
 
@@ -334,7 +336,7 @@ def test_a_page_or_figure_never_replaces_the_text_the_model_or_the_template(smal
             ('--saturation', lookup),
             ('--html', template),
         ):
-            assert_one_line_error(script('_visualize.py', *args, option, path), 'also read by this command')
+            assert_one_line_error(run_here('_visualize.py', *args, option, path), 'also read by this command')
     finally:  # the repo's own file, whatever happened
         with open(template, 'rb') as f:
             replaced = f.read() != saved[template]
@@ -343,8 +345,8 @@ def test_a_page_or_figure_never_replaces_the_text_the_model_or_the_template(smal
                 f.write(saved[template])
     assert not replaced
     page = tmp_path / 'page.html'
-    assert script('_visualize.py', *args, '--html', page).returncode == 0
-    assert_one_line_error(script('_visualize.py', *args, '--saturation', page), 'is not an SVG figure')
+    assert run_here('_visualize.py', *args, '--html', page).returncode == 0
+    assert_one_line_error(run_here('_visualize.py', *args, '--saturation', page), 'is not an SVG figure')
     assert page.read_bytes().startswith(b'<!DOCTYPE html>')
     assert all(open(p, 'rb').read() == b for p, b in saved.items())
 
@@ -410,7 +412,7 @@ def test_a_console_that_is_not_utf8_shows_escapes_not_a_traceback(tmp_path):
     params = lstm.init_params(len(chars), 8, 1, rng=np.random.default_rng(0))
     save_params(tmp_path / 'w.npz', params)
     data.save_lookup(tmp_path / 'l.json', chars)
-    r = script(
+    r = script(  # the console's encoding: read as Python starts
         '_sample.py',
         '--start',
         'caf\u00e9 \u2014',
@@ -436,10 +438,10 @@ def test_unwritable_outputs_are_refused_before_any_work(made, tmp_path):
         ('', '--out'),
         (tmp_path / 'a_file', 'a file of that name is in the way'),
     ):
-        r = script('_training.py', '--corpus', corpus, '--out', out, *TINY)
+        r = run_here('_training.py', '--corpus', corpus, '--out', out, *TINY)
         assert_one_line_error(r, *words)
     lookup, weights = made / 'run' / 'ShakespeareLookup.json', made / 'run' / 'ShakespeareNet.npz'
-    r = script(
+    r = run_here(
         '_visualize.py',
         '--weights',
         weights,
@@ -451,9 +453,9 @@ def test_unwritable_outputs_are_refused_before_any_work(made, tmp_path):
         tmp_path / 'a_file' / 'page.html',
     )
     assert_one_line_error(r, 'a_file cannot be made', 'a file')
-    r = script('_visualize.py', '--weights', weights, '--lookup', lookup, '--text', corpus, '--html', '')
+    r = run_here('_visualize.py', '--weights', weights, '--lookup', lookup, '--text', corpus, '--html', '')
     assert_one_line_error(r, 'empty')
-    r = script('_plot.py', made / 'run' / 'training_log.csv', '--out', tmp_path / 'a_file' / 'x.svg')
+    r = run_here('_plot.py', made / 'run' / 'training_log.csv', '--out', tmp_path / 'a_file' / 'x.svg')
     assert_one_line_error(r, 'a_file cannot be made', 'a file')
 
 
@@ -462,5 +464,5 @@ def test_a_read_only_out_folder_is_refused(made, tmp_path):
     ro = tmp_path / 'ro'
     ro.mkdir()
     ro.chmod(0o500)
-    r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', ro / 'run', *TINY)
+    r = run_here('_training.py', '--corpus', made / 'corpus.txt', '--out', ro / 'run', *TINY)
     assert_one_line_error(r, 'cannot be')
