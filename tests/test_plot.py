@@ -1,12 +1,10 @@
 """_plot.py on logs that are damaged, diverged or not logs at all: a picture or one line, never a hang."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-from helpers import SAVES, assert_one_line_error, script
+from helpers import SAVES, assert_one_line_error, run_here
 
 LOG = os.path.join(SAVES, 'training_log.csv')
 HEADER = 'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
@@ -19,7 +17,7 @@ ROWS = [
 
 def plot(tmp_path, log_text, *args):
     (tmp_path / 'log.csv').write_text(log_text, encoding='utf-8')
-    return script('_plot.py', tmp_path / 'log.csv', '--out', tmp_path / 'out.svg', *args)
+    return run_here('_plot.py', tmp_path / 'log.csv', '--out', tmp_path / 'out.svg', *args)
 
 
 def drawn(tmp_path):
@@ -90,20 +88,20 @@ def test_a_damaged_log_is_one_line(tmp_path, log_text, words):
 
 
 def test_what_is_not_a_log_is_one_line(tmp_path):
-    assert_one_line_error(script('_plot.py', SAVES, '--out', tmp_path / 'a.svg'), 'is a folder')
+    assert_one_line_error(run_here('_plot.py', SAVES, '--out', tmp_path / 'a.svg'), 'is a folder')
     assert_one_line_error(
-        script('_plot.py', os.path.join(SAVES, 'shakespeare.txt'), '--out', tmp_path / 'a.svg'),
+        run_here('_plot.py', os.path.join(SAVES, 'shakespeare.txt'), '--out', tmp_path / 'a.svg'),
         'not a training log',
     )
     assert_one_line_error(
-        script('_plot.py', os.path.join(SAVES, 'ShakespeareNet.npz'), '--out', tmp_path / 'a.svg'),
+        run_here('_plot.py', os.path.join(SAVES, 'ShakespeareNet.npz'), '--out', tmp_path / 'a.svg'),
         'not a training log',
     )
     assert os.listdir(tmp_path) == []
 
 
 def test_the_shipped_learning_curve_is_drawn_again_byte_for_byte(tmp_path):
-    r = script('_plot.py', LOG, '--out', tmp_path / 'curve.svg')
+    r = run_here('_plot.py', LOG, '--out', tmp_path / 'curve.svg')
     assert r.returncode == 0, r.stderr
     with open(os.path.join(SAVES, '..', 'images', 'learning_curve.svg')) as f:
         assert (tmp_path / 'curve.svg').read_text() == f.read()
@@ -167,7 +165,7 @@ def test_the_largest_float_as_a_loss_or_a_bound_is_drawn_with_a_few_grid_lines(t
 def test_a_log_whose_epochs_no_run_writes_is_one_line(tmp_path, rows, words):
     log = tmp_path / 'log.csv'
     log.write_text(HEADER + ''.join(rows))
-    assert_one_line_error(script('_plot.py', log, '--out', tmp_path / 'c.svg'), words)
+    assert_one_line_error(run_here('_plot.py', log, '--out', tmp_path / 'c.svg'), words)
     assert not (tmp_path / 'c.svg').exists()
 
 
@@ -176,7 +174,7 @@ def test_control_characters_in_a_title_still_make_valid_svg(tmp_path):
 
     out = tmp_path / 'c.svg'
     assert (
-        script(
+        run_here(
             '_plot.py', os.path.join(SAVES, 'training_log.csv'), '--out', out, '--title', 'x\x01y <&>'
         ).returncode
         == 0
@@ -185,17 +183,15 @@ def test_control_characters_in_a_title_still_make_valid_svg(tmp_path):
 
 
 def test_out_dash_writes_the_picture_to_stdout(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(SAVES, '..', '_plot.py'),
-            os.path.join(SAVES, 'training_log.csv'),
-            '--out',
-            '-',
-        ],
-        capture_output=True,
-        cwd=tmp_path,
-        timeout=60,
+    (tmp_path / 'here').mkdir()
+    stdout = tmp_path / 'stdout'
+    r = run_here(
+        '_plot.py',
+        os.path.join(SAVES, 'training_log.csv'),
+        '--out',
+        '-',
+        cwd=tmp_path / 'here',
+        stdout=stdout,
     )
-    assert r.returncode == 0 and r.stdout.startswith(b'<svg') and b'wrote' in r.stderr
-    assert list(tmp_path.iterdir()) == []  # no file named '-'
+    assert r.returncode == 0 and stdout.read_bytes().startswith(b'<svg') and 'wrote' in r.stderr
+    assert list((tmp_path / 'here').iterdir()) == []  # no file named '-'
