@@ -17,7 +17,7 @@ import lstm
 from util import files, original
 from util.weights import load_params, save_params
 
-from helpers import assert_one_line_error, script, tiny_model, tiny_corpus
+from helpers import assert_one_line_error, run_here, tiny_model, tiny_corpus
 
 
 def original_layers(rng, V, H, n_layers):
@@ -146,7 +146,7 @@ def test_a_json_file_under_another_name_is_read_by_its_content(tmp_path, model):
 
 def test_sample_greedy_follows_the_originals_model_and_lookup(model):
     weights, lookup, chars, layers_ = model
-    r = script(
+    r = run_here(
         '_sample.py',
         '--weights',
         weights,
@@ -171,13 +171,13 @@ def test_evaluate_and_explore_the_originals_model(model, tmp_path):
     weights, lookup, chars, layers_ = model
     text = tiny_corpus(300, seed=4)
     (tmp_path / 't.txt').write_text(text, encoding='utf-8')
-    r = script('_evaluate.py', '--weights', weights, '--lookup', lookup, '--text', tmp_path / 't.txt')
+    r = run_here('_evaluate.py', '--weights', weights, '--lookup', lookup, '--text', tmp_path / 't.txt')
     assert r.returncode == 0, r.stderr
     ids = [chars.index(ch) for ch in text]
     p = original_probs(layers_, ids[:-1])
     expected = -np.mean(np.log(p[np.arange(len(ids) - 1), ids[1:]]))
     assert abs(float(r.stdout.split('loss ')[1].split()[0]) - expected) <= 5.1e-5  # printed to 4 places
-    r = script(
+    r = run_here(
         '_visualize.py',
         '--weights',
         weights,
@@ -293,36 +293,36 @@ def test_scripts_refuse_mismatched_and_swapped_files_with_one_line(model, tmp_pa
     weights, lookup, chars, _ = model
     npz, npz_lookup, _ = small_model
     (tmp_path / 'short.json').write_text(json.dumps(chars[:-1]))
-    r = script('_sample.py', '--weights', weights, '--lookup', tmp_path / 'short.json', '--length', 5)
+    r = run_here('_sample.py', '--weights', weights, '--lookup', tmp_path / 'short.json', '--length', 5)
     assert_one_line_error(r, f'is for {len(chars)} characters but the lookup table has {len(chars) - 1}')
-    r = script('_sample.py', '--weights', lookup, '--lookup', lookup, '--length', 5)
+    r = run_here('_sample.py', '--weights', lookup, '--lookup', lookup, '--length', 5)
     assert_one_line_error(r, 'holds a lookup table (a list of characters), not a model\'s weights')
-    r = script('_evaluate.py', '--weights', weights, '--lookup', weights)
+    r = run_here('_evaluate.py', '--weights', weights, '--lookup', weights)
     assert_one_line_error(r, 'lookup table', 'holds a model\'s weights (lists of numbers), not characters')
-    r = script('_visualize.py', '--weights', weights, '--lookup', npz, '--find')
+    r = run_here('_visualize.py', '--weights', weights, '--lookup', npz, '--find')
     assert_one_line_error(r, 'lookup table', 'is an .npz file (weights?)')
     (tmp_path / 'w.json').write_text(json.dumps(damaged('ragged')))
-    r = script('_visualize.py', '--weights', tmp_path / 'w.json', '--lookup', lookup, '--find')
+    r = run_here('_visualize.py', '--weights', tmp_path / 'w.json', '--lookup', lookup, '--find')
     assert_one_line_error(r, "layer 1's w is ragged")
 
 
 def test_convert_round_trips_are_exact_both_ways(tmp_path, model, small_model):
     npz, _, _ = small_model
-    r = script('_convert.py', npz, tmp_path / 'a.json')
+    r = run_here('_convert.py', npz, tmp_path / 'a.json')
     assert r.returncode == 0, r.stderr
     assert 'wrote' in r.stdout and '2 LSTM layers of 16 units' in r.stdout
-    assert script('_convert.py', tmp_path / 'a.json', tmp_path / 'b.npz').returncode == 0
+    assert run_here('_convert.py', tmp_path / 'a.json', tmp_path / 'b.npz').returncode == 0
     before, after = np.load(npz), np.load(tmp_path / 'b.npz')
     for k in ('lstm1.W', 'lstm1.b', 'lstm2.W', 'lstm2.b', 'dense.W', 'dense.b'):
         assert after[k].dtype == before[k].dtype == np.float32  # came back as it went out
         np.testing.assert_array_equal(after[k], before[k])
     weights = model[0]  # the original's float64 model, there and back
-    assert script('_convert.py', weights, tmp_path / 'c.npz').returncode == 0
+    assert run_here('_convert.py', weights, tmp_path / 'c.npz').returncode == 0
     assert np.load(tmp_path / 'c.npz')['lstm1.W'].dtype == np.float64
-    assert script('_convert.py', tmp_path / 'c.npz', tmp_path / 'd.json').returncode == 0
+    assert run_here('_convert.py', tmp_path / 'c.npz', tmp_path / 'd.json').returncode == 0
     assert json.loads((tmp_path / 'd.json').read_text()) == json.loads(weights.read_text())
     assert (tmp_path / 'd.json').read_text() == weights.read_text()  # json.dump's own layout, too
-    assert script('_convert.py', weights, tmp_path / 'e.npz', '--float32').returncode == 0
+    assert run_here('_convert.py', weights, tmp_path / 'e.npz', '--float32').returncode == 0
     e = np.load(tmp_path / 'e.npz')['lstm1.W']
     assert e.dtype == np.float32
     np.testing.assert_array_equal(e, np.load(tmp_path / 'c.npz')['lstm1.W'].astype(np.float32))
@@ -331,10 +331,10 @@ def test_convert_round_trips_are_exact_both_ways(tmp_path, model, small_model):
 def test_convert_refuses_an_existing_output_unless_forced(tmp_path, small_model):
     npz, _, _ = small_model
     (tmp_path / 'a.json').write_text('keep me')
-    r = script('_convert.py', npz, tmp_path / 'a.json')
+    r = run_here('_convert.py', npz, tmp_path / 'a.json')
     assert_one_line_error(r, 'a.json exists', '--force')
     assert (tmp_path / 'a.json').read_text() == 'keep me'
-    r = script('_convert.py', npz, tmp_path / 'a.json', '--force')
+    r = run_here('_convert.py', npz, tmp_path / 'a.json', '--force')
     assert r.returncode == 0, r.stderr
     assert load_params(tmp_path / 'a.json')[0]['dense.W'].shape == (16, np.load(npz)['dense.W'].shape[1])
 
@@ -359,9 +359,9 @@ def test_convert_refuses_what_is_not_a_model_with_one_line(tmp_path, small_model
     np.savez(tmp_path / 'other.npz', a=np.zeros(3))
     (tmp_path / 'text.txt').write_text('hello')
     (tmp_path / 'bad.json').write_text('[[[[0.1, ')
-    assert script('_convert.py', tmp_path / 'w.npz', tmp_path / 'w.json').returncode == 0
+    assert run_here('_convert.py', tmp_path / 'w.npz', tmp_path / 'w.json').returncode == 0
     out, *extra = out.split()
-    r = script('_convert.py', make(tmp_path), tmp_path / out, *extra)
+    r = run_here('_convert.py', make(tmp_path), tmp_path / out, *extra)
     assert_one_line_error(r, words)
     assert not (tmp_path / out).exists()
 
@@ -380,18 +380,18 @@ def test_a_json_model_from_a_named_pipe_is_read_once(tmp_path, model):
 
 def test_convert_with_lookup_stores_the_alphabet_so_that_another_table_is_refused(tmp_path, model):
     weights, lookup, chars, _ = model
-    r = script('_convert.py', weights, tmp_path / 'w.npz', '--lookup', lookup)
+    r = run_here('_convert.py', weights, tmp_path / 'w.npz', '--lookup', lookup)
     assert r.returncode == 0, r.stderr
     _, meta = load_params(tmp_path / 'w.npz')
     assert meta['alphabet'] == chars  # in the original's own order
     swapped = chars[1:2] + chars[:1] + chars[2:]
     (tmp_path / 'swapped.json').write_text(json.dumps(swapped))
-    r = script(
+    r = run_here(
         '_sample.py', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'swapped.json', '--length', 5
     )
     assert_one_line_error(r, 'trained with another lookup table')
     (tmp_path / 'short.json').write_text(json.dumps(chars[:-1]))
-    r = script('_convert.py', weights, tmp_path / 'x.npz', '--lookup', tmp_path / 'short.json')
+    r = run_here('_convert.py', weights, tmp_path / 'x.npz', '--lookup', tmp_path / 'short.json')
     assert_one_line_error(r, f'is for {len(chars)} characters but the lookup table has {len(chars) - 1}')
     assert not (tmp_path / 'x.npz').exists()
 
@@ -430,10 +430,10 @@ def test_loading_as_float32_refuses_a_value_float32_cannot_hold(tmp_path, value)
 def test_convert_float32_refuses_rather_than_write_an_unloadable_npz(tmp_path):
     path = huge_model(tmp_path, 1e308)
     out = tmp_path / 'out.npz'
-    r = script('_convert.py', path, out, '--float32')
+    r = run_here('_convert.py', path, out, '--float32')
     assert_one_line_error(r, 'too large for float32', 'float64')
     assert not os.path.exists(out)
-    r = script('_convert.py', path, out)  # kept in float64: written, and loads back equal
+    r = run_here('_convert.py', path, out)  # kept in float64: written, and loads back equal
     assert r.returncode == 0 and r.stderr == '', r.stderr
     assert load_params(out)[0]['dense.W'][0, 0] == 1e308
     assert json.loads(path.read_text())[-1][0][0][0][0] == 1e308
@@ -448,7 +448,7 @@ def test_weights_whose_sums_can_overflow_are_refused_with_one_line(tmp_path):
     lookup = tmp_path / 'lookup.json'
     lookup.write_text(json.dumps(list('abcde')))
     for name, *args in (('_sample.py', '--length', 5, '--start', 'ab'), ('_evaluate.py', '--text', lookup)):
-        r = script(name, '--weights', path, '--lookup', lookup, *args)
+        r = run_here(name, '--weights', path, '--lookup', lookup, *args)
         assert_one_line_error(r, 'lstm1.W', 'can overflow float64')
     for k in ('lstm1.W', 'lstm2.W'):  # 1e304: the sums fit, the model loads
         params[k] = np.sign(params[k]) * 1e304
