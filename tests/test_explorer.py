@@ -22,7 +22,7 @@ import lstm
 from util import cli
 from util.weights import load_params, save_params
 
-from helpers import ROOT, SAVES, assert_one_line_error, script, tiny_corpus
+from helpers import ROOT, SAVES, assert_one_line_error, run_here, tiny_corpus
 
 
 def test_features_of_a_small_text():
@@ -172,7 +172,7 @@ def printed_neurons(stdout):
 def test_find_prints_the_neurons_it_finds():
     """The printout lists, under each feature, the neurons that find_neurons ranks first, with their scores:
     Pearson's r signed, the periodic search's partial correlation R unsigned, with its period."""
-    r = script('_visualize.py', '--find', '--top', 2)
+    r = run_here('_visualize.py', '--find', '--top', 2)
     assert r.returncode == 0, r.stderr
     text = open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read()
     chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
@@ -368,7 +368,7 @@ def test_gate_saturation_of_gates_with_known_values(tmp_path):
         np.testing.assert_array_equal(right, expected_right)
     svg = figures.saturation_svg(sat, 'test')
     assert svg.count('<circle') == 2 * 3 * H
-    r = script(
+    r = run_here(
         '_visualize.py', '--saturation', tmp_path / 's.svg', '--text', os.path.join(SAVES, 'sample.txt')
     )
     assert r.returncode == 0, r.stderr
@@ -376,13 +376,13 @@ def test_gate_saturation_of_gates_with_known_values(tmp_path):
 
 
 def test_find_draws_the_position_profiles(tmp_path):
-    r = script('_visualize.py', '--find', '--periodic-svg', tmp_path / 'p.svg')
+    r = run_here('_visualize.py', '--find', '--periodic-svg', tmp_path / 'p.svg')
     assert r.returncode == 0, r.stderr
     svg = (tmp_path / 'p.svg').read_text()
     assert svg.count('<polyline') == 3 and 'line position' in svg
     assert 'two cycles or more in a typical line' in r.stdout and 'chance' in r.stdout
     assert_one_line_error(
-        script('_visualize.py', '--periodic-svg', tmp_path / 'q.svg'), '--periodic-svg goes with'
+        run_here('_visualize.py', '--periodic-svg', tmp_path / 'q.svg'), '--periodic-svg goes with'
     )
 
 
@@ -395,7 +395,7 @@ def test_the_position_profiles_of_texts_with_little_in_them(small_model, tmp_pat
     line = ''.join(ch for ch in chars if ch != '\n')[:7]
     for text, drawn in (((line + '\n') * 3, 3), ((line[:2] + '\n') * 3, 1), ('\n' * 8, 0), (line[:2], 0)):
         (tmp_path / 't.txt').write_text(text, encoding='utf-8')
-        r = script('_visualize.py', '--text', tmp_path / 't.txt', *model)
+        r = run_here('_visualize.py', '--text', tmp_path / 't.txt', *model)
         periodic = r.stdout.split('periodic in line:')[-1]
         assert ('(absent from this text)' in periodic) == (drawn < 3) and 'period 0' not in periodic, r.stdout
         if drawn:
@@ -414,7 +414,7 @@ def test_the_analyses_on_a_model_trained_on_a_non_latin_text(tmp_path):
     text = ''.join(f'{("ΡΟΜΕΟ:", "ΚΙΝΓ:")[k % 2]}\n{line}\n' for k, line in enumerate(lines)) + '🎭\n'
     (tmp_path / 'g.txt').write_text(text, encoding='utf-8')
     run = tmp_path / 'run'
-    r = script(
+    r = run_here(
         '_training.py',
         '--corpus',
         tmp_path / 'g.txt',
@@ -439,7 +439,7 @@ def test_the_analyses_on_a_model_trained_on_a_non_latin_text(tmp_path):
         '--lookup',
         run / 'best' / 'ShakespeareLookup.json',
     ]
-    r = script(
+    r = run_here(
         '_visualize.py', *model, '--text', tmp_path / 'g.txt', '--find', '--saturation', tmp_path / 's.svg'
     )
     assert r.returncode == 0, r.stderr
@@ -448,10 +448,10 @@ def test_the_analyses_on_a_model_trained_on_a_non_latin_text(tmp_path):
         and "(absent from this text)" not in r.stdout.split('speaker name')[1][:120]
     )
     assert (tmp_path / 's.svg').read_text().count('<circle') == 2 * 3 * 16
-    r = script('_evaluate.py', *model, '--corpus', tmp_path / 'g.txt', '--ngram', 3, '--compare')
+    r = run_here('_evaluate.py', *model, '--corpus', tmp_path / 'g.txt', '--ngram', 3, '--compare')
     assert r.returncode == 0, r.stderr
     assert 'first letter of a word' in r.stdout
-    r = script('_visualize.py', *model, '--text', tmp_path / 'g.txt', '--html', tmp_path / 'g.html')
+    r = run_here('_visualize.py', *model, '--text', tmp_path / 'g.txt', '--html', tmp_path / 'g.html')
     assert r.returncode == 0, r.stderr
 
 
@@ -476,7 +476,7 @@ def launch(playwright):
 
 def test_html_refuses_a_path_it_cannot_write(tmp_path):
     (tmp_path / 'page.html').mkdir()
-    assert_one_line_error(script('_visualize.py', '--html', tmp_path / 'page.html'), 'is a folder')
+    assert_one_line_error(run_here('_visualize.py', '--html', tmp_path / 'page.html'), 'is a folder')
     assert os.listdir(tmp_path) == ['page.html']  # no temporary file left behind
 
 
@@ -529,7 +529,7 @@ def read_png(raw):
 def test_html_page_in_headless_chromium(tmp_path):
     playwright = pytest.importorskip('playwright.sync_api')
     page_path = tmp_path / 'neurons.html'
-    r = script('_visualize.py', '--html', page_path, '--layer', 2, '--state', 'c', '--neuron', 5)
+    r = run_here('_visualize.py', '--html', page_path, '--layer', 2, '--state', 'c', '--neuron', 5)
     assert r.returncode == 0, r.stderr
     html = page_path.read_text(encoding='utf-8')
     assert 'http://' not in html and 'https://' not in html and 'src=' not in html  # nothing remote
@@ -602,7 +602,7 @@ def test_html_page_colours_every_character_of_any_text(tmp_path, kind):
     data.save_lookup(tmp_path / 'l.json', chars)
     (tmp_path / 't.txt').write_text(text, encoding='utf-8')
     page_path = tmp_path / 'page.html'
-    r = script(
+    r = run_here(
         '_visualize.py',
         '--weights',
         tmp_path / 'w.npz',
@@ -659,7 +659,7 @@ def expected_selection(acts_q, a, b, thr, pre):
 def test_select_to_find_with_a_real_mouse_selection(tmp_path):
     playwright = pytest.importorskip('playwright.sync_api')
     page_path = tmp_path / 'neurons.html'
-    r = script('_visualize.py', '--html', page_path)
+    r = run_here('_visualize.py', '--html', page_path)
     assert r.returncode == 0, r.stderr
     text = open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read()
     a = text.index('OPHELIA:')
