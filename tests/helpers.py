@@ -26,7 +26,7 @@ import _training  # noqa: E402  (needs ROOT on the path)
 import engine  # noqa: E402
 import lstm  # noqa: E402
 from optimizer import RMSprop  # noqa: E402
-from util import blas, checkpoint, cli, files, runs  # noqa: E402
+from util import blas, checkpoint, cli, devices, files, runs  # noqa: E402
 from util.weights import load_params  # noqa: E402
 from util.errors import UserError  # noqa: E402
 
@@ -54,7 +54,8 @@ def script(name, *args, cwd=ROOT, env=None):
 def run_here(name, *args, cwd=ROOT, env=None, stdout=None):
     """Run a script in this process as `python name args` runs it: its main() through cli.run, with sys.argv, the
     folder, stdout and stderr (file descriptors 1 and 2, files here) and the warnings a fresh process shows, its
-    exit status from SystemExit. Returns what script() returns. For a result or a message; what only a process
+    exit status from SystemExit, no GPU opened yet (util.devices opens one once a process). Returns what script()
+    returns. For a result or a message; what only a process
     shows (a signal, a closed or redirected stream, the terminal, stdin, what happens at import or start, the
     environment read at start, a fresh process's reproducibility) needs script(). env: variables to set for the
     run (an empty value removes one), only those read after start; stdout: a path to write stdout to (`> path`),
@@ -66,6 +67,7 @@ def run_here(name, *args, cwd=ROOT, env=None, stdout=None):
     saved_environ, saved_hook = dict(os.environ), sys.excepthook
     saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     saved_numpy, saved_threads = (np.get_printoptions(), np.geterr()), blas.get_threads()
+    saved_devices = dict(devices._opened)
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, 'stdout') if stdout is None else str(stdout)
         out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -84,6 +86,7 @@ def run_here(name, *args, cwd=ROOT, env=None, stdout=None):
                 else:
                     os.environ.pop(k, None)
             os.chdir(cwd)
+            devices._opened.clear()
             sys.argv = [os.path.join(ROOT, name), *argv]
             # What a fresh process starts with: text streams in UTF-8 on the descriptors, stderr line-buffered.
             sys.stdout = open(1, 'w', encoding='utf-8', closefd=False)
@@ -120,6 +123,8 @@ def run_here(name, *args, cwd=ROOT, env=None, stdout=None):
             np.seterr(**saved_numpy[1])
             if saved_threads is not None:
                 blas.set_threads(saved_threads)
+            devices._opened.clear()
+            devices._opened.update(saved_devices)
         with open(os.path.join(tmp, 'stderr'), encoding='utf-8') as f:
             err_text = f.read()
         out_text = None

@@ -7,7 +7,6 @@ to an uninterrupted one and a GPU sample to itself across processes. Without a G
 
 import contextlib
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -19,7 +18,7 @@ import gpu_kernels
 from util import devices
 import layers
 import lstm
-from helpers import ROOT, assert_one_line_error, script, tiny_corpus
+from helpers import assert_one_line_error, run_here, script, tiny_corpus
 from optimizer import RMSprop, update_average
 
 
@@ -290,18 +289,16 @@ def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
 
 
 def _blocked_cupy(name, *args):
-    """Run a script as if CuPy were not installed."""
-    code = (
-        'import sys, runpy; sys.modules["cupy"] = None; sys.argv = sys.argv[1:]; '
-        'runpy.run_path(sys.argv[0], run_name="__main__")'
-    )
-    return subprocess.run(
-        [sys.executable, '-c', code, os.path.join(ROOT, name), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    """Run a script as if CuPy were not installed (in-process: its import is refused while the script runs)."""
+    saved = sys.modules.get('cupy', contextlib)  # contextlib: none was imported
+    sys.modules['cupy'] = None
+    try:
+        return run_here(name, *args)
+    finally:
+        if saved is contextlib:
+            del sys.modules['cupy']
+        else:
+            sys.modules['cupy'] = saved
 
 
 @pytest.mark.parametrize(
@@ -358,7 +355,7 @@ TINY = [
 
 
 def _train(out, corpus, *args, env=None):
-    r = script('_training.py', '--out', out, '--corpus', corpus, *TINY, *args, env=env)
+    r = run_here('_training.py', '--out', out, '--corpus', corpus, *TINY, *args, env=env)
     assert r.returncode == 0, r.stderr
     return r
 
@@ -388,11 +385,11 @@ def test_a_run_moves_cpu_gpu_cpu_and_ends_where_one_run_ends(tmp_path):
 
 
 def test_bad_input_on_the_gpu_path_is_one_line(tmp_path):
-    r = script('_training.py', '--out', tmp_path / 'r', '--device', 'cuda', '--lr', '-1', env=TWIN)
+    r = run_here('_training.py', '--out', tmp_path / 'r', '--device', 'cuda', '--lr', '-1', env=TWIN)
     assert_one_line_error(r, '--lr')
-    r = script('_training.py', '--out', tmp_path / 'r', '--device', 'gpu')
+    r = run_here('_training.py', '--out', tmp_path / 'r', '--device', 'gpu')
     assert_one_line_error(r, '--device')
-    r = script('_sample.py', '--device', 'cuda', '--weights', tmp_path / 'none.npz', env=TWIN)
+    r = run_here('_sample.py', '--device', 'cuda', '--weights', tmp_path / 'none.npz', env=TWIN)
     assert_one_line_error(r, 'none.npz')
     assert not (tmp_path / 'r').exists()
 
@@ -441,7 +438,7 @@ def test_without_cupy_no_output_folder_is_made(tmp_path):
 
 def test_help_names_the_devices_and_the_ngram_alone_needs_none():
     for name in ('_training.py', '_sample.py', '_evaluate.py', '_visualize.py', '_benchmark.py'):
-        assert '{cpu,cuda}' in script(name, '--help').stdout, name
+        assert '{cpu,cuda}' in run_here(name, '--help').stdout, name
     r = _blocked_cupy('_evaluate.py', '--ngram', '2', '--device', 'cuda')
     assert r.returncode == 0 and 'loss' in r.stdout, r.stderr
 
@@ -456,7 +453,7 @@ def test_a_run_saved_on_the_gpu_names_its_device_where_none_is_here(tmp_path):
 
 
 def test_the_gpu_benchmark_refuses_sizes_no_machine_holds_in_one_line():
-    r = script(
+    r = run_here(
         '_benchmark.py',
         '--device',
         'cuda',
