@@ -25,7 +25,7 @@ from helpers import (
     assert_same_run,
     assert_whole,
     fails,
-    script,
+    run_here,
     start_training,
     tiny_corpus,
     train,
@@ -223,7 +223,7 @@ def test_a_second_training_into_the_same_folder_is_refused(made, tmp_path):
     try:
         wait_for(out / 'training_log.csv')  # an epoch done: it holds the lock (taken before any work)
         assert_one_line_error(
-            script('_training.py', '--out', out, '--resume'), 'another training is running in'
+            run_here('_training.py', '--out', out, '--resume'), 'another training is running in'
         )
     finally:
         p.kill()
