@@ -10,7 +10,8 @@ from extras import beam
 from util.weights import load_params
 import layers
 import lstm
-from helpers import assert_one_line_error, run_here, tiny_model
+from helpers import assert_one_line_error, run_here
+from reference import tiny_model
 
 
 def all_scores(params, prime, seqs):

@@ -17,7 +17,8 @@ import lstm
 from util import files, original
 from util.weights import load_params, save_params
 
-from helpers import assert_one_line_error, run_here, tiny_model, tiny_corpus
+from helpers import assert_one_line_error, run_here, tiny_corpus
+from reference import tiny_model
 
 
 def original_layers(rng, V, H, n_layers):

@@ -17,21 +17,18 @@ import _training
 from util import files, runs, cli
 
 from helpers import (
-    ATOMIC_WRITE,
     ROOT,
     TINY,
-    FullDisk,
     assert_one_line_error,
     assert_same_run,
     assert_whole,
     fails,
     run_here,
-    start_training,
     tiny_corpus,
     train,
-    wait_for,
     written_files,
 )
+from interrupted import ATOMIC_WRITE, FullDisk, start_training, wait_for
 
 
 def test_the_lock_is_taken_before_anything_is_read(tmp_path, corpus, capsys):

@@ -27,11 +27,11 @@ from helpers import (
     in_parallel,
     into_a_closed_pipe,
     model_args,
-    reference_model,
     run_here,
     script,
     tiny_corpus,
 )
+from reference import reference_model
 
 
 CORPUS = os.path.join(SAVES, 'shakespeare.txt')
