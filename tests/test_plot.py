@@ -1,10 +1,12 @@
 """_plot.py on logs that are damaged, diverged or not logs at all: a picture or one line, never a hang."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
-from helpers import SAVES, assert_one_line_error, run_here
+from helpers import ROOT, SAVES, assert_one_line_error, run_here
 
 LOG = os.path.join(SAVES, 'training_log.csv')
 HEADER = 'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
@@ -109,9 +111,6 @@ def test_the_shipped_learning_curve_is_drawn_again_byte_for_byte(tmp_path):
 
 def plot_within(tmp_path, log_text, *args, seconds=30):
     """plot(), but a hang (an endless loop of grid lines, its memory growing) fails the test in seconds."""
-    import subprocess
-    import sys
-    from helpers import ROOT
 
     (tmp_path / 'log.csv').write_text(log_text, encoding='utf-8')
     try:
@@ -195,3 +194,33 @@ def test_out_dash_writes_the_picture_to_stdout(tmp_path):
     )
     assert r.returncode == 0 and stdout.read_bytes().startswith(b'<svg') and 'wrote' in r.stderr
     assert list((tmp_path / 'here').iterdir()) == []  # no file named '-'
+
+
+def test_plot_draws_the_learning_curve(tmp_path):
+    log = tmp_path / 'training_log.csv'
+    log.write_text(
+        'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+        '1,401,2.6,2.0,0.002,300,3000,best\n'
+        '1.5,600,1.9,,0.002,400,,SIGTERM received\n'
+        '2,802,1.8,1.7,0.002,600,3000,best\n'
+    )
+    r = run_here('_plot.py', log, '--out', tmp_path / 'c.svg')
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / 'c.svg').read_text()
+    assert svg.startswith('<svg') and svg.count('<polyline') == 2
+    assert svg.count('<circle') == 4  # two epochs, two curves; the interruption is skipped
+    assert '1.7000' in svg  # the best validation loss is labelled
+    assert_one_line_error(run_here('_plot.py', tmp_path / 'none.csv'), 'does not exist')
+    other = tmp_path / 'run-Q-something.csv'
+    other.write_text(
+        'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+        '1,401,2.9,2.4,0.002,300,3000,best\n2,802,2.0,1.9,0.002,600,3000,best\n'
+    )
+    r = run_here('_plot.py', log, '--compare', other, '--ymax', 2.1, '--out', tmp_path / 'd.svg')
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / 'd.svg').read_text()
+    assert svg.count('<polyline') == 3 and 'stroke-dasharray' in svg and 'run Q, validation' in svg
+    assert svg.count('<circle') == 3  # the training loss of 2.6 is above --ymax: no dot
+    assert '>2.00</text>' in svg and '>2.15</text>' not in svg  # the axis stops at 2.1
+    assert_one_line_error(run_here('_plot.py', log, '--compare', tmp_path / 'none.csv'), 'does not exist')
+    assert_one_line_error(run_here('_plot.py', log, '--ymax', 0), '--ymax')

@@ -369,3 +369,24 @@ def test_a_stop_before_any_step_logs_the_learning_rate_of_its_epoch(tmp_path, co
     assert train('--out', out, '--resume', '--max-steps', '70', '--quiet') == 0
     rows = runs.read_log(out / runs.LOG)
     assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025', '0.0025'], rows
+
+
+def test_max_steps_zero_saves_the_untrained_model(tmp_path):
+    (tmp_path / 'c.txt').write_text(tiny_corpus(3000), encoding='utf-8')
+    r = run_here(
+        '_training.py',
+        '--corpus',
+        tmp_path / 'c.txt',
+        '--out',
+        tmp_path / 'run',
+        '--hidden',
+        8,
+        '--max-steps',
+        0,
+    )
+    assert r.returncode == 0, r.stderr
+    params, meta = load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    init = lstm.init_params(len(data.build_lookup(tiny_corpus(3000))), 8, 2, rng=np.random.default_rng(0))
+    assert meta['step'] == 0
+    for k in params:
+        np.testing.assert_array_equal(params[k], init[k])
