@@ -36,6 +36,18 @@ def launch(playwright):
     )
 
 
+@pytest.fixture(scope='module')
+def browser():
+    """One headless Chromium for the tests of this file; each test opens a page of its own (a new context)."""
+    if CHROMIUM is None:
+        pytest.skip('Chromium is not installed (.ci/run installs it)')
+    playwright = pytest.importorskip('playwright.sync_api')
+    with playwright.sync_playwright() as p:
+        chromium = launch(p)
+        yield chromium
+        chromium.close()
+
+
 def read_png(raw):
     """Decode an 8-bit RGB or RGBA PNG (what Chromium writes) into an (h, w, channels) array."""
     assert raw[:8] == b'\x89PNG\r\n\x1a\n'
@@ -82,52 +94,49 @@ def read_png(raw):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
-def test_html_page_in_headless_chromium(tmp_path):
-    playwright = pytest.importorskip('playwright.sync_api')
+def test_html_page_in_headless_chromium(browser, tmp_path):
     page_path = tmp_path / 'neurons.html'
     r = run_here('_visualize.py', '--html', page_path, '--layer', 2, '--state', 'c', '--neuron', 5)
     assert r.returncode == 0, r.stderr
     html = page_path.read_text(encoding='utf-8')
     assert 'http://' not in html and 'https://' not in html and 'src=' not in html  # nothing remote
-    with playwright.sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={'width': 900, 'height': 700})
-        errors = []
-        page.on('pageerror', lambda e: errors.append(str(e)))
-        page.goto(page_path.as_uri())
-        assert page.input_value('#neuron') == '5'
-        assert page.input_value('#layer') == '2' and page.input_value('#state') == 'c'
+    page = browser.new_page(viewport={'width': 900, 'height': 700})
+    errors = []
+    page.on('pageerror', lambda e: errors.append(str(e)))
+    page.goto(page_path.as_uri())
+    assert page.input_value('#neuron') == '5'
+    assert page.input_value('#layer') == '2' and page.input_value('#state') == 'c'
 
-        def colours():
-            return page.eval_on_selector_all('#text span', 'spans => spans.map(s => s.style.background)')
+    def colours():
+        return page.eval_on_selector_all('#text span', 'spans => spans.map(s => s.style.background)')
 
-        before = colours()
-        assert len(before) == len(open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read())
-        assert any(c.startswith('rgb(255') for c in before)
-        page.click('#next')  # a real click on the button
-        assert page.input_value('#neuron') == '6'
-        after = colours()
-        assert after != before
-        page.click('#prev')
-        assert page.input_value('#neuron') == '5' and colours() == before
-        page.click('#found .pick >> nth=0')  # a neuron from the list
-        assert 'neuron' in page.inner_text('#info')
-        page.select_option('#state', 'h')
-        assert 'h neuron' in page.inner_text('#info')
-        page.evaluate("location.hash = '#layer=1&state=c&neuron=17'")  # the address, edited
-        page.wait_for_function(
-            "document.getElementById('info').textContent.startsWith('layer 1 tanh(c) neuron 17:')"
-        )
-        assert (page.input_value('#layer'), page.input_value('#state'), page.input_value('#neuron')) == (
-            '1',
-            'c',
-            '17',
-        )
-        page.evaluate("location.hash = '#neuron=300'")  # the rest stays as it was
-        page.wait_for_function("document.getElementById('neuron').value === '300'")
-        assert page.inner_text('#info').startswith('layer 1 tanh(c) neuron 300:')
-        shot = read_png(page.screenshot())
-        browser.close()
+    before = colours()
+    assert len(before) == len(open(os.path.join(SAVES, 'sample.txt'), encoding='utf-8').read())
+    assert any(c.startswith('rgb(255') for c in before)
+    page.click('#next')  # a real click on the button
+    assert page.input_value('#neuron') == '6'
+    after = colours()
+    assert after != before
+    page.click('#prev')
+    assert page.input_value('#neuron') == '5' and colours() == before
+    page.click('#found .pick >> nth=0')  # a neuron from the list
+    assert 'neuron' in page.inner_text('#info')
+    page.select_option('#state', 'h')
+    assert 'h neuron' in page.inner_text('#info')
+    page.evaluate("location.hash = '#layer=1&state=c&neuron=17'")  # the address, edited
+    page.wait_for_function(
+        "document.getElementById('info').textContent.startsWith('layer 1 tanh(c) neuron 17:')"
+    )
+    assert (page.input_value('#layer'), page.input_value('#state'), page.input_value('#neuron')) == (
+        '1',
+        'c',
+        '17',
+    )
+    page.evaluate("location.hash = '#neuron=300'")  # the rest stays as it was
+    page.wait_for_function("document.getElementById('neuron').value === '300'")
+    assert page.inner_text('#info').startswith('layer 1 tanh(c) neuron 300:')
+    shot = read_png(page.screenshot())
+    page.close()
     assert not errors, errors
     red = (shot[..., 0] > 200) & (shot[..., 1] < 150) & (shot[..., 2] < 150)
     assert red.sum() > 500  # the colouring is visible
@@ -146,10 +155,9 @@ TEXTS = {
 
 @pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
 @pytest.mark.parametrize('kind', list(TEXTS))
-def test_html_page_colours_every_character_of_any_text(tmp_path, kind):
+def test_html_page_colours_every_character_of_any_text(browser, tmp_path, kind):
     """Every character of the text is shown, as it is, with its own activation, and the page runs no matter what
     the text holds."""
-    playwright = pytest.importorskip('playwright.sync_api')
     text = TEXTS[kind]
     chars = data.build_lookup(text)
     params = lstm.init_params(len(chars), 16, 2, rng=np.random.default_rng(1))
@@ -180,17 +188,15 @@ def test_html_page_colours_every_character_of_any_text(tmp_path, kind):
     q = np.clip(np.round(acts * 127), -127, 127) / 127  # the page's 8-bit activations
     gb = np.round(255 * (1 - (q + 1) / 2)).astype(int)
     expected = ['' if ch == '\n' else f'rgb(255, {g}, {g})' for ch, g in zip(text, gb)]
-    with playwright.sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page()
-        errors = []
-        page.on('pageerror', lambda e: errors.append(str(e)))
-        page.goto(page_path.as_uri())
-        spans = page.eval_on_selector_all(
-            '#text span', 'spans => spans.map(s => [s.textContent, s.style.background])'
-        )
-        title, info = page.title(), page.inner_text('#info')
-        browser.close()
+    page = browser.new_page()
+    errors = []
+    page.on('pageerror', lambda e: errors.append(str(e)))
+    page.goto(page_path.as_uri())
+    spans = page.eval_on_selector_all(
+        '#text span', 'spans => spans.map(s => [s.textContent, s.style.background])'
+    )
+    title, info = page.title(), page.inner_text('#info')
+    page.close()
     assert not errors, errors
     assert [s[0] for s in spans] == list(text)  # one span per character, emoji whole
     assert [s[1] for s in spans] == expected
@@ -212,8 +218,7 @@ def expected_selection(acts_q, a, b, thr, pre):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
-def test_select_to_find_with_a_real_mouse_selection(tmp_path):
-    playwright = pytest.importorskip('playwright.sync_api')
+def test_select_to_find_with_a_real_mouse_selection(browser, tmp_path):
     page_path = tmp_path / 'neurons.html'
     r = run_here('_visualize.py', '--html', page_path)
     assert r.returncode == 0, r.stderr
@@ -224,24 +229,22 @@ def test_select_to_find_with_a_real_mouse_selection(tmp_path):
     chars = data.load_lookup(os.path.join(SAVES, 'ShakespeareLookup.json'))
     acts = analysis.activations(params, data.encode(text, chars))
     q = np.concatenate([np.clip(np.round(acts[(n, s)].T * 127), -127, 127) for n in (1, 2) for s in 'hc'])
-    with playwright.sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={'width': 1000, 'height': 900})
-        page.goto(page_path.as_uri())
-        first = page.locator('#text span').nth(a).bounding_box()
-        last = page.locator('#text span').nth(b).bounding_box()
-        page.mouse.move(first['x'] + 1, first['y'] + first['height'] / 2)  # a real drag with the mouse
-        page.mouse.down()
-        page.mouse.move(last['x'] + last['width'] - 1, last['y'] + last['height'] / 2, steps=10)
-        page.mouse.up()
-        assert page.evaluate('window.getSelection().toString()') == 'OPHELIA:'
-        info = page.inner_text('#selinfo')
-        buttons = page.eval_on_selector_all('#selcells button', 'bs => bs.map(b => b.dataset.cell)')
-        chosen = page.eval_on_selector_all('#text span.chosen', 'ss => ss.length')
-        matched = page.eval_on_selector_all('#text span.match', 'ss => ss.map(s => s.textContent).join("")')
-        page.click('#selcells button >> nth=0')  # shows the best cell
-        shown = (page.input_value('#layer'), page.input_value('#state'), page.input_value('#neuron'))
-        browser.close()
+    page = browser.new_page(viewport={'width': 1000, 'height': 900})
+    page.goto(page_path.as_uri())
+    first = page.locator('#text span').nth(a).bounding_box()
+    last = page.locator('#text span').nth(b).bounding_box()
+    page.mouse.move(first['x'] + 1, first['y'] + first['height'] / 2)  # a real drag with the mouse
+    page.mouse.down()
+    page.mouse.move(last['x'] + last['width'] - 1, last['y'] + last['height'] / 2, steps=10)
+    page.mouse.up()
+    assert page.evaluate('window.getSelection().toString()') == 'OPHELIA:'
+    info = page.inner_text('#selinfo')
+    buttons = page.eval_on_selector_all('#selcells button', 'bs => bs.map(b => b.dataset.cell)')
+    chosen = page.eval_on_selector_all('#text span.chosen', 'ss => ss.length')
+    matched = page.eval_on_selector_all('#text span.match', 'ss => ss.map(s => s.textContent).join("")')
+    page.click('#selcells button >> nth=0')  # shows the best cell
+    shown = (page.input_value('#layer'), page.input_value('#state'), page.input_value('#neuron'))
+    page.close()
     order, count = expected_selection(q, a, b, 0.3, 3)
     H = 512
     names = [f'{k // (2 * H) + 1}{"hc"[(k // H) % 2]}{k % H}' for k in order[:5]]
