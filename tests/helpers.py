@@ -14,6 +14,7 @@ import sys
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -31,25 +32,6 @@ from util.errors import UserError  # noqa: E402
 SAVES = os.path.join(ROOT, 'saves')  # the shipped model, lookup table, corpus and sample
 SHIPPED_LOG = os.path.join(SAVES, 'training_log.csv')  # the shipped model's training log
 SHIPPED_CURVE = os.path.join(ROOT, 'images', 'learning_curve.svg')  # and its learning curve, drawn from it
-
-
-def cuda_ops():
-    """CudaOps if CuPy and a GPU are here, else the reason there are none."""
-    try:
-        import cupy
-    except ImportError:
-        return None, 'CuPy is not installed'
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return None, 'no GPU'
-        return devices.open_device('cuda').ops, None
-    except Exception as e:  # no driver
-        return None, f'no usable GPU ({type(e).__name__})'
-
-
-CUDA, NO_CUDA = cuda_ops()
-cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
-TWIN = {devices.TWIN_VARIABLE: '1'}  # the environment of a run on the GPU's numpy twins
 
 
 def script(name, *args, cwd=ROOT, env=None):
@@ -226,6 +208,28 @@ def tiny_corpus(n=6000, seed=0):
     for k, w in enumerate(out):
         text += w + ('\n' if k % 7 == 6 else ' ')
     return text[:n]
+
+
+# --- a GPU, where CuPy finds one -----------------------------------------------------------------------------------
+
+
+def cuda_ops():
+    """CudaOps if CuPy and a GPU are here, else the reason there are none."""
+    try:
+        import cupy
+    except ImportError:
+        return None, 'CuPy is not installed'
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None, 'no GPU'
+        return devices.open_device('cuda').ops, None
+    except Exception as e:  # no driver
+        return None, f'no usable GPU ({type(e).__name__})'
+
+
+CUDA, NO_CUDA = cuda_ops()
+cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
+TWIN = {devices.TWIN_VARIABLE: '1'}  # the environment of a run on the GPU's numpy twins
 
 
 # --- the tiny training and its run folder -------------------------------------------------------------------------
