@@ -232,6 +232,20 @@ cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: 
 TWIN = {devices.TWIN_VARIABLE: '1'}  # the environment of a run on the GPU's numpy twins
 
 
+def run_without_cupy(name, *args):
+    """run_here, as if CuPy were not installed: its import is refused while the script runs."""
+    missing = object()
+    saved = sys.modules.get('cupy', missing)
+    sys.modules['cupy'] = None
+    try:
+        return run_here(name, *args)
+    finally:
+        if saved is missing:
+            del sys.modules['cupy']
+        else:
+            sys.modules['cupy'] = saved
+
+
 # --- the tiny training and its run folder -------------------------------------------------------------------------
 
 # The one tiny training of the tests: float64 and one thread, so that a run and its reference compute the same

@@ -1,11 +1,14 @@
 """The GPU engine (gpu.py, gpu_kernels.py) against layers.py and the CPU engine.
 
 Everything runs on the numpy twins of the kernels on any machine; where CuPy finds a GPU the same tests run on
-it too (the `ops` fixture), and the tests marked `cuda` hold the CUDA kernels to their twins. Without a GPU those
-say why they skip. The scripts' --device cuda is in test_gpu_scripts.py.
+it too (the `ops` fixture), and the tests marked `cuda` hold the CUDA kernels to their twins, a resumed GPU run
+to an uninterrupted one and a GPU sample to itself across processes. Without a GPU those say why they skip. A run
+moves between the CPU and the GPU (on the twins where there is no GPU). What --device says where CuPy or a GPU is
+missing is in test_device_option.py; .ci/gpu-check runs this file on a GPU.
 """
 
 import contextlib
+import os
 
 import numpy as np
 import pytest
@@ -16,7 +19,17 @@ import gpu_kernels
 from util import devices
 import layers
 import lstm
-from helpers import CUDA, NO_CUDA
+from helpers import (
+    CUDA,
+    NO_CUDA,
+    TWIN,
+    assert_one_line_error,
+    cuda,
+    run_here,
+    run_without_cupy,
+    script,
+    tiny_corpus,
+)
 from optimizer import RMSprop, update_average
 
 
@@ -264,3 +277,99 @@ def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
         assert np.allclose(CUDA.asnumpy(dev[0]), p, atol=1e-6) and np.allclose(
             CUDA.asnumpy(dev[2]), c, rtol=1e-5
         )
+
+
+# --- the scripts on the GPU: a run moving between devices, a resume, a sample in every process -----------------
+
+
+TINY = [
+    '--hidden',
+    '12',
+    '--chunks',
+    '3',
+    '--window',
+    '8',
+    '--val-chars',
+    '300',
+    '--sample-length',
+    '0',
+    '--dtype',
+    'float64',
+    '--dropout',
+    '0.2',
+    '--weight-drop',
+    '0.1',
+    '--ema',
+    '0.9',
+    '--clip',
+    '1',
+    '--checkpoint-minutes',
+    '0',
+    '--threads',
+    '1',
+]
+
+
+def _train(out, corpus, *args, env=None):
+    r = run_here('_training.py', '--out', out, '--corpus', corpus, *TINY, *args, env=env)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def _checkpoint(folder):
+    with np.load(os.path.join(folder, 'ShakespeareOptimizer.npz'), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if k != 'meta'}
+
+
+def test_a_run_moves_cpu_gpu_cpu_and_ends_where_one_run_ends(tmp_path):
+    """The checkpoint is one format: --resume --device cuda, then --device cpu, continues the same run (weights,
+    RMSprop state, carried state, position, random state, average), float64; on the GPU where there is one, else
+    on the twins."""
+    env = None if CUDA is not None else TWIN
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text(tiny_corpus(3000))
+    _train(tmp_path / 'one', corpus, '--max-steps', '120')
+    _train(tmp_path / 'moved', corpus, '--max-steps', '40')
+    r = _train(tmp_path / 'moved', corpus, '--max-steps', '80', '--resume', '--device', 'cuda', env=env)
+    assert 'device cpu -> cuda' in r.stdout
+    r = _train(tmp_path / 'moved', corpus, '--max-steps', '120', '--resume', '--device', 'cpu', env=env)
+    assert 'device cuda -> cpu' in r.stdout
+    a, b = _checkpoint(tmp_path / 'one'), _checkpoint(tmp_path / 'moved')
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.allclose(b[k], a[k], rtol=1e-9, atol=1e-12), k
+
+
+def test_a_run_saved_on_the_gpu_names_its_device_where_none_is_here(tmp_path):
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text(tiny_corpus(2000))
+    _train(tmp_path / 'run', corpus, '--max-steps', '2', '--device', 'cuda', env=TWIN)
+    r = run_without_cupy('_training.py', '--out', str(tmp_path / 'run'), '--resume', '--max-steps', '3')
+    assert_one_line_error(r, 'was trained with --device cuda', '--resume --device cpu')
+    _train(tmp_path / 'run', corpus, '--max-steps', '3', '--resume', '--device', 'cpu')
+
+
+# --- on a GPU: bit-exact resume, the same sample in every process ---------------------------------------------
+
+
+@cuda
+def test_gpu_resume_continues_bit_for_bit(tmp_path):
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text(tiny_corpus(3000))
+    f32 = ['--dtype', 'float32', '--device', 'cuda']
+    _train(tmp_path / 'one', corpus, '--max-steps', '60', *f32)
+    _train(tmp_path / 'two', corpus, '--max-steps', '25', *f32)
+    _train(tmp_path / 'two', corpus, '--max-steps', '60', '--resume', *f32)
+    a, b = _checkpoint(tmp_path / 'one'), _checkpoint(tmp_path / 'two')
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+
+
+@cuda
+def test_gpu_sample_with_a_seed_is_the_same_text_in_every_process():
+    runs = [
+        script('_sample.py', '--device', 'cuda', '--seed', '7', '--length', '300', '--num-samples', '3')
+        for _ in range(2)
+    ]
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) > 300
