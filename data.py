@@ -50,9 +50,9 @@ def _open_text(path, what='corpus'):
         raise CorpusError(files.read_error(e, path, what, ': check the path')) from None
     if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
         return f
-    f.close()
     first = lambda block: block and _check_text_start(block, path, what)
-    return io.BytesIO(files.read_bytes(path, what, error=CorpusError, hint=': check the path', first=first))
+    raw = files.read_bytes(path, what, error=CorpusError, hint=': check the path', first=first, opened=f)
+    return io.BytesIO(raw)
 
 
 def _check_text_start(block, path, what):

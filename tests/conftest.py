@@ -1,12 +1,14 @@
 """What pytest loads first: the `slow` mark and the fixtures that several test files share. It imports helpers.py
 (which puts the repository on the import path); helpers.py never imports this file."""
 
+import json
 import signal
 
 import numpy as np
 import pytest
 
 from helpers import TINY, tiny_corpus, train
+from original_files import original_layers, write_original
 import data
 import lstm
 from util.weights import save_params
@@ -62,3 +64,16 @@ def made(tmp_path_factory):
     (d / 'corpus.txt').write_text(tiny_corpus(3000), encoding='utf-8')
     assert train('--corpus', d / 'corpus.txt', '--out', d / 'run', '--epochs', '1', *TINY) == 0
     return d
+
+
+@pytest.fixture(scope='module')
+def original_model(tmp_path_factory):
+    """A tiny model of the original project (original_files.py), float64, with an unsorted lookup table:
+    (weights, lookup, chars, layers)."""
+    d = tmp_path_factory.mktemp('original')
+    chars = data.build_lookup(tiny_corpus(2000))
+    np.random.default_rng(3).shuffle(chars)  # the original's own order: whatever it found first
+    assert chars != sorted(chars)
+    layers_, _ = original_layers(np.random.default_rng(0), len(chars), 6, 2)
+    (d / 'lookup.json').write_text(json.dumps(chars))
+    return write_original(d / 'net.json', layers_), d / 'lookup.json', chars, layers_

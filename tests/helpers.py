@@ -1,15 +1,19 @@
 """Plain helpers shared by the test files: the repository's folder (ROOT, put on the import path here), running a
-script as a user does, the one tiny training (TINY, train) and the checks of a run folder. The shared fixtures are
+script as a user does (script: in a process of its own; run_here: in this one), the one tiny training (TINY,
+train) and the checks of a run folder. The LSTM from its equations is in reference.py. The shared fixtures are
 in conftest.py, which imports this file (never the other way round)."""
 
-import errno
+import contextlib
+import importlib
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
-import time
+import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -20,13 +24,14 @@ if ROOT not in sys.path:
 
 import _training  # noqa: E402  (needs ROOT on the path)
 import engine  # noqa: E402
-import lstm  # noqa: E402
 from optimizer import RMSprop  # noqa: E402
-from util import checkpoint, cli, files, runs  # noqa: E402
+from util import blas, checkpoint, cli, devices, files, runs  # noqa: E402
 from util.weights import load_params  # noqa: E402
 from util.errors import UserError  # noqa: E402
 
 SAVES = os.path.join(ROOT, 'saves')  # the shipped model, lookup table, corpus and sample
+SHIPPED_LOG = os.path.join(SAVES, 'training_log.csv')  # the shipped model's training log
+SHIPPED_CURVE = os.path.join(ROOT, 'images', 'learning_curve.svg')  # and its learning curve, drawn from it
 
 
 def script(name, *args, cwd=ROOT, env=None):
@@ -45,6 +50,117 @@ def script(name, *args, cwd=ROOT, env=None):
         timeout=600,
         env=full,
     )
+
+
+def run_here(name, *args, cwd=ROOT, env=None, stdout=None):
+    """Run a script in this process as `python name args` runs it: its main() through cli.run, with sys.argv, the
+    folder, stdout and stderr (file descriptors 1 and 2, files here) and the warnings a fresh process shows, no
+    GPU opened yet (util.devices opens one once a process); its exit status from SystemExit. Returns what
+    script() returns. For a result or a message; what only a process shows (a signal, a closed or redirected
+    stream, the terminal, stdin, what happens at import or start, the environment read at start, a fresh
+    process's reproducibility) needs script(). env: variables to set for the run (an empty value removes one),
+    only those read after start; stdout: a path to write stdout to (`> path`), whose text is then not captured.
+    Whatever a script sets for the whole process is put back after (fresh_process)."""
+    module = importlib.import_module(name[:-3])
+    argv = [str(a) for a in args]
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = os.path.join(tmp, 'stdout') if stdout is None else str(stdout), os.path.join(tmp, 'stderr')
+        with descriptors_to(out, err), fresh_process([os.path.join(ROOT, name), *argv], cwd, env):
+            try:
+                cli.run(lambda: module.main(argv))
+                code = 0  # (cli.run always exits)
+            except SystemExit as e:
+                code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+        out_text = None if stdout is not None else read_text(out)
+        return subprocess.CompletedProcess([name, *argv], code, out_text, read_text(err))
+
+
+def read_text(path):
+    with open(path, encoding='utf-8') as f:
+        return f.read()
+
+
+@contextlib.contextmanager
+def descriptors_to(stdout, stderr):
+    """File descriptors 1 and 2 on the files stdout and stderr (made anew), and sys.stdout and sys.stderr text
+    streams on them in UTF-8, stderr line-buffered, as a fresh process has; all put back after."""
+    saved_streams = sys.stdout, sys.stderr
+    for stream in saved_streams:
+        stream.flush()
+    saved = os.dup(1), os.dup(2)
+    for fd, path in ((1, stdout), (2, stderr)):
+        new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(new, fd)
+        os.close(new)
+    try:
+        sys.stdout = open(1, 'w', encoding='utf-8', closefd=False)
+        sys.stderr = open(2, 'w', buffering=1, encoding='utf-8', closefd=False)
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved_streams
+        for fd, old in ((1, saved[0]), (2, saved[1])):
+            os.dup2(old, fd)
+            os.close(old)
+
+
+@contextlib.contextmanager
+def fresh_process(argv, cwd, env):
+    """sys.argv, the folder, the environment (env: variables to set; an empty value removes one), no GPU opened
+    and the warnings a fresh `python script.py` shows (pytest records them instead); after, these and what a
+    script sets for the whole process (signal handlers, the excepthook, OpenBLAS's threads, numpy's print and
+    error settings) put back."""
+    saved_argv, saved_cwd, saved_environ, saved_hook = sys.argv, os.getcwd(), dict(os.environ), sys.excepthook
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    saved_numpy, saved_threads = (np.get_printoptions(), np.geterr()), blas.get_threads()
+    saved_devices = dict(devices._opened)
+    try:
+        for k, v in (env or {}).items():
+            if v:
+                os.environ[k] = v
+            else:
+                os.environ.pop(k, None)
+        os.chdir(cwd)
+        devices._opened.clear()
+        sys.argv = argv
+        with warnings.catch_warnings():
+            pythons_own_warning_filters()
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: (
+                sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+            )
+            yield
+    finally:
+        sys.argv, sys.excepthook = saved_argv, saved_hook
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        for s, handler in saved_signals.items():
+            signal.signal(s, handler)
+        np.set_printoptions(**saved_numpy[0])
+        np.seterr(**saved_numpy[1])
+        if saved_threads is not None:
+            blas.set_threads(saved_threads)
+        devices._opened.clear()
+        devices._opened.update(saved_devices)
+
+
+def pythons_own_warning_filters():
+    """The warning filters of a fresh `python script.py`."""
+    warnings.resetwarnings()
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter('ignore', category)
+    warnings.filterwarnings('default', category=DeprecationWarning, module='__main__')
+
+
+class Terminal(io.StringIO):
+    """A text stream that says it is a terminal: where a script draws its progress line."""
+
+    def isatty(self):
+        return True
 
 
 def in_parallel(function, items):
@@ -81,28 +197,6 @@ def into_a_closed_pipe(name, *args):
         os.close(write)
 
 
-def numeric_grad(f, x, h=1e-5):
-    """Centred differences of the scalar f() with respect to the array x, changed in place and restored."""
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=['multi_index'])
-    for _ in it:
-        ix = it.multi_index
-        old = x[ix]
-        x[ix] = old + h
-        plus = f()
-        x[ix] = old - h
-        minus = f()
-        x[ix] = old
-        grad[ix] = (plus - minus) / (2 * h)
-    return grad
-
-
-def rel_error(a, b):
-    """The difference relative to the size of the two arrays (not element by element: a tiny element's
-    centred difference carries rounding noise of the order of the loss times 1e-11)."""
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-30))
-
-
 def tiny_corpus(n=6000, seed=0):
     """A learnable text: a few words repeated in random order, with line breaks."""
     rng = np.random.default_rng(seed)
@@ -116,58 +210,40 @@ def tiny_corpus(n=6000, seed=0):
     return text[:n]
 
 
-def tiny_model(rng, V=5, H=4, n_layers=2):
-    """Float64 weights of a small model, moved off their initial values (so that every path matters)."""
-    params = lstm.init_params(V, H, n_layers, rng=rng, dtype=np.float64)
-    for k in params:
-        params[k] += rng.standard_normal(params[k].shape) * 0.3
-    return params
+# --- a GPU, where CuPy finds one -----------------------------------------------------------------------------------
 
 
-def naive_lstm(x, h0, c0, W, b):
-    """One gate at a time, one step at a time, with explicit weight blocks and the textbook sigmoid: the LSTM
-    from its equations, to hold the others to. Returns h, c (T, B, H) and the activated gates [i, f, o, g]
-    (T, B, 4H) of every step."""
-    T = x.shape[0]
-    H = h0.shape[1]
-    D = W.shape[0] - H
-    sig = lambda v: 1 / (1 + np.exp(-v))
-    Wi, Wf, Wo, Wg = (W[:, k * H : (k + 1) * H] for k in range(4))
-    bi, bf, bo, bg = (b[k * H : (k + 1) * H] for k in range(4))
-    h, c = h0, c0
-    hs, cs, gates = [], [], []
-    for t in range(T):
-        i = sig(x[t] @ Wi[:D] + h @ Wi[D:] + bi)
-        f = sig(x[t] @ Wf[:D] + h @ Wf[D:] + bf)
-        o = sig(x[t] @ Wo[:D] + h @ Wo[D:] + bo)
-        g = np.tanh(x[t] @ Wg[:D] + h @ Wg[D:] + bg)
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        hs.append(h)
-        cs.append(c)
-        gates.append(np.concatenate([i, f, o, g], axis=1))
-    return np.array(hs), np.array(cs), np.array(gates)
+def cuda_ops():
+    """CudaOps if CuPy and a GPU are here, else the reason there are none."""
+    try:
+        import cupy
+    except ImportError:
+        return None, 'CuPy is not installed'
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None, 'no GPU'
+        return devices.open_device('cuda').ops, None
+    except Exception as e:  # no driver
+        return None, f'no usable GPU ({type(e).__name__})'
 
 
-class ReferenceSteps(NamedTuple):
-    h: np.ndarray
-    c: np.ndarray
-    gates: np.ndarray
+CUDA, NO_CUDA = cuda_ops()
+cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
+TWIN = {devices.TWIN_VARIABLE: '1'}  # the environment of a run on the GPU's numpy twins
 
 
-def reference_model(params, ids):
-    """The model over ids (T, B) from a zero state, without dropout, built on naive_lstm: (logits (T, B, V), per
-    layer ReferenceSteps(h, c, gates) of every step)."""
-    V, H, n_layers = lstm.sizes(params)
-    inp = np.eye(V)[ids]  # the one-hot vectors
-    layers = []
-    for n in range(1, n_layers + 1):
-        zeros = np.zeros((ids.shape[1], H))
-        layers.append(
-            ReferenceSteps(*naive_lstm(inp, zeros, zeros, params[f'lstm{n}.W'], params[f'lstm{n}.b']))
-        )
-        inp = layers[-1].h
-    return inp @ params['dense.W'] + params['dense.b'], layers
+def run_without_cupy(name, *args):
+    """run_here, as if CuPy were not installed: its import is refused while the script runs."""
+    missing = object()
+    saved = sys.modules.get('cupy', missing)
+    sys.modules['cupy'] = None
+    try:
+        return run_here(name, *args)
+    finally:
+        if saved is missing:
+            del sys.modules['cupy']
+        else:
+            sys.modules['cupy'] = saved
 
 
 # --- the tiny training and its run folder -------------------------------------------------------------------------
@@ -256,37 +332,6 @@ def assert_whole(folder):
     ]
 
 
-ATOMIC_WRITE = files.atomic_write
-
-
-class FullDisk:
-    """files.atomic_write on a disk that is full once `budget` more bytes are written: the write that crosses it
-    fails with ENOSPC, and so does every later one (until the process ends, i.e. space is freed)."""
-
-    def __init__(self, budget):
-        self.left, self.real = budget, ATOMIC_WRITE
-
-    def __call__(self, path, write):
-        disk = self
-
-        class Limited:
-            def __init__(self, f):
-                self.f = f
-
-            def write(self, b):
-                n = len(memoryview(b).cast('B'))
-                if n > disk.left:
-                    disk.left = 0
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                disk.left -= n
-                return self.f.write(b)
-
-            def __getattr__(self, name):
-                return getattr(self.f, name)
-
-        return self.real(path, lambda f: write(Limited(f)))
-
-
 def written_files(monkeypatch, *args):
     """Run a training while recording every file written: [(path, bytes)] in order."""
     calls, real = [], files.atomic_write
@@ -301,36 +346,19 @@ def written_files(monkeypatch, *args):
     return calls
 
 
-def stress_main():
-    """_training.py as the stress test runs it: a disk that fills after $FULL_DISK_BUDGET bytes, if set."""
-    if os.environ.get('FULL_DISK_BUDGET'):
-        files.atomic_write = FullDisk(int(os.environ['FULL_DISK_BUDGET']))
-    cli.run(lambda: _training.main(plan=engine.Plan.plain()))
+def read_bytes(path):
+    with open(path, 'rb') as f:
+        return f.read()
 
 
-def start(out, command, budget=None):
-    env = dict(os.environ, FULL_DISK_BUDGET=str(budget) if budget is not None else '')
-    args = [*command, '--resume'] if (out / runs.CHECKPOINT).exists() else command
-    code = (
-        f'import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, "tests")!r}]; sys.argv[0] = "_training.py"; '
-        'import helpers; helpers.stress_main()'
+def two_epoch_log(folder):
+    """A two-epoch training log to plot, in folder."""
+    log = folder / 'training_log.csv'
+    log.write_text(
+        'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+        '1,67,3.6497,3.3744,0.001,0,36642,best\n2,134,3.3392,3.2371,0.001,0,39364,best\n'
     )
-    return subprocess.Popen(
-        [sys.executable, '-c', code, *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def stopped(p, sig, after):
-    try:
-        return p.wait(timeout=after)
-    except subprocess.TimeoutExpired:
-        p.send_signal(sig)
-        return p.wait(timeout=120)
+    return log
 
 
 def write_bytes(path, raw):
@@ -341,46 +369,3 @@ def write_bytes(path, raw):
 def model_args(folder):
     """The options that name the model of the model_dir fixture."""
     return ['--weights', folder / 'w.npz', '--lookup', folder / 'l.json']
-
-
-def start_training(corpus, out, *extra):
-    """_training.py in a process of its own, for a long run (1000 epochs) to stop."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(ROOT, '_training.py'),
-            '--corpus',
-            str(corpus),
-            '--out',
-            str(out),
-            '--epochs',
-            '1000',
-            *TINY,
-            *extra,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(path, timeout=60):
-    t = time.time()
-    while not os.path.exists(path):
-        assert time.time() - t < timeout, f'{path} never appeared'
-        time.sleep(0.05)
-
-
-def wait_for_rewrites(path, n, timeout=60):
-    """Wait until the file at path has been replaced by a new one n times (os.replace gives it a new inode)."""
-    t, seen = time.time(), [os.stat(path).st_ino]
-    while len(seen) <= n:
-        assert time.time() - t < timeout, f'{path} was not rewritten {n} times'
-        try:
-            ino = os.stat(path).st_ino
-        except FileNotFoundError:  # between the removal and the rename
-            ino = seen[-1]
-        if ino != seen[-1]:
-            seen.append(ino)
-        time.sleep(0.005)  # polling, not a guess at how long something takes

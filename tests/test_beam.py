@@ -10,7 +10,8 @@ from extras import beam
 from util.weights import load_params
 import layers
 import lstm
-from helpers import assert_one_line_error, script, tiny_model
+from helpers import assert_one_line_error, run_here
+from reference import tiny_model
 
 
 def all_scores(params, prime, seqs):
@@ -79,8 +80,8 @@ def test_ties_are_broken_the_same_way_every_time():
 
 def test_sample_beam_one_equals_temperature_zero_with_the_shipped_model():
     common = ['--length', 60, '--start', 'ROMEO:']
-    a = script('_sample.py', *common, '--beam', 1)
-    b = script('_sample.py', *common, '--temperature', 0)
+    a = run_here('_sample.py', *common, '--beam', 1)
+    b = run_here('_sample.py', *common, '--temperature', 0)
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout and a.stdout.startswith('ROMEO:')
 
@@ -88,8 +89,8 @@ def test_sample_beam_one_equals_temperature_zero_with_the_shipped_model():
 def test_sample_beam_prints_the_likeliest_and_its_log_probability(small_model):
     weights, lookup, chars = small_model
     model = ['--weights', weights, '--lookup', lookup, '--start', 'to be', '--length', 30]
-    a = script('_sample.py', *model, '--beam', 4, '--seed', 1, '--show-logprob')
-    b = script('_sample.py', *model, '--beam', 4, '--seed', 2)
+    a = run_here('_sample.py', *model, '--beam', 4, '--seed', 1, '--show-logprob')
+    b = run_here('_sample.py', *model, '--beam', 4, '--seed', 2)
     assert a.returncode == 0, a.stderr
     assert a.stdout == b.stdout  # nothing is drawn: the seed changes nothing
     params, _ = load_params(weights)
@@ -112,13 +113,13 @@ def test_sample_beam_prints_the_likeliest_and_its_log_probability(small_model):
 )
 def test_sample_beam_refuses_the_options_it_would_ignore(small_model, extra, words):
     weights, lookup, _ = small_model
-    r = script('_sample.py', '--weights', weights, '--lookup', lookup, '--beam', 2, *extra)
+    r = run_here('_sample.py', '--weights', weights, '--lookup', lookup, '--beam', 2, *extra)
     assert_one_line_error(r, words)
 
 
 def test_show_logprob_of_drawn_samples(small_model):
     weights, lookup, chars = small_model
-    r = script(
+    r = run_here(
         '_sample.py',
         '--weights',
         weights,

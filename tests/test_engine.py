@@ -7,7 +7,7 @@ import engine
 import engine_plan
 import layers
 import lstm
-from helpers import reference_model, tiny_model
+from reference import reference_model, tiny_model
 
 TOL = dict(rtol=1e-11, atol=1e-12)
 

@@ -2,13 +2,13 @@
 
 Everything runs on the numpy twins of the kernels on any machine; where CuPy finds a GPU the same tests run on
 it too (the `ops` fixture), and the tests marked `cuda` hold the CUDA kernels to their twins, a resumed GPU run
-to an uninterrupted one and a GPU sample to itself across processes. Without a GPU those say why they skip.
+to an uninterrupted one and a GPU sample to itself across processes. Without a GPU those say why they skip. A run
+moves between the CPU and the GPU (on the twins where there is no GPU). What --device says where CuPy or a GPU is
+missing is in test_device_option.py; .ci/gpu-check runs this file on a GPU.
 """
 
 import contextlib
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,30 +19,23 @@ import gpu_kernels
 from util import devices
 import layers
 import lstm
-from helpers import ROOT, assert_one_line_error, script, tiny_corpus
+from helpers import (
+    CUDA,
+    NO_CUDA,
+    TWIN,
+    assert_one_line_error,
+    cuda,
+    run_here,
+    run_without_cupy,
+    script,
+    tiny_corpus,
+)
 from optimizer import RMSprop, update_average
 
 
-def _cuda_ops():
-    """CudaOps if CuPy and a GPU are here, else the reason there are none."""
-    try:
-        import cupy
-    except ImportError:
-        return None, 'CuPy is not installed'
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return None, 'no GPU'
-        return devices.open_device('cuda').ops, None
-    except Exception as e:  # no driver
-        return None, f'no usable GPU ({type(e).__name__})'
-
-
-CUDA, NO_CUDA = _cuda_ops()
-cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: {NO_CUDA}')
-TWIN = {devices.TWIN_VARIABLE: '1'}
-
-
 EMULATED = cuda_on_cpu.EmulatedCudaOps() if cuda_on_cpu.compiler() else None
+
+
 emulated = pytest.mark.skipif(EMULATED is None, reason='needs g++ (C++20) to run the CUDA kernels on the CPU')
 
 
@@ -286,47 +279,7 @@ def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
         )
 
 
-# --- the scripts: the option, its errors, a run moving between devices -------------------------------------
-
-
-def _blocked_cupy(name, *args):
-    """Run a script as if CuPy were not installed."""
-    code = (
-        'import sys, runpy; sys.modules["cupy"] = None; sys.argv = sys.argv[1:]; '
-        'runpy.run_path(sys.argv[0], run_name="__main__")'
-    )
-    return subprocess.run(
-        [sys.executable, '-c', code, os.path.join(ROOT, name), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-
-
-@pytest.mark.parametrize(
-    'name,args',
-    [
-        ('_sample.py', ['--length', '10']),
-        ('_evaluate.py', ['--blocks', '64']),
-        ('_visualize.py', ['--find']),
-        ('_training.py', ['--out', 'OUT', '--max-steps', '1']),
-    ],
-)
-def test_without_cupy_one_line_and_nothing_written(tmp_path, name, args):
-    args = [str(tmp_path / 'run') if a == 'OUT' else a for a in args]
-    r = _blocked_cupy(name, *args, '--device', 'cuda')
-    assert_one_line_error(r, 'CuPy', 'pip install cupy-cuda12x', '--device cpu')
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_open_device_names_the_missing_piece(monkeypatch):
-    monkeypatch.setitem(sys.modules, 'cupy', None)
-    monkeypatch.delenv(devices.TWIN_VARIABLE, raising=False)
-    monkeypatch.setattr(devices, '_opened', {})
-    assert devices.open_device('cpu') is None
-    with pytest.raises(devices.DeviceError, match='not installed'):
-        devices.open_device('cuda')
+# --- the scripts on the GPU: a run moving between devices, a resume, a sample in every process -----------------
 
 
 TINY = [
@@ -358,7 +311,7 @@ TINY = [
 
 
 def _train(out, corpus, *args, env=None):
-    r = script('_training.py', '--out', out, '--corpus', corpus, *TINY, *args, env=env)
+    r = run_here('_training.py', '--out', out, '--corpus', corpus, *TINY, *args, env=env)
     assert r.returncode == 0, r.stderr
     return r
 
@@ -387,14 +340,13 @@ def test_a_run_moves_cpu_gpu_cpu_and_ends_where_one_run_ends(tmp_path):
         assert np.allclose(b[k], a[k], rtol=1e-9, atol=1e-12), k
 
 
-def test_bad_input_on_the_gpu_path_is_one_line(tmp_path):
-    r = script('_training.py', '--out', tmp_path / 'r', '--device', 'cuda', '--lr', '-1', env=TWIN)
-    assert_one_line_error(r, '--lr')
-    r = script('_training.py', '--out', tmp_path / 'r', '--device', 'gpu')
-    assert_one_line_error(r, '--device')
-    r = script('_sample.py', '--device', 'cuda', '--weights', tmp_path / 'none.npz', env=TWIN)
-    assert_one_line_error(r, 'none.npz')
-    assert not (tmp_path / 'r').exists()
+def test_a_run_saved_on_the_gpu_names_its_device_where_none_is_here(tmp_path):
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text(tiny_corpus(2000))
+    _train(tmp_path / 'run', corpus, '--max-steps', '2', '--device', 'cuda', env=TWIN)
+    r = run_without_cupy('_training.py', '--out', str(tmp_path / 'run'), '--resume', '--max-steps', '3')
+    assert_one_line_error(r, 'was trained with --device cuda', '--resume --device cpu')
+    _train(tmp_path / 'run', corpus, '--max-steps', '3', '--resume', '--device', 'cpu')
 
 
 # --- on a GPU: bit-exact resume, the same sample in every process ---------------------------------------------
@@ -421,50 +373,3 @@ def test_gpu_sample_with_a_seed_is_the_same_text_in_every_process():
     ]
     assert runs[0].returncode == 0, runs[0].stderr
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) > 300
-
-
-def test_a_broken_cupy_is_not_called_missing(tmp_path):
-    """CuPy raises ImportError when its CUDA libraries do not load: that is a broken installation, not none."""
-    (tmp_path / 'cupy').mkdir()
-    (tmp_path / 'cupy' / '__init__.py').write_text('raise ImportError("CuPy is not correctly installed")\n')
-    r = script('_sample.py', '--device', 'cuda', env={'PYTHONPATH': str(tmp_path), devices.TWIN_VARIABLE: ''})
-    assert_one_line_error(r, 'CuPy does not load', 'not correctly installed', 'reinstall')
-
-
-def test_without_cupy_no_output_folder_is_made(tmp_path):
-    r = _blocked_cupy(
-        '_visualize.py', '--html', str(tmp_path / 'new' / 'sub' / 'page.html'), '--device', 'cuda'
-    )
-    assert_one_line_error(r, 'CuPy')
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_help_names_the_devices_and_the_ngram_alone_needs_none():
-    for name in ('_training.py', '_sample.py', '_evaluate.py', '_visualize.py', '_benchmark.py'):
-        assert '{cpu,cuda}' in script(name, '--help').stdout, name
-    r = _blocked_cupy('_evaluate.py', '--ngram', '2', '--device', 'cuda')
-    assert r.returncode == 0 and 'loss' in r.stdout, r.stderr
-
-
-def test_a_run_saved_on_the_gpu_names_its_device_where_none_is_here(tmp_path):
-    corpus = tmp_path / 'c.txt'
-    corpus.write_text(tiny_corpus(2000))
-    _train(tmp_path / 'run', corpus, '--max-steps', '2', '--device', 'cuda', env=TWIN)
-    r = _blocked_cupy('_training.py', '--out', str(tmp_path / 'run'), '--resume', '--max-steps', '3')
-    assert_one_line_error(r, 'was trained with --device cuda', '--resume --device cpu')
-    _train(tmp_path / 'run', corpus, '--max-steps', '3', '--resume', '--device', 'cpu')
-
-
-def test_the_gpu_benchmark_refuses_sizes_no_machine_holds_in_one_line():
-    r = script(
-        '_benchmark.py',
-        '--device',
-        'cuda',
-        '--hidden',
-        '100000',
-        '--chunks',
-        '100000',
-        '--no-torch',
-        env=TWIN,
-    )
-    assert_one_line_error(r, 'needs about', 'choose smaller sizes')

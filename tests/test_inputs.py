@@ -18,7 +18,16 @@ import lstm
 from util import files
 from util.weights import load_params, save_params
 
-from helpers import ROOT, TINY, TINY_LOUD, assert_one_line_error, model_args, script, tiny_corpus, write_bytes
+from helpers import (
+    ROOT,
+    TINY,
+    TINY_LOUD,
+    assert_one_line_error,
+    model_args,
+    run_here,
+    tiny_corpus,
+    write_bytes,
+)
 
 
 def limited_memory():
@@ -55,7 +64,7 @@ def test_weights_through_a_pipe_load_as_the_file_does(small_model):
         data = f.read()
     piped = subprocess.run([sys.executable, *args], input=data, capture_output=True, timeout=120)
     assert piped.returncode == 0, piped.stderr  # it said: not an .npz file (np.load seeks; a pipe cannot)
-    plain = script('_sample.py', '--weights', weights, *same)
+    plain = run_here('_sample.py', '--weights', weights, *same)
     assert piped.stdout.decode('utf-8') == plain.stdout and len(plain.stdout) > 40
 
 
@@ -120,7 +129,7 @@ def test_find_and_the_page_on_one_long_line_fit_in_little_memory(tmp_path):
 
 def test_a_text_from_a_pipe_or_a_fifo_is_read_once_and_whole(model_dir, tmp_path):
     text = (model_dir / 'text.txt').read_text(encoding='utf-8')
-    whole = script('_evaluate.py', '--text', model_dir / 'text.txt', *model_args(model_dir))
+    whole = run_here('_evaluate.py', '--text', model_dir / 'text.txt', *model_args(model_dir))
     assert whole.returncode == 0, whole.stderr
     piped = subprocess.run(
         [
@@ -172,11 +181,11 @@ def test_training_on_dev_stdin_trains_on_the_whole_piped_text(tmp_path):
 
 
 def test_a_text_that_does_not_exist_is_called_a_text_and_an_accent_shows_its_code_point(model_dir, tmp_path):
-    r = script('_evaluate.py', '--text', tmp_path / 'nosuch.txt', *model_args(model_dir))
+    r = run_here('_evaluate.py', '--text', tmp_path / 'nosuch.txt', *model_args(model_dir))
     assert_one_line_error(r, 'text', 'nosuch.txt', 'does not exist')
     assert 'corpus' not in r.stderr
     (tmp_path / 'accent.txt').write_text('to be\u0301', encoding='utf-8')
-    r = script('_evaluate.py', '--text', tmp_path / 'accent.txt', *model_args(model_dir))
+    r = run_here('_evaluate.py', '--text', tmp_path / 'accent.txt', *model_args(model_dir))
     assert_one_line_error(r, 'U+0301', 'COMBINING ACUTE ACCENT')
 
 
@@ -191,13 +200,15 @@ def test_weights_with_no_hidden_units_are_refused_by_the_loader(tmp_path):
     with pytest.raises(files.ModelFileError, match='at least one hidden unit'):
         load_params(tmp_path / 'w.npz', V=5)
     data.save_lookup(tmp_path / 'l.json', list('abcde'))
-    r = script('_sample.py', '--start', 'a', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json')
+    r = run_here(
+        '_sample.py', '--start', 'a', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json'
+    )
     assert_one_line_error(r, 'hidden unit')
 
 
 def test_a_lookup_holding_a_lone_surrogate_is_refused_at_load(model_dir, tmp_path):
     (tmp_path / 'l.json').write_text(json.dumps(data.load_lookup(model_dir / 'l.json')[:-1] + ['\ud800']))
-    r = script(
+    r = run_here(
         '_sample.py', '--start', 't', '--weights', model_dir / 'w.npz', '--lookup', tmp_path / 'l.json'
     )
     assert_one_line_error(r, 'lone surrogate', 'U+D800')
@@ -213,12 +224,12 @@ def test_the_alphabet_is_saved_with_the_weights_and_another_lookup_is_refused(mo
     swapped = list(chars)
     swapped[3], swapped[5] = swapped[5], swapped[3]  # the same characters in another order
     data.save_lookup(tmp_path / 'swapped.json', swapped)
-    r = script(
+    r = run_here(
         '_sample.py', '--start', 't', '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'swapped.json'
     )
     assert_one_line_error(r, 'another lookup table', f'character 3 is {chars[3]!r}', f'but {chars[5]!r}')
     for name, args in (('_evaluate.py', ['--text', model_dir / 'text.txt']), ('_visualize.py', ['--find'])):
-        r = script(name, *args, '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'swapped.json')
+        r = run_here(name, *args, '--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'swapped.json')
         assert_one_line_error(r, 'another lookup table')
 
 
@@ -262,7 +273,7 @@ def test_an_npz_with_pickled_objects_is_refused_without_running_pickle(made, tmp
     np.savez(tmp_path / 'w.npz', **dict(params, **{'dense.b': evil}))
     with pytest.raises(files.ModelFileError, match='arrays of Python objects, which are never loaded'):
         load_params(tmp_path / 'w.npz')
-    r = script(
+    r = run_here(
         '_sample.py', '--weights', tmp_path / 'w.npz', '--lookup', made / 'run' / 'ShakespeareLookup.json'
     )
     assert_one_line_error(r, 'arrays of Python objects')
@@ -288,7 +299,7 @@ def test_scripts_refuse_corrupt_weights(made, tmp_path):
     write_bytes(tmp_path / 'w.npz', b'PK\x03\x04 not really a zip')
     for name in ('_sample.py', '_evaluate.py', '_visualize.py'):
         extra = ['--text', made / 'corpus.txt'] if name != '_sample.py' else []
-        r = script(
+        r = run_here(
             name, '--weights', tmp_path / 'w.npz', '--lookup', made / 'run' / 'ShakespeareLookup.json', *extra
         )
         assert_one_line_error(r, 'corrupt')
@@ -332,7 +343,7 @@ def test_training_refuses_bad_corpora_and_writes_nothing(tmp_path, case, words):
         path.write_bytes('To be, or not to be: ça'.encode('latin-1') * 10)
     elif case == 'short':
         path.write_text('To be, or not to be.' * 2, encoding='utf-8')
-    r = script('_training.py', '--corpus', path, '--out', tmp_path / 'run', *TINY)
+    r = run_here('_training.py', '--corpus', path, '--out', tmp_path / 'run', *TINY)
     assert_one_line_error(r, words)
     assert not (tmp_path / 'run').exists()
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import layers
-from helpers import naive_lstm, numeric_grad, rel_error
+from reference import naive_lstm, numeric_grad, rel_error
 
 
 def make_lstm(T=4, B=3, D=5, H=6, seed=0):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import SAVES, assert_one_line_error, script
+from helpers import ROOT, SAVES, assert_one_line_error, run_here
 
 LOG = os.path.join(SAVES, 'training_log.csv')
 HEADER = 'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
@@ -19,7 +19,7 @@ ROWS = [
 
 def plot(tmp_path, log_text, *args):
     (tmp_path / 'log.csv').write_text(log_text, encoding='utf-8')
-    return script('_plot.py', tmp_path / 'log.csv', '--out', tmp_path / 'out.svg', *args)
+    return run_here('_plot.py', tmp_path / 'log.csv', '--out', tmp_path / 'out.svg', *args)
 
 
 def drawn(tmp_path):
@@ -90,20 +90,20 @@ def test_a_damaged_log_is_one_line(tmp_path, log_text, words):
 
 
 def test_what_is_not_a_log_is_one_line(tmp_path):
-    assert_one_line_error(script('_plot.py', SAVES, '--out', tmp_path / 'a.svg'), 'is a folder')
+    assert_one_line_error(run_here('_plot.py', SAVES, '--out', tmp_path / 'a.svg'), 'is a folder')
     assert_one_line_error(
-        script('_plot.py', os.path.join(SAVES, 'shakespeare.txt'), '--out', tmp_path / 'a.svg'),
+        run_here('_plot.py', os.path.join(SAVES, 'shakespeare.txt'), '--out', tmp_path / 'a.svg'),
         'not a training log',
     )
     assert_one_line_error(
-        script('_plot.py', os.path.join(SAVES, 'ShakespeareNet.npz'), '--out', tmp_path / 'a.svg'),
+        run_here('_plot.py', os.path.join(SAVES, 'ShakespeareNet.npz'), '--out', tmp_path / 'a.svg'),
         'not a training log',
     )
     assert os.listdir(tmp_path) == []
 
 
 def test_the_shipped_learning_curve_is_drawn_again_byte_for_byte(tmp_path):
-    r = script('_plot.py', LOG, '--out', tmp_path / 'curve.svg')
+    r = run_here('_plot.py', LOG, '--out', tmp_path / 'curve.svg')
     assert r.returncode == 0, r.stderr
     with open(os.path.join(SAVES, '..', 'images', 'learning_curve.svg')) as f:
         assert (tmp_path / 'curve.svg').read_text() == f.read()
@@ -111,9 +111,6 @@ def test_the_shipped_learning_curve_is_drawn_again_byte_for_byte(tmp_path):
 
 def plot_within(tmp_path, log_text, *args, seconds=30):
     """plot(), but a hang (an endless loop of grid lines, its memory growing) fails the test in seconds."""
-    import subprocess
-    import sys
-    from helpers import ROOT
 
     (tmp_path / 'log.csv').write_text(log_text, encoding='utf-8')
     try:
@@ -167,7 +164,7 @@ def test_the_largest_float_as_a_loss_or_a_bound_is_drawn_with_a_few_grid_lines(t
 def test_a_log_whose_epochs_no_run_writes_is_one_line(tmp_path, rows, words):
     log = tmp_path / 'log.csv'
     log.write_text(HEADER + ''.join(rows))
-    assert_one_line_error(script('_plot.py', log, '--out', tmp_path / 'c.svg'), words)
+    assert_one_line_error(run_here('_plot.py', log, '--out', tmp_path / 'c.svg'), words)
     assert not (tmp_path / 'c.svg').exists()
 
 
@@ -176,7 +173,7 @@ def test_control_characters_in_a_title_still_make_valid_svg(tmp_path):
 
     out = tmp_path / 'c.svg'
     assert (
-        script(
+        run_here(
             '_plot.py', os.path.join(SAVES, 'training_log.csv'), '--out', out, '--title', 'x\x01y <&>'
         ).returncode
         == 0
@@ -185,17 +182,45 @@ def test_control_characters_in_a_title_still_make_valid_svg(tmp_path):
 
 
 def test_out_dash_writes_the_picture_to_stdout(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(SAVES, '..', '_plot.py'),
-            os.path.join(SAVES, 'training_log.csv'),
-            '--out',
-            '-',
-        ],
-        capture_output=True,
-        cwd=tmp_path,
-        timeout=60,
+    (tmp_path / 'here').mkdir()
+    stdout = tmp_path / 'stdout'
+    r = run_here(
+        '_plot.py',
+        os.path.join(SAVES, 'training_log.csv'),
+        '--out',
+        '-',
+        cwd=tmp_path / 'here',
+        stdout=stdout,
     )
-    assert r.returncode == 0 and r.stdout.startswith(b'<svg') and b'wrote' in r.stderr
-    assert list(tmp_path.iterdir()) == []  # no file named '-'
+    assert r.returncode == 0 and stdout.read_bytes().startswith(b'<svg') and 'wrote' in r.stderr
+    assert list((tmp_path / 'here').iterdir()) == []  # no file named '-'
+
+
+def test_plot_draws_the_learning_curve(tmp_path):
+    log = tmp_path / 'training_log.csv'
+    log.write_text(
+        'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+        '1,401,2.6,2.0,0.002,300,3000,best\n'
+        '1.5,600,1.9,,0.002,400,,SIGTERM received\n'
+        '2,802,1.8,1.7,0.002,600,3000,best\n'
+    )
+    r = run_here('_plot.py', log, '--out', tmp_path / 'c.svg')
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / 'c.svg').read_text()
+    assert svg.startswith('<svg') and svg.count('<polyline') == 2
+    assert svg.count('<circle') == 4  # two epochs, two curves; the interruption is skipped
+    assert '1.7000' in svg  # the best validation loss is labelled
+    assert_one_line_error(run_here('_plot.py', tmp_path / 'none.csv'), 'does not exist')
+    other = tmp_path / 'run-Q-something.csv'
+    other.write_text(
+        'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n'
+        '1,401,2.9,2.4,0.002,300,3000,best\n2,802,2.0,1.9,0.002,600,3000,best\n'
+    )
+    r = run_here('_plot.py', log, '--compare', other, '--ymax', 2.1, '--out', tmp_path / 'd.svg')
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / 'd.svg').read_text()
+    assert svg.count('<polyline') == 3 and 'stroke-dasharray' in svg and 'run Q, validation' in svg
+    assert svg.count('<circle') == 3  # the training loss of 2.6 is above --ymax: no dot
+    assert '>2.00</text>' in svg and '>2.15</text>' not in svg  # the axis stops at 2.1
+    assert_one_line_error(run_here('_plot.py', log, '--compare', tmp_path / 'none.csv'), 'does not exist')
+    assert_one_line_error(run_here('_plot.py', log, '--ymax', 0), '--ymax')

@@ -17,21 +17,18 @@ import _training
 from util import cli, files, run_folder, runs
 
 from helpers import (
-    ATOMIC_WRITE,
     ROOT,
     TINY,
-    FullDisk,
     assert_one_line_error,
     assert_same_run,
     assert_whole,
     fails,
-    script,
-    start_training,
+    run_here,
     tiny_corpus,
     train,
-    wait_for,
     written_files,
 )
+from interrupted import ATOMIC_WRITE, FullDisk, start_training, wait_for
 
 
 def test_the_lock_is_taken_before_anything_is_read(tmp_path, corpus, capsys):
@@ -223,7 +220,7 @@ def test_a_second_training_into_the_same_folder_is_refused(made, tmp_path):
     try:
         wait_for(out / 'training_log.csv')  # an epoch done: it holds the lock (taken before any work)
         assert_one_line_error(
-            script('_training.py', '--out', out, '--resume'), 'another training is running in'
+            run_here('_training.py', '--out', out, '--resume'), 'another training is running in'
         )
     finally:
         p.kill()

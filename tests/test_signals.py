@@ -17,18 +17,8 @@ import lstm
 from optimizer import RMSprop
 from util import checkpoint, runs
 
-from helpers import (
-    ROOT,
-    TINY,
-    TINY_LOUD,
-    assert_same_run,
-    assert_whole,
-    load,
-    model_args,
-    start_training,
-    train,
-    wait_for,
-)
+from helpers import ROOT, TINY, TINY_LOUD, assert_same_run, assert_whole, load, model_args, train
+from interrupted import start_training, wait_for
 
 
 def test_ctrl_c_while_sampling_ends_with_one_line_and_status_130(model_dir):

@@ -2,8 +2,6 @@
 epoch, the corpus it names, and a resumed run that continues exactly as if it had never stopped."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from optimizer import RMSprop
 from util import checkpoint, cli, runs, settings
 from util.weights import load_params
 
-from helpers import ROOT, TINY, TINY_LOUD, assert_one_line_error, fails, load, script, tiny_corpus, train
+from helpers import TINY, TINY_LOUD, assert_one_line_error, fails, load, run_here, tiny_corpus, train
 
 # Every option of the training on, over TINY: clipping, a decaying learning rate, the moving average, weight decay
 # and weight drop.
@@ -206,7 +204,7 @@ def test_a_run_on_a_corpus_elsewhere_resumes_from_another_folder(tmp_path, corpu
 def test_training_saves_the_alphabet_with_the_weights(tmp_path):
     text = tiny_corpus(3000)
     (tmp_path / 'c.txt').write_text(text, encoding='utf-8')
-    r = script(
+    r = run_here(
         '_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', *TINY, '--max-steps', 1
     )
     assert r.returncode == 0, r.stderr
@@ -221,16 +219,16 @@ def test_training_refuses_bad_options(tmp_path, made):
         (['--window', '0'], '--window'),
         (['--dtype', 'float16'], '--dtype'),
     ):
-        r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', tmp_path / 'run', *args)
+        r = run_here('_training.py', '--corpus', made / 'corpus.txt', '--out', tmp_path / 'run', *args)
         assert_one_line_error(r, words)
-    r = script('_training.py', '--out', tmp_path / 'nothing', '--resume')
+    r = run_here('_training.py', '--out', tmp_path / 'nothing', '--resume')
     assert_one_line_error(r, 'cannot resume')
-    r = script('_training.py', '--corpus', made / 'corpus.txt', '--out', made / 'run', *TINY)
+    r = run_here('_training.py', '--corpus', made / 'corpus.txt', '--out', made / 'run', *TINY)
     assert_one_line_error(r, 'already holds a run')
     (tmp_path / 'other.txt').write_text(tiny_corpus(4000), encoding='utf-8')
-    r = script('_training.py', '--corpus', tmp_path / 'other.txt', '--out', made / 'run', '--resume')
+    r = run_here('_training.py', '--corpus', tmp_path / 'other.txt', '--out', made / 'run', '--resume')
     assert_one_line_error(r, 'same --corpus')
-    r = script('_training.py', '--out', made / 'run', '--resume', '--hidden', '16')
+    r = run_here('_training.py', '--out', made / 'run', '--resume', '--hidden', '16')
     assert_one_line_error(r, '--hidden 16', 'cannot change')
 
 
@@ -241,7 +239,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(made, tm
         == 0
     )
     before = (out / 'ShakespeareOptimizer.npz').read_bytes()
-    r = script('_training.py', '--out', out, '--resume', '--epochs', '2', '--lr', '1e38', '--quiet')
+    r = run_here('_training.py', '--out', out, '--resume', '--epochs', '2', '--lr', '1e38', '--quiet')
     assert_one_line_error(r, 'the loss became non-finite', 'last good checkpoint')
     assert (out / 'ShakespeareOptimizer.npz').read_bytes() == before
 
@@ -303,23 +301,7 @@ def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_valid
     )
     args = list(TINY_LOUD)
     args[args.index('--sample-length') + 1] = '60'
-    r = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, '_training.py'),
-            '--corpus',
-            str(corpus),
-            '--out',
-            str(tmp_path / 'run'),
-            '--epochs',
-            '2',
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    r = run_here('_training.py', '--corpus', corpus, '--out', tmp_path / 'run', '--epochs', 2, *args)
     assert r.returncode == 0, r.stderr
     assert '\r' not in r.stdout and '\n\n' not in r.stdout  # no progress line, no blank line left by one
     assert (
@@ -387,3 +369,24 @@ def test_a_stop_before_any_step_logs_the_learning_rate_of_its_epoch(tmp_path, co
     assert train('--out', out, '--resume', '--max-steps', '70', '--quiet') == 0
     rows = runs.log_rows(out / runs.LOG)
     assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025', '0.0025'], rows
+
+
+def test_max_steps_zero_saves_the_untrained_model(tmp_path):
+    (tmp_path / 'c.txt').write_text(tiny_corpus(3000), encoding='utf-8')
+    r = run_here(
+        '_training.py',
+        '--corpus',
+        tmp_path / 'c.txt',
+        '--out',
+        tmp_path / 'run',
+        '--hidden',
+        8,
+        '--max-steps',
+        0,
+    )
+    assert r.returncode == 0, r.stderr
+    params, meta = load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    init = lstm.init_params(len(data.build_lookup(tiny_corpus(3000))), 8, 2, rng=np.random.default_rng(0))
+    assert meta['step'] == 0
+    for k in params:
+        np.testing.assert_array_equal(params[k], init[k])

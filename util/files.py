@@ -269,12 +269,14 @@ def read_error(e, path, what, hint=''):
     return f'{what} {path} cannot be read: {e.strerror or e}'
 
 
-def read_bytes(path, what, limit=None, *, error=ModelFileError, hint='', first=None):
+def read_bytes(path, what, limit=None, *, error=ModelFileError, hint='', first=None, opened=None):
     """Every byte of path, read once, bounded: the one reader of every small input (a lookup table, a training
-    log, the original's weights, weights from a pipe). More than limit bytes (default: a quarter of the
-    machine's memory, as for any stream) is refused, and so is a file whose first 64 KiB `first` (a function
-    that raises) finds to be no such file, so that an endless stream of something else (/dev/zero) is refused at
-    once. Every problem raises error (a UserError kind) in one line. limit: a whole number of MiB."""
+    log, the original's weights, weights from a pipe) and of every stream that cannot be read twice (a corpus
+    from a pipe). More than limit bytes (default: a quarter of the machine's memory, as for any stream) is
+    refused, and so is a file whose first 64 KiB `first` (a function that raises) finds to be no such file, so
+    that an endless stream of something else (/dev/zero) is refused at once. Every problem raises error (a
+    UserError kind) in one line. limit: a whole number of MiB. opened: path already open (a FIFO, whose writer
+    would lose what it wrote if it were opened twice), read and closed here."""
     too_large = (
         f'is larger than {limit >> 20} MiB, more than any {what}{hint or ": give another file"}'
         if limit is not None
@@ -283,7 +285,7 @@ def read_bytes(path, what, limit=None, *, error=ModelFileError, hint='', first=N
     limit = stream_limit() if limit is None else limit
     blocks, size = [], 0
     try:
-        with open(path, 'rb') as f:
+        with opened if opened is not None else open(path, 'rb') as f:
             while True:
                 block = f.read(min(1 << 16 if not blocks else 1 << 24, limit + 1 - size))
                 if first is not None and not blocks:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import TINY, assert_one_line_error, in_parallel, script
+from helpers import TINY, assert_one_line_error, run_here
 
 
 HUGE = 2**70
@@ -29,7 +29,7 @@ HUGE = 2**70
     ],
 )
 def test_sizes_no_machine_has_are_refused_before_any_work_naming_the_memory(name, args, words, tmp_path):
-    r = script(name, *args, '--out', tmp_path / 'run') if name == '_training.py' else script(name, *args)
+    r = run_here(name, *args, '--out', tmp_path / 'run') if name == '_training.py' else run_here(name, *args)
     assert_one_line_error(r, *words)
     assert not (tmp_path / 'run').exists()
 
@@ -100,7 +100,7 @@ BAD_VALUES = {
 }
 
 
-@pytest.mark.slow  # about 150 processes: the sweep is in the full run
+@pytest.mark.slow  # about 150 refusals: the sweep is in the full run
 @pytest.mark.parametrize('name', sorted(BAD_VALUES))
 def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
     run = made / 'run'
@@ -123,7 +123,7 @@ def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
             else:
                 args += [option, value]
             cases.append((option, value, args))
-    results = in_parallel(lambda case: script(name, *case[2]), cases)
+    results = [run_here(name, *args) for _, _, args in cases]
     for (option, value, _), r in zip(cases, results):
         assert_one_line_error(r)
         assert option in r.stderr or 'does not exist' in r.stderr or 'empty' in r.stderr, (

@@ -13,18 +13,8 @@ from optimizer import RMSprop
 from util import checkpoint, runs
 from util.weights import load_params
 
-from helpers import (
-    TINY,
-    assert_same_run,
-    assert_whole,
-    load,
-    start,
-    start_training,
-    stopped,
-    train,
-    wait_for,
-    wait_for_rewrites,
-)
+from helpers import TINY, assert_same_run, assert_whole, load, train
+from interrupted import start, start_training, stopped, wait_for, wait_for_rewrites
 
 
 def test_kill_9_at_any_moment_leaves_a_readable_checkpoint(made, tmp_path):

@@ -1,0 +1,121 @@
+"""What every script shares (util/cli.py), run as a user runs it: it stops quietly when its reader goes away,
+draws its progress line on a terminal only, and estimates the memory of a model before any work."""
+
+import lstm
+from util import cli, memory
+from util.weights import load_params
+
+from helpers import (
+    Terminal,
+    TINY_LOUD,
+    assert_one_line_error,
+    in_parallel,
+    into_a_closed_pipe,
+    tiny_corpus,
+)
+
+
+def without_pin_warning(stderr):
+    """stderr less the lines _benchmark.py prints where OPENBLAS_CORETYPE is set (some machines set it) and where
+    its rounds disagree (on a busy machine, or with the few characters of a quick test)."""
+    return ''.join(
+        line
+        for line in stderr.splitlines(keepends=True)
+        if not line.startswith(('warning: OPENBLAS_CORETYPE=', 'warning: these figures are unreliable'))
+    )
+
+
+def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    text = tmp_path / 't.txt'
+    text.write_text(tiny_corpus(2000), encoding='utf-8')
+    model = ['--weights', weights, '--lookup', lookup]
+    log = tmp_path / 'log.csv'
+    log.write_text(
+        'epoch,step,train_loss,val_loss,lr,seconds,chars_per_s,event\n1,401,2.6,2.0,0.002,300,3000,best\n'
+    )
+    runs = [
+        ('_sample.py', '--length', 100, '--start', 'K', *model),
+        ('_sample.py', '--length', 20, '--start', 'K', '--num-samples', 3, *model),
+        ('_evaluate.py', '--text', text, *model),
+        ('_visualize.py', '--find', '--text', text, *model),
+        ('_visualize.py', '--saturation', tmp_path / 's.svg', '--text', text, *model),
+        ('_plot.py', log, '--out', tmp_path / 'c.svg'),
+        (
+            '_benchmark.py',
+            '--hidden',
+            8,
+            '--chunks',
+            2,
+            '--window',
+            4,
+            '--rounds',
+            1,
+            '--warmup',
+            0,
+            '--sample-length',
+            5,
+            '--no-torch',
+        ),
+    ]
+    runs += [(name, '--help') for name in sorted({r[0] for r in runs} | {'_training.py'})]
+    for (name, *args), r in zip(runs, in_parallel(lambda run: into_a_closed_pipe(*run), runs)):
+        assert r.returncode == 0 and without_pin_warning(r.stderr) == '', (name, args, r.stderr)
+    assert_one_line_error(into_a_closed_pipe('_sample.py', '--length', 0), '--length')  # errors: status 2
+    # a training run goes on when nobody reads its progress, and saves its checkpoint
+    corpus = tmp_path / 'c.txt'
+    corpus.write_text(tiny_corpus(3000), encoding='utf-8')
+    r = into_a_closed_pipe(
+        '_training.py',
+        '--corpus',
+        corpus,
+        '--out',
+        tmp_path / 'run',
+        *TINY_LOUD,
+        '--epochs',
+        1,
+        '--sample-length',
+        20,
+    )
+    assert r.returncode == 0 and r.stderr == '', r.stderr
+    _, meta = load_params(tmp_path / 'run' / 'ShakespeareNet.npz')
+    assert meta['epoch'] == 1
+
+
+def test_progress_shows_done_rate_and_time_left_on_a_terminal_and_clears_the_line(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(cli.time, 'monotonic', lambda: clock[0])
+    out = Terminal()
+    p = cli.Progress('scoring', 1000, stream=out)
+    clock[0] += 0.1
+    p(10)  # too soon after the start: not drawn
+    assert out.getvalue() == ''
+    clock[0] += 1.9
+    p(500)  # 500 chars in 2 s: 250 chars/s, 2 s left
+    line = out.getvalue()
+    assert line.startswith('\r') and '500 of 1,000 chars (50%)' in line and '250 chars/s' in line, line
+    assert '2 s left' in line, line
+    p.close()
+    assert out.getvalue().endswith('\r') and out.getvalue()[len(line) :].strip() == ''
+    clock[0] += 5
+    p(900)  # closed: nothing more
+    assert out.getvalue().count('\r') == 3
+
+
+def test_progress_writes_nothing_to_a_pipe_or_a_file(tmp_path, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(cli.time, 'monotonic', lambda: clock[0])
+    with open(tmp_path / 'f', 'w') as f:
+        with cli.Progress('x', 10, stream=f) as p:
+            for k in range(10):
+                clock[0] += 10
+                p(k)
+    assert (tmp_path / 'f').read_text() == ''
+
+
+def test_the_memory_estimate_counts_the_weights_of_every_layer():
+    params = lstm.init_params(65, 32, 3)
+    weights = sum(a.size for a in params.values())
+    assert memory.model_bytes(65, 32, 3, 0, 0) == 2 * 4 * weights  # the weights and their prepared copy
+    assert memory.model_bytes(65, 32, 3, 0, 0, itemsize=8, training=True) == 4 * 8 * weights
+    assert memory.in_words(299 * 2**30) == '299 GiB' and memory.in_words(512) == '512 bytes'

@@ -1,0 +1,82 @@
+"""The scripts' --device option where CuPy or a GPU is missing or broken: one line and nothing written; its
+errors, its help, and the GPU benchmark's sizes no machine holds (on the GPU's numpy twins)."""
+
+import sys
+
+import pytest
+
+from util import devices
+from helpers import TWIN, assert_one_line_error, run_here, run_without_cupy, script
+
+
+@pytest.mark.parametrize(
+    'name,args',
+    [
+        ('_sample.py', ['--length', '10']),
+        ('_evaluate.py', ['--blocks', '64']),
+        ('_visualize.py', ['--find']),
+        ('_training.py', ['--out', 'OUT', '--max-steps', '1']),
+    ],
+)
+def test_without_cupy_one_line_and_nothing_written(tmp_path, name, args):
+    args = [str(tmp_path / 'run') if a == 'OUT' else a for a in args]
+    r = run_without_cupy(name, *args, '--device', 'cuda')
+    assert_one_line_error(r, 'CuPy', 'pip install cupy-cuda12x', '--device cpu')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_device_names_the_missing_piece(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'cupy', None)
+    monkeypatch.delenv(devices.TWIN_VARIABLE, raising=False)
+    monkeypatch.setattr(devices, '_opened', {})
+    assert devices.open_device('cpu') is None
+    with pytest.raises(devices.DeviceError, match='not installed'):
+        devices.open_device('cuda')
+
+
+def test_bad_input_on_the_gpu_path_is_one_line(tmp_path):
+    r = run_here('_training.py', '--out', tmp_path / 'r', '--device', 'cuda', '--lr', '-1', env=TWIN)
+    assert_one_line_error(r, '--lr')
+    r = run_here('_training.py', '--out', tmp_path / 'r', '--device', 'gpu')
+    assert_one_line_error(r, '--device')
+    r = run_here('_sample.py', '--device', 'cuda', '--weights', tmp_path / 'none.npz', env=TWIN)
+    assert_one_line_error(r, 'none.npz')
+    assert not (tmp_path / 'r').exists()
+
+
+def test_a_broken_cupy_is_not_called_missing(tmp_path):
+    """CuPy raises ImportError when its CUDA libraries do not load: that is a broken installation, not none."""
+    (tmp_path / 'cupy').mkdir()
+    (tmp_path / 'cupy' / '__init__.py').write_text('raise ImportError("CuPy is not correctly installed")\n')
+    r = script('_sample.py', '--device', 'cuda', env={'PYTHONPATH': str(tmp_path), devices.TWIN_VARIABLE: ''})
+    assert_one_line_error(r, 'CuPy does not load', 'not correctly installed', 'reinstall')
+
+
+def test_without_cupy_no_output_folder_is_made(tmp_path):
+    r = run_without_cupy(
+        '_visualize.py', '--html', str(tmp_path / 'new' / 'sub' / 'page.html'), '--device', 'cuda'
+    )
+    assert_one_line_error(r, 'CuPy')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_names_the_devices_and_the_ngram_alone_needs_none():
+    for name in ('_training.py', '_sample.py', '_evaluate.py', '_visualize.py', '_benchmark.py'):
+        assert '{cpu,cuda}' in run_here(name, '--help').stdout, name
+    r = run_without_cupy('_evaluate.py', '--ngram', '2', '--device', 'cuda')
+    assert r.returncode == 0 and 'loss' in r.stdout, r.stderr
+
+
+def test_the_gpu_benchmark_refuses_sizes_no_machine_holds_in_one_line():
+    r = run_here(
+        '_benchmark.py',
+        '--device',
+        'cuda',
+        '--hidden',
+        '100000',
+        '--chunks',
+        '100000',
+        '--no-torch',
+        env=TWIN,
+    )
+    assert_one_line_error(r, 'needs about', 'choose smaller sizes')

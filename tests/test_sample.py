@@ -1,0 +1,98 @@
+"""_sample.py: text reproducible with a seed and in a fresh process, its options (stop, start file, batch,
+top-k, a temperature too small to divide by), and one-line refusals of bad input."""
+
+import os
+
+import pytest
+
+
+from helpers import (
+    SAVES,
+    assert_one_line_error,
+    run_here,
+    script,
+)
+
+
+def test_sample_with_the_shipped_model_is_reproducible():
+    a = script('_sample.py', '--length', 200, '--seed', 5)  # a fresh process; the others in this one
+    b = run_here('_sample.py', '--length', 200, '--seed', 5, '--start', 'F')
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout
+    assert a.stdout.startswith('F') and len(a.stdout) == 1 + 200 + 1
+    c = run_here('_sample.py', '--length', 200, '--seed', 6)
+    assert c.stdout != a.stdout
+
+
+def test_sample_temperature_zero_is_deterministic():
+    a = run_here('_sample.py', '--length', 50, '--temperature', 0, '--seed', 1)
+    b = run_here('_sample.py', '--length', 50, '--temperature', 0, '--seed', 2)
+    assert a.returncode == 0 and a.stdout == b.stdout
+
+
+def test_sample_options_stop_start_file_batch_and_top_k(tmp_path):
+    (tmp_path / 'prime.txt').write_text('JULIET:\nO Romeo', encoding='utf-8')
+    r, a, b, c, d, f, g, h, k = (
+        run_here('_sample.py', *args)
+        for args in [
+            ['--seed', 3, '--start', 'ROMEO:\\n', '--stop', '\\n\\n', '--length', 2000],
+            ['--seed', 4, '--length', 100, '--start-file', tmp_path / 'prime.txt'],
+            ['--seed', 4, '--length', 100, '--start', 'JULIET:\\nO Romeo'],
+            ['--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING'],
+            ['--seed', 5, '--length', 80, '--num-samples', 3, '--start', 'KING'],
+            ['--seed', 6, '--length', 60, '--top-k', 1, '--temperature', 1.5],
+            ['--seed', 7, '--length', 60, '--temperature', 0],
+            ['--length', 5, '--top-k', 66],
+            ['--length', 5, '--start', 'A', '--start-file', tmp_path / 'prime.txt'],
+        ]
+    )
+    # --stop: each sample ends right after the stop text, which is never cut
+    assert r.returncode == 0, r.stderr
+    text = r.stdout  # no newline added after the stop text's own
+    assert (
+        text.startswith('ROMEO:\n') and text.endswith('\n\n') and text[len('ROMEO:\n') :].count('\n\n') == 1
+    )
+    # --start-file primes like --start with the same text
+    assert a.returncode == 0 and a.stdout == b.stdout and a.stdout.startswith('JULIET:\nO Romeo')
+    # --num-samples: N samples, one after the other, reproducible, different from each other
+    assert c.returncode == 0 and c.stdout == d.stdout
+    parts = c.stdout.split('=== sample ')[1:]
+    assert len(parts) == 3 and len({p.split('\n', 1)[1] for p in parts}) == 3
+    assert all(p.split('\n', 1)[1].startswith('KING') for p in parts)
+    # --top-k 1 is greedy, whatever the temperature and seed
+    assert f.returncode == 0 and f.stdout == g.stdout
+    assert_one_line_error(h, '--top-k 66', '65 characters')
+    assert_one_line_error(k, 'either --start or --start-file')
+
+
+@pytest.mark.parametrize(
+    'args, words',
+    [
+        (['--start', 'Zé€'], ['--start', "'é'", "'€'", 'not in the lookup table']),
+        (['--length', '0'], ['--length', 'positive']),
+        (['--length', '-5'], ['--length']),
+        (['--temperature', '-1'], ['--temperature']),
+        (['--temperature', 'nan'], ['--temperature']),
+        (['--start', ''], ['--start', 'empty']),
+        (['--weights', 'no/such.npz'], ['does not exist']),
+        (['--lookup', 'no/such.json'], ['does not exist']),
+    ],
+)
+def test_sample_refuses_bad_input(args, words):
+    assert_one_line_error(run_here('_sample.py', *args), *words)
+
+
+def test_sample_refuses_a_lookup_that_does_not_match(small_model, tmp_path):
+    weights, _, _ = small_model
+    assert_one_line_error(
+        run_here(
+            '_sample.py', '--weights', weights, '--lookup', os.path.join(SAVES, 'ShakespeareLookup.json')
+        ),
+        'lookup table',
+    )
+
+
+def test_a_temperature_too_small_to_divide_by_takes_the_most_likely_character():
+    r = run_here('_sample.py', '--temperature', '1e-320', '--length', 40, '--seed', 1)
+    greedy = run_here('_sample.py', '--temperature', 0, '--length', 40, '--seed', 2)
+    assert r.returncode == 0 and r.stderr == '' and r.stdout == greedy.stdout
