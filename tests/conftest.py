@@ -7,6 +7,7 @@ import signal
 import numpy as np
 import pytest
 
+from background import start_script, stop_started
 from helpers import TINY, tiny_corpus, train
 from original_files import original_layers, write_original
 import data
@@ -18,6 +19,19 @@ from util.weights import save_params
 # tests that press Ctrl-C in a script they start need the ordinary disposition, so give it back to the scripts.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_collection_finish(session):
+    """The shipped model's score takes about 25 s of one core: where it is among the tests to run, it starts now,
+    in its own process, and runs beside the others (its test waits for its result)."""
+    if any(item.name == 'test_shipped_model_validation_loss_is_what_its_file_says' for item in session.items):
+        from test_shipped_model import SCORE
+
+        start_script(*SCORE)
+
+
+def pytest_sessionfinish(session):
+    stop_started()
 
 
 def pytest_configure(config):
