@@ -8,6 +8,7 @@ import resource
 import subprocess
 import sys
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -367,3 +368,24 @@ def test_an_endless_stream_of_no_text_is_refused_at_its_first_bytes(tmp_path, de
     )
     assert_one_line_error(r, device, words)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_crlf_or_cr_corpus_shows_its_epoch_sample_without_a_carriage_return(monkeypatch):
+    """Windows' and old Macs' line ends are the corpus's text; the epoch's sample shows them as line ends."""
+    import _training
+
+    chars = sorted(set('ab\r\n'))
+    drawn = 'a\r\nb\rab\n'
+    monkeypatch.setattr(lstm, 'sample', lambda *args, **kwargs: ([chars.index(c)] for c in drawn))
+    shown = _training.sample_text(None, chars, 'a', len(drawn), 0, types.SimpleNamespace(check=lambda: None))
+    assert shown == '| a\n| b\n| ab\n| '
+
+
+def test_a_long_priming_text_beyond_memory_names_the_priming_text(small_model, tmp_path, monkeypatch):
+    weights, lookup, _ = small_model
+    monkeypatch.setattr(os, 'sysconf', lambda name: 1 << 14 if name == 'SC_PHYS_PAGES' else 4096)  # 64 MiB
+    (tmp_path / 'prime.txt').write_text('to be ' * 50_000, encoding='utf-8')
+    r = run_here(
+        '_sample.py', '--weights', weights, '--lookup', lookup, '--start-file', tmp_path / 'prime.txt'
+    )
+    assert_one_line_error(r, 'priming text of 300,000 characters', '--start-file')

@@ -5,6 +5,7 @@ its corpus."""
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -264,3 +265,35 @@ def test_a_read_only_out_folder_is_refused(made, tmp_path):
     ro.chmod(0o500)
     r = run_here('_training.py', '--corpus', made / 'corpus.txt', '--out', ro / 'run', *TINY)
     assert_one_line_error(r, 'cannot be')
+
+
+def chattr(flag, path):
+    """chattr where the file system and the user allow it (root on ext4, ...); else the test is skipped."""
+    r = subprocess.run(['chattr', flag, str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f'chattr {flag} is not possible here: {r.stderr.strip()}')
+
+
+def test_an_append_only_output_is_refused_before_the_work(tmp_path):
+    out = tmp_path / 'a.svg'
+    out.write_bytes(b'<svg')
+    chattr('+a', out)
+    try:
+        r = run_here('_plot.py', SHIPPED_LOG, '--out', out)
+    finally:
+        chattr('-a', out)
+    assert_one_line_error(r, 'cannot be replaced', 'chattr -a')
+    assert out.read_bytes() == b'<svg'
+
+
+def test_a_link_output_writes_its_target_and_a_path_through_a_missing_folder_is_written_where_it_names(
+    tmp_path,
+):
+    plain, link, real = tmp_path / 'plain.svg', tmp_path / 'link.svg', tmp_path / 'real.svg'
+    assert run_here('_plot.py', SHIPPED_LOG, '--out', plain).returncode == 0
+    link.symlink_to('real.svg')  # to nothing yet
+    assert run_here('_plot.py', SHIPPED_LOG, '--out', link).returncode == 0
+    assert link.is_symlink() and real.read_bytes() == plain.read_bytes()
+    r = run_here('_plot.py', SHIPPED_LOG, '--out', tmp_path / 'nodir' / '..' / 'c.svg')
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'c.svg').read_bytes() == plain.read_bytes() and not (tmp_path / 'nodir').exists()

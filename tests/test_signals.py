@@ -16,6 +16,7 @@ import engine
 import lstm
 from optimizer import RMSprop
 from util import checkpoint, runs
+from util.weights import save_params
 
 from helpers import ROOT, TINY, TINY_LOUD, assert_same_run, assert_whole, load, model_args, train
 from interrupted import start_training, wait_for
@@ -44,8 +45,18 @@ def test_ctrl_c_while_sampling_ends_with_one_line_and_status_130(model_dir):
     assert err.strip().splitlines() == ['_sample.py: interrupted (Ctrl-C)'], err
 
 
+STOPPED = {  # a signal that stops a script that is not training: its status and its one line
+    signal.SIGINT: (130, 'interrupted (Ctrl-C)'),
+    signal.SIGTERM: (143, 'stopped by SIGTERM'),
+    signal.SIGHUP: (129, 'stopped by SIGHUP'),
+}
+
+
+@pytest.mark.parametrize('sig', list(STOPPED))
 @pytest.mark.parametrize('name', ['_evaluate.py', '_visualize.py', '_training.py'])
-def test_ctrl_c_while_reading_a_text_ends_with_one_line_and_status_130(model_dir, tmp_path, name):
+def test_a_signal_while_reading_a_text_ends_with_one_line_and_its_status(model_dir, tmp_path, name, sig):
+    """Before a training starts (its corpus still read), as in the other scripts: one line, 128 + the signal, and
+    no run folder left behind."""
     fifo = tmp_path / 'fifo'
     os.mkfifo(fifo)
     args = {
@@ -62,11 +73,34 @@ def test_ctrl_c_while_reading_a_text_ends_with_one_line_and_status_130(model_dir
     with open(fifo, 'w') as f:  # returns once the script has opened it to read
         f.write('to be or not')
         f.flush()
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         _, err = p.communicate(timeout=60)
     err = err.decode()
-    assert p.returncode == 130, err
-    assert err.strip().splitlines() == [f'{name}: interrupted (Ctrl-C)'], err
+    status, line = STOPPED[sig]
+    assert p.returncode == status, err
+    assert err.strip().splitlines() == [f'{name}: {line}'], err
+    assert not (tmp_path / 'run').exists()
+
+
+def test_sigterm_while_converting_leaves_no_temporary_file(tmp_path):
+    """A big conversion stopped while it writes: one line, 143, and neither the output nor its temporary."""
+    weights = tmp_path / 'w.npz'
+    save_params(weights, lstm.init_params(65, 512, 2, rng=np.random.default_rng(0)))
+    out = tmp_path / 'out' / 'w.json'
+    p = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, '_convert.py'), str(weights), str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    while not (out.parent.exists() and os.listdir(out.parent)) and p.poll() is None:
+        time.sleep(0.01)  # until the temporary file is there
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    if p.returncode == 0:
+        pytest.skip('the conversion ended before the signal came')
+    assert p.returncode == 143 and err.decode().strip() == '_convert.py: stopped by SIGTERM', err
+    assert os.listdir(out.parent) == []
 
 
 def test_ctrl_c_while_benchmarking_ends_with_one_line_and_status_130():

@@ -276,7 +276,8 @@ def test_the_same_settings_in_float64_and_on_resume(tmp_path, corpus, capsys):
     out = tmp_path / 'run'
     assert train('--corpus', corpus, '--out', out, '--max-steps', '2', *TINY, '--dtype', 'float32') == 0
     before = (out / runs.CHECKPOINT).read_bytes()
-    assert 'is 0 in float32' in fails(capsys, '--out', out, '--resume', '--eps', '1e-46')
+    line = fails(capsys, '--out', out, '--resume', '--eps', '1e-46')
+    assert 'is 0 in float32' in line and "the saved run's settings" in line and '--dtype' not in line
     assert (out / runs.CHECKPOINT).read_bytes() == before
 
 

@@ -1,0 +1,55 @@
+"""What may stand where a training writes: never a link (it could lead out of the run folder), a lock file that is
+a plain file, and a refused run leaves none of the folders it made."""
+
+import os
+
+import pytest
+
+from util import runs
+
+from helpers import TINY, fails
+
+
+@pytest.mark.parametrize('name', [runs.CHECKPOINT, runs.WEIGHTS, runs.LOG])
+def test_a_link_where_the_run_writes_a_file_is_refused(tmp_path, corpus, capsys, name):
+    out = tmp_path / 'run'
+    out.mkdir()
+    (out / name).symlink_to(
+        tmp_path / 'nothing'
+    )  # a link to nothing yet: written, it would make a file there
+    line = fails(capsys, '--corpus', corpus, '--out', out, *TINY)
+    assert 'is not a file but a link' in line and 'choose another run folder' in line, line
+    assert (out / name).is_symlink() and not (tmp_path / 'nothing').exists()
+
+
+def make_link(path, outside):
+    path.symlink_to(outside)
+
+
+def make_folder(path, outside):
+    path.mkdir()
+
+
+def make_fifo(path, outside):
+    os.mkfifo(path)
+
+
+@pytest.mark.parametrize(
+    'make, words', [(make_link, 'is a link'), (make_folder, 'is a folder'), (make_fifo, 'not a file')]
+)
+def test_a_lock_that_is_not_a_plain_file_is_refused_and_nothing_is_made_outside(
+    tmp_path, corpus, capsys, make, words
+):
+    out = tmp_path / 'run'
+    out.mkdir()
+    make(out / '.lock', tmp_path / 'outside')
+    line = fails(capsys, '--corpus', corpus, '--out', out, *TINY)
+    assert words in line and 'remove it, or choose another run folder' in line, line
+    assert not (tmp_path / 'outside').exists() and sorted(os.listdir(out)) == ['.lock']
+
+
+def test_a_refused_run_leaves_none_of_the_folders_it_made(tmp_path, capsys):
+    (tmp_path / 'latin1.txt').write_bytes('caf\xe9 au lait'.encode('latin-1'))
+    line = fails(capsys, '--corpus', tmp_path / 'latin1.txt', '--out', tmp_path / 'a' / 'b' / 'run', *TINY)
+    assert 'not UTF-8' in line
+    assert os.listdir(tmp_path) == ['latin1.txt']
