@@ -216,6 +216,26 @@ def _head(path, n):
         raise ModelFileError(f'{path} cannot be read: {e.strerror or e}') from None
 
 
+def _probe(folder):
+    """Create a file in folder, and let it go: an unnamed one where the system makes them (O_TMPFILE), so that
+    nothing is left behind even by a process killed meanwhile; else a named one, removed at once."""
+    unnamed = getattr(os, 'O_TMPFILE', 0)
+    if unnamed:
+        try:
+            os.close(os.open(folder, unnamed | os.O_WRONLY, 0o600))
+            return
+        except OSError as e:
+            if e.errno not in (
+                errno.EOPNOTSUPP,
+                errno.EISDIR,
+                errno.EINVAL,
+            ):  # kept: this file system has none
+                raise
+    fd, probe = tempfile.mkstemp(dir=folder, prefix='.write-test.', suffix='.tmp')
+    os.close(fd)
+    os.remove(probe)
+
+
 def check_folder(folder, what='output folder'):
     """Make sure folder exists (creating it) and that a file can be created in it. Raises ModelFileError."""
     folder = os.fspath(folder)
@@ -223,9 +243,7 @@ def check_folder(folder, what='output folder'):
         raise ModelFileError(f'the {what} is empty: give a folder name')
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix='.write-test.', suffix='.tmp')
-        os.close(fd)
-        os.remove(probe)
+        _probe(folder)
     except FileExistsError:
         raise ModelFileError(f'{what} {folder} cannot be made: a file of that name is in the way') from None
     except NotADirectoryError:

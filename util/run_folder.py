@@ -35,7 +35,8 @@ MAX_LOG_BYTES = 64 << 20  # the most of a training log read: 64 MiB would hold a
 
 # The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
 # (tempfile.mkstemp; files.temporary_name): only those of the run's own files are ever removed. (Not
-# files.check_folder's probes: a process that is about to find the folder locked may be making one.)
+# files.check_folder's named probes, where a file system has no unnamed files: a process that is about to find
+# the folder locked may be making one.)
 _TEMPORARY = re.compile(
     r'\.(%s)\.[a-z0-9_]{8}\.tmp' % '|'.join(map(re.escape, (WEIGHTS, CHECKPOINT, LOOKUP, LOG)))
 )
