@@ -119,6 +119,8 @@ DAMAGED = [
     ('', 'log', [['1\n'] * 8], 'rows of 8 one-line'),
     ('', 'log', [['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']] * 3, 'as epoch,step,train_loss'),
     ('', 'log', [['1', '2.5', '', '', '0.001', '3', '', 'epoch']], 'as epoch,step,train_loss'),
+    ('', 'log', [['1e400', '2', '', '', '0.001', '3', '', 'epoch']], 'as epoch,step,train_loss'),
+    ('', 'log', [['1', '2', '', '', 'inf', '3', '', 'epoch']], 'as epoch,step,train_loss'),
     # loaded once, then broken later: a reversed lookup table (the corpus encoded with other indices), counts
     # that cannot advance, a clock or a sum that overflows as it runs
     ('', 'chars', data.build_lookup(tiny_corpus(1500))[::-1], 'in code-point order'),

@@ -82,15 +82,16 @@ def _is_alphabet(v):
     )
 
 
-def _number(text, blank=False):
-    """A log field is a number (a float's text, inf and nan included), or '' where blank is allowed."""
+def _number(text, blank=False, finite=True):
+    """A log field is a number, finite unless said (a validation loss may overflow where the weights do not), or
+    '' where blank is allowed."""
     if blank and text == '':
         return True
     try:
-        float(text)
+        value = float(text)
     except ValueError:
         return False
-    return True
+    return math.isfinite(value) or not finite
 
 
 def _is_log_row(r):
@@ -102,7 +103,7 @@ def _is_log_row(r):
         and all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r)
         and _number(r[0])
         and r[1].isdigit()
-        and all(_number(x, blank=True) for x in r[2:4])
+        and all(_number(x, blank=True, finite=False) for x in r[2:4])
         and all(_number(x) for x in r[4:6])
         and _number(r[6], blank=True)
     )

@@ -36,12 +36,13 @@ def run(main):
     console's encoding cannot show is written as a backslash escape.
     """
     _guard_output()
-    _stop_on_termination()
     status = 0
     try:
         startup = sys.modules.get('util.startup')  # imported first by every script
-        if startup is not None and startup.release():
-            raise KeyboardInterrupt  # Ctrl-C came while the script started
+        came = startup.release() if startup is not None else None
+        _stop_on_termination()
+        if came is not None:  # a signal came while the script started
+            raise KeyboardInterrupt if came == signal.SIGINT else Terminated(came)
         try:
             status = main()
         except SystemExit as e:  # --help, or an error: its output must still be flushed

@@ -15,7 +15,9 @@ import errno
 import io
 import json
 import os
+import select
 import stat
+import sys
 import tempfile
 
 import numpy as np
@@ -57,9 +59,27 @@ def writes_in_place(path):
         return False  # no such file yet (or a broken link): a new file
 
 
+def _own_descriptor(path):
+    """1 or 2 where path is this process's stdout or stderr (/dev/stdout, /dev/fd/2, ...), else None."""
+    for fd in (1, 2):
+        try:
+            if os.path.samestat(os.stat(path), os.fstat(fd)):
+                return fd
+        except OSError:
+            pass
+    return None
+
+
 def _write_in_place(path, write):
-    """Open path (a device, pipe, ...) for writing and call write(f) on it; no temporary, no rename."""
+    """Open path (a device, pipe, ...) for writing and call write(f) on it; no temporary, no rename. stdout or
+    stderr itself is written through its descriptor, as the shell opened it: `>> file` appends, never truncates."""
+    fd = _own_descriptor(path)
     try:
+        if fd is not None:
+            (sys.stdout if fd == 1 else sys.stderr).flush()
+            with os.fdopen(os.dup(fd), 'wb') as f:
+                write(f)
+            return
         with open(path, 'wb') as f:
             write(f)
     except OSError as e:
@@ -79,6 +99,7 @@ def atomic_write(path, write):
         return _write_in_place(path, write)
     real = target(path)
     folder = os.path.dirname(real)
+    made = missing_folders(folder)
     tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
@@ -95,6 +116,8 @@ def atomic_write(path, write):
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if tmp is not None:  # not written (an error, a signal): the folders made for it go too
+            remove_empty(made)
     try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)
         try:
@@ -134,11 +157,19 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
         raise ModelFileError(f'{what} {path} is a folder: {fix}')
     if not in_place and os.path.islink(path):
         raise ModelFileError(f'{what} {path} is not a file but a link (to {os.readlink(path)}): {fix}')
+    if path.endswith(os.sep):
+        raise ModelFileError(f'{what} {path} names a folder: give a file name')
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ModelFileError(f'{what} {path} is a link that leads back to itself: {fix}') from None
     if os.path.lexists(path) and writes_in_place(path):
         if not in_place:
             raise ModelFileError(f'{what} {path} is not a file (a pipe, a device or a link to one): {fix}')
         if not os.access(path, os.W_OK):
             raise ModelFileError(f'{what} {path} cannot be written: it is not a writable file or device')
+        _check_not_an_input(path, path, what, inputs, fix)
         return
     real = target(path)
     if os.path.isfile(real):
@@ -168,13 +199,18 @@ def _check_replaceable(path, real, what, kind, inputs, fix):
             f'{what} {path} cannot be replaced ({e.strerror}; an append-only or immutable file: chattr -a -i '
             f'it), or {fix}'
         ) from None
-    if any(other is not None and os.path.isfile(other) and os.path.samefile(real, other) for other in inputs):
-        raise ModelFileError(
-            f'{what} {path} is also read by this command: writing it would replace it; {fix}'
-        )
+    _check_not_an_input(path, real, what, inputs, fix)
     if kind is not None and _head(real, len(kind[0])) not in (b'', kind[0]):
         raise ModelFileError(
             f'{what} {path} exists and is not {kind[1]}: writing it would replace it; {fix}, or remove it first'
+        )
+
+
+def _check_not_an_input(path, real, what, inputs, fix):
+    """Refuse an output (real: what it leads to) that is a file this command reads, under any name."""
+    if any(other is not None and os.path.isfile(other) and os.path.samefile(real, other) for other in inputs):
+        raise ModelFileError(
+            f'{what} {path} is also read by this command: writing it would replace it; {fix}'
         )
 
 
@@ -196,6 +232,16 @@ def _check_length(path, existing, what):
             f'name it is first written under; the system allows {path_max - 1} in all, {name_max} a name): '
             'choose a shorter path'
         )
+
+
+def remove_empty(folders):
+    """Remove the folders that are empty, in the order given (the deepest first: each is empty once those below
+    it go)."""
+    for path in folders:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def missing_folders(folder):
@@ -304,8 +350,9 @@ def read_bytes(path, what, limit=None, *, error=ModelFileError, hint='', first=N
     blocks, size = [], 0
     try:
         with opened if opened is not None else open(path, 'rb') as f:
+            read = _reader(f)
             while True:
-                block = f.read(min(1 << 16 if not blocks else 1 << 24, limit + 1 - size))
+                block = read(min(1 << 16 if not blocks else 1 << 24, limit + 1 - size))
                 if first is not None and not blocks:
                     first(block)
                 if not block:
@@ -318,6 +365,21 @@ def read_bytes(path, what, limit=None, *, error=ModelFileError, hint='', first=N
         raise error(read_error(e, path, what, hint)) from None
     except MemoryError:  # more than the memory this process may use
         raise error(f'{what} {path} is too large for the memory available: give another file') from None
+
+
+def _reader(f):
+    """read(n) for an open file: f.read for a file; for a stream (a pipe, a FIFO, a terminal), what has come, waited
+    for in turns of half a second. A signal may reach another thread of the process (OpenBLAS's), which does not
+    interrupt a read that waits in the main thread: between two turns, Python acts on it (Ctrl-C, SIGTERM)."""
+    if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        return f.read
+
+    def read(n):
+        while not select.select([f], [], [], 0.5)[0]:
+            pass
+        return os.read(f.fileno(), n)
+
+    return read
 
 
 def _seekable(path, what):

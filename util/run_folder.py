@@ -106,7 +106,7 @@ class Lock:
         wrote nothing into), with the folders above it that were made for it (made), and release the lock."""
         remove_temporaries(self.folder)
         os.remove(self.path)
-        remove_empty([self.folder, *self.made])
+        files.remove_empty([self.folder, *self.made])
         self.file.close()
 
 
@@ -128,16 +128,6 @@ def _open_lock(path):
     return os.fdopen(fd, 'a+')
 
 
-def remove_empty(folders):
-    """Remove the folders that are empty, in the order given (the deepest first: each is empty once those below
-    it go)."""
-    for path in folders:
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
-
-
 def remove_temporaries(folder):
     """Remove the temporary files that a killed process of this repo left in folder and in its best/; nothing
     else (a user's own `.notes.tmp` stays, and so does a folder of any name)."""
@@ -153,6 +143,11 @@ def check_outputs(folder):
     be: each one goes through files.check_writable, which also refuses a pipe or a device in its place (or a link
     to one: reading it could wait for ever, writing it would lose the file). Raises ModelFileError."""
     best = os.path.join(folder, BEST)
+    if os.path.islink(best):
+        raise files.ModelFileError(
+            f'{best} is a link (to {os.readlink(best)}), but the run keeps its best epoch in a folder of its own '
+            'there: move it away or choose another run folder'
+        )
     if os.path.lexists(best) and not os.path.isdir(best):
         raise files.ModelFileError(
             f'{best} is a file, but the run keeps its best epoch in a folder of that name: '

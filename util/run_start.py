@@ -60,10 +60,10 @@ def lock_folder(out):
             f'another training is running in {out}: wait for it to end, or choose another --out folder'
         )
     except OSError as e:
-        run_folder.remove_empty(made)
+        files.remove_empty(made)
         raise UserError(f'--out folder {out}: {e.strerror or e}')
     except BaseException:
-        run_folder.remove_empty(made)
+        files.remove_empty(made)
         raise
     return lock
 

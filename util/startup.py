@@ -1,16 +1,22 @@
 """Where every script starts: each imports this module first, before numpy, and that is all it does.
 
-Ctrl-C while a script starts (Python importing argparse, numpy, ...) is held until cli.run begins, and then stops
-the script as Ctrl-C at any later moment does: one line, status 130. Raised inside numpy's import, it would end as
-numpy's ImportError about its C extensions instead. A process started with Ctrl-C ignored keeps it ignored; a
-library or a test that does not import this module keeps its Ctrl-C.
+Ctrl-C, SIGTERM or SIGHUP while a script starts (Python importing argparse, numpy, ...) is held until cli.run
+begins, and then stops the script as it does at any later moment: one line, status 128 + the signal (130, 143,
+129). Raised inside numpy's import, Ctrl-C would end as numpy's ImportError about its C extensions instead, and
+SIGTERM would end the process with no word. A process started with a signal ignored keeps it ignored; a library
+or a test that does not import this module keeps its handlers.
 """
 
 import os
 import signal
 import sys
 
-held = []  # the Ctrl-C's that came while the script started
+held = []  # the signals that came while the script started
+HELD = {
+    signal.SIGINT: signal.default_int_handler,
+    signal.SIGTERM: signal.SIG_DFL,
+    signal.SIGHUP: signal.SIG_DFL,
+}
 
 
 def _hold(signum, frame):
@@ -18,10 +24,12 @@ def _hold(signum, frame):
 
 
 def release():
-    """Give Ctrl-C back (cli.run calls this as it begins). Returns whether one came while the script started."""
-    if signal.getsignal(signal.SIGINT) is _hold:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    return bool(held)
+    """Give the signals back (cli.run calls this as it begins). Returns the first that came while the script
+    started, or None."""
+    for s, usual in HELD.items():
+        if signal.getsignal(s) is _hold:
+            signal.signal(s, usual)
+    return held[0] if held else None
 
 
 def _on_uncaught(kind, value, tb):
@@ -37,6 +45,7 @@ def _on_uncaught(kind, value, tb):
     sys.__excepthook__(kind, value, tb)
 
 
-if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _hold)
+for _s, _usual in HELD.items():
+    if signal.getsignal(_s) is _usual:
+        signal.signal(_s, _hold)
 sys.excepthook = _on_uncaught
