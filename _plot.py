@@ -8,7 +8,7 @@ Plain SVG written by hand: no plotting library is needed, and it shows in any br
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli
+from util import cli, npz
 import csv
 import io
 import math
@@ -77,7 +77,7 @@ def run_title(log):
     if not os.path.isfile(path):  # (a FIFO of that name is never opened)
         return NEUTRAL_TITLE
     try:
-        _, meta = files.load_npz(path, 'checkpoint', only_meta=True)
+        _, meta = npz.load(path, 'checkpoint', only_meta=True)
     except files.ModelFileError:
         return NEUTRAL_TITLE
     settings = meta.get('settings')

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import data
-from util import files, runs
+from util import npz, runs
 
 from helpers import TINY, fails, train, assert_one_line_error, script, tiny_corpus
 
@@ -18,7 +18,7 @@ def checkpoint(tmp_path_factory):
     d = tmp_path_factory.mktemp('checkpoint')
     (d / 'corpus.txt').write_text('to be or not\n  to be\n' * 80, encoding='utf-8')
     assert train('--corpus', d / 'corpus.txt', '--out', d / 'run', '--max-steps', '5', *TINY) == 0
-    return files.load_npz(d / 'run' / runs.CHECKPOINT, 'checkpoint')
+    return npz.load(d / 'run' / runs.CHECKPOINT, 'checkpoint')
 
 
 def damaged(arrays, name):
@@ -40,7 +40,7 @@ def test_a_damaged_carried_state_is_one_line(checkpoint, tmp_path, capsys, how):
     arrays, meta = checkpoint
     arrays = dict(arrays, **{'state.h2': damaged(arrays, 'state.h2')[how]})
     out = tmp_path / 'run'
-    files.save_npz(out / runs.CHECKPOINT, arrays, meta)
+    npz.save(out / runs.CHECKPOINT, arrays, meta)
     before = (out / runs.CHECKPOINT).read_bytes()
     line = fails(capsys, '--out', out, '--resume')
     assert 'state' in line and 'Traceback' not in line, line
@@ -52,23 +52,23 @@ def test_a_step_count_that_could_not_advance_is_one_line(checkpoint, tmp_path, c
     arrays, meta = checkpoint
     arrays = dict(arrays, steps=np.array(steps, dtype=np.uint64 if steps >= 2**63 else np.int64))
     out = tmp_path / 'run'
-    files.save_npz(out / runs.CHECKPOINT, arrays, meta)
+    npz.save(out / runs.CHECKPOINT, arrays, meta)
     assert 'step count' in fails(capsys, '--out', out, '--resume')
 
 
 def test_an_optimizer_state_beyond_float32_is_one_line(tmp_path, corpus, capsys):
     out = tmp_path / 'run'
     assert train('--corpus', corpus, '--out', out, '--max-steps', '2', *TINY, '--dtype', 'float32') == 0
-    arrays, meta = files.load_npz(out / runs.CHECKPOINT, 'checkpoint')
+    arrays, meta = npz.load(out / runs.CHECKPOINT, 'checkpoint')
     arrays['cache.dense.W'] = arrays['cache.dense.W'].astype(np.float64) + 1e300  # inf once cast to float32
-    files.save_npz(out / runs.CHECKPOINT, arrays, meta)
+    npz.save(out / runs.CHECKPOINT, arrays, meta)
     assert 'optimizer state holds values too large for float32' in fails(capsys, '--out', out, '--resume')
 
 
 def test_a_checkpoint_with_two_members_of_one_name_is_refused(checkpoint, tmp_path, capsys):
     arrays, meta = checkpoint
     out = tmp_path / 'run'
-    files.save_npz(out / runs.CHECKPOINT, arrays, meta)
+    npz.save(out / runs.CHECKPOINT, arrays, meta)
     with zipfile.ZipFile(out / runs.CHECKPOINT, 'a') as z, pytest.warns(UserWarning, match='Duplicate name'):
         z.writestr('state.c1.npy', z.read('state.c1.npy'))  # numpy would silently load the last one
     line = fails(capsys, '--out', out, '--resume')
@@ -148,7 +148,7 @@ def saved_run(tmp_path_factory):
 def test_damaged_metadata_is_refused_in_one_line_naming_the_field(
     saved_run, tmp_path, capsys, where, field, value, words
 ):
-    arrays, meta = files.load_npz(saved_run / runs.CHECKPOINT, 'checkpoint')
+    arrays, meta = npz.load(saved_run / runs.CHECKPOINT, 'checkpoint')
     if where:
         if value is None:
             del meta[where][field]
@@ -157,7 +157,7 @@ def test_damaged_metadata_is_refused_in_one_line_naming_the_field(
     else:
         meta[field] = value
     out = tmp_path / 'run'
-    files.save_npz(out / runs.CHECKPOINT, arrays, meta)
+    npz.save(out / runs.CHECKPOINT, arrays, meta)
     before = (out / runs.CHECKPOINT).read_bytes()
     line = fails(capsys, '--out', out, '--resume')
     assert words in line and 'Traceback' not in line, line
@@ -165,7 +165,7 @@ def test_damaged_metadata_is_refused_in_one_line_naming_the_field(
 
 
 def test_damaged_metadata_in_a_real_process_is_one_line(saved_run, tmp_path):
-    arrays, meta = files.load_npz(saved_run / runs.CHECKPOINT, 'checkpoint')
+    arrays, meta = npz.load(saved_run / runs.CHECKPOINT, 'checkpoint')
     meta['position'] = {'epoch': 0, 'step': 3}
-    files.save_npz(tmp_path / 'run' / runs.CHECKPOINT, arrays, meta)
+    npz.save(tmp_path / 'run' / runs.CHECKPOINT, arrays, meta)
     assert_one_line_error(script('_training.py', '--out', tmp_path / 'run', '--resume'), 'position.window')

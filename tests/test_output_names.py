@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from util import files
+from util import npz
 
 from helpers import (
     SHIPPED_CURVE,
@@ -30,9 +30,7 @@ def run_folder(tmp_path, settings=None, meta=None):
     run.mkdir(parents=True)
     shutil.copy(SHIPPED_LOG, run / 'training_log.csv')
     if settings is not None or meta is not None:
-        files.save_npz(
-            run / 'ShakespeareOptimizer.npz', {}, dict(settings=settings) if meta is None else meta
-        )
+        npz.save(run / 'ShakespeareOptimizer.npz', {}, dict(settings=settings) if meta is None else meta)
     return run
 
 
@@ -297,3 +295,14 @@ def test_a_link_output_writes_its_target_and_a_path_through_a_missing_folder_is_
     r = run_here('_plot.py', SHIPPED_LOG, '--out', tmp_path / 'nodir' / '..' / 'c.svg')
     assert r.returncode == 0, r.stderr
     assert (tmp_path / 'c.svg').read_bytes() == plain.read_bytes() and not (tmp_path / 'nodir').exists()
+
+
+def test_a_link_loop_or_a_folders_name_as_the_output_is_refused(tmp_path):
+    (tmp_path / 'loop.svg').symlink_to('loop.svg')
+    assert_one_line_error(
+        run_here('_plot.py', SHIPPED_LOG, '--out', tmp_path / 'loop.svg'), 'leads back to itself'
+    )
+    assert (tmp_path / 'loop.svg').is_symlink()
+    r = run_here('_plot.py', SHIPPED_LOG, '--out', f'{tmp_path / "newdir"}/')
+    assert_one_line_error(r, 'names a folder')
+    assert sorted(os.listdir(tmp_path)) == ['loop.svg']

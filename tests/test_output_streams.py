@@ -200,3 +200,28 @@ def test_a_console_that_is_not_utf8_shows_escapes_not_a_traceback(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith('caf\\xe9 \\u2014') and 'Traceback' not in r.stderr
+
+
+def test_stdout_opened_to_append_is_appended_to_and_never_the_input(tmp_path):
+    """`--out - >> file` appends after what the file holds (it was wiped: stdout reopened, truncated); where that
+    file is the command's own input, the command is refused and the file kept."""
+    log = tmp_path / 'log.csv'
+    log.write_bytes(read_bytes(SHIPPED_LOG))
+    kept = tmp_path / 'kept.txt'
+    kept.write_text('line 1\nline 2\n')
+    for out, append_to in (('-', kept), ('/dev/stdout', log)):
+        with open(append_to, 'ab') as f:
+            r = subprocess.run(
+                [sys.executable, os.path.join(ROOT, '_plot.py'), str(log), '--out', out],
+                stdout=f,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                timeout=120,
+            )
+        if append_to == kept:
+            assert r.returncode == 0, r.stderr
+            assert kept.read_text().startswith('line 1\nline 2\n<svg')
+        else:
+            assert r.returncode == 2 and 'also read by this command' in r.stderr, r.stderr
+            assert log.read_bytes() == read_bytes(SHIPPED_LOG)

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from util import files
+from util import npz
 from util import runs
 from helpers import ROOT, tiny_corpus
 
@@ -53,8 +53,8 @@ def test_the_recipe_trains_the_shipped_settings_in_two_stages_and_continues_when
             timeout=600,
         )
         assert r.returncode == 0, r.stderr
-    _, meta = files.load_npz(out / runs.CHECKPOINT, 'checkpoint', only_meta=True)
-    _, shipped = files.load_npz(os.path.join(ROOT, 'saves', runs.CHECKPOINT), 'checkpoint', only_meta=True)
+    _, meta = npz.load(out / runs.CHECKPOINT, 'checkpoint', only_meta=True)
+    _, shipped = npz.load(os.path.join(ROOT, 'saves', runs.CHECKPOINT), 'checkpoint', only_meta=True)
     sizes = {'hidden', 'chunks', 'window', 'dtype', 'val_chars', 'corpus'}
     recorded = {'device': 'cpu', **shipped['settings']}  # saved before runs recorded their device: the CPU
     # The settings the record holds.

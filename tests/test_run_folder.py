@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import _training
-from util import cli, files, run_folder, runs
+from util import cli, files, npz, run_folder, runs
 
 from helpers import (
     ROOT,
@@ -319,7 +319,7 @@ def test_a_full_disk_at_any_file_of_any_checkpoint_loses_nothing(tmp_path, corpu
         assert_same_run(out, whole)
         assert_whole(out)
         for name in (runs.WEIGHTS, runs.CHECKPOINT):
-            files.load_npz(out / 'best' / name, 'best')  # best/ whole, and of the best epoch (assert_whole)
+            npz.load(out / 'best' / name, 'best')  # best/ whole, and of the best epoch (assert_whole)
 
 
 def test_a_resume_completes_what_a_stop_left_half_done(tmp_path, corpus, monkeypatch, capsys):
@@ -328,7 +328,7 @@ def test_a_resume_completes_what_a_stop_left_half_done(tmp_path, corpus, monkeyp
     out = tmp_path / 'run'
     assert train('--corpus', corpus, '--out', out, '--epochs', '1', *TINY) == 0
     done = {p: p.read_bytes() for p in out.rglob('*') if p.is_file() and p.name != run_folder.LOCK}
-    _, meta = files.load_npz(out / runs.CHECKPOINT, 'checkpoint', only_meta=True)
+    _, meta = npz.load(out / runs.CHECKPOINT, 'checkpoint', only_meta=True)
     assert meta['position']['best_step'] == meta['position']['step'] == 33 and len(meta['log']) == 1
     (out / runs.LOG).write_text(runs.log_text([]))  # as a kill right after the commit leaves them
     (out / runs.WEIGHTS).unlink()

@@ -53,3 +53,15 @@ def test_a_refused_run_leaves_none_of_the_folders_it_made(tmp_path, capsys):
     line = fails(capsys, '--corpus', tmp_path / 'latin1.txt', '--out', tmp_path / 'a' / 'b' / 'run', *TINY)
     assert 'not UTF-8' in line
     assert os.listdir(tmp_path) == ['latin1.txt']
+
+
+@pytest.mark.parametrize('to', ['elsewhere', '.'])
+def test_a_best_folder_that_is_a_link_is_refused(tmp_path, corpus, capsys, to):
+    """best/ is the run's own: a link would have the run write its best epoch elsewhere, or over itself."""
+    out = tmp_path / 'run'
+    out.mkdir()
+    (tmp_path / 'elsewhere').mkdir()
+    (out / 'best').symlink_to(tmp_path / to if to != '.' else '.')
+    line = fails(capsys, '--corpus', corpus, '--out', out, *TINY)
+    assert 'best is a link' in line and 'choose another run folder' in line, line
+    assert os.listdir(tmp_path / 'elsewhere') == []

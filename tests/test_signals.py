@@ -135,7 +135,7 @@ class CtrlCAtNumpy:
     def find_spec(self, name, path=None, target=None):
         if name == 'numpy':
             sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), int(os.environ['SIGNAL']))
 sys.meta_path.insert(0, CtrlCAtNumpy())
 sys.argv[0] = sys.argv[1]
 sys.path.insert(0, os.getcwd())
@@ -155,12 +155,16 @@ runpy.run_path(sys.argv[1], run_name='__main__')
         '_visualize.py',
     ],
 )
-def test_ctrl_c_during_start_up_ends_with_one_line_and_status_130(name):
+@pytest.mark.parametrize('sig', list(STOPPED))
+def test_a_signal_during_start_up_ends_with_one_line_and_its_status(name, sig):
+    """Ctrl-C, SIGTERM or SIGHUP while numpy is imported: held until the script runs, then stopped as later."""
+    env = {**os.environ, 'SIGNAL': str(int(sig))}
     r = subprocess.run(
-        [sys.executable, '-c', START_UP, name], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, '-c', START_UP, name], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
     )
-    assert r.returncode == 130 and r.stdout == '', r.stderr
-    assert r.stderr.strip().splitlines() == [f'{name}: interrupted (Ctrl-C)'], r.stderr
+    status, line = STOPPED[sig]
+    assert r.returncode == status and r.stdout == '', r.stderr
+    assert r.stderr.strip().splitlines() == [f'{name}: {line}'], r.stderr
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 import lstm
-from util import files, weights
+from util import npz, weights
 from util.files import ModelFileError
 from util.settings import DEFAULTS, KINDS
 
@@ -315,7 +315,7 @@ def save(path, params, optimizer, state, meta, ema=None):
     for n, (h, c) in enumerate(state, start=1):
         arrays[f'state.h{n}'] = h
         arrays[f'state.c{n}'] = c
-    files.save_npz(path, arrays, meta)
+    npz.save(path, arrays, meta)
 
 
 def load(path, optimizer_factory):
@@ -325,7 +325,7 @@ def load(path, optimizer_factory):
     Returns (params, optimizer, state, meta, ema); ema is None where the checkpoint keeps no average.
     Raises ModelFileError with a one-line reason on any problem.
     """
-    arrays, meta = files.load_npz(path, 'checkpoint')
+    arrays, meta = npz.load(path, 'checkpoint')
     saved = {k[len('weights.') :]: v for k, v in arrays.items() if k.startswith('weights.')}
     if not saved:
         raise ModelFileError(

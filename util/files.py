@@ -1,26 +1,18 @@
-"""The model files and the other files the scripts write whole: written atomically, read with checks, never pickle.
+"""Reading and writing safely, for every script: the one bounded reader of inputs (read_bytes), the one check of
+outputs before any work (check_writable, check_folder), atomic writing, and OS errors in one line.
 
-Arrays go in .npz files read with allow_pickle=False; metadata is a JSON string stored in them as a 0-d unicode
-array named 'meta'. Every file written here (weights, checkpoints, lookup tables, logs, figures, pages) goes to a
-temporary file in the same folder, flushed to disk and renamed into place, so a crash at any moment leaves either
-the old file or the new one, never half of one. (A run folder's .lock is opened elsewhere, in run_folder.py: it is
-locked, never written.)
-
-The formats:
-- weights: `lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), ..., `dense.W` (H, V), `dense.b` (V,)
-- checkpoint: util/checkpoint.py owns its schema (and reads and writes it through this module)
+Every file written here (weights, checkpoints, lookup tables, logs, figures, pages) goes to a temporary file in the
+same folder, flushed to disk and renamed into place, so a crash at any moment leaves either the old file or the new
+one, never half of one. (A run folder's .lock is opened elsewhere, in run_folder.py: it is locked, never written.)
+The .npz format (arrays, JSON metadata, never pickle) is util/npz.py's; the checkpoint's schema util/checkpoint.py's.
 """
 
 import errno
-import io
-import json
 import os
 import select
 import stat
 import sys
 import tempfile
-
-import numpy as np
 
 from util.errors import UserError
 
@@ -200,7 +192,7 @@ def _check_replaceable(path, real, what, kind, inputs, fix):
             f'it), or {fix}'
         ) from None
     _check_not_an_input(path, real, what, inputs, fix)
-    if kind is not None and _head(real, len(kind[0])) not in (b'', kind[0]):
+    if kind is not None and head(real, len(kind[0])) not in (b'', kind[0]):
         raise ModelFileError(
             f'{what} {path} exists and is not {kind[1]}: writing it would replace it; {fix}, or remove it first'
         )
@@ -253,7 +245,7 @@ def missing_folders(folder):
     return made
 
 
-def _head(path, n):
+def head(path, n):
     """The first n bytes of a file (fewer if it is shorter). Raises ModelFileError if it cannot be read."""
     try:
         with open(path, 'rb') as f:
@@ -302,14 +294,6 @@ def check_folder(folder, what='output folder'):
                 f'{what} {folder} is a path too long for this system: choose a shorter path'
             ) from None
         raise ModelFileError(f'{what} {folder} cannot be written: {e.strerror or e}') from None
-
-
-def save_npz(path, arrays, meta=None):
-    """Write named arrays (and a JSON-able dict `meta`) to path atomically."""
-    arrays = dict(arrays)
-    if meta is not None:
-        arrays['meta'] = np.array(json.dumps(meta))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def stream_limit():
@@ -380,97 +364,3 @@ def _reader(f):
         return os.read(f.fileno(), n)
 
     return read
-
-
-def _seekable(path, what):
-    """path itself for a file, or its bytes in memory for a stream that cannot be read twice (a pipe,
-    `<(cat w.npz)`, /dev/stdin): np.load seeks in a zip file."""
-    try:
-        if stat.S_ISREG(os.stat(path).st_mode):
-            return path
-    except OSError:
-        return path  # np.load says what is wrong
-    return io.BytesIO(read_bytes(path, f'{what} file', first=_zip_start(path, what)))
-
-
-def _zip_start(path, what):
-    """A check of the first bytes of an .npz stream (a zip file starts with PK)."""
-
-    def check(block):
-        if block[:2] != b'PK':
-            raise ModelFileError(
-                f'{what} file {path} is not an .npz file (it is another kind of file, or damaged)'
-            )
-
-    return check
-
-
-def load_npz(path, what, only_meta=False):
-    """Read every array of an .npz file without ever running pickle. Returns (arrays, meta dict).
-    only_meta reads the metadata alone (the arrays are then {})."""
-    try:
-        source = _seekable(path, what)
-        z = np.load(source, allow_pickle=False)
-        if isinstance(z, np.ndarray):  # np.load also reads a bare .npy array
-            raise ModelFileError(
-                f'{what} file {path} is a single .npy array, not an .npz file of named arrays'
-            )
-        with z:
-            twice = _named_twice(z.zip.namelist())
-            if twice:
-                raise ModelFileError(
-                    f'{what} file {path} holds two arrays named {twice}: it is damaged or was not '
-                    'written by numpy.savez (which names each array once)'
-                )
-            names = [k for k in z.files if k == 'meta'] if only_meta else z.files
-            arrays = {k: z[k] for k in names}
-    except ModelFileError:
-        raise
-    except FileNotFoundError:
-        raise ModelFileError(f'{what} file {path} does not exist') from None
-    except IsADirectoryError:
-        raise ModelFileError(f'{what} file {path} is a folder, not a file') from None
-    except PermissionError:
-        raise ModelFileError(f'{what} file {path} cannot be read: permission denied') from None
-    except ValueError as e:
-        if 'Object arrays' in str(e):
-            raise ModelFileError(
-                f'{what} file {path} holds arrays of Python objects, which are never loaded '
-                '(they need pickle): save plain numeric arrays instead'
-            ) from None
-        first = source.getvalue()[:1] if isinstance(source, io.BytesIO) else None
-        if first == b'\x80' or first is None and _head(path, 1) == b'\x80':  # the mark of a pickle
-            raise ModelFileError(
-                f'{what} file {path} is a pickle file, which is never loaded: save the arrays '
-                'with numpy.savez instead'
-            ) from None
-        raise ModelFileError(
-            f'{what} file {path} is not an .npz file (it is another kind of file, or damaged)'
-        ) from None
-    except Exception as e:  # zipfile, EOF, OSError, ...: anything unreadable
-        raise ModelFileError(
-            f'{what} file {path} is corrupt or not an .npz file ({type(e).__name__})'
-        ) from None
-    meta = {}
-    if 'meta' in arrays:
-        m = arrays.pop('meta')
-        try:
-            meta = json.loads(str(m[()])) if m.shape == () and m.dtype.kind == 'U' else None
-        except (ValueError, RecursionError):
-            meta = None
-        if not isinstance(meta, dict):
-            raise ModelFileError(f'{what} file {path} has unreadable metadata')
-    return arrays, meta
-
-
-def _named_twice(members):
-    """The first name that two members of a zip file share (numpy would load the last of them), or None."""
-    seen = set()
-    for name in members:
-        if name in seen:
-            return name[:-4] if name.endswith('.npy') else name
-        seen.add(name)
-    return None
-
-
-# --- the model's files ----------------------------------------------------------------------------------------

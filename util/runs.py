@@ -17,7 +17,7 @@ import numpy as np
 
 import data
 import engine
-from util import checkpoint, cli, files, weights
+from util import checkpoint, cli, files, npz, weights
 from util.checkpoint import LOG_HEADER, in_order
 from util.run_folder import BEST, CHECKPOINT, LOG, LOOKUP, MAX_LOG_BYTES, WEIGHTS
 from util.settings import DEFAULTS
@@ -180,7 +180,7 @@ class Run:
 def _saved(path, what, *keys):
     """A field of an .npz file's metadata (keys: the path to it), or None where the file or field is missing."""
     try:
-        value = files.load_npz(path, what, only_meta=True)[1]
+        value = npz.load(path, what, only_meta=True)[1]
         for key in keys:
             value = value[key]
         return value
@@ -205,7 +205,7 @@ def load_run(folder, make_optimizer):
     and the one against the other. make_optimizer(params, settings) makes the optimizer whose state is restored.
     Returns a Run with the saved settings. Raises ModelFileError."""
     path = os.path.join(folder, CHECKPOINT)
-    _, meta = files.load_npz(path, 'checkpoint', only_meta=True)
+    _, meta = npz.load(path, 'checkpoint', only_meta=True)
     checkpoint.check_meta(meta, path)
     settings = {**DEFAULTS, **meta['settings']}
     params, opt, state, _, ema = checkpoint.load(path, lambda p: make_optimizer(p, settings))

@@ -3,7 +3,7 @@ checked whole (every array there, of the shapes the model needs, finite, in one 
 
 import numpy as np
 
-from util import files, original
+from util import npz, original
 from util.files import ModelFileError
 
 
@@ -13,7 +13,7 @@ def save_params(path, params, meta=None, chars=None):
     table."""
     if chars is not None:
         meta = dict(meta or {}, alphabet=list(chars))
-    files.save_npz(path, params, meta)
+    npz.save(path, params, meta)
 
 
 def load_params(path, V=None, dtype=None, chars=None):
@@ -31,7 +31,7 @@ def load_params(path, V=None, dtype=None, chars=None):
         params = original.read(path, V)
         dtype = original.own_dtype(params) if dtype is None else dtype
         return cast_params(params, dtype, path), {}
-    arrays, meta = files.load_npz(path, 'weights')
+    arrays, meta = npz.load(path, 'weights')
     if dtype is None:
         dtype = (
             np.float64
