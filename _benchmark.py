@@ -5,13 +5,14 @@
     python _benchmark.py --device cuda         # on an NVIDIA GPU, beside PyTorch's cuDNN LSTM if installed
 
 Training: forward, backward and RMSprop over one window of T characters in B chunks (B * T characters), the
-median of 3 * --rounds steps; with PyTorch, the two are timed in turn, round after round, so that a change in the
-machine's speed falls on both alike. Sampling: --sample-length steps of one character, for 1 sample and for 32
-samples side by side, each timed in 5 parts. It prints the CPU, the OpenBLAS kernel in use and the thread count
-(OPENBLAS_NUM_THREADS's, where it is set, as _training.py takes it), and warns when OPENBLAS_CORETYPE pins the
-kernel. The last line of stdout is one JSON object with every figure, with the spread of each between rounds (or
-parts); where one is over 25%, a warning on stderr says that the figures are unreliable. Measure on a quiet
-machine: with another busy process on the cores, OpenBLAS's multi-threaded products slow down many times over.
+median of 3 * --rounds steps; with PyTorch, the two are timed in turn, round after round, so that a change in
+the machine's speed falls on both alike. Sampling: --sample-length steps of one character, for 1 sample and
+for 32 samples side by side, each timed in 5 parts. It prints the CPU, the OpenBLAS kernel in use and the
+thread count (OPENBLAS_NUM_THREADS's, where it is set, as _training.py takes it), and warns when
+OPENBLAS_CORETYPE pins the kernel. The last line of stdout is one JSON object with every figure, with the
+spread of each between rounds (or parts); where one is over 25%, a warning on stderr says that the figures are
+unreliable. Measure on a quiet machine: with another busy process on the cores, OpenBLAS's multi-threaded
+products slow down many times over.
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
@@ -99,10 +100,10 @@ WHAT = {'train': 'training', 'sample1': 'sampling (batch 1)', 'sample32': 'sampl
 
 
 def side_by_side(fns, rounds, per_round=3):
-    """Time each function in turn, round after round, so that a change in the machine's speed (another process,
-    a noisy neighbour) falls on all of them alike. In each round a function runs once untimed (the other's
-    threads settle) and then per_round times. Returns the median time of each, in seconds, and the spread of
-    the rounds' medians."""
+    """Time each function in turn, round after round, so that a change in the machine's speed (another
+    process, a noisy neighbour) falls on all of them alike. In each round a function runs once untimed (the
+    other's threads settle) and then per_round times. Returns the median time of each, in seconds, and the
+    spread of the rounds' medians."""
     times = [[] for _ in fns]
     for _ in range(rounds):
         for k, fn in enumerate(fns):
@@ -119,7 +120,8 @@ def side_by_side(fns, rounds, per_round=3):
 
 
 def numpy_trainer(args):
-    """One training step of this repo (forward, backward, RMSprop) at the benchmark's shapes, as a function."""
+    """One training step of this repo (forward, backward, RMSprop) at the benchmark's shapes, as a
+    function."""
     import numpy as np
     from optimizer import RMSprop
 
@@ -258,7 +260,8 @@ def report(result, args, pinned):
         ]
     print(
         f'{result["cpu"]}, {result["cores"]} cores; numpy {result["numpy_version"]}, OpenBLAS kernel '
-        f'{result["openblas_core"]}{" (pinned by OPENBLAS_CORETYPE)" if pinned else ""}; {result["threads"]} threads'
+        f'{result["openblas_core"]}{" (pinned by OPENBLAS_CORETYPE)" if pinned else ""}; {result["threads"]} '
+        'threads'
     )
     print(result['shape'])
     for name, value, note in rows:
@@ -271,8 +274,8 @@ def report(result, args, pinned):
                 f'{WHAT[name]} varied by {100 * result[name + "_spread"]:.0f}%'
                 for name in result['unreliable']
             )
-            + ' between rounds (another process is using the cores, or the machine\'s speed drifts): measure again '
-            'on a quiet machine, with OPENBLAS_NUM_THREADS=1 beside other work, or with more --rounds',
+            + ' between rounds (another process is using the cores, or the machine\'s speed drifts): measure '
+            'again on a quiet machine, with OPENBLAS_NUM_THREADS=1 beside other work, or with more --rounds',
             file=sys.stderr,
         )
 
@@ -320,8 +323,8 @@ def warn_if_pinned():
     pinned = os.environ.get('OPENBLAS_CORETYPE')
     if pinned:
         print(
-            f'warning: OPENBLAS_CORETYPE={pinned} pins OpenBLAS to that kernel, which may not be the one it would '
-            'choose on this CPU; for the figures a user would see, run with '
+            f'warning: OPENBLAS_CORETYPE={pinned} pins OpenBLAS to that kernel, which may not be the one it '
+            'would choose on this CPU; for the figures a user would see, run with '
             '`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python _benchmark.py`',
             file=sys.stderr,
         )

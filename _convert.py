@@ -1,5 +1,5 @@
-"""Convert a weights file between this repo's .npz and the original project's .json, the direction chosen by the
-file names' extensions:
+"""Convert a weights file between this repo's .npz and the original project's .json, the direction chosen by
+the file names' extensions:
 
     python _convert.py saves/ShakespeareNet.npz /tmp/ShakespeareNet.json   # for the original's scripts
     python _convert.py ShakespeareNet.json ShakespeareNet.npz              # a model saved by the original

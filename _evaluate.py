@@ -1,12 +1,12 @@
 """Score a saved model: mean cross-entropy in nats and bits per character.
 
-    python _evaluate.py                             # the validation split (last 10%) of tiny Shakespeare
-    python _evaluate.py --text some_file.txt        # any UTF-8 text
-    python _evaluate.py --blocks 256                # random blocks of 256, each from a zero state (as nanoGPT)
+    python _evaluate.py                         # the validation split (last 10%) of tiny Shakespeare
+    python _evaluate.py --text some_file.txt    # any UTF-8 text
+    python _evaluate.py --blocks 256            # random blocks of 256, each from a zero state (as nanoGPT)
 
 The text is read as one continuous stream (batch 1) with the hidden state carried from character to character,
-starting from zeros; the score is the mean of -ln p(next character) over every character but the first.
-With --blocks T, random blocks of T + 1 characters are read instead, each from zeros, and the score is the mean
+starting from zeros; the score is the mean of -ln p(next character) over every character but the first. With
+--blocks T, random blocks of T + 1 characters are read instead, each from zeros, and the score is the mean
 over their last T characters (nanoGPT's measure: a character sees only the characters before it in its block).
 """
 
@@ -156,8 +156,8 @@ def main(argv=None):
         raise UserError(f'{what} has fewer than 2 characters: there is nothing to predict')
     if args.blocks is not None and args.blocks > len(ids) - 1:
         raise UserError(
-            f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs {args.blocks + 1:,} '
-            f'(give --blocks {len(ids) - 1} or less)'
+            f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs '
+            f'{args.blocks + 1:,} (give --blocks {len(ids) - 1} or less)'
         )
     check_sizes(args, params, ids, train_ids)
     if args.ngram:
@@ -231,7 +231,8 @@ def score_blocks(args, params, ids, what):
         f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char (standard error {error:.4f} nats/char)'
     )
     print(
-        f'the mean over every position of every block, each character predicted from the 0 to {T - 1} before it '
+        f'the mean over every position of every block, each character predicted from the 0 to {T - 1} before '
+        'it '
         'in its block (as nanoGPT scores); the whole-split score carries the state through the text instead'
     )
     return 0
@@ -276,8 +277,8 @@ def score_ngram(args, params, chars, train_ids, ids, what):
     with cli.Progress(f'counting and scoring the {args.ngram}-gram model', args.ngram, 'orders') as progress:
         ng = ngram.NGram(args.ngram, len(chars)).fit_score(train_ids, ids, progress)
     print(
-        f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s by a {args.ngram}-gram model '
-        f'(interpolated Witten-Bell, counted on the first {1 - args.val_fraction:g} of the corpus)'
+        f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s by a {args.ngram}-gram '
+        f'model (interpolated Witten-Bell, counted on the first {1 - args.val_fraction:g} of the corpus)'
     )
     print(f'loss {ng.mean():.4f} nats/char = {ng.mean() / np.log(2):.4f} bits/char')
     if not args.compare:

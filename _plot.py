@@ -1,8 +1,8 @@
 """Draw the learning curve of a training run (training and validation loss per epoch) as an SVG picture.
 
-    python _plot.py runs/mytext/training_log.csv            # runs/mytext/learning_curve.svg
-    python _plot.py saves/training_log.csv --out images/learning_curve.svg     # the README's picture
-    python _plot.py saves/training_log.csv --compare logs/run-J-*.csv     # beside another run's validation loss
+    python _plot.py runs/mytext/training_log.csv                             # runs/mytext/learning_curve.svg
+    python _plot.py saves/training_log.csv --out images/learning_curve.svg   # the README's picture
+    python _plot.py saves/training_log.csv --compare logs/run-J-*.csv        # beside run J's validation loss
 
 Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
 """
@@ -57,8 +57,8 @@ NEUTRAL_TITLE = 'Training and validation loss'
 
 def default_out(log):
     """The picture beside the log (a run folder), or in the current folder for a log in the repository's own
-    folders: never over one of the repository's files (images/learning_curve.svg). A current folder that is one
-    of those too (images/) is a one-line error."""
+    folders: never over one of the repository's files (images/learning_curve.svg). A current folder that is
+    one of those too (images/) is a one-line error."""
     folder = os.path.dirname(os.path.abspath(log))
     if not cli.in_repo(folder):
         return os.path.join(os.path.dirname(log), DEFAULT_NAME)
@@ -107,8 +107,8 @@ def check_row(path, line, row, numbers):
 
 
 def read_training_log(path):
-    """The epoch rows of a training log: [(epoch, train_loss, val_loss)], in order. A loss that is inf or nan (a
-    run that diverged) is kept as it is; what cannot be drawn is a one-line error."""
+    """The epoch rows of a training log: [(epoch, train_loss, val_loss)], in order. A loss that is inf or nan
+    (a run that diverged) is kept as it is; what cannot be drawn is a one-line error."""
     rows = []
     raw = files.read_bytes(
         path,
@@ -165,7 +165,8 @@ MAX_GRID_LINES = 12  # grid_step gives at most 11 over the axis
 
 def grid_lines(y0, y1):
     """(step, the values of the horizontal grid lines from y0 to y1, at round values). At most MAX_GRID_LINES,
-    each finite: near the largest float, y1 plus the tolerance is inf and so is the next line (no endless loop)."""
+    each finite: near the largest float, y1 plus the tolerance is inf and so is the next line (no endless
+    loop)."""
     step = grid_step(y1 - y0, max(abs(y0), abs(y1)))
     v = math.ceil(y0 / step - 1e-9) * step
     lines = []
@@ -188,7 +189,8 @@ def loss_text(v):
 
 
 class Axes:
-    """The picture's frame: where a point (epoch, loss) is drawn, the grid, ticks and labels, and the curves."""
+    """The picture's frame: where a point (epoch, loss) is drawn, the grid, ticks and labels, and the
+    curves."""
 
     left, right, top, bottom = 60, 20, 40, 50
 
@@ -276,8 +278,8 @@ class Axes:
 
 
 def picture(rows, title, others=(), ymax=None, width=640, height=380):
-    """rows: the run's [(epoch, train, val)]; others: [(label, rows)] of runs whose validation loss is drawn too.
-    Losses that are not finite are left out of the lines."""
+    """rows: the run's [(epoch, train, val)]; others: [(label, rows)] of runs whose validation loss is drawn
+    too. Losses that are not finite are left out of the lines."""
     epochs = [r[0] for r in rows] + [r[0] for _, o in others for r in o]
     values = [v for r in rows for v in r[1:]] + [r[2] for _, o in others for r in o]
     values = [v for v in values if math.isfinite(v)]

@@ -18,7 +18,8 @@ from util.errors import UserError
 
 
 def escapes(text):
-    """Read the backslash escapes \\n, \\t and \\\\ in an option's text (a shell cannot easily pass a newline)."""
+    """Read the backslash escapes \\n, \\t and \\\\ in an option's text (a shell cannot easily pass a
+    newline)."""
     out, k = [], 0
     while k < len(text):
         if text[k] == '\\' and k + 1 < len(text) and text[k + 1] in 'nt\\':
@@ -211,8 +212,8 @@ def main(argv=None):
 
 
 def write_samples(draws, start, stop_ids, chars, N, progress):
-    """Print one sample as it is drawn, or N samples one after the other once all are drawn. Returns the samples'
-    generated indices."""
+    """Print one sample as it is drawn, or N samples one after the other once all are drawn. Returns the
+    samples' generated indices."""
     texts = [[] for _ in range(N)]
     done = np.zeros(N, dtype=bool)
     out = sys.stdout  # a closed pipe (| head) is handled by cli.run
@@ -245,7 +246,8 @@ def write_samples(draws, start, stop_ids, chars, N, progress):
 
 def check_sizes(args, params, prime):
     """Refuse, before any work, a batch or a length that no machine's memory holds: the model over the priming
-    text for every sample (or continuation of the beam) side by side, and the indices drawn, kept until printed."""
+    text for every sample (or continuation of the beam) side by side, and the indices drawn, kept until
+    printed."""
     V, H, layers = lstm.sizes(params)
     N = max(args.num_samples, args.beam or 1)
     needed = memory.model_bytes(V, H, layers, N, len(prime)) + N * (8 * args.length + 32 * V)
@@ -255,7 +257,8 @@ def check_sizes(args, params, prime):
 
 
 def check_beam(args):
-    """--beam ranks by the model's own probabilities, and finds one text: refuse the options it would ignore."""
+    """--beam ranks by the model's own probabilities, and finds one text: refuse the options it would
+    ignore."""
     if not args.beam:
         return
     ignored = [
@@ -271,7 +274,8 @@ def check_beam(args):
     if ignored:
         raise UserError(
             f'--beam ranks continuations by the model\'s own probabilities and prints the likeliest one: '
-            f'{" and ".join(ignored)} would do nothing with it; leave {"it" if len(ignored) == 1 else "them"} '
+            f'{" and ".join(ignored)} would do nothing with it; leave '
+            f'{"it" if len(ignored) == 1 else "them"} '
             'out'
         )
 

@@ -1,17 +1,19 @@
 """Train the character-level LSTM with truncated backpropagation through time, or resume a saved run.
 
-    python _training.py --out runs/shakespeare              # a new run on tiny Shakespeare (saves/shakespeare.txt)
-    python _training.py --out runs/shakespeare --resume     # continue it exactly where it stopped
+    python _training.py --out runs/shakespeare            # a new run on tiny Shakespeare (saves/)
+    python _training.py --out runs/shakespeare --resume   # continue it exactly where it stopped
 
 The run folder (--out) receives, at every epoch, on Ctrl-C / SIGTERM / SIGHUP and every --checkpoint-minutes:
-  ShakespeareOptimizer.npz  the full training checkpoint: weights, RMSprop state, carried hidden state, position
-                            in the data, random state, settings, lookup table and log; --resume continues from it
+  ShakespeareOptimizer.npz  the full training checkpoint: weights, RMSprop state, carried hidden state,
+                            position in the data, random state, settings, lookup table and log; --resume
+                            continues from it
   ShakespeareNet.npz        the latest weights (the format _sample.py reads)
   ShakespeareLookup.json    the lookup table
   training_log.csv          one line per epoch (and per interruption)
   best/                     the same files for the epoch with the lowest validation loss so far
-The checkpoint is written first, the other files from it, so a kill or a full disk leaves a whole run (util/runs.py);
-one training at a time writes a folder; saves/ (the shipped model) only with --overwrite-shipped-model.
+The checkpoint is written first, the other files from it, so a kill or a full disk leaves a whole run
+(util/runs.py); one training at a time writes a folder; saves/ (the shipped model) only with
+--overwrite-shipped-model.
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
@@ -42,7 +44,8 @@ from util.errors import UserError
 
 
 def _add_settings(p):
-    """An option for each setting of the table (util/settings.py), in its group. Returns the groups by name."""
+    """An option for each setting of the table (util/settings.py), in its group. Returns the groups by
+    name."""
     groups = {}
     for group, name, default, kind in SETTINGS:
         if group not in groups:
@@ -125,7 +128,7 @@ def nats(loss):
     return f'{max(0.0, loss):.4f}'
 
 
-# --- training --------------------------------------------------------------------------------------------------
+# --- training -----------------------------------------------------------------------------------------------
 
 
 def train_window(run, chunked, trainer=None):
@@ -181,9 +184,10 @@ def train_window(run, chunked, trainer=None):
 
 
 def sample_text(params, chars, prime, length, seed, stopper):
-    """A short sample at temperature 0.5 after the priming text `prime`; a signal stops it between two characters.
-    Every line of it is shown after '| ', so that a blank line is seen to be blank. Windows' '\\r\\n' and old
-    Macs' '\\r' end a line here as '\\n' does, so that no '\\r' sends the terminal's cursor back."""
+    """A short sample at temperature 0.5 after the priming text `prime`; a signal stops it between two
+    characters. Every line of it is shown after '| ', so that a blank line is seen to be blank. Windows'
+    '\\r\\n' and old Macs' '\\r' end a line here as '\\n' does, so that no '\\r' sends the terminal's cursor
+    back."""
     ids = []
     for ix in lstm.sample(params, data.encode(prime, chars), length, temperature=0.5, rng=seed):
         stopper.check()
@@ -219,8 +223,10 @@ def end_epoch(run, out, val_ids, progress, say, sample_length, stopper, device=N
     run.save(out, 'epoch', log_row(run, train_loss, val, progress.rate(), 'best' if improved else 'epoch'))
     progress.restart()
     say(
-        f'{progress.end_line()}epoch {p.epoch}: train loss {"-" if train_loss is None else nats(train_loss)}, '
-        f'validation loss {nats(val)} nats/char ({nats(val / np.log(2))} bits/char){" (best so far)" if improved else ""}'
+        f'{progress.end_line()}epoch {p.epoch}: train loss '
+        f'{"-" if train_loss is None else nats(train_loss)}, '
+        f'validation loss {nats(val)} nats/char ({nats(val / np.log(2))} '
+        f'bits/char){" (best so far)" if improved else ""}'
     )
     if sample_length:
         prime = data.first_line(val_ids, run.chars)
@@ -275,7 +281,8 @@ def train(run, out, chunked, val_ids, args, say, device=None):
             row = log_row(run, progress.mean_loss(), None, None, why) if p.step > 0 else None
             run.save(out, 'interrupted' if stopper.signal else 'max-steps', row)
             say(
-                f'{progress.end_line()}{why}: checkpoint saved in {out} at step {p.step}; continue with --resume'
+                f'{progress.end_line()}{why}: checkpoint saved in {out} at step {p.step}; continue with '
+                '--resume'
             )
             return stopper.signal or False
         if stopper.signal:  # during the last epoch's sample: its checkpoint is saved
@@ -317,16 +324,18 @@ def main(argv=None, plan=None):
         raise  # (one line, as every UserError)
     except runs.Incomplete as e:  # e.g. the disk is full after the checkpoint was written
         raise UserError(
-            f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {run_folder.fix_for(e)} and continue '
-            'with --resume, which completes the other files'
+            f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {run_folder.fix_for(e)} and '
+            'continue with --resume, which completes the other files'
         )
     except files.ModelFileError as e:  # e.g. the disk is full: the last whole checkpoint stays
         if not os.path.exists(os.path.join(out, CHECKPOINT)):  # the run's first checkpoint failed
             raise UserError(
-                f'{e}; no checkpoint was saved in {out}: {run_folder.fix_for(e)} and run the same command again'
+                f'{e}; no checkpoint was saved in {out}: {run_folder.fix_for(e)} and run the same command '
+                'again'
             )
         raise UserError(
-            f'{e}; the previous checkpoint in {out} is kept: {run_folder.fix_for(e)} and continue with --resume'
+            f'{e}; the previous checkpoint in {out} is kept: {run_folder.fix_for(e)} and continue with '
+            '--resume'
         )
     finally:
         lock.release()

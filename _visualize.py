@@ -6,8 +6,8 @@ features of the text.
     python _visualize.py --html neurons.html          # one self-contained page to explore in a browser
     python _visualize.py --find --text valid.txt      # rank neurons by how well they follow text features
 
-The background of each character is the activation of the chosen neuron after reading it: -1 white, 0 pink,
-+1 red (newlines stay white). Choose the layer, the hidden state h or the cell state tanh(c), and the neuron by
+The background of each character is the activation of the chosen neuron after reading it: -1 white, 0 pink, +1
+red (newlines stay white). Choose the layer, the hidden state h or the cell state tanh(c), and the neuron by
 its index, or step through them with Previous and Next.
 """
 
@@ -123,13 +123,14 @@ def print_found(found, where, out=None):
         if 'control' in f and f['present']:
             lo, mid, hi = f['periods']
             say(
-                f'  periods {lo} to {mid} (two cycles or more in a typical line); with the line positions shuffled '
-                f'(chance), the best R of any neuron is {f["control"]:.3f}'
+                f'  periods {lo} to {mid} (two cycles or more in a typical line); with the line positions '
+                f'shuffled (chance), the best R of any neuron is {f["control"]:.3f}'
             )
             for layer, state, k, r, P in f['long']:
                 say(
                     f'  over all periods up to {hi}, the best is layer {layer} {analysis.state_label(state)} '
-                    f'neuron {k} (R = {r:.3f}, period {P}): a period that long also fits a steady rise in the line'
+                    f'neuron {k} (R = {r:.3f}, period {P}): a period that long also fits a steady rise in '
+                    'the line'
                 )
 
 
@@ -209,8 +210,8 @@ def html_page(args, params, ids, text):
         figures.explorer_page(text, acts, H, n_layers, found, (args.layer, args.state, args.neuron)),
     )
     print(
-        f'wrote {args.html}: open it in a browser (add #layer=2&state=c&neuron=240 to its address to open it at '
-        'that neuron)',
+        f'wrote {args.html}: open it in a browser (add #layer={n_layers}&state=c&neuron={min(240, H - 1)} to '
+        'its address to open it at that neuron)',
         file=args.say,
     )
 
@@ -260,7 +261,8 @@ def show_viewer(args, params, ids, text):
     open_viewer(viewer.try_window)
     V, H, n_layers = lstm.sizes(params)
     itemsize = params['dense.W'].dtype.itemsize
-    # An estimate: h and tanh(c) of every layer, held twice while they are joined, and a tkinter tag a character.
+    # An estimate: h and tanh(c) of every layer, held twice while they are joined, and a tkinter tag a
+    # character.
     per_char = 4 * n_layers * H * itemsize + 2_000
     memory.check_fits(per_char * len(ids), f'the viewer over {len(ids):,} characters (--text)')
     acts = analysis.activations(params, ids, device=args.device)

@@ -1,5 +1,5 @@
-"""The corpus: reading UTF-8 text, the lookup table, encoding, the train/validation split, the parallel chunks,
-the windows of truncated BPTT, and the download of tiny Shakespeare.
+"""The corpus: reading UTF-8 text, the lookup table, encoding, the train/validation split, the parallel
+chunks, the windows of truncated BPTT, and the download of tiny Shakespeare.
 
 A text of N characters becomes N small integers (uint8 when the alphabet has at most 256 characters), read
 and encoded a block at a time, so that no Python object is made per character and a large corpus costs about
@@ -40,10 +40,10 @@ def _codepoints(s):
 
 
 def _open_text(path, what='corpus'):
-    """Open a text file to be read twice (its length first, then its characters). A pipe, a FIFO or another stream
-    that cannot be read twice (`--corpus /dev/stdin`, `<(cat t.txt)`) is read once, into memory, by the one
-    bounded reader (files.read_bytes: up to a quarter of the machine's memory, and an endless stream of no text
-    refused at its first bytes). Raises CorpusError if it is missing or unreadable."""
+    """Open a text file to be read twice (its length first, then its characters). A pipe, a FIFO or another
+    stream that cannot be read twice (`--corpus /dev/stdin`, `<(cat t.txt)`) is read once, into memory, by the
+    one bounded reader (files.read_bytes: up to a quarter of the machine's memory, and an endless stream of no
+    text refused at its first bytes). Raises CorpusError if it is missing or unreadable."""
     try:
         f = open(path, 'rb')
     except OSError as e:
@@ -68,8 +68,8 @@ def _check_text_start(block, path, what):
 
 
 def _text_blocks(f, path, what='corpus'):
-    """Yield the text of an open UTF-8 file, from its start, a block at a time. Raises CorpusError if it is not
-    UTF-8 or cannot be read."""
+    """Yield the text of an open UTF-8 file, from its start, a block at a time. Raises CorpusError if it is
+    not UTF-8 or cannot be read."""
     decoder = codecs.getincrementaldecoder('utf-8')('strict')
     offset = 0
     try:
@@ -98,7 +98,8 @@ def build_lookup(text):
 
 
 def encode(text, chars):
-    """Encode a str as indices into the lookup table chars. Raises CorpusError naming any unknown characters."""
+    """Encode a str as indices into the lookup table chars. Raises CorpusError naming any unknown
+    characters."""
     table = _Table(chars)
     return table.encode(_codepoints(text))
 
@@ -133,7 +134,8 @@ class _Table:
 
 def _char_name(ch):
     """A character as a message shows it: quoted, with its code point where it would not show by itself (a
-    combining accent, a space or control character, a lone surrogate): 'a', U+0301 (COMBINING ACUTE ACCENT)."""
+    combining accent, a space or control character, a lone surrogate): 'a', U+0301 (COMBINING ACUTE
+    ACCENT)."""
     if unicodedata.category(ch)[0] in 'MZC' and ch != ' ':
         return f'U+{ord(ch):04X} ({unicodedata.name(ch, "no name")})'
     return repr(ch)
@@ -147,10 +149,10 @@ def index_dtype(V):
 def read_corpus(path, chars=None, what='corpus'):
     """Read and encode a UTF-8 text file.
 
-    chars: the lookup table to encode with; None builds it from the file (sorted distinct characters).
-    what: how error messages name the file ('corpus', 'text', ...).
-    Returns (ids, chars): ids a 1-D array of indices. Raises CorpusError on a missing, unreadable, non-UTF-8 or
-    empty file, or on characters outside a given table.
+    chars: the lookup table to encode with; None builds it from the file (sorted distinct characters). what:
+    how error messages name the file ('corpus', 'text', ...). Returns (ids, chars): ids a 1-D array of
+    indices. Raises CorpusError on a missing, unreadable, non-UTF-8 or empty file, or on characters outside a
+    given table.
     """
     n, seen = 0, np.zeros(0, dtype=np.uint32)
     with _open_text(path, what) as f:
@@ -222,9 +224,9 @@ def load_lookup(path):
 
 
 def first_line(ids, chars, most=80):
-    """A priming text that a user recognises, for a sample of a model of this text: the first whole line of ids
-    (after its first newline) that holds more than whitespace, with its newline, at most `most` characters; where
-    there is none, the text's first non-blank characters."""
+    """A priming text that a user recognises, for a sample of a model of this text: the first whole line of
+    ids (after its first newline) that holds more than whitespace, with its newline, at most `most`
+    characters; where there is none, the text's first non-blank characters."""
     text = decode(ids[: 200 * most], chars)
     for line in text.split('\n')[1:-1]:  # the whole lines: each between two newlines
         if line.strip():
@@ -267,9 +269,9 @@ def sha256_file(path):
 
 
 def tiny_shakespeare(path=TINY_SHAKESPEARE_PATH, url=TINY_SHAKESPEARE_URL):
-    """The path of tiny Shakespeare, the repo's default corpus, checked against its SHA-256 every time. The repo
-    ships it as saves/shakespeare.txt; a missing or damaged copy is downloaded again from its public source
-    (the damaged one is replaced only once a good copy has arrived)."""
+    """The path of tiny Shakespeare, the repo's default corpus, checked against its SHA-256 every time. The
+    repo ships it as saves/shakespeare.txt; a missing or damaged copy is downloaded again from its public
+    source (the damaged one is replaced only once a good copy has arrived)."""
     if os.path.exists(path) and sha256_file(path) == TINY_SHAKESPEARE_SHA256:
         return path
     state = 'is damaged (its SHA-256 differs)' if os.path.exists(path) else 'is missing'

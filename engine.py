@@ -16,10 +16,10 @@ and tests/test_engine.py holds it to them in float64 over random shapes. What ma
   numpy releases the GIL inside its kernels, so the two overlap, and the halves' weight gradients are added.
 
 How it computes is a Plan: the threads, and the widths of the in-loop products' column blocks, measured where
-training runs and saved in its checkpoint. The forward-only path (stack_forward_only: sampling, evaluation, the
-explorer) runs the same forward loop without the backward's factors, with the recurrent weights prepared once,
-with the plain product (Plan.plain()), so that it gives the same output in every process; dynamic evaluation runs
-stack_forward and stack_backward with the plain plan too.
+training runs and saved in its checkpoint. The forward-only path (stack_forward_only: sampling, evaluation,
+the explorer) runs the same forward loop without the backward's factors, with the recurrent weights prepared
+once, with the plain product (Plan.plain()), so that it gives the same output in every process; dynamic
+evaluation runs stack_forward and stack_backward with the plain plan too.
 """
 
 import threading
@@ -40,21 +40,22 @@ def sigmoid(x, out):
 
 
 class LSTMWindow:
-    """One LSTM layer run over one whole window: layers.lstm_forward, and its cache; backward() is lstm_backward.
+    """One LSTM layer run over one whole window: layers.lstm_forward, and its cache; backward() is
+    lstm_backward.
 
-    Making it runs the forward pass: the input projection x Wx + b of every step as one product, then the steps.
-    With factors=True (training) each step also leaves the factors of its gate gradients in G, and backward()
-    turns them into dL/dz and returns the gradients; it uses the window up, so run it once. With factors=False
-    (the forward-only path) G ends up holding every step's activated gates [i, f, o, g].
+    Making it runs the forward pass: the input projection x Wx + b of every step as one product, then the
+    steps. With factors=True (training) each step also leaves the factors of its gate gradients in G, and
+    backward() turns them into dL/dz and returns the gradients; it uses the window up, so run it once. With
+    factors=False (the forward-only path) G ends up holding every step's activated gates [i, f, o, g].
     """
 
     def __init__(self, x, h0, c0, W, b, plan=None, Whb=None, factors=True, keep_c=True):
         """x: (T, B, D) inputs or (T, B) indices of one-hot vectors; h0, c0 (B, H); W (D + H, 4H); b (4H,);
         plan: the widths of the in-loop products (a Plan; None: Plan.plain()); Whb: h_prev's weights W[D:]
-        already in column blocks (the forward-only path prepares them once), or None to cut them here; factors:
-        compute what backward() needs;
-        keep_c: keep every step's cell state in self.c. The backward pass does not read it (only the factors),
-        so training keeps just the last two steps' (self.c is then None); c_last is the final state either way."""
+        already in column blocks (the forward-only path prepares them once), or None to cut them here;
+        factors: compute what backward() needs; keep_c: keep every step's cell state in self.c. The backward
+        pass does not read it (only the factors), so training keeps just the last two steps' (self.c is then
+        None); c_last is the final state either way."""
         T, B = x.shape[:2]
         H = h0.shape[1]
         dt = W.dtype
@@ -111,8 +112,8 @@ class LSTMWindow:
             np.multiply(o, tc, out=h)  # h = o * tanh(c)
             if f_ is None:
                 continue
-            # The factors of lstm_step_backward's gate gradients, computed now while this step's numbers are in
-            # cache, over the gates in G[t] (in an order that reads each gate before it is overwritten).
+            # The factors of lstm_step_backward's gate gradients, computed now while this step's numbers are
+            # in cache, over the gates in G[t] (in an order that reads each gate before it is overwritten).
             f_[t] = f
             np.multiply(tc, tc, out=K[t])
             np.subtract(1.0, K[t], out=K[t])
@@ -130,9 +131,9 @@ class LSTMWindow:
     # --- backward ---
 
     def backward(self, dh, dcT=None):
-        """layers.lstm_backward: dh (T, B, H) the gradient of every h[t]; dcT (B, H) that of the last cell state,
-        or None for zero. Returns (dx (T, B, D), or None for indices; dh0, dc0 (B, H); dW; db). The window must
-        have been made with factors=True; this uses it up (G becomes dL/dz)."""
+        """layers.lstm_backward: dh (T, B, H) the gradient of every h[t]; dcT (B, H) that of the last cell
+        state, or None for zero. Returns (dx (T, B, D), or None for indices; dh0, dc0 (B, H); dW; db). The
+        window must have been made with factors=True; this uses it up (G becomes dL/dz)."""
         dh0, dc0 = self._backward_steps(dh, dcT)
         dx = self._input_grad()
         dW, db = self._weight_grads()
@@ -190,7 +191,7 @@ class LSTMWindow:
         self.x = self.hs = self.cs = self.h = self.c = self.c_last = self.G = self.f = self.K = None
 
 
-# --- the stack of layers, on one thread or two ------------------------------------------------------------------
+# --- the stack of layers, on one thread or two --------------------------------------------------------------
 
 
 class StackCache(NamedTuple):
@@ -202,11 +203,11 @@ class StackCache(NamedTuple):
 
 
 def stack_forward(x, state, Ws, bs, masks, plan):
-    """layers.stack_forward for (T, B) indices x, computed as the Plan says. plan.threads = 1 runs the layers one
-    after the other; 2 (or more) splits the B streams into two halves, each run through every layer on its own
-    thread (numpy releases the GIL inside its kernels, so the two overlap), and stack_backward adds the halves'
-    weight gradients: the same results up to rounding.
-    Returns (top output (T, B, H), final state, StackCache)."""
+    """layers.stack_forward for (T, B) indices x, computed as the Plan says. plan.threads = 1 runs the layers
+    one after the other; 2 (or more) splits the B streams into two halves, each run through every layer on its
+    own thread (numpy releases the GIL inside its kernels, so the two overlap), and stack_backward adds the
+    halves' weight gradients: the same results up to rounding. Returns (top output (T, B, H), final state,
+    StackCache)."""
     B = x.shape[1]
     parts = [slice(0, (B + 1) // 2), slice((B + 1) // 2, B)] if plan.threads > 1 and B > 1 else [slice(0, B)]
     part_masks = [[None if m is None else m[:, s] for m in masks] for s in parts]
@@ -224,8 +225,8 @@ def stack_forward(x, state, Ws, bs, masks, plan):
 
 
 def stack_backward(dtop, cache, dstate=None):
-    """layers.stack_backward: (dx, [dW], [db], [(dh0, dc0)] per layer), dx None for indices. Uses the cache up,
-    freeing each layer's buffers as soon as they are used, on the threads the forward pass ran on."""
+    """layers.stack_backward: (dx, [dW], [db], [(dh0, dc0)] per layer), dx None for indices. Uses the cache
+    up, freeing each layer's buffers as soon as they are used, on the threads the forward pass ran on."""
     parts = cache.parts
     results = _on_threads(
         [
@@ -306,7 +307,7 @@ def _stack_backward(dtop, windows, masks, dstate=None):
     return dout, dWs, dbs, dstate0
 
 
-# --- forward only: sampling, evaluation, the explorer -----------------------------------------------------------
+# --- forward only: sampling, evaluation, the explorer -------------------------------------------------------
 
 
 class LayerSteps(NamedTuple):
@@ -318,8 +319,8 @@ class LayerSteps(NamedTuple):
 
 
 def recurrent_blocks(W):
-    """h_prev's weights of an LSTM's W (D + H, 4H) as Plan.plain() uses them: made once for stack_forward_only,
-    which uses them at every call."""
+    """h_prev's weights of an LSTM's W (D + H, 4H) as Plan.plain() uses them: made once for
+    stack_forward_only, which uses them at every call."""
     H = W.shape[1] // 4
     return column_blocks(W[-H:], 0)
 

@@ -1,9 +1,9 @@
 """How the engine computes (engine.py): a Plan of its threads and of the widths of the column blocks of its
 in-loop products, which a training run keeps in its checkpoint.
 
-OpenBLAS runs the small in-loop products, (B x H) @ (H x 4H) forward and (B x 4H) @ (4H x H) backward, faster with
-the weight cut into blocks of columns and done as one batched product (column_blocks, matmul_blocks); which width
-is fastest depends on the CPU, the OpenBLAS kernel and B, so training measures it where it runs.
+OpenBLAS runs the small in-loop products, (B x H) @ (H x 4H) forward and (B x 4H) @ (4H x H) backward, faster
+with the weight cut into blocks of columns and done as one batched product (column_blocks, matmul_blocks);
+which width is fastest depends on the CPU, the OpenBLAS kernel and B, so training measures it where it runs.
 """
 
 import functools
@@ -37,13 +37,13 @@ BLOCK_CANDIDATES = (0, 16, 32, 64, 128)  # 0: the plain product
 class Plan:
     """How the engine computes: its threads, and the width of the column blocks of each in-loop product.
 
-    OpenBLAS runs the small in-loop products, (B x H) @ (H x 4H) forward and (B x 4H) @ (4H x H) backward, faster
-    with the weight cut into blocks of columns and done as one batched product; which width is fastest depends on
-    the CPU, the OpenBLAS kernel and B, so training measures it where it runs, at the first use of each shape (a
-    few milliseconds). A width changes the products' rounding: a plan keeps every width it used in its table
-    (widths()), a training checkpoint saves it, and Plan(widths=table) uses those again, so that a resumed run
-    continues bit for bit. Plan.plain() uses the plain product everywhere, so that the same input gives the same
-    output in every process: sampling, evaluation (dynamic too) and the explorer use it.
+    OpenBLAS runs the small in-loop products, (B x H) @ (H x 4H) forward and (B x 4H) @ (4H x H) backward,
+    faster with the weight cut into blocks of columns and done as one batched product; which width is fastest
+    depends on the CPU, the OpenBLAS kernel and B, so training measures it where it runs, at the first use of
+    each shape (a few milliseconds). A width changes the products' rounding: a plan keeps every width it used
+    in its table (widths()), a training checkpoint saves it, and Plan(widths=table) uses those again, so that
+    a resumed run continues bit for bit. Plan.plain() uses the plain product everywhere, so that the same
+    input gives the same output in every process: sampling, evaluation (dynamic too) and the explorer use it.
 
     threads: 1, or 2 to run half of the streams on each of two threads (stack_forward); forward, backward: a
     width to use for every product of that kind instead of measuring (0: the plain product)."""
@@ -75,9 +75,9 @@ class Plan:
 
 @functools.lru_cache(maxsize=None)
 def _fastest_width(B, K, N, dtype):
-    """The fastest way to compute a (B, K) @ (K, N) product on this machine: the width of the column blocks, or 0
-    for the plain product; the fastest of 5 rounds of 5 calls of each, robust to noise. Measured once a process
-    (two runs in one process then compute alike)."""
+    """The fastest way to compute a (B, K) @ (K, N) product on this machine: the width of the column blocks,
+    or 0 for the plain product; the fastest of 5 rounds of 5 calls of each, robust to noise. Measured once a
+    process (two runs in one process then compute alike)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, K)).astype(dtype)
     M = rng.standard_normal((K, N)).astype(dtype)
@@ -99,8 +99,8 @@ def _fastest_width(B, K, N, dtype):
 
 
 def read_widths(table):
-    """A table of Plan.widths() (e.g. of a saved run) as the plan's dict. Raises ValueError, naming the first wrong
-    entry, if the table is not such a list."""
+    """A table of Plan.widths() (e.g. of a saved run) as the plan's dict. Raises ValueError, naming the first
+    wrong entry, if the table is not such a list."""
     if not isinstance(table, list):
         raise ValueError(f'the table of block widths is a {type(table).__name__}, not a list')
     widths = {}
@@ -116,7 +116,8 @@ def read_widths(table):
 
 
 def _width_key(row):
-    """The key (B, K, N, dtype) of a row [B, K, N, dtype, width] of Plan.widths(), or None if it is damaged."""
+    """The key (B, K, N, dtype) of a row [B, K, N, dtype, width] of Plan.widths(), or None if it is
+    damaged."""
     if not isinstance(row, list) or len(row) != 5 or not isinstance(row[3], str):
         return None
     sizes = [row[0], row[1], row[2], row[4]]

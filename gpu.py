@@ -1,9 +1,10 @@
 """The GPU engine: the model trained, scored and sampled on an NVIDIA GPU through CuPy (--device cuda).
 
 Read layers.py first: it is the math. This module computes the same functions as engine.py does on the CPU
-(each docstring names its function of layers.py or lstm.py), and tests/test_gpu.py holds it to them in float64.
-Its array code runs on numpy as well as on CuPy: the few kernels (gpu_kernels.py) have numpy twins, so that all
-of it runs and is tested on any machine, and on a GPU the kernels are held to the twins. What makes it fast:
+(each docstring names its function of layers.py or lstm.py), and tests/test_gpu.py holds it to them in
+float64. Its array code runs on numpy as well as on CuPy: the few kernels (gpu_kernels.py) have numpy twins,
+so that all of it runs and is tested on any machine, and on a GPU the kernels are held to the twins. What
+makes it fast:
 
 - The parameters, their gradients and RMSprop's state live on the GPU in flat buffers for the whole run, the
   weight matrices first; every other buffer is allocated once per window shape. The host sees them only at a
@@ -15,15 +16,15 @@ of it runs and is tested on any machine, and on a GPU the kernels are held to th
   advance (gpu_kernels.py): at small batches Python's cost of a launch, not the GPU, sets the pace.
 - The loss, the gradient's norm, the clipping and the update of every parameter (one kernel) stay on the GPU;
   the host waits once per window, for the loss and a check that the weights are finite.
-- Dropout masks are drawn on the host by the run's generator in the same order as on the CPU (lstm.draw_masks),
-  so that a run moves between the devices with its random stream.
+- Dropout masks are drawn on the host by the run's generator in the same order as on the CPU
+  (lstm.draw_masks), so that a run moves between the devices with its random stream.
 """
 
 import numpy as np
 
 import lstm
 
-# --- the parameters on the device -----------------------------------------------------------------------------
+# --- the parameters on the device ---------------------------------------------------------------------------
 
 
 class Flat:
@@ -142,8 +143,8 @@ class Model:
         return w, inputs
 
     def loss_and_grads(self, x, y, masks=None, weight_masks=None):
-        """lstm.loss_and_grads of one window: the mean loss over x -> y (device (T, B) indices), a device float64
-        scalar; the gradients in self.grads. self.state moves on."""
+        """lstm.loss_and_grads of one window: the mean loss over x -> y (device (T, B) indices), a device
+        float64 scalar; the gradients in self.grads. self.state moves on."""
         xp, p, g = self.xp, self.params.view, self.grads.view
         weights = None
         if weight_masks and any(m is not None for m in weight_masks):
@@ -203,7 +204,7 @@ class Model:
             dW[D:] *= weight_masks[n]  # the gradient reaches a dropped weight through its mask
 
 
-# --- training ---------------------------------------------------------------------------------------------------
+# --- training -----------------------------------------------------------------------------------------------
 
 
 class Trainer:
@@ -277,7 +278,7 @@ class Trainer:
         return float(loss), bool(ok)
 
 
-# --- forward only: evaluation, sampling, the explorer ------------------------------------------------------------
+# --- forward only: evaluation, sampling, the explorer -------------------------------------------------------
 
 
 class Predictor:

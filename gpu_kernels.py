@@ -6,11 +6,11 @@ the kernels runs and is tested on any machine (tests/test_gpu.py), and on a GPU 
 twins. Everything else gpu.py does is array code that numpy and CuPy both run.
 
 What the ops are, and why they are kernels:
-- forward_loop / backward_loop: the time loop of an LSTM layer (layers.lstm_forward / lstm_backward). A step is
-  one cuBLAS product and one fused elementwise kernel (the four gates, the cell and h; or the four gates'
-  gradients and the cell's). Launched from Python, a CuPy call costs ~25 us, more than the GPU needs for a step
-  at small batches; so the loop calls cuBLAS directly with pointers computed in advance (base + t x stride),
-  and launches the kernel with a few scalar arguments: ~15 us a step instead of ~60.
+- forward_loop / backward_loop: the time loop of an LSTM layer (layers.lstm_forward / lstm_backward). A step
+  is one cuBLAS product and one fused elementwise kernel (the four gates, the cell and h; or the four gates'
+  gradients and the cell's). Launched from Python, a CuPy call costs ~25 us, more than the GPU needs for a
+  step at small batches; so the loop calls cuBLAS directly with pointers computed in advance (base + t x
+  stride), and launches the kernel with a few scalar arguments: ~15 us a step instead of ~60.
 - softmax_xent: the loss and its gradient (layers.softmax_loss), one thread per row.
 - rmsprop: optimizer.RMSprop's update of every parameter in one kernel over one flat buffer, with the clipping
   scale computed on the GPU from the gradients' squared norm (no wait for the host).
@@ -25,8 +25,9 @@ import numpy as np
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gpu_kernels.cu'), encoding='utf-8') as _f:
     SOURCE = _f.read()
 
-# Up to this many streams the fused step kernels run the time loop, above it cuBLAS and a kernel per step. A first
-# guess, not yet measured: .ci/gpu-check's fused-step probe (fused.log) measures where cuBLAS becomes faster.
+# Up to this many streams the fused step kernels run the time loop, above it cuBLAS and a kernel per step. A
+# first guess, not yet measured: .ci/gpu-check's fused-step probe (fused.log) measures where cuBLAS becomes
+# faster.
 FUSED_MAX_B = 64
 KERNELS = (
     'step_forward',
@@ -39,7 +40,7 @@ KERNELS = (
 THREADS = 256  # threads per block
 
 
-# --- the numpy twins -------------------------------------------------------------------------------------------
+# --- the numpy twins ----------------------------------------------------------------------------------------
 
 
 def step_forward(G, c_prev, c, h):
@@ -100,8 +101,8 @@ class NumpyOps:
         return np.asarray(a)
 
     def forward_loop(self, Wh, hs, cs, G):
-        """layers.lstm_forward's loop. G (T, B, 4H) holds x Wx + b of each step; hs, cs (T + 1, B, H) hold h0, c0
-        at [0]. Fills hs[1:], cs[1:]; leaves the activated gates in G."""
+        """layers.lstm_forward's loop. G (T, B, 4H) holds x Wx + b of each step; hs, cs (T + 1, B, H) hold h0,
+        c0 at [0]. Fills hs[1:], cs[1:]; leaves the activated gates in G."""
         for t in range(len(G)):
             G[t] += hs[t] @ Wh  # cuBLAS: C = A B + 1 C
             step_forward(G[t], cs[t], cs[t + 1], hs[t + 1])

@@ -1,9 +1,9 @@
 """The reference math of the model, one equation a line: read this file first.
 
 An LSTM step forward and backward, the window forward and backward through time built on the step, the stack
-of layers with dropout between them, the dense layer, and the softmax. Every layer is a `*_forward` that returns
-its outputs and a cache, and a `*_backward(dout, cache)` that returns the gradients in the order of the
-forward's inputs (the CS231n convention); a cache is opaque to everyone but its layer.
+of layers with dropout between them, the dense layer, and the softmax. Every layer is a `*_forward` that
+returns its outputs and a cache, and a `*_backward(dout, cache)` that returns the gradients in the order of
+the forward's inputs (the CS231n convention); a cache is opaque to everyone but its layer.
 
 Sizes: T time steps, B parallel streams, D inputs, H hidden units, V characters in the vocabulary. Arrays are
 time-major: x[t] is one (B, D) block.
@@ -26,12 +26,13 @@ def sigmoid(x):
 
 
 def one_hot(ids, V, dtype=np.float64):
-    """(...,) integer indices -> (..., V) one-hot vectors: the model's input. Multiplying a one-hot vector by a
-    matrix selects one row of the matrix, which is what the engine does instead (a test checks they agree)."""
+    """(...,) integer indices -> (..., V) one-hot vectors: the model's input. Multiplying a one-hot vector by
+    a matrix selects one row of the matrix, which is what the engine does instead (a test checks they
+    agree)."""
     return np.eye(V, dtype=dtype)[ids]
 
 
-# --- one LSTM step ----------------------------------------------------------------------------------------------
+# --- one LSTM step ------------------------------------------------------------------------------------------
 
 
 class StepCache(NamedTuple):
@@ -94,7 +95,7 @@ def lstm_step_backward(dh, dc, cache):
     return dxh[:, :-H], dxh[:, -H:], dc_prev, dW, db
 
 
-# --- an LSTM layer over a window of T steps: backpropagation through time ----------------------------------------
+# --- an LSTM layer over a window of T steps: backpropagation through time -----------------------------------
 
 
 def lstm_forward(x, h0, c0, W, b):
@@ -121,7 +122,8 @@ def lstm_backward(dh, dcT, cache):
 
     Inputs:
     - dh: (T, B, H) gradient of the loss with respect to every h[t], from the layer above
-    - dcT: (B, H) gradient with respect to the last cell state c[-1] (from beyond the window), or None for zero
+    - dcT: (B, H) gradient with respect to the last cell state c[-1] (from beyond the window), or None for
+      zero
     - cache: from lstm_forward
 
     Returns (dx (T, B, D), dh0, dc0 (B, H) the gradients of the carried-in state, dW, db).
@@ -139,7 +141,7 @@ def lstm_backward(dh, dcT, cache):
     return dx, dh_next, dc_next, dW, db
 
 
-# --- the stack of LSTM layers, with dropout between them ---------------------------------------------------------
+# --- the stack of LSTM layers, with dropout between them ----------------------------------------------------
 
 
 class StackCache(NamedTuple):
@@ -193,7 +195,7 @@ def stack_backward(dtop, cache, dstate=None):
     return dout, dWs, dbs, dstate0
 
 
-# --- the output: a dense layer at every step, and the softmax ----------------------------------------------------
+# --- the output: a dense layer at every step, and the softmax -----------------------------------------------
 
 
 def dense_forward(h, W, b):
@@ -218,7 +220,8 @@ def dense_backward(dlogits, cache):
 
 def softmax(logits, temperature=1.0):
     """The distribution over the next character, softmax(logits / temperature), along the last axis, computed
-    in float64. (temperature > 0; the shift by the maximum leaves it unchanged and keeps exp from overflowing.)"""
+    in float64. (temperature > 0; the shift by the maximum leaves it unchanged and keeps exp from
+    overflowing.)"""
     z = np.asarray(logits, dtype=np.float64)
     with np.errstate(over='ignore', invalid='ignore'):
         scaled = z / temperature

@@ -1,8 +1,8 @@
 """The character-level language model: one-hot characters -> LSTM -> ... -> LSTM -> dense -> softmax.
 
-Parameters are a flat dict of named numpy arrays, the same names as in the weights file:
-`lstm1.W` (V + H, 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), `lstm2.b`, ..., `dense.W` (H, V), `dense.b` (V,).
-The hidden state carried between windows is a list with one (h, c) pair of (B, H) arrays per LSTM layer.
+Parameters are a flat dict of named numpy arrays, the same names as in the weights file: `lstm1.W` (V + H,
+4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), `lstm2.b`, ..., `dense.W` (H, V), `dense.b` (V,). The hidden
+state carried between windows is a list with one (h, c) pair of (B, H) arrays per LSTM layer.
 
 The math is in layers.py. Training runs parts of it directly: the dense layer (dense_forward, dense_backward)
 and the loss (softmax_loss), always; sampling's softmax too. The LSTM layers it runs through engine.py, which
@@ -26,7 +26,8 @@ BLOCK_BATCH = 128  # block_losses runs this many blocks side by side
 
 
 def init_params(V, H=512, n_layers=2, *, rng=None, dtype=np.float32):
-    """Fresh parameters: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the forget gate's 1."""
+    """Fresh parameters: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights, zero biases but the forget gate's
+    1."""
     rng = np.random.default_rng(rng)
     params = {}
     D = V
@@ -67,8 +68,8 @@ def dropout_mask(rng, shape, p, dtype):
 
 def draw_masks(rng, T, B, H, n_layers, dtype, *, dropout=0.0, variational=False, weight_drop=0.0):
     """forward's random masks, drawn from rng in one order on every device: per layer a dropout mask of its
-    output ((1 if variational else T, B, H), or None without dropout), then per layer a weight-drop mask of its
-    recurrent weights ((H, 4H), or None). Returns (masks, weight_masks)."""
+    output ((1 if variational else T, B, H), or None without dropout), then per layer a weight-drop mask of
+    its recurrent weights ((H, 4H), or None). Returns (masks, weight_masks)."""
     dtype = np.dtype(dtype)
     masks = [None] * n_layers
     if dropout > 0.0:
@@ -99,11 +100,11 @@ def forward(
       0 at evaluation), with masks drawn from rng; variational: one mask per stream for the whole window, the
       same at every time step (Gal and Ghahramani, 2016), instead of a new mask at every step
     - weight_drop: probability of zeroing each recurrent weight (the h_prev rows of every LSTM's W) for the
-      whole window, the same for every chunk and step (DropConnect, as in AWD-LSTM; inverted; 0 at evaluation),
-      with masks drawn from rng after the dropout masks
-    - plan: how the engine computes (an engine.Plan: its threads and the widths of its in-loop products, measured
-      for training, which keeps its plan in the checkpoint); None for engine.Plan.plain(), the same results in
-      every process
+      whole window, the same for every chunk and step (DropConnect, as in AWD-LSTM; inverted; 0 at
+      evaluation), with masks drawn from rng after the dropout masks
+    - plan: how the engine computes (an engine.Plan: its threads and the widths of its in-loop products,
+      measured for training, which keeps its plan in the checkpoint); None for engine.Plan.plain(), the same
+      results in every process
     - reference: run layers.py (the plain math, slow) instead of the engine
 
     Returns (logits (T, B, V), the final state to carry, Cache).
@@ -134,9 +135,9 @@ def backward(dlogits, cache, *, dstate=None):
     """Gradients of the loss with respect to every parameter and to the initial state.
 
     Inputs: dlogits (T, B, V); the Cache from forward; dstate, an optional list of (dhT, dcT) per layer for a
-    loss that also depends on the final state (None: the window's loss does not).
-    Returns (grads, a dict named like params; dstate0, a list of (dh0, dc0) per layer).
-    The engine's backward pass uses its cache up (on the threads forward ran on): run it once per forward pass.
+    loss that also depends on the final state (None: the window's loss does not). Returns (grads, a dict named
+    like params; dstate0, a list of (dh0, dc0) per layer). The engine's backward pass uses its cache up (on
+    the threads forward ran on): run it once per forward pass.
     """
     grads = {}
     dtop, grads['dense.W'], grads['dense.b'] = layers.dense_backward(dlogits, cache.dense)
@@ -168,14 +169,14 @@ def loss_and_grads(
     return loss, grads, new_state
 
 
-# --- forward only: evaluation, sampling, the explorer ------------------------------------------------------------
+# --- forward only: evaluation, sampling, the explorer -------------------------------------------------------
 
 
 class Predictor:
     """The model run forward only over B streams side by side, any number of steps at a time, with the state
-    carried from call to call (starting from zeros): sampling feeds it one step at a time. The recurrent weights
-    are prepared once, for every call. self.state, [(h, c)] per layer of (B, H) arrays, is the state the next
-    call starts from; a caller may replace it (beam search moves rows from one stream to another)."""
+    carried from call to call (starting from zeros): sampling feeds it one step at a time. The recurrent
+    weights are prepared once, for every call. self.state, [(h, c)] per layer of (B, H) arrays, is the state
+    the next call starts from; a caller may replace it (beam search moves rows from one stream to another)."""
 
     def __init__(self, params, B=1):
         _, _, n_layers = sizes(params)
@@ -186,8 +187,9 @@ class Predictor:
         self.state = zero_state(params, B)
 
     def __call__(self, ids, *, keep=False):
-        """ids: (T, B) indices. Returns the logits (T, B, V); if keep, (logits, an engine.LayerSteps per layer:
-        every step's h, c (T, B, H) and activated gates [i, f, o, g] (T, B, 4H)). The state moves on."""
+        """ids: (T, B) indices. Returns the logits (T, B, V); if keep, (logits, an engine.LayerSteps per
+        layer: every step's h, c (T, B, H) and activated gates [i, f, o, g] (T, B, 4H)). The state moves
+        on."""
         top, self.state, steps = engine.stack_forward_only(
             np.asarray(ids), self.state, self.Ws, self.bs, self.Whbs, keep
         )
@@ -211,8 +213,8 @@ class StreamWindow(NamedTuple):
 
 def stream(params, ids, window=1000, *, keep=False, device=None):
     """Read ids as one stream (batch 1) a window of characters at a time, the state carried from window to
-    window, so that any length of text works: yields a StreamWindow per window. The window size changes nothing
-    but speed and memory. device: as for predictor."""
+    window, so that any length of text works: yields a StreamWindow per window. The window size changes
+    nothing but speed and memory. device: as for predictor."""
     ids = np.asarray(ids)
     model = predictor(params, 1, device)
     for t0 in range(0, len(ids), window):
@@ -276,11 +278,11 @@ def block_losses(params, ids, T, starts, *, batch=BLOCK_BATCH, progress=None, de
 def evaluate_dynamic(params, ids, *, lr=0.2, window=50, decay=0.0, threads=1, progress=None, device=None):
     """Dynamic evaluation (Krause et al., 2018): score ids as one stream while the weights adapt to the text.
 
-    The text is read in windows of `window` characters with the state carried. Each window is scored first, and
-    only then does the model learn from it: one step of gradient descent on the window's mean loss,
-    p -= lr * dL/dp, and, if decay > 0, a pull back towards the original weights, p += decay * (p0 - p).
-    params is not changed. Returns (total loss in nats, characters scored) per window, as two arrays, so that a
-    caller can report any part of the text. progress as in evaluate; device as for predictor.
+    The text is read in windows of `window` characters with the state carried. Each window is scored first,
+    and only then does the model learn from it: one step of gradient descent on the window's mean loss, p -=
+    lr * dL/dp, and, if decay > 0, a pull back towards the original weights, p += decay * (p0 - p). params is
+    not changed. Returns (total loss in nats, characters scored) per window, as two arrays, so that a caller
+    can report any part of the text. progress as in evaluate; device as for predictor.
     """
     ids = np.asarray(ids)
     if device is not None:

@@ -21,8 +21,8 @@ class RMSprop:
 
     - lr: learning rate; rho: decay of the running mean of squared gradients; eps: added to its square root
     - clip: if > 0, gradients whose global norm exceeds clip are scaled down to norm clip before the update
-    - weight_decay: if > 0, every weight matrix (not the biases) also shrinks by lr * weight_decay * p per step,
-      decoupled from the gradient (as in AdamW)
+    - weight_decay: if > 0, every weight matrix (not the biases) also shrinks by lr * weight_decay * p per
+      step, decoupled from the gradient (as in AdamW)
     """
 
     def __init__(self, params, lr=0.001, rho=0.95, eps=1e-8, clip=0.0, weight_decay=0.0):
@@ -77,8 +77,9 @@ class RMSprop:
 
 
 def update_average(average, params, decay):
-    """The exponential moving average of the weights, in place: average = decay * average + (1 - decay) * params.
-    Evaluating with the average of the last ~1 / (1 - decay) steps' weights smooths out the optimizer's noise."""
+    """The exponential moving average of the weights, in place: average = decay * average + (1 - decay) *
+    params. Evaluating with the average of the last ~1 / (1 - decay) steps' weights smooths out the
+    optimizer's noise."""
     for k, p in params.items():
         a = average[k]
         a *= decay

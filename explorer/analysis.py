@@ -16,7 +16,7 @@ import lstm
 WINDOW = 2000  # characters run through the model at a time
 
 
-# --- kinds of text ------------------------------------------------------------------------------------------------
+# --- kinds of text ------------------------------------------------------------------------------------------
 
 WORD = re.compile(r"(?:[^\W\d_]|')+")  # letters of any alphabet, and apostrophes
 
@@ -27,8 +27,8 @@ def state_label(state):
 
 
 def is_speaker(line):
-    """A line of capitals ending with ':', e.g. 'KING RICHARD III:' (in any alphabet that has capitals). A line
-    read from a text with CRLF line ends may end in '\\r': it is left out."""
+    """A line of capitals ending with ':', e.g. 'KING RICHARD III:' (in any alphabet that has capitals). A
+    line read from a text with CRLF line ends may end in '\\r': it is left out."""
     line = line[:-1] if line.endswith('\r') else line
     name = line[:-1]
     return (
@@ -41,9 +41,9 @@ def is_speaker(line):
 
 
 def char_kinds(text):
-    """Boolean masks over the characters of text, one per kind: {name: (N,) bool}. A character may be of several
-    kinds. Also the distance of each character from the last newline before it, (N,) ints. Lines may end with
-    '\n' or '\r\n'."""
+    """Boolean masks over the characters of text, one per kind: {name: (N,) bool}. A character may be of
+    several kinds. Also the distance of each character from the last newline before it, (N,) ints. Lines may
+    end with '\n' or '\r\n'."""
     N = len(text)
     alpha = np.array([ch.isalpha() for ch in text])
     prev_alpha = np.concatenate([[False], alpha[:-1]])
@@ -72,13 +72,13 @@ def char_kinds(text):
     return kinds, since
 
 
-# --- running the model ----------------------------------------------------------------------------------------------
+# --- running the model --------------------------------------------------------------------------------------
 
 
 def stream_states(params, ids, window=WINDOW, progress=None, device=None):
     """Run the model forward over the indices as one stream (lstm.stream), a window at a time with the state
-    carried. Yields (t0, [engine.LayerSteps(h, c, gates)] per layer) for the characters t0 .. t0 + n - 1: h and c
-    (n, H), gates (n, 4H) the activated [i, f, o, g]. The window changes nothing but memory."""
+    carried. Yields (t0, [engine.LayerSteps(h, c, gates)] per layer) for the characters t0 .. t0 + n - 1: h
+    and c (n, H), gates (n, 4H) the activated [i, f, o, g]. The window changes nothing but memory."""
     for w in lstm.stream(params, ids, window, keep=True, device=device):
         yield w.t0, w.steps
         if progress is not None:
@@ -86,8 +86,8 @@ def stream_states(params, ids, window=WINDOW, progress=None, device=None):
 
 
 def activations(params, ids, progress=None, device=None):
-    """Every activation the explorer shows: {(layer, 'h' or 'c'): (N, H) array}, layers from 1; 'c' holds tanh(c),
-    so both lie in [-1, 1]."""
+    """Every activation the explorer shows: {(layer, 'h' or 'c'): (N, H) array}, layers from 1; 'c' holds
+    tanh(c), so both lie in [-1, 1]."""
     parts = {}
     for _, hidden in stream_states(params, ids, progress=progress, device=device):
         for n, (h, c, _) in enumerate(hidden, start=1):
@@ -96,16 +96,17 @@ def activations(params, ids, progress=None, device=None):
     return {key: np.concatenate(arrays) for key, arrays in parts.items()}
 
 
-# --- features of the text -----------------------------------------------------------------------------------------
+# --- features of the text -----------------------------------------------------------------------------------
 
 MAX_PERIOD = 128  # the longest period searched: the search's sums grow with the square of the periods
 
 
 def line_periods(text):
-    """Periods 2 .. the longest common line length (the 90th percentile of the lengths of the non-empty lines), at
-    most MAX_PERIOD, and the longest period that fits two cycles into a typical line (half the median length), at
-    most the longest period. A line's '\\r' (CRLF line ends) does not count. Without the bound, a text of one long
-    line (a paragraph per line, or no newline at all) asked for sums of size the square of its length."""
+    """Periods 2 .. the longest common line length (the 90th percentile of the lengths of the non-empty
+    lines), at most MAX_PERIOD, and the longest period that fits two cycles into a typical line (half the
+    median length), at most the longest period. A line's '\\r' (CRLF line ends) does not count. Without the
+    bound, a text of one long line (a paragraph per line, or no newline at all) asked for sums of size the
+    square of its length."""
     lengths = [len(line) - line.endswith('\r') for line in text.split('\n') if line.rstrip('\r')]
     longest = max(min(int(np.percentile(lengths, 90)) if lengths else 8, MAX_PERIOD), 3)
     two_cycles = max(2, int(np.median(lengths)) // 2) if lengths else 4
@@ -123,7 +124,8 @@ def _to_word_end(text):
 
 
 def _inside_quotes(text):
-    """1.0 for the characters inside double quotes or brackets (the quotes and brackets included), else 0.0."""
+    """1.0 for the characters inside double quotes or brackets (the quotes and brackets included), else
+    0.0."""
     inside = np.zeros(len(text))
     depth, quoted = 0, False
     for j, ch in enumerate(text):
@@ -158,14 +160,14 @@ def features(text):
     }
 
 
-# --- the neurons that follow them -----------------------------------------------------------------------------------
+# --- the neurons that follow them ---------------------------------------------------------------------------
 
 
 class PeriodicSearch:
     """Which activations oscillate with the position in the line: for every period P from 2 up to the longest
-    common line length and any phase, the partial correlation R of an activation with sin and cos of
-    2 pi * position / P once the position's trend (1, position, position^2) is taken out. Without that, a period
-    near the line length fits the steady rise of a line-position cell as well as any sine. The same search on the
+    common line length and any phase, the partial correlation R of an activation with sin and cos of 2 pi *
+    position / P once the position's trend (1, position, position^2) is taken out. Without that, a period near
+    the line length fits the steady rise of a line-position cell as well as any sine. The same search on the
     positions shuffled among the characters is the control: the R that chance alone gives. Sums are gathered a
     block of characters at a time (add), so any length of text works."""
 
@@ -194,8 +196,8 @@ class PeriodicSearch:
                     acc += new
 
     def result(self, max_period=None):
-        """{'real' or 'control': (best partial R per activation (M,), its period (M,))}, over the periods up to
-        max_period (None: all)."""
+        """{'real' or 'control': (best partial R per activation (M,), its period (M,))}, over the periods up
+        to max_period (None: all)."""
         nP = len(self.periods)
         out = {}
         for name, (XX, XA, aa) in self.sums.items():
@@ -219,7 +221,8 @@ class PeriodicSearch:
 
 
 class _Correlation:
-    """Pearson's r of every activation with one feature, over the characters its mask keeps, from running sums."""
+    """Pearson's r of every activation with one feature, over the characters its mask keeps, from running
+    sums."""
 
     def __init__(self, M):
         self.n, self.f, self.ff = 0.0, 0.0, 0.0
@@ -294,8 +297,8 @@ def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None, device=
     # Ranked over the periods that fit two cycles into a typical line: longer ones fit the steady rise of the
     # line-position cells (what the trend leaves of it) as well as any wave. The longest are reported apart.
     found, every = search.result(two_cycles), search.result()
-    # The trend and one wave (5 columns) fit any 5 distinct line positions exactly: with no more than that, every
-    # R is 0 or 1 whatever the neuron does, and there is nothing to rank.
+    # The trend and one wave (5 columns) fit any 5 distinct line positions exactly: with no more than that,
+    # every R is 0 or 1 whatever the neuron does, and there is nothing to rank.
     present = len(np.unique(feats['periodic in line'][0])) > 5
     R, period = found['real']
     out['periodic in line'] = dict(
@@ -311,7 +314,8 @@ def find_neurons(params, ids, text, top=5, window=WINDOW, progress=None, device=
 
 def position_profile(params, ids, text, cells, max_pos=60, window=WINDOW, progress=None, device=None):
     """For each cell (layer, 'h' or 'c', index, ...): its mean activation at each position in the line, 0 ..
-    max_pos, over the text. Returns (means (cells, max_pos + 1), counts (max_pos + 1,) characters per position)."""
+    max_pos, over the text. Returns (means (cells, max_pos + 1), counts (max_pos + 1,) characters per
+    position)."""
     _, pos = char_kinds(text)  # characters since the last newline
     sums = np.zeros((len(cells), max_pos + 1))
     counts = np.bincount(np.minimum(pos, max_pos + 1), minlength=max_pos + 2)[: max_pos + 1]
@@ -325,15 +329,15 @@ def position_profile(params, ids, text, cells, max_pos=60, window=WINDOW, progre
     return sums / np.maximum(counts, 1), counts
 
 
-# --- gate saturation (Karpathy, Johnson and Fei-Fei, 2015) ------------------------------------------------------
+# --- gate saturation (Karpathy, Johnson and Fei-Fei, 2015) --------------------------------------------------
 
 GATES = ('input', 'forget', 'output')  # the column blocks i, f, o of each layer's gates
 
 
 def gate_saturation(params, ids, low=0.1, high=0.9, window=WINDOW, progress=None, device=None):
-    """How often each cell's gates are saturated over the text. Returns {(layer, gate name): (left, right)}: for
-    each of the H cells, the fraction of steps with the gate below `low` (left-saturated, nearly closed) and
-    above `high` (right-saturated, nearly open)."""
+    """How often each cell's gates are saturated over the text. Returns {(layer, gate name): (left, right)}:
+    for each of the H cells, the fraction of steps with the gate below `low` (left-saturated, nearly closed)
+    and above `high` (right-saturated, nearly open)."""
     _, H, n_layers = lstm.sizes(params)
     counts = {(n, g): [np.zeros(H), np.zeros(H)] for n in range(1, n_layers + 1) for g in GATES}
     for _, hidden in stream_states(params, ids, window, progress, device):

@@ -1,5 +1,5 @@
-"""The explorer's pictures, drawn from what analysis.py computes: the gate saturation and the mean activation by
-position in the line as SVG, and the self-contained HTML page (the template explorer.html, filled in)."""
+"""The explorer's pictures, drawn from what analysis.py computes: the gate saturation and the mean activation
+by position in the line as SVG, and the self-contained HTML page (the template explorer.html, filled in)."""
 
 import base64
 import html
@@ -17,7 +17,8 @@ GATE_COLOURS = {'input': '#1f77b4', 'forget': '#2ca02c', 'output': '#d62728'}
 
 def saturation_svg(sat, title, size=220, pad=44):
     """The figure of Karpathy et al. (2015): one panel per layer (rows) and gate (columns), each cell a dot at
-    (fraction of steps left-saturated, fraction right-saturated). sat: what analysis.gate_saturation returns."""
+    (fraction of steps left-saturated, fraction right-saturated). sat: what analysis.gate_saturation
+    returns."""
     layers_ = sorted({n for n, _ in sat})
     gates = list(GATE_COLOURS)
     width, height = pad + len(gates) * (size + pad), 40 + len(layers_) * (size + pad)
@@ -67,8 +68,8 @@ def saturation_svg(sat, title, size=220, pad=44):
 
 def position_profile_svg(means, counts, cells, title, max_pos=60):
     """One panel per cell (layer, 'h' or 'c', index, label): its mean activation at each position in the line,
-    0 .. max_pos (means, counts: what analysis.position_profile returns). A sine cell shows a wave; a counter, a
-    ramp."""
+    0 .. max_pos (means, counts: what analysis.position_profile returns). A sine cell shows a wave; a counter,
+    a ramp."""
     w, h, pad = 300, 170, 40
     width, height = pad + len(cells) * (w + pad), h + 90
     out = svg.document(width, height, title, 18)

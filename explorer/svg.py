@@ -1,9 +1,9 @@
-"""Plain SVG written by hand, for the pictures of _plot.py and _visualize.py: no plotting library is needed, and
-the files show in any browser and on GitHub.
+"""Plain SVG written by hand, for the pictures of _plot.py and _visualize.py: no plotting library is needed,
+and the files show in any browser and on GitHub.
 
 A picture is a list of elements: start it with document(), append element(...) and text(...), end it with
-finish(). Attribute values: an int is written as it is, a float with one decimal, anything else as text (escaped);
-a float that is not finite is refused, so that no picture says x="nan".
+finish(). Attribute values: an int is written as it is, a float with one decimal, anything else as text
+(escaped); a float that is not finite is refused, so that no picture says x="nan".
 """
 
 import html
@@ -22,18 +22,20 @@ def _value(v):
 
 
 def _attributes(attrs):
-    """' name="value" ...', with name_with_underscores written name-with-hyphens (text_anchor: text-anchor)."""
+    """' name="value" ...', with name_with_underscores written name-with-hyphens (text_anchor:
+    text-anchor)."""
     return ''.join(f' {name.rstrip("_").replace("_", "-")}="{_value(v)}"' for name, v in attrs.items())
 
 
 def element(name, **attrs):
-    """An empty element: element('line', x1=0, y1=0.5, stroke='black') is <line x1="0" y1="0.5" stroke="black"/>."""
+    """An empty element: element('line', x1=0, y1=0.5, stroke='black') is <line x1="0" y1="0.5"
+    stroke="black"/>."""
     return f'<{name}{_attributes(attrs)}/>'
 
 
 def _xml(s):
-    """Text escaped for SVG (XML): <, >, & and quotes escaped; control characters, which XML cannot hold at all
-    (a title read from a file name may have one), shown as U+FFFD."""
+    """Text escaped for SVG (XML): <, >, & and quotes escaped; control characters, which XML cannot hold at
+    all (a title read from a file name may have one), shown as U+FFFD."""
     return html.escape(''.join('\ufffd' if ord(ch) < 32 and ch not in '\t\n\r' else ch for ch in s))
 
 

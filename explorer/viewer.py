@@ -14,8 +14,8 @@ def colour(a):
 
 
 class Viewer:
-    """The tkinter window: a bar that chooses the neuron (its number, previous and next, the layer, h or tanh(c)),
-    and the text, each character coloured by that neuron's activation after reading it."""
+    """The tkinter window: a bar that chooses the neuron (its number, previous and next, the layer, h or
+    tanh(c)), and the text, each character coloured by that neuron's activation after reading it."""
 
     def __init__(self, text, acts, H, n_layers, layer, state, neuron):
         import tkinter as tk
@@ -84,14 +84,16 @@ class Viewer:
 
 
 def build_viewer(text, acts, H, n_layers, layer, state, neuron):
-    """The tkinter window. Returns (root, widgets): the caller runs root.mainloop(); tests drive the widgets."""
+    """The tkinter window. Returns (root, widgets): the caller runs root.mainloop(); tests drive the
+    widgets."""
     v = Viewer(text, acts, H, n_layers, layer, state, neuron)
     widgets = dict(previous=v.previous, next=v.following, entry=v.entry, neuron=v.neuron, layer=v.layer)
     return v.root, dict(widgets, state=v.state, status=v.status, text=v.box, show=v.show)
 
 
 def try_window():
-    """Open a window and close it at once: raises ImportError without tkinter, tkinter.TclError without a display."""
+    """Open a window and close it at once: raises ImportError without tkinter, tkinter.TclError without a
+    display."""
     import tkinter as tk
 
     tk.Tk().destroy()

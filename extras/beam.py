@@ -2,11 +2,11 @@
 continuations at every step instead of drawing one character at a time.
 
 Temperature sampling picks each character well and the paragraph badly: it can get stuck where one unlikely
-character would lead back to likely text (karpathy/char-rnn#138, the most requested sampling feature of char-rnn).
-A beam of width N scores every continuation by the sum of the log-probabilities of its characters under the
-model's own distribution (no temperature), and at each step keeps the N best of the N x V ways to extend the N it
-had. Width 1 is greedy decoding, the same as sampling at temperature 0; a width that holds every prefix is an
-exhaustive search. It costs one step of the N streams, as a batch, per character.
+character would lead back to likely text (karpathy/char-rnn#138, the most requested sampling feature of
+char-rnn). A beam of width N scores every continuation by the sum of the log-probabilities of its characters
+under the model's own distribution (no temperature), and at each step keeps the N best of the N x V ways to
+extend the N it had. Width 1 is greedy decoding, the same as sampling at temperature 0; a width that holds
+every prefix is an exhaustive search. It costs one step of the N streams, as a batch, per character.
 """
 
 import numpy as np

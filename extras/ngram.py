@@ -1,8 +1,8 @@
-"""A character n-gram language model with interpolated Witten-Bell smoothing: the classical baseline that the LSTM
-is compared with (as in Karpathy, Johnson and Fei-Fei, 2015).
+"""A character n-gram language model with interpolated Witten-Bell smoothing: the classical baseline that the
+LSTM is compared with (as in Karpathy, Johnson and Fei-Fei, 2015).
 
-The probability of character c after the context h (the n - 1 characters before it) mixes the counts of h
-with the estimate from the context one character shorter, h', down to the uniform distribution over V characters:
+The probability of character c after the context h (the n - 1 characters before it) mixes the counts of h with
+the estimate from the context one character shorter, h', down to the uniform distribution over V characters:
 
     P(c | h) = (C(h c) + N1(h) P(c | h')) / (C(h) + N1(h))        (P(c | h) = P(c | h') where C(h) = 0)
 
@@ -26,8 +26,9 @@ def _extend(cid, seq, k, start):
 
 
 class NGram:
-    """Counts of an n-gram model of order n (contexts of up to n - 1 characters) over V characters, smoothed by
-    interpolated Witten-Bell (the formula above): no free parameter to tune, and every character keeps a chance."""
+    """Counts of an n-gram model of order n (contexts of up to n - 1 characters) over V characters, smoothed
+    by interpolated Witten-Bell (the formula above): no free parameter to tune, and every character keeps a
+    chance."""
 
     def __init__(self, n, V):
         self.n, self.V = n, V

@@ -1,5 +1,5 @@
-"""A long script run beside the other tests: begun as the session starts, in a process of its own, and waited for
-by its test (conftest.py begins it where its test is among those to run)."""
+"""A long script run beside the other tests: begun as the session starts, in a process of its own, and waited
+for by its test (conftest.py begins it where its test is among those to run)."""
 
 import os
 import subprocess
@@ -25,7 +25,8 @@ def start_script(name, *args, env=None):
 
 
 def finished_script(name, *args):
-    """The result of the script that start_script began, as script() returns it; where none was begun, run now."""
+    """The result of the script that start_script began, as script() returns it; where none was begun, run
+    now."""
     process = _started.pop(name, None)
     if process is None:
         return script(name, *args)

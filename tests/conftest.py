@@ -1,5 +1,5 @@
-"""What pytest loads first: the `slow` mark and the fixtures that several test files share. It imports helpers.py
-(which puts the repository on the import path); helpers.py never imports this file."""
+"""What pytest loads first: the `slow` mark and the fixtures that several test files share. It imports
+helpers.py (which puts the repository on the import path); helpers.py never imports this file."""
 
 import json
 import signal
@@ -16,14 +16,15 @@ from util.weights import save_params
 
 
 # A shell starts a background job with Ctrl-C (SIGINT) ignored, and every process it starts inherits that; the
-# tests that press Ctrl-C in a script they start need the ordinary disposition, so give it back to the scripts.
+# tests that press Ctrl-C in a script they start need the ordinary disposition, so give it back to the
+# scripts.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_finish(session):
-    """The shipped model's score takes about 25 s of one core: where it is among the tests to run, it starts now,
-    in its own process, and runs beside the others (its test waits for its result)."""
+    """The shipped model's score takes about 25 s of one core: where it is among the tests to run, it starts
+    now, in its own process, and runs beside the others (its test waits for its result)."""
     if any(item.name == 'test_shipped_model_validation_loss_is_what_its_file_says' for item in session.items):
         from test_shipped_model import SCORE
 

@@ -1,7 +1,8 @@
-"""The GPU engine's CUDA kernels run on the CPU: their source compiled by g++ with a shim that gives each block
-one OS thread per CUDA thread (a barrier for __syncthreads), and cuBLAS's gemm computed by numpy from the same
-pointers. EmulatedCudaOps is gpu_kernels.CudaOps with only its launches replaced, so that the kernels' indexing and
-the launchers' pointers and arguments are tested on any machine with a C++20 compiler; speed is not."""
+"""The GPU engine's CUDA kernels run on the CPU: their source compiled by g++ with a shim that gives each
+block one OS thread per CUDA thread (a barrier for __syncthreads), and cuBLAS's gemm computed by numpy from
+the same pointers. EmulatedCudaOps is gpu_kernels.CudaOps with only its launches replaced, so that the
+kernels' indexing and the launchers' pointers and arguments are tested on any machine with a C++20 compiler;
+speed is not."""
 
 import contextlib
 import ctypes
@@ -46,17 +47,18 @@ template <typename F> static void launch(unsigned gx, unsigned gy, unsigned bx, 
     }
 }
 extern "C" {
-void run_step_forward(unsigned gx, unsigned gy, unsigned bx, REAL* G, const REAL* cp, REAL* c, REAL* h, int B, int H)
+void run_step_forward(unsigned gx, unsigned gy, unsigned bx, REAL* G, const REAL* cp, REAL* c, REAL* h, int B,
+                      int H)
     { launch(gx, gy, bx, [=] { step_forward(G, cp, c, h, B, H); }); }
-void run_step_backward(unsigned gx, unsigned gy, unsigned bx, const REAL* dho, const REAL* dhn, REAL* dcn, REAL* G,
-                       const REAL* cp, const REAL* c, int B, int H)
+void run_step_backward(unsigned gx, unsigned gy, unsigned bx, const REAL* dho, const REAL* dhn, REAL* dcn,
+                       REAL* G, const REAL* cp, const REAL* c, int B, int H)
     { launch(gx, gy, bx, [=] { step_backward(dho, dhn, dcn, G, cp, c, B, H); }); }
 void run_step_forward_fused(unsigned gx, unsigned gy, unsigned bx, REAL* G, const REAL* hp, const REAL* Wh,
                             const REAL* cp, REAL* c, REAL* h, int B, int H)
     { launch(gx, gy, bx, [=] { step_forward_fused(G, hp, Wh, cp, c, h, B, H); }); }
 void run_step_backward_fused(unsigned gx, unsigned gy, unsigned bx, const REAL* dzn, const REAL* Wh,
-                             const REAL* dho, REAL* dhn, REAL* dcn, REAL* G, const REAL* cp, const REAL* c, int B,
-                             int H, int last)
+                             const REAL* dho, REAL* dhn, REAL* dcn, REAL* G, const REAL* cp, const REAL* c,
+                             int B, int H, int last)
     { launch(gx, gy, bx, [=] { step_backward_fused(dzn, Wh, dho, dhn, dcn, G, cp, c, B, H, last); }); }
 void run_softmax_xent(unsigned gx, unsigned gy, unsigned bx, REAL* z, const int* y, double* lp, int N, int V)
     { launch(gx, gy, bx, [=] { softmax_xent(z, y, lp, N, V); }); }

@@ -1,7 +1,7 @@
-"""Plain helpers shared by the test files: the repository's folder (ROOT, put on the import path here), running a
-script as a user does (script: in a process of its own; run_here: in this one), the one tiny training (TINY,
-train) and the checks of a run folder. The LSTM from its equations is in reference.py. The shared fixtures are
-in conftest.py, which imports this file (never the other way round)."""
+"""Plain helpers shared by the test files: the repository's folder (ROOT, put on the import path here),
+running a script as a user does (script: in a process of its own; run_here: in this one), the one tiny
+training (TINY, train) and the checks of a run folder. The LSTM from its equations is in reference.py. The
+shared fixtures are in conftest.py, which imports this file (never the other way round)."""
 
 import contextlib
 import importlib
@@ -53,14 +53,14 @@ def script(name, *args, cwd=ROOT, env=None):
 
 
 def run_here(name, *args, cwd=ROOT, env=None, stdout=None):
-    """Run a script in this process as `python name args` runs it: its main() through cli.run, with sys.argv, the
-    folder, stdout and stderr (file descriptors 1 and 2, files here) and the warnings a fresh process shows, no
-    GPU opened yet (util.devices opens one once a process); its exit status from SystemExit. Returns what
-    script() returns. For a result or a message; what only a process shows (a signal, a closed or redirected
-    stream, the terminal, stdin, what happens at import or start, the environment read at start, a fresh
-    process's reproducibility) needs script(). env: variables to set for the run (an empty value removes one),
-    only those read after start; stdout: a path to write stdout to (`> path`), whose text is then not captured.
-    Whatever a script sets for the whole process is put back after (fresh_process)."""
+    """Run a script in this process as `python name args` runs it: its main() through cli.run, with sys.argv,
+    the folder, stdout and stderr (file descriptors 1 and 2, files here) and the warnings a fresh process
+    shows, no GPU opened yet (util.devices opens one once a process); its exit status from SystemExit. Returns
+    what script() returns. For a result or a message; what only a process shows (a signal, a closed or
+    redirected stream, the terminal, stdin, what happens at import or start, the environment read at start, a
+    fresh process's reproducibility) needs script(). env: variables to set for the run (an empty value removes
+    one), only those read after start; stdout: a path to write stdout to (`> path`), whose text is then not
+    captured. Whatever a script sets for the whole process is put back after (fresh_process)."""
     module = importlib.import_module(name[:-3])
     argv = [str(a) for a in args]
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,10 +110,10 @@ def descriptors_to(stdout, stderr):
 
 @contextlib.contextmanager
 def fresh_process(argv, cwd, env):
-    """sys.argv, the folder, the environment (env: variables to set; an empty value removes one), no GPU opened
-    and the warnings a fresh `python script.py` shows (pytest records them instead); after, these and what a
-    script sets for the whole process (signal handlers, the excepthook, OpenBLAS's threads, numpy's print and
-    error settings) put back."""
+    """sys.argv, the folder, the environment (env: variables to set; an empty value removes one), no GPU
+    opened and the warnings a fresh `python script.py` shows (pytest records them instead); after, these and
+    what a script sets for the whole process (signal handlers, the excepthook, OpenBLAS's threads, numpy's
+    print and error settings) put back."""
     saved_argv, saved_cwd, saved_environ, saved_hook = sys.argv, os.getcwd(), dict(os.environ), sys.excepthook
     saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     saved_numpy, saved_threads = (np.get_printoptions(), np.geterr()), blas.get_threads()
@@ -164,8 +164,8 @@ class Terminal(io.StringIO):
 
 
 def in_parallel(function, items):
-    """[function(item) for item in items], four at a time on threads: for a test that starts many short processes
-    (each mostly waits for Python and numpy to load), so that it takes less of two cores' time."""
+    """[function(item) for item in items], four at a time on threads: for a test that starts many short
+    processes (each mostly waits for Python and numpy to load), so that it takes less of two cores' time."""
     with ThreadPoolExecutor(max_workers=4) as pool:
         return list(pool.map(function, items))
 
@@ -210,7 +210,7 @@ def tiny_corpus(n=6000, seed=0):
     return text[:n]
 
 
-# --- a GPU, where CuPy finds one -----------------------------------------------------------------------------------
+# --- a GPU, where CuPy finds one ----------------------------------------------------------------------------
 
 
 def cuda_ops():
@@ -246,7 +246,7 @@ def run_without_cupy(name, *args):
             sys.modules['cupy'] = saved
 
 
-# --- the tiny training and its run folder -------------------------------------------------------------------------
+# --- the tiny training and its run folder -------------------------------------------------------------------
 
 # The one tiny training of the tests: float64 and one thread, so that a run and its reference compute the same
 # products; quiet, no sample. A test that needs another size or setting adds it after (the last value counts).
@@ -277,8 +277,8 @@ def train(*args, measured=False):
 
 
 def fails(capsys, *args):
-    """Run _training.main expecting a refusal: a UserError (which cli.run prints as one line, status 2), or one
-    line on stderr and exit status 2 (a UserError through cli.run). Returns the line."""
+    """Run _training.main expecting a refusal: a UserError (which cli.run prints as one line, status 2), or
+    one line on stderr and exit status 2 (a UserError through cli.run). Returns the line."""
     with pytest.raises((SystemExit, UserError)) as e:
         train(*args)
     if isinstance(e.value, UserError):
@@ -295,7 +295,8 @@ def load(folder):
 
 
 def assert_same_run(a, b):
-    """Two run folders hold the same run: checkpoint arrays, random state and the log's epochs, bit for bit."""
+    """Two run folders hold the same run: checkpoint arrays, random state and the log's epochs, bit for
+    bit."""
     (p1, o1, s1, m1, _e1), (p2, o2, s2, m2, _e2) = load(a), load(b)
     assert m1['position']['step'] == m2['position']['step'] and m1['rng'] == m2['rng']
     for k in p1:

@@ -1,5 +1,6 @@
-"""What the tests of interrupted runs share: a disk that fills (FullDisk), a training in a process of its own to
-stop (start_training; start, the stress test's, on a disk that fills) and waiting for the files it writes."""
+"""What the tests of interrupted runs share: a disk that fills (FullDisk), a training in a process of its own
+to stop (start_training; start, the stress test's, on a disk that fills) and waiting for the files it
+writes."""
 
 import errno
 import os
@@ -17,8 +18,8 @@ ATOMIC_WRITE = files.atomic_write
 
 
 class FullDisk:
-    """files.atomic_write on a disk that is full once `budget` more bytes are written: the write that crosses it
-    fails with ENOSPC, and so does every later one (until the process ends, i.e. space is freed)."""
+    """files.atomic_write on a disk that is full once `budget` more bytes are written: the write that crosses
+    it fails with ENOSPC, and so does every later one (until the process ends, i.e. space is freed)."""
 
     def __init__(self, budget):
         self.left, self.real = budget, ATOMIC_WRITE
@@ -55,8 +56,8 @@ def start(out, command, budget=None):
     env = dict(os.environ, FULL_DISK_BUDGET=str(budget) if budget is not None else '')
     args = [*command, '--resume'] if (out / runs.CHECKPOINT).exists() else command
     code = (
-        f'import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, "tests")!r}]; sys.argv[0] = "_training.py"; '
-        'import interrupted; interrupted.stress_main()'
+        f'import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, "tests")!r}]; sys.argv[0] = '
+        '"_training.py"; import interrupted; interrupted.stress_main()'
     )
     return subprocess.Popen(
         [sys.executable, '-c', code, *map(str, args)],
@@ -106,7 +107,8 @@ def wait_for(path, timeout=60):
 
 
 def wait_for_rewrites(path, n, timeout=60):
-    """Wait until the file at path has been replaced by a new one n times (os.replace gives it a new inode)."""
+    """Wait until the file at path has been replaced by a new one n times (os.replace gives it a new
+    inode)."""
     t, seen = time.time(), [os.stat(path).st_ino]
     while len(seen) <= n:
         assert time.time() - t < timeout, f'{path} was not rewritten {n} times'

@@ -12,8 +12,8 @@ from reference import tiny_model
 
 
 def original_layers(rng, V, H, n_layers):
-    """Weights laid out as the original keeps them, built gate by gate: per LSTM layer w = [[Wix Wih], [Wfx Wfh],
-    [Wox Woh], [Wgx Wgh]] (4H, D + H), the input's columns first, and b (4H, 1); then the output layer's
+    """Weights laid out as the original keeps them, built gate by gate: per LSTM layer w = [[Wix Wih], [Wfx
+    Wfh], [Wox Woh], [Wgx Wgh]] (4H, D + H), the input's columns first, and b (4H, 1); then the output layer's
     w (V, H) and b (V, 1). Returns ([(w, b), ...], the gate blocks [(Wx, Wh)] of the first layer)."""
     out, D = [], V
     for n in range(n_layers):
@@ -38,8 +38,8 @@ def write_original(path, layers_):
 
 
 def original_probs(layers_, ids, temperature=1.0):
-    """The original's forward pass as its description reads: column vectors, the state starting at zero,
-    z = w [x; h_prev] + b, i, f, o = sigmoid, g = tanh, c = f c_prev + i g, h = o tanh(c), and the softmax of the
+    """The original's forward pass as its description reads: column vectors, the state starting at zero, z = w
+    [x; h_prev] + b, i, f, o = sigmoid, g = tanh, c = f c_prev + i g, h = o tanh(c), and the softmax of the
     logits divided by the temperature. Returns (T, V) probabilities of the next character."""
     *lstms, (wd, bd) = layers_
     V = wd.shape[0]
@@ -106,8 +106,8 @@ def damaged(kind):
 
 
 def huge_model(tmp_path, value):
-    """A tiny model in the original's format (as original.write writes it), every value a float32 value but one
-    dense weight set to value."""
+    """A tiny model in the original's format (as original.write writes it), every value a float32 value but
+    one dense weight set to value."""
     params = {
         k: v.astype(np.float32).astype(np.float64)
         for k, v in tiny_model(np.random.default_rng(0), V=5, H=3).items()

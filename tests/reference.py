@@ -1,5 +1,5 @@
-"""The LSTM from its equations, to hold the code to: a naive LSTM one gate and one step at a time, the model built
-on it, small weights moved off their initial values, and centred-difference gradients."""
+"""The LSTM from its equations, to hold the code to: a naive LSTM one gate and one step at a time, the model
+built on it, small weights moved off their initial values, and centred-difference gradients."""
 
 from typing import NamedTuple
 
@@ -71,8 +71,8 @@ class ReferenceSteps(NamedTuple):
 
 
 def reference_model(params, ids):
-    """The model over ids (T, B) from a zero state, without dropout, built on naive_lstm: (logits (T, B, V), per
-    layer ReferenceSteps(h, c, gates) of every step)."""
+    """The model over ids (T, B) from a zero state, without dropout, built on naive_lstm: (logits (T, B, V),
+    per layer ReferenceSteps(h, c, gates) of every step)."""
     V, H, n_layers = lstm.sizes(params)
     inp = np.eye(V)[ids]  # the one-hot vectors
     layers = []

@@ -1,4 +1,5 @@
-"""blas.py: OpenBLAS's thread count and kernel name read and set at run time, and None where it is not found."""
+"""blas.py: OpenBLAS's thread count and kernel name read and set at run time, and None where it is not
+found."""
 
 import builtins
 import os

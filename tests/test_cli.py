@@ -16,8 +16,8 @@ from helpers import (
 
 
 def without_pin_warning(stderr):
-    """stderr less the lines _benchmark.py prints where OPENBLAS_CORETYPE is set (some machines set it) and where
-    its rounds disagree (on a busy machine, or with the few characters of a quick test)."""
+    """stderr less the lines _benchmark.py prints where OPENBLAS_CORETYPE is set (some machines set it) and
+    where its rounds disagree (on a busy machine, or with the few characters of a quick test)."""
     return ''.join(
         line
         for line in stderr.splitlines(keepends=True)

@@ -45,7 +45,8 @@ def test_bad_input_on_the_gpu_path_is_one_line(tmp_path):
 
 
 def test_a_broken_cupy_is_not_called_missing(tmp_path):
-    """CuPy raises ImportError when its CUDA libraries do not load: that is a broken installation, not none."""
+    """CuPy raises ImportError when its CUDA libraries do not load: that is a broken installation, not
+    none."""
     (tmp_path / 'cupy').mkdir()
     (tmp_path / 'cupy' / '__init__.py').write_text('raise ImportError("CuPy is not correctly installed")\n')
     r = script('_sample.py', '--device', 'cuda', env={'PYTHONPATH': str(tmp_path), devices.TWIN_VARIABLE: ''})

@@ -102,7 +102,8 @@ def test_engine_model_equals_reference_model(
 
 @pytest.mark.parametrize('threads', [1, 2])
 def test_the_plain_plan_equals_the_reference_model(threads):
-    """engine.Plan.plain() (dynamic evaluation: the plain product, forward and backward) computes the same model."""
+    """engine.Plan.plain() (dynamic evaluation: the plain product, forward and backward) computes the same
+    model."""
     rng = np.random.default_rng(8)
     params = tiny_model(rng, 5, 16, 2)
     x = rng.integers(0, 5, size=(7, 3))
@@ -121,7 +122,8 @@ def test_the_plain_plan_equals_the_reference_model(threads):
 
 @pytest.mark.parametrize('threads', [1, 2])
 def test_engine_stack_equals_reference_stack_with_its_input_gradient(plan, threads):
-    """engine.stack_backward returns what layers.stack_backward does, dx included (for inputs that are vectors)."""
+    """engine.stack_backward returns what layers.stack_backward does, dx included (for inputs that are
+    vectors)."""
     rng = np.random.default_rng(3)
     T, B, D, H = 5, 3, 4, 6
     x = rng.standard_normal((T, B, D))
@@ -175,8 +177,8 @@ def test_stream_equals_the_predictor_whatever_its_window():
 
 
 def test_the_forward_only_path_never_measures_a_width(monkeypatch):
-    """Sampling, evaluation (dynamic too) and the explorer's stream never time the products (whose widths change
-    the rounding), so that they give the same output in every process; training's forward pass does."""
+    """Sampling, evaluation (dynamic too) and the explorer's stream never time the products (whose widths
+    change the rounding), so that they give the same output in every process; training's forward pass does."""
 
     def measure(*shape):
         raise AssertionError(f'measured {shape}')
@@ -194,8 +196,9 @@ def test_the_forward_only_path_never_measures_a_width(monkeypatch):
 
 
 def test_a_plan_measures_a_width_once_and_keeps_every_width_it_used():
-    """Plan(): each shape's width is one of the candidates that divides N and is below it, measured once and kept
-    in its table; Plan(widths=table) uses a saved table without measuring; fixed widths are kept in it too."""
+    """Plan(): each shape's width is one of the candidates that divides N and is below it, measured once and
+    kept in its table; Plan(widths=table) uses a saved table without measuring; fixed widths are kept in it
+    too."""
     plan = engine.Plan()
     width = plan.width('forward', 3, 16, 64, np.float64)
     assert width in (0, 16, 32) and plan.width('forward', 3, 16, 64, np.float64) == width
@@ -235,8 +238,9 @@ def test_a_damaged_table_of_widths_is_refused_in_one_line(table, words):
 
 @pytest.mark.parametrize('column', [0, 1])
 def test_an_error_in_a_thread_reaches_the_caller(column):
-    """No deadlock and no silent failure: with two threads (each computes half of the batch), an error in either
-    half (here a character index beyond the alphabet in one column of the batch) is raised by forward()."""
+    """No deadlock and no silent failure: with two threads (each computes half of the batch), an error in
+    either half (here a character index beyond the alphabet in one column of the batch) is raised by
+    forward()."""
     params = tiny_model(np.random.default_rng(0), 5, 4, 2)
     x = np.zeros((30, 2), dtype=int)
     x[7, column] = 99

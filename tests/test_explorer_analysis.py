@@ -44,8 +44,8 @@ def test_features_in_another_alphabet():
 
 
 def test_features_of_a_text_with_crlf_line_ends_are_those_of_the_same_text_with_lf():
-    """A corpus written on Windows ends its lines with '\\r\\n': its speakers' names, positions in the line and
-    line lengths are found as with '\\n' alone."""
+    """A corpus written on Windows ends its lines with '\\r\\n': its speakers' names, positions in the line
+    and line lengths are found as with '\\n' alone."""
     lf = 'KING:\nSo we go now\n\nQUEEN MARGARET:\nNay, stay\nTo be\n'
     crlf = lf.replace('\n', '\r\n')
     f, g = analysis.features(lf), analysis.features(crlf)
@@ -153,7 +153,8 @@ def test_the_analyses_report_their_progress_in_characters():
 
 def test_gate_saturation_of_gates_with_known_values(tmp_path):
     """Biases that pin each gate: the forget gate always open (right-saturated), the input gate always closed
-    (left-saturated), the output gate at 0.5 (neither); and one cell whose input gate is open half of the time."""
+    (left-saturated), the output gate at 0.5 (neither); and one cell whose input gate is open half of the
+    time."""
     H, V = 4, 3
     params = lstm.init_params(V, H, 2, rng=np.random.default_rng(0), dtype=np.float64)
     for n in (1, 2):

@@ -146,8 +146,8 @@ TEXTS = {
     # Characters outside the Basic Multilingual Plane are one character each in the page, as in Python (a page
     # indexing UTF-16 units shifts the colours after the first emoji).
     'emoji': 'To be 🎭 or not 😀😀 to be:\nthat is 𝄞 the question — 日本 🙂!\n' * 3,
-    # Text that HTML would read as the end of the script, or as a comment that hides its end; and the template's
-    # own placeholders.
+    # Text that HTML would read as the end of the script, or as a comment that hides its end; and the
+    # template's own placeholders.
     'markup': 'To be <!--<script> or not </script> to be:\n</SCRIPT><!-- __TITLE__ & __DATA__ "q" \'a\' -->\n'
     * 3,
 }
@@ -156,8 +156,8 @@ TEXTS = {
 @pytest.mark.skipif(CHROMIUM is None, reason='Chromium is not installed (.ci/run installs it)')
 @pytest.mark.parametrize('kind', list(TEXTS))
 def test_html_page_colours_every_character_of_any_text(browser, tmp_path, kind):
-    """Every character of the text is shown, as it is, with its own activation, and the page runs no matter what
-    the text holds."""
+    """Every character of the text is shown, as it is, with its own activation, and the page runs no matter
+    what the text holds."""
     text = TEXTS[kind]
     chars = data.build_lookup(text)
     params = lstm.init_params(len(chars), 16, 2, rng=np.random.default_rng(1))

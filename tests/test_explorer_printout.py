@@ -99,9 +99,9 @@ def test_find_draws_the_position_profiles(tmp_path):
 
 
 def test_the_position_profiles_of_texts_with_little_in_them(small_model, tmp_path):
-    """Lines of 6 positions or more: periodic cells and a line-position cell. Shorter lines (a text of newlines
-    only, or of two characters) fit every R exactly (0 or 1), so there is no periodic cell: the line-position
-    cell is drawn alone where there is one, and where there is none one line says so."""
+    """Lines of 6 positions or more: periodic cells and a line-position cell. Shorter lines (a text of
+    newlines only, or of two characters) fit every R exactly (0 or 1), so there is no periodic cell: the
+    line-position cell is drawn alone where there is one, and where there is none one line says so."""
     weights, lookup, chars = small_model
     model = ['--weights', weights, '--lookup', lookup, '--find', '--periodic-svg', tmp_path / 'p.svg']
     line = ''.join(ch for ch in chars if ch != '\n')[:7]

@@ -21,8 +21,8 @@ from helpers import ROOT, tiny_corpus
 
 @pytest.fixture
 def display(monkeypatch):
-    """A display for tkinter: the desktop's, or a virtual one (Xvfb) where the machine has it. Xvfb picks a free
-    display number itself and writes it to a pipe once it accepts connections (-displayfd)."""
+    """A display for tkinter: the desktop's, or a virtual one (Xvfb) where the machine has it. Xvfb picks a
+    free display number itself and writes it to a pipe once it accepts connections (-displayfd)."""
     if os.environ.get('DISPLAY'):
         yield os.environ['DISPLAY']
         return

@@ -1,10 +1,10 @@
 """The GPU engine (gpu.py, gpu_kernels.py) against layers.py and the CPU engine.
 
 Everything runs on the numpy twins of the kernels on any machine; where CuPy finds a GPU the same tests run on
-it too (the `ops` fixture), and the tests marked `cuda` hold the CUDA kernels to their twins, a resumed GPU run
-to an uninterrupted one and a GPU sample to itself across processes. Without a GPU those say why they skip. A run
-moves between the CPU and the GPU (on the twins where there is no GPU). What --device says where CuPy or a GPU is
-missing is in test_device_option.py; .ci/gpu-check runs this file on a GPU.
+it too (the `ops` fixture), and the tests marked `cuda` hold the CUDA kernels to their twins, a resumed GPU
+run to an uninterrupted one and a GPU sample to itself across processes. Without a GPU those say why they
+skip. A run moves between the CPU and the GPU (on the twins where there is no GPU). What --device says where
+CuPy or a GPU is missing is in test_device_option.py; .ci/gpu-check runs this file on a GPU.
 """
 
 import contextlib
@@ -41,8 +41,9 @@ emulated = pytest.mark.skipif(EMULATED is None, reason='needs g++ (C++20) to run
 
 @pytest.fixture(params=['numpy', 'cpu-fused', 'cpu-cublas', 'cuda-fused', 'cuda-cublas'])
 def ops(request):
-    """The engine's ops: the numpy twins; the CUDA kernels compiled for the CPU (tests/cuda_on_cpu.py), with the
-    fused steps (small batches) and with cuBLAS in the time loop (large batches); the same on a GPU, if any."""
+    """The engine's ops: the numpy twins; the CUDA kernels compiled for the CPU (tests/cuda_on_cpu.py), with
+    the fused steps (small batches) and with cuBLAS in the time loop (large batches); the same on a GPU, if
+    any."""
     device, loop = request.param.split('-') if '-' in request.param else (request.param, None)
     if device == 'numpy':
         yield gpu_kernels.NumpyOps()
@@ -98,7 +99,7 @@ def test_softmax_twin_is_layers_softmax_loss():
     assert abs(-logp_y.mean() - loss) < 1e-14 and np.allclose(z, dz, atol=1e-15)
 
 
-# --- the engine against layers.py, float64 -------------------------------------------------------------------
+# --- the engine against layers.py, float64 ------------------------------------------------------------------
 
 SHAPES = [  # V, H, layers, T, B, dropout, variational, weight_drop
     (7, 5, 1, 4, 1, 0.0, False, 0.0),
@@ -119,8 +120,8 @@ def _window(V, H, L, T, B, seed):
 
 
 # Every shape with the numpy twins and on a GPU; with the kernels emulated on the CPU (each launch starts OS
-# threads: slow), one shape per time loop: the fused steps with three layers and variational dropout, cuBLAS with
-# H = 33 (not a multiple of 8), dropout and weight drop.
+# threads: slow), one shape per time loop: the fused steps with three layers and variational dropout, cuBLAS
+# with H = 33 (not a multiple of 8), dropout and weight drop.
 ENGINE_CASES = [(o, s) for o in ('numpy', 'cuda-fused', 'cuda-cublas') for s in SHAPES] + [
     ('cpu-fused', SHAPES[2]),
     ('cpu-cublas', SHAPES[1]),
@@ -155,7 +156,8 @@ def test_engine_equals_layers_in_float64(ops, shape):
 
 
 def test_trainer_step_is_cpu_training_step(ops):
-    """loss_and_grads, RMSprop with clipping and weight decay, and the moving average, as _training.py does."""
+    """loss_and_grads, RMSprop with clipping and weight decay, and the moving average, as _training.py
+    does."""
     V, H, L, T, B = 8, 6, 2, 5, 3
     params, x, y, state = _window(V, H, L, T, B, seed=3)
     opt_cpu = RMSprop(params, lr=0.01, rho=0.9, eps=1e-6, clip=0.05, weight_decay=0.1)
@@ -209,7 +211,7 @@ def test_dynamic_evaluation_equals_cpu(ops):
     assert np.allclose(b[0], a[0], atol=1e-10) and (b[1] == a[1]).all()
 
 
-# --- the CUDA kernels against their twins -----------------------------------------------------------------------
+# --- the CUDA kernels against their twins -------------------------------------------------------------------
 
 
 @pytest.fixture(params=['cpu', 'cuda'])
@@ -223,9 +225,9 @@ def kernels(request):
     return ops
 
 
-# Both time loops in both precisions, each with a batch beyond one warp (B = 37 > 32, and H = 37 not a multiple of
-# 8), and with one stream or a few: 4 cases, not every combination (an emulated launch starts an OS thread per
-# CUDA thread).
+# Both time loops in both precisions, each with a batch beyond one warp (B = 37 > 32, and H = 37 not a
+# multiple of 8), and with one stream or a few: 4 cases, not every combination (an emulated launch starts an
+# OS thread per CUDA thread).
 @pytest.mark.parametrize(
     'fused, B, dtype',
     [(True, 37, np.float32), (True, 1, np.float64), (False, 37, np.float64), (False, 5, np.float32)],
@@ -279,7 +281,7 @@ def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
         )
 
 
-# --- the scripts on the GPU: a run moving between devices, a resume, a sample in every process -----------------
+# --- the scripts on the GPU: a run moving between devices, a resume, a sample in every process --------------
 
 
 TINY = [
@@ -322,9 +324,9 @@ def _checkpoint(folder):
 
 
 def test_a_run_moves_cpu_gpu_cpu_and_ends_where_one_run_ends(tmp_path):
-    """The checkpoint is one format: --resume --device cuda, then --device cpu, continues the same run (weights,
-    RMSprop state, carried state, position, random state, average), float64; on the GPU where there is one, else
-    on the twins."""
+    """The checkpoint is one format: --resume --device cuda, then --device cpu, continues the same run
+    (weights, RMSprop state, carried state, position, random state, average), float64; on the GPU where there
+    is one, else on the twins."""
     env = None if CUDA is not None else TWIN
     corpus = tmp_path / 'c.txt'
     corpus.write_text(tiny_corpus(3000))
@@ -349,7 +351,7 @@ def test_a_run_saved_on_the_gpu_names_its_device_where_none_is_here(tmp_path):
     _train(tmp_path / 'run', corpus, '--max-steps', '3', '--resume', '--device', 'cpu')
 
 
-# --- on a GPU: bit-exact resume, the same sample in every process ---------------------------------------------
+# --- on a GPU: bit-exact resume, the same sample in every process -------------------------------------------
 
 
 @cuda

@@ -1,5 +1,5 @@
-"""What the scripts read: corpora and texts (missing, empty, not UTF-8, from a pipe, one long line),
-lookup tables, weights files (corrupt, pickled, mis-shaped, without hidden units, of another alphabet, through a
+"""What the scripts read: corpora and texts (missing, empty, not UTF-8, from a pipe, one long line), lookup
+tables, weights files (corrupt, pickled, mis-shaped, without hidden units, of another alphabet, through a
 pipe), and endless streams: each a correct result or one line, never a hang, a traceback or a memory error."""
 
 import json

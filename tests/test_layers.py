@@ -1,4 +1,5 @@
-"""The reference math (layers.py) against numeric gradients (float64, centred differences) and a naive LSTM."""
+"""The reference math (layers.py) against numeric gradients (float64, centred differences) and a naive
+LSTM."""
 
 import numpy as np
 import pytest

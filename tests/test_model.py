@@ -1,7 +1,7 @@
-"""The whole model (lstm.py) and its training: initial weights, the optimizer (RMSprop, weight decay, the moving
-average, clipping), weights files saved and loaded exactly, a lookup table the same in every process, and a short
-training run that lowers the loss. Gradients are in test_model_gradients.py, sampling and evaluation in
-test_model_sampling.py."""
+"""The whole model (lstm.py) and its training: initial weights, the optimizer (RMSprop, weight decay, the
+moving average, clipping), weights files saved and loaded exactly, a lookup table the same in every process,
+and a short training run that lowers the loss. Gradients are in test_model_gradients.py, sampling and
+evaluation in test_model_sampling.py."""
 
 import json
 import os
@@ -131,8 +131,8 @@ def test_a_short_training_run_lowers_the_loss(extra_chars):
     after = lstm.evaluate(params, ids[:1000])
     assert np.mean(losses[-20:]) < 0.6 * np.mean(losses[:5])
     assert after < before - 1.0  # from ~log(V) nats to well under that
-    # and it writes like its text: the sample's pairs of neighbouring characters occur in the text (an untrained
-    # model's rarely do: about 10% of them without the extra characters, none with them)
+    # and it writes like its text: the sample's pairs of neighbouring characters occur in the text (an
+    # untrained model's rarely do: about 10% of them without the extra characters, none with them)
     sampled = data.decode([ix[0] for ix in lstm.sample(params, [0], 200, temperature=0.5, rng=0)], chars)
     pairs = {text[k : k + 2] for k in range(len(text) - 1)}
     assert np.mean([sampled[k : k + 2] in pairs for k in range(len(sampled) - 1)]) > 0.9

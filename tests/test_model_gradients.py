@@ -157,8 +157,8 @@ def test_dstate_gradient_numeric():
 
 
 def test_variational_dropout_masks_are_the_same_at_every_step():
-    """With variational dropout, forward computes the stack whose outputs are multiplied by one mask per stream
-    and unit, (1, B, H), drawn from rng in layer order, the same at every step."""
+    """With variational dropout, forward computes the stack whose outputs are multiplied by one mask per
+    stream and unit, (1, B, H), drawn from rng in layer order, the same at every step."""
     rng = np.random.default_rng(0)
     params = tiny_model(rng, V=5, H=64)
     x = rng.integers(0, 5, size=(6, 3))

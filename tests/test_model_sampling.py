@@ -52,8 +52,8 @@ def constant_logits_model(logits):
 
 
 def test_sampling_draws_from_softmax_of_logits_over_temperature():
-    """4,000 independent first draws against softmax(logits / T): a chi-square test at a fixed seed. softmax of
-    the logits themselves (T ignored), or of logits * T, fails it by far."""
+    """4,000 independent first draws against softmax(logits / T): a chi-square test at a fixed seed. softmax
+    of the logits themselves (T ignored), or of logits * T, fails it by far."""
     logits = np.array([0.0, 1.0, 2.0, 3.0, 0.5])
     N = 4000
     for T in (0.5, 1.0, 2.0):
@@ -143,8 +143,8 @@ print(repr(lstm.evaluate(params, ids[:, 0])))
 
 
 def test_sampling_is_the_same_in_two_processes_whatever_the_measured_widths():
-    """Two processes whose timings chose different block widths (the widths change the products' rounding where
-    B > 1) sample the same text, and compute the same logits to the bit."""
+    """Two processes whose timings chose different block widths (the widths change the products' rounding
+    where B > 1) sample the same text, and compute the same logits to the bit."""
     weights = os.path.join(ROOT, 'saves', 'ShakespeareNet.npz')
     outs = [
         subprocess.run(

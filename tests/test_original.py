@@ -1,7 +1,8 @@
-"""Models saved by the original project (see original.py): read here from its .json format, with its gate blocks
-and columns in place and its forward pass, written back in it exactly, found by their content whatever their
-name, and refused with one line when damaged or holding values at the edge of what a float holds. The files are
-written from the format's description (original_files.py); the scripts on them are in test_original_scripts.py."""
+"""Models saved by the original project (see original.py): read here from its .json format, with its gate
+blocks and columns in place and its forward pass, written back in it exactly, found by their content whatever
+their name, and refused with one line when damaged or holding values at the edge of what a float holds. The
+files are written from the format's description (original_files.py); the scripts on them are in
+test_original_scripts.py."""
 
 import json
 import os

@@ -1,6 +1,7 @@
 """The scripts on models of the original project: _sample.py and _evaluate.py / _visualize.py follow the
-original's model and lookup table, _convert.py converts both ways exactly (and refuses to overwrite, to take what
-is not a model, or to write float32 that would not load), and mismatched or swapped files are one line."""
+original's model and lookup table, _convert.py converts both ways exactly (and refuses to overwrite, to take
+what is not a model, or to write float32 that would not load), and mismatched or swapped files are one
+line."""
 
 import json
 import os

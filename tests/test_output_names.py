@@ -24,8 +24,8 @@ from helpers import (
 
 
 def run_folder(tmp_path, settings=None, meta=None):
-    """A run folder holding the shipped log and, unless settings and meta are None, a checkpoint whose metadata
-    holds those settings (the arrays are not needed for a title)."""
+    """A run folder holding the shipped log and, unless settings and meta are None, a checkpoint whose
+    metadata holds those settings (the arrays are not needed for a title)."""
     run = tmp_path / 'runs' / 'mytext'
     run.mkdir(parents=True)
     shutil.copy(SHIPPED_LOG, run / 'training_log.csv')

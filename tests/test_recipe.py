@@ -1,6 +1,6 @@
 """recipes/shipped-model.sh, the shipped model's recipe, runs its two stages with the settings the shipped
-checkpoint records, and run again (after a stop, or when done) it continues instead of starting over. Here at a
-tiny size: PYTHON is a wrapper that adds small sizes and a small corpus to every _training.py command."""
+checkpoint records, and run again (after a stop, or when done) it continues instead of starting over. Here at
+a tiny size: PYTHON is a wrapper that adds small sizes and a small corpus to every _training.py command."""
 
 import json
 import os

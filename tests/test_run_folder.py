@@ -1,7 +1,8 @@
 """The run folder keeps its promises: one writer (the lock comes first), only its own temporary files removed,
 every path it writes checked before work (pipes, devices, folders, paths too long), the folder moved while it
-trains, and nothing lost whatever stops it: a full disk at any file of any checkpoint, a refused permission, a stop
-that left it half done. (Signals: test_signals.py; the checkpoint's own validation: test_checkpoint.py.)"""
+trains, and nothing lost whatever stops it: a full disk at any file of any checkpoint, a refused permission, a
+stop that left it half done. (Signals: test_signals.py; the checkpoint's own validation:
+test_checkpoint.py.)"""
 
 import errno
 import io
@@ -185,8 +186,8 @@ def test_a_refused_new_run_leaves_no_folder_and_files_of_no_run_are_kept(tmp_pat
 
 @pytest.mark.parametrize('name', [runs.LOG, runs.CHECKPOINT, 'best/' + runs.WEIGHTS])
 def test_a_pipe_or_a_device_in_a_run_folder_is_refused_in_one_line_not_waited_on(tmp_path, name):
-    """A FIFO where the run reads its log or checkpoint made --resume wait for ever; a link to /dev/null where it
-    writes would lose the file. Both are refused before anything is read or written."""
+    """A FIFO where the run reads its log or checkpoint made --resume wait for ever; a link to /dev/null where
+    it writes would lose the file. Both are refused before anything is read or written."""
     (tmp_path / 'corpus.txt').write_text(tiny_corpus(1500), encoding='utf-8')
     run = tmp_path / 'run'
     assert train('--corpus', tmp_path / 'corpus.txt', '--out', run, '--epochs', '1', *TINY) == 0
@@ -286,9 +287,9 @@ def test_a_checkpoint_refused_for_lack_of_permission_is_not_called_a_full_disk(
 
 
 def test_a_full_disk_at_any_file_of_any_checkpoint_loses_nothing(tmp_path, corpus, monkeypatch, capsys):
-    """The disk fills in the middle of each file the run writes, in turn; after space is freed, the same command
-    (--resume once a checkpoint exists) finishes the run exactly as if nothing had happened. (The periodic
-    checkpoints are the same writes: the stress test has them.)"""
+    """The disk fills in the middle of each file the run writes, in turn; after space is freed, the same
+    command (--resume once a checkpoint exists) finishes the run exactly as if nothing had happened. (The
+    periodic checkpoints are the same writes: the stress test has them.)"""
     command = ['--corpus', corpus, '--epochs', '2', *TINY]
     whole = tmp_path / 'whole'
     calls = written_files(monkeypatch, *command, '--out', whole)
@@ -357,9 +358,9 @@ def test_a_resume_completes_what_a_stop_left_half_done(tmp_path, corpus, monkeyp
 def test_a_full_disk_in_a_resumed_run_is_one_line_keeps_the_checkpoint_and_the_next_resume_works(
     tmp_path, corpus, monkeypatch, capsys, half_done
 ):
-    """The disk is full when a resumed run writes: at its next checkpoint (the folder whole), or while it completes
-    what a kill left half done (best/ without its files). One line, the last checkpoint and its files as they
-    were, no temporary file; once space is freed the same resume finishes the run."""
+    """The disk is full when a resumed run writes: at its next checkpoint (the folder whole), or while it
+    completes what a kill left half done (best/ without its files). One line, the last checkpoint and its
+    files as they were, no temporary file; once space is freed the same resume finishes the run."""
     out = tmp_path / 'run'
     assert train('--corpus', corpus, '--out', out, '--epochs', '1', *TINY) == 0
     if half_done:

@@ -1,5 +1,5 @@
-"""What may stand where a training writes: never a link (it could lead out of the run folder), a lock file that is
-a plain file, and a refused run leaves none of the folders it made."""
+"""What may stand where a training writes: never a link (it could lead out of the run folder), a lock file
+that is a plain file, and a refused run leaves none of the folders it made."""
 
 import os
 

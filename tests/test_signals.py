@@ -55,8 +55,8 @@ STOPPED = {  # a signal that stops a script that is not training: its status and
 @pytest.mark.parametrize('sig', list(STOPPED))
 @pytest.mark.parametrize('name', ['_evaluate.py', '_visualize.py', '_training.py'])
 def test_a_signal_while_reading_a_text_ends_with_one_line_and_its_status(model_dir, tmp_path, name, sig):
-    """Before a training starts (its corpus still read), as in the other scripts: one line, 128 + the signal, and
-    no run folder left behind."""
+    """Before a training starts (its corpus still read), as in the other scripts: one line, 128 + the signal,
+    and no run folder left behind."""
     fifo = tmp_path / 'fifo'
     os.mkfifo(fifo)
     args = {
@@ -128,8 +128,8 @@ def test_ctrl_c_while_benchmarking_ends_with_one_line_and_status_130():
     assert err.decode().strip().splitlines() == ['_benchmark.py: interrupted (Ctrl-C)'], err
 
 
-# Ctrl-C as the script starts to import numpy (an import hook sends it): the script holds it until it runs, as it
-# does when it imports util.cli before anything else, and ends with one line (not numpy's ImportError).
+# Ctrl-C as the script starts to import numpy (an import hook sends it): the script holds it until it runs, as
+# it does when it imports util.cli before anything else, and ends with one line (not numpy's ImportError).
 START_UP = """import os, runpy, signal, sys
 class CtrlCAtNumpy:
     def find_spec(self, name, path=None, target=None):
@@ -157,7 +157,8 @@ runpy.run_path(sys.argv[1], run_name='__main__')
 )
 @pytest.mark.parametrize('sig', list(STOPPED))
 def test_a_signal_during_start_up_ends_with_one_line_and_its_status(name, sig):
-    """Ctrl-C, SIGTERM or SIGHUP while numpy is imported: held until the script runs, then stopped as later."""
+    """Ctrl-C, SIGTERM or SIGHUP while numpy is imported: held until the script runs, then stopped as
+    later."""
     env = {**os.environ, 'SIGNAL': str(int(sig))}
     r = subprocess.run(
         [sys.executable, '-c', START_UP, name], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
@@ -182,8 +183,8 @@ def test_a_signal_writes_a_checkpoint_and_exits_cleanly(made, tmp_path, sig):
 
 
 def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
-    """Interrupted by a signal at an arbitrary step, resumed for an epoch more (about 67 steps: the resumed part
-    crosses an epoch boundary), and compared with a run that never stopped and ends at the same step."""
+    """Interrupted by a signal at an arbitrary step, resumed for an epoch more (about 67 steps: the resumed
+    part crosses an epoch boundary), and compared with a run that never stopped and ends at the same step."""
     out = tmp_path / 'interrupted'
     p = start_training(made / 'corpus.txt', out, '--dropout', '0.3')
     wait_for(out / 'training_log.csv')  # at least one epoch done, then stop wherever it is
@@ -304,8 +305,8 @@ def test_ctrl_c_during_the_sample_stops_it_and_keeps_the_epoch(tmp_path, corpus,
 
 
 def test_a_signal_in_the_last_epochs_sample_ends_with_its_status(corpus, tmp_path):
-    """The run is done and saved, but the stop still ends as a stopped program does (a shell loop over trainings
-    must see it), not with 0."""
+    """The run is done and saved, but the stop still ends as a stopped program does (a shell loop over
+    trainings must see it), not with 0."""
     out = tmp_path / 'run'
     p = subprocess.Popen(
         [

@@ -15,8 +15,8 @@ from util.weights import load_params
 
 from helpers import TINY, TINY_LOUD, assert_one_line_error, fails, load, run_here, tiny_corpus, train
 
-# Every option of the training on, over TINY: clipping, a decaying learning rate, the moving average, weight decay
-# and weight drop.
+# Every option of the training on, over TINY: clipping, a decaying learning rate, the moving average, weight
+# decay and weight drop.
 EVERY_OPTION = [
     '--clip',
     '1',
@@ -168,8 +168,8 @@ def test_default_threads(monkeypatch):
 
 
 def test_the_corpus_a_checkpoint_names_is_found_again(tmp_path, monkeypatch):
-    """stored_corpus names a corpus so that Run.corpus_file finds the same file from anywhere: None for the shipped
-    tiny Shakespeare, a path relative to the repo inside it, an absolute path outside it."""
+    """stored_corpus names a corpus so that Run.corpus_file finds the same file from anywhere: None for the
+    shipped tiny Shakespeare, a path relative to the repo inside it, an absolute path outside it."""
     here = lambda stored, chars=None: runs.Run({'corpus': stored}, corpus_chars=chars).corpus_file()
     shipped = data.TINY_SHAKESPEARE_PATH
     assert settings.stored_corpus(None) is None and here(None) == shipped
@@ -184,8 +184,8 @@ def test_the_corpus_a_checkpoint_names_is_found_again(tmp_path, monkeypatch):
     monkeypatch.chdir(cli.ROOT)
     for path in (readme, str(outside)):
         assert os.path.samefile(here(settings.stored_corpus(path)), path)
-    # a checkpoint written elsewhere that names its own copy of tiny Shakespeare resumes on the shipped one; any
-    # other missing file stays named, for load_data to report
+    # a checkpoint written elsewhere that names its own copy of tiny Shakespeare resumes on the shipped one;
+    # any other missing file stays named, for load_data to report
     assert here('/elsewhere/shakespeare.txt', data.TINY_SHAKESPEARE_CHARS) == shipped
     assert here('/elsewhere/shakespeare.txt', 1000) == '/elsewhere/shakespeare.txt'
     assert here('/elsewhere/poems.txt', data.TINY_SHAKESPEARE_CHARS) == '/elsewhere/poems.txt'

@@ -1,4 +1,5 @@
-"""Control of the OpenBLAS that numpy uses, at run time, through ctypes: its thread count and its kernel's name.
+"""Control of the OpenBLAS that numpy uses, at run time, through ctypes: its thread count and its kernel's
+name.
 
 numpy's wheels bundle OpenBLAS under a prefixed name (scipy_openblas64_...); the library is found among the
 shared objects this process has loaded (/proc/self/maps, Linux), the first time it is asked for.

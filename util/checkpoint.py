@@ -2,9 +2,9 @@
 
 Its arrays (save, load): the weights in their training dtype (`weights.*`), RMSprop's state (`cache.*`,
 `steps`), the hidden state carried into the next window (`state.h1`, `state.c1`, ...), the moving average of
-the weights where one is kept (`ema.*`). Its metadata, JSON (check_meta): the settings, each as its command-line
-option would take it (util/settings.py); the position in the data, which must be a place in the run that can
-still advance; the random state; the lookup table, sorted as data.read_corpus makes it; the log.
+the weights where one is kept (`ema.*`). Its metadata, JSON (check_meta): the settings, each as its
+command-line option would take it (util/settings.py); the position in the data, which must be a place in the
+run that can still advance; the random state; the lookup table, sorted as data.read_corpus makes it; the log.
 check_against_arrays holds the two to each other. Every problem is one ModelFileError naming what is wrong
 (runs.load_run calls check_meta before any array is used).
 """
@@ -72,7 +72,8 @@ def _setting_problem(value, default, kind):
 
 
 def _is_alphabet(v):
-    """A lookup table as a corpus gives it: distinct single characters in code-point order, no lone surrogate."""
+    """A lookup table as a corpus gives it: distinct single characters in code-point order, no lone
+    surrogate."""
     return (
         isinstance(v, list)
         and bool(v)
@@ -83,8 +84,8 @@ def _is_alphabet(v):
 
 
 def _number(text, blank=False, finite=True):
-    """A log field is a number, finite unless said (a validation loss may overflow where the weights do not), or
-    '' where blank is allowed."""
+    """A log field is a number, finite unless said (a validation loss may overflow where the weights do not),
+    or '' where blank is allowed."""
     if blank and text == '':
         return True
     try:
@@ -177,7 +178,8 @@ def _check_rng(rng, bad):
 
 
 def _check_position(pos, bad):
-    """The position's fields: counts that the run can still advance (at most COUNT_MAX), finite losses, a clock."""
+    """The position's fields: counts that the run can still advance (at most COUNT_MAX), finite losses, a
+    clock."""
     for name in ('epoch', 'window', 'step'):
         if not _whole(pos.get(name)):
             bad(f'position.{name}', pos.get(name), 'not a whole number from 0 to 2**53')
@@ -209,8 +211,9 @@ def is_best(val_loss, best_so_far):
 
 class Position:
     """Where a run is: whole epochs done, the window within the epoch, the step (windows trained in all), the
-    seconds trained; the last epoch's validation loss, the best one so far and its step; the training losses of
-    the epoch so far (for its mean, across resumes). Saved in the checkpoint as the JSON dict `position`."""
+    seconds trained; the last epoch's validation loss, the best one so far and its step; the training losses
+    of the epoch so far (for its mean, across resumes). Saved in the checkpoint as the JSON dict
+    `position`."""
 
     def __init__(
         self,
@@ -240,8 +243,9 @@ class Position:
         return self.epoch_loss_sum / self.epoch_steps if self.epoch_steps else None
 
     def finish_epoch(self, val_loss):
-        """The epoch validated with val_loss: the next one starts at its first window. Returns (the epoch's mean
-        training loss, or None; whether val_loss is the best so far, which best_val and best_step then hold)."""
+        """The epoch validated with val_loss: the next one starts at its first window. Returns (the epoch's
+        mean training loss, or None; whether val_loss is the best so far, which best_val and best_step then
+        hold)."""
         train_loss = self.mean_loss()
         self.epoch_loss_sum, self.epoch_steps = 0.0, 0
         self.epoch, self.window, self.val_loss = self.epoch + 1, 0, val_loss
@@ -251,7 +255,8 @@ class Position:
         return train_loss, improved
 
     def to_json(self):
-        """The `position` dict of the checkpoint's metadata (check_meta checks it): the fields that hold a value."""
+        """The `position` dict of the checkpoint's metadata (check_meta checks it): the fields that hold a
+        value."""
         pos = dict(
             epoch=self.epoch, window=self.window, step=self.step, best_val=self.best_val, seconds=self.seconds
         )
@@ -300,14 +305,14 @@ def check_against_arrays(path, settings, params, state, chars, pos, windows):
         )
 
 
-# --- the arrays ---------------------------------------------------------------------------------------------------
+# --- the arrays ---------------------------------------------------------------------------------------------
 
 
 def save(path, params, optimizer, state, meta, ema=None):
-    """Everything a resumed run needs, in one file: the weights in their training dtype, the optimizer's state,
-    the hidden state carried into the next window (h1, c1, h2, c2, ...), the running average of the weights if
-    one is kept (ema), and `meta` (position, settings, random state) as JSON. One file, so that a crash can never
-    leave weights and optimizer state out of step."""
+    """Everything a resumed run needs, in one file: the weights in their training dtype, the optimizer's
+    state, the hidden state carried into the next window (h1, c1, h2, c2, ...), the running average of the
+    weights if one is kept (ema), and `meta` (position, settings, random state) as JSON. One file, so that a
+    crash can never leave weights and optimizer state out of step."""
     arrays = {f'weights.{k}': v for k, v in params.items()}
     if ema is not None:
         arrays.update({f'ema.{k}': v for k, v in ema.items()})

@@ -1,7 +1,7 @@
 """What the runnable scripts share: an argument parser whose errors are one line, and checked option types.
 
-Every error a script can foresee is reported as one line on stderr, `script: error: what is wrong and how to fix
-it`, with exit status 2 and no traceback.
+Every error a script can foresee is reported as one line on stderr, `script: error: what is wrong and how to
+fix it`, with exit status 2 and no traceback.
 """
 
 import argparse
@@ -28,12 +28,12 @@ class Parser(argparse.ArgumentParser):
 def run(main):
     """Run a script's main() and exit with its status.
 
-    When whoever reads the output goes away early (`python _visualize.py --find | head`), the script stops quietly,
-    as if it had printed everything, instead of ending on a BrokenPipeError traceback. Ctrl-C stops it with one
-    line and exit status 130. A UserError raised anywhere is one line on stderr and exit status 2. Output that
-    cannot be written (a full disk, `> /dev/full`, a closed stdout) is one
-    line on stderr and exit status 2; stderr that cannot be written is left out, the exit status kept. What the
-    console's encoding cannot show is written as a backslash escape.
+    When whoever reads the output goes away early (`python _visualize.py --find | head`), the script stops
+    quietly, as if it had printed everything, instead of ending on a BrokenPipeError traceback. Ctrl-C stops
+    it with one line and exit status 130. A UserError raised anywhere is one line on stderr and exit status 2.
+    Output that cannot be written (a full disk, `> /dev/full`, a closed stdout) is one line on stderr and exit
+    status 2; stderr that cannot be written is left out, the exit status kept. What the console's encoding
+    cannot show is written as a backslash escape.
     """
     _guard_output()
     status = 0
@@ -68,7 +68,8 @@ def run(main):
 class Terminated(BaseException):
     """SIGTERM or SIGHUP, raised where the script is, as Ctrl-C raises KeyboardInterrupt: what it was doing is
     undone on the way out (a temporary file removed, a folder made for nothing removed), then one line and the
-    status of a process stopped by that signal. _training.py turns them into a checkpoint instead, while it trains."""
+    status of a process stopped by that signal. _training.py turns them into a checkpoint instead, while it
+    trains."""
 
     def __init__(self, signum):
         super().__init__(signum)
@@ -87,8 +88,8 @@ def _stop_on_termination():
 
 
 def _interrupted(signum=signal.SIGINT):
-    """Say that Ctrl-C (or SIGTERM, SIGHUP) stopped the script, in one line; the exit status of a process stopped
-    by that signal, 128 + its number."""
+    """Say that Ctrl-C (or SIGTERM, SIGHUP) stopped the script, in one line; the exit status of a process
+    stopped by that signal, 128 + its number."""
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
@@ -115,9 +116,9 @@ def write(text):
 
 
 def is_stdout(path):
-    """Whether writing path writes where stdout goes: /dev/stdout, /dev/fd/1, or the very file or pipe that stdout
-    is (`--out c.svg > c.svg`). A script then prints its status lines on stderr (status_stream), not into its
-    output. /dev/null is never stdout here: what goes into it is lost either way."""
+    """Whether writing path writes where stdout goes: /dev/stdout, /dev/fd/1, or the very file or pipe that
+    stdout is (`--out c.svg > c.svg`). A script then prints its status lines on stderr (status_stream), not
+    into its output. /dev/null is never stdout here: what goes into it is lost either way."""
     try:
         a, b = os.stat(path), os.fstat(sys.stdout.fileno())
         if os.path.samefile(path, os.devnull):
@@ -128,9 +129,10 @@ def is_stdout(path):
 
 
 def status_stream(*outputs):
-    """Where a script prints what it did and where (`wrote page.html`): stdout, or stderr where one of outputs (the
-    files it writes; None for none) is stdout itself (is_stdout), so that no such line ends up inside the page
-    or the picture written there. Ask before writing: a file replaced by its new version is no longer stdout."""
+    """Where a script prints what it did and where (`wrote page.html`): stdout, or stderr where one of outputs
+    (the files it writes; None for none) is stdout itself (is_stdout), so that no such line ends up inside the
+    page or the picture written there. Ask before writing: a file replaced by its new version is no longer
+    stdout."""
     return sys.stderr if any(p is not None and is_stdout(p) for p in outputs) else sys.stdout
 
 
@@ -138,14 +140,15 @@ REPO_FOLDERS = ('', 'saves', 'logs', 'images', 'docs', 'tests')  # the repositor
 
 
 def in_repo(folder):
-    """Whether folder is the repository's or one of its own folders (saves/, images/, ...; not a run folder such as
-    runs/mytext): a default output name must not land there over one of its files."""
+    """Whether folder is the repository's or one of its own folders (saves/, images/, ...; not a run folder
+    such as runs/mytext): a default output name must not land there over one of its files."""
     folder = os.path.realpath(folder)
     return any(folder == os.path.realpath(os.path.join(ROOT, name)) for name in REPO_FOLDERS)
 
 
 def _say(text):
-    """Write `script: text` on stderr if it can be written (2>/dev/full: it cannot, and nothing else changes)."""
+    """Write `script: text` on stderr if it can be written (2>/dev/full: it cannot, and nothing else
+    changes)."""
     try:
         sys.stderr.write(f'{os.path.basename(sys.argv[0])}: {text}\n')
         sys.stderr.flush()
@@ -158,8 +161,8 @@ class OutputError(OSError):
 
 
 class _Output(io.RawIOBase):
-    """The file descriptor under stdout or stderr. A write that fails raises OutputError (stdout) or is dropped
-    (stderr, or stdout once its reader is gone)."""
+    """The file descriptor under stdout or stderr. A write that fails raises OutputError (stdout) or is
+    dropped (stderr, or stdout once its reader is gone)."""
 
     def __init__(self, fd, name, closed):
         self.fd, self.name, self.is_closed, self.discard = fd, name, closed, False
@@ -314,8 +317,8 @@ def add_model_options(parser):
 
 
 def open_device(name):
-    """What --device name runs on (devices.open_device: None for the CPU); a UserError if it cannot be used. Call it
-    before any work."""
+    """What --device name runs on (devices.open_device: None for the CPU); a UserError if it cannot be used.
+    Call it before any work."""
     from util import devices  # here: only the scripts that run the model need it
 
     return devices.open_device(name)
@@ -324,9 +327,9 @@ def open_device(name):
 class Progress:
     """A progress line on stderr (done, rate, time left), shown only when stderr is a terminal.
 
-    In a pipe or a file nothing is written, so that what a script prints there is its result only. Call it with
-    the count done so far, as often as is convenient (it redraws at most about 4 times a second), and close it
-    (or use it in a `with` block) to clear the line.
+    In a pipe or a file nothing is written, so that what a script prints there is its result only. Call it
+    with the count done so far, as often as is convenient (it redraws at most about 4 times a second), and
+    close it (or use it in a `with` block) to clear the line.
     """
 
     interval = 0.25  # seconds between redraws

@@ -1,7 +1,7 @@
 """Which device a script runs the model on (--device cpu|cuda): None for the CPU, or a Device, the GPU engine
-(gpu.py) with its ops, opened once and checked before any work. Every problem is one DeviceError line saying what
-is missing and how to install it. The model (lstm.py) asks a Device for what it needs and never imports the GPU
-engine, which builds on it."""
+(gpu.py) with its ops, opened once and checked before any work. Every problem is one DeviceError line saying
+what is missing and how to install it. The model (lstm.py) asks a Device for what it needs and never imports
+the GPU engine, which builds on it."""
 
 import os
 
@@ -25,8 +25,8 @@ class DeviceError(UserError):
 
 
 class Device:
-    """A GPU to run the model on: its ops (gpu_kernels.CudaOps, or the numpy twins in tests) and the GPU engine's
-    entry points (gpu.py) for the model and the training loop."""
+    """A GPU to run the model on: its ops (gpu_kernels.CudaOps, or the numpy twins in tests) and the GPU
+    engine's entry points (gpu.py) for the model and the training loop."""
 
     def __init__(self, ops):
         self.ops = ops

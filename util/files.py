@@ -1,10 +1,11 @@
-"""Reading and writing safely, for every script: the one bounded reader of inputs (read_bytes), the one check of
-outputs before any work (check_writable, check_folder), atomic writing, and OS errors in one line.
+"""Reading and writing safely, for every script: the one bounded reader of inputs (read_bytes), the one check
+of outputs before any work (check_writable, check_folder), atomic writing, and OS errors in one line.
 
-Every file written here (weights, checkpoints, lookup tables, logs, figures, pages) goes to a temporary file in the
-same folder, flushed to disk and renamed into place, so a crash at any moment leaves either the old file or the new
-one, never half of one. (A run folder's .lock is opened elsewhere, in run_folder.py: it is locked, never written.)
-The .npz format (arrays, JSON metadata, never pickle) is util/npz.py's; the checkpoint's schema util/checkpoint.py's.
+Every file written here (weights, checkpoints, lookup tables, logs, figures, pages) goes to a temporary file
+in the same folder, flushed to disk and renamed into place, so a crash at any moment leaves either the old
+file or the new one, never half of one. (A run folder's .lock is opened elsewhere, in run_folder.py: it is
+locked, never written.) The .npz format (arrays, JSON metadata, never pickle) is util/npz.py's; the
+checkpoint's schema util/checkpoint.py's.
 """
 
 import errno
@@ -19,7 +20,8 @@ from util.errors import UserError
 
 class ModelFileError(UserError, ValueError):
     """A weights, checkpoint or output file that cannot be used; the message says what is wrong. errno: the
-    system's error number where a write failed (ENOSPC a full disk, EPERM or EACCES no permission), else None."""
+    system's error number where a write failed (ENOSPC a full disk, EPERM or EACCES no permission), else
+    None."""
 
     def __init__(self, message, errno=None):
         super().__init__(message)
@@ -35,8 +37,9 @@ def _umask():
 
 def writes_in_place(path):
     """True for an output that is not a file to replace: a device, a pipe or a socket (/dev/null, /dev/full, a
-    FIFO), or a name reached through /proc (/dev/stdout, /dev/fd/1). Renaming a temporary file over such a name
-    would replace the device or the link itself (as root, /dev/null), so it is opened and written as it is."""
+    FIFO), or a name reached through /proc (/dev/stdout, /dev/fd/1). Renaming a temporary file over such a
+    name would replace the device or the link itself (as root, /dev/null), so it is opened and written as it
+    is."""
     path = os.path.abspath(os.fspath(path))
     for _ in range(40):  # follow the name's links, one at a time
         folder = os.path.realpath(os.path.dirname(path))
@@ -64,7 +67,8 @@ def _own_descriptor(path):
 
 def _write_in_place(path, write):
     """Open path (a device, pipe, ...) for writing and call write(f) on it; no temporary, no rename. stdout or
-    stderr itself is written through its descriptor, as the shell opened it: `>> file` appends, never truncates."""
+    stderr itself is written through its descriptor, as the shell opened it: `>> file` appends, never
+    truncates."""
     fd = _own_descriptor(path)
     try:
         if fd is not None:
@@ -134,14 +138,14 @@ def write_text(path, text):
 def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, fix='give another name'):
     """The one check of an output file, before any work: refuse what could not be written, or should not be.
 
-    Refused: an empty name; a folder; a read-only file; a path too long for the system (with the temporary name
-    atomic_write first writes it under); a parent that is a file, or a folder that cannot be created or written;
-    a device, pipe or socket where in_place is False (a run's files are read back, so they must be files), else
-    one that cannot be written. Also a file this command reads (one of inputs, under any name), and an existing
-    file that is not of the kind written: kind = (the bytes such a file starts with, its name), e.g.
-    (b'<svg', 'an SVG figure'), so that a log, a text or a model given as the output by mistake is never lost.
-    A missing folder is made when the file is written (atomic_write), not here, so that a command refused
-    later leaves nothing behind. fix: what to do, ending each message. Raises ModelFileError."""
+    Refused: an empty name; a folder; a read-only file; a path too long for the system (with the temporary
+    name atomic_write first writes it under); a parent that is a file, or a folder that cannot be created or
+    written; a device, pipe or socket where in_place is False (a run's files are read back, so they must be
+    files), else one that cannot be written. Also a file this command reads (one of inputs, under any name),
+    and an existing file that is not of the kind written: kind = (the bytes such a file starts with, its
+    name), e.g. (b'<svg', 'an SVG figure'), so that a log, a text or a model given as the output by mistake is
+    never lost. A missing folder is made when the file is written (atomic_write), not here, so that a command
+    refused later leaves nothing behind. fix: what to do, ending each message. Raises ModelFileError."""
     path = os.fspath(path)
     if not path:
         raise ModelFileError(f'the {what} path is empty: give a file name')
@@ -194,7 +198,8 @@ def _check_replaceable(path, real, what, kind, inputs, fix):
     _check_not_an_input(path, real, what, inputs, fix)
     if kind is not None and head(real, len(kind[0])) not in (b'', kind[0]):
         raise ModelFileError(
-            f'{what} {path} exists and is not {kind[1]}: writing it would replace it; {fix}, or remove it first'
+            f'{what} {path} exists and is not {kind[1]}: writing it would replace it; {fix}, or remove it '
+            'first'
         )
 
 
@@ -207,7 +212,8 @@ def _check_not_an_input(path, real, what, inputs, fix):
 
 
 def temporary_name(path):
-    """The longest name atomic_write gives path's temporary file: '.' + its name + '.' + 8 characters + '.tmp'."""
+    """The longest name atomic_write gives path's temporary file: '.' + its name + '.' + 8 characters +
+    '.tmp'."""
     return '.' + os.path.basename(path) + '.' + 8 * 'x' + '.tmp'
 
 
@@ -227,8 +233,8 @@ def _check_length(path, existing, what):
 
 
 def remove_empty(folders):
-    """Remove the folders that are empty, in the order given (the deepest first: each is empty once those below
-    it go)."""
+    """Remove the folders that are empty, in the order given (the deepest first: each is empty once those
+    below it go)."""
     for path in folders:
         try:
             os.rmdir(path)
@@ -306,8 +312,8 @@ def stream_limit():
 
 
 def read_error(e, path, what, hint=''):
-    """The one line for an OSError met reading path, a `what` ('weights file', 'lookup table', ...); hint: what to
-    do, added where the file is missing."""
+    """The one line for an OSError met reading path, a `what` ('weights file', 'lookup table', ...); hint:
+    what to do, added where the file is missing."""
     if isinstance(e, FileNotFoundError):
         return f'{what} {path} does not exist{hint}'
     if isinstance(e, IsADirectoryError):
@@ -352,9 +358,10 @@ def read_bytes(path, what, limit=None, *, error=ModelFileError, hint='', first=N
 
 
 def _reader(f):
-    """read(n) for an open file: f.read for a file; for a stream (a pipe, a FIFO, a terminal), what has come, waited
-    for in turns of half a second. A signal may reach another thread of the process (OpenBLAS's), which does not
-    interrupt a read that waits in the main thread: between two turns, Python acts on it (Ctrl-C, SIGTERM)."""
+    """read(n) for an open file: f.read for a file; for a stream (a pipe, a FIFO, a terminal), what has come,
+    waited for in turns of half a second. A signal may reach another thread of the process (OpenBLAS's), which
+    does not interrupt a read that waits in the main thread: between two turns, Python acts on it (Ctrl-C,
+    SIGTERM)."""
     if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
         return f.read
 

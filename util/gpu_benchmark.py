@@ -1,11 +1,13 @@
-"""_benchmark.py --device cuda: this repo's GPU engine (gpu.py) beside PyTorch's cuDNN nn.LSTM on the same GPU.
+"""_benchmark.py --device cuda: this repo's GPU engine (gpu.py) beside PyTorch's cuDNN nn.LSTM on the same
+GPU.
 
-For each batch B of chunks: training (forward, backward and RMSprop over one window of T characters in B chunks,
-float32, the loss brought back to the host every window as training does) and sampling (N samples side by side,
-a character at a time: N = 1 and N = B). The two are timed in turn, round after round, so that a change in the
-machine's speed falls on both alike; PyTorch runs in plain float32 (TF32 off, as this repo computes), and once
-more with TF32 on for reference. Each figure is the median of the rounds; the spread between rounds is printed
-beside it (and in the JSON) and flagged when above 25%, as _benchmark.py flags its own.
+For each batch B of chunks: training (forward, backward and RMSprop over one window of T characters in B
+chunks, float32, the loss brought back to the host every window as training does) and sampling (N samples side
+by side, a character at a time: N = 1 and N = B). The two are timed in turn, round after round, so that a
+change in the machine's speed falls on both alike; PyTorch runs in plain float32 (TF32 off, as this repo
+computes), and once more with TF32 on for reference. Each figure is the median of the rounds; the spread
+between rounds is printed beside it (and in the JSON) and flagged when above 25%, as _benchmark.py flags its
+own.
 """
 
 import time

@@ -16,9 +16,9 @@ def machine_bytes():
 
 def model_bytes(V, H, layers, B, T, itemsize=4, training=False):
     """About how much memory the LSTM needs with V characters, H units per layer, B streams side by side and T
-    steps at a time: its weights (in training also their gradients, the optimizer's mean square and the update),
-    and the activations of the T steps (in training kept for the backward pass: gates before and after their
-    nonlinearity, h, c and tanh(c) per layer; the logits, probabilities and their gradient)."""
+    steps at a time: its weights (in training also their gradients, the optimizer's mean square and the
+    update), and the activations of the T steps (in training kept for the backward pass: gates before and
+    after their nonlinearity, h, c and tanh(c) per layer; the logits, probabilities and their gradient)."""
     # The weights: lstm*.W, lstm*.b and the dense layer's.
     weights = (V + H) * 4 * H + (layers - 1) * (2 * H) * 4 * H + layers * 4 * H + H * V + V
     if training:
@@ -31,8 +31,8 @@ def check_fits(needed, what):
     have = machine_bytes()
     if have is not None and needed > have:
         raise UserError(
-            f'{what} needs about {in_words(needed)} of memory, more than this machine\'s {in_words(have)}: choose smaller '
-            'sizes'
+            f'{what} needs about {in_words(needed)} of memory, more than this machine\'s {in_words(have)}: '
+            'choose smaller sizes'
         )
 
 

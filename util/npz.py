@@ -1,6 +1,6 @@
-"""The .npz files of this repo (weights, checkpoints): named arrays, and metadata as a JSON string stored in them
-as a 0-d unicode array named 'meta'. Written atomically, read with allow_pickle=False and checked: never pickle,
-one line for whatever is wrong (util/files.py's ModelFileError)."""
+"""The .npz files of this repo (weights, checkpoints): named arrays, and metadata as a JSON string stored in
+them as a 0-d unicode array named 'meta'. Written atomically, read with allow_pickle=False and checked: never
+pickle, one line for whatever is wrong (util/files.py's ModelFileError)."""
 
 import io
 import json

@@ -1,15 +1,16 @@
 """Models saved by the original project (BendeguzToth/NeuralLanguageModel): read its weights file into this
 repo's parameters, and write this repo's parameters in its format, so that a model goes either way.
 
-Its weights file (`ShakespeareNet.json`) is a JSON list with one entry per trained layer, every number a float64:
+Its weights file (`ShakespeareNet.json`) is a JSON list with one entry per trained layer, every number a
+float64:
     [[w, b], [w, b], ..., [[w, b]]]
 - each LSTM layer, in order: w (4H, D + H), b (4H, 1). The rows of w are the gate blocks i, f, o, g (the same
   order as here), its columns the layer's input first, then h_prev; so w is the transpose of this repo's
   W (D + H, 4H), and b a column where this repo has a flat (4H,).
 - then the output layer, wrapped once more by the original's TimeDistributed: [[w, b]], w (V, H), b (V, 1).
-Its lookup table (`ShakespeareLookup.json`) is a JSON list of the characters in the order the original happened to
-find them (not sorted); index i is row i of the one-hot input and of the output. data.load_lookup reads it as it
-is: this repo never assumes a sorted table.
+Its lookup table (`ShakespeareLookup.json`) is a JSON list of the characters in the order the original
+happened to find them (not sorted); index i is row i of the one-hot input and of the output. data.load_lookup
+reads it as it is: this repo never assumes a sorted table.
 
 The original computes in float64, so its models are read as float64 (and give its results here); a model that
 went out from this repo (every value a float32) comes back as float32, so that a round trip changes nothing.

@@ -1,7 +1,8 @@
-"""The settings of a training run that its floating-point type cannot hold. RMSprop computes in the run's dtype
-(float32 by default): a learning rate, epsilon, clipping norm or weight decay that is 0 there silently does
-nothing (an epsilon of 0 divides by zero: NaN at the first step), one that is infinite overflows, and a decay that
-rounds to 1 never decays. Such settings are refused before any work, with the range that the dtype holds.
+"""The settings of a training run that its floating-point type cannot hold. RMSprop computes in the run's
+dtype (float32 by default): a learning rate, epsilon, clipping norm or weight decay that is 0 there silently
+does nothing (an epsilon of 0 divides by zero: NaN at the first step), one that is infinite overflows, and a
+decay that rounds to 1 never decays. Such settings are refused before any work, with the range that the dtype
+holds.
 """
 
 import numpy as np
@@ -38,7 +39,8 @@ def problem(settings, lr_at, resumed=False):
                 what = 'times --lr ' if name == 'weight_decay' else ''
                 return (
                     f'{_option(name)} {value} {what}is {float(cast(product)):g} in {dtype} ({held}): give a '
-                    f'value in that range{", or --dtype float64" if dtype == np.float32 and not resumed else ""}'
+                    'value in that '
+                    f'range{", or --dtype float64" if dtype == np.float32 and not resumed else ""}'
                 )
         for name in ('rho', 'ema'):
             value = settings[name]
@@ -51,7 +53,8 @@ def problem(settings, lr_at, resumed=False):
         if not 0 < cast(lr_at(settings, last)):
             return (
                 f'the learning rate decays to 0 in {dtype} by epoch {last + 1} (--lr {settings["lr"]} x '
-                f'--lr-decay {settings["lr_decay"]} per epoch after --decay-after {settings["decay_after"]}): '
+                f'--lr-decay {settings["lr_decay"]} per epoch after --decay-after '
+                f'{settings["decay_after"]}): '
                 'give fewer --epochs or a slower decay'
             )
     return None

@@ -1,18 +1,19 @@
 """A training run's folder (the --out of _training.py): its files, its lock, and the checks made before a
 training writes in it.
 
-    ShakespeareOptimizer.npz  the checkpoint: weights, RMSprop state, carried hidden state, moving average, and
-                              as JSON the settings, the position in the data, the random state, the lookup table,
-                              every row of the log and the best epoch so far. It is the commit point.
-    ShakespeareNet.npz        the weights to sample from     }  derived from the checkpoint, written after it,
-    ShakespeareLookup.json    the lookup table               }  and written again by Run.write_derived if a stop
-    training_log.csv          one row per epoch and per stop }  or a full disk left them behind it
+    ShakespeareOptimizer.npz  the checkpoint: weights, RMSprop state, carried hidden state, moving average,
+                              and as JSON the settings, the position in the data, the random state, the
+                              lookup table, every row of the log and the best epoch so far. It is the commit
+                              point.
+    ShakespeareNet.npz        the weights to sample from     }  derived from the checkpoint, written after
+    ShakespeareLookup.json    the lookup table               }  it, and written again by Run.write_derived if
+    training_log.csv          one row per epoch and per stop }  a stop or a full disk left them behind it
     best/                     the same files for the best epoch so far (its checkpoint written last)
     .lock                     locked by the process that trains in the folder
 
-One writer at a time (Lock); before any work, every file the run writes is checked writable (check_outputs), so
-that a refusal comes before the training, not at its first checkpoint. Errors are raised as files.ModelFileError,
-with a one-line reason.
+One writer at a time (Lock); before any work, every file the run writes is checked writable (check_outputs),
+so that a refusal comes before the training, not at its first checkpoint. Errors are raised as
+files.ModelFileError, with a one-line reason.
 """
 
 import errno
@@ -33,8 +34,8 @@ WEIGHTS, CHECKPOINT, LOOKUP, LOG, BEST, LOCK = (
 )
 MAX_LOG_BYTES = 64 << 20  # the most of a training log read: 64 MiB would hold about a million epochs
 
-# The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters + '.tmp'
-# (tempfile.mkstemp; files.temporary_name): only those of the run's own files are ever removed. (Not
+# The temporary files of files.atomic_write are named '.' + the file's name + '.' + 8 random characters +
+# '.tmp' (tempfile.mkstemp; files.temporary_name): only those of the run's own files are ever removed. (Not
 # files.check_folder's named probes, where a file system has no unnamed files: a process that is about to find
 # the folder locked may be making one.)
 _TEMPORARY = re.compile(
@@ -50,13 +51,13 @@ class Moved(files.ModelFileError):
     """The run folder was moved or removed while the training ran: it is no longer the folder locked."""
 
 
-# --- the folder: its lock, its temporaries, its files ------------------------------------------------------------
+# --- the folder: its lock, its temporaries, its files -------------------------------------------------------
 
 
 class Lock:
     """An exclusive lock on a run folder, taken before anything in it is read. The system drops it when the
-    process ends, however it ends, so a killed run never blocks its folder. Raises Busy if another process holds
-    it, OSError if the lock file cannot be opened."""
+    process ends, however it ends, so a killed run never blocks its folder. Raises Busy if another process
+    holds it, OSError if the lock file cannot be opened."""
 
     made = ()  # the folders above the run folder made for it, the deepest first
 
@@ -102,8 +103,9 @@ class Lock:
         self.file.close()
 
     def discard(self):
-        """Remove the lock file and the folder, if nothing else is in it (for a folder this process made and then
-        wrote nothing into), with the folders above it that were made for it (made), and release the lock."""
+        """Remove the lock file and the folder, if nothing else is in it (for a folder this process made and
+        then wrote nothing into), with the folders above it that were made for it (made), and release the
+        lock."""
         remove_temporaries(self.folder)
         os.remove(self.path)
         files.remove_empty([self.folder, *self.made])
@@ -111,8 +113,8 @@ class Lock:
 
 
 def _open_lock(path):
-    """The lock file, opened without following a link and only if it is a plain file: a link could lead out of the
-    folder (and create a file there), a pipe is no file to lock."""
+    """The lock file, opened without following a link and only if it is a plain file: a link could lead out of
+    the folder (and create a file there), a pipe is no file to lock."""
     fix = 'but the run keeps its lock file there: remove it, or choose another run folder'
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
@@ -139,14 +141,14 @@ def remove_temporaries(folder):
 
 
 def check_outputs(folder):
-    """Refuse, before any work, a run folder in which a file the run writes could not be written, or should not
-    be: each one goes through files.check_writable, which also refuses a pipe or a device in its place (or a link
-    to one: reading it could wait for ever, writing it would lose the file). Raises ModelFileError."""
+    """Refuse, before any work, a run folder in which a file the run writes could not be written, or should
+    not be: each one goes through files.check_writable, which also refuses a pipe or a device in its place (or
+    a link to one: reading it could wait for ever, writing it would lose the file). Raises ModelFileError."""
     best = os.path.join(folder, BEST)
     if os.path.islink(best):
         raise files.ModelFileError(
-            f'{best} is a link (to {os.readlink(best)}), but the run keeps its best epoch in a folder of its own '
-            'there: move it away or choose another run folder'
+            f'{best} is a link (to {os.readlink(best)}), but the run keeps its best epoch in a folder of its '
+            'own there: move it away or choose another run folder'
         )
     if os.path.lexists(best) and not os.path.isdir(best):
         raise files.ModelFileError(
@@ -173,7 +175,8 @@ def parent_run(folder):
 
 
 def stray_files(folder):
-    """The run's file names present in a folder that holds no checkpoint (files of no run that can continue)."""
+    """The run's file names present in a folder that holds no checkpoint (files of no run that can
+    continue)."""
     names = [WEIGHTS, LOOKUP, LOG, *(f'{BEST}/{name}' for name in (WEIGHTS, CHECKPOINT, LOOKUP))]
     return [name for name in names if os.path.lexists(os.path.join(folder, name))]
 
@@ -181,7 +184,10 @@ def stray_files(folder):
 def fix_for(error):
     """What to do about a file the run could not write, by its errno: free space, or give permission."""
     if error.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
-        return 'give the run write permission there (chmod u+w; chattr -a, -i for an append-only or immutable file)'
+        return (
+            'give the run write permission there (chmod u+w; chattr -a, -i for an append-only or immutable '
+            'file)'
+        )
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return 'free some space'
     return 'fix that'

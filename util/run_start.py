@@ -16,8 +16,8 @@ from util.errors import UserError
 
 
 def check_out(args):
-    """Refuse an --out that no training may write: empty, the shipped model's saves/ (unless asked for), or the
-    best/ folder of a run (which that run writes)."""
+    """Refuse an --out that no training may write: empty, the shipped model's saves/ (unless asked for), or
+    the best/ folder of a run (which that run writes)."""
     out = args.out
     if not out:
         raise UserError('--out is empty: give a folder for the run')
@@ -42,8 +42,8 @@ def check_out(args):
 
 def lock_folder(out):
     """Make the run folder and lock it before anything in it is read; clear the temporary files that a killed
-    run left; check that every file the run writes can be written. Returns the lock. A refusal leaves no folder
-    it made behind."""
+    run left; check that every file the run writes can be written. Returns the lock. A refusal leaves no
+    folder it made behind."""
     made = files.missing_folders(out)
     try:
         files.check_folder(out, '--out folder')
@@ -128,7 +128,8 @@ def resumed_run(args, out):
 
 
 def load_data(run):
-    """Read the corpus; make the model on a new run. Returns (chunked training text (B, L), validation ids)."""
+    """Read the corpus; make the model on a new run. Returns (chunked training text (B, L), validation
+    ids)."""
     s = run.settings
     ids, run.chars = data.read_corpus(run.corpus_file(), run.chars)
     train_ids, val_ids = data.split(ids, s['val_fraction'])
@@ -138,8 +139,8 @@ def load_data(run):
     n_windows = data.n_windows(chunked.shape[1], s['window'])
     if n_windows == 0:
         raise UserError(
-            f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of more '
-            f'than {s["window"]} characters: use a longer corpus, or lower --chunks or --window'
+            f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of '
+            f'more than {s["window"]} characters: use a longer corpus, or lower --chunks or --window'
         )
     if len(val_ids) < 2:
         raise UserError(
@@ -169,7 +170,8 @@ def load_data(run):
 
 
 def training_size(s):
-    """About how much memory a training of these settings needs (bytes), and what that training is, in words."""
+    """About how much memory a training of these settings needs (bytes), and what that training is, in
+    words."""
     needed = memory.model_bytes(
         1,
         s['hidden'],

@@ -24,11 +24,13 @@ from util.settings import DEFAULTS
 
 
 class Incomplete(files.ModelFileError):
-    """The checkpoint was committed but a file derived from it could not be written (Run.write_derived completes it)."""
+    """The checkpoint was committed but a file derived from it could not be written (Run.write_derived
+    completes it)."""
 
 
 def log_rows(path):
-    """The rows of an existing training_log.csv (adopted by a checkpoint written before checkpoints held them)."""
+    """The rows of an existing training_log.csv (adopted by a checkpoint written before checkpoints held
+    them)."""
     if not os.path.lexists(path):
         return []
     raw = files.read_bytes(path, 'training log', MAX_LOG_BYTES)
@@ -42,7 +44,7 @@ def log_text(rows):
     return out.getvalue()
 
 
-# --- the run ---------------------------------------------------------------------------------------------------
+# --- the run ------------------------------------------------------------------------------------------------
 
 
 class Run:
@@ -53,8 +55,8 @@ class Run:
     params, opt  the weights and their RMSprop optimizer; ema the moving average of the weights, or None
     state        the hidden state carried into the next window, [(h, c) per layer], each (chunks, H)
     pos          the position: epoch, window (within the epoch), step, seconds trained, val_loss (of the last
-                 epoch), best_val and best_step (of the best epoch so far), epoch_loss_sum and epoch_steps (the
-                 training losses of this epoch so far, for its mean)
+                 epoch), best_val and best_step (of the best epoch so far), epoch_loss_sum and epoch_steps
+                 (the training losses of this epoch so far, for its mean)
     rng          the random generator of the dropout masks
     log          the rows of training_log.csv, as text
     corpus_chars, windows  the corpus's length and the windows per epoch it gives (None until known)
@@ -97,8 +99,9 @@ class Run:
 
     def corpus_file(self):
         """The corpus file: the one the run names (relative paths are inside the repo), else the shipped tiny
-        Shakespeare, checked by its SHA-256 (data.CorpusError if it is not right). A checkpoint that names a tiny
-        Shakespeare file which is not here (as one written in another folder may) resumes on the shipped copy."""
+        Shakespeare, checked by its SHA-256 (data.CorpusError if it is not right). A checkpoint that names a
+        tiny Shakespeare file which is not here (as one written in another folder may) resumes on the shipped
+        copy."""
         path = self.settings['corpus']
         if path is not None:
             path = os.path.join(cli.ROOT, path)  # inside the repo; an absolute path stays as it is
@@ -111,10 +114,10 @@ class Run:
         return path if path is not None else data.tiny_shakespeare()
 
     def save(self, folder, kind, row=None):
-        """Commit a checkpoint of kind 'epoch', 'periodic', 'interrupted', ... into folder, with `row` added to
-        the log, then write the files derived from it (and best/ if this is the best epoch's state).
-        Raises ModelFileError if the checkpoint could not be written (the previous one is then the folder's
-        state), Incomplete if only a derived file could not be (Run.write_derived then completes it)."""
+        """Commit a checkpoint of kind 'epoch', 'periodic', 'interrupted', ... into folder, with `row` added
+        to the log, then write the files derived from it (and best/ if this is the best epoch's state). Raises
+        ModelFileError if the checkpoint could not be written (the previous one is then the folder's state),
+        Incomplete if only a derived file could not be (Run.write_derived then completes it)."""
         if self.lock is not None:
             self.lock.check(self.on_disk)  # raises Moved: the folder is no longer the one locked
         log = self.log + [row] if row is not None else self.log
@@ -178,7 +181,8 @@ class Run:
 
 
 def _saved(path, what, *keys):
-    """A field of an .npz file's metadata (keys: the path to it), or None where the file or field is missing."""
+    """A field of an .npz file's metadata (keys: the path to it), or None where the file or field is
+    missing."""
     try:
         value = npz.load(path, what, only_meta=True)[1]
         for key in keys:
@@ -201,9 +205,9 @@ def _write_if_changed(path, text):
 
 
 def load_run(folder, make_optimizer):
-    """The run committed in folder, checked whole (util/checkpoint.py): its metadata field by field, its arrays,
-    and the one against the other. make_optimizer(params, settings) makes the optimizer whose state is restored.
-    Returns a Run with the saved settings. Raises ModelFileError."""
+    """The run committed in folder, checked whole (util/checkpoint.py): its metadata field by field, its
+    arrays, and the one against the other. make_optimizer(params, settings) makes the optimizer whose state is
+    restored. Returns a Run with the saved settings. Raises ModelFileError."""
     path = os.path.join(folder, CHECKPOINT)
     _, meta = npz.load(path, 'checkpoint', only_meta=True)
     checkpoint.check_meta(meta, path)

@@ -8,8 +8,8 @@ import data
 from util import cli, precision
 from util.errors import UserError
 
-# (group, name, default, type): they are saved in the checkpoint; on --resume the saved ones hold, and only those
-# in RESUMABLE may be changed on the command line. Each one's help is in HELP below.
+# (group, name, default, type): they are saved in the checkpoint; on --resume the saved ones hold, and only
+# those in RESUMABLE may be changed on the command line. Each one's help is in HELP below.
 SETTINGS = [
     ('data', 'corpus', None, cli.path),
     ('data', 'val_fraction', 0.1, cli.above_zero_below_one),
@@ -64,8 +64,8 @@ HELP = {
     'dtype': 'floating-point type',
     'seed': 'seed of the initial weights and of the dropout masks',
     'device': (
-        'train on the CPU or on an NVIDIA GPU through CuPy (a checkpoint moves between them with --resume); on '
-        'a GPU larger --chunks train faster: see --chunks'
+        'train on the CPU or on an NVIDIA GPU through CuPy (a checkpoint moves between them with --resume); '
+        'on a GPU larger --chunks train faster: see --chunks'
     ),
 }
 DEFAULTS = {name: default for _, name, default, _ in SETTINGS}
@@ -108,8 +108,8 @@ def settings_from(args, saved=None):
 
 
 def checked(settings, resumed=False):
-    """The settings, unless the run's dtype cannot hold one of them (0 or infinite there): then one line, which on
-    --resume says that the saved settings (with the command line's changes) are the ones refused."""
+    """The settings, unless the run's dtype cannot hold one of them (0 or infinite there): then one line,
+    which on --resume says that the saved settings (with the command line's changes) are the ones refused."""
     why = precision.problem(settings, lr_at, resumed)
     if why is not None:
         raise UserError(f'the saved run\'s settings with this command line\'s: {why}' if resumed else why)
@@ -122,8 +122,8 @@ def lr_at(settings, epoch):
 
 
 def stored_corpus(path):
-    """How a checkpoint names its corpus, so that a clone anywhere resumes: None for the shipped tiny Shakespeare,
-    a path relative to the repo for a file inside it, else the absolute path."""
+    """How a checkpoint names its corpus, so that a clone anywhere resumes: None for the shipped tiny
+    Shakespeare, a path relative to the repo for a file inside it, else the absolute path."""
     if path is None:
         return None
     path = os.path.abspath(path)

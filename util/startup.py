@@ -2,9 +2,9 @@
 
 Ctrl-C, SIGTERM or SIGHUP while a script starts (Python importing argparse, numpy, ...) is held until cli.run
 begins, and then stops the script as it does at any later moment: one line, status 128 + the signal (130, 143,
-129). Raised inside numpy's import, Ctrl-C would end as numpy's ImportError about its C extensions instead, and
-SIGTERM would end the process with no word. A process started with a signal ignored keeps it ignored; a library
-or a test that does not import this module keeps its handlers.
+129). Raised inside numpy's import, Ctrl-C would end as numpy's ImportError about its C extensions instead,
+and SIGTERM would end the process with no word. A process started with a signal ignored keeps it ignored; a
+library or a test that does not import this module keeps its handlers.
 """
 
 import os

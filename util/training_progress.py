@@ -1,7 +1,7 @@
-"""What _training.py's loop shows and hears: its progress line (step, epoch, smoothed loss, speed and time left,
-redrawn with '\r' on stdout when it is a terminal; in a file or a pipe, where a redrawn line would be a pile of
-lines, there is none, as in the other scripts), the clock of the run's training time, and the Stopper that turns
-the signals which end a training into a checkpoint.
+"""What _training.py's loop shows and hears: its progress line (step, epoch, smoothed loss, speed and time
+left, redrawn with '\r' on stdout when it is a terminal; in a file or a pipe, where a redrawn line would be a
+pile of lines, there is none, as in the other scripts), the clock of the run's training time, and the Stopper
+that turns the signals which end a training into a checkpoint.
 """
 
 import signal
@@ -67,9 +67,9 @@ class Stopped(Exception):
 
 
 class Stopper:
-    """Turns Ctrl-C, SIGTERM and SIGHUP (a closed terminal, a dropped connection) into a flag that the training
-    loop reads after every step, and that check() turns into Stopped inside validation and sampling (which change
-    nothing of the run, so the run stops as it was before them)."""
+    """Turns Ctrl-C, SIGTERM and SIGHUP (a closed terminal, a dropped connection) into a flag that the
+    training loop reads after every step, and that check() turns into Stopped inside validation and sampling
+    (which change nothing of the run, so the run stops as it was before them)."""
 
     def __init__(self):
         self.signal = None
@@ -81,7 +81,8 @@ class Stopper:
         self.signal = signal.Signals(signum).name
 
     def check(self, done=None):
-        """Raise Stopped if a signal has arrived (done: how far the caller is, as a progress callable gets it)."""
+        """Raise Stopped if a signal has arrived (done: how far the caller is, as a progress callable gets
+        it)."""
         if self.signal:
             raise Stopped(self.signal)
 

@@ -1,5 +1,6 @@
 """A model's weights: saved and loaded in this repo's .npz format or the original's .json (util/original.py),
-checked whole (every array there, of the shapes the model needs, finite, in one floating-point type) and cast."""
+checked whole (every array there, of the shapes the model needs, finite, in one floating-point type) and
+cast."""
 
 import numpy as np
 
@@ -9,21 +10,21 @@ from util.files import ModelFileError
 
 def save_params(path, params, meta=None, chars=None):
     """Save the weights, named lstm1.W, lstm1.b, ..., dense.W, dense.b, in their dtype (float32 by default).
-    chars, the model's lookup table, is stored in the metadata as `alphabet`, so that a loader can refuse another
-    table."""
+    chars, the model's lookup table, is stored in the metadata as `alphabet`, so that a loader can refuse
+    another table."""
     if chars is not None:
         meta = dict(meta or {}, alphabet=list(chars))
     npz.save(path, params, meta)
 
 
 def load_params(path, V=None, dtype=None, chars=None):
-    """Load and check weights saved by save_params, or by the original project (a .json file: see original.py).
-    V, if given, is the lookup table's size; chars, if given, the lookup table itself (V is then its size): it
-    must be the alphabet saved with the weights, where they hold one (older files do not).
+    """Load and check weights saved by save_params, or by the original project (a .json file: see
+    original.py). V, if given, is the lookup table's size; chars, if given, the lookup table itself (V is then
+    its size): it must be the alphabet saved with the weights, where they hold one (older files do not).
 
     dtype None keeps the weights' own precision: float64 for float64 weights (the original's models), float32
-    for the rest. Returns (params, meta; {} for the original's files, which hold none). Raises ModelFileError with
-    a one-line reason on any problem.
+    for the rest. Returns (params, meta; {} for the original's files, which hold none). Raises ModelFileError
+    with a one-line reason on any problem.
     """
     if chars is not None:
         V = len(chars)

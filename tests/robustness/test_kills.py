@@ -32,8 +32,8 @@ def test_kill_9_at_any_moment_leaves_a_readable_checkpoint(made, tmp_path):
         checkpoint.load(out / 'ShakespeareOptimizer.npz', lambda q: RMSprop(q))
         load_params(out / 'ShakespeareNet.npz')
         data.load_lookup(out / 'ShakespeareLookup.json')
-    # A kill in the middle of a write leaves the temporary file of atomic_write behind (never a half file under
-    # a real name); the next run in the folder clears them.
+    # A kill in the middle of a write leaves the temporary file of atomic_write behind (never a half file
+    # under a real name); the next run in the folder clears them.
     assert (
         _training.main(
             ['--corpus', str(made / 'corpus.txt'), '--out', str(out), '--resume', '--max-steps', '0', *TINY]
