@@ -251,7 +251,7 @@ def train(run, out, chunked, val_ids, args, say, device=None):
     run.plan.threads = threads
     max_steps = float('inf') if args.max_steps is None else args.max_steps
     progress, stopper = TrainingProgress(args.quiet), Stopper()
-    last_checkpoint = time.time()
+    last_checkpoint, first_step = time.time(), p.step
     try:  # a signal during the last checkpoint is one more flag
         try:
             while p.epoch < s['epochs'] and p.step < max_steps and not stopper.signal:
@@ -274,12 +274,18 @@ def train(run, out, chunked, val_ids, args, say, device=None):
         except Stopped:
             pass
         to_host()
+        if not stopper.signal and 0 < first_step == p.step == args.max_steps:  # resumed where it stopped
+            say(f'the run in {out} is at step {p.step} already (--max-steps): nothing to do')
+            return False
         if p.epoch < s['epochs'] or args.max_steps == p.step:
             why = f'{stopper.signal} received' if stopper.signal else f'--max-steps {args.max_steps} reached'
             p.seconds += progress.lap()
             run.opt.lr = lr_at(s, p.epoch)  # the rate of the epoch it stopped in
             row = log_row(run, progress.mean_loss(), None, None, why) if p.step > 0 else None
             run.save(out, 'interrupted' if stopper.signal else 'max-steps', row)
+            why = (
+                f'{stopper.signal} received' if stopper.signal else why
+            )  # also one that came during the save
             say(
                 f'{progress.end_line()}{why}: checkpoint saved in {out} at step {p.step}; continue with '
                 '--resume'

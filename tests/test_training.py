@@ -10,7 +10,7 @@ import _training
 import data
 import lstm
 from optimizer import RMSprop
-from util import checkpoint, cli, runs, settings
+from util import checkpoint, cli, position, runs, settings
 from util.weights import load_params
 
 from helpers import TINY, TINY_LOUD, assert_one_line_error, fails, load, run_here, tiny_corpus, train
@@ -105,13 +105,13 @@ def test_training_writes_the_run_folder(tmp_path, corpus, capsys):
         np.testing.assert_array_equal(params[k], ema[k])
 
 
-def test_a_stop_before_any_step_logs_no_training_loss(tmp_path, corpus):
+def test_a_resume_with_no_step_left_logs_no_second_row(tmp_path, corpus):
     out = tmp_path / 'run'
     run(corpus, out, '--max-steps', '5')
-    run(corpus, out, '--max-steps', '5', '--resume')  # nothing left to do: a row, but no training loss
+    run(corpus, out, '--max-steps', '5', '--resume')  # nothing left to do: no row
     rows = [line.split(',') for line in (out / 'training_log.csv').read_text().splitlines()[1:]]
-    assert [r[1] for r in rows] == ['5', '5'] and all('--max-steps 5 reached' in r[7] for r in rows)
-    assert float(rows[0][2]) > 0 and rows[1][2] == ''
+    assert [r[1] for r in rows] == ['5'] and '--max-steps 5 reached' in rows[0][7]
+    assert float(rows[0][2]) > 0
 
 
 def test_val_chars_limits_the_validation_text(tmp_path, corpus):
@@ -133,10 +133,10 @@ def test_learning_rate_schedule():
 
 
 def test_best_is_strictly_lower():
-    assert checkpoint.is_best(2.0, None)
-    assert checkpoint.is_best(1.9, 2.0)
-    assert not checkpoint.is_best(2.0, 2.0)
-    assert not checkpoint.is_best(2.1, 2.0)
+    assert position.is_best(2.0, None)
+    assert position.is_best(1.9, 2.0)
+    assert not position.is_best(2.0, 2.0)
+    assert not position.is_best(2.1, 2.0)
 
 
 def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, monkeypatch):
@@ -358,18 +358,17 @@ def test_resume_says_where_it_continues_and_what_changed(tmp_path, corpus, capsy
     assert 'no setting changed' in capsys.readouterr().out
 
 
-def test_a_stop_before_any_step_logs_the_learning_rate_of_its_epoch(tmp_path, corpus):
+def test_a_stop_logs_the_rate_of_its_epoch_and_a_resume_with_nothing_to_do_logs_nothing(tmp_path, corpus):
     out = tmp_path / 'run'
     # Two epochs of 33 steps, and 4 of the third.
-    assert (
-        train(
-            '--corpus', corpus, '--out', out, '--max-steps', '70', '--lr', '0.01', '--lr-decay', '0.5', *TINY
-        )
-        == 0
-    )
-    assert train('--out', out, '--resume', '--max-steps', '70', '--quiet') == 0
+    args = ['--corpus', corpus, '--out', out, '--max-steps', '70', '--lr', '0.01', '--lr-decay', '0.5', *TINY]
+    assert train(*args) == 0
+    before = (out / runs.CHECKPOINT).read_bytes()
+    r = run_here('_training.py', '--out', out, '--resume', '--max-steps', '70')
+    assert r.returncode == 0 and 'at step 70 already (--max-steps): nothing to do' in r.stdout, r.stdout
     rows = runs.log_rows(out / runs.LOG)
-    assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025', '0.0025'], rows
+    assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025'], rows  # the third: the rate of epoch 3
+    assert (out / runs.CHECKPOINT).read_bytes() == before
 
 
 def test_max_steps_zero_saves_the_untrained_model(tmp_path):

@@ -17,11 +17,10 @@ import numpy as np
 import lstm
 from util import npz, weights
 from util.files import ModelFileError
+from util.position import check_position, finite, whole
 from util.settings import DEFAULTS, KINDS
 
 LOG_HEADER = ['epoch', 'step', 'train_loss', 'val_loss', 'lr', 'seconds', 'chars_per_s', 'event']
-COUNT_MAX = 2**53  # steps, epochs, windows and integer settings: beyond it a float or an int64 loses them
-SECONDS_MAX = 1e12  # 30,000 years of training: a larger clock is damage (and would overflow as it runs)
 
 
 def _short_json(value):
@@ -30,19 +29,10 @@ def _short_json(value):
     return text if len(text) <= 60 else text[:57] + '...'
 
 
-def _whole(value, least=0):
-    """Whether value is a JSON integer (not a boolean) from `least` to COUNT_MAX."""
-    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= COUNT_MAX
-
-
 def in_order(chars):
     """Whether a lookup table lists its characters in code-point order, as data.read_corpus builds it from a
     corpus (a table in another order would encode the corpus with other indices than the weights learned)."""
     return all(a < b for a, b in zip(chars, chars[1:]))
-
-
-def _finite(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _setting_problem(value, default, kind):
@@ -55,11 +45,11 @@ def _setting_problem(value, default, kind):
     elif isinstance(default, bool):
         return None if isinstance(value, bool) else 'not true or false'
     elif isinstance(default, int):
-        if not _whole(value):
+        if not whole(value):
             return 'not an integer from 0 to 2**53'
         text = str(value)
     else:
-        if not _finite(value):
+        if not finite(value):
             return 'not a finite number'
         text = repr(float(value))
     if text is None:
@@ -83,7 +73,7 @@ def _is_alphabet(v):
     )
 
 
-def _number(text, blank=False, finite=True):
+def _number(text, blank=False, finite_only=True):
     """A log field is a number, finite unless said (a validation loss may overflow where the weights do not),
     or '' where blank is allowed."""
     if blank and text == '':
@@ -92,7 +82,7 @@ def _number(text, blank=False, finite=True):
         value = float(text)
     except ValueError:
         return False
-    return math.isfinite(value) or not finite
+    return math.isfinite(value) or not finite_only
 
 
 def _is_log_row(r):
@@ -104,7 +94,7 @@ def _is_log_row(r):
         and all(isinstance(x, str) and '\n' not in x and '\r' not in x for x in r)
         and _number(r[0])
         and r[1].isdigit()
-        and all(_number(x, blank=True, finite=False) for x in r[2:4])
+        and all(_number(x, blank=True, finite_only=False) for x in r[2:4])
         and all(_number(x) for x in r[4:6])
         and _number(r[6], blank=True)
     )
@@ -117,9 +107,9 @@ def _is_log(v):
 
 # The other fields of the metadata: the test each passes where it is present, and what it is otherwise.
 FIELDS = {
-    'corpus_chars': (lambda v: v is None or _whole(v, 2), 'not a number of characters >= 2'),
-    'windows_per_epoch': (lambda v: _whole(v, 1), 'not a whole number >= 1'),
-    'commit': (lambda v: _whole(v), 'not a whole number >= 0'),
+    'corpus_chars': (lambda v: v is None or whole(v, 2), 'not a number of characters >= 2'),
+    'windows_per_epoch': (lambda v: whole(v, 1), 'not a whole number >= 1'),
+    'commit': (lambda v: whole(v), 'not a whole number >= 0'),
     'block_widths': (lambda v: isinstance(v, list), 'not a list'),
     'saved': (lambda v: isinstance(v, str), 'not text'),
     'chars': (
@@ -150,7 +140,7 @@ def check_meta(meta, path, defaults=DEFAULTS, kinds=KINDS):
         why = _setting_problem(value, defaults[name], kinds[name])
         if why:
             bad(f'settings.{name}', value, why)
-    _check_position(pos, bad)
+    check_position(pos, bad)
     _check_rng(rng, bad)
     for name, (ok, why) in FIELDS.items():
         if name in meta and not ok(meta[name]):
@@ -175,113 +165,6 @@ def _check_rng(rng, bad):
         np.random.PCG64().state = rng
     except Exception:  # a missing or damaged part of the state
         bad('rng', rng, 'not a whole PCG64 state')
-
-
-def _check_position(pos, bad):
-    """The position's fields: counts that the run can still advance (at most COUNT_MAX), finite losses, a
-    clock."""
-    for name in ('epoch', 'window', 'step'):
-        if not _whole(pos.get(name)):
-            bad(f'position.{name}', pos.get(name), 'not a whole number from 0 to 2**53')
-    for name in ('best_val', 'val_loss'):
-        if pos.get(name) is not None and not _finite(pos[name]):
-            bad(f'position.{name}', pos[name], 'not a finite number')
-    if not _finite(pos.get('seconds', 0.0)) or not 0 <= pos.get('seconds', 0.0) <= SECONDS_MAX:
-        bad('position.seconds', pos['seconds'], f'not a number of seconds from 0 to {SECONDS_MAX:.0e}')
-    if (
-        not _finite(pos.get('epoch_loss_sum', 0.0))
-        or abs(pos.get('epoch_loss_sum', 0.0)) > 1e300
-        or not _whole(pos.get('epoch_steps', 0))
-    ):
-        bad(
-            'position.epoch_loss_sum',
-            [pos.get('epoch_loss_sum'), pos.get('epoch_steps')],
-            'not a finite sum and a whole number of steps',
-        )
-    if pos.get('best_step') is not None and not (
-        _whole(pos['best_step']) and pos['best_step'] <= pos['step']
-    ):
-        bad('position.best_step', pos['best_step'], 'not a step of the run')
-
-
-def is_best(val_loss, best_so_far):
-    """Whether an epoch's validation loss goes into best/: strictly lower than every earlier epoch's."""
-    return best_so_far is None or val_loss < best_so_far
-
-
-class Position:
-    """Where a run is: whole epochs done, the window within the epoch, the step (windows trained in all), the
-    seconds trained; the last epoch's validation loss, the best one so far and its step; the training losses
-    of the epoch so far (for its mean, across resumes). Saved in the checkpoint as the JSON dict
-    `position`."""
-
-    def __init__(
-        self,
-        epoch=0,
-        window=0,
-        step=0,
-        seconds=0.0,
-        best_val=None,
-        best_step=None,
-        val_loss=None,
-        epoch_loss_sum=0.0,
-        epoch_steps=0,
-    ):
-        self.epoch, self.window, self.step, self.seconds = epoch, window, step, seconds
-        self.best_val, self.best_step, self.val_loss = best_val, best_step, val_loss
-        self.epoch_loss_sum, self.epoch_steps = epoch_loss_sum, epoch_steps
-
-    def advance(self, loss):
-        """One window trained, with this training loss."""
-        self.window += 1
-        self.step += 1
-        self.epoch_loss_sum += float(loss)
-        self.epoch_steps += 1
-
-    def mean_loss(self):
-        """The epoch's mean training loss so far (None before a step)."""
-        return self.epoch_loss_sum / self.epoch_steps if self.epoch_steps else None
-
-    def finish_epoch(self, val_loss):
-        """The epoch validated with val_loss: the next one starts at its first window. Returns (the epoch's
-        mean training loss, or None; whether val_loss is the best so far, which best_val and best_step then
-        hold)."""
-        train_loss = self.mean_loss()
-        self.epoch_loss_sum, self.epoch_steps = 0.0, 0
-        self.epoch, self.window, self.val_loss = self.epoch + 1, 0, val_loss
-        improved = is_best(val_loss, self.best_val)
-        if improved:
-            self.best_val, self.best_step = val_loss, self.step
-        return train_loss, improved
-
-    def to_json(self):
-        """The `position` dict of the checkpoint's metadata (check_meta checks it): the fields that hold a
-        value."""
-        pos = dict(
-            epoch=self.epoch, window=self.window, step=self.step, best_val=self.best_val, seconds=self.seconds
-        )
-        if self.epoch_steps:
-            pos.update(epoch_loss_sum=self.epoch_loss_sum, epoch_steps=self.epoch_steps)
-        for name in ('val_loss', 'best_step'):
-            if getattr(self, name) is not None:
-                pos[name] = getattr(self, name)
-        return pos
-
-    @classmethod
-    def from_json(cls, pos):
-        """A Position from a checked `position` dict."""
-        names = (
-            'epoch',
-            'window',
-            'step',
-            'seconds',
-            'best_val',
-            'best_step',
-            'val_loss',
-            'epoch_loss_sum',
-            'epoch_steps',
-        )
-        return cls(**{k: pos[k] for k in names if k in pos})
 
 
 def check_against_arrays(path, settings, params, state, chars, pos, windows):

@@ -9,7 +9,7 @@ import numpy as np
 import data
 import lstm
 from optimizer import RMSprop
-from util import checkpoint, cli, devices, files, memory, run_folder, runs
+from util import cli, devices, files, memory, position, run_folder, runs
 from util.run_folder import CHECKPOINT
 from util.settings import settings_from
 from util.errors import UserError
@@ -79,7 +79,7 @@ def new_run(args, out, plan=None):
             f'{out} holds {stray[0]} but no checkpoint ({CHECKPOINT}), so no run that can continue: move '
             'those files away, or choose another --out folder'
         )
-    return runs.Run(settings_from(args), pos=checkpoint.Position(), plan=plan)
+    return runs.Run(settings_from(args), pos=position.Position(), plan=plan)
 
 
 def make_optimizer(params, settings):

@@ -17,7 +17,7 @@ import numpy as np
 
 import data
 import engine
-from util import checkpoint, cli, files, npz, weights
+from util import checkpoint, cli, files, npz, position, weights
 from util.checkpoint import LOG_HEADER, in_order
 from util.run_folder import BEST, CHECKPOINT, LOG, LOOKUP, MAX_LOG_BYTES, WEIGHTS
 from util.settings import DEFAULTS
@@ -241,7 +241,7 @@ def load_run(folder, make_optimizer):
         opt,
         state,
         ema,
-        checkpoint.Position.from_json(pos),
+        position.Position.from_json(pos),
         rng,
         log,
         meta.get('corpus_chars'),

@@ -78,7 +78,8 @@ class Stopper:
         }
 
     def handle(self, signum, frame):
-        self.signal = signal.Signals(signum).name
+        if self.signal is None:  # the first one says why the run stops, and its status
+            self.signal = signal.Signals(signum).name
 
     def check(self, done=None):
         """Raise Stopped if a signal has arrived (done: how far the caller is, as a progress callable gets
