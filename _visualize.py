@@ -283,7 +283,7 @@ def check_outputs(args):
     """Refuse, before any work, an output that cannot be written, that is an input, or that another output
     also names (the second would replace the first). Returns where the script's lines go: stderr where an
     output is stdout (`--html /dev/stdout > page.html`), so that none of them lands inside it."""
-    svg_kind, html_kind = (b'<svg', 'an SVG figure'), (b'<!DOCTYPE html>', 'an HTML page')
+    svg_kind, html_kind = ((b'<svg',), 'an SVG figure'), ((b'<!DOCTYPE html', b'<html'), 'an HTML page')
     inputs = [args.text, args.weights, args.lookup, figures.TEMPLATE]
     outputs = [
         (option, path, kind)

@@ -306,3 +306,16 @@ def test_a_link_loop_or_a_folders_name_as_the_output_is_refused(tmp_path):
     r = run_here('_plot.py', SHIPPED_LOG, '--out', f'{tmp_path / "newdir"}/')
     assert_one_line_error(r, 'names a folder')
     assert sorted(os.listdir(tmp_path)) == ['loop.svg']
+
+
+def test_a_page_written_by_hand_is_a_page_to_replace_and_a_name_too_long_says_so(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    page = tmp_path / 'page.html'
+    page.write_text('<html><body>my own page</body></html>\n')
+    (tmp_path / 't.txt').write_text('to be or not to be', encoding='utf-8')
+    args = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 't.txt']
+    r = run_here('_visualize.py', *args, '--html', page)
+    assert r.returncode == 0, r.stderr
+    assert page.read_text().startswith('<!DOCTYPE html>')
+    r = run_here('_visualize.py', *args, '--html', tmp_path / ('p' * 250 + '.html'))
+    assert_one_line_error(r, 'path too long', 'its name is', 'choose a shorter path')

@@ -142,10 +142,11 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
     name atomic_write first writes it under); a parent that is a file, or a folder that cannot be created or
     written; a device, pipe or socket where in_place is False (a run's files are read back, so they must be
     files), else one that cannot be written. Also a file this command reads (one of inputs, under any name),
-    and an existing file that is not of the kind written: kind = (the bytes such a file starts with, its
-    name), e.g. (b'<svg', 'an SVG figure'), so that a log, a text or a model given as the output by mistake is
-    never lost. A missing folder is made when the file is written (atomic_write), not here, so that a command
-    refused later leaves nothing behind. fix: what to do, ending each message. Raises ModelFileError."""
+    and an existing file that is not of the kind written: kind = (the bytes such a file may start with, its
+    name), e.g. ((b'<svg',), 'an SVG figure'), so that a log, a text or a model given as the output by mistake
+    is never lost. A missing folder is made when the file is written (atomic_write), not here, so that a
+    command refused later leaves nothing behind. fix: what to do, ending each message. Raises
+    ModelFileError."""
     path = os.fspath(path)
     if not path:
         raise ModelFileError(f'the {what} path is empty: give a file name')
@@ -196,11 +197,17 @@ def _check_replaceable(path, real, what, kind, inputs, fix):
             f'it), or {fix}'
         ) from None
     _check_not_an_input(path, real, what, inputs, fix)
-    if kind is not None and head(real, len(kind[0])) not in (b'', kind[0]):
+    if kind is not None and not _of_kind(head(real, max(map(len, kind[0]))), kind[0]):
         raise ModelFileError(
             f'{what} {path} exists and is not {kind[1]}: writing it would replace it; {fix}, or remove it '
             'first'
         )
+
+
+def _of_kind(first, starts):
+    """Whether a file's first bytes are those of its kind: empty, or one of starts (in any case: <!doctype
+    html> is <!DOCTYPE html>)."""
+    return first == b'' or any(first.lower().startswith(s.lower()) for s in starts)
 
 
 def _check_not_an_input(path, real, what, inputs, fix):
@@ -224,12 +231,14 @@ def _check_length(path, existing, what):
     except (OSError, ValueError):  # the system does not say: nothing to check against
         return
     temporary = os.path.join(os.path.dirname(path), temporary_name(path))
-    if len(os.fsencode(temporary)) >= path_max or len(os.fsencode(os.path.basename(temporary))) > name_max:
-        raise ModelFileError(
-            f'{what} {path} is a path too long for this system ({len(os.fsencode(temporary))} bytes with the '
-            f'name it is first written under; the system allows {path_max - 1} in all, {name_max} a name): '
-            'choose a shorter path'
-        )
+    name, whole = len(os.fsencode(os.path.basename(temporary))), len(os.fsencode(temporary))
+    if name > name_max:
+        why = f'its name is {name} bytes as it is first written, the system allows {name_max}'
+    elif whole >= path_max:
+        why = f'{whole} bytes as it is first written, the system allows {path_max - 1}'
+    else:
+        return
+    raise ModelFileError(f'{what} {path} is a path too long for this system ({why}): choose a shorter path')
 
 
 def remove_empty(folders):
