@@ -259,7 +259,7 @@ def open_viewer(open_window):
 def show_viewer(args, params, ids, text):
     """The tkinter viewer (the default). A window is tried first: no display is said before the work."""
     open_viewer(viewer.try_window)
-    V, H, n_layers = lstm.sizes(params)
+    _, H, n_layers = lstm.sizes(params)
     itemsize = params['dense.W'].dtype.itemsize
     # An estimate: h and tanh(c) of every layer, held twice while they are joined, and a tkinter tag a
     # character.

@@ -268,6 +268,22 @@ TINY = [
     '0',
 ]
 TINY_LOUD = [a for a in TINY if a != '--quiet']  # the same, printing what a run prints
+# _benchmark.py at a size that takes a moment: what its output says, not its figures
+TINY_BENCHMARK = [
+    '--hidden',
+    8,
+    '--chunks',
+    2,
+    '--window',
+    4,
+    '--rounds',
+    1,
+    '--warmup',
+    0,
+    '--sample-length',
+    5,
+    '--no-torch',
+]
 
 
 def train(*args, measured=False):

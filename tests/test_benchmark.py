@@ -9,6 +9,7 @@ import pytest
 import _training
 
 from helpers import (
+    TINY_BENCHMARK,
     script,
 )
 
@@ -41,19 +42,7 @@ def test_benchmark_prints_a_table_and_json():
     assert result['openblas_core'] in r.stdout.splitlines()[0]  # the kernel in use is named
     r = script(
         '_benchmark.py',
-        '--hidden',
-        8,
-        '--chunks',
-        2,
-        '--window',
-        4,
-        '--rounds',
-        1,
-        '--warmup',
-        0,
-        '--sample-length',
-        5,
-        '--no-torch',
+        *TINY_BENCHMARK,
         env={'OPENBLAS_CORETYPE': 'Haswell'},
     )
     assert r.returncode == 0, r.stderr

@@ -6,6 +6,7 @@ from util import cli, memory
 from util.weights import load_params
 
 from helpers import (
+    TINY_BENCHMARK,
     Terminal,
     TINY_LOUD,
     assert_one_line_error,
@@ -43,19 +44,7 @@ def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_p
         ('_plot.py', log, '--out', tmp_path / 'c.svg'),
         (
             '_benchmark.py',
-            '--hidden',
-            8,
-            '--chunks',
-            2,
-            '--window',
-            4,
-            '--rounds',
-            1,
-            '--warmup',
-            0,
-            '--sample-length',
-            5,
-            '--no-torch',
+            *TINY_BENCHMARK,
         ),
     ]
     runs += [(name, '--help') for name in sorted({r[0] for r in runs} | {'_training.py'})]

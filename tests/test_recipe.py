@@ -9,8 +9,7 @@ import sys
 
 import numpy as np
 
-from util import npz
-from util import runs
+from util import npz, runs
 from helpers import ROOT, tiny_corpus
 
 SMALL = [

@@ -49,21 +49,7 @@ def test_the_lock_is_taken_before_anything_is_read(tmp_path, corpus, capsys):
 
 def test_two_runs_started_together_give_one_run(tmp_path, corpus):
     out = tmp_path / 'run'
-    cmd = [
-        sys.executable,
-        os.path.join(ROOT, '_training.py'),
-        '--corpus',
-        str(corpus),
-        '--out',
-        str(out),
-        '--epochs',
-        '2',
-        *TINY,
-    ]
-    procs = [
-        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    procs = [start_training(corpus, out, '--epochs', '2') for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(code for code, _ in results) == [0, 2], results
     err = next(e for code, e in results if code == 2).strip().splitlines()

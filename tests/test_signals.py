@@ -227,22 +227,7 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(made, tmp_path):
 
 def test_sighup_writes_a_checkpoint_like_sigterm(tmp_path, corpus):
     out = tmp_path / 'run'
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(ROOT, '_training.py'),
-            '--corpus',
-            str(corpus),
-            '--out',
-            str(out),
-            '--epochs',
-            '100000',
-            *TINY,
-        ],
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    p = start_training(corpus, out)
     try:
         while not (out / runs.LOG).exists():  # the first epoch is done: the loop is running
             assert p.poll() is None, p.stderr.read()
@@ -308,25 +293,7 @@ def test_a_signal_in_the_last_epochs_sample_ends_with_its_status(corpus, tmp_pat
     """The run is done and saved, but the stop still ends as a stopped program does (a shell loop over
     trainings must see it), not with 0."""
     out = tmp_path / 'run'
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(ROOT, '_training.py'),
-            '--corpus',
-            str(corpus),
-            '--out',
-            str(out),
-            *TINY,
-            '--epochs',
-            '1',
-            '--sample-length',
-            '100000000',
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    p = start_training(corpus, out, '--epochs', '1', '--sample-length', '100000000')
     wait_for(out / 'training_log.csv')  # the epoch is saved; its sample is being drawn
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 128 + signal.SIGTERM

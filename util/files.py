@@ -96,7 +96,7 @@ def atomic_write(path, write):
     real = target(path)
     folder = os.path.dirname(real)
     made = missing_folders(folder)
-    tmp = None
+    tmp, written = None, False
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(real) + '.', suffix='.tmp')
@@ -106,13 +106,13 @@ def atomic_write(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, real)
-        tmp = None
+        written = True
     except OSError as e:
         raise ModelFileError(f'cannot write {path}: {e.strerror or e}', e.errno) from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-        if tmp is not None:  # not written (an error, a signal): the folders made for it go too
+        if not written:  # an error or a signal: the temporary and the folders made for it go
+            if tmp is not None and os.path.exists(tmp):
+                os.remove(tmp)
             remove_empty(made)
     try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)
