@@ -38,6 +38,8 @@ KERNELS = (
     'rmsprop',
 )
 THREADS = 256  # threads per block
+# NVRTC's options for the kernels (CuPy adds its own, -ftz=true among them: float32 denormals flush to zero).
+OPTIONS = ('-std=c++14',)
 
 
 # --- the numpy twins ----------------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class CudaOps:
         dtype = np.dtype(dtype)
         if dtype not in self._modules:
             real = {'float32': 'float', 'float64': 'double'}[dtype.name]
-            module = self.xp.RawModule(code=SOURCE.replace('REAL', real), options=('-std=c++14',))
+            module = self.xp.RawModule(code=SOURCE.replace('REAL', real), options=OPTIONS)
             self._modules[dtype] = {name: module.get_function(name) for name in KERNELS}
             self._scalars[dtype] = (np.ones(1, dtype), np.zeros(1, dtype))
         return self._modules[dtype]
