@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import cuda_on_cpu
+import strict_device
 import gpu
 import gpu_kernels
 from util import devices
@@ -39,14 +40,15 @@ EMULATED = cuda_on_cpu.EmulatedCudaOps() if cuda_on_cpu.compiler() else None
 emulated = pytest.mark.skipif(EMULATED is None, reason='needs g++ (C++20) to run the CUDA kernels on the CPU')
 
 
-@pytest.fixture(params=['numpy', 'cpu-fused', 'cpu-cublas', 'cuda-fused', 'cuda-cublas'])
+@pytest.fixture(params=['numpy', 'strict', 'cpu-fused', 'cpu-cublas', 'cuda-fused', 'cuda-cublas'])
 def ops(request):
-    """The engine's ops: the numpy twins; the CUDA kernels compiled for the CPU (tests/cuda_on_cpu.py), with
+    """The engine's ops: the numpy twins, on numpy arrays and on arrays as strict as CuPy's
+    (tests/strict_device.py); the CUDA kernels compiled for the CPU (tests/cuda_on_cpu.py), with
     the fused steps (small batches) and with cuBLAS in the time loop (large batches); the same on a GPU, if
     any."""
     device, loop = request.param.split('-') if '-' in request.param else (request.param, None)
-    if device == 'numpy':
-        yield gpu_kernels.NumpyOps()
+    if device in ('numpy', 'strict'):
+        yield gpu_kernels.NumpyOps() if device == 'numpy' else strict_device.StrictOps()
         return
     ops = CUDA if device == 'cuda' else EMULATED
     if ops is None:
@@ -122,7 +124,7 @@ def _window(V, H, L, T, B, seed):
 # Every shape with the numpy twins and on a GPU; with the kernels emulated on the CPU (each launch starts OS
 # threads: slow), one shape per time loop: the fused steps with three layers and variational dropout, cuBLAS
 # with H = 33 (not a multiple of 8), dropout and weight drop.
-ENGINE_CASES = [(o, s) for o in ('numpy', 'cuda-fused', 'cuda-cublas') for s in SHAPES] + [
+ENGINE_CASES = [(o, s) for o in ('numpy', 'strict', 'cuda-fused', 'cuda-cublas') for s in SHAPES] + [
     ('cpu-fused', SHAPES[2]),
     ('cpu-cublas', SHAPES[1]),
 ]
