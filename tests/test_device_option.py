@@ -81,3 +81,16 @@ def test_the_gpu_benchmark_refuses_sizes_no_machine_holds_in_one_line():
         env=TWIN,
     )
     assert_one_line_error(r, 'needs about', 'choose smaller sizes')
+
+
+@pytest.mark.parametrize('chosen', [None, ':16:8'])
+def test_cublas_gets_fixed_workspaces_before_cupy_loads_unless_the_user_chose(tmp_path, chosen):
+    """Two streams share CuPy's cuBLAS handle: without fixed workspaces its products may differ from run to
+    run. A stand-in CuPy says what it found in the environment as it loaded."""
+    (tmp_path / 'cupy').mkdir()
+    (tmp_path / 'cupy' / '__init__.py').write_text(
+        'import os\nraise ImportError("workspace " + os.environ.get("CUBLAS_WORKSPACE_CONFIG", "unset"))\n'
+    )
+    env = {'PYTHONPATH': str(tmp_path), devices.TWIN_VARIABLE: '', devices.CUBLAS_WORKSPACE[0]: chosen or ''}
+    r = script('_sample.py', '--device', 'cuda', env=env)
+    assert_one_line_error(r, f'workspace {chosen or devices.CUBLAS_WORKSPACE[1]}')

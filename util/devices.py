@@ -18,6 +18,10 @@ INSTALL = (
 )
 # Tests set this to run every --device cuda path on the numpy twins of the kernels, on machines without a GPU.
 TWIN_VARIABLE = 'CHAR_LSTM_GPU_TWIN'
+# cuBLAS gives the same bits at every run only while one stream is active, unless each stream has its own
+# workspace (cuBLAS's guide, "Results reproducibility"); the engine runs products on two streams (gpu.py) with
+# CuPy's one handle, so it asks for fixed workspaces (8 of 4 MiB) before cuBLAS starts, unless the user chose.
+CUBLAS_WORKSPACE = ('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
 
 
 class DeviceError(UserError):
@@ -60,6 +64,7 @@ def open_device(name):
 def _open_cuda():
     if os.environ.get(TWIN_VARIABLE) == '1':
         return gpu_kernels.NumpyOps()
+    os.environ.setdefault(*CUBLAS_WORKSPACE)
     try:
         import cupy
     except ModuleNotFoundError as e:
