@@ -2,6 +2,7 @@
 errors, its help, and the GPU benchmark's sizes no machine holds (on the GPU's numpy twins)."""
 
 import sys
+import types
 
 import pytest
 
@@ -28,6 +29,7 @@ def test_without_cupy_one_line_and_nothing_written(tmp_path, name, args):
 def test_open_device_names_the_missing_piece(monkeypatch):
     monkeypatch.setitem(sys.modules, 'cupy', None)
     monkeypatch.delenv(devices.TWIN_VARIABLE, raising=False)
+    monkeypatch.delenv(devices.CUBLAS_WORKSPACE[0], raising=False)  # put back after, as it was
     monkeypatch.setattr(devices, '_opened', {})
     assert devices.open_device('cpu') is None
     with pytest.raises(devices.DeviceError, match='not installed'):
@@ -94,3 +96,26 @@ def test_cublas_gets_fixed_workspaces_before_cupy_loads_unless_the_user_chose(tm
     env = {'PYTHONPATH': str(tmp_path), devices.TWIN_VARIABLE: '', devices.CUBLAS_WORKSPACE[0]: chosen or ''}
     r = script('_sample.py', '--device', 'cuda', env=env)
     assert_one_line_error(r, f'workspace {chosen or devices.CUBLAS_WORKSPACE[1]}')
+
+
+@pytest.mark.parametrize('driver', [False, True])
+def test_cupy_without_a_driver_says_the_driver_is_missing(monkeypatch, driver):
+    """CUDA calls a missing driver "insufficient": the line says which it is."""
+
+    def refuse():
+        raise RuntimeError('cudaErrorInsufficientDriver: CUDA driver version is insufficient')
+
+    fake = types.SimpleNamespace(
+        cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=refuse))
+    )
+    monkeypatch.setitem(sys.modules, 'cupy', fake)
+    monkeypatch.delenv(devices.TWIN_VARIABLE, raising=False)
+    monkeypatch.delenv(devices.CUBLAS_WORKSPACE[0], raising=False)  # put back after, as it was
+    monkeypatch.setattr(devices, '_opened', {})
+    monkeypatch.setattr(devices, '_no_driver', lambda: not driver)
+    with pytest.raises(devices.DeviceError) as e:
+        devices.open_device('cuda')
+    if driver:
+        assert 'insufficient' in str(e.value) and 'check the NVIDIA driver' in str(e.value)
+    else:
+        assert 'no NVIDIA driver' in str(e.value) and '--device cpu' in str(e.value)

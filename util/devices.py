@@ -3,6 +3,7 @@
 what is missing and how to install it. The model (lstm.py) asks a Device for what it needs and never imports
 the GPU engine, which builds on it."""
 
+import ctypes
 import os
 
 import numpy as np
@@ -89,12 +90,29 @@ def _open_cuda():
     except DeviceError:
         raise
     except Exception as e:  # no driver, a driver too old for this CuPy, no compiler
+        if _no_driver():
+            raise DeviceError(
+                f'--device cuda: this machine has no NVIDIA driver ({DRIVER} does not load), so CuPy cannot '
+                'use a GPU; on a machine with an NVIDIA GPU install its driver, else use --device cpu'
+            ) from None
         raise DeviceError(
             f'--device cuda: CuPy cannot use a GPU here ({_reason(e)}): check the NVIDIA driver '
             f'(nvidia-smi) and that the CuPy package matches its CUDA version ({INSTALL}); or use '
             '--device cpu'
         )
     return ops
+
+
+DRIVER = 'nvcuda.dll' if os.name == 'nt' else 'libcuda.so.1'  # the driver's library, which CUDA loads
+
+
+def _no_driver():
+    """Whether the NVIDIA driver is missing: CUDA then says only that the driver is "insufficient"."""
+    try:
+        ctypes.CDLL(DRIVER)
+    except OSError:
+        return True
+    return False
 
 
 def _reason(e):
