@@ -27,25 +27,37 @@ import lstm
 # --- the parameters on the device ---------------------------------------------------------------------------
 
 
+ALIGN = 256  # bytes: where each array of a Flat starts (cuBLAS's fastest kernels want aligned operands)
+
+
 class Flat:
-    """Named arrays in one flat device buffer, the weight matrices first (RMSprop's weight decay takes the
-    first n_decay numbers), each name a view into it."""
+    """Named arrays in one flat device buffer, each name a view into it: the weight matrices first (RMSprop's
+    weight decay takes the first n_decay numbers), then the vectors, each group by name, so that the layout is
+    the same however the names came (a new run, a resume): the gradient's norm is one sum over the buffer, the
+    same bits only over the same layout. Each array starts ALIGN bytes from the last; the gaps hold zeros."""
 
     def __init__(self, xp, shapes, dtype):
         self.xp, self.shapes = xp, shapes
-        self.names = sorted(shapes, key=lambda k: len(shapes[k]) < 2)  # stable: matrices, then vectors
-        sizes = [int(np.prod(shapes[k])) for k in self.names]
-        self.n_decay = sum(s for k, s in zip(self.names, sizes) if len(shapes[k]) > 1)
-        self.buf = xp.zeros(sum(sizes), dtype)
-        self.view, self.offset, start = {}, {}, 0
-        for k, size in zip(self.names, sizes):
-            self.view[k] = self.buf[start : start + size].reshape(shapes[k])
+        self.names = sorted(shapes, key=lambda k: (len(shapes[k]) < 2, k))
+        sizes = {k: int(np.prod(shapes[k])) for k in self.names}
+        step = max(1, ALIGN // np.dtype(dtype).itemsize)
+        self.offset, start = {}, 0
+        for k in self.names:
             self.offset[k] = start
-            start += size
+            start += -(-sizes[k] // step) * step  # on to the next ALIGN bytes
+        matrices = [k for k in self.names if len(shapes[k]) > 1]
+        self.n_decay = self.offset[matrices[-1]] + sizes[matrices[-1]] if matrices else 0
+        self.buf = xp.zeros(start, dtype)
+        self.view = {
+            k: self.buf[self.offset[k] : self.offset[k] + sizes[k]].reshape(shapes[k]) for k in self.names
+        }
 
     def load(self, arrays):
         """Copy host arrays (a dict with these names) in."""
-        host = np.concatenate([np.asarray(arrays[k], self.buf.dtype).ravel() for k in self.names])
+        host = np.zeros(self.buf.shape, self.buf.dtype)
+        for k in self.names:
+            a = np.asarray(arrays[k], self.buf.dtype).ravel()
+            host[self.offset[k] : self.offset[k] + a.size] = a
         self.buf[...] = self.xp.asarray(host)
 
     def store(self, arrays, asnumpy):

@@ -174,3 +174,6 @@ class EmulatedCudaOps(gpu_kernels.CudaOps):
 
     def join(self):
         pass
+
+
+OPS = EmulatedCudaOps() if compiler() else None  # the kernels compile at first use

@@ -232,6 +232,18 @@ cuda = pytest.mark.skipif(CUDA is None, reason=f'needs an NVIDIA GPU with CuPy: 
 TWIN = {devices.TWIN_VARIABLE: '1'}  # the environment of a run on the GPU's numpy twins
 
 
+@contextlib.contextmanager
+def fused_up_to(ops, B):
+    """A CudaOps's time loops (on a GPU, or emulated on the CPU) with the fused step kernels up to B streams,
+    for a while."""
+    saved = ops.fused_max_b
+    ops.fused_max_b = B
+    try:
+        yield
+    finally:
+        ops.fused_max_b = saved
+
+
 def run_without_cupy(name, *args):
     """run_here, as if CuPy were not installed: its import is refused while the script runs."""
     missing = object()

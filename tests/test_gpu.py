@@ -1,13 +1,13 @@
-"""The GPU engine (gpu.py, gpu_kernels.py) against layers.py and the CPU engine.
+"""The GPU engine (gpu.py) against layers.py and the CPU engine.
 
-Everything runs on the numpy twins of the kernels on any machine; where CuPy finds a GPU the same tests run on
-it too (the `ops` fixture), and the tests marked `cuda` hold the CUDA kernels to their twins, a resumed GPU
-run to an uninterrupted one and a GPU sample to itself across processes. Without a GPU those say why they
-skip. A run moves between the CPU and the GPU (on the twins where there is no GPU). What --device says where
-CuPy or a GPU is missing is in test_device_option.py; .ci/gpu-check runs this file on a GPU.
+Everything runs on the numpy twins of the kernels on any machine, on numpy arrays and on arrays as strict as
+CuPy's; on the CUDA kernels compiled for the CPU; and where CuPy finds a GPU, on it too (the `ops` fixture). A
+run moves between the CPU and the GPU, and a resumed run continues bit for bit (on the twins where there is no
+GPU); on a GPU, a sample with a seed is the same text in every process. The kernels themselves are held to
+their twins in test_gpu_kernels.py; what --device says where CuPy or a GPU is missing is in
+test_device_option.py. .ci/gpu-check runs these on a GPU.
 """
 
-import contextlib
 import os
 
 import numpy as np
@@ -26,18 +26,13 @@ from helpers import (
     TWIN,
     assert_one_line_error,
     cuda,
+    fused_up_to,
     run_here,
     run_without_cupy,
     script,
     tiny_corpus,
 )
 from optimizer import RMSprop, update_average
-
-
-EMULATED = cuda_on_cpu.EmulatedCudaOps() if cuda_on_cpu.compiler() else None
-
-
-emulated = pytest.mark.skipif(EMULATED is None, reason='needs g++ (C++20) to run the CUDA kernels on the CPU')
 
 
 @pytest.fixture(params=['numpy', 'strict', 'cpu-fused', 'cpu-cublas', 'cuda-fused', 'cuda-cublas'])
@@ -50,55 +45,15 @@ def ops(request):
     if device in ('numpy', 'strict'):
         yield gpu_kernels.NumpyOps() if device == 'numpy' else strict_device.StrictOps()
         return
-    ops = CUDA if device == 'cuda' else EMULATED
+    ops = CUDA if device == 'cuda' else cuda_on_cpu.OPS
     if ops is None:
         pytest.skip(f'needs an NVIDIA GPU with CuPy: {NO_CUDA}' if device == 'cuda' else 'needs g++ (C++20)')
-    with _fused_up_to(ops, 1 << 30 if loop == 'fused' else 0):
+    with fused_up_to(ops, 1 << 30 if loop == 'fused' else 0):
         yield ops
-
-
-@contextlib.contextmanager
-def _fused_up_to(ops, B):
-    """CUDA's time loops with the fused step kernels up to B streams, for a while."""
-    saved = ops.fused_max_b
-    ops.fused_max_b = B
-    try:
-        yield
-    finally:
-        ops.fused_max_b = saved
 
 
 def host(ops, a):
     return ops.asnumpy(a)
-
-
-# --- the twins against layers.py ----------------------------------------------------------------------------
-
-
-def test_step_twins_compute_layers_steps():
-    rng = np.random.default_rng(0)
-    B, D, H = 3, 4, 5
-    x, h0, c0 = rng.standard_normal((B, D)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
-    W, b = rng.standard_normal((D + H, 4 * H)), rng.standard_normal(4 * H)
-    h, c, cache = layers.lstm_step_forward(x, h0, c0, W, b)
-    G = np.concatenate([x, h0], axis=1) @ W + b
-    c2, h2 = np.empty_like(c), np.empty_like(h)
-    gpu_kernels.step_forward(G, c0, c2, h2)
-    assert np.allclose(h2, h, atol=1e-14) and np.allclose(c2, c, atol=1e-14)
-    dh, dc, dh_up = rng.standard_normal((B, H)), rng.standard_normal((B, H)), rng.standard_normal((B, H))
-    dx, dh_prev, dc_prev, dW, db = layers.lstm_step_backward(dh_up + dh, dc, cache)
-    dc_next = dc.copy()
-    gpu_kernels.step_backward(dh_up, dh, dc_next, G, c0, c2)  # G now dL/dz
-    assert np.allclose(dc_next, dc_prev, atol=1e-13)
-    assert np.allclose(G @ W[D:].T, dh_prev, atol=1e-13) and np.allclose(G.sum(axis=0), db, atol=1e-13)
-
-
-def test_softmax_twin_is_layers_softmax_loss():
-    rng = np.random.default_rng(1)
-    z, y = rng.standard_normal((7, 5)) * 3, rng.integers(0, 5, 7)
-    loss, dz = layers.softmax_loss(z, y)
-    logp_y = gpu_kernels.softmax_xent(z, y)
-    assert abs(-logp_y.mean() - loss) < 1e-14 and np.allclose(z, dz, atol=1e-15)
 
 
 # --- the engine against layers.py, float64 ------------------------------------------------------------------
@@ -157,6 +112,26 @@ def test_engine_equals_layers_in_float64(ops, shape):
         assert np.allclose(h2, h, atol=1e-13) and np.allclose(c2, c, atol=1e-13)
 
 
+def test_the_flat_buffer_has_one_layout_aligned_whatever_the_order_of_the_names():
+    """A resumed run's parameters come in another order than a new run's: the buffer (and the sum that is the
+    gradient's norm) must be laid out alike."""
+    params = lstm.init_params(7, 5, 2, rng=np.random.default_rng(0))
+    a = gpu.Flat(np, {k: v.shape for k, v in params.items()}, np.float32)
+    b = gpu.Flat(np, {k: params[k].shape for k in reversed(list(params))}, np.float32)
+    assert a.names == b.names and a.offset == b.offset and a.n_decay == b.n_decay
+    assert all(offset * 4 % gpu.ALIGN == 0 for offset in a.offset.values())
+    matrices = [k for k in a.names if params[k].ndim == 2]
+    assert (
+        a.names[: len(matrices)] == matrices
+        and a.n_decay == a.offset[matrices[-1]] + params[matrices[-1]].size
+    )
+    a.load(params)
+    stored = {k: np.zeros_like(v) for k, v in params.items()}
+    a.store(stored, np.asarray)
+    assert all(np.array_equal(stored[k], params[k]) for k in params)
+    assert np.count_nonzero(a.buf) == sum(np.count_nonzero(v) for v in params.values())
+
+
 def test_trainer_step_is_cpu_training_step(ops):
     """loss_and_grads, RMSprop with clipping and weight decay, and the moving average, as _training.py
     does."""
@@ -211,76 +186,6 @@ def test_dynamic_evaluation_equals_cpu(ops):
     a = lstm.evaluate_dynamic(params, ids, lr=0.3, window=5, decay=0.1)
     b = lstm.evaluate_dynamic(params, ids, lr=0.3, window=5, decay=0.1, device=devices.Device(ops))
     assert np.allclose(b[0], a[0], atol=1e-10) and (b[1] == a[1]).all()
-
-
-# --- the CUDA kernels against their twins -------------------------------------------------------------------
-
-
-@pytest.fixture(params=['cpu', 'cuda'])
-def kernels(request):
-    """The CUDA kernels: compiled for the CPU, and on a GPU if there is one."""
-    ops = EMULATED if request.param == 'cpu' else CUDA
-    if ops is None:
-        pytest.skip(
-            'needs g++ (C++20)' if request.param == 'cpu' else f'needs an NVIDIA GPU with CuPy: {NO_CUDA}'
-        )
-    return ops
-
-
-# Both time loops in both precisions, each with a batch beyond one warp (B = 37 > 32, and H = 37 not a
-# multiple of 8), and with one stream or a few: 4 cases, not every combination (an emulated launch starts an
-# OS thread per CUDA thread).
-@pytest.mark.parametrize(
-    'fused, B, dtype',
-    [(True, 37, np.float32), (True, 1, np.float64), (False, 37, np.float64), (False, 5, np.float32)],
-)
-def test_cuda_loops_equal_their_twins(kernels, dtype, B, fused):
-    with _fused_up_to(kernels, 1 << 30 if fused else 0):
-        _cuda_loops_equal_their_twins(kernels, dtype, B)
-
-
-def _cuda_loops_equal_their_twins(CUDA, dtype, B):
-    xp, twin = CUDA.xp, gpu_kernels.NumpyOps()
-    rng = np.random.default_rng(8)
-    T, H = 4, 37
-    tol = 1e-5 if dtype == np.float32 else 1e-13
-    Wh = (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(dtype)
-    hs, cs = np.zeros((T + 1, B, H), dtype), np.zeros((T + 1, B, H), dtype)
-    hs[0], cs[0] = rng.standard_normal((B, H)), rng.standard_normal((B, H))
-    G = rng.standard_normal((T, B, 4 * H)).astype(dtype)
-    d = [xp.array(a) for a in (Wh, hs, cs, G)]
-    twin.forward_loop(Wh, hs, cs, G)
-    CUDA.forward_loop(*d)
-    for a, b in zip((hs, cs, G), d[1:]):
-        assert np.allclose(CUDA.asnumpy(b), a, atol=tol)
-    dh = rng.standard_normal((T, B, H)).astype(dtype)
-    dhn, dcn = rng.standard_normal((B, H)).astype(dtype), rng.standard_normal((B, H)).astype(dtype)
-    e = [xp.array(a) for a in (dh, dhn, dcn)]
-    twin.backward_loop(Wh, cs, G, dh, dhn, dcn)
-    CUDA.backward_loop(d[0], d[2], d[3], *e)
-    for a, b in zip((G, dhn, dcn), (d[3], e[1], e[2])):
-        assert np.allclose(CUDA.asnumpy(b), a, atol=tol * 10)
-
-
-@pytest.mark.parametrize('dtype', [np.float32, np.float64])
-def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
-    CUDA, xp = kernels, kernels.xp
-    rng = np.random.default_rng(9)
-    z, y = (rng.standard_normal((50, 65)) * 4).astype(dtype), rng.integers(0, 65, 50)
-    zd = xp.array(z)
-    logp = CUDA.softmax_xent(zd, xp.array(y, np.int32))
-    assert np.allclose(CUDA.asnumpy(logp), gpu_kernels.softmax_xent(z, y), atol=1e-5)
-    assert np.allclose(CUDA.asnumpy(zd), z, atol=1e-7)
-    for clip in (0.0, 0.5):
-        p, g, c = (rng.standard_normal(300).astype(dtype) for _ in range(3))
-        c = np.abs(c)
-        norm2 = np.float64((g.astype(np.float64) ** 2).sum())
-        dev = [xp.array(a) for a in (p, g, c)]
-        CUDA.rmsprop(*dev, xp.array(norm2), clip, 0.01, 0.95, 1e-8, 0.1, 200)
-        gpu_kernels.rmsprop(p, g, c, norm2, clip, 0.01, 0.95, 1e-8, 0.1, 200)
-        assert np.allclose(CUDA.asnumpy(dev[0]), p, atol=1e-6) and np.allclose(
-            CUDA.asnumpy(dev[2]), c, rtol=1e-5
-        )
 
 
 # --- the scripts on the GPU: a run moving between devices, a resume, a sample in every process --------------
@@ -353,17 +258,20 @@ def test_a_run_saved_on_the_gpu_names_its_device_where_none_is_here(tmp_path):
     _train(tmp_path / 'run', corpus, '--max-steps', '3', '--resume', '--device', 'cpu')
 
 
-# --- on a GPU: bit-exact resume, the same sample in every process -------------------------------------------
+# --- a resume continues bit for bit (on the twins too); on a GPU, the same sample in every process ----------
 
 
-@cuda
-def test_gpu_resume_continues_bit_for_bit(tmp_path):
+@pytest.mark.parametrize('dtype', ['float32', 'float64'])
+def test_gpu_resume_continues_bit_for_bit(tmp_path, dtype):
+    """On the GPU where there is one, else on the twins; the gradient clipped at every step, so that its norm
+    (a sum over the flat buffer of every gradient) must be the same sum after a resume."""
+    env = None if CUDA is not None else TWIN
     corpus = tmp_path / 'c.txt'
     corpus.write_text(tiny_corpus(3000))
-    f32 = ['--dtype', 'float32', '--device', 'cuda']
-    _train(tmp_path / 'one', corpus, '--max-steps', '60', *f32)
-    _train(tmp_path / 'two', corpus, '--max-steps', '25', *f32)
-    _train(tmp_path / 'two', corpus, '--max-steps', '60', '--resume', *f32)
+    options = ['--dtype', dtype, '--device', 'cuda', '--clip', '0.05']
+    _train(tmp_path / 'one', corpus, '--max-steps', '60', *options, env=env)
+    _train(tmp_path / 'two', corpus, '--max-steps', '25', *options, env=env)
+    _train(tmp_path / 'two', corpus, '--max-steps', '60', '--resume', *options, env=env)
     a, b = _checkpoint(tmp_path / 'one'), _checkpoint(tmp_path / 'two')
     for k in a:
         assert np.array_equal(a[k], b[k]), k
