@@ -66,6 +66,27 @@ SHAPES = [  # V, H, layers, T, B, dropout, variational, weight_drop
 ]
 
 
+def _random_shapes(n, seed=2026):
+    """n more shapes drawn at random (the same ones at every run): H up to 70, past the kernels' tiles."""
+    rng = np.random.default_rng(seed)
+    return [
+        (
+            int(rng.integers(2, 30)),
+            int(rng.integers(1, 71)),
+            int(rng.integers(1, 4)),
+            int(rng.integers(1, 8)),
+            int(rng.integers(1, 40)),
+            float(rng.choice([0.0, 0.3])),
+            bool(rng.integers(2)),
+            float(rng.choice([0.0, 0.2])),
+        )
+        for _ in range(n)
+    ]
+
+
+SHAPES += _random_shapes(4)
+
+
 def _window(V, H, L, T, B, seed):
     rng = np.random.default_rng(seed)
     params = lstm.init_params(V, H, L, rng=rng, dtype=np.float64)
