@@ -1,5 +1,8 @@
 """What every script shares (util/cli.py), run as a user runs it: it stops quietly when its reader goes away,
-draws its progress line on a terminal only, and estimates the memory of a model before any work."""
+draws its progress line on a terminal only, estimates the memory of a model before any work, and takes an
+option by its whole name only."""
+
+import pytest
 
 import lstm
 from util import cli, memory
@@ -12,6 +15,7 @@ from helpers import (
     assert_one_line_error,
     in_parallel,
     into_a_closed_pipe,
+    run_here,
     tiny_corpus,
 )
 
@@ -108,3 +112,13 @@ def test_the_memory_estimate_counts_the_weights_of_every_layer():
     assert memory.model_bytes(65, 32, 3, 0, 0) == 2 * 4 * weights  # the weights and their prepared copy
     assert memory.model_bytes(65, 32, 3, 0, 0, itemsize=8, training=True) == 4 * 8 * weights
     assert memory.in_words(299 * 2**30) == '299 GiB' and memory.in_words(512) == '512 bytes'
+
+
+@pytest.mark.parametrize(
+    'name,args',
+    [('_training.py', ['--lr-d', '0.9']), ('_sample.py', ['--len', '10']), ('_evaluate.py', ['--dyn'])],
+)
+def test_an_option_is_its_whole_name(name, args):
+    """No abbreviations: an option added later would make them ambiguous, or change what they mean."""
+    r = run_here(name, *args)
+    assert_one_line_error(r, f'unrecognized arguments: {args[0]}', '--help')

@@ -19,7 +19,11 @@ SAVES = os.path.join(ROOT, 'saves')
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line (no usage block): the message says what to fix."""
+    """argparse, but an error is one line (no usage block): the message says what to fix; and an option is
+    its whole name (no abbreviations, which another option added later would make ambiguous or change)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         raise UserError(f'{message} (see --help)')
