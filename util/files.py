@@ -10,6 +10,7 @@ checkpoint's schema util/checkpoint.py's.
 
 import errno
 import os
+import re
 import select
 import stat
 import sys
@@ -197,17 +198,24 @@ def _check_replaceable(path, real, what, kind, inputs, fix):
             f'it), or {fix}'
         ) from None
     _check_not_an_input(path, real, what, inputs, fix)
-    if kind is not None and not _of_kind(head(real, max(map(len, kind[0]))), kind[0]):
+    if kind is not None and not _of_kind(head(real, KIND_BYTES), kind[0]):
         raise ModelFileError(
             f'{what} {path} exists and is not {kind[1]}: writing it would replace it; {fix}, or remove it '
             'first'
         )
 
 
+KIND_BYTES = 4096  # what is read of an existing output to tell its kind
+# What may come before the first element of an XML or HTML file: a byte-order mark, white space, the XML
+# declaration (<?xml ...?>, written by Inkscape, matplotlib and most tools), comments, and an SVG's doctype.
+_PROLOG = re.compile(rb'(?:\xef\xbb\xbf|\s+|<\?xml[^>]*\?>|<!--.*?-->|<!DOCTYPE\s+svg[^>]*>)*', re.S | re.I)
+
+
 def _of_kind(first, starts):
-    """Whether a file's first bytes are those of its kind: empty, or one of starts (in any case: <!doctype
-    html> is <!DOCTYPE html>)."""
-    return first == b'' or any(first.lower().startswith(s.lower()) for s in starts)
+    """Whether a file's first bytes are those of its kind: empty, or one of starts after the prolog (in any
+    case: <!doctype html> is <!DOCTYPE html>)."""
+    rest = first[_PROLOG.match(first).end() :].lower()
+    return first.strip() == b'' or any(rest.startswith(s.lower()) for s in starts)
 
 
 def _check_not_an_input(path, real, what, inputs, fix):
