@@ -319,9 +319,12 @@ def main(argv=None, plan=None):
             device = cli.open_device(run.settings['device'])
             if device is not None:
                 devices.check_fits(device, *training_size(run.settings))
-        except BaseException:  # refused: a folder made for nothing is removed
+        # refused: a folder made for nothing is removed, one that was there is left as it was
+        except BaseException:
             if created and not os.path.exists(os.path.join(out, CHECKPOINT)):
                 lock.discard()
+            else:
+                lock.give_up()
             raise
         report(run, args, changed, chunked, val_ids)
         say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))

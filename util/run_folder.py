@@ -16,6 +16,7 @@ so that a refusal comes before the training, not at its first checkpoint. Errors
 files.ModelFileError, with a one-line reason.
 """
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -63,6 +64,7 @@ class Lock:
 
     def __init__(self, folder):
         self.folder, self.path = folder, os.path.join(folder, LOCK)
+        self.created = not os.path.lexists(self.path)  # the lock file is this process's own
         for _ in range(5):
             f = _open_lock(self.path)
             try:
@@ -100,6 +102,14 @@ class Lock:
             )
 
     def release(self):
+        self.file.close()
+
+    def give_up(self):
+        """Release the lock of a run refused before it wrote anything: its lock file goes too, if this process
+        made it, so that a folder that was there is left as it was."""
+        if self.created:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
         self.file.close()
 
     def discard(self):

@@ -53,7 +53,7 @@ def lock_folder(out):
             run_folder.remove_temporaries(out)
             run_folder.check_outputs(out)
         except BaseException:
-            lock.discard() if made else lock.release()
+            lock.discard() if made else lock.give_up()
             raise
     except run_folder.Busy:
         raise UserError(
