@@ -274,8 +274,8 @@ def train(run, out, chunked, val_ids, args, say, device=None):
         except Stopped:
             pass
         to_host()
-        if not stopper.signal and 0 < first_step == p.step == args.max_steps:  # resumed where it stopped
-            say(f'the run in {out} is at step {p.step} already (--max-steps): nothing to do')
+        if not stopper.signal and 0 < first_step == p.step >= max_steps:  # resumed at or past --max-steps
+            say(f'the run in {out} is at step {p.step} already (--max-steps {args.max_steps}): nothing to do')
             return False
         if p.epoch < s['epochs'] or args.max_steps == p.step:
             why = f'{stopper.signal} received' if stopper.signal else f'--max-steps {args.max_steps} reached'
