@@ -326,6 +326,7 @@ def main(argv=None, plan=None):
             else:
                 lock.give_up()
             raise
+        run_folder.remove_temporaries(out)  # a killed run's, now that this one goes on
         report(run, args, changed, chunked, val_ids)
         say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
         finished = train(run, out, chunked, val_ids, args, say, device)

@@ -53,6 +53,13 @@ def test_a_refused_run_leaves_a_folder_that_was_there_as_it_was(tmp_path, corpus
     (out / 'notes.txt').write_text('mine')
     assert 'holds no run' in fails(capsys, '--out', out, '--resume')
     assert sorted(p.name for p in out.iterdir()) == ['notes.txt']  # no lock file left
+    temporary = (
+        out / '.ShakespeareNet.npz.abcdefgh.tmp'
+    )  # named as this repo's: cleared by a run, not a refusal
+    temporary.write_text('x')
+    assert 'holds no run' in fails(capsys, '--out', out, '--resume')
+    assert temporary.read_text() == 'x'
+    temporary.unlink()
     (out / runs.CHECKPOINT).write_bytes(b'damaged')
     assert 'is not an .npz file' in fails(capsys, '--out', out, '--resume')
     assert sorted(p.name for p in out.iterdir()) == sorted(['notes.txt', runs.CHECKPOINT])

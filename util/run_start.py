@@ -41,16 +41,15 @@ def check_out(args):
 
 
 def lock_folder(out):
-    """Make the run folder and lock it before anything in it is read; clear the temporary files that a killed
-    run left; check that every file the run writes can be written. Returns the lock. A refusal leaves no
-    folder it made behind."""
+    """Make the run folder and lock it before anything in it is read; check that every file the run writes can
+    be written. Returns the lock. A refusal leaves no folder it made behind. (The temporary files a killed run
+    left are cleared once the run is accepted: run_folder.remove_temporaries.)"""
     made = files.missing_folders(out)
     try:
         files.check_folder(out, '--out folder')
         lock = run_folder.Lock(out)
         lock.made = made[1:]  # above the run folder
         try:
-            run_folder.remove_temporaries(out)
             run_folder.check_outputs(out)
         except BaseException:
             lock.discard() if made else lock.give_up()
