@@ -14,7 +14,7 @@ import io
 import math
 import os
 
-from util import files, run_folder
+from util import files, kinds, run_folder
 from explorer import svg
 from util.errors import UserError
 
@@ -306,7 +306,7 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
 def main(argv=None):
     args = parse_args(argv)
     out = default_out(args.log) if args.out is None else '/dev/stdout' if args.out == '-' else args.out
-    files.check_writable(out, '--out', ((b'<svg',), 'an SVG figure'), [args.log, *args.compare])
+    files.check_writable(out, '--out', kinds.SVG, [args.log, *args.compare])
     rows = read_training_log(args.log)
     others = [(run_name(path), read_training_log(path)) for path in args.compare]
     finite = [r[2] for r in rows if math.isfinite(r[2])]

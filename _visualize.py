@@ -19,7 +19,7 @@ import os
 from explorer import analysis
 import data
 from explorer import figures
-from util import files
+from util import files, kinds
 import lstm
 from util.errors import UserError
 from explorer import viewer
@@ -283,14 +283,13 @@ def check_outputs(args):
     """Refuse, before any work, an output that cannot be written, that is an input, or that another output
     also names (the second would replace the first). Returns where the script's lines go: stderr where an
     output is stdout (`--html /dev/stdout > page.html`), so that none of them lands inside it."""
-    svg_kind, html_kind = ((b'<svg',), 'an SVG figure'), ((b'<!DOCTYPE html', b'<html'), 'an HTML page')
     inputs = [args.text, args.weights, args.lookup, figures.TEMPLATE]
     outputs = [
         (option, path, kind)
         for option, path, kind in (
-            ('--html', args.html, html_kind),
-            ('--saturation', args.saturation, svg_kind),
-            ('--periodic-svg', args.periodic_svg, svg_kind),
+            ('--html', args.html, kinds.HTML),
+            ('--saturation', args.saturation, kinds.SVG),
+            ('--periodic-svg', args.periodic_svg, kinds.SVG),
         )
         if path is not None
     ]

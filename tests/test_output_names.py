@@ -196,22 +196,32 @@ def test_a_figure_never_replaces_its_log_or_a_file_of_another_kind(tmp_path):
     assert (tmp_path / 'empty.svg').read_bytes().startswith(b'<svg')
 
 
-def test_a_figure_of_another_tool_is_a_figure_and_xml_of_another_kind_is_not(tmp_path):
-    """An SVG may start with an XML declaration, comments and a doctype (Inkscape, matplotlib); XML that is
-    not SVG is another kind of file."""
+def test_a_figure_of_another_tool_is_a_figure_and_a_file_of_another_kind_is_not(tmp_path):
+    """An SVG may start with an XML declaration, comments and a doctype (Inkscape, matplotlib, Illustrator's
+    with its internal subset); a file that only looks like one at its start is another kind of file."""
     log = two_epoch_log(tmp_path)
     inkscape = b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<!-- Created with Inkscape -->\n'
-    doctype = b'<?xml version="1.0"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "svg11.dtd">\n'
-    for n, start in enumerate((inkscape, doctype, b'\xef\xbb\xbf  <svg')):
+    illustrator = b'<?xml version="1.0"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "svg11.dtd" [\n'
+    illustrator += b'  <!ENTITY ns_extend "http://ns.adobe.com/Extensibility/1.0/">\n]>\n'
+    long_comment = b'<!-- ' + b'x' * 10000 + b' -->\n'
+    for n, start in enumerate((inkscape, illustrator, long_comment, b'\xef\xbb\xbf  ')):
         figure = tmp_path / f'figure{n}.svg'
-        figure.write_bytes(start + b'<svg xmlns="http://www.w3.org/2000/svg"></svg>\n')
+        figure.write_bytes(start + b'<svg xmlns="http://www.w3.org/2000/svg">\n</svg>\n')
         r = run_here('_plot.py', log, '--out', figure)
         assert r.returncode == 0, r.stderr
         assert figure.read_bytes().startswith(b'<svg')
-    notes = tmp_path / 'notes.svg'
-    notes.write_bytes(b'<?xml version="1.0"?>\n<notes><note>keep me</note></notes>\n')
-    assert_one_line_error(run_here('_plot.py', log, '--out', notes), 'is not an SVG figure')
-    assert b'keep me' in notes.read_bytes()
+    others = [
+        b'<?xml version="1.0"?>\n<notes><note>keep me</note></notes>\n',
+        b'<svgfoo>keep me</svgfoo>\n',  # another tag
+        b'<svg is the format I use, keep me\n',  # a note: no closing tag
+        b' ' * 5000 + b'keep me',  # blank for longer than a glance
+        b'\xef\xbb\xbf',  # nothing but a byte-order mark: not empty
+    ]
+    for n, text in enumerate(others):
+        other = tmp_path / f'other{n}.svg'
+        other.write_bytes(text)
+        assert_one_line_error(run_here('_plot.py', log, '--out', other), 'is not an SVG figure')
+        assert other.read_bytes() == text
 
 
 def test_a_page_or_figure_never_replaces_the_text_the_model_or_the_template(small_model, tmp_path):

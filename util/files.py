@@ -10,12 +10,12 @@ checkpoint's schema util/checkpoint.py's.
 
 import errno
 import os
-import re
 import select
 import stat
 import sys
 import tempfile
 
+from util import kinds
 from util.errors import UserError
 
 
@@ -143,11 +143,10 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
     name atomic_write first writes it under); a parent that is a file, or a folder that cannot be created or
     written; a device, pipe or socket where in_place is False (a run's files are read back, so they must be
     files), else one that cannot be written. Also a file this command reads (one of inputs, under any name),
-    and an existing file that is not of the kind written: kind = (the bytes such a file may start with, its
-    name), e.g. ((b'<svg',), 'an SVG figure'), so that a log, a text or a model given as the output by mistake
-    is never lost. A missing folder is made when the file is written (atomic_write), not here, so that a
-    command refused later leaves nothing behind. fix: what to do, ending each message. Raises
-    ModelFileError."""
+    and an existing file that is not of the kind written (kind: a kinds.Kind, e.g. kinds.SVG), so that a
+    log, a text or a model given as the output by mistake is never lost. A missing folder is made when the
+    file is written (atomic_write), not here, so that a command refused later leaves nothing behind. fix:
+    what to do, ending each message. Raises ModelFileError."""
     path = os.fspath(path)
     if not path:
         raise ModelFileError(f'the {what} path is empty: give a file name')
@@ -198,24 +197,14 @@ def _check_replaceable(path, real, what, kind, inputs, fix):
             f'it), or {fix}'
         ) from None
     _check_not_an_input(path, real, what, inputs, fix)
-    if kind is not None and not _of_kind(head(real, KIND_BYTES), kind[0]):
+    size = os.path.getsize(real)
+    if kind is not None and not kinds.of_kind(
+        size, head(real, kinds.HEAD_BYTES), tail(real, kinds.TAIL_BYTES), kind
+    ):
         raise ModelFileError(
-            f'{what} {path} exists and is not {kind[1]}: writing it would replace it; {fix}, or remove it '
+            f'{what} {path} exists and is not {kind.name}: writing it would replace it; {fix}, or remove it '
             'first'
         )
-
-
-KIND_BYTES = 4096  # what is read of an existing output to tell its kind
-# What may come before the first element of an XML or HTML file: a byte-order mark, white space, the XML
-# declaration (<?xml ...?>, written by Inkscape, matplotlib and most tools), comments, and an SVG's doctype.
-_PROLOG = re.compile(rb'(?:\xef\xbb\xbf|\s+|<\?xml[^>]*\?>|<!--.*?-->|<!DOCTYPE\s+svg[^>]*>)*', re.S | re.I)
-
-
-def _of_kind(first, starts):
-    """Whether a file's first bytes are those of its kind: empty, or one of starts after the prolog (in any
-    case: <!doctype html> is <!DOCTYPE html>)."""
-    rest = first[_PROLOG.match(first).end() :].lower()
-    return first.strip() == b'' or any(rest.startswith(s.lower()) for s in starts)
 
 
 def _check_not_an_input(path, real, what, inputs, fix):
@@ -270,8 +259,19 @@ def missing_folders(folder):
 
 def head(path, n):
     """The first n bytes of a file (fewer if it is shorter). Raises ModelFileError if it cannot be read."""
+    return _part(path, n, at_end=False)
+
+
+def tail(path, n):
+    """The last n bytes of a file (fewer if it is shorter). Raises ModelFileError if it cannot be read."""
+    return _part(path, n, at_end=True)
+
+
+def _part(path, n, at_end):
     try:
         with open(path, 'rb') as f:
+            if at_end:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - n))
             return f.read(n)
     except OSError as e:
         raise ModelFileError(f'{path} cannot be read: {e.strerror or e}') from None

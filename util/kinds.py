@@ -1,0 +1,39 @@
+"""The kinds of file the scripts write over an existing one: an SVG figure, an HTML page. An output that
+exists is replaced only if it is of the kind written (files.check_writable), so that a log, a text or a model
+given as the output by mistake is never lost; a figure or a page written by another tool is still one.
+
+A file is of a kind if it is empty, or if its first element (after what may come before it: a byte-order
+mark, white space, an XML declaration, comments, an SVG doctype, also one with an internal subset as
+Illustrator writes) is one of the kind's tags, and it ends with the kind's closing tag."""
+
+import re
+from typing import NamedTuple
+
+HEAD_BYTES = 65536  # what is read of the start of an existing output: its prolog and first tag
+TAIL_BYTES = 1024  # and of its end: its closing tag
+
+
+class Kind(NamedTuple):
+    """A kind of file: the tags its first element may start with (lower case), its closing tag, its name."""
+
+    starts: tuple
+    end: bytes
+    name: str
+
+
+SVG = Kind((b'<svg',), b'</svg>', 'an SVG figure')
+HTML = Kind((b'<!doctype html', b'<html'), b'</html>', 'an HTML page')
+
+_PROLOG = re.compile(
+    rb'(?:\xef\xbb\xbf|\s+|<\?xml[^>]*\?>|<!--.*?-->|<!DOCTYPE\s+svg(?:[^>\[]|\[[^\]]*\])*>)*', re.S | re.I
+)
+_AFTER_TAG = (b' ', b'\t', b'\r', b'\n', b'>', b'/')  # what may follow a tag's name
+
+
+def of_kind(size, first, last, kind):
+    """Whether a file of size bytes, whose first and last bytes are first and last, is of the kind."""
+    if size == 0:
+        return True
+    rest = first[_PROLOG.match(first).end() :].lower()
+    opens = any(rest.startswith(tag) and rest[len(tag) : len(tag) + 1] in _AFTER_TAG for tag in kind.starts)
+    return opens and last.rstrip().lower().endswith(kind.end)
