@@ -115,10 +115,18 @@ def test_the_memory_estimate_counts_the_weights_of_every_layer():
 
 
 @pytest.mark.parametrize(
-    'name,args',
-    [('_training.py', ['--lr-d', '0.9']), ('_sample.py', ['--len', '10']), ('_evaluate.py', ['--dyn'])],
+    'name,args,whole',
+    [
+        ('_training.py', ['--lr-d', '0.9'], 'whole name: --lr-decay'),
+        ('_sample.py', ['--len=10'], 'whole name: --length'),
+        ('_evaluate.py', ['--dynamic-l', '0.1'], 'whole name: --dynamic-lr'),
+        ('_visualize.py', ['--s'], 'whole name: --saturation or --state'),
+        ('_sample.py', ['--bogus', '3'], ''),
+    ],
 )
-def test_an_option_is_its_whole_name(name, args):
-    """No abbreviations: an option added later would make them ambiguous, or change what they mean."""
+def test_an_option_is_its_whole_name(name, args, whole):
+    """No abbreviations: an option added later would make them ambiguous, or change what they mean; the line
+    names the option (or options) meant."""
     r = run_here(name, *args)
-    assert_one_line_error(r, f'unrecognized arguments: {args[0]}', '--help')
+    assert_one_line_error(r, f'unrecognized arguments: {args[0]}', whole, '--help')
+    assert whole or 'whole name' not in r.stderr

@@ -26,7 +26,21 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
-        raise UserError(f'{message} (see --help)')
+        raise UserError(f'{message}{self._whole_names(message)} (see --help)')
+
+    def _whole_names(self, message):
+        """For an unrecognized option that begins an option's name: that name, as it must be given."""
+        if not message.startswith('unrecognized arguments:'):
+            return ''
+        for word in message.split(':', 1)[1].split():
+            given = word.split('=', 1)[0]
+            names = sorted(
+                o for o in self._option_string_actions if given.startswith('--') and o.startswith(given)
+            )
+            if names:
+                whole = names[0] if len(names) == 1 else ', '.join(names[:-1]) + ' or ' + names[-1]
+                return f'; give an option by its whole name: {whole}'
+        return ''
 
 
 def run(main):
