@@ -197,9 +197,10 @@ def _check_replaceable(path, real, what, kind, inputs, fix):
             f'it), or {fix}'
         ) from None
     _check_not_an_input(path, real, what, inputs, fix)
-    size = os.path.getsize(real)
-    if kind is not None and not kinds.of_kind(
-        size, head(real, kinds.HEAD_BYTES), tail(real, kinds.TAIL_BYTES), kind
+    if kind is None:
+        return
+    if not kinds.of_kind(
+        os.path.getsize(real), head(real, kinds.HEAD_BYTES), tail(real, kinds.TAIL_BYTES), kind
     ):
         raise ModelFileError(
             f'{what} {path} exists and is not {kind.name}: writing it would replace it; {fix}, or remove it '
