@@ -20,6 +20,7 @@ from explorer import analysis
 import data
 import lstm
 from util.errors import UserError
+from util.progress import Progress
 from extras import ngram
 
 # Chosen on the first half of tiny Shakespeare's validation split (see the README); reported on both halves.
@@ -167,7 +168,7 @@ def main(argv=None):
     if args.dynamic:
         return score_dynamic(args, params, ids, what)
     t = time.time()
-    with cli.Progress('scoring', len(ids) - 1) as progress:
+    with Progress('scoring', len(ids) - 1) as progress:
         loss = lstm.evaluate(params, ids, progress=progress, device=args.device)
     print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s')
     print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char')
@@ -219,7 +220,7 @@ def score_blocks(args, params, ids, what):
     T, n = args.blocks, args.num_blocks
     t = time.time()
     starts = np.random.default_rng(args.seed).integers(0, len(ids) - T, size=n)  # block: ids[s:s + T + 1]
-    with cli.Progress(f'scoring blocks of {T}', n, 'blocks') as progress:
+    with Progress(f'scoring blocks of {T}', n, 'blocks') as progress:
         losses = lstm.block_losses(params, ids, T, starts, progress=progress, device=args.device)
     loss = losses.mean()
     error = losses.std(ddof=1) / np.sqrt(n) if n > 1 else float('nan')
@@ -241,7 +242,7 @@ def score_blocks(args, params, ids, what):
 def score_dynamic(args, params, ids, what):
     """The loss with dynamic evaluation, on the first half, the second half and the whole of the text."""
     t = time.time()
-    with cli.Progress('scoring with dynamic evaluation', len(ids) - 1) as progress:
+    with Progress('scoring with dynamic evaluation', len(ids) - 1) as progress:
         sums, counts = lstm.evaluate_dynamic(
             params,
             ids,
@@ -274,7 +275,7 @@ def score_dynamic(args, params, ids, what):
 def score_ngram(args, params, chars, train_ids, ids, what):
     """The n-gram's loss on the validation split; with --compare, beside the LSTM's, by kind of character."""
     t = time.time()
-    with cli.Progress(f'counting and scoring the {args.ngram}-gram model', args.ngram, 'orders') as progress:
+    with Progress(f'counting and scoring the {args.ngram}-gram model', args.ngram, 'orders') as progress:
         ng = ngram.NGram(args.ngram, len(chars)).fit_score(train_ids, ids, progress)
     print(
         f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s by a {args.ngram}-gram '
@@ -283,7 +284,7 @@ def score_ngram(args, params, chars, train_ids, ids, what):
     print(f'loss {ng.mean():.4f} nats/char = {ng.mean() / np.log(2):.4f} bits/char')
     if not args.compare:
         return 0
-    with cli.Progress('scoring with the LSTM', len(ids) - 1) as progress:
+    with Progress('scoring with the LSTM', len(ids) - 1) as progress:
         nn = lstm.char_losses(params, ids, progress=progress, device=args.device)
     print(f'the LSTM on the same characters: {nn.mean():.4f} nats/char')
     kinds, since = analysis.char_kinds(data.decode(ids, chars))

@@ -15,6 +15,7 @@ from extras import beam
 import data
 import lstm
 from util.errors import UserError
+from util.progress import Progress, is_terminal
 
 
 def escapes(text):
@@ -178,7 +179,7 @@ def main(argv=None):
             f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet'
         )
     N = args.num_samples
-    with cli.Progress('beam search' if args.beam else 'sampling', args.length, 'steps') as progress:
+    with Progress('beam search' if args.beam else 'sampling', args.length, 'steps') as progress:
         if args.beam:  # the likeliest is known only at the end: then printed
             found, _ = beam.search(
                 params, prime, args.length, args.beam, stop_ids, progress=progress, device=device
@@ -198,7 +199,7 @@ def main(argv=None):
                 device=device,
             )
             # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr says how far.
-            if N == 1 and cli.is_terminal(sys.stdout):
+            if N == 1 and is_terminal(sys.stdout):
                 progress.close()
         texts = write_samples(draws, start, stop_ids, chars, N, progress)
     if args.show_logprob:

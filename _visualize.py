@@ -22,6 +22,7 @@ from explorer import figures
 from util import files, kinds
 import lstm
 from util.errors import UserError
+from util.progress import Progress
 from explorer import viewer
 
 
@@ -159,7 +160,7 @@ def write(path, content):
 
 def find(args, params, ids, text):
     """--find (and --periodic-svg): print the neurons that follow each feature, and draw the periodic ones."""
-    with cli.Progress('finding neurons', len(ids)) as progress:
+    with Progress('finding neurons', len(ids)) as progress:
         found = analysis.find_neurons(params, ids, text, args.top, progress=progress, device=args.device)
     print_found(found, f'{args.text} ({len(text):,} characters)', args.say)
     if args.periodic_svg:
@@ -174,7 +175,7 @@ def find(args, params, ids, text):
             raise UserError(
                 f'--periodic-svg: {args.text} is too short to find periodic cells in ({len(text)} characters)'
             )
-        with cli.Progress('mean activation by position', len(ids)) as progress:
+        with Progress('mean activation by position', len(ids)) as progress:
             means, counts = analysis.position_profile(
                 params, ids, text, cells, progress=progress, device=args.device
             )
@@ -218,7 +219,7 @@ def html_page(args, params, ids, text):
 
 def saturation(args, params, ids, text):
     """--saturation: print how often the gates saturate, and draw it."""
-    with cli.Progress('gate saturation', len(ids)) as progress:
+    with Progress('gate saturation', len(ids)) as progress:
         sat = analysis.gate_saturation(params, ids, progress=progress, device=args.device)
     print_saturation(sat, f'{args.text} ({len(text):,} characters)', args.say)
     write(

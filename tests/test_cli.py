@@ -5,7 +5,7 @@ option by its whole name only."""
 import pytest
 
 import lstm
-from util import cli, memory
+from util import memory, progress
 from util.weights import load_params
 
 from helpers import (
@@ -77,9 +77,9 @@ def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_p
 
 def test_progress_shows_done_rate_and_time_left_on_a_terminal_and_clears_the_line(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(cli.time, 'monotonic', lambda: clock[0])
+    monkeypatch.setattr(progress.time, 'monotonic', lambda: clock[0])
     out = Terminal()
-    p = cli.Progress('scoring', 1000, stream=out)
+    p = progress.Progress('scoring', 1000, stream=out)
     clock[0] += 0.1
     p(10)  # too soon after the start: not drawn
     assert out.getvalue() == ''
@@ -97,9 +97,9 @@ def test_progress_shows_done_rate_and_time_left_on_a_terminal_and_clears_the_lin
 
 def test_progress_writes_nothing_to_a_pipe_or_a_file(tmp_path, monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(cli.time, 'monotonic', lambda: clock[0])
+    monkeypatch.setattr(progress.time, 'monotonic', lambda: clock[0])
     with open(tmp_path / 'f', 'w') as f:
-        with cli.Progress('x', 10, stream=f) as p:
+        with progress.Progress('x', 10, stream=f) as p:
             for k in range(10):
                 clock[0] += 10
                 p(k)

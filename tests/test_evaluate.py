@@ -100,7 +100,8 @@ def read_pty(fd):
 
 
 SCORE = (
-    'import sys, _evaluate; from util import cli; cli.Progress.interval = 0; sys.argv[0] = "_evaluate.py"; '
+    'import sys, _evaluate; from util import cli, progress; progress.Progress.interval = 0; '
+    'sys.argv[0] = "_evaluate.py"; '
     'cli.run(lambda: _evaluate.main(sys.argv[1:]))'
 )
 

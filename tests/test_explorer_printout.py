@@ -12,7 +12,7 @@ import pytest
 import _visualize
 import data
 from explorer import analysis
-from util import cli
+from util.progress import Progress
 from util.weights import load_params
 
 from helpers import SAVES, Terminal, assert_one_line_error, run_here, tiny_corpus
@@ -76,7 +76,7 @@ def test_find_and_saturation_show_progress_on_a_terminal_only(
     args = ['--text', str(tmp_path / 't.txt'), '--weights', str(weights), '--lookup', str(lookup), mode]
     if mode == '--saturation':
         args.append(str(tmp_path / 's.svg'))
-    monkeypatch.setattr(cli.Progress, 'interval', 0)  # draw at every call
+    monkeypatch.setattr(Progress, 'interval', 0)  # draw at every call
     printed = {}
     for stderr in (Terminal(), io.StringIO()):
         monkeypatch.setattr(sys, 'stderr', stderr)

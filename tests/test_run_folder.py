@@ -47,27 +47,6 @@ def test_the_lock_is_taken_before_anything_is_read(tmp_path, corpus, capsys):
     assert 'is not an .npz file' in fails(capsys, '--out', out, '--resume')
 
 
-def test_a_refused_run_leaves_a_folder_that_was_there_as_it_was(tmp_path, corpus, capsys):
-    out = tmp_path / 'run'
-    out.mkdir()
-    (out / 'notes.txt').write_text('mine')
-    assert 'holds no run' in fails(capsys, '--out', out, '--resume')
-    assert sorted(p.name for p in out.iterdir()) == ['notes.txt']  # no lock file left
-    temporary = (
-        out / '.ShakespeareNet.npz.abcdefgh.tmp'
-    )  # named as this repo's: cleared by a run, not a refusal
-    temporary.write_text('x')
-    assert 'holds no run' in fails(capsys, '--out', out, '--resume')
-    assert temporary.read_text() == 'x'
-    temporary.unlink()
-    (out / runs.CHECKPOINT).write_bytes(b'damaged')
-    assert 'is not an .npz file' in fails(capsys, '--out', out, '--resume')
-    assert sorted(p.name for p in out.iterdir()) == sorted(['notes.txt', runs.CHECKPOINT])
-    (out / run_folder.LOCK).write_text('')  # a lock file of an earlier run stays
-    assert 'is not an .npz file' in fails(capsys, '--out', out, '--resume')
-    assert (out / run_folder.LOCK).exists()
-
-
 def test_two_runs_started_together_give_one_run(tmp_path, corpus):
     out = tmp_path / 'run'
     procs = [start_training(corpus, out, '--epochs', '2') for _ in range(2)]

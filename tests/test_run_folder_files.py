@@ -1,11 +1,12 @@
 """What may stand where a training writes: never a link (it could lead out of the run folder), a lock file
-that is a plain file, and a refused run leaves none of the folders it made."""
+that is a plain file, and a refused run leaves none of the folders it made, and a folder that was there as it
+was."""
 
 import os
 
 import pytest
 
-from util import runs
+from util import run_folder, runs
 
 from helpers import TINY, fails
 
@@ -65,3 +66,24 @@ def test_a_best_folder_that_is_a_link_is_refused(tmp_path, corpus, capsys, to):
     line = fails(capsys, '--corpus', corpus, '--out', out, *TINY)
     assert 'best is a link' in line and 'choose another run folder' in line, line
     assert os.listdir(tmp_path / 'elsewhere') == []
+
+
+def test_a_refused_run_leaves_a_folder_that_was_there_as_it_was(tmp_path, corpus, capsys):
+    out = tmp_path / 'run'
+    out.mkdir()
+    (out / 'notes.txt').write_text('mine')
+    assert 'holds no run' in fails(capsys, '--out', out, '--resume')
+    assert sorted(p.name for p in out.iterdir()) == ['notes.txt']  # no lock file left
+    temporary = (
+        out / '.ShakespeareNet.npz.abcdefgh.tmp'
+    )  # named as this repo's: cleared by a run, not a refusal
+    temporary.write_text('x')
+    assert 'holds no run' in fails(capsys, '--out', out, '--resume')
+    assert temporary.read_text() == 'x'
+    temporary.unlink()
+    (out / runs.CHECKPOINT).write_bytes(b'damaged')
+    assert 'is not an .npz file' in fails(capsys, '--out', out, '--resume')
+    assert sorted(p.name for p in out.iterdir()) == sorted(['notes.txt', runs.CHECKPOINT])
+    (out / run_folder.LOCK).write_text('')  # a lock file of an earlier run stays
+    assert 'is not an .npz file' in fails(capsys, '--out', out, '--resume')
+    assert (out / run_folder.LOCK).exists()

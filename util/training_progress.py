@@ -9,6 +9,7 @@ import sys
 import time
 
 from util import cli
+from util.progress import is_terminal
 
 
 class TrainingProgress:
@@ -16,7 +17,7 @@ class TrainingProgress:
     speed (over the steps alone, not the checkpoints) and the clock of the run's training time."""
 
     def __init__(self, quiet):
-        self.quiet, self.shown, self.smooth = quiet or not cli.is_terminal(sys.stdout), 0.0, None
+        self.quiet, self.shown, self.smooth = quiet or not is_terminal(sys.stdout), 0.0, None
         self.on_screen = False  # a line is drawn, not yet ended
         self.restart()
 
