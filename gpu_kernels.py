@@ -182,30 +182,15 @@ class CudaOps:
         return gemm, one.ctypes.data, zero.ctypes.data
 
     def forward_loop(self, Wh, hs, cs, G):
+        if G.shape[1] <= self.fused_max_b:
+            self.forward_steps_fused(Wh, hs, cs, G)
+            return
         T, B, H4 = G.shape
         H = H4 // 4
         n = np.int32(B), np.int32(H)
         grid, sz = ((B * H + THREADS - 1) // THREADS,), G.itemsize
         h0, c0, g0, w = self._ptr(hs), self._ptr(cs), self._ptr(G), self._ptr(Wh)
         hstep, gstep = B * H * sz, B * H4 * sz
-        if B <= self.fused_max_b:
-            k = self._kernels(G.dtype)['step_forward_fused']
-            grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
-            for t in range(T):
-                k(
-                    grid,
-                    (THREADS,),
-                    (
-                        np.uint64(g0 + t * gstep),
-                        np.uint64(h0 + t * hstep),
-                        np.uint64(w),
-                        np.uint64(c0 + t * hstep),
-                        np.uint64(c0 + (t + 1) * hstep),
-                        np.uint64(h0 + (t + 1) * hstep),
-                        *n,
-                    ),
-                )
-            return
         k = self._kernels(G.dtype)['step_forward']
         gemm, one, _ = self._gemm(G.dtype)
         for t in range(T):
@@ -223,6 +208,32 @@ class CudaOps:
                 ),
             )
 
+    def forward_steps_fused(self, Wh, hs, cs, G):
+        """forward_loop as one fused kernel a step (its product inside): kernel launches only, which a CUDA
+        graph can capture."""
+        T, B, H4 = G.shape
+        H = H4 // 4
+        sz = G.itemsize
+        h0, c0, g0, w = self._ptr(hs), self._ptr(cs), self._ptr(G), self._ptr(Wh)
+        hstep, gstep = B * H * sz, B * H4 * sz
+        k = self._kernels(G.dtype)['step_forward_fused']
+        grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
+        for t in range(T):
+            k(
+                grid,
+                (THREADS,),
+                (
+                    np.uint64(g0 + t * gstep),
+                    np.uint64(h0 + t * hstep),
+                    np.uint64(w),
+                    np.uint64(c0 + t * hstep),
+                    np.uint64(c0 + (t + 1) * hstep),
+                    np.uint64(h0 + (t + 1) * hstep),
+                    np.int32(B),
+                    np.int32(H),
+                ),
+            )
+
     @staticmethod
     def _ptr(a):
         """The device address of an array's first element."""
@@ -237,35 +248,31 @@ class CudaOps:
         gemm, one, zero = self._gemm(G.dtype)
         T, B, H4 = G.shape
         H = H4 // 4
+        if B <= self.fused_max_b:
+            self.backward_steps_fused(Wh, cs, G, dh, dh_next, dc_next)
+            # dh0 = dz[0] Wh^T, the gradient of the carried-in h, as the unfused loop leaves it
+            gemm(
+                self._handle,
+                1,
+                0,
+                H,
+                B,
+                H4,
+                one,
+                self._ptr(Wh),
+                H4,
+                self._ptr(G),
+                H4,
+                zero,
+                self._ptr(dh_next),
+                H,
+            )
+            return
         n = np.int32(B), np.int32(H)
         grid, sz = ((B * H + THREADS - 1) // THREADS,), G.itemsize
         c0, g0, d0, w = self._ptr(cs), self._ptr(G), self._ptr(dh), self._ptr(Wh)
         dhn, dcn = np.uint64(self._ptr(dh_next)), np.uint64(self._ptr(dc_next))
         hstep, gstep = B * H * sz, B * H4 * sz
-        if B <= self.fused_max_b:
-            k = self._kernels(G.dtype)['step_backward_fused']
-            grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
-            for t in range(T - 1, -1, -1):
-                last = t == T - 1
-                k(
-                    grid,
-                    (THREADS,),
-                    (
-                        np.uint64(0 if last else g0 + (t + 1) * gstep),
-                        np.uint64(w),
-                        np.uint64(d0 + t * hstep),
-                        dhn,
-                        dcn,
-                        np.uint64(g0 + t * gstep),
-                        np.uint64(c0 + t * hstep),
-                        np.uint64(c0 + (t + 1) * hstep),
-                        *n,
-                        np.int32(last),
-                    ),
-                )
-            # dh0 = dz[0] Wh^T, the gradient of the carried-in h, as the unfused loop leaves it
-            gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0, H4, zero, self._ptr(dh_next), H)
-            return
         k = self._kernels(G.dtype)['step_backward']
         for t in range(T - 1, -1, -1):
             k(
@@ -283,6 +290,38 @@ class CudaOps:
             )
             # row-major dh_next (B, H) = dz (B, 4H) @ Wh^T: column-major dh_next^T = (Wh^T)^T dz^T
             gemm(self._handle, 1, 0, H, B, H4, one, w, H4, g0 + t * gstep, H4, zero, self._ptr(dh_next), H)
+
+    def backward_steps_fused(self, Wh, cs, G, dh, dh_next, dc_next):
+        """backward_loop's steps as one fused kernel a step (the product dz_next Wh^T inside), leaving dh_next
+        as given (the product for h0 is backward_loop's): kernel launches only, which a CUDA graph can
+        capture."""
+        T, B, H4 = G.shape
+        H = H4 // 4
+        sz = G.itemsize
+        c0, g0, d0, w = self._ptr(cs), self._ptr(G), self._ptr(dh), self._ptr(Wh)
+        dhn, dcn = np.uint64(self._ptr(dh_next)), np.uint64(self._ptr(dc_next))
+        hstep, gstep = B * H * sz, B * H4 * sz
+        k = self._kernels(G.dtype)['step_backward_fused']
+        grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
+        for t in range(T - 1, -1, -1):
+            last = t == T - 1
+            k(
+                grid,
+                (THREADS,),
+                (
+                    np.uint64(0 if last else g0 + (t + 1) * gstep),
+                    np.uint64(w),
+                    np.uint64(d0 + t * hstep),
+                    dhn,
+                    dcn,
+                    np.uint64(g0 + t * gstep),
+                    np.uint64(c0 + t * hstep),
+                    np.uint64(c0 + (t + 1) * hstep),
+                    np.int32(B),
+                    np.int32(H),
+                    np.int32(last),
+                ),
+            )
 
     def softmax_xent(self, z, y):
         N, V = z.shape

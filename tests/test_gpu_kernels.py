@@ -9,6 +9,7 @@ report says that every kernel is there under its own name (CuPy looks them up by
 gpu_kernels.THREADS threads fits: registers and shared memory. Those skip where there is no nvcc.
 """
 
+import importlib.util
 import os
 import re
 import shutil
@@ -20,7 +21,8 @@ import pytest
 import cuda_on_cpu
 import gpu_kernels
 import layers
-from helpers import CUDA, NO_CUDA, fused_up_to
+from helpers import CUDA, NO_CUDA, ROOT, fused_up_to
+from util import devices
 
 # --- the twins against layers.py ----------------------------------------------------------------------------
 
@@ -165,3 +167,19 @@ def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
         assert np.allclose(CUDA.asnumpy(dev[0]), p, atol=1e-6) and np.allclose(
             CUDA.asnumpy(dev[2]), c, rtol=1e-5
         )
+
+
+def test_the_gpu_probe_times_each_part(kernels, monkeypatch, capsys):
+    """.ci/gpu_probe.py, which .ci/gpu-check runs on a GPU to place FUSED_MAX_B, gives a row for each B, part
+    and way of running the loop (here on the emulated kernels, which have no CUDA graphs)."""
+    spec = importlib.util.spec_from_file_location('gpu_probe', os.path.join(ROOT, '.ci', 'gpu_probe.py'))
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    monkeypatch.setattr(devices, '_opened', {})
+    monkeypatch.setattr(devices, '_open_cuda', lambda: kernels)
+    with fused_up_to(kernels, kernels.fused_max_b):  # put back after
+        probe.main(['--batches', '1', '3', '--hidden', '8', '--window', '3', '--repeats', '1'])
+    rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()[2:]]
+    parts = [[str(B), part, path] for B in (1, 3) for path in probe.PATHS for part in probe.PARTS]
+    graphs = [[str(B), part, 'graph'] for B in (1, 3) for part in probe.PARTS[1:]]
+    assert sorted(rows) == sorted(parts + (graphs if kernels is CUDA else []))
