@@ -138,19 +138,21 @@ def train_window(run, chunked, trainer=None):
     x, y = data.window(chunked, s['window'], run.pos.window)
     if trainer is not None:
         _, H, n_layers = lstm.sizes(run.params)
-        masks, weight_masks = lstm.draw_masks(
-            run.rng,
-            x.shape[0],
-            x.shape[1],
-            H,
-            n_layers,
-            s['dtype'],
-            dropout=s['dropout'],
-            variational=s['variational'],
-            weight_drop=s['weight_drop'],
-        )
+
+        def draw():  # the window's dropout masks, in the order lstm.loss_and_grads draws them on the CPU
+            return lstm.draw_masks(
+                run.rng,
+                *x.shape,
+                H,
+                n_layers,
+                s['dtype'],
+                dropout=s['dropout'],
+                variational=s['variational'],
+                weight_drop=s['weight_drop'],
+            )
+
         with np.errstate(all='ignore'):  # overflow is caught below, with a clear message
-            loss, finite = trainer.step(x, y, run.opt, masks, weight_masks, s['ema'])
+            loss, finite = trainer.step(x, y, run.opt, draw, s['ema'])
     else:
         with np.errstate(all='ignore'):  # overflow is caught below, with a clear message
             loss, grads, run.state = lstm.loss_and_grads(

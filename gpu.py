@@ -230,10 +230,15 @@ class Trainer:
         shapes = {k: v.shape for k, v in run.params.items()}
         self.cache = Flat(self.xp, shapes, self.model.dtype)
         self.ema = None
+        self.ahead = (
+            None  # the next window's dropout masks, drawn ahead (step), and the generator before them
+        )
         self.from_host(run)
 
     def from_host(self, run):
         """Take the run's weights, RMSprop state, carried state and moving average (a resume, a new epoch)."""
+        self._give_back()
+        self.rng = run.rng  # the masks' generator
         self.newer = False  # whether the device holds steps the host has not seen
         self.model.params.load(run.params)
         self.cache.load(run.opt.cache)
@@ -247,7 +252,9 @@ class Trainer:
 
     def to_host(self, run):
         """Write everything back into the run's host arrays, for a checkpoint, validation or a sample; nothing
-        if no step was taken since the last from_host or to_host."""
+        if no step was taken since the last from_host or to_host. The masks drawn ahead are given back first,
+        so that the run's generator is where the CPU's would be."""
+        self._give_back()
         if not self.newer:
             return
         self.newer = False
@@ -258,11 +265,15 @@ class Trainer:
         if self.ema is not None and run.ema is not None:
             self.ema.store(run.ema, asnumpy)
 
-    def step(self, x, y, opt, masks=None, weight_masks=None, ema=0.0):
+    def step(self, x, y, opt, draw=None, ema=0.0):
         """One window: forward, backward, RMSprop (opt holds lr, rho, eps, clip, weight_decay; its step count
-        moves on) and the moving average with decay ema. x, y: host (T, B) indices; masks: host arrays from
-        lstm.draw_masks. Returns (loss, whether every weight is finite)."""
+        moves on) and the moving average with decay ema. x, y: host (T, B) indices; draw: draws a window's
+        dropout masks from the run's generator (a function of no argument returning lstm.draw_masks's
+        (masks, weight_masks)), or None for none. While the GPU computes the window the host draws the next
+        window's masks (a few ms: the host's part of the next step beside the GPU's part of this one);
+        to_host gives them back if they are not used. Returns (loss, whether every weight is finite)."""
         xp, m = self.xp, self.model
+        masks, weight_masks = self._masks(x.shape, draw)
         dev = [None if a is None else xp.asarray(a) for a in (masks or [])]
         wdev = [None if a is None else xp.asarray(a) for a in (weight_masks or [])]
         loss = m.loss_and_grads(xp.asarray(x, np.int32), xp.asarray(y, np.int32), dev or None, wdev or None)
@@ -286,8 +297,27 @@ class Trainer:
             self.ema.buf *= ema
             self.ema.buf += (1.0 - ema) * m.params.buf
         finite = xp.isfinite(m.params.buf).all()
+        if draw is not None:  # queued so far; the GPU computes while the host draws
+            state = self.rng.bit_generator.state
+            self.ahead = (state, x.shape, draw())
         loss, ok = self.ops.asnumpy(xp.stack([loss, finite.astype(np.float64)]))
         return float(loss), bool(ok)
+
+    def _masks(self, shape, draw):
+        """The masks of a window of this shape: drawn ahead by the last step, or drawn now."""
+        if draw is None:
+            return None, None
+        if self.ahead is not None and self.ahead[1] == shape:
+            masks, self.ahead = self.ahead[2], None
+            return masks
+        self._give_back()
+        return draw()
+
+    def _give_back(self):
+        """Undraw the masks drawn ahead: the generator as it was before them."""
+        if self.ahead is not None:
+            self.rng.bit_generator.state = self.ahead[0]
+            self.ahead = None
 
 
 # --- forward only: evaluation, sampling, the explorer -------------------------------------------------------

@@ -56,7 +56,7 @@ def window_ms(device, args, B):
     """The best of args.repeats training windows (each ends by bringing the loss to the host)."""
     params = lstm.init_params(args.vocab, args.hidden, 2, rng=np.random.default_rng(0))
     run = types.SimpleNamespace(
-        params=params, opt=RMSprop(params), state=lstm.zero_state(params, B), ema=None
+        params=params, opt=RMSprop(params), state=lstm.zero_state(params, B), ema=None, rng=None
     )
     trainer = device.trainer(run)
     x = np.random.default_rng(1).integers(0, args.vocab, (args.window, B))

@@ -215,6 +215,7 @@ def tiny_corpus(n=6000, seed=0):
 
 def cuda_ops():
     """CudaOps if CuPy and a GPU are here, else the reason there are none."""
+    os.environ.setdefault(*devices.CUBLAS_WORKSPACE)  # before cuBLAS loads, as --device cuda sets it
     try:
         import cupy
     except ImportError:

@@ -171,6 +171,7 @@ def test_trainer_step_is_cpu_training_step(ops):
     run.opt.cache = {k: v.copy() for k, v in opt_cpu.cache.items()}
     run.ema = {k: v.copy() for k, v in ema_cpu.items()}
     run.state = state
+    run.rng = None  # no dropout: no masks drawn
     trainer = gpu.Trainer(ops, run)
     for _ in range(2):
         loss, grads, state = lstm.loss_and_grads(params, x, y, state)

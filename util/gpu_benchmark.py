@@ -26,7 +26,9 @@ def our_trainer(device, args, B):
     """One training window of this repo on the GPU, as _training.py runs it (gpu.Trainer.step)."""
     rng = np.random.default_rng(0)
     params = lstm.init_params(args.vocab, args.hidden, args.layers, rng=rng)
-    run = SimpleNamespace(params=params, opt=RMSprop(params), state=lstm.zero_state(params, B), ema=None)
+    run = SimpleNamespace(
+        params=params, opt=RMSprop(params), state=lstm.zero_state(params, B), ema=None, rng=None
+    )
     trainer = device.trainer(run)
     x = rng.integers(0, args.vocab, size=(args.window, B))
     y = rng.integers(0, args.vocab, size=(args.window, B))
@@ -55,6 +57,7 @@ def torch_trainer(torch, args, B, tf32):
         loss.backward()
         opt.step()
         state[0] = (h.detach(), c.detach())
+        loss.item()  # the loss on the host every window, as this repo's training brings it back
 
     return train, (rnn, dense)
 
