@@ -11,7 +11,7 @@ over their last T characters (nanoGPT's measure: a character sees only the chara
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli, memory, weights
+from util import cli, devices, memory, precision, weights
 import time
 
 import numpy as np
@@ -206,13 +206,21 @@ def check_sizes(args, params, ids, train_ids):
         )
     elif args.blocks is not None:  # blocks of T run BLOCK_BATCH at a time, logits in float64
         N = lstm.BLOCK_BATCH
-        memory.check_fits(
+        devices.check_memory(
+            args.device,
             memory.model_bytes(V, H, layers, N, args.blocks) + N * args.blocks * V * 24,
             f'--blocks {args.blocks}',
         )
     elif args.dynamic:
         T = min(args.dynamic_window, len(ids))
-        memory.check_fits(memory.model_bytes(V, H, layers, 1, T, training=True), f'--dynamic-window {T}')
+        needed = memory.model_bytes(V, H, layers, 1, T, training=True)
+        devices.check_memory(args.device, needed, f'--dynamic-window {T}')
+        dtype = params['dense.W'].dtype
+        if not 0 < precision.as_held(args.dynamic_lr, dtype) < np.inf:
+            raise UserError(
+                f'--dynamic-lr {args.dynamic_lr:g} is {precision.as_held(args.dynamic_lr, dtype):g} in the '
+                f'model\'s {dtype} ({precision.held(dtype)}): give a value in that range'
+            )
 
 
 def score_blocks(args, params, ids, what):
@@ -242,7 +250,7 @@ def score_blocks(args, params, ids, what):
 def score_dynamic(args, params, ids, what):
     """The loss with dynamic evaluation, on the first half, the second half and the whole of the text."""
     t = time.time()
-    with Progress('scoring with dynamic evaluation', len(ids) - 1) as progress:
+    with Progress('scoring with dynamic evaluation', len(ids) - 1) as progress, np.errstate(all='ignore'):
         sums, counts = lstm.evaluate_dynamic(
             params,
             ids,
@@ -252,6 +260,12 @@ def score_dynamic(args, params, ids, what):
             threads=1,
             progress=progress,
             device=args.device,
+        )
+    if not np.isfinite(sums).all():
+        at = int(np.cumsum(counts)[np.argmin(np.isfinite(sums))])
+        raise UserError(
+            f'dynamic evaluation diverged: the loss became non-finite by character {at:,}, the weights grown '
+            f'past what {params["dense.W"].dtype} holds: give a smaller --dynamic-lr than {args.dynamic_lr:g}'
         )
     print(
         f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s, with dynamic evaluation '

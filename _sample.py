@@ -6,7 +6,7 @@ python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the 
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli, memory, weights
+from util import cli, devices, memory, weights
 import sys
 
 import numpy as np
@@ -173,7 +173,7 @@ def main(argv=None):
         stop_ids = None if stop is None else list(data.encode(stop, chars))
     except data.CorpusError as e:
         raise UserError(f'{what}: {e}')
-    check_sizes(args, params, prime)
+    check_sizes(args, params, prime, device)
     if args.top_k > len(chars):
         raise UserError(
             f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet'
@@ -245,7 +245,7 @@ def write_samples(draws, start, stop_ids, chars, N, progress):
     return texts
 
 
-def check_sizes(args, params, prime):
+def check_sizes(args, params, prime, device):
     """Refuse, before any work, a batch or a length that no machine's memory holds: the model over the priming
     text for every sample (or continuation of the beam) side by side, and the indices drawn, kept until
     printed."""
@@ -254,7 +254,7 @@ def check_sizes(args, params, prime):
     needed = memory.model_bytes(V, H, layers, N, len(prime)) + N * (8 * args.length + 32 * V)
     what = f'--beam {args.beam}' if args.beam else f'--num-samples {args.num_samples}'
     primed = f' after a priming text of {len(prime):,} characters (--start, --start-file)'
-    memory.check_fits(needed, f'{what} with --length {args.length}{primed}')
+    devices.check_memory(device, needed, f'{what} with --length {args.length}{primed}')
 
 
 def check_beam(args):

@@ -31,6 +31,7 @@ from util import devices, files, memory, run_folder, runs
 from util.blas import set_threads as set_blas_threads
 from util.run_start import (
     check_out,
+    complete_stop,
     load_data,
     lock_folder,
     new_run,
@@ -312,22 +313,17 @@ def main(argv=None, plan=None):
     if not args.resume:  # sizes that no machine holds: refused before any work
         memory.check_fits(*training_size(settings_from(args)))
     created = not os.path.lexists(out)
-    lock = lock_folder(out)
+    lock, accepted = lock_folder(out), False
     try:
-        try:
-            run, changed = resumed_run(args, out) if args.resume else (new_run(args, out, plan), {})
-            run.lock = lock
-            chunked, val_ids = load_data(run)
-            device = cli.open_device(run.settings['device'])
-            if device is not None:
-                devices.check_fits(device, *training_size(run.settings))
-        # refused: a folder made for nothing is removed, one that was there is left as it was
-        except BaseException:
-            if created and not os.path.exists(os.path.join(out, CHECKPOINT)):
-                lock.discard()
-            else:
-                lock.give_up()
-            raise
+        run, changed = resumed_run(args, out) if args.resume else (new_run(args, out, plan), {})
+        run.lock = lock
+        chunked, val_ids = load_data(run)
+        device = cli.open_device(run.settings['device'])
+        if device is not None:
+            devices.check_fits(device, *training_size(run.settings, len(run.chars)))
+        accepted = True
+        if args.resume:
+            complete_stop(out)
         run_folder.remove_temporaries(out)  # a killed run's, now that this one goes on
         report(run, args, changed, chunked, val_ids)
         say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
@@ -349,6 +345,14 @@ def main(argv=None, plan=None):
             f'{e}; the previous checkpoint in {out} is kept: {run_folder.fix_for(e)} and continue with '
             '--resume'
         )
+    # Refused, or stopped before its first checkpoint (the loss non-finite at once, the GPU out of memory): a
+    # folder made for nothing is removed, one that was there is left as it was.
+    except BaseException:
+        if not os.path.exists(os.path.join(out, CHECKPOINT)):  # nothing saved
+            lock.discard() if created else lock.give_up()
+        elif not accepted:
+            lock.give_up()
+        raise
     finally:
         lock.release()
     if isinstance(finished, str):  # stopped by a signal: the status that signal gives
@@ -371,11 +375,14 @@ def report(run, args, changed, chunked, val_ids):
         f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n'
     )
     if args.resume:
+        changes = ', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items())
+        if changes and not (p.epoch < s['epochs'] and (args.max_steps is None or p.step < args.max_steps)):
+            changes = (
+                f'nothing is left to train, so the checkpoint keeps its settings ({changes} not applied)'
+            )
         cli.write(
             f'resuming at epoch {run.epoch():.4f} (epoch {p.epoch}, window {p.window}/{run.windows}), '
-            f'step {p.step}; '
-            + (', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items()) or 'no setting changed')
-            + '\n'
+            f'step {p.step}; {changes or "no setting changed"}\n'
         )
 
 

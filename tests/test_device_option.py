@@ -6,8 +6,10 @@ import types
 
 import pytest
 
+import gpu
+import gpu_kernels
 from util import devices
-from helpers import TWIN, assert_one_line_error, run_here, run_without_cupy, script
+from helpers import TINY, TWIN, assert_one_line_error, run_here, run_without_cupy, script
 
 
 @pytest.mark.parametrize(
@@ -119,3 +121,49 @@ def test_cupy_without_a_driver_says_the_driver_is_missing(monkeypatch, driver):
         assert 'insufficient' in str(e.value) and 'check the NVIDIA driver' in str(e.value)
     else:
         assert 'no NVIDIA driver' in str(e.value) and '--device cpu' in str(e.value)
+
+
+class SmallGpu(gpu_kernels.NumpyOps):
+    """The twins, on a GPU said to have 1 MiB free of 2."""
+
+    name = 'cuda'
+    xp = types.SimpleNamespace(
+        cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(memGetInfo=lambda: (2**20, 2**21))),
+        get_default_memory_pool=lambda: types.SimpleNamespace(free_bytes=lambda: 0),
+    )
+
+
+@pytest.mark.parametrize(
+    'name, args, words',
+    [
+        ('_sample.py', ['--num-samples', '200'], '--num-samples 200'),
+        ('_evaluate.py', ['--blocks', '500'], '--blocks 500'),
+        ('_evaluate.py', ['--dynamic', '--dynamic-window', '5000'], '--dynamic-window'),
+        ('_training.py', ['--out', 'OUT', '--max-steps', '1'], 'training --layers 2 --hidden 512'),
+    ],
+)
+def test_what_the_gpu_cannot_hold_is_refused_before_any_work(monkeypatch, tmp_path, name, args, words):
+    monkeypatch.setattr(devices, '_open_cuda', SmallGpu)
+    args = [str(tmp_path / 'run') if a == 'OUT' else a for a in args]
+    r = run_here(name, *args, '--device', 'cuda')
+    assert_one_line_error(
+        r, words, 'of GPU memory', '1 MiB free of 2 MiB', 'choose smaller sizes', '--device cpu'
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_gpu_running_out_of_memory_is_one_line_and_a_new_run_leaves_no_folder(monkeypatch, tmp_path):
+    """Where the estimate falls short, CuPy's own error is said in one line too."""
+    OutOfMemoryError = type('OutOfMemoryError', (MemoryError,), {'__module__': 'cupy.cuda.memory'})
+
+    def out_of_memory(*args, **kwargs):
+        raise OutOfMemoryError('Out of memory allocating 1,024 bytes (allocated so far: 0 bytes).')
+
+    monkeypatch.setattr(gpu.Model, 'forward', out_of_memory)
+    r = run_here('_sample.py', '--device', 'cuda', '--length', '10', env=TWIN)
+    assert_one_line_error(
+        r, 'the GPU ran out of memory (Out of memory allocating 1,024 bytes', '--device cpu'
+    )
+    r = run_here('_training.py', '--out', tmp_path / 'run', *TINY, '--device', 'cuda', env=TWIN)
+    assert_one_line_error(r, 'the GPU ran out of memory')
+    assert list(tmp_path.iterdir()) == []

@@ -160,3 +160,16 @@ def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_di
 def test_evaluate_blocks_refuses_what_does_not_fit(model_dir, args, words):
     r = run_here('_evaluate.py', '--text', model_dir / 'text.txt', *args, *model_args(model_dir))
     assert_one_line_error(r, *words)
+
+
+def test_a_dynamic_rate_the_model_cannot_hold_is_refused_and_a_diverging_one_said(small_model, tmp_path):
+    weights, lookup, _ = small_model
+    (tmp_path / 't.txt').write_text(tiny_corpus(600), encoding='utf-8')
+    args = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 't.txt', '--dynamic']
+    assert load_params(weights)[0]['dense.W'].dtype == np.float32
+    for lr, words in (('1e300', 'is inf in the model\'s float32'), ('1e-50', 'is 0 in the model\'s float32')):
+        r = run_here('_evaluate.py', *args, '--dynamic-lr', lr)
+        assert_one_line_error(r, f'--dynamic-lr {float(lr):g}', words, 'give a value in that range')
+    big = np.finfo(np.float32).max / 2  # held, but the weights overflow
+    r = run_here('_evaluate.py', *args, '--dynamic-lr', big)
+    assert_one_line_error(r, 'dynamic evaluation diverged', 'give a smaller --dynamic-lr')

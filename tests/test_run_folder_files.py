@@ -8,7 +8,7 @@ import pytest
 
 from util import run_folder, runs
 
-from helpers import TINY, fails
+from helpers import TINY, fails, train
 
 
 @pytest.mark.parametrize('name', [runs.CHECKPOINT, runs.WEIGHTS, runs.LOG])
@@ -87,3 +87,16 @@ def test_a_refused_run_leaves_a_folder_that_was_there_as_it_was(tmp_path, corpus
     (out / run_folder.LOCK).write_text('')  # a lock file of an earlier run stays
     assert 'is not an .npz file' in fails(capsys, '--out', out, '--resume')
     assert (out / run_folder.LOCK).exists()
+
+
+def test_a_refused_resume_writes_nothing_not_even_what_a_stop_left(tmp_path, corpus, capsys):
+    """The files a kill left unwritten are completed by a resume that goes on, not by one that is refused."""
+    out = tmp_path / 'run'
+    assert train('--corpus', corpus, '--out', out, '--max-steps', '3', *TINY) == 0
+    for name in (runs.WEIGHTS, runs.LOG):  # killed before it wrote them
+        (out / name).unlink()
+    (tmp_path / 'other.txt').write_text(corpus.read_text() * 2)
+    assert 'same --corpus' in fails(capsys, '--out', out, '--resume', '--corpus', tmp_path / 'other.txt')
+    assert sorted(p.name for p in out.iterdir()) == sorted([run_folder.LOCK, runs.CHECKPOINT, runs.LOOKUP])
+    assert train('--out', out, '--resume', '--max-steps', '3', '--quiet') == 0  # nothing to train: completes
+    assert (out / runs.WEIGHTS).exists() and len(runs.log_rows(out / runs.LOG)) == 1

@@ -285,9 +285,13 @@ def test_a_loss_not_finite_before_any_checkpoint_says_there_is_none(tmp_path, co
     real = lstm.loss_and_grads
     monkeypatch.setattr(lstm, 'loss_and_grads', lambda *a, **k: (float('nan'),) + real(*a, **k)[1:])
     out = tmp_path / 'run'
-    line = fails(capsys, '--corpus', corpus, '--out', out, '--epochs', '1', *TINY)
+    line = fails(capsys, '--corpus', corpus, '--out', out / 'deeper', '--epochs', '1', *TINY)
     assert 'no checkpoint was saved yet; start the run again with a lower --lr' in line
-    assert not (out / runs.CHECKPOINT).exists()
+    assert not out.exists()  # the folders it made for nothing go with it
+    out.mkdir()
+    (out / 'notes.txt').write_text('mine')
+    fails(capsys, '--corpus', corpus, '--out', out, '--epochs', '1', *TINY)
+    assert sorted(p.name for p in out.iterdir()) == ['notes.txt']  # a folder that was there, as it was
     monkeypatch.setattr(lstm, 'loss_and_grads', real)
     assert train('--corpus', corpus, '--out', out, '--max-steps', '1', *TINY) == 0
     monkeypatch.setattr(lstm, 'loss_and_grads', lambda *a, **k: (float('nan'),) + real(*a, **k)[1:])
@@ -365,9 +369,10 @@ def test_a_stop_logs_the_rate_of_its_epoch_and_a_resume_with_nothing_to_do_logs_
     assert train(*args) == 0
     before = (out / runs.CHECKPOINT).read_bytes()
     for limit in ('70', '12'):  # where it stopped, or before
-        r = run_here('_training.py', '--out', out, '--resume', '--max-steps', limit)
+        r = run_here('_training.py', '--out', out, '--resume', '--max-steps', limit, '--lr', '0.02')
         assert r.returncode == 0, r.stderr
         assert f'at step 70 already (--max-steps {limit}): nothing to do' in r.stdout, r.stdout
+        assert 'the checkpoint keeps its settings (lr 0.01 -> 0.02 not applied)' in r.stdout, r.stdout
     rows = runs.log_rows(out / runs.LOG)
     assert [r[4] for r in rows] == ['0.01', '0.005', '0.0025'], rows  # the third: the rate of epoch 3
     assert (out / runs.CHECKPOINT).read_bytes() == before

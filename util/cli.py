@@ -47,7 +47,8 @@ def run(main):
 
     When whoever reads the output goes away early (`python _visualize.py --find | head`), the script stops
     quietly, as if it had printed everything, instead of ending on a BrokenPipeError traceback. Ctrl-C stops
-    it with one line and exit status 130. A UserError raised anywhere is one line on stderr and exit status 2.
+    it with one line and exit status 130. A UserError raised anywhere is one line on stderr and exit status 2,
+    as is the GPU's memory running out.
     Output that cannot be written (a full disk, `> /dev/full`, a closed stdout) is one line on stderr and exit
     status 2; stderr that cannot be written is left out, the exit status kept. What the console's encoding
     cannot show is written as a backslash escape.
@@ -66,6 +67,13 @@ def run(main):
             status = e.code
         except UserError as e:  # what the user must fix, raised anywhere: one line
             _say(f'error: {e}')
+            status = 2
+        except Exception as e:  # the GPU's memory ran out where the estimate said it would fit: one line too
+            devices = sys.modules.get('util.devices')  # loaded where a GPU is used
+            line = devices and devices.out_of_memory(e)
+            if not line:
+                raise
+            _say(f'error: {line}')
             status = 2
         sys.stdout.flush()
     except BrokenPipeError:

@@ -10,6 +10,7 @@ import numpy as np
 
 import gpu
 import gpu_kernels
+from util import memory
 from util.errors import UserError
 
 DEVICES = ('cpu', 'cuda')
@@ -129,6 +130,25 @@ def _probe(cupy):
     )
 
 
+def check_memory(device, needed, what):
+    """Refuse, in one line, what needs more memory than the machine has, or than the GPU has free where the
+    model runs on one (device: a Device, or None for the CPU)."""
+    memory.check_fits(needed, what)
+    if device is not None:
+        check_fits(device, needed, what)
+
+
+def out_of_memory(e):
+    """The line to say for an exception that is CuPy's out-of-memory error (the GPU's memory ran out where
+    check_memory's estimate said it would fit), else None."""
+    if type(e).__name__ != 'OutOfMemoryError' or not type(e).__module__.startswith('cupy'):
+        return None
+    return (
+        f'the GPU ran out of memory ({_reason(e)}): lower the sizes asked for (--chunks, --hidden, '
+        '--num-samples, --blocks, --dynamic-window, a shorter priming text), or use --device cpu'
+    )
+
+
 def check_fits(device, needed, what):
     """Raise DeviceError if the GPU has less free memory than needed (bytes) for what."""
     ops = device.ops
@@ -138,8 +158,8 @@ def check_fits(device, needed, what):
     free += ops.xp.get_default_memory_pool().free_bytes()
     if needed > free:
         raise DeviceError(
-            f'{what} needs about {needed / 2**30:.1f} GiB of GPU memory, but the GPU has '
-            f'{free / 2**30:.1f} GiB free of {total / 2**30:.1f}: lower --chunks or --hidden, or use '
+            f'{what} needs about {memory.in_words(needed)} of GPU memory, but the GPU has '
+            f'{memory.in_words(free)} free of {memory.in_words(total)}: choose smaller sizes, or use '
             '--device cpu'
         )
 

@@ -10,6 +10,18 @@ import numpy as np
 COUNT_MAX = 2**53  # an integer setting beyond it is no run's
 
 
+def held(dtype):
+    """The positive numbers a dtype holds, in words: 'float32 holds 1.4e-45 to 3.4e+38'."""
+    info = np.finfo(dtype)
+    return f'{np.dtype(dtype)} holds {info.smallest_subnormal:.3g} to {info.max:.3g}'
+
+
+def as_held(value, dtype):
+    """value as a number of dtype: 0 below its range, inf above."""
+    with np.errstate(over='ignore', under='ignore'):
+        return float(np.dtype(dtype).type(value))
+
+
 def _option(name):
     return '--' + name.replace('_', '-')
 
@@ -19,8 +31,7 @@ def problem(settings, lr_at, resumed=False):
     lr_at(settings, epoch) is the learning rate of an epoch (counted from 0). resumed: the dtype is the saved
     run's, which cannot change, so --dtype float64 is not offered."""
     dtype = np.dtype(settings['dtype'])
-    cast, info = dtype.type, np.finfo(dtype)
-    held = f'{dtype} holds {info.smallest_subnormal:.3g} to {info.max:.3g}'
+    cast = dtype.type
     for name in ('epochs', 'decay_after', 'val_chars', 'seed'):  # the sizes: _training.py's memory check
         value = settings[name]
         if value > COUNT_MAX:
@@ -37,10 +48,11 @@ def problem(settings, lr_at, resumed=False):
             product = value * settings['lr'] if name == 'weight_decay' else value  # RMSprop uses lr x decay
             if value > 0 and not 0 < cast(product) < np.inf:
                 what = 'times --lr ' if name == 'weight_decay' else ''
+                got = as_held(product, dtype)
+                other = ', or --dtype float64' if dtype == np.float32 and not resumed else ''
                 return (
-                    f'{_option(name)} {value} {what}is {float(cast(product)):g} in {dtype} ({held}): give a '
-                    'value in that '
-                    f'range{", or --dtype float64" if dtype == np.float32 and not resumed else ""}'
+                    f'{_option(name)} {value} {what}is {got:g} in {dtype} ({held(dtype)}): give a value in '
+                    f'that range{other}'
                 )
         for name in ('rho', 'ema'):
             value = settings[name]

@@ -113,17 +113,24 @@ def resumed_run(args, out):
             f'the run in {out} was trained with --device {settings["device"]}, which '
             f'cannot be used here ({e}); continue it with --resume --device cpu'
         ) from None
-    if run.windows is not None:  # a checkpoint that holds its log: finish what a stop left
+    run.settings = settings
+    for k in ('rho', 'eps', 'clip', 'weight_decay'):  # the learning rate is set every epoch
+        setattr(run.opt, k, settings[k])
+    return run, {k: (saved[k], v) for k, v in run.settings.items() if v != saved[k]}
+
+
+def complete_stop(out):
+    """Write what a stop left unwritten of the files derived from the committed checkpoint (the weights, the
+    log, best/), once a resumed run is accepted (a refused one writes nothing): from the checkpoint as it was
+    committed, not from the run as the command line's settings changed it."""
+    run = runs.load_run(out, make_optimizer)
+    if run.windows is not None:  # a checkpoint that holds its log
         try:
             run.write_derived(out)
         except runs.Incomplete as e:
             raise UserError(
                 f'{e}; the checkpoint in {out} is whole: {run_folder.fix_for(e)} and resume again'
-            )
-    run.settings = settings
-    for k in ('rho', 'eps', 'clip', 'weight_decay'):  # the learning rate is set every epoch
-        setattr(run.opt, k, settings[k])
-    return run, {k: (saved[k], v) for k, v in run.settings.items() if v != saved[k]}
+            ) from None
 
 
 def load_data(run):
@@ -168,11 +175,11 @@ def load_data(run):
     return chunked, val_ids
 
 
-def training_size(s):
+def training_size(s, V=1):
     """About how much memory a training of these settings needs (bytes), and what that training is, in
-    words."""
+    words. V: the number of distinct characters, once the corpus is read (before, 1 gives a floor)."""
     needed = memory.model_bytes(
-        1,
+        V,
         s['hidden'],
         s['layers'],
         s['chunks'],
