@@ -51,6 +51,7 @@ extern "C" __global__ void step_backward(const REAL* dh_out, const REAL* dh_next
 #define WARPS 8
 #define MC 64
 constexpr int TB = sizeof(REAL) == 8 ? 16 : 32;
+constexpr int BLOCK = WARPS * 32;  // the threads of a block: gpu_kernels.THREADS
 
 extern "C" __global__ void step_forward_fused(REAL* G, const REAL* h_prev, const REAL* Wh, const REAL* c_prev,
                                               REAL* c, REAL* h, int B, int H) {
@@ -67,6 +68,7 @@ extern "C" __global__ void step_forward_fused(REAL* G, const REAL* h_prev, const
     if (j < H) {
         const REAL* w = Wh + (size_t)q * H + j;
         const REAL* hp = h_prev + (size_t)b0 * H;
+        #pragma unroll 4
         for (int k = k0; k < k1; k++) {
             REAL wk = w[(size_t)k * 4 * H];
             #pragma unroll
@@ -101,22 +103,29 @@ extern "C" __global__ void step_backward_fused(const REAL* dz_next, const REAL* 
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int j = blockIdx.x * WARPS + warp, b0 = blockIdx.y * TB;
     int nb = min(TB, B - b0);
-    REAL acc = 0;
+    // Four partial sums (column mm goes to a[mm % 4]), so that four products are in flight at a time
+    REAL a[4] = {0, 0, 0, 0};
     if (!last) {
         for (int m0 = 0; m0 < 4 * H; m0 += MC) {
             __syncthreads();
-            for (int e = threadIdx.x; e < MC * TB; e += blockDim.x) {
-                int rr = e / MC, mm = e % MC;
+            #pragma unroll
+            for (int i = 0; i < MC * TB / BLOCK; i++) {  // each thread's loads at once
+                int e = threadIdx.x + i * BLOCK, rr = e / MC, mm = e % MC;
                 s[mm][rr] = (rr < nb && m0 + mm < 4 * H) ? dz_next[(size_t)(b0 + rr) * 4 * H + m0 + mm] : 0;
             }
             __syncthreads();
             if (j < H && lane < nb) {
                 const REAL* w = Wh + (size_t)j * 4 * H + m0;
-                int mend = min(MC, 4 * H - m0);
-                for (int mm = 0; mm < mend; mm++) acc += w[mm] * s[mm][lane];
+                if (m0 + MC <= 4 * H) {
+                    #pragma unroll
+                    for (int mm = 0; mm < MC; mm++) a[mm % 4] += w[mm] * s[mm][lane];
+                } else {
+                    for (int mm = 0; mm < 4 * H - m0; mm++) a[mm % 4] += w[mm] * s[mm][lane];
+                }
             }
         }
     }
+    REAL acc = (a[0] + a[1]) + (a[2] + a[3]);
     if (j >= H || lane >= nb) return;
     int b = b0 + lane;
     size_t k = (size_t)b * H + j;
