@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 
+from util import files
 from util.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
@@ -145,12 +146,11 @@ def is_stdout(path):
     stdout is (`--out c.svg > c.svg`). A script then prints its status lines on stderr (status_stream), not
     into its output. /dev/null is never stdout here: what goes into it is lost either way."""
     try:
-        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
         if os.path.samefile(path, os.devnull):
             return False
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+    except (OSError, ValueError):
         return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    return files.own_descriptor(path) == 1
 
 
 def status_stream(*outputs):

@@ -55,7 +55,7 @@ def writes_in_place(path):
         return False  # no such file yet (or a broken link): a new file
 
 
-def _own_descriptor(path):
+def own_descriptor(path):
     """1 or 2 where path is this process's stdout or stderr (/dev/stdout, /dev/fd/2, ...), else None."""
     for fd in (1, 2):
         try:
@@ -70,7 +70,7 @@ def _write_in_place(path, write):
     """Open path (a device, pipe, ...) for writing and call write(f) on it; no temporary, no rename. stdout or
     stderr itself is written through its descriptor, as the shell opened it: `>> file` appends, never
     truncates."""
-    fd = _own_descriptor(path)
+    fd = own_descriptor(path)
     try:
         if fd is not None:
             (sys.stdout if fd == 1 else sys.stderr).flush()
