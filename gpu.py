@@ -20,6 +20,8 @@ makes it fast:
   (lstm.draw_masks), so that a run moves between the devices with its random stream.
 """
 
+import concurrent.futures
+
 import numpy as np
 
 import lstm
@@ -230,9 +232,10 @@ class Trainer:
         shapes = {k: v.shape for k, v in run.params.items()}
         self.cache = Flat(self.xp, shapes, self.model.dtype)
         self.ema = None
-        self.ahead = (
-            None  # the next window's dropout masks, drawn ahead (step), and the generator before them
-        )
+        # The next window's dropout masks, drawn ahead by another thread (step), with the generator's state
+        # before them.
+        self.ahead = None
+        self._drawer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='masks')
         self.from_host(run)
 
     def from_host(self, run):
@@ -269,11 +272,21 @@ class Trainer:
         """One window: forward, backward, RMSprop (opt holds lr, rho, eps, clip, weight_decay; its step count
         moves on) and the moving average with decay ema. x, y: host (T, B) indices; draw: draws a window's
         dropout masks from the run's generator (a function of no argument returning lstm.draw_masks's
-        (masks, weight_masks)), or None for none. While the GPU computes the window the host draws the next
-        window's masks (a few ms: the host's part of the next step beside the GPU's part of this one);
+        (masks, weight_masks)), or None for none. While the window is queued and computed, another thread
+        draws the next window's masks (a few ms of the host's, which the GPU would otherwise wait for);
         to_host gives them back if they are not used. Returns (loss, whether every weight is finite)."""
-        xp, m = self.xp, self.model
         masks, weight_masks = self._masks(x.shape, draw)
+        if draw is None:
+            return self._window(x, y, opt, masks, weight_masks, ema)
+        state = self.rng.bit_generator.state
+        ahead = self._drawer.submit(draw)  # numpy's generator leaves the lock to Python while it draws
+        try:
+            return self._window(x, y, opt, masks, weight_masks, ema)
+        finally:
+            self.ahead = (state, x.shape, ahead.result())
+
+    def _window(self, x, y, opt, masks, weight_masks, ema):
+        xp, m = self.xp, self.model
         dev = [None if a is None else xp.asarray(a) for a in (masks or [])]
         wdev = [None if a is None else xp.asarray(a) for a in (weight_masks or [])]
         loss = m.loss_and_grads(xp.asarray(x, np.int32), xp.asarray(y, np.int32), dev or None, wdev or None)
@@ -297,9 +310,6 @@ class Trainer:
             self.ema.buf *= ema
             self.ema.buf += (1.0 - ema) * m.params.buf
         finite = xp.isfinite(m.params.buf).all()
-        if draw is not None:  # queued so far; the GPU computes while the host draws
-            state = self.rng.bit_generator.state
-            self.ahead = (state, x.shape, draw())
         loss, ok = self.ops.asnumpy(xp.stack([loss, finite.astype(np.float64)]))
         return float(loss), bool(ok)
 
