@@ -8,6 +8,7 @@ import importlib
 import io
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -399,3 +400,21 @@ def write_bytes(path, raw):
 def model_args(folder):
     """The options that name the model of the model_dir fixture."""
     return ['--weights', folder / 'w.npz', '--lookup', folder / 'l.json']
+
+
+def read_pty(fd):
+    """What a process wrote to the terminal whose master end is fd, until it closes it (or a minute
+    passes)."""
+    chunks = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the other end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b''.join(chunks).decode('utf-8', 'replace')

@@ -4,7 +4,6 @@ character, random blocks with their standard error, and progress on a terminal o
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ from helpers import (
     ROOT,
     assert_one_line_error,
     model_args,
+    read_pty,
     run_here,
     tiny_corpus,
 )
@@ -81,22 +81,6 @@ def test_evaluate_ngram_and_the_comparison_by_kind(small_model, tmp_path):
     assert three < one  # context helps on a text of repeated words
     assert_one_line_error(run_here('_evaluate.py', *model, '--compare'), '--compare goes with --ngram')
     assert_one_line_error(run_here('_evaluate.py', *model, '--ngram', 0), '--ngram')
-
-
-def read_pty(fd):
-    chunks = []
-    while True:
-        ready, _, _ = select.select([fd], [], [], 60)
-        if not ready:
-            break
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the other end is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b''.join(chunks).decode('utf-8', 'replace')
 
 
 SCORE = (

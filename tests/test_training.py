@@ -2,6 +2,10 @@
 epoch, the corpus it names, and a resumed run that continues exactly as if it had never stopped."""
 
 import os
+import pty
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +17,18 @@ from optimizer import RMSprop
 from util import checkpoint, cli, position, runs, settings
 from util.weights import load_params
 
-from helpers import TINY, TINY_LOUD, assert_one_line_error, fails, load, run_here, tiny_corpus, train
+from helpers import (
+    ROOT,
+    TINY,
+    TINY_LOUD,
+    assert_one_line_error,
+    fails,
+    load,
+    read_pty,
+    run_here,
+    tiny_corpus,
+    train,
+)
 
 # Every option of the training on, over TINY: clipping, a decaying learning rate, the moving average, weight
 # decay and weight drop.
@@ -397,3 +412,18 @@ def test_max_steps_zero_saves_the_untrained_model(tmp_path):
     assert meta['step'] == 0
     for k in params:
         np.testing.assert_array_equal(params[k], init[k])
+
+
+def test_training_in_a_terminal_draws_its_progress_line(tmp_path, corpus):
+    """stdout a terminal, as in the README's first training: the progress line is drawn and cleared."""
+    master, slave = pty.openpty()
+    args = [sys.executable, '_training.py', '--corpus', corpus, '--out', tmp_path / 'run', *TINY_LOUD]
+    p = subprocess.Popen(
+        [*map(str, args), '--max-steps', '3'], cwd=ROOT, stdout=slave, stderr=subprocess.PIPE
+    )
+    os.close(slave)
+    shown = read_pty(master)
+    assert p.wait(60) == 0, p.stderr.read().decode()
+    os.close(master)
+    assert re.search(r'\rstep +\d+  epoch +[\d.]+  loss [\d.]+ +\d+ chars/s +[\d.]+ min left', shown), shown
+    assert '--max-steps 3 reached' in shown

@@ -53,7 +53,7 @@ class TrainingProgress:
         left = steps_left * s['chunks'] * s['window'] / self.rate()
         self.on_screen = True
         cli.write(
-            f'\rstep {p["step"]:6d}  epoch {run.epoch():6.3f}  loss {max(0.0, self.smooth):.4f}  '
+            f'\rstep {p.step:6d}  epoch {run.epoch():6.3f}  loss {max(0.0, self.smooth):.4f}  '
             f'{self.rate():6.0f} chars/s  {left / 60:6.1f} min left '
         )
 
