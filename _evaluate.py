@@ -110,7 +110,7 @@ def _add_ngram_options(g):
         metavar='N',
         help='instead of the LSTM, score a character '
         'N-gram model (interpolated Witten-Bell) counted on the training split (N - 1 characters of '
-        'context; default: none, the LSTM)',
+        'context) over the corpus\'s own characters; no model is read (default: none, the LSTM)',
     )
     g.add_argument(
         '--compare',
@@ -142,15 +142,17 @@ def main(argv=None):
     args.device = cli.open_device(args.device)  # the ops: None for the CPU
     if args.blocks is not None:
         memory.check_fits(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')  # starts and losses
-    chars = data.load_lookup(args.lookup)
-    params, _ = weights.load_params(args.weights, chars=chars)
+    chars = params = None  # the n-gram alone counts the corpus's own characters, and needs no model
+    if not args.ngram or args.compare:
+        chars = data.load_lookup(args.lookup)
+        params, _ = weights.load_params(args.weights, chars=chars)
     train_ids = None
     if args.text is not None:
         ids, _ = data.read_corpus(args.text, chars, 'text')
         what = args.text
     else:
         path = args.corpus if args.corpus is not None else data.tiny_shakespeare()
-        ids, _ = data.read_corpus(path, chars)
+        ids, chars = data.read_corpus(path, chars)
         train_ids, ids = data.split(ids, args.val_fraction)
         what = f'the validation split of {path} (last {args.val_fraction:g})'
     if len(ids) < 2:
@@ -199,12 +201,13 @@ def check_modes(args):
 
 def check_sizes(args, params, ids, train_ids):
     """Refuse, before the scoring, sizes that no machine's memory holds."""
-    V, H, layers = lstm.sizes(params)
     if args.ngram:  # per order: its counts, kept; numbers for every position
         memory.check_fits(
             32 * args.ngram * len(train_ids) + 64 * (len(train_ids) + len(ids)), f'--ngram {args.ngram}'
         )
-    elif args.blocks is not None:  # blocks of T run BLOCK_BATCH at a time, logits in float64
+        return
+    V, H, layers = lstm.sizes(params)
+    if args.blocks is not None:  # blocks of T run BLOCK_BATCH at a time, logits in float64
         N = lstm.BLOCK_BATCH
         devices.check_memory(
             args.device,

@@ -157,3 +157,13 @@ def test_a_dynamic_rate_the_model_cannot_hold_is_refused_and_a_diverging_one_sai
     big = np.finfo(np.float32).max / 2  # held, but the weights overflow
     r = run_here('_evaluate.py', *args, '--dynamic-lr', big)
     assert_one_line_error(r, 'dynamic evaluation diverged', 'give a smaller --dynamic-lr')
+
+
+def test_the_ngram_alone_scores_a_text_of_any_alphabet_without_a_model(tmp_path):
+    """--ngram alone counts the corpus's own characters: no model, no lookup table is read."""
+    (tmp_path / 'mine.txt').write_text('héllo wörld 🙂\n' * 300, encoding='utf-8')
+    r = run_here('_evaluate.py', '--ngram', '3', '--corpus', tmp_path / 'mine.txt', '--weights', tmp_path / 'no')
+    assert r.returncode == 0, r.stderr
+    assert re.search(r'loss 0\.\d{4} nats/char', r.stdout), r.stdout  # a text this regular: near 0
+    r = run_here('_evaluate.py', '--ngram', '3', '--compare', '--corpus', tmp_path / 'mine.txt')
+    assert_one_line_error(r, "'é'", 'not in the lookup table')
