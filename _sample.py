@@ -246,12 +246,13 @@ def write_samples(draws, start, stop_ids, chars, N, progress):
 
 
 def check_sizes(args, params, prime, device):
-    """Refuse, before any work, a batch or a length that no machine's memory holds: the model over the priming
-    text for every sample (or continuation of the beam) side by side, and the indices drawn, kept until
-    printed."""
+    """Refuse, before any work, a batch or a length that no machine's memory holds: the model over a window of
+    the priming text (read once, lstm.primed), then over every sample (or continuation of the beam) side by
+    side, and the indices drawn, kept until printed."""
     V, H, layers = lstm.sizes(params)
     N = max(args.num_samples, args.beam or 1)
-    needed = memory.model_bytes(V, H, layers, N, len(prime)) + N * (8 * args.length + 32 * V)
+    reading = memory.model_bytes(V, H, layers, 1, min(len(prime), lstm.PRIME_WINDOW))  # read once, in windows
+    needed = reading + memory.model_bytes(V, H, layers, N, 1) + N * (8 * args.length + 32 * V)
     what = f'--beam {args.beam}' if args.beam else f'--num-samples {args.num_samples}'
     primed = f' after a priming text of {len(prime):,} characters (--start, --start-file)'
     devices.check_memory(device, needed, f'{what} with --length {args.length}{primed}')

@@ -202,6 +202,23 @@ def predictor(params, B=1, device=None):
     return Predictor(params, B) if device is None else device.predictor(params, B)
 
 
+PRIME_WINDOW = 1000  # characters of a priming text read at a time
+
+
+def primed(params, prime, B, device=None, window=PRIME_WINDOW):
+    """A Predictor of B streams that have all read the indices in prime, and the logits (B, V) after it. The
+    text is read once, as one stream a window at a time (any length in bounded memory), and every stream
+    starts from the state it leaves."""
+    reader = predictor(params, 1, device)
+    for t0 in range(0, len(prime), window):
+        logits = reader(np.asarray(prime[t0 : t0 + window])[:, None])[-1]
+    if B == 1:
+        return reader, logits
+    model = predictor(params, B, device)
+    model.state = [(np.repeat(h, B, axis=0), np.repeat(c, B, axis=0)) for h, c in reader.state]
+    return model, np.repeat(logits, B, axis=0)
+
+
 class StreamWindow(NamedTuple):
     """One window of a text read by stream."""
 
@@ -344,8 +361,7 @@ def sample(
     if prime.size == 0:
         raise ValueError('the priming text is empty: give at least one character')
     N = num_samples
-    model = predictor(params, N, device)
-    logits = model(np.repeat(prime[:, None], N, axis=1))[-1]  # (N, V) after the priming text
+    model, logits = primed(params, prime, N, device)  # logits (N, V) after the priming text
     x = np.empty((1, N), dtype=np.intp)
     for _ in range(length):
         if temperature == 0:

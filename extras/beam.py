@@ -36,8 +36,7 @@ def search(params, prime, length, width, stop=None, progress=None, device=None):
     V = params['dense.W'].shape[1]
     N = min(width, V ** min(length, 64))  # no more rows than there are continuations to hold
     S = 0 if stop is None else len(stop)
-    model = lstm.predictor(params, N, device)
-    logits = model(np.repeat(prime[:, None], N, axis=1))[-1]  # (N, V): the N rows are the same so far
+    model, logits = lstm.primed(params, prime, N, device)  # (N, V): the N rows are the same so far
     scores = np.full(N, -np.inf)
     scores[0] = 0.0  # so only the first row grows at the first step
     done = np.zeros(N, dtype=bool)

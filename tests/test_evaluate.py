@@ -162,7 +162,9 @@ def test_a_dynamic_rate_the_model_cannot_hold_is_refused_and_a_diverging_one_sai
 def test_the_ngram_alone_scores_a_text_of_any_alphabet_without_a_model(tmp_path):
     """--ngram alone counts the corpus's own characters: no model, no lookup table is read."""
     (tmp_path / 'mine.txt').write_text('héllo wörld 🙂\n' * 300, encoding='utf-8')
-    r = run_here('_evaluate.py', '--ngram', '3', '--corpus', tmp_path / 'mine.txt', '--weights', tmp_path / 'no')
+    r = run_here(
+        '_evaluate.py', '--ngram', '3', '--corpus', tmp_path / 'mine.txt', '--weights', tmp_path / 'no'
+    )
     assert r.returncode == 0, r.stderr
     assert re.search(r'loss 0\.\d{4} nats/char', r.stdout), r.stdout  # a text this regular: near 0
     r = run_here('_evaluate.py', '--ngram', '3', '--compare', '--corpus', tmp_path / 'mine.txt')

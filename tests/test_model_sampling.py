@@ -195,3 +195,15 @@ def test_block_losses_equal_each_block_read_alone_from_zeros_in_float64():
         z = logits[:, 0] - logits[:, 0].max(axis=1, keepdims=True)
         direct = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(T), y])
         assert abs(loss - direct) < 1e-12, (loss, direct)
+
+
+def test_a_priming_text_is_read_once_a_window_at_a_time_and_every_sample_starts_from_it():
+    params = tiny_model(np.random.default_rng(2), V=7, H=5)
+    prime = np.random.default_rng(3).integers(0, 7, 40)
+    whole = lstm.Predictor(params, 3)
+    expected = whole(np.repeat(prime[:, None], 3, axis=1))[-1]  # every stream reads the whole text at once
+    model, logits = lstm.primed(params, prime, 3, window=7)
+    assert np.allclose(logits, expected, atol=1e-12)
+    for (h, c), (h2, c2) in zip(model.state, whole.state):
+        assert h.shape == (3, 5) and np.allclose(h, h2, atol=1e-12) and np.allclose(c, c2, atol=1e-12)
+    assert np.allclose(model(np.array([[1, 2, 3]]))[0], whole(np.array([[1, 2, 3]]))[0], atol=1e-12)
