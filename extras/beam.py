@@ -24,7 +24,9 @@ def search(params, prime, length, width, stop=None, progress=None, device=None):
     - stop: indices; a continuation that ends with them is finished: it keeps its place in the beam as it is,
       ranked by its score among the others, and grows no more
     - progress: None, or a callable given the number of steps done, now and then
-    The search ends after `length` characters, or once every continuation kept is finished.
+    The search ends after `length` characters, or once every continuation kept is finished, or once the best
+    is finished and scores above every unfinished one (whose scores only fall as they grow: the answer is
+    settled).
     Ties are broken the same way every time: by the logit of the last character (so that width 1 takes the
     character that np.argmax takes), then by rank in the beam and index in the alphabet.
 
@@ -60,8 +62,8 @@ def search(params, prime, length, width, stop=None, progress=None, device=None):
         chars.append(ix)
         if progress is not None:
             progress(step)
-        if np.all(done | np.isneginf(scores)):
-            break
+        if np.all(done | np.isneginf(scores)) or (done[0] and np.all(scores[~done] < scores[0])):
+            break  # every row finished, or the best: a character added only lowers a score
         model.state = [(h[row], c[row]) for h, c in model.state]  # each row goes on from its parent
         logits = model(np.maximum(ix, 0)[None, :])[0]
     out, k = [], 0  # row 0 holds the best: follow its parents back

@@ -57,6 +57,14 @@ def test_with_a_stop_the_likeliest_finished_or_full_length_string(seed):
     assert score == pytest.approx(all_scores(params, prime, [best])[0], rel=1e-12)
 
 
+def test_the_search_ends_once_the_best_is_finished_and_no_other_can_pass_it():
+    """A stop reached by the best continuation settles the answer (the search's answers are checked against
+    every string above): the search ends there, not at --length."""
+    r = run_here('_sample.py', '--beam', 3, '--start', 'ROMEO:', '--stop', 'honour?', '--length', 100000)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == 'ROMEO:\nWhat says your honour?\n'
+
+
 def test_width_one_is_greedy_decoding_as_sampling_at_temperature_zero():
     for dtype in (np.float64, np.float32):
         params = {k: v.astype(dtype) for k, v in tiny_model(np.random.default_rng(5), V=6, H=8).items()}
