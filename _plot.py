@@ -56,10 +56,12 @@ NEUTRAL_TITLE = 'Training and validation loss'
 
 
 def default_out(log):
-    """The picture beside the log (a run folder), or in the current folder for a log in the repository's own
-    folders: never over one of the repository's files (images/learning_curve.svg). A current folder that is
-    one of those too (images/) is a one-line error."""
+    """The picture beside the log (a run folder), or in the current folder for a log read from a pipe or in
+    the repository's own folders: never over one of the repository's files (images/learning_curve.svg). A
+    current folder that is one of those too (images/) is a one-line error."""
     folder = os.path.dirname(os.path.abspath(log))
+    if files.writes_in_place(log):  # a pipe, /dev/stdin: no run folder to write beside
+        return DEFAULT_NAME
     if not cli.in_repo(folder):
         return os.path.join(os.path.dirname(log), DEFAULT_NAME)
     if cli.in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):

@@ -226,3 +226,31 @@ def test_stdout_opened_to_append_is_appended_to_and_never_the_input(tmp_path):
         else:
             assert r.returncode == 2 and 'also read by this command' in r.stderr, r.stderr
             assert log.read_bytes() == read_bytes(SHIPPED_LOG)
+
+
+def test_an_output_reached_through_stdin_is_checked_as_the_file_or_pipe_it_is(tmp_path):
+    """/dev/stdin (or /dev/fd/N) as an output leads to what the shell opened: a file is checked as any file
+    (a text is not replaced by a picture), the pipe this command reads from is refused (writing into it would
+    wait forever), and a log read from a pipe puts its picture in the current folder."""
+    notes = tmp_path / 'notes.txt'
+    notes.write_text('mine\n')
+    plot = [sys.executable, os.path.join(ROOT, '_plot.py'), SHIPPED_LOG, '--out', '/dev/stdin']
+    with open(notes) as f:
+        r = subprocess.run(plot, stdin=f, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and 'is not an SVG figure' in r.stderr, r.stderr
+    assert notes.read_text() == 'mine\n'
+    page = [
+        sys.executable,
+        os.path.join(ROOT, '_visualize.py'),
+        '--text',
+        '/dev/stdin',
+        '--html',
+        '/dev/stdin',
+    ]
+    r = subprocess.run(page, input='to be or not to be\n', capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and 'is also read by this command' in r.stderr, r.stderr
+    with open(SHIPPED_LOG) as f:
+        r = subprocess.run(
+            [sys.executable, os.path.join(ROOT, '_plot.py'), '/dev/stdin'], stdin=f, cwd=tmp_path, timeout=60
+        )
+    assert r.returncode == 0 and (tmp_path / 'learning_curve.svg').read_bytes().startswith(b'<svg')

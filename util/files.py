@@ -166,6 +166,8 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
             raise ModelFileError(f'{what} {path} is not a file (a pipe, a device or a link to one): {fix}')
         if not os.access(path, os.W_OK):
             raise ModelFileError(f'{what} {path} cannot be written: it is not a writable file or device')
+        if os.path.isfile(path) and own_descriptor(path) is None:  # a file reached through /proc, not as
+            _check_replaceable(path, path, what, kind, inputs, fix)  # stdout (/dev/stdin < notes.txt)
         _check_not_an_input(path, path, what, inputs, fix)
         return
     real = target(path)
@@ -209,11 +211,18 @@ def _check_replaceable(path, real, what, kind, inputs, fix):
 
 
 def _check_not_an_input(path, real, what, inputs, fix):
-    """Refuse an output (real: what it leads to) that is a file this command reads, under any name."""
-    if any(other is not None and os.path.isfile(other) and os.path.samefile(real, other) for other in inputs):
-        raise ModelFileError(
-            f'{what} {path} is also read by this command: writing it would replace it; {fix}'
-        )
+    """Refuse an output (real: what it leads to) that is a file or a pipe this command reads, under any name
+    (a terminal may be both)."""
+    for other in inputs:
+        try:
+            shared = other is not None and os.path.samefile(real, other)
+            kind = os.stat(real).st_mode
+        except (OSError, ValueError):
+            continue
+        if shared and (stat.S_ISREG(kind) or stat.S_ISFIFO(kind)):
+            raise ModelFileError(
+                f'{what} {path} is also read by this command: writing it would replace it; {fix}'
+            )
 
 
 def temporary_name(path):
