@@ -29,8 +29,13 @@ class Viewer:
         self._build_bar(tk, n_layers)
         self.box = tk.Text(self.root, wrap=tk.WORD, font=('Courier', 12), width=90, height=40)
         self.box.pack(side=tk.TOP, fill=tk.BOTH, expand=True)
-        self.box.insert('1.0', text)
+        self.box.insert('1.0', text.replace('\0', '\u2400'))  # Tk ends a text at NUL: shown as the symbol
         self.box.configure(state=tk.DISABLED)
+        self.places = []  # each character's (line, column) in the box
+        line, column = 1, 0
+        for ch in text:
+            self.places.append((line, column))
+            line, column = (line + 1, 0) if ch == '\n' else (line, column + 1)
         self.entry.bind('<Return>', lambda e: self.show())
         self.show()
 
@@ -62,6 +67,25 @@ class Viewer:
             k = 0
         return min(max(k, 0), self.H - 1)
 
+    def _runs(self, a):
+        """Each colour's runs of characters coloured by activations a, as Tk index pairs [start, end, ...]: a
+        run is a stretch of one line of one colour."""
+        runs, start, current = {}, 0, None
+        for j, ch in enumerate(self.text + '\n'):  # a newline ends a run (and one more, the last)
+            shade = None if ch == '\n' else colour(a[j])
+            if shade != current:
+                if current is not None:
+                    line, column = self.places[start]
+                    runs.setdefault(current, []).extend([f'{line}.{column}', f'{line}.{column + j - start}'])
+                start, current = j, shade
+        return runs
+
+    def background(self, j):
+        """The colour character j is shown in."""
+        line, column = self.places[j]
+        tags = [t for t in self.box.tag_names(f'{line}.{column}') if t.startswith('bg')]
+        return self.box.tag_cget(tags[0], 'background') if tags else None
+
     def show(self, k=None):
         """Colour the text by neuron k (default: the one typed in; previous and next wrap around)."""
         box = self.box
@@ -71,12 +95,11 @@ class Viewer:
         for tag in box.tag_names():
             if tag != 'sel':
                 box.tag_delete(tag)
-        for j, ch in enumerate(self.text):
-            if ch == '\n':
-                continue
-            tag = f't{j}'
-            box.tag_add(tag, f'1.0+{j}c')
-            box.tag_configure(tag, background=colour(a[j]))
+        for shade, spans in self._runs(a).items():  # a tag per colour (256 at most), over runs of characters
+            tag = 'bg' + shade[1:]
+            box.tag_configure(tag, background=shade)
+            for i in range(0, len(spans), 2000):
+                box.tag_add(tag, *spans[i : i + 2000])
         self.status.configure(
             text=f'layer {self.layer.get()} {analysis.state_label(self.state.get())} '
             f'neuron {k}: min {a.min():+.2f} max {a.max():+.2f}'
@@ -88,7 +111,9 @@ def build_viewer(text, acts, H, n_layers, layer, state, neuron):
     widgets."""
     v = Viewer(text, acts, H, n_layers, layer, state, neuron)
     widgets = dict(previous=v.previous, next=v.following, entry=v.entry, neuron=v.neuron, layer=v.layer)
-    return v.root, dict(widgets, state=v.state, status=v.status, text=v.box, show=v.show)
+    return v.root, dict(
+        widgets, state=v.state, status=v.status, text=v.box, show=v.show, background=v.background
+    )
 
 
 def try_window():

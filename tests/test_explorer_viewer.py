@@ -19,10 +19,11 @@ import lstm
 from helpers import ROOT, tiny_corpus
 
 
-@pytest.fixture
-def display(monkeypatch):
-    """A display for tkinter: the desktop's, or a virtual one (Xvfb) where the machine has it. Xvfb picks a
-    free display number itself and writes it to a pipe once it accepts connections (-displayfd)."""
+@pytest.fixture(scope='module')
+def display():
+    """A display for tkinter: the desktop's, or a virtual one (Xvfb) where the machine has it, one for the
+    module (a process's Tk does not move to another display). Xvfb picks a free display number itself and
+    writes it to a pipe once it accepts connections (-displayfd)."""
     if os.environ.get('DISPLAY'):
         yield os.environ['DISPLAY']
         return
@@ -41,8 +42,9 @@ def display(monkeypatch):
             number = f.readline().strip()  # blocks until the server is ready (or has died)
         if not number:
             pytest.skip(f'Xvfb did not start (exit status {proc.wait()})')
-        monkeypatch.setenv('DISPLAY', f':{number}')
-        yield f':{number}'
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setenv('DISPLAY', f':{number}')
+            yield f':{number}'
     finally:
         proc.terminate()
         proc.wait()
@@ -63,7 +65,7 @@ def test_tk_viewer_buttons_change_the_colours(display):
         j = next(k for k, ch in enumerate(text) if ch != '\n')
 
         def background():
-            return w['text'].tag_cget(f't{j}', 'background')
+            return w['background'](j)
 
         assert background() == viewer.colour(acts[(1, 'h')][j, 3])
         w['next'].invoke()
@@ -123,3 +125,22 @@ def test_ctrl_c_closes_the_viewer_with_one_line_and_status_130(display, small_mo
     assert p.returncode == 130, err
     assert err.strip().splitlines() == ['_visualize.py: interrupted (Ctrl-C)'], err
     assert 'LSTM neuron viewer' not in window_titles(display)
+
+
+def test_every_character_shows_its_own_colour_and_a_nul_hides_nothing(display):
+    """The colours come as runs of one colour per line: each character still shows its own activation's; a NUL
+    (which ends a text in Tk) is shown as a symbol, and what follows it is there."""
+    tkinter = pytest.importorskip('tkinter')
+    text = 'ab\x00cd\nefg\n\nhij klm\nn'
+    acts = {(n, s): np.random.default_rng(n).uniform(-1, 1, (len(text), 2)) for n in (1, 2) for s in 'hc'}
+    acts[(1, 'h')][3:5, 1] = 0.5  # a run of one colour
+    try:
+        root, w = viewer.build_viewer(text, acts, 2, 2, 1, 'h', 1)
+    except tkinter.TclError as e:
+        pytest.skip(f'no usable display: {e}')
+    try:
+        assert w['text'].get('1.0', 'end-1c') == text.replace('\x00', '\u2400')
+        for j, ch in enumerate(text):
+            assert w['background'](j) == (None if ch == '\n' else viewer.colour(acts[(1, 'h')][j, 1])), j
+    finally:
+        root.destroy()
