@@ -19,12 +19,12 @@ from util.progress import Progress, is_terminal
 
 
 def escapes(text):
-    """Read the backslash escapes \\n, \\t and \\\\ in an option's text (a shell cannot easily pass a
-    newline)."""
+    """Read the backslash escapes \\n, \\r, \\t and \\\\ in an option's text (a shell cannot easily pass a
+    newline; a model trained on Windows text ends its lines with \\r\\n)."""
     out, k = [], 0
     while k < len(text):
-        if text[k] == '\\' and k + 1 < len(text) and text[k + 1] in 'nt\\':
-            out.append({'n': '\n', 't': '\t', '\\': '\\'}[text[k + 1]])
+        if text[k] == '\\' and k + 1 < len(text) and text[k + 1] in 'nrt\\':
+            out.append({'n': '\n', 'r': '\r', 't': '\t', '\\': '\\'}[text[k + 1]])
             k += 2
         else:
             out.append(text[k])
@@ -78,7 +78,7 @@ def _add_text_options(g):
     g.add_argument(
         '--stop',
         help='stop a sample once its generated text ends with this text, e.g. \'\\n\\n\' for '
-        'one speech (\\n is a newline, \\t a tab; default: none)',
+        'one speech (\\n is a newline, \\r a carriage return, \\t a tab; default: none)',
     )
     g.add_argument(
         '--num-samples',

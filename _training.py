@@ -369,7 +369,7 @@ def report(run, args, changed, chunked, val_ids):
         return
     s, p = run.settings, run.pos
     cli.write(
-        f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {len(run.chars)} distinct; '
+        f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {len(run.chars):,} distinct; '
         f'{chunked.size:,} train, {len(val_ids):,} validation\n'
         f'model {s["layers"]}x{s["hidden"]} LSTM, {sum(a.size for a in run.params.values()):,} parameters, '
         f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n'

@@ -60,29 +60,35 @@ def _check_text_start(block, path, what):
     try:
         codecs.getincrementaldecoder('utf-8')('strict').decode(block)
     except UnicodeDecodeError as e:
-        raise CorpusError(
-            f'{what} {path} is not UTF-8 text (bad byte at offset {e.start}): convert it to UTF-8 first'
-        ) from None
+        raise _not_utf8(path, what, e.start, block) from None
     if not block.strip(b'\0'):
         raise CorpusError(f'{what} {path} starts with NUL bytes only: it is not a text')
+
+
+def _not_utf8(path, what, at, start):
+    """The error for a file that is not UTF-8 text: at, the offset of its first bad byte; start, its first
+    bytes (a UTF-16 file's byte-order mark is named)."""
+    if start[:2] in (b'\xff\xfe', b'\xfe\xff'):
+        how = 'it is UTF-16 (it starts with that byte-order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8'
+    else:
+        how = 'convert it to UTF-8 first'
+    return CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {at}): {how}')
 
 
 def _text_blocks(f, path, what='corpus'):
     """Yield the text of an open UTF-8 file, from its start, a block at a time. Raises CorpusError if it is
     not UTF-8 or cannot be read."""
     decoder = codecs.getincrementaldecoder('utf-8')('strict')
-    offset = 0
+    offset, start = 0, b''
     try:
         f.seek(0)
         while True:
             raw = f.read(BLOCK)
+            start = raw if offset == 0 else start
             try:
                 s = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as e:
-                raise CorpusError(
-                    f'{what} {path} is not UTF-8 text (bad byte at offset {offset + e.start}): '
-                    'convert it to UTF-8 first'
-                ) from None
+                raise _not_utf8(path, what, offset + e.start, start) from None
             offset += len(raw)
             if s:
                 yield s

@@ -392,3 +392,10 @@ def test_a_long_priming_text_takes_bounded_memory_and_a_refusal_names_it(small_m
     assert r.returncode == 0, r.stderr
     r = run_here('_sample.py', *model, '--num-samples', 100_000)
     assert_one_line_error(r, '--num-samples 100000', 'priming text of 30,000 characters', '--start-file')
+
+
+def test_a_utf16_text_is_named_as_such_and_the_fix_given(tmp_path):
+    (tmp_path / 'u16.txt').write_bytes('to be or not to be\n'.encode('utf-16'))
+    r = run_here('_training.py', '--corpus', tmp_path / 'u16.txt', '--out', tmp_path / 'run')
+    assert_one_line_error(r, 'is not UTF-8 text', 'it is UTF-16', 'iconv -f UTF-16 -t UTF-8')
+    assert not (tmp_path / 'run').exists()

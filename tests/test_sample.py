@@ -3,6 +3,8 @@ top-k, a temperature too small to divide by), and one-line refusals of bad input
 
 import os
 
+import _sample
+
 import pytest
 
 
@@ -96,3 +98,7 @@ def test_a_temperature_too_small_to_divide_by_takes_the_most_likely_character():
     r = run_here('_sample.py', '--temperature', '1e-320', '--length', 40, '--seed', 1)
     greedy = run_here('_sample.py', '--temperature', 0, '--length', 40, '--seed', 2)
     assert r.returncode == 0 and r.stderr == '' and r.stdout == greedy.stdout
+
+
+def test_the_escapes_of_an_options_text():
+    assert _sample.escapes('a\\nb\\tc\\r\\nd\\\\n\\q') == 'a\nb\tc\r\nd\\n\\q'

@@ -148,6 +148,10 @@ def load_data(run):
             f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of '
             f'more than {s["window"]} characters: use a longer corpus, or lower --chunks or --window'
         )
+    if len(val_ids) < 2 and s['val_chars']:
+        raise UserError(
+            f'--val-chars {s["val_chars"]} keeps less than the 2 characters validation needs: give 2 or more'
+        )
     if len(val_ids) < 2:
         raise UserError(
             'the validation text is shorter than 2 characters: use a longer corpus or a larger --val-fraction'
@@ -160,7 +164,8 @@ def load_data(run):
     elif run.corpus_chars not in (None, len(ids)):
         raise UserError(
             f'the corpus has {len(ids):,} characters but the run was trained on one of '
-            f'{run.corpus_chars:,}: resume with the same --corpus'
+            f'{run.corpus_chars:,}: resume with the same --corpus, as it was (a file that changed since is '
+            'another text)'
         )
     elif run.pos.window > n_windows:
         raise UserError(
