@@ -64,6 +64,15 @@ def extension(path):
     return os.path.splitext(os.fspath(path))[1].lower()
 
 
+def check_weights(path):
+    """--force replaces weights, and only weights: refuse an existing output that does not load as weights (a
+    run's checkpoint, a lookup table, any other file)."""
+    try:
+        weights.load_params(path)
+    except files.ModelFileError as e:
+        raise UserError(f'{e}; --force replaces only weights: give another name') from None
+
+
 def main(argv=None):
     args = parse_args(argv)
     src, dst = extension(args.input), extension(args.output)
@@ -80,8 +89,10 @@ def main(argv=None):
         raise UserError('--float32 is for .json -> .npz: the original\'s format is always float64')
     # Never one, even with --force.
     files.check_writable(args.output, 'output', inputs=[args.input, args.lookup])
-    if os.path.exists(args.output) and not args.force and not files.writes_in_place(args.output):
-        raise UserError(f'{args.output} exists: give another name, or --force to replace it')
+    if os.path.exists(args.output) and not files.writes_in_place(args.output):
+        if not args.force:
+            raise UserError(f'{args.output} exists: give another name, or --force to replace it')
+        check_weights(args.output)
     status = cli.status_stream(args.output)  # asked before the file is replaced
     chars = None if args.lookup is None else data.load_lookup(args.lookup)
     params, _ = weights.load_params(args.input, dtype='float32' if args.float32 else None, chars=chars)

@@ -5,6 +5,7 @@ line."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -104,15 +105,23 @@ def test_convert_round_trips_are_exact_both_ways(tmp_path, original_model, small
     np.testing.assert_array_equal(e, np.load(tmp_path / 'c.npz')['lstm1.W'].astype(np.float32))
 
 
-def test_convert_refuses_an_existing_output_unless_forced(tmp_path, small_model):
-    npz, _, _ = small_model
-    (tmp_path / 'a.json').write_text('keep me')
+def test_convert_refuses_an_existing_output_unless_forced_and_forced_replaces_only_weights(
+    tmp_path, small_model
+):
+    npz, lookup, _ = small_model
+    assert run_here('_convert.py', npz, tmp_path / 'a.json').returncode == 0
     r = run_here('_convert.py', npz, tmp_path / 'a.json')
     assert_one_line_error(r, 'a.json exists', '--force')
-    assert (tmp_path / 'a.json').read_text() == 'keep me'
     r = run_here('_convert.py', npz, tmp_path / 'a.json', '--force')
     assert r.returncode == 0, r.stderr
     assert load_params(tmp_path / 'a.json')[0]['dense.W'].shape == (16, np.load(npz)['dense.W'].shape[1])
+    shutil.copy(lookup, tmp_path / 'lookup.json')
+    (tmp_path / 'notes.json').write_text('keep me')
+    for name, words in (('notes.json', 'not valid JSON'), ('lookup.json', 'lookup table')):
+        before = (tmp_path / name).read_bytes()
+        r = run_here('_convert.py', npz, tmp_path / name, '--force')
+        assert_one_line_error(r, words, '--force replaces only weights')
+        assert (tmp_path / name).read_bytes() == before
 
 
 @pytest.mark.parametrize(
