@@ -31,6 +31,11 @@ def check_out(args):
             '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
             '--overwrite-shipped-model if that is what you mean'
         )
+    if cli.in_repo(out):  # the repository's folder or one of its own (saves/ is above, with its own way out)
+        raise UserError(
+            f'--out {out} is the repository\'s own folder: the run\'s files would go among its files; give a '
+            'folder of its own, e.g. --out runs/mine'
+        )
     parent = run_folder.parent_run(out)
     if parent:
         raise UserError(
