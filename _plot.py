@@ -120,7 +120,7 @@ def read_training_log(path):
         hint=': give the training_log.csv of a run',
     )
     try:
-        reader = csv.DictReader(io.StringIO(raw.decode('utf-8'), newline=''))
+        reader = csv.DictReader(io.StringIO(raw.decode('utf-8-sig'), newline=''))  # -sig: Excel's BOM
         if not set(COLUMNS) <= set(reader.fieldnames or ()):
             raise UserError(
                 f'{path} is not a training log of _training.py (its first line names no '
@@ -279,12 +279,17 @@ class Axes:
         out.append(svg.text(x - 120, ly + 4, label))
 
 
+def drawn(rows, others):
+    """The finite losses a picture draws: the run's training and validation, the others' validation."""
+    values = [v for r in rows for v in r[1:]] + [r[2] for _, o in others for r in o]
+    return [v for v in values if math.isfinite(v)]
+
+
 def picture(rows, title, others=(), ymax=None, width=640, height=380):
     """rows: the run's [(epoch, train, val)]; others: [(label, rows)] of runs whose validation loss is drawn
     too. Losses that are not finite are left out of the lines."""
     epochs = [r[0] for r in rows] + [r[0] for _, o in others for r in o]
-    values = [v for r in rows for v in r[1:]] + [r[2] for _, o in others for r in o]
-    values = [v for v in values if math.isfinite(v)]
+    values = drawn(rows, others)
     y0 = round_to_tenth(min(values), up=False)
     y1 = round_to_tenth(max(values), up=True) if ymax is None else max(ymax, y0 + 0.1)
     axes = Axes(width, height, max(epochs), y0, y1)
@@ -314,6 +319,11 @@ def main(argv=None):
     finite = [r[2] for r in rows if math.isfinite(r[2])]
     if not finite:
         raise UserError(f'{args.log}: every validation loss is inf or nan, nothing to draw')
+    lowest = min(drawn(rows, others))
+    if args.ymax is not None and args.ymax <= lowest:
+        raise UserError(
+            f'--ymax {args.ymax:g} is below every loss drawn (the lowest is {lowest:.4f}): give a larger one'
+        )
     title = run_title(args.log) if args.title is None else args.title
     status = cli.status_stream(out)  # asked before the file is replaced
     files.write_text(out, picture(rows, title, others, args.ymax))

@@ -224,3 +224,13 @@ def test_plot_draws_the_learning_curve(tmp_path):
     assert '>2.00</text>' in svg and '>2.15</text>' not in svg  # the axis stops at 2.1
     assert_one_line_error(run_here('_plot.py', log, '--compare', tmp_path / 'none.csv'), 'does not exist')
     assert_one_line_error(run_here('_plot.py', log, '--ymax', 0), '--ymax')
+
+
+def test_a_ymax_below_every_loss_is_one_line_and_a_log_saved_with_a_bom_is_read(tmp_path):
+    r = plot(tmp_path, HEADER + ''.join(ROWS), '--ymax', '0.1')
+    assert_one_line_error(r, '--ymax 0.1 is below every loss drawn', 'give a larger one')
+    assert plot(tmp_path, HEADER + ''.join(ROWS)).returncode == 0
+    plain = drawn(tmp_path)
+    r = plot(tmp_path, '\ufeff' + HEADER + ''.join(ROWS))  # a spreadsheet's UTF-8 byte-order mark
+    assert r.returncode == 0, r.stderr
+    assert drawn(tmp_path) == plain
