@@ -399,3 +399,15 @@ def test_a_utf16_text_is_named_as_such_and_the_fix_given(tmp_path):
     r = run_here('_training.py', '--corpus', tmp_path / 'u16.txt', '--out', tmp_path / 'run')
     assert_one_line_error(r, 'is not UTF-8 text', 'it is UTF-16', 'iconv -f UTF-16 -t UTF-8')
     assert not (tmp_path / 'run').exists()
+
+
+def test_best_before_the_first_epoch_ends_says_it_comes_then(tmp_path):
+    out, corpus = tmp_path / 'run', tmp_path / 'corpus.txt'
+    corpus.write_text(tiny_corpus(3000), encoding='utf-8')
+    r = run_here('_training.py', '--corpus', corpus, '--out', out, '--max-steps', '2', *TINY)
+    assert r.returncode == 0, r.stderr
+    best = out / 'best'
+    r = run_here(
+        '_sample.py', '--weights', best / 'ShakespeareNet.npz', '--lookup', best / 'ShakespeareLookup.json'
+    )
+    assert_one_line_error(r, 'does not exist yet: a run writes best/ at the end of its first epoch', str(out))

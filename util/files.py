@@ -338,11 +338,25 @@ def stream_limit():
         return 1 << 38
 
 
+def not_yet_written(path):
+    """For a missing file in a run's best/ folder: that best/ comes at the end of the run's first epoch."""
+    from util import run_folder  # (which builds on this module)
+
+    folder = os.path.dirname(os.path.abspath(path))
+    run = os.path.dirname(folder)
+    if os.path.basename(folder) != run_folder.BEST or not os.path.exists(
+        os.path.join(run, run_folder.CHECKPOINT)
+    ):
+        return ''
+    best = run_folder.BEST
+    return f' yet: a run writes {best}/ at the end of its first epoch (until then, use {run}\'s own files)'
+
+
 def read_error(e, path, what, hint=''):
     """The one line for an OSError met reading path, a `what` ('weights file', 'lookup table', ...); hint:
     what to do, added where the file is missing."""
     if isinstance(e, FileNotFoundError):
-        return f'{what} {path} does not exist{hint}'
+        return f'{what} {path} does not exist' + (not_yet_written(path) or hint)
     if isinstance(e, IsADirectoryError):
         return f'{what} {path} is a folder, not a file'
     if isinstance(e, PermissionError):

@@ -65,7 +65,9 @@ def load(path, what, only_meta=False):
     except files.ModelFileError:
         raise
     except FileNotFoundError:
-        raise files.ModelFileError(f'{what} file {path} does not exist') from None
+        raise files.ModelFileError(
+            f'{what} file {path} does not exist{files.not_yet_written(path)}'
+        ) from None
     except IsADirectoryError:
         raise files.ModelFileError(f'{what} file {path} is a folder, not a file') from None
     except PermissionError:
