@@ -243,9 +243,9 @@ def score_blocks(args, params, ids, what):
         f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char (standard error {error:.4f} nats/char)'
     )
     print(
-        f'the mean over every position of every block, each character predicted from the 0 to {T - 1} before '
-        'it '
-        'in its block (as nanoGPT scores); the whole-split score carries the state through the text instead'
+        'the mean over every position of every block, each character predicted from '
+        + (f'the 0 to {T - 1} before it in its block' if T > 1 else 'a zero state alone')
+        + ' (as nanoGPT scores); the whole-split score carries the state through the text instead'
     )
     return 0
 
@@ -275,11 +275,12 @@ def score_dynamic(args, params, ids, what):
         f'(lr {args.dynamic_lr:g}, windows of {args.dynamic_window}, decay {args.dynamic_decay:g})'
     )
     half = np.searchsorted(np.cumsum(counts), counts.sum() / 2)  # the window holding the middle character
-    for name, part in (
-        ('first half', slice(0, half + 1)),
-        ('second half', slice(half + 1, None)),
-        ('whole', slice(None)),
-    ):
+    parts = (
+        [('first half', slice(0, half + 1)), ('second half', slice(half + 1, None))]
+        if len(counts) > 1
+        else []
+    )
+    for name, part in parts + [('whole', slice(None))]:  # halves of windows: one window has none
         if counts[part].sum():
             loss = sums[part].sum() / counts[part].sum()
             print(
