@@ -60,13 +60,13 @@ def default_out(log):
     the repository's own folders: never over one of the repository's files (images/learning_curve.svg). A
     current folder that is one of those too (images/) is a one-line error."""
     folder = os.path.dirname(os.path.abspath(log))
-    if files.writes_in_place(log):  # a pipe, /dev/stdin: no run folder to write beside
-        return DEFAULT_NAME
-    if not cli.in_repo(folder):
+    piped = files.writes_in_place(log)  # a pipe, /dev/stdin: no run folder to write beside
+    if not piped and not cli.in_repo(folder):
         return os.path.join(os.path.dirname(log), DEFAULT_NAME)
     if cli.in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):
+        why = 'is read from a pipe' if piped else 'is a log of the repository'
         raise UserError(
-            f'{log} is a log of the repository, and the current folder is one of its own folders: give the '
+            f'{log} {why}, and the current folder is one of the repository\'s own folders: give the '
             'picture\'s name with --out'
         )
     return DEFAULT_NAME

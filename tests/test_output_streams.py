@@ -254,3 +254,15 @@ def test_an_output_reached_through_stdin_is_checked_as_the_file_or_pipe_it_is(tm
             [sys.executable, os.path.join(ROOT, '_plot.py'), '/dev/stdin'], stdin=f, cwd=tmp_path, timeout=60
         )
     assert r.returncode == 0 and (tmp_path / 'learning_curve.svg').read_bytes().startswith(b'<svg')
+    shipped = read_bytes(SHIPPED_CURVE)
+    with open(SHIPPED_LOG) as f:  # from images/: its own learning_curve.svg is the repository's
+        r = subprocess.run(
+            [sys.executable, os.path.join(ROOT, '_plot.py'), '/dev/stdin'],
+            stdin=f,
+            cwd=os.path.dirname(SHIPPED_CURVE),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 2 and 'is read from a pipe' in r.stderr and '--out' in r.stderr, r.stderr
+    assert read_bytes(SHIPPED_CURVE) == shipped

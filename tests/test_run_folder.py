@@ -66,14 +66,6 @@ def test_the_best_folder_of_a_run_is_not_a_run_folder(tmp_path, corpus, capsys):
     assert 'the best/ folder of the run' in fails(capsys, '--out', tmp_path / 'link' / 'best', '--resume')
 
 
-def test_the_repository_and_its_own_folders_are_refused_as_a_run_folder(tmp_path, corpus, capsys):
-    (tmp_path / 'repo_link').symlink_to(cli.ROOT)
-    for out in (cli.ROOT, cli.ROOT + '/', tmp_path / 'repo_link', os.path.join(cli.ROOT, 'tests')):
-        line = fails(capsys, '--corpus', corpus, '--out', out, *TINY)
-        assert 'is the repository\'s own folder' in line and '--out runs/mine' in line, line
-    assert not os.path.exists(os.path.join(cli.ROOT, run_folder.LOCK))
-
-
 def test_the_shipped_model_folder_is_refused_however_named(tmp_path, corpus, capsys, monkeypatch):
     (tmp_path / 'saves_link').symlink_to(cli.SAVES)
     (tmp_path / 'run').mkdir()

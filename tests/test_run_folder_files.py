@@ -1,12 +1,14 @@
 """What may stand where a training writes: never a link (it could lead out of the run folder), a lock file
-that is a plain file, and a refused run leaves none of the folders it made, and a folder that was there as it
-was."""
+that is a plain file, never the repository's own folders; a refused run leaves none of the folders it made,
+and a folder that was there as it was."""
 
 import os
+import subprocess
+import types
 
 import pytest
 
-from util import run_folder, runs
+from util import cli, run_folder, run_start, runs
 
 from helpers import TINY, fails, train
 
@@ -100,3 +102,24 @@ def test_a_refused_resume_writes_nothing_not_even_what_a_stop_left(tmp_path, cor
     assert sorted(p.name for p in out.iterdir()) == sorted([run_folder.LOCK, runs.CHECKPOINT, runs.LOOKUP])
     assert train('--out', out, '--resume', '--max-steps', '3', '--quiet') == 0  # nothing to train: completes
     assert (out / runs.WEIGHTS).exists() and len(runs.log_rows(out / runs.LOG)) == 1
+
+
+def test_the_repository_and_its_own_folders_are_refused_as_a_run_folder(tmp_path, corpus, capsys):
+    (tmp_path / 'repo_link').symlink_to(cli.ROOT)
+    for out in (cli.ROOT, cli.ROOT + '/', tmp_path / 'repo_link', os.path.join(cli.ROOT, 'tests')):
+        line = fails(capsys, '--corpus', corpus, '--out', out, *TINY)
+        assert 'is the repository\'s own folder' in line and '--out runs/mine' in line, line
+    assert not os.path.exists(os.path.join(cli.ROOT, run_folder.LOCK))
+    for name in ('util', os.path.join('tests', 'robustness'), '.git'):
+        line = fails(capsys, '--corpus', corpus, '--out', os.path.join(cli.ROOT, name), *TINY)
+        assert 'is the repository\'s own folder' in line, line
+    args = types.SimpleNamespace(out=cli.SAVES, overwrite_shipped_model=True)
+    assert run_start.check_out(args) == cli.SAVES  # the shipped model, where asked for by name
+
+
+def test_every_folder_of_the_repository_is_one_of_its_own():
+    """A folder added to the repository must be added to cli.REPO_FOLDERS: outputs and runs keep out of it."""
+    if not os.path.isdir(os.path.join(cli.ROOT, '.git')):
+        pytest.skip('not a git checkout')
+    tracked = subprocess.run(['git', 'ls-files'], cwd=cli.ROOT, capture_output=True, text=True).stdout.split()
+    assert {path.split('/')[0] for path in tracked if '/' in path} <= set(cli.REPO_FOLDERS)

@@ -161,14 +161,32 @@ def status_stream(*outputs):
     return sys.stderr if any(p is not None and is_stdout(p) for p in outputs) else sys.stdout
 
 
-REPO_FOLDERS = ('', 'saves', 'logs', 'images', 'docs', 'tests')  # the repository's own files are in these
+# The repository's own folders (its files are in these; '' is the repository's folder itself).
+REPO_FOLDERS = (
+    '',
+    '.ci',
+    '.git',
+    'docs',
+    'explorer',
+    'extras',
+    'images',
+    'logs',
+    'recipes',
+    'saves',
+    'tests',
+    'util',
+)
 
 
 def in_repo(folder):
-    """Whether folder is the repository's or one of its own folders (saves/, images/, ...; not a run folder
-    such as runs/mytext): a default output name must not land there over one of its files."""
+    """Whether folder is the repository's, one of its own folders (saves/, images/, ...) or a folder inside
+    one (not a run folder such as runs/mytext): a default output name must not land there over one of its
+    files, nor a run."""
     folder = os.path.realpath(folder)
-    return any(folder == os.path.realpath(os.path.join(ROOT, name)) for name in REPO_FOLDERS)
+    if folder == os.path.realpath(ROOT):
+        return True
+    own = [os.path.realpath(os.path.join(ROOT, name)) for name in REPO_FOLDERS if name]
+    return any(folder == f or folder.startswith(f + os.sep) for f in own)
 
 
 def _say(text):

@@ -25,13 +25,14 @@ def check_out(args):
     inside = [
         os.path.realpath(p) for p in (out, os.path.join(out, run_folder.BEST))
     ]  # best/ may be a link into it
-    if any(p == saves or p.startswith(saves + os.sep) for p in inside) and not args.overwrite_shipped_model:
+    into_saves = any(p == saves or p.startswith(saves + os.sep) for p in inside)
+    if into_saves and not args.overwrite_shipped_model:
         raise UserError(
             f'--out {out} writes into the shipped model\'s folder saves/, overwriting it; train a copy '
             '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
             '--overwrite-shipped-model if that is what you mean'
         )
-    if cli.in_repo(out):  # the repository's folder or one of its own (saves/ is above, with its own way out)
+    if cli.in_repo(out) and not into_saves:  # the repository's folder or one of its own (saves/: above)
         raise UserError(
             f'--out {out} is the repository\'s own folder: the run\'s files would go among its files; give a '
             'folder of its own, e.g. --out runs/mine'
