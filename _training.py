@@ -27,20 +27,21 @@ import numpy as np
 import data
 import lstm
 from optimizer import update_average
-from util import devices, files, memory, run_folder, runs
+from util import devices, memory, run_folder
 from util.blas import set_threads as set_blas_threads
 from util.run_start import (
     check_out,
     complete_stop,
+    leave,
     load_data,
     lock_folder,
     new_run,
     resumed_run,
+    saving,
     training_size,
 )
 from util.settings import HELP, SETTINGS, lr_at, settings_from
 from util.training_progress import Stopped, Stopper, TrainingProgress
-from util.run_folder import CHECKPOINT
 from util.errors import UserError
 
 
@@ -315,43 +316,24 @@ def main(argv=None, plan=None):
     created = not os.path.lexists(out)
     lock, accepted = lock_folder(out), False
     try:
-        run, changed = resumed_run(args, out) if args.resume else (new_run(args, out, plan), {})
-        run.lock = lock
-        chunked, val_ids = load_data(run)
-        device = cli.open_device(run.settings['device'])
-        if device is not None:
-            devices.check_fits(device, *training_size(run.settings, len(run.chars)))
-        accepted = True
-        if args.resume:
-            complete_stop(out)
-        run_folder.remove_temporaries(out)  # a killed run's, now that this one goes on
-        report(run, args, changed, chunked, val_ids)
-        say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
-        finished = train(run, out, chunked, val_ids, args, say, device)
+        with saving(out, lambda: run.pos.step):
+            run, changed = resumed_run(args, out) if args.resume else (new_run(args, out, plan), {})
+            run.lock = lock
+            chunked, val_ids = load_data(run)
+            device = cli.open_device(run.settings['device'])
+            if device is not None:
+                devices.check_fits(device, *training_size(run.settings, len(run.chars)))
+            accepted = True
+            if args.resume:
+                complete_stop(out)
+            run_folder.remove_temporaries(out)  # a killed run's, now that this one goes on
+            report(run, args, changed, chunked, val_ids)
+            say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
+            finished = train(run, out, chunked, val_ids, args, say, device)
     except run_folder.Moved:  # nothing written: the folder is wherever it went
         raise  # (one line, as every UserError)
-    except runs.Incomplete as e:  # e.g. the disk is full after the checkpoint was written
-        raise UserError(
-            f'{e}; the checkpoint at step {run.pos.step} is saved in {out}: {run_folder.fix_for(e)} and '
-            'continue with --resume, which completes the other files'
-        )
-    except files.ModelFileError as e:  # e.g. the disk is full: the last whole checkpoint stays
-        if not os.path.exists(os.path.join(out, CHECKPOINT)):  # the run's first checkpoint failed
-            raise UserError(
-                f'{e}; no checkpoint was saved in {out}: {run_folder.fix_for(e)} and run the same command '
-                'again'
-            )
-        raise UserError(
-            f'{e}; the previous checkpoint in {out} is kept: {run_folder.fix_for(e)} and continue with '
-            '--resume'
-        )
-    # Refused, or stopped before its first checkpoint (the loss non-finite at once, the GPU out of memory): a
-    # folder made for nothing is removed, one that was there is left as it was.
-    except BaseException:
-        if not os.path.exists(os.path.join(out, CHECKPOINT)):  # nothing saved
-            lock.discard() if created else lock.give_up()
-        elif not accepted:
-            lock.give_up()
+    except BaseException:  # refused, or stopped (before its first checkpoint, or with one kept)
+        leave(lock, out, created, accepted)
         raise
     finally:
         lock.release()

@@ -300,8 +300,9 @@ def test_a_full_disk_at_any_file_of_any_checkpoint_loses_nothing(tmp_path, corpu
             assert 'continue with --resume' in line
             assert 'already holds a run' in fails(capsys, *command, '--out', out)
             assert train(*command, '--out', out, '--resume') == 0
-        else:  # a first checkpoint never completed: a new folder
+        else:  # a first checkpoint never completed: the folder made for it is gone
             assert 'run the same command again' in line and 'previous checkpoint' not in line
+            assert not out.exists()
             assert train(*command, '--out', out) == 0
         assert_same_run(out, whole)
         assert_whole(out)

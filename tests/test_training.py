@@ -161,11 +161,11 @@ def test_best_folder_is_written_only_when_validation_improves(tmp_path, corpus, 
     run(corpus, out, '--epochs', '4')
     log = [line.split(',') for line in (out / 'training_log.csv').read_text().splitlines()[1:]]
     assert [row[-1] for row in log] == ['best', 'epoch', 'best', 'epoch']
-    _, _, _, meta, _ = checkpoint.load(out / 'best' / _training.CHECKPOINT, RMSprop)
+    _, _, _, meta, _ = checkpoint.load(out / 'best' / runs.CHECKPOINT, RMSprop)
     assert meta['position']['epoch'] == 3 and meta['position']['val_loss'] == 1.5
     _, best_meta = load_params(out / 'best' / runs.WEIGHTS)
     assert best_meta['val_loss'] == 1.5
-    _, _, _, last, _ = checkpoint.load(out / _training.CHECKPOINT, RMSprop)
+    _, _, _, last, _ = checkpoint.load(out / runs.CHECKPOINT, RMSprop)
     assert last['position']['epoch'] == 4 and last['position']['best_val'] == 1.5
 
 

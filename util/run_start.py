@@ -2,6 +2,7 @@
 with the command line's), its corpus read and its model made, the GPU's memory checked. Every refusal is one
 line (a UserError), before any training."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -71,6 +72,41 @@ def lock_folder(out):
         files.remove_empty(made)
         raise
     return lock
+
+
+@contextlib.contextmanager
+def saving(out, step):
+    """A run's files that could not be written (a full disk), as the one line that says what is kept and what
+    to do; step(): the run's step."""
+    try:
+        yield
+    except run_folder.Moved:  # nothing written: the folder is wherever it went
+        raise
+    except runs.Incomplete as e:  # the checkpoint was written, a file derived from it not
+        raise UserError(
+            f'{e}; the checkpoint at step {step()} is saved in {out}: {run_folder.fix_for(e)} and '
+            'continue with --resume, which completes the other files'
+        ) from None
+    except files.ModelFileError as e:  # the last whole checkpoint stays
+        if not os.path.exists(os.path.join(out, CHECKPOINT)):  # the run's first checkpoint failed
+            raise UserError(
+                f'{e}; no checkpoint was saved in {out}: {run_folder.fix_for(e)} and run the same command '
+                'again'
+            ) from None
+        raise UserError(
+            f'{e}; the previous checkpoint in {out} is kept: {run_folder.fix_for(e)} and continue with '
+            '--resume'
+        ) from None
+
+
+def leave(lock, out, created, accepted):
+    """After a refusal or a failure: a folder made for a run that saved nothing is removed (and the folders
+    made above it), one that was there is left as it was (the lock file this process made goes); a refused
+    resume leaves its run as it was; a run that saved a checkpoint keeps it."""
+    if not os.path.exists(os.path.join(out, CHECKPOINT)):  # nothing saved
+        lock.discard() if created else lock.give_up()
+    elif not accepted:
+        lock.give_up()
 
 
 def new_run(args, out, plan=None):
