@@ -410,4 +410,4 @@ def test_best_before_the_first_epoch_ends_says_it_comes_then(tmp_path):
     r = run_here(
         '_sample.py', '--weights', best / 'ShakespeareNet.npz', '--lookup', best / 'ShakespeareLookup.json'
     )
-    assert_one_line_error(r, 'does not exist yet: a run writes best/ at the end of its first epoch', str(out))
+    assert_one_line_error(r, 'does not exist: the run in', 'has no best/ yet', 'use its own files')

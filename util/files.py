@@ -339,17 +339,21 @@ def stream_limit():
 
 
 def not_yet_written(path):
-    """For a missing file in a run's best/ folder: that best/ comes at the end of the run's first epoch."""
+    """For a missing file in a run's best/ folder that the run has not written yet: when it comes."""
     from util import run_folder  # (which builds on this module)
 
     folder = os.path.dirname(os.path.abspath(path))
     run = os.path.dirname(folder)
-    if os.path.basename(folder) != run_folder.BEST or not os.path.exists(
-        os.path.join(run, run_folder.CHECKPOINT)
+    if (
+        os.path.basename(folder) != run_folder.BEST
+        or not os.path.exists(os.path.join(run, run_folder.CHECKPOINT))
+        or os.path.exists(os.path.join(folder, run_folder.CHECKPOINT))  # best/ was written
     ):
         return ''
-    best = run_folder.BEST
-    return f' yet: a run writes {best}/ at the end of its first epoch (until then, use {run}\'s own files)'
+    return (
+        f': the run in {run} has no {run_folder.BEST}/ yet (a run writes it at the end of an epoch with a '
+        'finite validation loss): use its own files until then'
+    )
 
 
 def read_error(e, path, what, hint=''):
