@@ -61,6 +61,7 @@ def _check_text_start(block, path, what):
         codecs.getincrementaldecoder('utf-8')('strict').decode(block)
     except UnicodeDecodeError as e:
         raise _not_utf8(path, what, e.start, block) from None
+    _check_not_utf16(block, path, what)
     if not block.strip(b'\0'):
         raise CorpusError(f'{what} {path} starts with NUL bytes only: it is not a text')
 
@@ -75,6 +76,21 @@ def _not_utf8(path, what, at, start):
     return CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {at}): {how}')
 
 
+def _check_not_utf16(start, path, what):
+    """Refuse a file whose first bytes are UTF-16 without a byte-order mark (UTF-8 text with a NUL every other
+    byte): every other byte NUL, the others not."""
+    even, odd = start[0:4096:2], start[1:4096:2]
+    if len(odd) < 8:
+        return
+    nul = lambda half: half.count(0) / len(half)  # noqa: E731
+    for order, zeros, other in (('LE', odd, even), ('BE', even, odd)):
+        if nul(zeros) > 0.9 and nul(other) < 0.1:
+            raise CorpusError(
+                f'{what} {path} looks like UTF-16 without a byte-order mark (every other byte is NUL): '
+                f'convert it, e.g. iconv -f UTF-16{order} -t UTF-8'
+            )
+
+
 def _text_blocks(f, path, what='corpus'):
     """Yield the text of an open UTF-8 file, from its start, a block at a time. Raises CorpusError if it is
     not UTF-8 or cannot be read."""
@@ -84,7 +100,9 @@ def _text_blocks(f, path, what='corpus'):
         f.seek(0)
         while True:
             raw = f.read(BLOCK)
-            start = raw if offset == 0 else start
+            if offset == 0:
+                start = raw
+                _check_not_utf16(start, path, what)
             try:
                 s = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as e:

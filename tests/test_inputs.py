@@ -394,10 +394,18 @@ def test_a_long_priming_text_takes_bounded_memory_and_a_refusal_names_it(small_m
     assert_one_line_error(r, '--num-samples 100000', 'priming text of 30,000 characters', '--start-file')
 
 
-def test_a_utf16_text_is_named_as_such_and_the_fix_given(tmp_path):
-    (tmp_path / 'u16.txt').write_bytes('to be or not to be\n'.encode('utf-16'))
+@pytest.mark.parametrize(
+    'encoding, words',
+    [
+        ('utf-16', ['is not UTF-8 text', 'it is UTF-16', 'iconv -f UTF-16 -t UTF-8']),
+        ('utf-16-le', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16LE -t UTF-8']),
+        ('utf-16-be', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16BE -t UTF-8']),
+    ],
+)
+def test_a_utf16_text_is_named_as_such_and_the_fix_given(tmp_path, encoding, words):
+    (tmp_path / 'u16.txt').write_bytes('to be or not to be, that is the question\n'.encode(encoding))
     r = run_here('_training.py', '--corpus', tmp_path / 'u16.txt', '--out', tmp_path / 'run')
-    assert_one_line_error(r, 'is not UTF-8 text', 'it is UTF-16', 'iconv -f UTF-16 -t UTF-8')
+    assert_one_line_error(r, *words)
     assert not (tmp_path / 'run').exists()
 
 
