@@ -66,10 +66,13 @@ def _check_text_start(block, path, what):
         raise CorpusError(f'{what} {path} starts with NUL bytes only: it is not a text')
 
 
+UTF16_MARKS = (b'\xff\xfe', b'\xfe\xff')  # UTF-16's byte-order marks, little- and big-endian
+
+
 def _not_utf8(path, what, at, start):
     """The error for a file that is not UTF-8 text: at, the offset of its first bad byte; start, its first
     bytes (a UTF-16 file's byte-order mark is named)."""
-    if start[:2] in (b'\xff\xfe', b'\xfe\xff'):
+    if start[:2] in UTF16_MARKS:
         how = 'it is UTF-16 (it starts with that byte-order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8'
     else:
         how = 'convert it to UTF-8 first'
@@ -80,7 +83,7 @@ def _check_not_utf16(start, path, what):
     """Refuse a file whose first bytes are UTF-16 without a byte-order mark (UTF-8 text with a NUL every other
     byte): every other byte NUL, the others not."""
     even, odd = start[0:4096:2], start[1:4096:2]
-    if len(odd) < 8:
+    if len(odd) < 8 or start[:2] in UTF16_MARKS:  # too short to tell, or marked (_not_utf8 names it)
         return
     nul = lambda half: half.count(0) / len(half)  # noqa: E731
     for order, zeros, other in (('LE', odd, even), ('BE', even, odd)):
