@@ -46,6 +46,7 @@ def test_every_script_stops_quietly_when_its_reader_goes_away(small_model, tmp_p
         ('_visualize.py', '--find', '--text', text, *model),
         ('_visualize.py', '--saturation', tmp_path / 's.svg', '--text', text, *model),
         ('_plot.py', log, '--out', tmp_path / 'c.svg'),
+        ('_visualize.py', '--html', '/dev/stdout', '--text', text, *model),  # the page itself into the pipe
         (
             '_benchmark.py',
             *TINY_BENCHMARK,

@@ -80,6 +80,8 @@ def _write_in_place(path, write):
         with open(path, 'wb') as f:
             write(f)
     except OSError as e:
+        if fd == 1 and isinstance(e, BrokenPipeError):
+            raise  # whoever read stdout went away (| head): cli.run stops quietly
         raise ModelFileError(f'cannot write {path}: {e.strerror or e}', e.errno) from None
 
 
