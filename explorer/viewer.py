@@ -13,6 +13,16 @@ def colour(a):
     return f'#ff{gb:02x}{gb:02x}'
 
 
+def shown(text, tk_version):
+    """The text as the box shows it, a character for a character: a NUL (where Tk ends a text) as the symbol
+    for NUL, and before Tk 8.7 a character beyond U+FFFF (an emoji) as U+FFFD, since Tk 8.6 counts it as
+    several positions and the colours after it would slip."""
+    text = text.replace('\0', '\u2400')
+    if tk_version < 8.7:
+        text = ''.join(ch if ord(ch) < 0x10000 else '\ufffd' for ch in text)
+    return text
+
+
 class Viewer:
     """The tkinter window: a bar that chooses the neuron (its number, previous and next, the layer, h or
     tanh(c)), and the text, each character coloured by that neuron's activation after reading it."""
@@ -29,7 +39,7 @@ class Viewer:
         self._build_bar(tk, n_layers)
         self.box = tk.Text(self.root, wrap=tk.WORD, font=('Courier', 12), width=90, height=40)
         self.box.pack(side=tk.TOP, fill=tk.BOTH, expand=True)
-        self.box.insert('1.0', text.replace('\0', '\u2400'))  # Tk ends a text at NUL: shown as the symbol
+        self.box.insert('1.0', shown(text, tk.TkVersion))
         self.box.configure(state=tk.DISABLED)
         self.places = []  # each character's (line, column) in the box
         line, column = 1, 0

@@ -129,9 +129,9 @@ def test_ctrl_c_closes_the_viewer_with_one_line_and_status_130(display, small_mo
 
 def test_every_character_shows_its_own_colour_and_a_nul_hides_nothing(display):
     """The colours come as runs of one colour per line: each character still shows its own activation's; a NUL
-    (which ends a text in Tk) is shown as a symbol, and what follows it is there."""
+    (which ends a text in Tk) is shown as a symbol, and what follows it is there; an emoji moves no colour."""
     tkinter = pytest.importorskip('tkinter')
-    text = 'ab\x00cd\nefg\n\nhij klm\nn'
+    text = 'ab\x00cd\nefg\U0001f600h\n\nhij klm\nn'
     acts = {(n, s): np.random.default_rng(n).uniform(-1, 1, (len(text), 2)) for n in (1, 2) for s in 'hc'}
     acts[(1, 'h')][3:5, 1] = 0.5  # a run of one colour
     try:
@@ -139,7 +139,8 @@ def test_every_character_shows_its_own_colour_and_a_nul_hides_nothing(display):
     except tkinter.TclError as e:
         pytest.skip(f'no usable display: {e}')
     try:
-        assert w['text'].get('1.0', 'end-1c') == text.replace('\x00', '\u2400')
+        assert w['text'].get('1.0', 'end-1c') == viewer.shown(text, tkinter.TkVersion)
+        assert '\u2400' in viewer.shown(text, 9.0) and '\U0001f600' in viewer.shown(text, 9.0)
         for j, ch in enumerate(text):
             assert w['background'](j) == (None if ch == '\n' else viewer.colour(acts[(1, 'h')][j, 1])), j
     finally:
