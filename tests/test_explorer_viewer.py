@@ -143,5 +143,9 @@ def test_every_character_shows_its_own_colour_and_a_nul_hides_nothing(display):
         assert '\u2400' in viewer.shown(text, 9.0) and '\U0001f600' in viewer.shown(text, 9.0)
         for j, ch in enumerate(text):
             assert w['background'](j) == (None if ch == '\n' else viewer.colour(acts[(1, 'h')][j, 1])), j
+        line, column = 1, 0  # where the colours are put: each character at its own place in Tk's count
+        for ch in viewer.shown(text, tkinter.TkVersion):
+            assert w['text'].get(f'{line}.{column}') == ch, (line, column)
+            line, column = (line + 1, 0) if ch == '\n' else (line, column + 1)
     finally:
         root.destroy()
