@@ -248,7 +248,10 @@ def test_an_output_reached_through_stdin_is_checked_as_the_file_or_pipe_it_is(tm
         '/dev/stdin',
     ]
     r = subprocess.run(page, input='to be or not to be\n', capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and 'is also read by this command' in r.stderr, r.stderr
+    assert r.returncode == 2 and 'is the pipe this command reads as its input' in r.stderr, r.stderr
+    # the log a file and stdin a pipe: that pipe is no output either
+    r = subprocess.run(plot, input='x' * 10, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and 'is the pipe this command reads as its input' in r.stderr, r.stderr
     with open(SHIPPED_LOG) as f:
         r = subprocess.run(
             [sys.executable, os.path.join(ROOT, '_plot.py'), '/dev/stdin'], stdin=f, cwd=tmp_path, timeout=60

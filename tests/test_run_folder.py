@@ -76,11 +76,13 @@ def test_the_shipped_model_folder_is_refused_however_named(tmp_path, corpus, cap
         cli.SAVES,
         cli.SAVES + '/',
         tmp_path / 'saves_link',
-        'saves/sub',
         'saves/..//saves',
         tmp_path / 'run',
     ):
         assert '--overwrite-shipped-model' in fails(capsys, '--corpus', corpus, '--out', out, '--resume')
+    for flag in ([], ['--overwrite-shipped-model']):  # below saves/: never a run's folder
+        line = fails(capsys, '--corpus', corpus, '--out', 'saves/sub', *flag)
+        assert 'inside the shipped model\'s folder' in line, line
     # Said explicitly: written (never the real one).
     monkeypatch.setattr(cli, 'SAVES', str(tmp_path / 'shipped'))
     assert (

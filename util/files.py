@@ -168,6 +168,8 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
             raise ModelFileError(f'{what} {path} is not a file (a pipe, a device or a link to one): {fix}')
         if not os.access(path, os.W_OK):
             raise ModelFileError(f'{what} {path} cannot be written: it is not a writable file or device')
+        if _is_own_stdin_pipe(path):
+            raise ModelFileError(f'{what} {path} is the pipe this command reads as its input: {fix}')
         if os.path.isfile(path) and own_descriptor(path) is None:  # a file reached through /proc, not as
             _check_replaceable(path, path, what, kind, inputs, fix)  # stdout (/dev/stdin < notes.txt)
         _check_not_an_input(path, path, what, inputs, fix)
@@ -184,6 +186,16 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
         )
     check_folder(existing, what)
     _check_length(real, existing, what)
+
+
+def _is_own_stdin_pipe(path):
+    """Whether path is the pipe this process's stdin reads from (what is written there would be lost, or
+    wait for ever once the pipe is full)."""
+    try:
+        here, stdin = os.stat(path), os.fstat(0)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(here.st_mode) and os.path.samestat(here, stdin)
 
 
 def _check_replaceable(path, real, what, kind, inputs, fix):

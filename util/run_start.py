@@ -27,6 +27,11 @@ def check_out(args):
         os.path.realpath(p) for p in (out, os.path.join(out, run_folder.BEST))
     ]  # best/ may be a link into it
     into_saves = any(p == saves or p.startswith(saves + os.sep) for p in inside)
+    if inside[0].startswith(saves + os.sep):  # below saves/ itself: no run's folder
+        raise UserError(
+            f'--out {out} is inside the shipped model\'s folder saves/: give a folder of its own, e.g. '
+            '--out runs/mine'
+        )
     if into_saves and not args.overwrite_shipped_model:
         raise UserError(
             f'--out {out} writes into the shipped model\'s folder saves/, overwriting it; train a copy '
