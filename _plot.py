@@ -14,7 +14,7 @@ import io
 import math
 import os
 
-from util import files, kinds, run_folder
+from util import files, kinds, reading, run_folder
 from explorer import svg
 from util.errors import UserError
 
@@ -112,7 +112,7 @@ def read_training_log(path):
     """The epoch rows of a training log: [(epoch, train_loss, val_loss)], in order. A loss that is inf or nan
     (a run that diverged) is kept as it is; what cannot be drawn is a one-line error."""
     rows = []
-    raw = files.read_bytes(
+    raw = reading.read_bytes(
         path,
         'training log',
         run_folder.MAX_LOG_BYTES,

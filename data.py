@@ -16,7 +16,7 @@ import unicodedata
 
 import numpy as np
 
-from util import files
+from util import files, reading
 from util.errors import UserError
 
 TINY_SHAKESPEARE_URL = (
@@ -42,16 +42,16 @@ def _codepoints(s):
 def _open_text(path, what='corpus'):
     """Open a text file to be read twice (its length first, then its characters). A pipe, a FIFO or another
     stream that cannot be read twice (`--corpus /dev/stdin`, `<(cat t.txt)`) is read once, into memory, by the
-    one bounded reader (files.read_bytes: up to a quarter of the machine's memory, and an endless stream of no
-    text refused at its first bytes). Raises CorpusError if it is missing or unreadable."""
+    one bounded reader (reading.read_bytes: up to a quarter of the machine's memory, and an endless stream of
+    no text refused at its first bytes). Raises CorpusError if it is missing or unreadable."""
     try:
         f = open(path, 'rb')
     except OSError as e:
-        raise CorpusError(files.read_error(e, path, what, ': check the path')) from None
+        raise CorpusError(reading.read_error(e, path, what, ': check the path')) from None
     if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
         return f
     first = lambda block: block and _check_text_start(block, path, what)
-    raw = files.read_bytes(path, what, error=CorpusError, hint=': check the path', first=first, opened=f)
+    raw = reading.read_bytes(path, what, error=CorpusError, hint=': check the path', first=first, opened=f)
     return io.BytesIO(raw)
 
 
@@ -214,7 +214,7 @@ def save_lookup(path, chars):
 
 def load_lookup(path):
     """Read and check a lookup table written by save_lookup. Raises CorpusError on any problem."""
-    raw = files.read_bytes(
+    raw = reading.read_bytes(
         path,
         'lookup table',
         MAX_LOOKUP_BYTES,

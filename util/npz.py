@@ -9,7 +9,7 @@ import stat
 
 import numpy as np
 
-from util import files
+from util import files, reading
 
 
 def save(path, arrays, meta=None):
@@ -28,7 +28,7 @@ def _seekable(path, what):
             return path
     except OSError:
         return path  # np.load says what is wrong
-    return io.BytesIO(files.read_bytes(path, f'{what} file', first=_zip_start(path, what)))
+    return io.BytesIO(reading.read_bytes(path, f'{what} file', first=_zip_start(path, what)))
 
 
 def _zip_start(path, what):
@@ -66,7 +66,7 @@ def load(path, what, only_meta=False):
         raise
     except FileNotFoundError:
         raise files.ModelFileError(
-            f'{what} file {path} does not exist{files.not_yet_written(path)}'
+            f'{what} file {path} does not exist{reading.not_yet_written(path)}'
         ) from None
     except IsADirectoryError:
         raise files.ModelFileError(f'{what} file {path} is a folder, not a file') from None

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from util import files
+from util import files, reading
 
 SUFFIXES = ('.json', '.nn')  # the original's training loop names its files *.nn
 
@@ -42,7 +42,7 @@ def is_original(path):
 
 def _read_json(path):
     """The JSON value held by path. Raises ModelFileError on a missing, unreadable or non-JSON file."""
-    raw = files.read_bytes(path, 'weights file', first=lambda block: _json_start(block, path))
+    raw = reading.read_bytes(path, 'weights file', first=lambda block: _json_start(block, path))
     try:
         return json.loads(raw.decode('utf-8-sig'))  # -sig: a byte-order mark, as some editors write
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -17,7 +17,7 @@ import numpy as np
 
 import data
 import engine
-from util import checkpoint, cli, files, npz, position, weights
+from util import checkpoint, cli, files, npz, position, reading, weights
 from util.checkpoint import LOG_HEADER, in_order
 from util.run_folder import BEST, CHECKPOINT, LOG, LOOKUP, MAX_LOG_BYTES, WEIGHTS
 from util.settings import DEFAULTS
@@ -33,7 +33,7 @@ def log_rows(path):
     them)."""
     if not os.path.lexists(path):
         return []
-    raw = files.read_bytes(path, 'training log', MAX_LOG_BYTES)
+    raw = reading.read_bytes(path, 'training log', MAX_LOG_BYTES)
     rows = list(csv.reader(io.StringIO(raw.decode('utf-8', errors='replace'), newline='')))
     return rows[1:] if rows and rows[0] == LOG_HEADER else rows
 
