@@ -185,12 +185,9 @@ class CudaOps:
         if G.shape[1] <= self.fused_max_b:
             self.forward_steps_fused(Wh, hs, cs, G)
             return
-        T, B, H4 = G.shape
-        H = H4 // 4
-        n = np.int32(B), np.int32(H)
-        grid, sz = ((B * H + THREADS - 1) // THREADS,), G.itemsize
+        T, B, H, hstep, gstep, grid = self._loop(G, fused=False)
+        H4, n = 4 * H, (np.int32(B), np.int32(H))
         h0, c0, g0, w = self._ptr(hs), self._ptr(cs), self._ptr(G), self._ptr(Wh)
-        hstep, gstep = B * H * sz, B * H4 * sz
         k = self._kernels(G.dtype)['step_forward']
         gemm, one, _ = self._gemm(G.dtype)
         for t in range(T):
@@ -211,13 +208,9 @@ class CudaOps:
     def forward_steps_fused(self, Wh, hs, cs, G):
         """forward_loop as one fused kernel a step (its product inside): kernel launches only, which a CUDA
         graph can capture."""
-        T, B, H4 = G.shape
-        H = H4 // 4
-        sz = G.itemsize
+        T, B, H, hstep, gstep, grid = self._loop(G, fused=True)
         h0, c0, g0, w = self._ptr(hs), self._ptr(cs), self._ptr(G), self._ptr(Wh)
-        hstep, gstep = B * H * sz, B * H4 * sz
         k = self._kernels(G.dtype)['step_forward_fused']
-        grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
         for t in range(T):
             k(
                 grid,
@@ -244,10 +237,19 @@ class CudaOps:
         """TB of the fused kernels: the rows a block computes."""
         return 16 if np.dtype(dtype).itemsize == 8 else 32
 
+    def _loop(self, G, fused):
+        """A layer's time loop, from its G (T, B, 4H): T, B, H, the bytes from one step to the next in h and c
+        (B, H) and in G (B, 4H), and the grid of its step kernel (fused: a block for TB rows of 8 units; else
+        a thread for each stream and unit)."""
+        T, B, H4 = G.shape
+        H, rows = H4 // 4, self._rows(G.dtype)
+        grid = ((H + 7) // 8, (B + rows - 1) // rows) if fused else ((B * H + THREADS - 1) // THREADS,)
+        return T, B, H, B * H * G.itemsize, B * H4 * G.itemsize, grid
+
     def backward_loop(self, Wh, cs, G, dh, dh_next, dc_next):
         gemm, one, zero = self._gemm(G.dtype)
-        T, B, H4 = G.shape
-        H = H4 // 4
+        T, B, H, hstep, gstep, grid = self._loop(G, fused=False)
+        H4 = 4 * H
         if B <= self.fused_max_b:
             self.backward_steps_fused(Wh, cs, G, dh, dh_next, dc_next)
             # dh0 = dz[0] Wh^T, the gradient of the carried-in h, as the unfused loop leaves it
@@ -269,10 +271,8 @@ class CudaOps:
             )
             return
         n = np.int32(B), np.int32(H)
-        grid, sz = ((B * H + THREADS - 1) // THREADS,), G.itemsize
         c0, g0, d0, w = self._ptr(cs), self._ptr(G), self._ptr(dh), self._ptr(Wh)
         dhn, dcn = np.uint64(self._ptr(dh_next)), np.uint64(self._ptr(dc_next))
-        hstep, gstep = B * H * sz, B * H4 * sz
         k = self._kernels(G.dtype)['step_backward']
         for t in range(T - 1, -1, -1):
             k(
@@ -295,14 +295,10 @@ class CudaOps:
         """backward_loop's steps as one fused kernel a step (the product dz_next Wh^T inside), leaving dh_next
         as given (the product for h0 is backward_loop's): kernel launches only, which a CUDA graph can
         capture."""
-        T, B, H4 = G.shape
-        H = H4 // 4
-        sz = G.itemsize
+        T, B, H, hstep, gstep, grid = self._loop(G, fused=True)
         c0, g0, d0, w = self._ptr(cs), self._ptr(G), self._ptr(dh), self._ptr(Wh)
         dhn, dcn = np.uint64(self._ptr(dh_next)), np.uint64(self._ptr(dc_next))
-        hstep, gstep = B * H * sz, B * H4 * sz
         k = self._kernels(G.dtype)['step_backward_fused']
-        grid = ((H + 7) // 8, (B + self._rows(G.dtype) - 1) // self._rows(G.dtype))
         for t in range(T - 1, -1, -1):
             last = t == T - 1
             k(
