@@ -219,9 +219,10 @@ def check_sizes(args, params, ids, train_ids):
         needed = memory.model_bytes(V, H, layers, 1, T, training=True)
         devices.check_memory(args.device, needed, f'--dynamic-window {T}')
         dtype = params['dense.W'].dtype
-        if not 0 < precision.as_held(args.dynamic_lr, dtype) < np.inf:
+        held = precision.as_held(args.dynamic_lr, dtype)
+        if not 0 < held < np.inf:
             raise UserError(
-                f'--dynamic-lr {args.dynamic_lr:g} is {precision.as_held(args.dynamic_lr, dtype):g} in the '
+                f'--dynamic-lr {args.dynamic_lr:g} is {held:g} in the '
                 f'model\'s {dtype} ({precision.held(dtype)}): give a value in that range'
             )
 
