@@ -2,6 +2,12 @@
 draws its progress line on a terminal only, estimates the memory of a model before any work, and takes an
 option by its whole name only."""
 
+import os
+import pty
+import re
+import subprocess
+import sys
+
 import pytest
 
 import lstm
@@ -9,12 +15,14 @@ from util import memory, progress
 from util.weights import load_params
 
 from helpers import (
+    ROOT,
     TINY_BENCHMARK,
     Terminal,
     TINY_LOUD,
     assert_one_line_error,
     in_parallel,
     into_a_closed_pipe,
+    read_pty,
     run_here,
     tiny_corpus,
 )
@@ -131,3 +139,36 @@ def test_an_option_is_its_whole_name(name, args, whole):
     r = run_here(name, *args)
     assert_one_line_error(r, f'unrecognized arguments: {args[0]}', whole, '--help')
     assert whole or 'whole name' not in r.stderr
+
+
+def test_training_in_a_terminal_draws_its_progress_line(tmp_path, corpus):
+    """stdout a terminal, as in the README's first training: the progress line is drawn and cleared."""
+    master, slave = pty.openpty()
+    args = [sys.executable, '_training.py', '--corpus', corpus, '--out', tmp_path / 'run', *TINY_LOUD]
+    p = subprocess.Popen(
+        [*map(str, args), '--max-steps', '3'], cwd=ROOT, stdout=slave, stderr=subprocess.PIPE
+    )
+    os.close(slave)
+    shown = read_pty(master)
+    assert p.wait(60) == 0, p.stderr.read().decode()
+    os.close(master)
+    assert re.search(r'\rstep +\d+  epoch +[\d.]+  loss [\d.]+ +\d+ chars/s +[\d.]+ min left', shown), shown
+    assert '--max-steps 3 reached' in shown
+
+
+def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_validation_text(tmp_path):
+    corpus = tmp_path / 'indented.txt'
+    corpus.write_text(
+        ''.join(f'        line {k} of an indented text\n' for k in range(120)), encoding='utf-8'
+    )
+    args = list(TINY_LOUD)
+    args[args.index('--sample-length') + 1] = '60'
+    r = run_here('_training.py', '--corpus', corpus, '--out', tmp_path / 'run', '--epochs', 2, *args)
+    assert r.returncode == 0, r.stderr
+    assert '\r' not in r.stdout and '\n\n' not in r.stdout  # no progress line, no blank line left by one
+    assert (
+        "--- sample (temperature 0.5) after '        line 109 of an indented text\\n', from the validation "
+        "text ---" in r.stdout
+    )
+    sample = r.stdout.split('from the validation text ---\n')[1].split('\n---')[0]
+    assert all(line.startswith('| ') or line == '| ' for line in sample.split('\n'))  # a blank line shows

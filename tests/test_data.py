@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import data
+from helpers import assert_one_line_error, run_here
 
 
 def test_lookup_is_sorted_and_encoding_round_trips():
@@ -79,3 +80,18 @@ def test_download_is_checked_by_its_sha256(tmp_path):
     assert (tmp_path / 'dl' / 'a.txt').read_text() == 'damaged'
     assert data.tiny_shakespeare(path, url='file://' + os.path.abspath(shipped)) == path
     assert data.sha256_file(path) == data.TINY_SHAKESPEARE_SHA256
+
+
+@pytest.mark.parametrize(
+    'encoding, words',
+    [
+        ('utf-16', ['is not UTF-8 text', 'it is UTF-16', 'iconv -f UTF-16 -t UTF-8']),
+        ('utf-16-le', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16LE -t UTF-8']),
+        ('utf-16-be', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16BE -t UTF-8']),
+    ],
+)
+def test_a_utf16_text_is_named_as_such_and_the_fix_given(tmp_path, encoding, words):
+    (tmp_path / 'u16.txt').write_bytes('to be or not to be, that is the question\n'.encode(encoding))
+    r = run_here('_training.py', '--corpus', tmp_path / 'u16.txt', '--out', tmp_path / 'run')
+    assert_one_line_error(r, *words)
+    assert not (tmp_path / 'run').exists()

@@ -9,7 +9,8 @@ import pytest
 import gpu
 import gpu_kernels
 from util import devices
-from helpers import TINY, TWIN, assert_one_line_error, run_here, run_without_cupy, script
+from gpu_helpers import TWIN, run_without_cupy
+from helpers import TINY, assert_one_line_error, run_here, script
 
 
 @pytest.mark.parametrize(

@@ -20,18 +20,8 @@ import gpu_kernels
 from util import devices
 import layers
 import lstm
-from helpers import (
-    CUDA,
-    NO_CUDA,
-    TWIN,
-    assert_one_line_error,
-    cuda,
-    fused_up_to,
-    run_here,
-    run_without_cupy,
-    script,
-    tiny_corpus,
-)
+from gpu_helpers import CUDA, NO_CUDA, TWIN, cuda, fused_up_to, run_without_cupy
+from helpers import assert_one_line_error, run_here, script, tiny_corpus
 from optimizer import RMSprop, update_average
 
 

@@ -21,7 +21,8 @@ import pytest
 import cuda_on_cpu
 import gpu_kernels
 import layers
-from helpers import CUDA, NO_CUDA, ROOT, fused_up_to
+from gpu_helpers import CUDA, NO_CUDA, fused_up_to
+from helpers import ROOT
 from util import devices
 
 # --- the twins against layers.py ----------------------------------------------------------------------------

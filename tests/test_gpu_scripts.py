@@ -15,7 +15,8 @@ import lstm
 import strict_device
 from util import devices
 from util.weights import save_params
-from helpers import CUDA, NO_CUDA, TINY, TINY_BENCHMARK, run_here, tiny_corpus
+from gpu_helpers import CUDA, NO_CUDA
+from helpers import TINY, TINY_BENCHMARK, run_here, tiny_corpus
 
 
 @pytest.fixture(params=['strict-twins', 'cuda'])

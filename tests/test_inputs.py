@@ -381,34 +381,6 @@ def test_a_crlf_or_cr_corpus_shows_its_epoch_sample_without_a_carriage_return(mo
     assert shown == '| a\n| b\n| ab\n| '
 
 
-def test_a_long_priming_text_takes_bounded_memory_and_a_refusal_names_it(small_model, tmp_path, monkeypatch):
-    """The priming text is read a window at a time: a machine of 64 MiB samples after 30,000 characters of it,
-    and refuses samples that it cannot hold in one line naming the priming text."""
-    weights, lookup, _ = small_model
-    monkeypatch.setattr(os, 'sysconf', lambda name: 1 << 14 if name == 'SC_PHYS_PAGES' else 4096)  # 64 MiB
-    (tmp_path / 'prime.txt').write_text('to be ' * 5_000, encoding='utf-8')
-    model = ['--weights', weights, '--lookup', lookup, '--start-file', tmp_path / 'prime.txt']
-    r = run_here('_sample.py', *model, '--length', 20, '--seed', 1)
-    assert r.returncode == 0, r.stderr
-    r = run_here('_sample.py', *model, '--num-samples', 100_000)
-    assert_one_line_error(r, '--num-samples 100000', 'priming text of 30,000 characters', '--start-file')
-
-
-@pytest.mark.parametrize(
-    'encoding, words',
-    [
-        ('utf-16', ['is not UTF-8 text', 'it is UTF-16', 'iconv -f UTF-16 -t UTF-8']),
-        ('utf-16-le', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16LE -t UTF-8']),
-        ('utf-16-be', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16BE -t UTF-8']),
-    ],
-)
-def test_a_utf16_text_is_named_as_such_and_the_fix_given(tmp_path, encoding, words):
-    (tmp_path / 'u16.txt').write_bytes('to be or not to be, that is the question\n'.encode(encoding))
-    r = run_here('_training.py', '--corpus', tmp_path / 'u16.txt', '--out', tmp_path / 'run')
-    assert_one_line_error(r, *words)
-    assert not (tmp_path / 'run').exists()
-
-
 def test_best_before_the_first_epoch_ends_says_it_comes_then(tmp_path):
     out, corpus = tmp_path / 'run', tmp_path / 'corpus.txt'
     corpus.write_text(tiny_corpus(3000), encoding='utf-8')

@@ -102,3 +102,16 @@ def test_a_temperature_too_small_to_divide_by_takes_the_most_likely_character():
 
 def test_the_escapes_of_an_options_text():
     assert _sample.escapes('a\\nb\\tc\\r\\nd\\\\n\\q') == 'a\nb\tc\r\nd\\n\\q'
+
+
+def test_a_long_priming_text_takes_bounded_memory_and_a_refusal_names_it(small_model, tmp_path, monkeypatch):
+    """The priming text is read a window at a time: a machine of 64 MiB samples after 30,000 characters of it,
+    and refuses samples that it cannot hold in one line naming the priming text."""
+    weights, lookup, _ = small_model
+    monkeypatch.setattr(os, 'sysconf', lambda name: 1 << 14 if name == 'SC_PHYS_PAGES' else 4096)  # 64 MiB
+    (tmp_path / 'prime.txt').write_text('to be ' * 5_000, encoding='utf-8')
+    model = ['--weights', weights, '--lookup', lookup, '--start-file', tmp_path / 'prime.txt']
+    r = run_here('_sample.py', *model, '--length', 20, '--seed', 1)
+    assert r.returncode == 0, r.stderr
+    r = run_here('_sample.py', *model, '--num-samples', 100_000)
+    assert_one_line_error(r, '--num-samples 100000', 'priming text of 30,000 characters', '--start-file')

@@ -2,10 +2,6 @@
 epoch, the corpus it names, and a resumed run that continues exactly as if it had never stopped."""
 
 import os
-import pty
-import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,13 +14,11 @@ from util import checkpoint, cli, position, runs, settings
 from util.weights import load_params
 
 from helpers import (
-    ROOT,
     TINY,
     TINY_LOUD,
     assert_one_line_error,
     fails,
     load,
-    read_pty,
     run_here,
     tiny_corpus,
     train,
@@ -314,24 +308,6 @@ def test_a_loss_not_finite_before_any_checkpoint_says_there_is_none(tmp_path, co
     assert 'the last good checkpoint is kept; resume it with a lower --lr' in line
 
 
-def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_validation_text(tmp_path):
-    corpus = tmp_path / 'indented.txt'
-    corpus.write_text(
-        ''.join(f'        line {k} of an indented text\n' for k in range(120)), encoding='utf-8'
-    )
-    args = list(TINY_LOUD)
-    args[args.index('--sample-length') + 1] = '60'
-    r = run_here('_training.py', '--corpus', corpus, '--out', tmp_path / 'run', '--epochs', 2, *args)
-    assert r.returncode == 0, r.stderr
-    assert '\r' not in r.stdout and '\n\n' not in r.stdout  # no progress line, no blank line left by one
-    assert (
-        "--- sample (temperature 0.5) after '        line 109 of an indented text\\n', from the validation "
-        "text ---" in r.stdout
-    )
-    sample = r.stdout.split('from the validation text ---\n')[1].split('\n---')[0]
-    assert all(line.startswith('| ') or line == '| ' for line in sample.split('\n'))  # a blank line shows
-
-
 def test_a_corpus_of_one_character_prints_no_negative_loss(tmp_path, capsys):
     (tmp_path / 'a.txt').write_text('a' * 600)
     args = list(TINY_LOUD)
@@ -412,18 +388,3 @@ def test_max_steps_zero_saves_the_untrained_model(tmp_path):
     assert meta['step'] == 0
     for k in params:
         np.testing.assert_array_equal(params[k], init[k])
-
-
-def test_training_in_a_terminal_draws_its_progress_line(tmp_path, corpus):
-    """stdout a terminal, as in the README's first training: the progress line is drawn and cleared."""
-    master, slave = pty.openpty()
-    args = [sys.executable, '_training.py', '--corpus', corpus, '--out', tmp_path / 'run', *TINY_LOUD]
-    p = subprocess.Popen(
-        [*map(str, args), '--max-steps', '3'], cwd=ROOT, stdout=slave, stderr=subprocess.PIPE
-    )
-    os.close(slave)
-    shown = read_pty(master)
-    assert p.wait(60) == 0, p.stderr.read().decode()
-    os.close(master)
-    assert re.search(r'\rstep +\d+  epoch +[\d.]+  loss [\d.]+ +\d+ chars/s +[\d.]+ min left', shown), shown
-    assert '--max-steps 3 reached' in shown
