@@ -24,7 +24,7 @@ def parse_args(argv):
     p.add_argument('log', help='training_log.csv written by _training.py')
     p.add_argument(
         '--out',
-        type=cli.path,
+        type=cli.output_file,
         default=None,
         help=f'SVG file to write, - for stdout (default: '
         f'{DEFAULT_NAME} beside the log, or in the current folder for a log in the repository\'s own '
@@ -312,7 +312,7 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
 
 def main(argv=None):
     args = parse_args(argv)
-    out = default_out(args.log) if args.out is None else '/dev/stdout' if args.out == '-' else args.out
+    out = default_out(args.log) if args.out is None else args.out
     files.check_writable(out, '--out', kinds.SVG, [args.log, *args.compare])
     rows = read_training_log(args.log)
     others = [(run_name(path), read_training_log(path)) for path in args.compare]

@@ -59,9 +59,9 @@ def parse_args(argv):
     g = p.add_argument_group('output (instead of the viewer)')
     g.add_argument(
         '--html',
-        type=cli.path,
+        type=cli.output_file,
         metavar='FILE',
-        help='write one self-contained HTML page to explore '
+        help='write one self-contained HTML page (- for stdout) to explore '
         'the neurons; FILE#layer=2&state=c&neuron=240 opens it at that neuron (default: none, the viewer)',
     )
     g.add_argument(
@@ -74,7 +74,7 @@ def parse_args(argv):
     g.add_argument(
         '--saturation',
         metavar='SVG',
-        type=cli.path,
+        type=cli.output_file,
         nargs='?',
         const=SATURATION_SVG,
         help='print how often each gate is saturated, and draw it per cell into this SVG file (the '
@@ -83,7 +83,7 @@ def parse_args(argv):
     g.add_argument(
         '--periodic-svg',
         metavar='SVG',
-        type=cli.path,
+        type=cli.output_file,
         help='with --find: draw the mean activation '
         'by position in the line of the best periodic cells and of the best line-position cell '
         '(default: none)',
@@ -210,6 +210,9 @@ def html_page(args, params, ids, text):
         args.html,
         figures.explorer_page(text, acts, H, n_layers, found, (args.layer, args.state, args.neuron)),
     )
+    if cli.is_stdout(args.html):
+        print('wrote the page to stdout', file=args.say)
+        return
     print(
         f'wrote {args.html}: open it in a browser (add #layer={n_layers}&state=c&neuron={min(240, H - 1)} to '
         'its address to open it at that neuron)',

@@ -48,11 +48,12 @@ def test_visualize_to_stdout_writes_the_page_or_figure_alone(small_model, tmp_pa
     weights, lookup, chars = small_model
     (tmp_path / 'long.txt').write_text(''.join(chars) * 40, encoding='utf-8')  # over --html-chars: a note
     model = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 'long.txt', '--html-chars', 100]
-    for out in ('/dev/stdout', tmp_path / 'stdout'):
+    for out in ('/dev/stdout', '-', tmp_path / 'stdout'):
         r, page = into_a_file(tmp_path, '_visualize.py', *model, '--html', out)
         assert r.returncode == 0, r.stderr
         assert page.startswith(b'<!DOCTYPE html>') and page.endswith(b'</html>\n'), page[-200:]
         assert 'the page shows the first 100' in r.stderr and 'wrote ' in r.stderr
+        assert not (tmp_path / '-').exists()  # - is stdout, as for _plot.py --out
         r, svg = into_a_file(tmp_path, '_visualize.py', *model, '--saturation', out)
         assert r.returncode == 0, r.stderr
         assert svg.startswith(b'<svg') and svg.endswith(b'</svg>\n'), svg[-200:]

@@ -106,13 +106,18 @@ def test_a_refused_resume_writes_nothing_not_even_what_a_stop_left(tmp_path, cor
 
 def test_the_repository_and_its_own_folders_are_refused_as_a_run_folder(tmp_path, corpus, capsys):
     (tmp_path / 'repo_link').symlink_to(cli.ROOT)
-    for out in (cli.ROOT, cli.ROOT + '/', tmp_path / 'repo_link', os.path.join(cli.ROOT, 'tests')):
+    for out in (cli.ROOT, cli.ROOT + '/', tmp_path / 'repo_link'):
         line = fails(capsys, '--corpus', corpus, '--out', out, *TINY)
-        assert 'is the repository\'s own folder' in line and '--out runs/mine' in line, line
+        assert 'is the repository\'s folder:' in line and '--out runs/mine' in line, line
     assert not os.path.exists(os.path.join(cli.ROOT, run_folder.LOCK))
-    for name in ('util', os.path.join('tests', 'robustness'), '.git'):
+    for name, said in (
+        ('tests', 'is the repository\'s own folder tests/:'),
+        ('util', 'is the repository\'s own folder util/:'),
+        (os.path.join('tests', 'robustness'), 'is inside the repository\'s own folder tests/:'),
+        ('.git', 'is the repository\'s own folder .git/:'),
+    ):
         line = fails(capsys, '--corpus', corpus, '--out', os.path.join(cli.ROOT, name), *TINY)
-        assert 'is the repository\'s own folder' in line, line
+        assert said in line, line
     args = types.SimpleNamespace(out=cli.SAVES, overwrite_shipped_model=True)
     assert run_start.check_out(args) == cli.SAVES  # the shipped model, where asked for by name
 

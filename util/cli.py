@@ -189,6 +189,19 @@ def in_repo(folder):
     return any(folder == f or folder.startswith(f + os.sep) for f in own)
 
 
+def where_in_repo(folder):
+    """How to name a folder of in_repo: "the repository's folder", "the repository's own folder docs/" or
+    "inside the repository's own folder tests/"."""
+    folder = os.path.realpath(folder)
+    for name in REPO_FOLDERS[1:]:
+        own = os.path.realpath(os.path.join(ROOT, name))
+        if folder == own:
+            return f'the repository\'s own folder {name}/'
+        if folder.startswith(own + os.sep):
+            return f'inside the repository\'s own folder {name}/'
+    return 'the repository\'s folder'
+
+
 def _say(text):
     """Write `script: text` on stderr if it can be written (2>/dev/full: it cannot, and nothing else
     changes)."""
@@ -309,6 +322,11 @@ def path(text):
     if not text:
         raise argparse.ArgumentTypeError('the path is empty: give a name')
     return text
+
+
+def output_file(text):
+    """An option naming a file to write: any non-empty text, - for stdout."""
+    return '/dev/stdout' if text == '-' else path(text)
 
 
 def boolean(text):

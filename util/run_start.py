@@ -40,7 +40,7 @@ def check_out(args):
         )
     if cli.in_repo(out) and not into_saves:  # the repository's folder or one of its own (saves/: above)
         raise UserError(
-            f'--out {out} is the repository\'s own folder: the run\'s files would go among its files; give a '
+            f'--out {out} is {cli.where_in_repo(out)}: the run\'s files would go among its files; give a '
             'folder of its own, e.g. --out runs/mine'
         )
     parent = run_folder.parent_run(out)
