@@ -14,6 +14,7 @@ import io
 import math
 import os
 
+import data
 from util import files, kinds, reading, run_folder
 from explorer import svg
 from util.errors import UserError
@@ -120,7 +121,14 @@ def read_training_log(path):
         hint=': give the training_log.csv of a run',
     )
     try:
-        reader = csv.DictReader(io.StringIO(raw.decode('utf-8-sig'), newline=''))  # -sig: Excel's BOM
+        text = raw.decode('utf-8-sig')  # -sig: Excel's BOM
+    except UnicodeDecodeError as e:
+        if raw[:2] in data.UTF16_MARKS:  # a log saved again by an editor: named, with the fix
+            raise data.not_utf8(path, 'training log', e.start, raw[:4096]) from None
+        raise UserError(f'{path} is not a training log of _training.py (not UTF-8 text)') from None
+    data.check_not_utf16(raw[:4096], path, 'training log')
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=''))
         if not set(COLUMNS) <= set(reader.fieldnames or ()):
             raise UserError(
                 f'{path} is not a training log of _training.py (its first line names no '

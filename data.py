@@ -60,8 +60,8 @@ def _check_text_start(block, path, what):
     try:
         codecs.getincrementaldecoder('utf-8')('strict').decode(block)
     except UnicodeDecodeError as e:
-        raise _not_utf8(path, what, e.start, block) from None
-    _check_not_utf16(block, path, what)
+        raise not_utf8(path, what, e.start, block) from None
+    check_not_utf16(block, path, what)
     if not block.strip(b'\0'):
         raise CorpusError(f'{what} {path} starts with NUL bytes only: it is not a text')
 
@@ -69,28 +69,30 @@ def _check_text_start(block, path, what):
 UTF16_MARKS = (b'\xff\xfe', b'\xfe\xff')  # UTF-16's byte-order marks, little- and big-endian
 
 
-def _not_utf8(path, what, at, start):
+def not_utf8(path, what, at, start):
     """The error for a file that is not UTF-8 text: at, the offset of its first bad byte; start, its first
     bytes (a UTF-16 file's byte-order mark is named)."""
     if start[:2] in UTF16_MARKS:
         how = 'it is UTF-16 (it starts with that byte-order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8'
     else:
-        how = 'convert it to UTF-8 first'
+        how = f'convert it to UTF-8 first (file -i {path} guesses its encoding, iconv -f THAT -t UTF-8 converts)'
     return CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {at}): {how}')
 
 
-def _check_not_utf16(start, path, what):
-    """Refuse a file whose first bytes are UTF-16 without a byte-order mark (UTF-8 text with a NUL every other
-    byte): every other byte NUL, the others not."""
+def check_not_utf16(start, path, what):
+    """Refuse a file whose first bytes are UTF-16 without a byte-order mark that also reads as UTF-8: one
+    character of a European, Indian or Middle-Eastern script is a byte of its own and a byte below 32 (NUL
+    for ASCII, 4 for Cyrillic, 9 for Devanagari), so half of its bytes, every other one, are control bytes,
+    which a text never has. (Chinese or Japanese in UTF-16 is no UTF-8: not_utf8 refuses it.)"""
     even, odd = start[0:4096:2], start[1:4096:2]
-    if len(odd) < 8 or start[:2] in UTF16_MARKS:  # too short to tell, or marked (_not_utf8 names it)
+    if len(odd) < 8 or start[:2] in UTF16_MARKS:  # too short to tell, or marked (not_utf8 names it)
         return
-    nul = lambda half: half.count(0) / len(half)  # noqa: E731
-    for order, zeros, other in (('LE', odd, even), ('BE', even, odd)):
-        if nul(zeros) > 0.9 and nul(other) < 0.1:
+    control = lambda half: sum(byte < 32 for byte in half) / len(half)  # noqa: E731
+    for order, high, low in (('LE', odd, even), ('BE', even, odd)):
+        if control(high) > 0.9 and control(low) < 0.5:
             raise CorpusError(
-                f'{what} {path} looks like UTF-16 without a byte-order mark (every other byte is NUL): '
-                f'convert it, e.g. iconv -f UTF-16{order} -t UTF-8'
+                f'{what} {path} looks like UTF-16 without a byte-order mark (every other byte is a control '
+                f'byte): convert it, e.g. iconv -f UTF-16{order} -t UTF-8'
             )
 
 
@@ -105,11 +107,11 @@ def _text_blocks(f, path, what='corpus'):
             raw = f.read(BLOCK)
             if offset == 0:
                 start = raw
-                _check_not_utf16(start, path, what)
+                check_not_utf16(start, path, what)
             try:
                 s = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as e:
-                raise _not_utf8(path, what, offset + e.start, start) from None
+                raise not_utf8(path, what, offset + e.start, start) from None
             offset += len(raw)
             if s:
                 yield s

@@ -82,16 +82,34 @@ def test_download_is_checked_by_its_sha256(tmp_path):
     assert data.sha256_file(path) == data.TINY_SHAKESPEARE_SHA256
 
 
+ENGLISH = 'to be or not to be, that is the question\n'
+RUSSIAN = 'Быть или не быть, вот в чём вопрос.\n'
+HINDI = 'होना या न होना, यही प्रश्न है।\n'
+
+
 @pytest.mark.parametrize(
-    'encoding, words',
+    'text, encoding, words',
     [
-        ('utf-16', ['is not UTF-8 text', 'it is UTF-16', 'iconv -f UTF-16 -t UTF-8']),
-        ('utf-16-le', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16LE -t UTF-8']),
-        ('utf-16-be', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16BE -t UTF-8']),
+        (ENGLISH, 'utf-16', ['is not UTF-8 text', 'it is UTF-16', 'iconv -f UTF-16 -t UTF-8']),
+        (ENGLISH, 'utf-16-le', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16LE -t UTF-8']),
+        (ENGLISH, 'utf-16-be', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16BE -t UTF-8']),
+        (
+            RUSSIAN,
+            'utf-16-le',
+            ['UTF-16 without a byte-order mark', 'iconv -f UTF-16LE -t UTF-8'],
+        ),  # valid UTF-8
+        (HINDI, 'utf-16-be', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16BE -t UTF-8']),
+        ('生存还是毁灭\n', 'utf-16-le', ['is not UTF-8 text', 'file -i', 'iconv -f THAT -t UTF-8']),
+        ('Café “quoted”\n', 'cp1252', ['is not UTF-8 text', 'file -i', 'iconv -f THAT -t UTF-8']),
     ],
 )
-def test_a_utf16_text_is_named_as_such_and_the_fix_given(tmp_path, encoding, words):
-    (tmp_path / 'u16.txt').write_bytes('to be or not to be, that is the question\n'.encode(encoding))
+def test_a_text_in_another_encoding_is_named_as_such_and_the_fix_given(tmp_path, text, encoding, words):
+    (tmp_path / 'u16.txt').write_bytes((text * 4).encode(encoding))
     r = run_here('_training.py', '--corpus', tmp_path / 'u16.txt', '--out', tmp_path / 'run')
     assert_one_line_error(r, *words)
     assert not (tmp_path / 'run').exists()
+
+
+def test_a_text_in_russian_or_hindi_is_no_utf16():
+    for text in (RUSSIAN, HINDI, ENGLISH, '\n' * 100):
+        data.check_not_utf16((text * 40).encode('utf-8'), 't.txt', 'corpus')  # raises nothing

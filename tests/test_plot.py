@@ -234,3 +234,11 @@ def test_a_ymax_below_every_loss_is_one_line_and_a_log_saved_with_a_bom_is_read(
     r = plot(tmp_path, '\ufeff' + HEADER + ''.join(ROWS))  # a spreadsheet's UTF-8 byte-order mark
     assert r.returncode == 0, r.stderr
     assert drawn(tmp_path) == plain
+
+
+@pytest.mark.parametrize('encoding', ['utf-16', 'utf-16-le'])
+def test_a_log_saved_as_utf16_is_named_as_such(tmp_path, encoding):
+    (tmp_path / 'log.csv').write_bytes((HEADER + ''.join(ROWS)).encode(encoding))
+    r = run_here('_plot.py', tmp_path / 'log.csv', '--out', tmp_path / 'out.svg')
+    assert_one_line_error(r, 'training log', 'UTF-16', 'iconv')
+    assert not (tmp_path / 'out.svg').exists()
