@@ -75,8 +75,10 @@ def not_utf8(path, what, at, start):
     if start[:2] in UTF16_MARKS:
         how = 'it is UTF-16 (it starts with that byte-order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8'
     else:
-        how = f'convert it to UTF-8 first (file -i {path} guesses its encoding, iconv -f THAT -t UTF-8 '
-        how += 'converts)'
+        how = (
+            f'convert it to UTF-8 first (file -i {path} guesses its encoding, iconv -f THAT -t UTF-8 '
+            'converts)'
+        )
     return CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {at}): {how}')
 
 
