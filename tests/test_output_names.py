@@ -312,6 +312,27 @@ def test_an_append_only_output_is_refused_before_the_work(tmp_path):
     assert out.read_bytes() == b'<svg'
 
 
+@pytest.mark.parametrize('flag, name', [('a', 'append-only'), ('i', 'immutable')])
+def test_an_append_only_or_immutable_folder_is_refused_before_the_work(made, tmp_path, flag, name):
+    """A file can be created in an append-only folder, but never renamed over another nor removed: every
+    output (written beside, then renamed) would fail after the work and leave its temporary behind."""
+    folder = tmp_path / 'kept'
+    folder.mkdir()
+    chattr('+' + flag, folder)
+    try:
+        for r in (
+            run_here('_plot.py', SHIPPED_LOG, '--out', folder / 'c.svg'),
+            run_here('_training.py', '--corpus', made / 'corpus.txt', '--out', folder, *TINY),
+        ):
+            assert_one_line_error(r, f'is {name} (chattr +{flag})', f'chattr -{flag}')
+        assert list(folder.iterdir()) == []
+        if flag == 'a':  # a folder made in it has no flag: its files are replaced as anywhere
+            r = run_here('_plot.py', SHIPPED_LOG, '--out', folder / 'new' / 'c.svg')
+            assert r.returncode == 0, r.stderr
+    finally:
+        chattr('-' + flag, folder)
+
+
 def test_a_link_output_writes_its_target_and_a_path_through_a_missing_folder_is_written_where_it_names(
     tmp_path,
 ):

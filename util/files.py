@@ -8,7 +8,9 @@ locked, never written.) The .npz format (arrays, JSON metadata, never pickle) is
 checkpoint's schema util/checkpoint.py's.
 """
 
+import contextlib
 import errno
+import fcntl
 import os
 import stat
 import sys
@@ -114,7 +116,8 @@ def atomic_write(path, write):
     finally:
         if not written:  # an error or a signal: the temporary and the folders made for it go
             if tmp is not None and os.path.exists(tmp):
-                os.remove(tmp)
+                with contextlib.suppress(OSError):  # (a folder made append-only since it was checked)
+                    os.remove(tmp)
             remove_empty(made)
     try:  # make the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)
@@ -183,7 +186,7 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
         raise ModelFileError(
             f'{what} folder {folder} cannot be made: part of its path is a file, not a folder'
         )
-    check_folder(existing, what)
+    check_folder(existing, what, flags=not made)  # (a folder made for it has no flags)
     _check_length(real, existing, what)
 
 
@@ -320,13 +323,42 @@ def _probe(folder):
     os.remove(probe)
 
 
-def check_folder(folder, what='output folder'):
-    """Make sure folder exists (creating it) and that a file can be created in it. Raises ModelFileError."""
+FS_IOC_GETFLAGS = 0x80086601  # Linux: a file's chattr flags
+FLAGS = ((0x10, 'immutable', 'i'), (0x20, 'append-only', 'a'))  # FS_IMMUTABLE_FL, FS_APPEND_FL
+
+
+def _check_flags(folder, what):
+    """Refuse a folder marked append-only or immutable (chattr +a, +i): a file can be created in an
+    append-only folder but neither replaced nor removed, so every write (a temporary file renamed over the
+    file) would fail after the work, and leave its temporary there. A system or file system without the
+    flags passes."""
+    if not sys.platform.startswith('linux'):
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8))[:4], sys.byteorder)
+    except OSError:
+        return  # no such flags here (ENOTTY, EOPNOTSUPP)
+    finally:
+        os.close(fd)
+    for bit, name, letter in FLAGS:
+        if flags & bit:
+            raise ModelFileError(
+                f'{what}: the folder {folder} is {name} (chattr +{letter}), so no file in it can be '
+                f'replaced; chattr -{letter} {folder}, or give another folder'
+            )
+
+
+def check_folder(folder, what='output folder', *, flags=True):
+    """Make sure folder exists (creating it) and that a file can be created in it, and, with flags, replaced
+    (_check_flags). Raises ModelFileError."""
     folder = os.fspath(folder)
     if not folder:
         raise ModelFileError(f'the {what} is empty: give a folder name')
     try:
         os.makedirs(folder, exist_ok=True)
+        if flags:
+            _check_flags(folder, what)
         _probe(folder)
     except FileExistsError:
         raise ModelFileError(f'{what} {folder} cannot be made: a file of that name is in the way') from None

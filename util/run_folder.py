@@ -108,7 +108,7 @@ class Lock:
         """Release the lock of a run refused before it wrote anything: its lock file goes too, if this process
         made it, so that a folder that was there is left as it was."""
         if self.created:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone, or a folder that does not let it go
                 os.remove(self.path)
         self.file.close()
 
