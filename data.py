@@ -212,6 +212,12 @@ def read_corpus(path, chars=None, what='corpus'):
     return ids, chars
 
 
+def fingerprint(ids):
+    """A text's fingerprint: the SHA-256 of its character indices (little-endian), in hex. Two texts encoded
+    with one lookup table have the same fingerprint only if they are the same text."""
+    return hashlib.sha256(np.ascontiguousarray(ids, ids.dtype.newbyteorder('<')).tobytes()).hexdigest()
+
+
 def save_lookup(path, chars):
     """Write the lookup table as a JSON list of characters (index = position), atomically."""
     files.write_text(path, json.dumps(chars, ensure_ascii=True))

@@ -103,6 +103,7 @@ DAMAGED = [
     ('rng', 'bit_generator', 'MT19937', 'rng.bit_generator = "MT19937"'),
     ('', 'rng', 'random', 'rng = "random"'),
     ('', 'corpus_chars', 1, 'corpus_chars = 1'),
+    ('', 'corpus_fingerprint', 'abc', 'not a SHA-256'),
     ('', 'chars', ['a', 'a'], 'chars'),
     ('', 'chars', ['\ud800', 'b'], 'none a lone surrogate'),
     ('', 'chars', list('abc'), 'lookup table\'s size is 3'),

@@ -99,6 +99,9 @@ def test_a_refused_resume_writes_nothing_not_even_what_a_stop_left(tmp_path, cor
         (out / name).unlink()
     (tmp_path / 'other.txt').write_text(corpus.read_text() * 2)
     assert 'same --corpus' in fails(capsys, '--out', out, '--resume', '--corpus', tmp_path / 'other.txt')
+    (tmp_path / 'reversed.txt').write_text(corpus.read_text()[::-1])  # its length and alphabet, not its text
+    line = fails(capsys, '--out', out, '--resume', '--corpus', tmp_path / 'reversed.txt')
+    assert 'not the text the run was trained on' in line and 'same --corpus' in line, line
     assert sorted(p.name for p in out.iterdir()) == sorted([run_folder.LOCK, runs.CHECKPOINT, runs.LOOKUP])
     assert train('--out', out, '--resume', '--max-steps', '3', '--quiet') == 0  # nothing to train: completes
     assert (out / runs.WEIGHTS).exists() and len(runs.log_rows(out / runs.LOG)) == 1

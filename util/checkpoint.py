@@ -11,6 +11,7 @@ check_against_arrays holds the two to each other. Every problem is one ModelFile
 
 import json
 import math
+import re
 
 import numpy as np
 
@@ -108,6 +109,10 @@ def _is_log(v):
 # The other fields of the metadata: the test each passes where it is present, and what it is otherwise.
 FIELDS = {
     'corpus_chars': (lambda v: v is None or whole(v, 2), 'not a number of characters >= 2'),
+    'corpus_fingerprint': (
+        lambda v: v is None or (isinstance(v, str) and re.fullmatch('[0-9a-f]{64}', v) is not None),
+        'not a SHA-256 in hex',
+    ),
     'windows_per_epoch': (lambda v: whole(v, 1), 'not a whole number >= 1'),
     'commit': (lambda v: whole(v), 'not a whole number >= 0'),
     'block_widths': (lambda v: isinstance(v, list), 'not a list'),

@@ -185,6 +185,7 @@ def load_data(run):
     ids)."""
     s = run.settings
     ids, run.chars = data.read_corpus(run.corpus_file(), run.chars)
+    fingerprint = data.fingerprint(ids)
     train_ids, val_ids = data.split(ids, s['val_fraction'])
     if s['val_chars']:
         val_ids = val_ids[: s['val_chars']]
@@ -208,23 +209,35 @@ def load_data(run):
         run.params = lstm.init_params(len(run.chars), s['hidden'], s['layers'], rng=run.rng, dtype=s['dtype'])
         run.opt = make_optimizer(run.params, s)
         run.state = lstm.zero_state(run.params, s['chunks'])
-    elif run.corpus_chars not in (None, len(ids)):
-        raise UserError(
-            f'the corpus has {len(ids):,} characters but the run was trained on one of '
-            f'{run.corpus_chars:,}: resume with the same --corpus, as it was (a file that changed since is '
-            'another text)'
-        )
-    elif run.pos.window > n_windows:
+    else:
+        check_same_corpus(run, ids, fingerprint)
+    if run.pos.window > n_windows:
         raise UserError(
             f'cannot resume: the checkpoint\'s position.window = {run.pos.window} is past the '
             f'{n_windows} windows of an epoch'
         )
-    run.corpus_chars, run.windows = len(ids), n_windows
+    run.corpus_chars, run.corpus_fingerprint, run.windows = len(ids), fingerprint, n_windows
     if not s['ema']:
         run.ema = None
     elif run.ema is None:  # an average starts from the current weights
         run.ema = {k: v.copy() for k, v in run.params.items()}
     return chunked, val_ids
+
+
+def check_same_corpus(run, ids, fingerprint):
+    """Refuse to resume a run on another text than it was trained on: another length, or the same length with
+    other characters (a fingerprint of the text; runs saved before they held one are checked by length)."""
+    if run.corpus_chars not in (None, len(ids)):
+        raise UserError(
+            f'the corpus has {len(ids):,} characters but the run was trained on one of '
+            f'{run.corpus_chars:,}: resume with the same --corpus, as it was (a file that changed since is '
+            'another text)'
+        )
+    if run.corpus_fingerprint not in (None, fingerprint):
+        raise UserError(
+            f'the corpus is not the text the run was trained on (its {len(ids):,} characters are others, '
+            'or in another order): resume with the same --corpus, as it was'
+        )
 
 
 def training_size(s, V=1):

@@ -60,6 +60,7 @@ class Run:
     rng          the random generator of the dropout masks
     log          the rows of training_log.csv, as text
     corpus_chars, windows  the corpus's length and the windows per epoch it gives (None until known)
+    corpus_fingerprint     the corpus's data.fingerprint (None until known, and in runs saved before it)
     commit       how many checkpoints the run has committed; the weights file names the one it comes from
     plan         how the engine computes its windows (engine.Plan): the widths it measured, kept for a resume
     on_disk      whether a checkpoint of the run is in its folder (one was loaded, or saved)
@@ -83,10 +84,12 @@ class Run:
         windows=None,
         commit=0,
         plan=None,
+        corpus_fingerprint=None,
     ):
         self.settings, self.chars, self.params, self.opt = settings, chars, params, opt
         self.state, self.ema, self.pos, self.rng, self.log = state, ema, pos, rng, list(log)
         self.corpus_chars, self.windows, self.commit = corpus_chars, windows, commit
+        self.corpus_fingerprint = corpus_fingerprint
         self.plan = plan if plan is not None else engine.Plan()
 
     def model(self):
@@ -171,6 +174,7 @@ class Run:
             rng=self.rng.bit_generator.state,
             saved=kind,
             corpus_chars=self.corpus_chars,
+            corpus_fingerprint=self.corpus_fingerprint,
             windows_per_epoch=self.windows,
             block_widths=self.plan.widths(),
             chars=self.chars,
@@ -248,6 +252,7 @@ def load_run(folder, make_optimizer):
         windows,
         meta.get('commit', 0),
         plan,
+        meta.get('corpus_fingerprint'),
     )
     run.on_disk = True
     return run
