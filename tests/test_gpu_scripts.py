@@ -118,3 +118,5 @@ def test_the_gpu_benchmark_runs_its_rounds(strict_gpu):
     assert r.returncode == 0, r.stderr
     assert devices.device_name(devices.Device(devices._open_cuda())) in r.stdout
     assert 'training B=2' in r.stdout and 'sampling N=1' in r.stdout
+    line = next(line for line in r.stdout.splitlines() if 'training B=2' in line)
+    assert line.endswith('one round'), line  # --rounds 1: no spread to show (sampling times 3 rounds)

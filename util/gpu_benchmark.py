@@ -89,7 +89,8 @@ def our_sampler(params, device, N):
 
 def rounds(fns, sync, n_rounds, per_round):
     """Each function run per_round times in turn, round after round (one untimed call first, in each round).
-    Returns per function (median seconds per call, spread: (slowest - fastest round) / median)."""
+    Returns per function (median seconds per call, spread: (slowest - fastest round) / median; None for one
+    round, which has no spread)."""
     times = [[] for _ in fns]
     for _ in range(n_rounds):
         for k, fn in enumerate(fns):
@@ -103,7 +104,7 @@ def rounds(fns, sync, n_rounds, per_round):
     out = []
     for ts in times:
         med = sorted(ts)[len(ts) // 2]
-        out.append((med, (max(ts) - min(ts)) / med))
+        out.append((med, (max(ts) - min(ts)) / med if len(ts) > 1 else None))
     return out
 
 
@@ -189,10 +190,9 @@ def report(result, rows):
     )
     print(result['shape'])
     for what, name, rate, sec, spread in rows:
-        flag = '  UNRELIABLE: rounds differ by more than 25%' if spread > SPREAD_WARNING else ''
-        print(
-            f'  {what:<16} {name:<20} {rate:>14,.0f} chars/s  {sec * 1e3:9.2f} ms  spread {spread:5.1%}{flag}'
-        )
+        flag = '  UNRELIABLE: rounds differ by more than 25%' if (spread or 0) > SPREAD_WARNING else ''
+        apart = 'one round' if spread is None else f'spread {spread:5.1%}'
+        print(f'  {what:<16} {name:<20} {rate:>14,.0f} chars/s  {sec * 1e3:9.2f} ms  {apart}{flag}')
     print(
         f'  {"sampling N=1":<16} {"this repo, CPU":<20} {result["sample_N1_cpu_chars_per_s"]:>14,.0f} chars/s'
     )
