@@ -228,7 +228,7 @@ def load(path, optimizer_factory):
     if len(dtypes) != 1 or dtypes.pop() not in (np.float32, np.float64):
         raise ModelFileError(f'checkpoint {path}: the weights are not all float32 or all float64')
     dtype = next(iter(saved.values())).dtype
-    params = weights.check_params(saved, str(path), None, dtype)
+    params = weights.check_params(saved, str(path), None, dtype, 'checkpoint')
     steps = arrays.get('steps')
     if steps is not None and steps.shape == () and steps.dtype.kind in 'iu' and not 0 <= int(steps) < 2**53:
         raise ModelFileError(
@@ -258,6 +258,7 @@ def load(path, optimizer_factory):
             f'{path} (its average weights)',
             None,
             dtype,
+            'checkpoint',
         )
         if any(ema[k].shape != params[k].shape for k in params):
             raise ModelFileError(f'checkpoint {path}: the average weights do not match the weights')

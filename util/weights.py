@@ -62,25 +62,26 @@ def check_alphabet(alphabet, chars, path):
     )
 
 
-def check_params(arrays, path, V, dtype):
-    """Check that named arrays form a model of this repo; return them as contiguous arrays of dtype."""
+def check_params(arrays, path, V, dtype, what='weights file'):
+    """Check that named arrays form a model of this repo; return them as contiguous arrays of dtype. what:
+    how messages name the file ('checkpoint')."""
     for key in ('dense.W', 'dense.b', 'lstm1.W', 'lstm1.b'):
         if key not in arrays:
-            raise ModelFileError(f'weights file {path} has no array {key}: it is not a model of this repo')
+            raise ModelFileError(f'{what} {path} has no array {key}: it is not a model of this repo')
     n_layers = 0
     while f'lstm{n_layers + 1}.W' in arrays:
         n_layers += 1
     expected = {'dense.W', 'dense.b'} | {f'lstm{n}.{p}' for n in range(1, n_layers + 1) for p in 'Wb'}
     extra = sorted(set(arrays) - expected)
     if extra:
-        raise ModelFileError(f'weights file {path} has unexpected arrays {extra}')
+        raise ModelFileError(f'{what} {path} has unexpected arrays {extra}')
     Wd = arrays['dense.W']
     if Wd.ndim != 2:
-        raise ModelFileError(f'weights file {path}: dense.W should be 2-D (H, V), not {Wd.shape}')
+        raise ModelFileError(f'{what} {path}: dense.W should be 2-D (H, V), not {Wd.shape}')
     H, Vw = Wd.shape
     if H == 0 or Vw == 0:
         raise ModelFileError(
-            f'weights file {path}: dense.W has shape {Wd.shape}: a model needs at least one hidden '
+            f'{what} {path}: dense.W has shape {Wd.shape}: a model needs at least one hidden '
             'unit and one character'
         )
     shapes = {'dense.W': (H, Vw), 'dense.b': (Vw,)}
@@ -92,14 +93,14 @@ def check_params(arrays, path, V, dtype):
     for key, shape in shapes.items():
         a = arrays[key]
         if a.shape != shape:
-            raise ModelFileError(f'weights file {path}: {key} has shape {a.shape}, expected {shape}')
+            raise ModelFileError(f'{what} {path}: {key} has shape {a.shape}, expected {shape}')
         if a.dtype.kind != 'f':
-            raise ModelFileError(f'weights file {path}: {key} has dtype {a.dtype}, expected floats')
+            raise ModelFileError(f'{what} {path}: {key} has dtype {a.dtype}, expected floats')
         if not np.all(np.isfinite(a)):
-            raise ModelFileError(f'weights file {path}: {key} holds NaN or infinite values')
+            raise ModelFileError(f'{what} {path}: {key} holds NaN or infinite values')
     if V is not None and V != Vw:
         raise ModelFileError(
-            f'weights file {path} is for {Vw} characters but the lookup table has {V}: '
+            f'{what} {path} is for {Vw} characters but the lookup table has {V}: '
             'use the lookup table saved with these weights'
         )
     return cast_params({k: arrays[k] for k in shapes}, dtype, path)
