@@ -58,8 +58,9 @@ HELP = {
         '2016), not one per step: true or false'
     ),
     'weight_drop': 'DropConnect on the recurrent weights, one mask per window (as in AWD-LSTM)',
-    'lr_decay': 'multiply the learning rate by this every epoch after --decay-after',
-    'decay_after': 'epochs at the full learning rate before the decay',
+    'lr_decay': 'multiply the learning rate by this every epoch once the decay starts (--decay-after)',
+    'decay_after': 'N: the first N + 1 epochs are at the full learning rate, the decay starts in epoch N + 2 '
+    '(7: in epoch 9)',
     'epochs': 'train until this many epochs are done',
     'ema': 'validate, sample and save a moving average of the weights with this decay, e.g. 0.999 (0: off)',
     'dtype': 'floating-point type',
@@ -118,7 +119,8 @@ def checked(settings, resumed=False):
 
 
 def lr_at(settings, epoch):
-    """The learning rate of an epoch (counted from 0): lr until decay_after, then x lr_decay per epoch."""
+    """The learning rate of an epoch (counted from 0): lr up to epoch decay_after, then x lr_decay per epoch
+    (decay_after 7: epochs 0 to 7 at lr, epoch 8, the ninth, at lr x lr_decay)."""
     return settings['lr'] * settings['lr_decay'] ** max(0, epoch - settings['decay_after'])
 
 
