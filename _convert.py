@@ -19,12 +19,13 @@ from util import original
 from util.errors import UserError
 
 HELP_EPILOG = '''\
-The original's format (see original.py): a JSON list [[w, b], ..., [[w, b]]], one [w, b] per LSTM layer with
-w (4H, D + H) the transpose of this repo's W and b a (4H, 1) column, then the output layer wrapped once more;
-every number a float64. A round trip changes nothing: a float32 value is exact in float64. A .json -> .npz
-conversion keeps the original's float64 values as float64 (its model then gives here what it gives in the
-original, not rounded to float32; the scripts run it in float64), and stores float32 where every value is a
-float32 value (a model that went out from this repo comes back as it was). --float32 rounds to float32.'''
+The original's format (see util/original.py): a JSON list [[w, b], ..., [[w, b]]], one [w, b] per LSTM
+layer with w (4H, D + H) the transpose of this repo's W and b a (4H, 1) column, then the output layer wrapped
+once more; every number a float64. A round trip changes nothing: a float32 value is exact in float64. A
+.json -> .npz conversion keeps the original's float64 values as float64 (its model then gives here what it
+gives in the original, not rounded to float32; the scripts run it in float64), and stores float32 where every
+value is a float32 value (a model that went out from this repo comes back as it was). --float32 rounds to
+float32.'''
 
 
 def parse_args(argv):

@@ -23,7 +23,7 @@ from util.errors import UserError
 from util.progress import Progress
 from extras import ngram
 
-# Chosen on the first half of tiny Shakespeare's validation split (see the README); reported on both halves.
+# Chosen on the first half of tiny Shakespeare's validation split (RESULTS.md); reported on both halves.
 DYNAMIC_LR, DYNAMIC_WINDOW = 0.2, 50
 NUM_BLOCKS = 8192  # blocks vary by about 0.27 nats/char: 0.27 / sqrt(8192)
 

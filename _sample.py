@@ -1,7 +1,7 @@
 """Generate text from a trained model, printing it as it goes.
 
 python _sample.py --temperature 0.5 --length 1000 --start "ROMEO:" --seed 1
-python _sample.py --num-samples 4 --top-p 0.9 --stop '\\n\\n'      # four speeches, drawn side by side
+python _sample.py --num-samples 4 --top-p 0.9 --stop '\n\n'      # four speeches, drawn side by side
 python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the likeliest text the beam finds
 """
 

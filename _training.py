@@ -327,7 +327,7 @@ def main(argv=None, plan=None):
             if args.resume:
                 complete_stop(out)
             run_folder.remove_temporaries(out)  # a killed run's, now that this one goes on
-            report(run, args, changed, chunked, val_ids)
+            report(run, args, changed, val_ids)
             say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
             finished = train(run, out, chunked, val_ids, args, say, device)
     except run_folder.Moved:  # nothing written: the folder is wherever it went
@@ -345,14 +345,14 @@ def main(argv=None, plan=None):
     return 0
 
 
-def report(run, args, changed, chunked, val_ids):
+def report(run, args, changed, val_ids):
     """What is trained, and on --resume where it continues and what the command line changed."""
     if args.quiet:
         return
     s, p = run.settings, run.pos
     cli.write(
         f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {len(run.chars):,} distinct; '
-        f'{chunked.size:,} train, {len(val_ids):,} validation\n'
+        f'{run.windows * s["chunks"] * s["window"]:,} trained per epoch, {len(val_ids):,} validation\n'
         f'model {s["layers"]}x{s["hidden"]} LSTM, {sum(a.size for a in run.params.values()):,} parameters, '
         f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n'
     )

@@ -10,8 +10,9 @@ makes it fast:
   weight matrices first; every other buffer is allocated once per window shape. The host sees them only at a
   checkpoint (Trainer.to_host).
 - Everything that does not depend on the recurrence is one large product per window, as in engine.py: the
-  second layer's input projection, every weight gradient, the input gradient, the dense layer. The first
-  layer's input projection is a row gather, its weight gradient a product with the one-hot vectors.
+  input projection of every layer above the first, every weight gradient, the input gradient, the dense
+  layer. The first layer's input projection is a row gather, its weight gradient a product with the one-hot
+  vectors.
 - Inside the time loop a step is one cuBLAS product and one fused kernel, launched with pointers computed in
   advance (gpu_kernels.py): at small batches Python's cost of a launch, not the GPU, sets the pace.
 - The loss, the gradient's norm, the clipping and the update of every parameter (one kernel) stay on the GPU;
@@ -131,7 +132,8 @@ class Model:
         """lstm.forward (layers.stack_forward, then layers.dense_forward) of x (T, B) device indices from
         self.state, with dropout masks (device arrays or None per layer) and the recurrent weights as dropped
         (weights: a W per layer, or None for the parameters'). Moves self.state on.
-        Returns (the window's buffers, each layer's input, the logits (T B, V) in w.logits)."""
+        Returns (w, inputs): the window's buffers w, which hold the logits (T B, V) in w.logits, and each
+        layer's input."""
         xp, p = self.xp, self.params.view
         T, B = x.shape
         w = self._window(T, B)

@@ -3,7 +3,8 @@
 An LSTM step forward and backward, the window forward and backward through time built on the step, the stack
 of layers with dropout between them, the dense layer, and the softmax. Every layer is a `*_forward` that
 returns its outputs and a cache, and a `*_backward(dout, cache)` that returns the gradients in the order of
-the forward's inputs (the CS231n convention); a cache is opaque to everyone but its layer.
+the forward's inputs (the CS231n convention; stack_backward gives the initial state's last, after the
+weights'); a cache is opaque to everyone but its layer.
 
 Sizes: T time steps, B parallel streams, D inputs, H hidden units, V characters in the vocabulary. Arrays are
 time-major: x[t] is one (B, D) block.
@@ -11,8 +12,8 @@ time-major: x[t] is one (B, D) block.
 The LSTM keeps one fused weight matrix W of shape (D + H, 4H): rows for the layer's input first, then for
 h_prev; columns in four blocks of H for the gates i, f, o, g.
 
-This code is written to be read, not to be fast: training runs `engine.py`, which computes exactly these
-functions with fused buffers, and the tests hold it to them (tests/test_engine.py).
+This code is written to be read, not to be fast: training runs `engine.py`, which computes these functions,
+equal up to rounding, with fused buffers, and the tests hold it to them (tests/test_engine.py).
 """
 
 from typing import NamedTuple

@@ -4,10 +4,10 @@ Parameters are a flat dict of named numpy arrays, the same names as in the weigh
 4H), `lstm1.b` (4H,), `lstm2.W` (H + H, 4H), `lstm2.b`, ..., `dense.W` (H, V), `dense.b` (V,). The hidden
 state carried between windows is a list with one (h, c) pair of (B, H) arrays per LSTM layer.
 
-The math is in layers.py. Training runs parts of it directly: the dense layer (dense_forward, dense_backward)
-and the loss (softmax_loss), always; sampling's softmax too. The LSTM layers it runs through engine.py, which
-computes layers.py's stack_forward and stack_backward fast; `forward(..., reference=True)` runs layers.py's
-own, which the tests compare with the engine.
+The math is in layers.py. Training on the CPU runs parts of it directly: the dense layer (dense_forward,
+dense_backward) and the loss (softmax_loss); sampling's softmax too (on a GPU, gpu.py computes them all). The
+LSTM layers it runs through engine.py, which computes layers.py's stack_forward and stack_backward fast;
+`forward(..., reference=True)` runs layers.py's own, which the tests compare with the engine.
 
 Forward only (evaluation, sampling, the explorer), two wrappers: Predictor runs B streams side by side, any
 number of steps at a time, with the state carried from call to call (sampling feeds it one step at a time);
