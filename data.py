@@ -1,5 +1,5 @@
-"""The corpus: reading UTF-8 text, the lookup table, encoding, the train/validation split, the parallel
-chunks, the windows of truncated BPTT, and the download of tiny Shakespeare.
+"""The corpus: the train/validation split, the parallel chunks and the windows of truncated BPTT (first),
+then reading UTF-8 text, the lookup table, encoding, and the download of tiny Shakespeare.
 
 A text of N characters becomes N small integers (uint8 when the alphabet has at most 256 characters), read
 and encoded a block at a time, so that no Python object is made per character and a large corpus costs about
@@ -32,6 +32,37 @@ BLOCK = 1 << 16
 
 class CorpusError(UserError, ValueError):
     """A corpus or lookup table that cannot be used; the message says what is wrong and how to fix it."""
+
+
+# --- what training reads: the split, the chunks read side by side, the windows of truncated BPTT -------
+
+
+def split(ids, val_fraction=0.1):
+    """The first (1 - val_fraction) of the corpus trains, the rest validates. Returns (train, val) views."""
+    n_train = int(len(ids) * (1.0 - val_fraction))
+    return ids[:n_train], ids[n_train:]
+
+
+def chunks(ids, B):
+    """Cut the text into B contiguous chunks of equal length, one per parallel stream: a (B, L) view."""
+    L = len(ids) // B
+    return ids[: B * L].reshape(B, L)
+
+
+def n_windows(L, T):
+    """How many windows of T inputs (and T shifted targets) fit in a chunk of length L."""
+    return max(0, (L - 1) // T)
+
+
+def window(chunked, T, k):
+    """Window k of the chunks: inputs x and targets y, each (T, B) time-major integer arrays."""
+    start = k * T
+    x = np.ascontiguousarray(chunked[:, start : start + T].T).astype(np.intp)
+    y = np.ascontiguousarray(chunked[:, start + 1 : start + T + 1].T).astype(np.intp)
+    return x, y
+
+
+# --- reading a text: UTF-8, a block at a time, and refusing what is no text ------------------------------
 
 
 def _codepoints(s):
@@ -125,7 +156,8 @@ def _text_blocks(f, path, what='corpus'):
 
 
 def build_lookup(text):
-    """The sorted list of distinct characters of a str: the same list on every run and in every process."""
+    """The sorted list of distinct characters of a str: the same list on every run and in every process
+    (read_corpus builds the same list from a file, a block at a time)."""
     return [chr(c) for c in np.unique(_codepoints(text))]
 
 
@@ -271,31 +303,6 @@ def first_line(ids, chars, most=80):
             return line[:most] + ('\n' if len(line) <= most else '')
     start = len(text) - len(text.lstrip())
     return text[start : start + most] or text[:most]
-
-
-def split(ids, val_fraction=0.1):
-    """The first (1 - val_fraction) of the corpus trains, the rest validates. Returns (train, val) views."""
-    n_train = int(len(ids) * (1.0 - val_fraction))
-    return ids[:n_train], ids[n_train:]
-
-
-def chunks(ids, B):
-    """Cut the text into B contiguous chunks of equal length, one per parallel stream: a (B, L) view."""
-    L = len(ids) // B
-    return ids[: B * L].reshape(B, L)
-
-
-def n_windows(L, T):
-    """How many windows of T inputs (and T shifted targets) fit in a chunk of length L."""
-    return max(0, (L - 1) // T)
-
-
-def window(chunked, T, k):
-    """Window k of the chunks: inputs x and targets y, each (T, B) time-major integer arrays."""
-    start = k * T
-    x = np.ascontiguousarray(chunked[:, start : start + T].T).astype(np.intp)
-    y = np.ascontiguousarray(chunked[:, start + 1 : start + T + 1].T).astype(np.intp)
-    return x, y
 
 
 def sha256_file(path):

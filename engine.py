@@ -332,7 +332,7 @@ def stack_forward_only(x, state, Ws, bs, Whbs, keep=False):
     inp, steps, new_state = x, [], []
     for (h0, c0), W, b, Whb in zip(state, Ws, bs, Whbs):
         window = LSTMWindow(inp, h0, c0, W, b, Whb=Whb, factors=False, keep_c=keep)
-        new_state.append((window.h[-1], window.c_last.copy()))
+        new_state.append((window.h[-1], window.c_last.copy()))  # h: of the output, kept anyway; c: its own
         if keep:  # without the factors, G holds the gates after each step
             steps.append(LayerSteps(window.h, window.c, window.G))
         inp = window.h
