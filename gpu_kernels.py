@@ -10,12 +10,16 @@ What the ops are, and why they are kernels:
   is one cuBLAS product and one fused elementwise kernel (the four gates, the cell and h; or the four gates'
   gradients and the cell's). Launched from Python, a CuPy call costs ~25 us, more than the GPU needs for a
   step at small batches; so the loop calls cuBLAS directly with pointers computed in advance (base + t x
-  stride), and launches the kernel with a few scalar arguments: ~15 us a step instead of ~60.
+  stride), and launches the kernel with a few scalar arguments: ~15 us a step instead of ~60. Up to
+  fused_max_b streams a step is one kernel, the product inside it; with `graphs` on, such a loop's T launches
+  are captured once per set of buffers as a CUDA graph and replayed, one launch from the host (CuPy cannot
+  capture a cuBLAS call: that is why the product is inside).
 - softmax_xent: the loss and its gradient (layers.softmax_loss), one thread per row.
 - rmsprop: optimizer.RMSprop's update of every parameter in one kernel over one flat buffer, with the clipping
   scale computed on the GPU from the gradients' squared norm (no wait for the host).
 """
 
+import collections
 import contextlib
 import os
 
@@ -29,6 +33,10 @@ with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gpu_kernels.
 # first guess, not yet measured: .ci/gpu-check's fused-step probe (fused.log) measures where cuBLAS becomes
 # faster.
 FUSED_MAX_B = 64
+# Whether the fused time loops are replayed as CUDA graphs (a loop's T launches captured once per set of
+# buffers, then one launch from the host). Off until fused.log's graph rows show that it pays.
+GRAPHS = False
+GRAPHS_KEPT = 32  # the graphs kept, the most recently used: a few per layer and window shape
 KERNELS = (
     'step_forward',
     'step_backward',
@@ -136,6 +144,7 @@ class CudaOps:
 
     name = 'cuda'
     fused_max_b = FUSED_MAX_B
+    graphs = GRAPHS
 
     def __init__(self, cupy):
         self.xp = cp = cupy
@@ -147,6 +156,8 @@ class CudaOps:
         self._modules = {}
         self._scalars = {}  # host alpha / beta for cuBLAS, kept alive
         self._side = cp.cuda.Stream(non_blocking=True)
+        self._capturing = cp.cuda.Stream(non_blocking=True)  # CuPy captures on a stream of its own
+        self._graphs = collections.OrderedDict()
 
     @contextlib.contextmanager
     def side(self):
@@ -183,7 +194,8 @@ class CudaOps:
 
     def forward_loop(self, Wh, hs, cs, G):
         if G.shape[1] <= self.fused_max_b:
-            self.forward_steps_fused(Wh, hs, cs, G)
+            key = ('forward', G.dtype.str, G.shape, *map(self._ptr, (Wh, hs, cs, G)))
+            self._launched(key, lambda: self.forward_steps_fused(Wh, hs, cs, G))
             return
         T, B, H, hstep, gstep, grid = self._loop(G, fused=False)
         H4, n = 4 * H, (np.int32(B), np.int32(H))
@@ -227,6 +239,33 @@ class CudaOps:
                 ),
             )
 
+    def _launched(self, key, launches):
+        """Run launches(), a time loop's kernel launches (no product, no copy): directly, or, where graphs is
+        on, as the CUDA graph captured at the first call with this key (the loop's shape, dtype and buffers:
+        every argument of every launch), replayed. A graph does what its launches do on whatever the buffers
+        hold then, so one kept after its buffers went is still right for the buffers at those addresses."""
+        if not self.graphs:
+            launches()
+            return
+        graph = self._graphs.pop(key, None)
+        if graph is None:
+            graph = self._capture(launches)
+        self._graphs[key] = graph  # the most recently used last
+        while len(self._graphs) > GRAPHS_KEPT:
+            self._graphs.popitem(last=False)
+        graph.launch()
+
+    def _capture(self, launches):
+        """launches() captured into a CUDA graph, not run: the graph."""
+        stream = self._capturing
+        with stream:
+            stream.begin_capture()
+            try:
+                launches()
+            finally:
+                graph = stream.end_capture()
+        return graph
+
     @staticmethod
     def _ptr(a):
         """The device address of an array's first element."""
@@ -251,7 +290,8 @@ class CudaOps:
         T, B, H, hstep, gstep, grid = self._loop(G, fused=False)
         H4 = 4 * H
         if B <= self.fused_max_b:
-            self.backward_steps_fused(Wh, cs, G, dh, dh_next, dc_next)
+            key = ('backward', G.dtype.str, G.shape, *map(self._ptr, (Wh, cs, G, dh, dh_next, dc_next)))
+            self._launched(key, lambda: self.backward_steps_fused(Wh, cs, G, dh, dh_next, dc_next))
             # dh0 = dz[0] Wh^T, the gradient of the carried-in h, as the unfused loop leaves it
             gemm(
                 self._handle,

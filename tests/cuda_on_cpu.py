@@ -4,6 +4,7 @@ the same pointers. EmulatedCudaOps is gpu_kernels.CudaOps with only its launches
 kernels' indexing and the launchers' pointers and arguments are tested on any machine with a C++20 compiler;
 speed is not."""
 
+import collections
 import contextlib
 import ctypes
 import hashlib
@@ -138,8 +139,20 @@ def _gemm(dtype):
     return gemm
 
 
+class _Graph:
+    """A CUDA graph as the emulation captures one: the launches recorded, each with its arguments."""
+
+    def __init__(self, launches):
+        self.launches = launches
+
+    def launch(self):
+        for kernel, grid, block, args in self.launches:
+            kernel(grid, block, args)
+
+
 class EmulatedCudaOps(gpu_kernels.CudaOps):
-    """gpu_kernels.CudaOps on numpy arrays, its kernels compiled for the CPU and cuBLAS done by numpy."""
+    """gpu_kernels.CudaOps on numpy arrays, its kernels compiled for the CPU and cuBLAS done by numpy; a CUDA
+    graph is the list of its launches."""
 
     name = 'cuda-on-cpu'
 
@@ -149,6 +162,8 @@ class EmulatedCudaOps(gpu_kernels.CudaOps):
         self._handle = 0
         self._modules = {}
         self._scalars = {}
+        self._graphs = collections.OrderedDict()
+        self._recording = None  # the launches of a capture, while one runs
 
     def _kernels(self, dtype):
         dtype = np.dtype(dtype)
@@ -158,7 +173,18 @@ class EmulatedCudaOps(gpu_kernels.CudaOps):
                 name: _Kernel(getattr(lib, 'run_' + name)) for name in gpu_kernels.KERNELS
             }
             self._scalars[dtype] = (np.ones(1, dtype), np.zeros(1, dtype))
-        return self._modules[dtype]
+        if self._recording is None:
+            return self._modules[dtype]
+        record = lambda kernel: lambda *launch: self._recording.append((kernel, *launch))  # noqa: E731
+        return {name: record(kernel) for name, kernel in self._modules[dtype].items()}
+
+    def _capture(self, launches):
+        self._recording = []
+        try:
+            launches()
+            return _Graph(self._recording)
+        finally:
+            self._recording = None
 
     def _gemm(self, dtype):
         self._kernels(dtype)

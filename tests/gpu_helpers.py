@@ -33,15 +33,15 @@ TWIN = {devices.TWIN_VARIABLE: '1'}  # the environment of a run on the GPU's num
 
 
 @contextlib.contextmanager
-def fused_up_to(ops, B):
+def fused_up_to(ops, B, graphs=False):
     """A CudaOps's time loops (on a GPU, or emulated on the CPU) with the fused step kernels up to B streams,
-    for a while."""
-    saved = ops.fused_max_b
-    ops.fused_max_b = B
+    replayed as CUDA graphs or not, for a while."""
+    saved = ops.fused_max_b, ops.graphs
+    ops.fused_max_b, ops.graphs = B, graphs
     try:
         yield
     finally:
-        ops.fused_max_b = saved
+        ops.fused_max_b, ops.graphs = saved
 
 
 def run_without_cupy(name, *args):

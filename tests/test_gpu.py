@@ -25,12 +25,23 @@ from helpers import assert_one_line_error, run_here, script, tiny_corpus
 from optimizer import RMSprop, update_average
 
 
-@pytest.fixture(params=['numpy', 'strict', 'cpu-fused', 'cpu-cublas', 'cuda-fused', 'cuda-cublas'])
+@pytest.fixture(
+    params=[
+        'numpy',
+        'strict',
+        'cpu-fused',
+        'cpu-graph',
+        'cpu-cublas',
+        'cuda-fused',
+        'cuda-graph',
+        'cuda-cublas',
+    ]
+)
 def ops(request):
     """The engine's ops: the numpy twins, on numpy arrays and on arrays as strict as CuPy's
     (tests/strict_device.py); the CUDA kernels compiled for the CPU (tests/cuda_on_cpu.py), with
-    the fused steps (small batches) and with cuBLAS in the time loop (large batches); the same on a GPU, if
-    any."""
+    the fused steps (small batches; launched, or replayed as CUDA graphs) and with cuBLAS in the time loop
+    (large batches); the same on a GPU, if any."""
     device, loop = request.param.split('-') if '-' in request.param else (request.param, None)
     if device in ('numpy', 'strict'):
         yield gpu_kernels.NumpyOps() if device == 'numpy' else strict_device.StrictOps()
@@ -38,7 +49,7 @@ def ops(request):
     ops = CUDA if device == 'cuda' else cuda_on_cpu.OPS
     if ops is None:
         pytest.skip(f'needs an NVIDIA GPU with CuPy: {NO_CUDA}' if device == 'cuda' else 'needs g++ (C++20)')
-    with fused_up_to(ops, 1 << 30 if loop == 'fused' else 0):
+    with fused_up_to(ops, 0 if loop == 'cublas' else 1 << 30, graphs=loop == 'graph'):
         yield ops
 
 

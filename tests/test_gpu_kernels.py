@@ -9,6 +9,7 @@ report says that every kernel is there under its own name (CuPy looks them up by
 gpu_kernels.THREADS threads fits: registers and shared memory. Those skip where there is no nvcc.
 """
 
+import collections
 import importlib.util
 import os
 import re
@@ -149,6 +150,45 @@ def _cuda_loops_equal_their_twins(CUDA, dtype, B):
         assert np.allclose(CUDA.asnumpy(b), a, atol=tol * 10)
 
 
+def test_fused_loops_replayed_as_graphs_compute_what_their_launches_do(kernels, monkeypatch):
+    """With CudaOps.graphs on, a fused loop is captured at its first call on a set of buffers and replayed at
+    the next: on new contents of the same buffers it computes what its launches compute; another set of
+    buffers gets a graph of its own, and only the GRAPHS_KEPT most recently used are kept."""
+    xp, rng, T, H = kernels.xp, np.random.default_rng(10), 3, 9
+    monkeypatch.setattr(kernels, '_graphs', collections.OrderedDict())
+    monkeypatch.setattr(gpu_kernels, 'GRAPHS_KEPT', 3)
+    shapes = {
+        B: [(H, 4 * H), (T + 1, B, H), (T + 1, B, H), (T, B, 4 * H), (T, B, H), (B, H), (B, H)]
+        for B in (2, 5)
+    }
+    buffers = {B: [xp.zeros(shape) for shape in shapes[B]] for B in shapes}
+
+    def same_as_launched(loop, arrays):
+        """loop on arrays with graphs on, and on copies of them with graphs off: the same, bit for bit."""
+        for a in arrays:
+            a[...] = xp.asarray(rng.standard_normal(a.shape))
+        copies = [a.copy() for a in arrays]
+        for graphs, on in ((False, copies), (True, arrays)):
+            monkeypatch.setattr(kernels, 'graphs', graphs)
+            loop(*on)
+        for a, b in zip(arrays, copies):
+            assert np.array_equal(kernels.asnumpy(a), kernels.asnumpy(b))
+
+    with fused_up_to(kernels, 1 << 30):
+        for B in (2, 2, 5, 2):  # captured, replayed, another layer's captured, replayed
+            same_as_launched(kernels.forward_loop, buffers[B][:4])
+        assert [key[0] for key in kernels._graphs] == ['forward', 'forward']
+        Wh, _, cs, G, dh, dh_next, dc_next = buffers[2]
+        for _ in range(2):
+            same_as_launched(kernels.backward_loop, [Wh, cs, G, dh, dh_next, dc_next])
+        same_as_launched(kernels.forward_loop, [xp.zeros(shape) for shape in shapes[2][:4]])
+    assert [(key[0], key[2][1]) for key in kernels._graphs] == [
+        ('forward', 2),
+        ('backward', 2),
+        ('forward', 2),
+    ]
+
+
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
     CUDA, xp = kernels, kernels.xp
@@ -171,16 +211,27 @@ def test_cuda_softmax_and_rmsprop_equal_their_twins(kernels, dtype):
 
 
 def test_the_gpu_probe_times_each_part(kernels, monkeypatch, capsys):
-    """.ci/gpu_probe.py, which .ci/gpu-check runs on a GPU to place FUSED_MAX_B, gives a row for each B, part
-    and way of running the loop (here on the emulated kernels, which have no CUDA graphs)."""
+    """.ci/gpu_probe.py, which .ci/gpu-check runs on a GPU to place FUSED_MAX_B and set GRAPHS, gives a row
+    for each B, part and way of running the loop, and leaves the ops as they were; a way that fails is a row
+    that says why, and the others still come."""
     spec = importlib.util.spec_from_file_location('gpu_probe', os.path.join(ROOT, '.ci', 'gpu_probe.py'))
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
     monkeypatch.setattr(devices, '_opened', {})
     monkeypatch.setattr(devices, '_open_cuda', lambda: kernels)
-    with fused_up_to(kernels, kernels.fused_max_b):  # put back after
-        probe.main(['--batches', '1', '3', '--hidden', '8', '--window', '3', '--repeats', '1'])
+    small = ['--hidden', '8', '--window', '3', '--repeats', '1']
+    probe.main(['--batches', '1', '3', *small])
     rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()[2:]]
-    parts = [[str(B), part, path] for B in (1, 3) for path in probe.PATHS for part in probe.PARTS]
-    graphs = [[str(B), part, 'graph'] for B in (1, 3) for part in probe.PARTS[1:]]
-    assert sorted(rows) == sorted(parts + (graphs if kernels is CUDA else []))
+    assert sorted(rows) == sorted(
+        [str(B), part, path] for B in (1, 3) for path in probe.PATHS for part in probe.PARTS
+    )
+    assert (kernels.fused_max_b, kernels.graphs) == (gpu_kernels.FUSED_MAX_B, gpu_kernels.GRAPHS)
+
+    def refused(launches):
+        raise RuntimeError('capture refused')
+
+    monkeypatch.setattr(kernels, '_graphs', collections.OrderedDict())
+    monkeypatch.setattr(kernels, '_capture', refused)
+    probe.main(['--batches', '2', *small])
+    rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert ['2', 'graph', 'failed:'] in rows and len(rows) == 1 + 2 * len(probe.PARTS)
