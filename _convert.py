@@ -13,7 +13,7 @@ import argparse
 import os
 
 import data
-from util import files
+from util import files, run_folder
 import lstm
 from util import original
 from util.errors import UserError
@@ -58,11 +58,25 @@ def parse_args(argv):
         'for .json -> .npz stored in the .npz, so that another table is refused later (the '
         'original\'s format has no place for it)',
     )
+    cli.add_overwrite_repo(p)
     return p.parse_args(argv)
 
 
 def extension(path):
     return os.path.splitext(os.fspath(path))[1].lower()
+
+
+def check_not_a_runs_file(path):
+    """Refuse to write a run's weights file, in its folder or its best/ (saves/ is one): they go with its
+    checkpoint and lookup table, and its training writes them."""
+    real = os.path.realpath(path)
+    folder = os.path.dirname(real)
+    run = run_folder.parent_run(folder) or (folder if run_folder.holds_run(folder) else None)
+    if run is not None and os.path.basename(real) == run_folder.WEIGHTS:
+        raise UserError(
+            f'output {path} is the weights file of the run in {run}, which its training writes beside its '
+            'checkpoint and lookup table: write it into another folder'
+        )
 
 
 def check_weights(path):
@@ -88,6 +102,8 @@ def main(argv=None):
         )
     if args.float32 and to_json:
         raise UserError('--float32 is for .json -> .npz: the original\'s format is always float64')
+    cli.check_not_into_repo(args.output, 'output', args.overwrite_repo_files)
+    check_not_a_runs_file(args.output)
     # Never one, even with --force.
     files.check_writable(args.output, 'output', inputs=[args.input, args.lookup])
     if os.path.exists(args.output) and not files.writes_in_place(args.output):

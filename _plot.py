@@ -49,6 +49,7 @@ def parse_args(argv):
         f'checkpoint beside the log, e.g. "2x512 LSTM on tiny Shakespeare"; "{NEUTRAL_TITLE}" where '
         'there is none)',
     )
+    cli.add_overwrite_repo(p)
     return p.parse_args(argv)
 
 
@@ -321,6 +322,7 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
 def main(argv=None):
     args = parse_args(argv)
     out = default_out(args.log) if args.out is None else args.out
+    cli.check_not_into_repo(out, '--out', args.overwrite_repo_files)
     files.check_writable(out, '--out', kinds.SVG, [args.log, *args.compare])
     rows = read_training_log(args.log)
     others = [(run_name(path), read_training_log(path)) for path in args.compare]

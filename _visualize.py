@@ -91,6 +91,7 @@ def parse_args(argv):
     g.add_argument(
         '--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)'
     )
+    cli.add_overwrite_repo(g)
     return p.parse_args(argv)
 
 
@@ -298,6 +299,7 @@ def check_outputs(args):
         if path is not None
     ]
     for j, (option, path, kind) in enumerate(outputs):
+        cli.check_not_into_repo(path, option, args.overwrite_repo_files)
         files.check_writable(path, f'{option} file', kind, inputs)
         for other, other_path, _ in outputs[:j]:
             if same_file(path, other_path):

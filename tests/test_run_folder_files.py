@@ -10,7 +10,17 @@ import pytest
 
 from util import cli, run_folder, run_start, runs
 
-from helpers import TINY, fails, train
+from helpers import (
+    SAVES,
+    SHIPPED_CURVE,
+    SHIPPED_LOG,
+    TINY,
+    assert_one_line_error,
+    fails,
+    read_bytes,
+    run_here,
+    train,
+)
 
 
 @pytest.mark.parametrize('name', [runs.CHECKPOINT, runs.WEIGHTS, runs.LOG])
@@ -131,3 +141,38 @@ def test_every_folder_of_the_repository_is_one_of_its_own():
         pytest.skip('not a git checkout')
     tracked = subprocess.run(['git', 'ls-files'], cwd=cli.ROOT, capture_output=True, text=True).stdout.split()
     assert {path.split('/')[0] for path in tracked if '/' in path} <= set(cli.REPO_FOLDERS)
+
+
+def test_an_output_into_the_repositorys_own_folders_is_refused_unless_asked_for():
+    """An explicit output path into images/, saves/, tests/ ... would replace the README's pictures or the
+    shipped model, or go among the repository's files: refused, as a run's --out is; --overwrite-repo-files
+    regenerates the repository's own figures (RESULTS.md's commands)."""
+    curve = read_bytes(SHIPPED_CURVE)
+    for args in (
+        ('_plot.py', SHIPPED_LOG, '--out', SHIPPED_CURVE),
+        ('_visualize.py', '--saturation', os.path.join(cli.ROOT, 'images', 'saturation.svg')),
+        ('_convert.py', os.path.join(SAVES, runs.WEIGHTS), os.path.join(cli.ROOT, 'tests', 'x.json')),
+    ):
+        assert_one_line_error(run_here(*args), "is in the repository's own folder", '--overwrite-repo-files')
+    assert not os.path.exists(os.path.join(cli.ROOT, 'tests', 'x.json'))
+    r = run_here('_plot.py', SHIPPED_LOG, '--out', SHIPPED_CURVE, '--overwrite-repo-files')
+    assert r.returncode == 0, r.stderr
+    assert read_bytes(SHIPPED_CURVE) == curve  # drawn again, the same
+
+
+def test_convert_does_not_replace_a_runs_weights(tmp_path, small_model):
+    """A run's weights go with its checkpoint and lookup table (in its folder and its best/): _convert.py does
+    not write them, --force or not; another name in the folder is the user's."""
+    weights = small_model[0]
+    run = tmp_path / 'run'
+    (run / run_folder.BEST).mkdir(parents=True)
+    (run / runs.CHECKPOINT).write_bytes(b'')  # a run's folder
+    (run / runs.WEIGHTS).write_bytes(b'kept')
+    for out in (run / runs.WEIGHTS, run / run_folder.BEST / runs.WEIGHTS):
+        r = run_here('_convert.py', weights, out.with_suffix('.json'))
+        assert r.returncode == 0, r.stderr
+        r = run_here('_convert.py', out.with_suffix('.json'), out, '--force')
+        assert_one_line_error(r, 'is the weights file of the run', 'another folder')
+    assert (run / runs.WEIGHTS).read_bytes() == b'kept' and not (
+        run / run_folder.BEST / runs.WEIGHTS
+    ).exists()

@@ -189,6 +189,36 @@ def in_repo(folder):
     return any(folder == f or folder.startswith(f + os.sep) for f in own)
 
 
+OVERWRITE_REPO = '--overwrite-repo-files'
+
+
+def add_overwrite_repo(parser):
+    """The option that lets a script write into the repository's own folders."""
+    parser.add_argument(
+        OVERWRITE_REPO,
+        action='store_true',
+        help='let an output go into the repository\'s own folders (images/, saves/, ...), replacing what is '
+        'there: what regenerates its figures (RESULTS.md) (default: refused)',
+    )
+
+
+def check_not_into_repo(path, option, allowed=False):
+    """Refuse an output file inside one of the repository's own folders (images/, saves/, tests/, ...), where
+    it would replace one of its files (the README's pictures, the shipped model) or go among them, unless
+    allowed (OVERWRITE_REPO). The repository's folder itself is left to the user: the README's commands write
+    their pictures there (neurons.html, curve.svg; git ignores them), and no file there is of a kind a script
+    writes."""
+    folder = os.path.dirname(os.path.realpath(path))
+    if allowed or not in_repo(folder) or folder == os.path.realpath(ROOT):
+        return
+    own = os.path.relpath(folder, ROOT)
+    raise UserError(
+        f'{option} {path} is in the repository\'s own folder {own}/, among its files (it could replace one): '
+        f'give a path outside it, e.g. {os.path.basename(path)} in the current folder, or add '
+        f'{OVERWRITE_REPO} to regenerate the repository\'s own files'
+    )
+
+
 def where_in_repo(folder):
     """How to name a folder of in_repo: "the repository's folder", "the repository's own folder docs/" or
     "inside the repository's own folder tests/"."""

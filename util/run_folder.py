@@ -173,13 +173,16 @@ def check_outputs(folder):
         )
 
 
+def holds_run(folder):
+    """Whether folder is a run's: it holds a training checkpoint, or the lock of a run that has none yet."""
+    return any(os.path.exists(os.path.join(folder, name)) for name in (CHECKPOINT, LOCK))
+
+
 def parent_run(folder):
     """The run folder whose best/ folder is `folder`, or None: that run writes it, so no other may."""
     real = os.path.realpath(folder)
     parent = os.path.dirname(real)
-    if os.path.basename(real) == BEST and (
-        os.path.exists(os.path.join(parent, CHECKPOINT)) or os.path.exists(os.path.join(parent, LOCK))
-    ):
+    if os.path.basename(real) == BEST and holds_run(parent):
         return parent
     return None
 
