@@ -16,7 +16,7 @@ import unicodedata
 
 import numpy as np
 
-from util import files, reading
+from util import files, memory, reading
 from util.errors import UserError
 
 TINY_SHAKESPEARE_URL = (
@@ -220,6 +220,8 @@ def read_corpus(path, chars=None, what='corpus'):
     """
     n, seen = 0, np.zeros(0, dtype=np.uint32)
     with _open_text(path, what) as f:
+        size = 0 if isinstance(f, io.BytesIO) else os.fstat(f.fileno()).st_size  # (a stream: read already)
+        memory.check_fits(size, f'{what} {path} (one byte or two per character)', 'use a part of it')
         for s in _text_blocks(f, path, what):  # first pass: the length (and the alphabet, if not given)
             n += len(s)
             if chars is None:

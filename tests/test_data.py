@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import data
-from helpers import assert_one_line_error, run_here
+from helpers import assert_one_line_error, run_here, tiny_corpus
+from util import memory
 
 
 def test_lookup_is_sorted_and_encoding_round_trips():
@@ -113,3 +114,26 @@ def test_a_text_in_another_encoding_is_named_as_such_and_the_fix_given(tmp_path,
 def test_a_text_in_russian_or_hindi_is_no_utf16():
     for text in (RUSSIAN, HINDI, ENGLISH, '\n' * 100):
         data.check_not_utf16((text * 40).encode('utf-8'), 't.txt', 'corpus')  # raises nothing
+
+
+def test_a_corpus_larger_than_the_machines_memory_is_one_line_before_any_reading(tmp_path, monkeypatch):
+    big = tmp_path / 'big.txt'
+    with open(big, 'wb') as f:  # sparse: no disk is used
+        f.write(b'to be or not to be\n')
+        f.truncate(memory.machine_bytes() + 1)
+    assert_one_line_error(
+        run_here('_evaluate.py', '--ngram', 2, '--corpus', big), 'big.txt', 'use a part of it'
+    )
+
+
+def test_memory_that_runs_out_beyond_the_checks_is_one_line(tmp_path, monkeypatch):
+    """Where the machine has the memory but the process may not take it (ulimit -v, other programs)."""
+    (tmp_path / 'c.txt').write_text(tiny_corpus(3000), encoding='utf-8')
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError('Unable to allocate 3.42 GiB for an array with shape (3670016000,)')
+
+    monkeypatch.setattr(data, 'read_corpus', no_memory)
+    r = run_here('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', '--hidden', 8)
+    assert_one_line_error(r, 'out of memory (Unable to allocate 3.42 GiB', 'use smaller inputs or sizes')
+    assert not (tmp_path / 'run').exists()

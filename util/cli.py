@@ -69,6 +69,9 @@ def run(main):
         except UserError as e:  # what the user must fix, raised anywhere: one line
             _say(f'error: {e}')
             status = 2
+        except MemoryError as e:  # beyond what the checks foresaw (a limit set by ulimit, other programs)
+            _say(f'error: out of memory ({e or "no more could be had"}): use smaller inputs or sizes')
+            status = 2
         except Exception as e:  # the GPU's memory ran out where the estimate said it would fit: one line too
             devices = sys.modules.get('util.devices')  # loaded where a GPU is used
             line = devices and devices.out_of_memory(e)

@@ -26,13 +26,13 @@ def model_bytes(V, H, layers, B, T, itemsize=4, training=False):
     return itemsize * (2 * weights + T * B * (layers * 6 * H + 2 * V))
 
 
-def check_fits(needed, what):
+def check_fits(needed, what, fix='choose smaller sizes'):
     """Refuse, with one line, what would need more memory than the machine has: `what needs about ...`."""
     have = machine_bytes()
     if have is not None and needed > have:
         raise UserError(
             f'{what} needs about {in_words(needed)} of memory, more than this machine\'s {in_words(have)}: '
-            'choose smaller sizes'
+            f'{fix}'
         )
 
 
