@@ -152,11 +152,21 @@ def main(argv=None):
         what = args.text
     else:
         path = args.corpus if args.corpus is not None else data.tiny_shakespeare()
-        ids, chars = data.read_corpus(path, chars)
+        try:
+            ids, chars = data.read_corpus(path, chars)
+        except data.CorpusError as e:
+            if args.corpus is not None or chars is None:
+                raise
+            raise UserError(
+                f'{e} (tiny Shakespeare is the text read by default: give this model\'s own with '
+                '--corpus or --text)'
+            ) from None
         train_ids, ids = data.split(ids, args.val_fraction)
         what = f'the validation split of {path} (last {args.val_fraction:g})'
     if len(ids) < 2:
-        raise UserError(f'{what} has fewer than 2 characters: there is nothing to predict')
+        raise UserError(
+            f'{what} has fewer than 2 characters: there is nothing to predict; give a longer text'
+        )
     if args.blocks is not None and args.blocks > len(ids) - 1:
         raise UserError(
             f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs '

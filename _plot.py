@@ -149,7 +149,7 @@ def read_training_log(path):
     except (KeyError, TypeError, ValueError, csv.Error) as e:  # TypeError: a row shorter than the header
         raise UserError(f'{path} is not a training log of _training.py ({e})')
     if not rows:
-        raise UserError(f'{path} has no finished epoch yet')
+        raise UserError(f'{path} has no finished epoch yet: draw it once the run has ended its first epoch')
     return rows
 
 

@@ -31,6 +31,7 @@ class DefaultName(str):
 
 
 SATURATION_SVG = DefaultName('saturation.svg')  # --saturation without a file name, in the current folder
+DEFAULT_TEXT = os.path.join(cli.SAVES, 'sample.txt')
 
 
 def parse_args(argv):
@@ -39,7 +40,7 @@ def parse_args(argv):
     g.add_argument(
         '--text',
         type=cli.path,
-        default=os.path.join(cli.SAVES, 'sample.txt'),
+        default=DEFAULT_TEXT,
         help='UTF-8 text to run the model over (default saves/sample.txt)',
     )
     cli.add_model_options(p)
@@ -99,7 +100,12 @@ def load_inputs(args):
     """The model, the text and its indices; every problem is a one-line error."""
     chars = data.load_lookup(args.lookup)
     params, _ = weights.load_params(args.weights, chars=chars)
-    ids, _ = data.read_corpus(args.text, chars, 'text')
+    try:
+        ids, _ = data.read_corpus(args.text, chars, 'text')
+    except data.CorpusError as e:
+        if args.text != DEFAULT_TEXT:
+            raise
+        raise UserError(f'{e} (the text read by default: give this model\'s own with --text)') from None
     _, H, n_layers = lstm.sizes(params)
     if args.layer > n_layers:
         raise UserError(f'--layer {args.layer}: the model has {n_layers} layers')

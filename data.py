@@ -189,11 +189,21 @@ class _Table:
         if unknown.any():
             bad = np.unique(cps[unknown])
             names = ', '.join(_char_name(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
+            hints = [hint for c, hint in FOREIGN_HINTS.items() if ord(c) in bad]
             raise CorpusError(
-                f'{len(bad)} character(s) not in the lookup table: {names}; '
-                'remove them or use a model trained on a corpus that has them'
+                f'{len(bad)} character{"s" if len(bad) > 1 else ""} not in the lookup table: {names}; '
+                f'{"".join(hints)}remove them or use a model trained on a corpus that has them'
             )
         return self.order[pos_c].astype(self.dtype)
+
+
+# What a character a model does not know usually means, said before the general fix.
+FOREIGN_HINTS = {
+    '\r': 'the text has Windows line endings (convert it: dos2unix FILE); ',
+    '\ufeff': 'the text has a byte-order mark (save it as UTF-8 without one); ',
+}
+# The names of the control characters, which Unicode's database leaves out.
+CONTROL_NAMES = {'\0': 'NUL', '\t': 'TAB', '\n': 'LINE FEED', '\r': 'CARRIAGE RETURN', '\x1b': 'ESCAPE'}
 
 
 def _char_name(ch):
@@ -201,7 +211,8 @@ def _char_name(ch):
     combining accent, a space or control character, a lone surrogate): 'a', U+0301 (COMBINING ACUTE
     ACCENT)."""
     if unicodedata.category(ch)[0] in 'MZC' and ch != ' ':
-        return f'U+{ord(ch):04X} ({unicodedata.name(ch, "no name")})'
+        name = CONTROL_NAMES.get(ch) or unicodedata.name(ch, 'a control character' if ch < ' ' else 'no name')
+        return f'U+{ord(ch):04X} ({name})'
     return repr(ch)
 
 

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import data
+import lstm
+from util.weights import save_params
 from helpers import assert_one_line_error, run_here, tiny_corpus
 from util import memory
 
@@ -20,7 +22,7 @@ def test_lookup_is_sorted_and_encoding_round_trips():
 
 
 def test_unknown_characters_are_named():
-    with pytest.raises(data.CorpusError, match=r"2 character\(s\) not in the lookup table: 'x', 'é'"):
+    with pytest.raises(data.CorpusError, match="2 characters not in the lookup table: 'x', 'é'"):
         data.encode('abxé', ['a', 'b'])
 
 
@@ -137,3 +139,23 @@ def test_memory_that_runs_out_beyond_the_checks_is_one_line(tmp_path, monkeypatc
     r = run_here('_training.py', '--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'run', '--hidden', 8)
     assert_one_line_error(r, 'out of memory (Unable to allocate 3.42 GiB', 'use smaller inputs or sizes')
     assert not (tmp_path / 'run').exists()
+
+
+def test_characters_a_model_lacks_are_named_with_what_they_usually_mean(tmp_path):
+    chars = ['\n', ' ', 'a', 'b']
+    params = lstm.init_params(len(chars), 4, 1, rng=np.random.default_rng(0))
+    save_params(tmp_path / 'w.npz', params)
+    data.save_lookup(tmp_path / 'l.json', chars)
+    model = ['--weights', tmp_path / 'w.npz', '--lookup', tmp_path / 'l.json']
+    for text, words in (
+        ('ab\r\nba\r\n', ['1 character not', 'U+000D (CARRIAGE RETURN)', 'dos2unix']),
+        ('\ufeffab\nba\n', ['U+FEFF', 'byte-order mark']),
+        ('a\tb\x01\n', ['2 characters not', 'U+0009 (TAB)', 'U+0001 (a control character)']),
+    ):
+        (tmp_path / 't.txt').write_text(text, encoding='utf-8', newline='')
+        assert_one_line_error(run_here('_evaluate.py', *model, '--text', tmp_path / 't.txt'), *words)
+    # with no text given, the default one is named, and how to give the model's own
+    assert_one_line_error(
+        run_here('_evaluate.py', *model), 'tiny Shakespeare is the text read by default', '--corpus'
+    )
+    assert_one_line_error(run_here('_visualize.py', *model, '--find'), 'the text read by default', '--text')

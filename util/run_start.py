@@ -184,7 +184,13 @@ def load_data(run):
     """Read the corpus; make the model on a new run. Returns (chunked training text (B, L), validation
     ids)."""
     s = run.settings
-    ids, run.chars = data.read_corpus(run.corpus_file(), run.chars)
+    path = run.corpus_file()
+    try:
+        ids, run.chars = data.read_corpus(path, run.chars)
+    except data.CorpusError as e:
+        if run.params is None or os.path.exists(path):
+            raise
+        raise UserError(f'{e}; if it has moved, give its new path: --resume --corpus NEWPATH') from None
     fingerprint = data.fingerprint(ids)
     train_ids, val_ids = data.split(ids, s['val_fraction'])
     if s['val_chars']:
@@ -194,7 +200,8 @@ def load_data(run):
     if n_windows == 0:
         raise UserError(
             f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of '
-            f'more than {s["window"]} characters: use a longer corpus, or lower --chunks or --window'
+            f'more than {s["window"]} characters: use a longer corpus, or lower --chunks, --window or '
+            '--val-fraction'
         )
     if len(val_ids) < 2 and s['val_chars']:
         raise UserError(
