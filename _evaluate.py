@@ -25,6 +25,7 @@ from extras import ngram
 
 # Chosen on the first half of tiny Shakespeare's validation split (RESULTS.md); reported on both halves.
 DYNAMIC_LR, DYNAMIC_WINDOW = 0.2, 50
+VAL_FRACTION = 0.1
 NUM_BLOCKS = 8192  # blocks vary by about 0.27 nats/char: 0.27 / sqrt(8192)
 
 
@@ -38,7 +39,7 @@ def _add_data_options(g):
     g.add_argument(
         '--val-fraction',
         type=cli.above_zero_below_one,
-        default=0.1,
+        default=VAL_FRACTION,
         help='the validation split is this last fraction of the corpus (default %(default)s)',
     )
     g.add_argument(
@@ -207,6 +208,14 @@ def check_modes(args):
         )
     if args.blocks is None and (args.num_blocks != NUM_BLOCKS or args.seed != 0):
         raise UserError('--num-blocks and --seed go with --blocks T')
+    if not args.dynamic and (args.dynamic_lr, args.dynamic_window, args.dynamic_decay) != (
+        DYNAMIC_LR,
+        DYNAMIC_WINDOW,
+        0.0,
+    ):
+        raise UserError('--dynamic-lr, --dynamic-window and --dynamic-decay go with --dynamic')
+    if args.text is not None and args.val_fraction != VAL_FRACTION:
+        raise UserError('--val-fraction splits --corpus: with --text the whole file is scored')
 
 
 def check_sizes(args, params, ids, train_ids):
@@ -245,14 +254,14 @@ def score_blocks(args, params, ids, what):
     with Progress(f'scoring blocks of {T}', n, 'blocks') as progress:
         losses = lstm.block_losses(params, ids, T, starts, progress=progress, device=args.device)
     loss = losses.mean()
-    error = losses.std(ddof=1) / np.sqrt(n) if n > 1 else float('nan')
-    print(
-        f'{what}: {n:,} random blocks of {T} characters (seed {args.seed}), each read from a zero state: '
-        f'{n * T:,} characters predicted in {time.time() - t:.0f} s'
+    error = (
+        f'standard error {losses.std(ddof=1) / np.sqrt(n):.4f} nats/char' if n > 1 else 'one block: no error'
     )
     print(
-        f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char (standard error {error:.4f} nats/char)'
+        f'{what}: {n:,} random block{"s" * (n > 1)} of {T} character{"s" * (T > 1)} (seed {args.seed}), each '
+        f'read from a zero state: {n * T:,} characters predicted in {time.time() - t:.0f} s'
     )
+    print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char ({error})')
     print(
         'the mean over every position of every block, each character predicted from '
         + (f'the 0 to {T - 1} before it in its block' if T > 1 else 'a zero state alone')

@@ -131,6 +131,8 @@ def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_di
     assert run_here('_evaluate.py', *args).stdout.splitlines()[1] == lines[1]  # a fixed seed
     other = run_here('_evaluate.py', *args, '--seed', 1)
     assert other.returncode == 0 and other.stdout.splitlines()[1] != lines[1]
+    one = run_here('_evaluate.py', *args, '--num-blocks', 1).stdout.splitlines()
+    assert '1 random block of 20 characters' in one[0] and one[1].endswith('(one block: no error)'), one
 
 
 @pytest.mark.parametrize(
@@ -139,9 +141,12 @@ def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_di
         (['--blocks', 10, '--dynamic'], ['--blocks', '--dynamic']),
         (['--num-blocks', 10], ['--num-blocks', '--blocks T']),
         (['--blocks', 5000], ['--blocks 5000', 'needs 5,001']),
+        (['--dynamic-lr', 5], ['--dynamic-lr', 'go with --dynamic']),  # ignored, they were
+        (['--dynamic-window', 7], ['--dynamic-window', 'go with --dynamic']),
+        (['--val-fraction', 0.3], ['--val-fraction splits --corpus', 'with --text']),
     ],
 )
-def test_evaluate_blocks_refuses_what_does_not_fit(model_dir, args, words):
+def test_evaluate_refuses_options_that_do_not_go_together_or_fit(model_dir, args, words):
     r = run_here('_evaluate.py', '--text', model_dir / 'text.txt', *args, *model_args(model_dir))
     assert_one_line_error(r, *words)
 
