@@ -119,7 +119,8 @@ def main(argv=None):
         weights.save_params(args.output, params, chars=chars)
     V, H, n_layers = lstm.sizes(params)
     dtype = 'float64' if to_json else params['dense.W'].dtype
-    print(f'wrote {args.output}: {n_layers} LSTM layers of {H} units, {V} characters, {dtype}', file=status)
+    layers = f'{n_layers} LSTM layer{"s" * (n_layers > 1)} of {H} unit{"s" * (H > 1)}'
+    print(f'wrote {args.output}: {layers}, {V} characters, {dtype}', file=status)
     return 0
 
 

@@ -300,7 +300,7 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
     epochs = [r[0] for r in rows] + [r[0] for _, o in others for r in o]
     values = drawn(rows, others)
     y0 = round_to_tenth(min(values), up=False)
-    y1 = round_to_tenth(max(values), up=True) if ymax is None else max(ymax, y0 + 0.1)
+    y1 = max(round_to_tenth(max(values), up=True) if ymax is None else ymax, y0 + 0.1)  # a constant loss too
     axes = Axes(width, height, max(epochs), y0, y1)
     out = svg.document(width, height, title, 22, axes.clip())
     axes.draw(out)
@@ -337,7 +337,8 @@ def main(argv=None):
     title = run_title(args.log) if args.title is None else args.title
     status = cli.status_stream(out)  # asked before the file is replaced
     files.write_text(out, picture(rows, title, others, args.ymax))
-    print(f'wrote {out}: {len(rows)} epochs, best validation loss {loss_text(min(finite))}', file=status)
+    epochs = f'{len(rows)} epoch{"s" * (len(rows) > 1)}'
+    print(f'wrote {out}: {epochs}, best validation loss {loss_text(min(finite))}', file=status)
     return 0
 
 

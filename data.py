@@ -142,10 +142,11 @@ def _text_blocks(f, path, what='corpus'):
             if offset == 0:
                 start = raw
                 check_not_utf16(start, path, what)
+            pending = len(decoder.getstate()[0])  # the bytes of a character cut by the last block
             try:
                 s = decoder.decode(raw, final=not raw)
-            except UnicodeDecodeError as e:
-                raise not_utf8(path, what, offset + e.start, start) from None
+            except UnicodeDecodeError as e:  # e.start counts from the pending bytes
+                raise not_utf8(path, what, offset - pending + e.start, start) from None
             offset += len(raw)
             if s:
                 yield s

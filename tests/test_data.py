@@ -159,3 +159,14 @@ def test_characters_a_model_lacks_are_named_with_what_they_usually_mean(tmp_path
         run_here('_evaluate.py', *model), 'tiny Shakespeare is the text read by default', '--corpus'
     )
     assert_one_line_error(run_here('_visualize.py', *model, '--find'), 'the text read by default', '--text')
+
+
+@pytest.mark.parametrize(
+    'raw, at',
+    [(b'a' * 5000 + b'\xc3', 5000), (b'a' * 70000 + b'\xff' + b'b', 70000), (b'a' * 65535 + b'\xc3(', 65535)],
+)
+def test_the_first_bad_byte_is_named_where_it_is(tmp_path, raw, at):
+    """At the end of the file, in a later block, and in a character cut between two blocks."""
+    (tmp_path / 't.txt').write_bytes(raw)
+    with pytest.raises(data.CorpusError, match=f'bad byte at offset {at}\\)'):
+        data.read_corpus(tmp_path / 't.txt')

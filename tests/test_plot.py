@@ -242,3 +242,12 @@ def test_a_log_saved_as_utf16_is_named_as_such(tmp_path, encoding):
     r = run_here('_plot.py', tmp_path / 'log.csv', '--out', tmp_path / 'out.svg')
     assert_one_line_error(r, 'training log', 'UTF-16', 'iconv')
     assert not (tmp_path / 'out.svg').exists()
+
+
+def test_a_constant_loss_gets_an_axis_of_its_own(tmp_path):
+    """A corpus of one character trains to a loss of 0 at once: the axis still spans a tenth."""
+    r = plot(tmp_path, HEADER + '1,401,0.0000,0.0000,0.002,393,2963,best\n')
+    assert r.returncode == 0, r.stderr
+    assert 'wrote' in r.stdout + r.stderr and '1 epoch,' in r.stdout + r.stderr
+    svg = drawn(tmp_path)
+    assert '>0.00</text>' in svg and '>0.10</text>' in svg
