@@ -327,7 +327,7 @@ def main(argv=None, plan=None):
             if args.resume:
                 complete_stop(out)
             run_folder.remove_temporaries(out)  # a killed run's, now that this one goes on
-            report(run, args, changed, val_ids)
+            report(run, args, changed, chunked, val_ids)
             say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
             finished = train(run, out, chunked, val_ids, args, say, device)
     except run_folder.Moved:  # nothing written: the folder is wherever it went
@@ -345,17 +345,33 @@ def main(argv=None, plan=None):
     return 0
 
 
-def report(run, args, changed, val_ids):
+def report(run, args, changed, chunked, val_ids):
     """What is trained, and on --resume where it continues and what the command line changed."""
     if args.quiet:
         return
     s, p = run.settings, run.pos
+    n_params, V = sum(a.size for a in run.params.values()), len(run.chars)
     cli.write(
-        f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {len(run.chars):,} distinct; '
+        f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {V:,} distinct; '
         f'{run.windows * s["chunks"] * s["window"]:,} trained per epoch, {len(val_ids):,} validation\n'
-        f'model {s["layers"]}x{s["hidden"]} LSTM, {sum(a.size for a in run.params.values()):,} parameters, '
+        f'model {s["layers"]}x{s["hidden"]} LSTM, {n_params:,} parameters, '
         f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n'
     )
+    outer = 5 * s['hidden'] * V + V  # the first layer's input weights and the dense layer: per character
+    if V > 256 and outer > n_params / 2:  # an alphabet of thousands (Chinese): the model is mostly those
+        cli.write(
+            f'note: {outer / n_params:.0%} of the parameters are the input and output weights of the {V:,} '
+            'distinct characters\n'
+        )
+    trained = np.bincount(chunked.ravel(), minlength=V) > 0
+    unseen = np.unique(val_ids[~trained[val_ids]])
+    if len(unseen):
+        names = ', '.join(repr(run.chars[i]) for i in unseen[:10]) + (' ...' if len(unseen) > 10 else '')
+        cli.write(
+            f'note: the validation text has {len(unseen)} character{"s" * (len(unseen) > 1)} that training '
+            f'never sees ({names}): the model gives them almost no probability, and its validation loss '
+            'counts that\n'
+        )
     if args.resume:
         changes = ', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items())
         if changes and not (p.epoch < s['epochs'] and (args.max_steps is None or p.step < args.max_steps)):

@@ -25,6 +25,7 @@ from helpers import (
     read_pty,
     run_here,
     tiny_corpus,
+    train,
 )
 
 
@@ -172,3 +173,21 @@ def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_valid
     )
     sample = r.stdout.split('from the validation text ---\n')[1].split('\n---')[0]
     assert all(line.startswith('| ') or line == '| ' for line in sample.split('\n'))  # a blank line shows
+
+
+def test_training_notes_validation_characters_it_never_trains_on_and_an_alphabet_that_is_most_of_it(
+    tmp_path, capsys
+):
+    text = tiny_corpus(4000)
+    (tmp_path / 'c.txt').write_text(text + 'Æ§' * 100, encoding='utf-8')  # only in the validation split
+    assert train('--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'a', '--max-steps', '0', *TINY_LOUD) == 0
+    out = capsys.readouterr().out
+    assert "the validation text has 2 characters that training never sees ('§', 'Æ')" in out, out
+    assert 'of the parameters are the input and output weights' not in out
+    (tmp_path / 'zh.txt').write_text(''.join(chr(0x4E00 + i % 400) for i in range(8000)), encoding='utf-8')
+    assert (
+        train('--corpus', tmp_path / 'zh.txt', '--out', tmp_path / 'b', '--max-steps', '0', *TINY_LOUD) == 0
+    )
+    out = capsys.readouterr().out
+    assert 'of the parameters are the input and output weights of the 400 distinct characters' in out, out
+    assert 'training never sees' not in out
