@@ -322,8 +322,9 @@ def picture(rows, title, others=(), ymax=None, width=640, height=380):
 def main(argv=None):
     args = parse_args(argv)
     out = default_out(args.log) if args.out is None else args.out
-    cli.check_not_into_repo(out, '--out', args.overwrite_repo_files)
-    files.check_writable(out, '--out', kinds.SVG, [args.log, *args.compare])
+    what = '--out' if args.out is not None else 'the picture (without --out, beside the log)'
+    cli.check_not_into_repo(out, what, args.overwrite_repo_files)
+    files.check_writable(out, what, kinds.SVG, [args.log, *args.compare])
     rows = read_training_log(args.log)
     others = [(run_name(path), read_training_log(path)) for path in args.compare]
     finite = [r[2] for r in rows if math.isfinite(r[2])]

@@ -69,12 +69,8 @@ def run(main):
         except UserError as e:  # what the user must fix, raised anywhere: one line
             _say(f'error: {e}')
             status = 2
-        except MemoryError as e:  # beyond what the checks foresaw (a limit set by ulimit, other programs)
-            _say(f'error: out of memory ({e or "no more could be had"}): use smaller inputs or sizes')
-            status = 2
-        except Exception as e:  # the GPU's memory ran out where the estimate said it would fit: one line too
-            devices = sys.modules.get('util.devices')  # loaded where a GPU is used
-            line = devices and devices.out_of_memory(e)
+        except Exception as e:  # memory that ran out where the checks said it would fit: one line too
+            line = _out_of_memory(e)
             if not line:
                 raise
             _say(f'error: {line}')
@@ -235,9 +231,20 @@ def where_in_repo(folder):
     return 'the repository\'s folder'
 
 
+def _out_of_memory(e):
+    """The line to say for an exception that is memory running out, else None: the GPU's (CuPy's error), or
+    the host's beyond what the checks foresaw (a limit set by ulimit, other programs)."""
+    devices = sys.modules.get('util.devices')  # loaded where a GPU is used
+    line = devices and devices.out_of_memory(e)
+    if line or not isinstance(e, MemoryError):
+        return line
+    return f'out of memory ({e or "no more could be had"}): use smaller inputs or sizes'
+
+
 def _say(text):
-    """Write `script: text` on stderr if it can be written (2>/dev/full: it cannot, and nothing else
-    changes)."""
+    """Write `script: text` on stderr, one line (a newline in a file name shown as \\n), if it can be written
+    (2>/dev/full: it cannot, and nothing else changes)."""
+    text = text.replace('\n', '\\n').replace('\r', '\\r')
     try:
         sys.stderr.write(f'{os.path.basename(sys.argv[0])}: {text}\n')
         sys.stderr.flush()
