@@ -49,7 +49,7 @@ def run(main):
     When whoever reads the output goes away early (`python _visualize.py --find | head`), the script stops
     quietly, as if it had printed everything, instead of ending on a BrokenPipeError traceback. Ctrl-C stops
     it with one line and exit status 130. A UserError raised anywhere is one line on stderr and exit status 2,
-    as is the GPU's memory running out.
+    as is memory running out (the GPU's or the host's).
     Output that cannot be written (a full disk, `> /dev/full`, a closed stdout) is one line on stderr and exit
     status 2; stderr that cannot be written is left out, the exit status kept. What the console's encoding
     cannot show is written as a backslash escape.
