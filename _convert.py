@@ -13,7 +13,7 @@ import argparse
 import os
 
 import data
-from util import files, run_folder
+from util import files, repo, run_folder
 import lstm
 from util import original
 from util.errors import UserError
@@ -58,7 +58,7 @@ def parse_args(argv):
         'for .json -> .npz stored in the .npz, so that another table is refused later (the '
         'original\'s format has no place for it)',
     )
-    cli.add_overwrite_repo(p)
+    repo.add_overwrite_repo(p)
     return p.parse_args(argv)
 
 
@@ -102,7 +102,7 @@ def main(argv=None):
         )
     if args.float32 and to_json:
         raise UserError('--float32 is for .json -> .npz: the original\'s format is always float64')
-    cli.check_not_into_repo(args.output, 'output', args.overwrite_repo_files)
+    repo.check_not_into_repo(args.output, 'output', args.overwrite_repo_files)
     check_not_a_runs_file(args.output)
     # Never one, even with --force.
     files.check_writable(args.output, 'output', inputs=[args.input, args.lookup])

@@ -1,8 +1,9 @@
 """Draw the learning curve of a training run (training and validation loss per epoch) as an SVG picture.
 
     python _plot.py runs/mytext/training_log.csv                             # runs/mytext/learning_curve.svg
-    python _plot.py saves/training_log.csv --out images/learning_curve.svg   # the README's picture
     python _plot.py saves/training_log.csv --compare logs/run-J-*.csv        # beside run J's validation loss
+    python _plot.py saves/training_log.csv --out images/learning_curve.svg --overwrite-repo-files
+                                                                   # the README's picture, drawn again
 
 Plain SVG written by hand: no plotting library is needed, and it shows in any browser and on GitHub.
 """
@@ -15,7 +16,7 @@ import math
 import os
 
 import data
-from util import files, kinds, reading, run_folder
+from util import files, kinds, reading, repo, run_folder
 from explorer import svg
 from util.errors import UserError
 
@@ -49,7 +50,7 @@ def parse_args(argv):
         f'checkpoint beside the log, e.g. "2x512 LSTM on tiny Shakespeare"; "{NEUTRAL_TITLE}" where '
         'there is none)',
     )
-    cli.add_overwrite_repo(p)
+    repo.add_overwrite_repo(p)
     return p.parse_args(argv)
 
 
@@ -63,9 +64,9 @@ def default_out(log):
     current folder that is one of those too (images/) is a one-line error."""
     folder = os.path.dirname(os.path.abspath(log))
     piped = files.writes_in_place(log)  # a pipe, /dev/stdin: no run folder to write beside
-    if not piped and not cli.in_repo(folder):
+    if not piped and not repo.in_repo(folder):
         return os.path.join(os.path.dirname(log), DEFAULT_NAME)
-    if cli.in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):
+    if repo.in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):
         why = 'is read from a pipe' if piped else 'is a log of the repository'
         raise UserError(
             f'{log} {why}, and the current folder is one of the repository\'s own folders: give the '
@@ -323,7 +324,7 @@ def main(argv=None):
     args = parse_args(argv)
     out = default_out(args.log) if args.out is None else args.out
     what = '--out' if args.out is not None else 'the picture (without --out, beside the log)'
-    cli.check_not_into_repo(out, what, args.overwrite_repo_files)
+    repo.check_not_into_repo(out, what, args.overwrite_repo_files)
     files.check_writable(out, what, kinds.SVG, [args.log, *args.compare])
     rows = read_training_log(args.log)
     others = [(run_name(path), read_training_log(path)) for path in args.compare]

@@ -19,7 +19,7 @@ import os
 from explorer import analysis
 import data
 from explorer import figures
-from util import files, kinds
+from util import files, kinds, repo
 import lstm
 from util.errors import UserError
 from util.progress import Progress
@@ -92,7 +92,7 @@ def parse_args(argv):
     g.add_argument(
         '--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)'
     )
-    cli.add_overwrite_repo(g)
+    repo.add_overwrite_repo(g)
     return p.parse_args(argv)
 
 
@@ -305,7 +305,7 @@ def check_outputs(args):
         if path is not None
     ]
     for j, (option, path, kind) in enumerate(outputs):
-        cli.check_not_into_repo(path, option, args.overwrite_repo_files)
+        repo.check_not_into_repo(path, option, args.overwrite_repo_files)
         files.check_writable(path, f'{option} file', kind, inputs)
         for other, other_path, _ in outputs[:j]:
             if same_file(path, other_path):
@@ -322,7 +322,7 @@ def main(argv=None):
         raise UserError('--periodic-svg goes with --find')
     if (
         isinstance(args.saturation, DefaultName)
-        and cli.in_repo('.')
+        and repo.in_repo('.')
         and os.path.realpath('.') != os.path.realpath(cli.ROOT)
     ):
         raise UserError(

@@ -116,14 +116,15 @@ def not_utf8(path, what, at, start):
 def check_not_utf16(start, path, what):
     """Refuse a file whose first bytes are UTF-16 without a byte-order mark that also reads as UTF-8: one
     character of a European, Indian or Middle-Eastern script is a byte of its own and a byte below 32 (NUL
-    for ASCII, 4 for Cyrillic, 9 for Devanagari), so half of its bytes, every other one, are control bytes,
-    which a text never has. (Chinese or Japanese in UTF-16 is no UTF-8: not_utf8 refuses it.)"""
+    for ASCII, a space or a newline; 4 for Cyrillic, 9 for Devanagari), so every other byte is a control
+    byte, and some are NUL, which no UTF-8 text has (a line of one letter each has newlines every other
+    byte, but no NUL). (Chinese or Japanese in UTF-16 is no UTF-8: not_utf8 refuses it.)"""
     even, odd = start[0:4096:2], start[1:4096:2]
     if len(odd) < 8 or start[:2] in UTF16_MARKS:  # too short to tell, or marked (not_utf8 names it)
         return
     control = lambda half: sum(byte < 32 for byte in half) / len(half)  # noqa: E731
     for order, high, low in (('LE', odd, even), ('BE', even, odd)):
-        if control(high) > 0.9 and control(low) < 0.5:
+        if control(high) > 0.9 and high.count(0) >= max(1, len(high) // 50) and control(low) < 0.5:
             raise CorpusError(
                 f'{what} {path} looks like UTF-16 without a byte-order mark (every other byte is a control '
                 f'byte): convert it, e.g. iconv -f UTF-16{order} -t UTF-8'

@@ -240,7 +240,10 @@ def test_a_page_or_figure_never_replaces_the_text_the_model_or_the_template(smal
             ('--saturation', lookup),
             ('--html', template),
         ):
-            assert_one_line_error(run_here('_visualize.py', *args, option, path), 'also read by this command')
+            r = run_here(
+                '_visualize.py', *args, option, path, '--overwrite-repo-files'
+            )  # (the template's folder)
+            assert_one_line_error(r, 'also read by this command')
     finally:  # the repo's own file, whatever happened
         with open(template, 'rb') as f:
             replaced = f.read() != saved[template]

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from util import cli, run_folder, run_start, runs
+from util import cli, repo, run_folder, run_start, runs
 
 from helpers import (
     SAVES,
@@ -136,11 +136,11 @@ def test_the_repository_and_its_own_folders_are_refused_as_a_run_folder(tmp_path
 
 
 def test_every_folder_of_the_repository_is_one_of_its_own():
-    """A folder added to the repository must be added to cli.REPO_FOLDERS: outputs and runs keep out of it."""
+    """A folder added to the repository must be in repo.REPO_FOLDERS: outputs and runs keep out of it."""
     if not os.path.isdir(os.path.join(cli.ROOT, '.git')):
         pytest.skip('not a git checkout')
     tracked = subprocess.run(['git', 'ls-files'], cwd=cli.ROOT, capture_output=True, text=True).stdout.split()
-    assert {path.split('/')[0] for path in tracked if '/' in path} <= set(cli.REPO_FOLDERS)
+    assert {path.split('/')[0] for path in tracked if '/' in path} <= set(repo.REPO_FOLDERS)
 
 
 def test_an_output_into_the_repositorys_own_folders_is_refused_unless_asked_for():
@@ -155,9 +155,15 @@ def test_an_output_into_the_repositorys_own_folders_is_refused_unless_asked_for(
     ):
         assert_one_line_error(run_here(*args), "is in the repository's own folder", '--overwrite-repo-files')
     assert not os.path.exists(os.path.join(cli.ROOT, 'tests', 'x.json'))
-    r = run_here('_plot.py', SHIPPED_LOG, '--out', SHIPPED_CURVE, '--overwrite-repo-files')
-    assert r.returncode == 0, r.stderr
-    assert read_bytes(SHIPPED_CURVE) == curve  # drawn again, the same
+    assert read_bytes(SHIPPED_CURVE) == curve
+    new = os.path.join(cli.ROOT, 'images', f'test-{os.getpid()}.svg')  # a new name: no file of the repo's
+    try:
+        r = run_here('_plot.py', SHIPPED_LOG, '--out', new, '--overwrite-repo-files')
+        assert r.returncode == 0, r.stderr
+        assert read_bytes(new) == curve
+    finally:
+        if os.path.exists(new):
+            os.remove(new)
 
 
 def test_convert_does_not_replace_a_runs_weights(tmp_path, small_model):

@@ -160,77 +160,6 @@ def status_stream(*outputs):
     return sys.stderr if any(p is not None and is_stdout(p) for p in outputs) else sys.stdout
 
 
-# The repository's own folders (its files are in these; '' is the repository's folder itself).
-REPO_FOLDERS = (
-    '',
-    '.ci',
-    '.git',
-    'docs',
-    'explorer',
-    'extras',
-    'images',
-    'logs',
-    'recipes',
-    'saves',
-    'tests',
-    'util',
-)
-
-
-def in_repo(folder):
-    """Whether folder is the repository's, one of its own folders (saves/, images/, ...) or a folder inside
-    one (not a run folder such as runs/mytext): a default output name must not land there over one of its
-    files, nor a run."""
-    folder = os.path.realpath(folder)
-    if folder == os.path.realpath(ROOT):
-        return True
-    own = [os.path.realpath(os.path.join(ROOT, name)) for name in REPO_FOLDERS if name]
-    return any(folder == f or folder.startswith(f + os.sep) for f in own)
-
-
-OVERWRITE_REPO = '--overwrite-repo-files'
-
-
-def add_overwrite_repo(parser):
-    """The option that lets a script write into the repository's own folders."""
-    parser.add_argument(
-        OVERWRITE_REPO,
-        action='store_true',
-        help='let an output go into the repository\'s own folders (images/, saves/, ...), replacing what is '
-        'there: what regenerates its figures (RESULTS.md) (default: refused)',
-    )
-
-
-def check_not_into_repo(path, option, allowed=False):
-    """Refuse an output file inside one of the repository's own folders (images/, saves/, tests/, ...), where
-    it would replace one of its files (the README's pictures, the shipped model) or go among them, unless
-    allowed (OVERWRITE_REPO). The repository's folder itself is left to the user: the README's commands write
-    their pictures there (neurons.html, curve.svg; git ignores them), and no file there is of a kind a script
-    writes."""
-    folder = os.path.dirname(os.path.realpath(path))
-    if allowed or not in_repo(folder) or folder == os.path.realpath(ROOT):
-        return
-    own = os.path.relpath(folder, ROOT)
-    raise UserError(
-        f'{option} {path} is in the repository\'s own folder {own}/, among its files (it could replace one): '
-        f'give a path outside it, e.g. {os.path.basename(path)} in the current folder, or add '
-        f'{OVERWRITE_REPO} to regenerate the repository\'s own files'
-    )
-
-
-def where_in_repo(folder):
-    """How to name a folder of in_repo: "the repository's folder", "the repository's own folder docs/" or
-    "inside the repository's own folder tests/"."""
-    folder = os.path.realpath(folder)
-    for name in REPO_FOLDERS[1:]:
-        own = os.path.realpath(os.path.join(ROOT, name))
-        if folder == own:
-            return f'the repository\'s own folder {name}/'
-        if folder.startswith(own + os.sep):
-            return f'inside the repository\'s own folder {name}/'
-    return 'the repository\'s folder'
-
-
 def _out_of_memory(e):
     """The line to say for an exception that is memory running out, else None: the GPU's (CuPy's error), or
     the host's beyond what the checks foresaw (a limit set by ulimit, other programs)."""
@@ -238,7 +167,7 @@ def _out_of_memory(e):
     line = devices and devices.out_of_memory(e)
     if line or not isinstance(e, MemoryError):
         return line
-    return f'out of memory ({e or "no more could be had"}): use smaller inputs or sizes'
+    return f'out of memory ({str(e) or "no more could be had"}): use smaller inputs or sizes'
 
 
 def _say(text):

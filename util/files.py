@@ -334,7 +334,10 @@ def _check_flags(folder, what):
     flags passes."""
     if not sys.platform.startswith('linux'):
         return
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # a folder that can be written, not read (mode 0333): its flags are not ours to see
     try:
         flags = int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8))[:4], sys.byteorder)
     except OSError:

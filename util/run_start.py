@@ -10,7 +10,7 @@ import numpy as np
 import data
 import lstm
 from optimizer import RMSprop
-from util import cli, devices, files, memory, position, run_folder, runs
+from util import cli, devices, files, memory, position, repo, run_folder, runs
 from util.run_folder import CHECKPOINT
 from util.settings import settings_from
 from util.errors import UserError
@@ -38,9 +38,9 @@ def check_out(args):
             '(mkdir -p runs && cp -r saves runs/mine, then --out runs/mine --resume), or add '
             '--overwrite-shipped-model if that is what you mean'
         )
-    if cli.in_repo(out) and not into_saves:  # the repository's folder or one of its own (saves/: above)
+    if repo.in_repo(out) and not into_saves:  # the repository's folder or one of its own (saves/: above)
         raise UserError(
-            f'--out {out} is {cli.where_in_repo(out)}: the run\'s files would go among its files; give a '
+            f'--out {out} is {repo.where_in_repo(out)}: the run\'s files would go among its files; give a '
             'folder of its own, e.g. --out runs/mine'
         )
     parent = run_folder.parent_run(out)
