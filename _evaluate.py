@@ -27,6 +27,19 @@ from extras import ngram
 DYNAMIC_LR, DYNAMIC_WINDOW = 0.2, 50
 VAL_FRACTION = 0.1
 NUM_BLOCKS = 8192  # blocks vary by about 0.27 nats/char: 0.27 / sqrt(8192)
+# The options of one mode (their defaults, set once check_modes has seen which were given).
+DEFAULTS = {
+    'val_fraction': VAL_FRACTION,
+    'dynamic_lr': DYNAMIC_LR,
+    'dynamic_window': DYNAMIC_WINDOW,
+    'dynamic_decay': 0.0,
+    'num_blocks': NUM_BLOCKS,
+    'seed': 0,
+}
+MODES = (
+    ('--dynamic', ('dynamic_lr', 'dynamic_window', 'dynamic_decay')),
+    ('--blocks T', ('num_blocks', 'seed')),
+)
 
 
 def _add_data_options(g):
@@ -39,8 +52,7 @@ def _add_data_options(g):
     g.add_argument(
         '--val-fraction',
         type=cli.above_zero_below_one,
-        default=VAL_FRACTION,
-        help='the validation split is this last fraction of the corpus (default %(default)s)',
+        help=f'the validation split is this last fraction of the corpus (default {VAL_FRACTION})',
     )
     g.add_argument(
         '--text',
@@ -60,21 +72,18 @@ def _add_dynamic_options(g):
     g.add_argument(
         '--dynamic-lr',
         type=cli.positive_float,
-        default=DYNAMIC_LR,
         help=f'learning rate of those steps, plain gradient descent (default {DYNAMIC_LR})',
     )
     g.add_argument(
         '--dynamic-window',
         type=cli.positive_int,
-        default=DYNAMIC_WINDOW,
         help=f'characters per window: per step (default {DYNAMIC_WINDOW})',
     )
     g.add_argument(
         '--dynamic-decay',
         type=cli.zero_to_below_one,
-        default=0.0,
         help='pull the weights back towards the original ones by this fraction per step '
-        '(default %(default)s)',
+        f'(default {DEFAULTS["dynamic_decay"]})',
     )
 
 
@@ -91,15 +100,13 @@ def _add_block_options(g):
     g.add_argument(
         '--num-blocks',
         type=cli.positive_int,
-        default=NUM_BLOCKS,
         help=f'with --blocks: how many blocks, drawn uniformly with replacement (default {NUM_BLOCKS}: '
         'a standard error of about 0.003 nats/char)',
     )
     g.add_argument(
         '--seed',
         type=cli.non_negative_int,
-        default=0,
-        help='with --blocks: the seed that draws the blocks (default %(default)s)',
+        help=f'with --blocks: the seed that draws the blocks (default {DEFAULTS["seed"]})',
     )
 
 
@@ -206,16 +213,15 @@ def check_modes(args):
             '--blocks scores the LSTM on blocks read from a zero state: it does not go with --dynamic or '
             '--ngram'
         )
-    if args.blocks is None and (args.num_blocks != NUM_BLOCKS or args.seed != 0):
-        raise UserError('--num-blocks and --seed go with --blocks T')
-    if not args.dynamic and (args.dynamic_lr, args.dynamic_window, args.dynamic_decay) != (
-        DYNAMIC_LR,
-        DYNAMIC_WINDOW,
-        0.0,
-    ):
-        raise UserError('--dynamic-lr, --dynamic-window and --dynamic-decay go with --dynamic')
-    if args.text is not None and args.val_fraction != VAL_FRACTION:
+    for mode, names in MODES:
+        given = [cli.option_name(name) for name in names if getattr(args, name) is not None]
+        if given and not (args.dynamic if mode == '--dynamic' else args.blocks is not None):
+            raise UserError(f'{" and ".join(given)} go{"es" * (len(given) == 1)} with {mode}')
+    if args.text is not None and args.val_fraction is not None:
         raise UserError('--val-fraction splits --corpus: with --text the whole file is scored')
+    for name, value in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def check_sizes(args, params, ids, train_ids):

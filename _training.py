@@ -54,7 +54,7 @@ def _add_settings(p):
             groups[group] = p.add_argument_group(group)
         shown = '' if name == 'corpus' else f' (default {default})'
         groups[group].add_argument(
-            '--' + name.replace('_', '-'),
+            cli.option_name(name),
             type=kind,
             help=HELP[name] + shown,
             metavar=getattr(kind, 'metavar', None),

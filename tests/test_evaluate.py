@@ -141,8 +141,8 @@ def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_di
         (['--blocks', 10, '--dynamic'], ['--blocks', '--dynamic']),
         (['--num-blocks', 10], ['--num-blocks', '--blocks T']),
         (['--blocks', 5000], ['--blocks 5000', 'needs 5,001']),
-        (['--dynamic-lr', 5], ['--dynamic-lr', 'go with --dynamic']),  # ignored, they were
-        (['--dynamic-window', 7], ['--dynamic-window', 'go with --dynamic']),
+        (['--dynamic-lr', 0.2], ['--dynamic-lr goes with --dynamic']),  # ignored, they were (the default too)
+        (['--dynamic-window', 7, '--dynamic-decay', 0], ['--dynamic-window and --dynamic-decay go with']),
         (['--val-fraction', 0.3], ['--val-fraction splits --corpus', 'with --text']),
     ],
 )

@@ -298,6 +298,11 @@ def output_file(text):
     return '/dev/stdout' if text == '-' else path(text)
 
 
+def option_name(dest):
+    """The option of an argparse destination: 'dynamic_lr' -> '--dynamic-lr'."""
+    return '--' + dest.replace('_', '-')
+
+
 def boolean(text):
     """true/false (also yes/no, 1/0)."""
     value = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(text.lower())

@@ -7,6 +7,8 @@ holds.
 
 import numpy as np
 
+from util.cli import option_name as _option
+
 COUNT_MAX = 2**53  # an integer setting beyond it is no run's
 
 
@@ -20,10 +22,6 @@ def as_held(value, dtype):
     """value as a number of dtype: 0 below its range, inf above."""
     with np.errstate(over='ignore', under='ignore'):
         return float(np.dtype(dtype).type(value))
-
-
-def _option(name):
-    return '--' + name.replace('_', '-')
 
 
 def problem(settings, lr_at, resumed=False):

@@ -103,7 +103,7 @@ def settings_from(args, saved=None):
     if fixed:
         k, v = next(iter(fixed.items()))
         raise UserError(
-            f'--{k.replace("_", "-")} {v} differs from the saved run\'s {saved.get(k)}: it cannot '
+            f'{cli.option_name(k)} {v} differs from the saved run\'s {saved.get(k)}: it cannot '
             'change on --resume (start a new run in another --out folder instead)'
         )
     return checked({**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}}, resumed=True)
