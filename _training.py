@@ -363,10 +363,11 @@ def report(run, args, changed, chunked, val_ids):
             f'note: {outer / n_params:.0%} of the parameters are the input and output weights of the {V:,} '
             'distinct characters\n'
         )
-    trained = np.bincount(chunked.ravel(), minlength=V) > 0
+    read = chunked[:, : run.windows * s['window'] + 1]  # the inputs and targets of an epoch's windows
+    trained = np.bincount(read.ravel(), minlength=V) > 0
     unseen = np.unique(val_ids[~trained[val_ids]])
     if len(unseen):
-        names = ', '.join(repr(run.chars[i]) for i in unseen[:10]) + (' ...' if len(unseen) > 10 else '')
+        names = ', '.join(data.char_name(run.chars[i]) for i in unseen[:10]) + (' ...' * (len(unseen) > 10))
         cli.write(
             f'note: the validation text has {len(unseen)} character{"s" * (len(unseen) > 1)} that training '
             f'never sees ({names}): the model gives them almost no probability, and its validation loss '

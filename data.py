@@ -87,12 +87,13 @@ def _open_text(path, what='corpus'):
 
 
 def _check_text_start(block, path, what):
-    """Refuse a stream whose first bytes are no UTF-8 text (/dev/urandom), or only NUL bytes (/dev/zero)."""
+    """Refuse a stream whose first bytes are no UTF-8 text (/dev/urandom), or only NUL bytes (/dev/zero);
+    UTF-16 is named first, as for a file (_text_blocks)."""
+    check_not_utf16(block, path, what)
     try:
         codecs.getincrementaldecoder('utf-8')('strict').decode(block)
     except UnicodeDecodeError as e:
         raise not_utf8(path, what, e.start, block) from None
-    check_not_utf16(block, path, what)
     if not block.strip(b'\0'):
         raise CorpusError(f'{what} {path} starts with NUL bytes only: it is not a text')
 
@@ -190,7 +191,7 @@ class _Table:
         unknown = self.sorted[pos_c] != cps
         if unknown.any():
             bad = np.unique(cps[unknown])
-            names = ', '.join(_char_name(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
+            names = ', '.join(char_name(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
             hints = [hint for c, hint in FOREIGN_HINTS.items() if ord(c) in bad]
             raise CorpusError(
                 f'{len(bad)} character{"s" if len(bad) > 1 else ""} not in the lookup table: {names}; '
@@ -208,12 +209,13 @@ FOREIGN_HINTS = {
 CONTROL_NAMES = {'\0': 'NUL', '\t': 'TAB', '\n': 'LINE FEED', '\r': 'CARRIAGE RETURN', '\x1b': 'ESCAPE'}
 
 
-def _char_name(ch):
+def char_name(ch):
     """A character as a message shows it: quoted, with its code point where it would not show by itself (a
     combining accent, a space or control character, a lone surrogate): 'a', U+0301 (COMBINING ACUTE
     ACCENT)."""
     if unicodedata.category(ch)[0] in 'MZC' and ch != ' ':
-        name = CONTROL_NAMES.get(ch) or unicodedata.name(ch, 'a control character' if ch < ' ' else 'no name')
+        control = unicodedata.category(ch) == 'Cc'
+        name = CONTROL_NAMES.get(ch) or unicodedata.name(ch, 'a control character' if control else 'no name')
         return f'U+{ord(ch):04X} ({name})'
     return repr(ch)
 

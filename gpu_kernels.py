@@ -12,8 +12,8 @@ What the ops are, and why they are kernels:
   step at small batches; so the loop calls cuBLAS directly with pointers computed in advance (base + t x
   stride), and launches the kernel with a few scalar arguments: ~15 us a step instead of ~60. Up to
   fused_max_b streams a step is one kernel, the product inside it; with `graphs` on, such a loop's T launches
-  are captured once per set of buffers as a CUDA graph and replayed, one launch from the host (CuPy cannot
-  capture a cuBLAS call: that is why the product is inside).
+  are captured once per set of buffers as a CUDA graph and replayed, one launch from the host (CuPy refuses
+  a cuBLAS call in a capture, as measured: that is why the product is inside).
 - softmax_xent: the loss and its gradient (layers.softmax_loss), one thread per row.
 - rmsprop: optimizer.RMSprop's update of every parameter in one kernel over one flat buffer, with the clipping
   scale computed on the GPU from the gradients' squared norm (no wait for the host).
@@ -262,9 +262,11 @@ class CudaOps:
             stream.begin_capture()
             try:
                 launches()
-            finally:
-                graph = stream.end_capture()
-        return graph
+            except BaseException:
+                with contextlib.suppress(Exception):  # the capture ends; the first error is the one said
+                    stream.end_capture()
+                raise
+            return stream.end_capture()
 
     @staticmethod
     def _ptr(a):

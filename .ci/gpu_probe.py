@@ -121,9 +121,8 @@ def rows(device, args, B):
                 layer = Layer(ops, args, B)
                 for part in PARTS[1:]:
                     these.append((part, path, *best(layer, part, layer.loop(part))))
-            except (
-                Exception
-            ) as e:  # a way this GPU refuses (a capture CuPy cannot make) is a row, not the end
+            # A way this GPU refuses (a capture CuPy cannot make) is a row, not the end.
+            except Exception as e:
                 these = [('failed', path, f'{type(e).__name__}: {e}', None)]
             out.extend(these)
     finally:

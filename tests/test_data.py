@@ -120,9 +120,14 @@ def test_a_text_in_russian_or_hindi_is_no_utf16():
 
 def test_a_corpus_larger_than_the_machines_memory_is_one_line_before_any_reading(tmp_path, monkeypatch):
     big = tmp_path / 'big.txt'
+    if memory.machine_bytes() is None:
+        pytest.skip('this system does not say how much memory it has')
     with open(big, 'wb') as f:  # sparse: no disk is used
         f.write(b'to be or not to be\n')
-        f.truncate(memory.machine_bytes() + 1)
+        try:
+            f.truncate(memory.machine_bytes() + 1)
+        except OSError as e:  # a file system with a size cap
+            pytest.skip(f'no file of that size here: {e}')
     assert_one_line_error(
         run_here('_evaluate.py', '--ngram', 2, '--corpus', big), 'big.txt', 'use a part of it'
     )

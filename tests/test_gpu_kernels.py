@@ -152,16 +152,14 @@ def _cuda_loops_equal_their_twins(CUDA, dtype, B):
 
 def test_fused_loops_replayed_as_graphs_compute_what_their_launches_do(kernels, monkeypatch):
     """With CudaOps.graphs on, a fused loop is captured at its first call on a set of buffers and replayed at
-    the next: on new contents of the same buffers it computes what its launches compute; another set of
-    buffers gets a graph of its own, and only the GRAPHS_KEPT most recently used are kept."""
-    xp, rng, T, H = kernels.xp, np.random.default_rng(10), 3, 9
+    the next: on new contents of the same buffers it computes what its launches compute; a set with any one
+    buffer another is captured anew (every pointer is in the key), and only the GRAPHS_KEPT most recently
+    used are kept."""
+    xp, rng, T, B, H = kernels.xp, np.random.default_rng(10), 3, 2, 9
     monkeypatch.setattr(kernels, '_graphs', collections.OrderedDict())
-    monkeypatch.setattr(gpu_kernels, 'GRAPHS_KEPT', 3)
-    shapes = {
-        B: [(H, 4 * H), (T + 1, B, H), (T + 1, B, H), (T, B, 4 * H), (T, B, H), (B, H), (B, H)]
-        for B in (2, 5)
-    }
-    buffers = {B: [xp.zeros(shape) for shape in shapes[B]] for B in shapes}
+    monkeypatch.setattr(gpu_kernels, 'GRAPHS_KEPT', 4)
+    captured, capture = [], kernels._capture
+    monkeypatch.setattr(kernels, '_capture', lambda launches: captured.append(1) or capture(launches))
 
     def same_as_launched(loop, arrays):
         """loop on arrays with graphs on, and on copies of them with graphs off: the same, bit for bit."""
@@ -174,19 +172,27 @@ def test_fused_loops_replayed_as_graphs_compute_what_their_launches_do(kernels, 
         for a, b in zip(arrays, copies):
             assert np.array_equal(kernels.asnumpy(a), kernels.asnumpy(b))
 
+    forward = [(H, 4 * H), (T + 1, B, H), (T + 1, B, H), (T, B, 4 * H)]  # Wh, hs, cs, G
+    backward = [
+        (H, 4 * H),
+        (T + 1, B, H),
+        (T, B, 4 * H),
+        (T, B, H),
+        (B, H),
+        (B, H),
+    ]  # Wh, cs, G, dh, dh/dc_next
     with fused_up_to(kernels, 1 << 30):
-        for B in (2, 2, 5, 2):  # captured, replayed, another layer's captured, replayed
-            same_as_launched(kernels.forward_loop, buffers[B][:4])
-        assert [key[0] for key in kernels._graphs] == ['forward', 'forward']
-        Wh, _, cs, G, dh, dh_next, dc_next = buffers[2]
-        for _ in range(2):
-            same_as_launched(kernels.backward_loop, [Wh, cs, G, dh, dh_next, dc_next])
-        same_as_launched(kernels.forward_loop, [xp.zeros(shape) for shape in shapes[2][:4]])
-    assert [(key[0], key[2][1]) for key in kernels._graphs] == [
-        ('forward', 2),
-        ('backward', 2),
-        ('forward', 2),
-    ]
+        for loop, shapes in ((kernels.forward_loop, forward), (kernels.backward_loop, backward)):
+            arrays = [xp.zeros(shape) for shape in shapes]
+            before = len(captured)
+            for _ in range(2):  # captured, then replayed
+                same_as_launched(loop, arrays)
+            assert len(captured) == before + 1
+            for k in range(len(arrays)):  # one buffer another: its own graph
+                arrays[k] = xp.zeros(arrays[k].shape)
+                same_as_launched(loop, arrays)
+                assert len(captured) == before + 2 + k
+    assert len(kernels._graphs) == 4
 
 
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
