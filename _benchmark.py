@@ -260,8 +260,8 @@ def report(result, args, pinned):
         ]
     print(
         f'{result["cpu"]}, {result["cores"]} cores; numpy {result["numpy_version"]}, OpenBLAS kernel '
-        f'{result["openblas_core"]}{" (pinned by OPENBLAS_CORETYPE)" if pinned else ""}; {result["threads"]} '
-        f'thread{"s" if result["threads"] != 1 else ""}'
+        f'{result["openblas_core"]}{" (pinned by OPENBLAS_CORETYPE)" if pinned else ""}; '
+        f'{cli.count(result["threads"], "thread")}'
     )
     print(result['shape'])
     for name, value, note in rows:

@@ -72,11 +72,18 @@ def check_not_a_runs_file(path):
     real = os.path.realpath(path)
     folder = os.path.dirname(real)
     run = run_folder.parent_run(folder) or (folder if run_folder.holds_run(folder) else None)
-    if run is not None and os.path.basename(real) == run_folder.WEIGHTS:
+    if run is None:
+        return
+    weights_file = os.path.join(folder, run_folder.WEIGHTS)
+    if os.path.basename(real) == run_folder.WEIGHTS or _same_file(real, weights_file):  # (case ignored)
         raise UserError(
             f'output {path} is the weights file of the run in {run}, which its training writes beside its '
             'checkpoint and lookup table: write it into another folder'
         )
+
+
+def _same_file(a, b):
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
 
 
 def check_weights(path):
@@ -119,7 +126,7 @@ def main(argv=None):
         weights.save_params(args.output, params, chars=chars)
     V, H, n_layers = lstm.sizes(params)
     dtype = 'float64' if to_json else params['dense.W'].dtype
-    layers = f'{n_layers} LSTM layer{"s" * (n_layers > 1)} of {H} unit{"s" * (H > 1)}'
+    layers = f'{cli.count(n_layers, "LSTM layer")} of {cli.count(H, "unit")}'
     print(f'wrote {args.output}: {layers}, {V} characters, {dtype}', file=status)
     return 0
 

@@ -190,7 +190,7 @@ def main(argv=None):
     t = time.time()
     with Progress('scoring', len(ids) - 1) as progress:
         loss = lstm.evaluate(params, ids, progress=progress, device=args.device)
-    print(f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s')
+    print(f'{what}: {cli.count(len(ids) - 1, "character")} predicted in {time.time() - t:.0f} s')
     print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char')
     return 0
 
@@ -264,8 +264,8 @@ def score_blocks(args, params, ids, what):
         f'standard error {losses.std(ddof=1) / np.sqrt(n):.4f} nats/char' if n > 1 else 'one block: no error'
     )
     print(
-        f'{what}: {n:,} random block{"s" * (n > 1)} of {T} character{"s" * (T > 1)} (seed {args.seed}), each '
-        f'read from a zero state: {n * T:,} characters predicted in {time.time() - t:.0f} s'
+        f'{what}: {cli.count(n, "random block")} of {cli.count(T, "character")} (seed {args.seed}), each '
+        f'read from a zero state: {cli.count(n * T, "character")} predicted in {time.time() - t:.0f} s'
     )
     print(f'loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char ({error})')
     print(
@@ -297,7 +297,8 @@ def score_dynamic(args, params, ids, what):
             f'past what {params["dense.W"].dtype} holds: give a smaller --dynamic-lr than {args.dynamic_lr:g}'
         )
     print(
-        f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s, with dynamic evaluation '
+        f'{what}: {cli.count(len(ids) - 1, "character")} predicted in {time.time() - t:.0f} s, with dynamic '
+        'evaluation '
         f'(lr {args.dynamic_lr:g}, windows of {args.dynamic_window}, decay {args.dynamic_decay:g})'
     )
     half = np.searchsorted(np.cumsum(counts), counts.sum() / 2)  # the window holding the middle character
@@ -322,7 +323,8 @@ def score_ngram(args, params, chars, train_ids, ids, what):
     with Progress(f'counting and scoring the {args.ngram}-gram model', args.ngram, 'orders') as progress:
         ng = ngram.NGram(args.ngram, len(chars)).fit_score(train_ids, ids, progress)
     print(
-        f'{what}: {len(ids) - 1:,} characters predicted in {time.time() - t:.0f} s by a {args.ngram}-gram '
+        f'{what}: {cli.count(len(ids) - 1, "character")} predicted in {time.time() - t:.0f} s by a '
+        f'{args.ngram}-gram '
         f'model (interpolated Witten-Bell, counted on the first {1 - args.val_fraction:g} of the corpus)'
     )
     print(f'loss {ng.mean():.4f} nats/char = {ng.mean() / np.log(2):.4f} bits/char')

@@ -339,8 +339,10 @@ def main(argv=None):
     title = run_title(args.log) if args.title is None else args.title
     status = cli.status_stream(out)  # asked before the file is replaced
     files.write_text(out, picture(rows, title, others, args.ymax))
-    epochs = f'{len(rows)} epoch{"s" * (len(rows) > 1)}'
-    print(f'wrote {out}: {epochs}, best validation loss {loss_text(min(finite))}', file=status)
+    print(
+        f'wrote {out}: {cli.count(len(rows), "epoch")}, best validation loss {loss_text(min(finite))}',
+        file=status,
+    )
     return 0
 
 

@@ -341,7 +341,7 @@ def main(argv=None, plan=None):
         return 128 + signal.Signals[finished]
     if finished:
         best = 'none' if run.pos.best_val is None else f'{nats(run.pos.best_val)} nats/char'
-        say(f'done: {run.pos.epoch} epochs, best validation loss {best}; files in {out}')
+        say(f'done: {cli.count(run.pos.epoch, "epoch")}, best validation loss {best}; files in {out}')
     return 0
 
 
@@ -369,12 +369,13 @@ def report(run, args, changed, chunked, val_ids):
     if len(unseen):
         names = ', '.join(data.char_name(run.chars[i]) for i in unseen[:10]) + (' ...' * (len(unseen) > 10))
         cli.write(
-            f'note: the validation text has {len(unseen)} character{"s" * (len(unseen) > 1)} that training '
-            f'never sees ({names}): the model gives them almost no probability, and its validation loss '
-            'counts that\n'
+            f'note: the validation text has {cli.count(len(unseen), "character")} that training never sees '
+            f'({names}): the model gives {"them" if len(unseen) > 1 else "it"} almost no probability, and '
+            'its validation loss counts that\n'
         )
     if args.resume:
-        changes = ', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items())
+        shown = lambda k, v: 'tiny Shakespeare' if k == 'corpus' and v is None else v  # noqa: E731
+        changes = ', '.join(f'{k} {shown(k, a)} -> {shown(k, b)}' for k, (a, b) in changed.items())
         if changes and not (p.epoch < s['epochs'] and (args.max_steps is None or p.step < args.max_steps)):
             changes = (
                 f'nothing is left to train, so the checkpoint keeps its settings ({changes} not applied)'

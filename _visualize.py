@@ -180,7 +180,8 @@ def find(args, params, ids, text):
         cells += [(layer, s, k, f'line position, r {r:+.2f}') for layer, s, k, r, _ in ramp['best'][:1]]
         if not cells:
             raise UserError(
-                f'--periodic-svg: {args.text} is too short to find periodic cells in ({len(text)} characters)'
+                f'--periodic-svg: {args.text} ({len(text):,} characters) has too few long lines to find '
+                'periodic or line-position cells in: no picture (the list above stands)'
             )
         with Progress('mean activation by position', len(ids)) as progress:
             means, counts = analysis.position_profile(

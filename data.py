@@ -16,7 +16,7 @@ import unicodedata
 
 import numpy as np
 
-from util import files, memory, reading
+from util import cli, files, memory, reading
 from util.errors import UserError
 
 TINY_SHAKESPEARE_URL = (
@@ -24,6 +24,8 @@ TINY_SHAKESPEARE_URL = (
 )
 TINY_SHAKESPEARE_SHA256 = '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed'
 TINY_SHAKESPEARE_CHARS = 1115394
+# Its fingerprint (encoded with its own 65 characters): the text of runs that name no corpus.
+TINY_SHAKESPEARE_FINGERPRINT = 'eafbf6db15b85793ae12e0a3f5c38ae13106463a7cdc6bf859b88693b0b9fe1d'
 TINY_SHAKESPEARE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'saves', 'shakespeare.txt')
 MAX_LOOKUP_BYTES = 64 << 20  # a table of every Unicode character is under 20 MiB
 # Bytes read and encoded at a time: small, so that the temporaries never pile up in the heap.
@@ -87,8 +89,8 @@ def _open_text(path, what='corpus'):
 
 
 def _check_text_start(block, path, what):
-    """Refuse a stream whose first bytes are no UTF-8 text (/dev/urandom), or only NUL bytes (/dev/zero);
-    UTF-16 is named first, as for a file (_text_blocks)."""
+    """Refuse a text whose first bytes are UTF-16, no UTF-8 text (/dev/urandom), or only NUL bytes
+    (/dev/zero, a file of zeros): a stream's first block as it comes, a file's as _text_blocks reads it."""
     check_not_utf16(block, path, what)
     try:
         codecs.getincrementaldecoder('utf-8')('strict').decode(block)
@@ -143,7 +145,8 @@ def _text_blocks(f, path, what='corpus'):
             raw = f.read(BLOCK)
             if offset == 0:
                 start = raw
-                check_not_utf16(start, path, what)
+                if raw:  # (an empty file is said by read_corpus)
+                    _check_text_start(start, path, what)
             pending = len(decoder.getstate()[0])  # the bytes of a character cut by the last block
             try:
                 s = decoder.decode(raw, final=not raw)
@@ -192,17 +195,18 @@ class _Table:
         if unknown.any():
             bad = np.unique(cps[unknown])
             names = ', '.join(char_name(chr(c)) for c in bad[:10]) + (' ...' if len(bad) > 10 else '')
-            hints = [hint for c, hint in FOREIGN_HINTS.items() if ord(c) in bad]
+            hints = ''.join(hint for c, hint in FOREIGN_HINTS.items() if ord(c) in bad)
+            them = 'them' if len(bad) > 1 else 'it'
             raise CorpusError(
-                f'{len(bad)} character{"s" if len(bad) > 1 else ""} not in the lookup table: {names}; '
-                f'{"".join(hints)}remove them or use a model trained on a corpus that has them'
+                f'{cli.count(len(bad), "character")} not in the lookup table: {names}; {hints}remove {them} or '
+                f'use a model trained on a corpus that has {them}'
             )
         return self.order[pos_c].astype(self.dtype)
 
 
 # What a character a model does not know usually means, said before the general fix.
 FOREIGN_HINTS = {
-    '\r': 'the text has Windows line endings (convert it: dos2unix FILE); ',
+    '\r': 'the text has carriage returns (Windows line endings: dos2unix FILE; old Mac ones: mac2unix); ',
     '\ufeff': 'the text has a byte-order mark (save it as UTF-8 without one); ',
 }
 # The names of the control characters, which Unicode's database leaves out.

@@ -175,3 +175,16 @@ def test_the_first_bad_byte_is_named_where_it_is(tmp_path, raw, at):
     (tmp_path / 't.txt').write_bytes(raw)
     with pytest.raises(data.CorpusError, match=f'bad byte at offset {at}\\)'):
         data.read_corpus(tmp_path / 't.txt')
+
+
+def test_tiny_shakespeares_fingerprint_is_its_texts():
+    """The fingerprint a run that names no corpus (the shipped model's, saved before checkpoints held one)
+    is checked against on --resume."""
+    ids, _ = data.read_corpus(data.TINY_SHAKESPEARE_PATH)
+    assert data.fingerprint(ids) == data.TINY_SHAKESPEARE_FINGERPRINT
+
+
+def test_a_file_of_nul_bytes_is_no_text(tmp_path):
+    (tmp_path / 'zeros.txt').write_bytes(bytes(100_000))
+    with pytest.raises(data.CorpusError, match='starts with NUL bytes only: it is not a text'):
+        data.read_corpus(tmp_path / 'zeros.txt')

@@ -3,6 +3,7 @@ that is a plain file, never the repository's own folders; a refused run leaves n
 and a folder that was there as it was."""
 
 import os
+import shutil
 import subprocess
 import types
 
@@ -182,3 +183,12 @@ def test_convert_does_not_replace_a_runs_weights(tmp_path, small_model):
     assert (run / runs.WEIGHTS).read_bytes() == b'kept' and not (
         run / run_folder.BEST / runs.WEIGHTS
     ).exists()
+
+
+def test_a_copy_of_the_shipped_run_resumes_only_on_tiny_shakespeare(tmp_path, capsys):
+    """Its checkpoint holds no fingerprint (it is older): tiny Shakespeare's is known, and checked."""
+    shutil.copytree(SAVES, tmp_path / 'run')
+    text = (tmp_path / 'run' / 'shakespeare.txt').read_text(encoding='utf-8')
+    (tmp_path / 'edited.txt').write_text(text.replace('First', 'Fisrt', 1), encoding='utf-8')
+    line = fails(capsys, '--out', tmp_path / 'run', '--resume', '--corpus', tmp_path / 'edited.txt')
+    assert 'not the text the run was trained on' in line, line

@@ -298,6 +298,11 @@ def output_file(text):
     return '/dev/stdout' if text == '-' else path(text)
 
 
+def count(n, word):
+    """n things in words: '1 epoch', '2 epochs', '1,024 characters'."""
+    return f'{n:,} {word}{"" if n == 1 else "s"}'
+
+
 def option_name(dest):
     """The option of an argparse destination: 'dynamic_lr' -> '--dynamic-lr'."""
     return '--' + dest.replace('_', '-')

@@ -208,6 +208,14 @@ def _write_if_changed(path, text):
     files.write_text(path, text)
 
 
+def _shipped_fingerprint(settings, meta):
+    """The fingerprint of a run saved before checkpoints held one, where it is known: tiny Shakespeare's, for
+    a run that names no corpus (the shipped model's); else None (its length alone is checked)."""
+    if settings['corpus'] is None and meta.get('corpus_chars') == data.TINY_SHAKESPEARE_CHARS:
+        return data.TINY_SHAKESPEARE_FINGERPRINT
+    return None
+
+
 def load_run(folder, make_optimizer):
     """The run committed in folder, checked whole (util/checkpoint.py): its metadata field by field, its
     arrays, and the one against the other. make_optimizer(params, settings) makes the optimizer whose state is
@@ -252,7 +260,7 @@ def load_run(folder, make_optimizer):
         windows,
         meta.get('commit', 0),
         plan,
-        meta.get('corpus_fingerprint'),
+        meta.get('corpus_fingerprint', _shipped_fingerprint(settings, meta)),
     )
     run.on_disk = True
     return run
