@@ -198,8 +198,8 @@ class _Table:
             hints = ''.join(hint for c, hint in FOREIGN_HINTS.items() if ord(c) in bad)
             them = 'them' if len(bad) > 1 else 'it'
             raise CorpusError(
-                f'{cli.count(len(bad), "character")} not in the lookup table: {names}; {hints}remove {them} or '
-                f'use a model trained on a corpus that has {them}'
+                f'{cli.count(len(bad), "character")} not in the lookup table: {names}; {hints}remove {them} '
+                f'or use a model trained on a corpus that has {them}'
             )
         return self.order[pos_c].astype(self.dtype)
 
