@@ -114,7 +114,7 @@ def test_the_position_profiles_of_texts_with_little_in_them(small_model, tmp_pat
             assert r.returncode == 0, r.stderr
             assert (tmp_path / 'p.svg').read_text().count('<polyline') == drawn
         else:
-            assert_one_line_error(r, 'too short')
+            assert_one_line_error(r, 'too few long lines', 'no picture')
         (tmp_path / 'p.svg').unlink(missing_ok=True)
 
 
