@@ -241,10 +241,10 @@ class CudaOps:
 
     def _launched(self, key, launches):
         """Run launches(), a time loop's kernel launches (no product, no copy): directly, or, where graphs is
-        on, as the CUDA graph captured at the first call with this key ((direction, dtype, shape, the
-        buffers' addresses...): every argument of every launch), replayed. A graph does what its launches do on
-        whatever the buffers hold then, so one kept after its buffers went is still right for the buffers at
-        those addresses."""
+        on, as the CUDA graph captured at the first call with this key, replayed. The key, (direction, dtype,
+        shape, the buffers' addresses...), fixes every argument of every launch: a graph does what its
+        launches do on whatever the buffers hold then, so one kept after its buffers went is still right for
+        the buffers at those addresses."""
         if not self.graphs:
             launches()
             return
