@@ -261,7 +261,9 @@ def score_blocks(args, params, ids, what):
         losses = lstm.block_losses(params, ids, T, starts, progress=progress, device=args.device)
     loss = losses.mean()
     error = (
-        f'standard error {losses.std(ddof=1) / np.sqrt(n):.4f} nats/char' if n > 1 else 'one block: no error'
+        f'standard error {losses.std(ddof=1) / np.sqrt(n):.4f} nats/char'
+        if n > 1
+        else 'one block: no standard error'
     )
     print(
         f'{what}: {cli.count(n, "random block")} of {cli.count(T, "character")} (seed {args.seed}), each '

@@ -125,12 +125,26 @@ def check_not_utf16(start, path, what):
     even, odd = start[0:4096:2], start[1:4096:2]
     if len(odd) < 8 or start[:2] in UTF16_MARKS:  # too short to tell, or marked (not_utf8 names it)
         return
+    _check_not_utf32(start[:4096], path, what)
     control = lambda half: sum(byte < 32 for byte in half) / len(half)  # noqa: E731
     for order, high, low in (('LE', odd, even), ('BE', even, odd)):
         if control(high) > 0.9 and high.count(0) >= max(1, len(high) // 50) and control(low) < 0.5:
             raise CorpusError(
                 f'{what} {path} looks like UTF-16 without a byte-order mark (every other byte is a control '
                 f'byte): convert it, e.g. iconv -f UTF-16{order} -t UTF-8'
+            )
+
+
+def _check_not_utf32(start, path, what):
+    """Refuse UTF-32 (with or without its mark): of every four bytes, the two high ones are NUL for every
+    character of Unicode's first plane, and the lowest is not."""
+    quads = [start[k::4] for k in range(4)]
+    nul = lambda part: part.count(0) / max(1, len(part))  # noqa: E731
+    for order, high, low in (('LE', (2, 3), 0), ('BE', (0, 1), 3)):
+        if all(nul(quads[k]) > 0.95 for k in high) and nul(quads[low]) < 0.5:
+            raise CorpusError(
+                f'{what} {path} looks like UTF-32 (of every four bytes, two or three NUL): convert it, e.g. '
+                f'iconv -f UTF-32{order} -t UTF-8'
             )
 
 
@@ -210,7 +224,19 @@ FOREIGN_HINTS = {
     '\ufeff': 'the text has a byte-order mark (save it as UTF-8 without one); ',
 }
 # The names of the control characters, which Unicode's database leaves out.
-CONTROL_NAMES = {'\0': 'NUL', '\t': 'TAB', '\n': 'LINE FEED', '\r': 'CARRIAGE RETURN', '\x1b': 'ESCAPE'}
+CONTROL_NAMES = {
+    '\0': 'NUL',
+    '\a': 'BELL',
+    '\b': 'BACKSPACE',
+    '\t': 'TAB',
+    '\n': 'LINE FEED',
+    '\v': 'LINE TABULATION',
+    '\f': 'FORM FEED',
+    '\r': 'CARRIAGE RETURN',
+    '\x1b': 'ESCAPE',
+    '\x7f': 'DELETE',
+    '\x85': 'NEXT LINE',
+}
 
 
 def char_name(ch):

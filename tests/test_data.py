@@ -96,6 +96,8 @@ HINDI = 'होना या न होना, यही प्रश्न ह�
         (ENGLISH, 'utf-16', ['is not UTF-8 text', 'it is UTF-16', 'iconv -f UTF-16 -t UTF-8']),
         (ENGLISH, 'utf-16-le', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16LE -t UTF-8']),
         (ENGLISH, 'utf-16-be', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16BE -t UTF-8']),
+        (ENGLISH, 'utf-32-le', ['looks like UTF-32', 'iconv -f UTF-32LE -t UTF-8']),
+        (RUSSIAN, 'utf-32-be', ['looks like UTF-32', 'iconv -f UTF-32BE -t UTF-8']),
         (
             RUSSIAN,
             'utf-16-le',
@@ -155,7 +157,10 @@ def test_characters_a_model_lacks_are_named_with_what_they_usually_mean(tmp_path
     for text, words in (
         ('ab\r\nba\r\n', ['1 character not', 'U+000D (CARRIAGE RETURN)', 'dos2unix']),
         ('\ufeffab\nba\n', ['U+FEFF', 'byte-order mark']),
-        ('a\tb\x01\n', ['2 characters not', 'U+0009 (TAB)', 'U+0001 (a control character)']),
+        (
+            'a\tb\x01\x7f\n',
+            ['3 characters not', 'U+0009 (TAB)', 'U+0001 (a control character)', 'U+007F (DELETE)'],
+        ),
     ):
         (tmp_path / 't.txt').write_text(text, encoding='utf-8', newline='')
         assert_one_line_error(run_here('_evaluate.py', *model, '--text', tmp_path / 't.txt'), *words)

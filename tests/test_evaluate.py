@@ -132,7 +132,8 @@ def test_evaluate_blocks_prints_the_mean_its_error_and_what_it_measures(model_di
     other = run_here('_evaluate.py', *args, '--seed', 1)
     assert other.returncode == 0 and other.stdout.splitlines()[1] != lines[1]
     one = run_here('_evaluate.py', *args, '--num-blocks', 1).stdout.splitlines()
-    assert '1 random block of 20 characters' in one[0] and one[1].endswith('(one block: no error)'), one
+    assert '1 random block of 20 characters' in one[0], one
+    assert one[1].endswith('(one block: no standard error)'), one
 
 
 @pytest.mark.parametrize(

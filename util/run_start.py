@@ -199,9 +199,9 @@ def load_data(run):
     n_windows = data.n_windows(chunked.shape[1], s['window'])
     if n_windows == 0:
         raise UserError(
-            f'the training text ({len(train_ids):,} characters) is too short for {s["chunks"]} chunks of '
-            f'more than {s["window"]} characters: use a longer corpus, or lower --chunks, --window or '
-            '--val-fraction'
+            f'the training text ({cli.count(len(train_ids), "character")}) is too short for {s["chunks"]} '
+            f'chunks of more than {s["window"]} characters: use a longer corpus, or lower --chunks, --window '
+            'or --val-fraction'
         )
     if len(val_ids) < 2 and s['val_chars']:
         raise UserError(
@@ -241,9 +241,14 @@ def check_same_corpus(run, ids, fingerprint):
             'another text)'
         )
     if run.corpus_fingerprint not in (None, fingerprint):
+        fix = (
+            'the run was trained on tiny Shakespeare: resume without --corpus'
+            if run.corpus_fingerprint == data.TINY_SHAKESPEARE_FINGERPRINT
+            else 'resume with the same --corpus, as it was'
+        )
         raise UserError(
             f'the corpus is not the text the run was trained on (its {len(ids):,} characters are others, '
-            'or in another order): resume with the same --corpus, as it was'
+            f'or in another order): {fix}'
         )
 
 
