@@ -15,8 +15,7 @@ import io
 import math
 import os
 
-import data
-from util import files, kinds, reading, repo, run_folder
+from util import files, kinds, reading, repo, run_folder, text_check
 from explorer import svg
 from util.errors import UserError
 
@@ -125,10 +124,10 @@ def read_training_log(path):
     try:
         text = raw.decode('utf-8-sig')  # -sig: Excel's BOM
     except UnicodeDecodeError as e:
-        if raw[:2] in data.UTF16_MARKS:  # a log saved again by an editor: named, with the fix
-            raise data.not_utf8(path, 'training log', e.start, raw[:4096]) from None
+        if raw[:2] in text_check.UTF16_MARKS:  # a log saved again by an editor: named, with the fix
+            raise text_check.not_utf8(path, 'training log', e.start, raw[:4096]) from None
         raise UserError(f'{path} is not a training log of _training.py (not UTF-8 text)') from None
-    data.check_not_utf16(raw[:4096], path, 'training log')
+    text_check.check_not_utf16(raw[:4096], path, 'training log')
     try:
         reader = csv.DictReader(io.StringIO(text, newline=''))
         if not set(COLUMNS) <= set(reader.fieldnames or ()):

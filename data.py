@@ -16,8 +16,8 @@ import unicodedata
 
 import numpy as np
 
-from util import cli, files, memory, reading
-from util.errors import UserError
+from util import cli, files, memory, reading, text_check
+from util.errors import CorpusError
 
 TINY_SHAKESPEARE_URL = (
     'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
@@ -30,10 +30,6 @@ TINY_SHAKESPEARE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 MAX_LOOKUP_BYTES = 64 << 20  # a table of every Unicode character is under 20 MiB
 # Bytes read and encoded at a time: small, so that the temporaries never pile up in the heap.
 BLOCK = 1 << 16
-
-
-class CorpusError(UserError, ValueError):
-    """A corpus or lookup table that cannot be used; the message says what is wrong and how to fix it."""
 
 
 # --- what training reads: the split, the chunks read side by side, the windows of truncated BPTT -------
@@ -83,69 +79,9 @@ def _open_text(path, what='corpus'):
         raise CorpusError(reading.read_error(e, path, what, ': check the path')) from None
     if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
         return f
-    first = lambda block: block and _check_text_start(block, path, what)
+    first = lambda block: block and text_check.check_text_start(block, path, what)
     raw = reading.read_bytes(path, what, error=CorpusError, hint=': check the path', first=first, opened=f)
     return io.BytesIO(raw)
-
-
-def _check_text_start(block, path, what):
-    """Refuse a text whose first bytes are UTF-16, no UTF-8 text (/dev/urandom), or only NUL bytes
-    (/dev/zero, a file of zeros): a stream's first block as it comes, a file's as _text_blocks reads it."""
-    check_not_utf16(block, path, what)
-    try:
-        codecs.getincrementaldecoder('utf-8')('strict').decode(block)
-    except UnicodeDecodeError as e:
-        raise not_utf8(path, what, e.start, block) from None
-    if not block.strip(b'\0'):
-        raise CorpusError(f'{what} {path} starts with NUL bytes only: it is not a text')
-
-
-UTF16_MARKS = (b'\xff\xfe', b'\xfe\xff')  # UTF-16's byte-order marks, little- and big-endian
-
-
-def not_utf8(path, what, at, start):
-    """The error for a file that is not UTF-8 text: at, the offset of its first bad byte; start, its first
-    bytes (a UTF-16 file's byte-order mark is named)."""
-    if start[:2] in UTF16_MARKS:
-        how = 'it is UTF-16 (it starts with that byte-order mark): convert it, e.g. iconv -f UTF-16 -t UTF-8'
-    else:
-        how = (
-            f'convert it to UTF-8 first (file -i {path} guesses its encoding, iconv -f THAT -t UTF-8 '
-            'converts)'
-        )
-    return CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {at}): {how}')
-
-
-def check_not_utf16(start, path, what):
-    """Refuse a file whose first bytes are UTF-16 without a byte-order mark that also reads as UTF-8: one
-    character of a European, Indian or Middle-Eastern script is a byte of its own and a byte below 32 (NUL
-    for ASCII, a space or a newline; 4 for Cyrillic, 9 for Devanagari), so every other byte is a control
-    byte, and some are NUL, which no UTF-8 text has (a line of one letter each has newlines every other
-    byte, but no NUL). (Chinese or Japanese in UTF-16 is no UTF-8: not_utf8 refuses it.)"""
-    even, odd = start[0:4096:2], start[1:4096:2]
-    if len(odd) < 8 or start[:2] in UTF16_MARKS:  # too short to tell, or marked (not_utf8 names it)
-        return
-    _check_not_utf32(start[:4096], path, what)
-    control = lambda half: sum(byte < 32 for byte in half) / len(half)  # noqa: E731
-    for order, high, low in (('LE', odd, even), ('BE', even, odd)):
-        if control(high) > 0.9 and high.count(0) >= max(1, len(high) // 50) and control(low) < 0.5:
-            raise CorpusError(
-                f'{what} {path} looks like UTF-16 without a byte-order mark (every other byte is a control '
-                f'byte): convert it, e.g. iconv -f UTF-16{order} -t UTF-8'
-            )
-
-
-def _check_not_utf32(start, path, what):
-    """Refuse UTF-32 (with or without its mark): of every four bytes, the two high ones are NUL for every
-    character of Unicode's first plane, and the lowest is not."""
-    quads = [start[k::4] for k in range(4)]
-    nul = lambda part: part.count(0) / max(1, len(part))  # noqa: E731
-    for order, high, low in (('LE', (2, 3), 0), ('BE', (0, 1), 3)):
-        if all(nul(quads[k]) > 0.95 for k in high) and nul(quads[low]) < 0.5:
-            raise CorpusError(
-                f'{what} {path} looks like UTF-32 (of every four bytes, two or three NUL): convert it, e.g. '
-                f'iconv -f UTF-32{order} -t UTF-8'
-            )
 
 
 def _text_blocks(f, path, what='corpus'):
@@ -160,12 +96,12 @@ def _text_blocks(f, path, what='corpus'):
             if offset == 0:
                 start = raw
                 if raw:  # (an empty file is said by read_corpus)
-                    _check_text_start(start, path, what)
+                    text_check.check_text_start(start, path, what)
             pending = len(decoder.getstate()[0])  # the bytes of a character cut by the last block
             try:
                 s = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as e:  # e.start counts from the pending bytes
-                raise not_utf8(path, what, offset - pending + e.start, start) from None
+                raise text_check.not_utf8(path, what, offset - pending + e.start, start) from None
             offset += len(raw)
             if s:
                 yield s

@@ -9,7 +9,7 @@ import data
 import lstm
 from util.weights import save_params
 from helpers import assert_one_line_error, run_here, tiny_corpus
-from util import memory
+from util import memory, text_check
 
 
 def test_lookup_is_sorted_and_encoding_round_trips():
@@ -97,6 +97,11 @@ HINDI = 'होना या न होना, यही प्रश्न ह�
         (ENGLISH, 'utf-16-le', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16LE -t UTF-8']),
         (ENGLISH, 'utf-16-be', ['UTF-16 without a byte-order mark', 'iconv -f UTF-16BE -t UTF-8']),
         (ENGLISH, 'utf-32-le', ['looks like UTF-32', 'iconv -f UTF-32LE -t UTF-8']),
+        (
+            ENGLISH,
+            'utf-32',
+            ['looks like UTF-32', 'iconv -f UTF-32LE -t UTF-8'],
+        ),  # its mark begins as UTF-16's
         (RUSSIAN, 'utf-32-be', ['looks like UTF-32', 'iconv -f UTF-32BE -t UTF-8']),
         (
             RUSSIAN,
@@ -117,7 +122,7 @@ def test_a_text_in_another_encoding_is_named_as_such_and_the_fix_given(tmp_path,
 
 def test_a_text_in_russian_or_hindi_is_no_utf16():
     for text in (RUSSIAN, HINDI, ENGLISH, '\n' * 100, 'a\nb\nc\n', '1\n2\n3\n', 'x\ty\tz\n', '\na\nb\nc'):
-        data.check_not_utf16((text * 40).encode('utf-8'), 't.txt', 'corpus')  # raises nothing
+        text_check.check_not_utf16((text * 40).encode('utf-8'), 't.txt', 'corpus')  # raises nothing
 
 
 def test_a_corpus_larger_than_the_machines_memory_is_one_line_before_any_reading(tmp_path, monkeypatch):

@@ -6,3 +6,7 @@ class UserError(Exception):
     work. Raised anywhere; cli.run prints its message as one line (`script: error: message`) and exits with
     status 2. The message says what is wrong and how to fix it. Subclasses exist only where a caller branches
     on them."""
+
+
+class CorpusError(UserError, ValueError):
+    """A corpus or lookup table that cannot be used; the message says what is wrong and how to fix it."""
