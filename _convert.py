@@ -74,16 +74,11 @@ def check_not_a_runs_file(path):
     run = run_folder.parent_run(folder) or (folder if run_folder.holds_run(folder) else None)
     if run is None:
         return
-    weights_file = os.path.join(folder, run_folder.WEIGHTS)
-    if os.path.basename(real) == run_folder.WEIGHTS or _same_file(real, weights_file):  # (case ignored)
+    if files.same_file(real, os.path.join(folder, run_folder.WEIGHTS)):  # (also where case is ignored)
         raise UserError(
             f'output {path} is the weights file of the run in {run}, which its training writes beside its '
             'checkpoint and lookup table: write it into another folder'
         )
-
-
-def _same_file(a, b):
-    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
 
 
 def check_weights(path):

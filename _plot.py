@@ -65,7 +65,7 @@ def default_out(log):
     piped = files.writes_in_place(log)  # a pipe, /dev/stdin: no run folder to write beside
     if not piped and not repo.in_repo(folder):
         return os.path.join(os.path.dirname(log), DEFAULT_NAME)
-    if repo.in_repo('.') and os.path.realpath('.') != os.path.realpath(cli.ROOT):
+    if repo.in_own_folder('.'):
         why = 'is read from a pipe' if piped else 'is a log of the repository'
         raise UserError(
             f'{log} {why}, and the current folder is one of the repository\'s own folders: give the '

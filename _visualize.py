@@ -281,16 +281,6 @@ def show_viewer(args, params, ids, text):
     open_viewer(lambda: viewer.show(text, acts, H, n_layers, args.layer, args.state, args.neuron))
 
 
-def same_file(a, b):
-    """Whether two output names are one file (/dev/null aside: it takes anything, any number of times)."""
-    if os.devnull in (a, b):
-        return False
-    try:
-        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def check_outputs(args):
     """Refuse, before any work, an output that cannot be written, that is an input, or that another output
     also names (the second would replace the first). Returns where the script's lines go: stderr where an
@@ -309,7 +299,7 @@ def check_outputs(args):
         repo.check_not_into_repo(path, option, args.overwrite_repo_files)
         files.check_writable(path, f'{option} file', kind, inputs)
         for other, other_path, _ in outputs[:j]:
-            if same_file(path, other_path):
+            if files.same_file(path, other_path):
                 raise UserError(
                     f'{other} and {option} both name {path}: the second would replace the first; give '
                     'two names'
@@ -321,11 +311,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.periodic_svg is not None and not args.find:
         raise UserError('--periodic-svg goes with --find')
-    if (
-        isinstance(args.saturation, DefaultName)
-        and repo.in_repo('.')
-        and os.path.realpath('.') != os.path.realpath(cli.ROOT)
-    ):
+    if isinstance(args.saturation, DefaultName) and repo.in_own_folder('.'):
         raise UserError(
             f'--saturation: the current folder holds the repository\'s own files: give the figure\'s file '
             f'name (without one it would be written here as {SATURATION_SVG})'

@@ -135,6 +135,16 @@ def target(path):
     return os.path.realpath(path)
 
 
+def same_file(a, b):
+    """Whether two output names are one file (/dev/null aside: it takes anything, any number of times)."""
+    if os.devnull in (a, b):
+        return False
+    try:
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def write_text(path, text):
     """Write a str as UTF-8, atomically."""
     atomic_write(path, lambda f: f.write(text.encode('utf-8')))

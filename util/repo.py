@@ -24,15 +24,29 @@ REPO_FOLDERS = (
 )
 
 
+def _own_folder(folder):
+    """Which of the repository's folders folder is: (name, inside) for one of its own folders or a folder
+    inside it ('tests', True for tests/robustness), ('', False) for the repository's folder itself; None for
+    any other (a run folder such as runs/mytext)."""
+    real = os.path.realpath(folder)
+    for name in REPO_FOLDERS[1:]:
+        own = os.path.realpath(os.path.join(ROOT, name))
+        if real == own or real.startswith(own + os.sep):
+            return name, real != own
+    return ('', False) if real == os.path.realpath(ROOT) else None
+
+
 def in_repo(folder):
     """Whether folder is the repository's, one of its own folders (saves/, images/, ...) or a folder inside
     one (not a run folder such as runs/mytext): a default output name must not land there over one of its
     files, nor a run."""
-    folder = os.path.realpath(folder)
-    if folder == os.path.realpath(ROOT):
-        return True
-    own = [os.path.realpath(os.path.join(ROOT, name)) for name in REPO_FOLDERS if name]
-    return any(folder == f or folder.startswith(f + os.sep) for f in own)
+    return _own_folder(folder) is not None
+
+
+def in_own_folder(folder):
+    """Whether folder is one of the repository's own folders or inside one, not the repository's folder
+    itself (which the README's commands write their pictures into)."""
+    return _own_folder(folder) not in (None, ('', False))
 
 
 OVERWRITE_REPO = '--overwrite-repo-files'
@@ -55,7 +69,7 @@ def check_not_into_repo(path, option, allowed=False):
     their pictures there (neurons.html, curve.svg; git ignores them), and no file there is of a kind a script
     writes."""
     folder = os.path.dirname(os.path.realpath(path))
-    if allowed or cli.is_stdout(path) or not in_repo(folder) or folder == os.path.realpath(ROOT):
+    if allowed or cli.is_stdout(path) or not in_own_folder(folder):
         return  # (stdout: the shell made the file already)
     own = os.path.relpath(folder, ROOT)
     raise UserError(
@@ -68,11 +82,7 @@ def check_not_into_repo(path, option, allowed=False):
 def where_in_repo(folder):
     """How to name a folder of in_repo: "the repository's folder", "the repository's own folder docs/" or
     "inside the repository's own folder tests/"."""
-    folder = os.path.realpath(folder)
-    for name in REPO_FOLDERS[1:]:
-        own = os.path.realpath(os.path.join(ROOT, name))
-        if folder == own:
-            return f'the repository\'s own folder {name}/'
-        if folder.startswith(own + os.sep):
-            return f'inside the repository\'s own folder {name}/'
-    return 'the repository\'s folder'
+    name, inside = _own_folder(folder)
+    if not name:
+        return 'the repository\'s folder'
+    return f'{"inside " * inside}the repository\'s own folder {name}/'
