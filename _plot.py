@@ -127,7 +127,7 @@ def read_training_log(path):
         if raw[:2] in text_check.UTF16_MARKS:  # a log saved again by an editor: named, with the fix
             raise text_check.not_utf8(path, 'training log', e.start, raw[:4096]) from None
         raise UserError(f'{path} is not a training log of _training.py (not UTF-8 text)') from None
-    text_check.check_not_utf16(raw[:4096], path, 'training log')
+    text_check.check_not_utf16_or_32(raw[:4096], path, 'training log')
     try:
         reader = csv.DictReader(io.StringIO(text, newline=''))
         if not set(COLUMNS) <= set(reader.fieldnames or ()):

@@ -11,7 +11,7 @@ def check_text_start(block, path, what):
     """Refuse a text whose first bytes are UTF-16 or UTF-32, no UTF-8 text (/dev/urandom), or only NUL bytes
     (/dev/zero, a file of zeros): a stream's first block as it comes, a file's as data._text_blocks reads
     it."""
-    check_not_utf16(block, path, what)
+    check_not_utf16_or_32(block, path, what)
     try:
         codecs.getincrementaldecoder('utf-8')('strict').decode(block)
     except UnicodeDecodeError as e:
@@ -36,8 +36,9 @@ def not_utf8(path, what, at, start):
     return CorpusError(f'{what} {path} is not UTF-8 text (bad byte at offset {at}): {how}')
 
 
-def check_not_utf16(start, path, what):
-    """Refuse a file whose first bytes are UTF-16 without a byte-order mark that also reads as UTF-8: one
+def check_not_utf16_or_32(start, path, what):
+    """Refuse a file whose first bytes are UTF-32 (_check_not_utf32), or UTF-16 without a byte-order mark
+    that also reads as UTF-8 (marked, not_utf8 names it, as it is no UTF-8 at all). In UTF-16, one
     character of a European, Indian or Middle-Eastern script is a byte of its own and a byte below 32 (NUL
     for ASCII, a space or a newline; 4 for Cyrillic, 9 for Devanagari), so every other byte is a control
     byte, and some are NUL, which no UTF-8 text has (a line of one letter each has newlines every other
