@@ -194,8 +194,7 @@ class CudaOps:
 
     def forward_loop(self, Wh, hs, cs, G):
         if G.shape[1] <= self.fused_max_b:
-            key = ('forward', G.dtype.str, G.shape, *map(self._ptr, (Wh, hs, cs, G)))
-            self._launched(key, lambda: self.forward_steps_fused(Wh, hs, cs, G))
+            self._launched('forward', G, (Wh, hs, cs, G), lambda: self.forward_steps_fused(Wh, hs, cs, G))
             return
         T, B, H, hstep, gstep, grid = self._loop(G, fused=False)
         H4, n = 4 * H, (np.int32(B), np.int32(H))
@@ -239,16 +238,17 @@ class CudaOps:
                 ),
             )
 
-    def _launched(self, key, launches):
-        """Run launches(), a time loop's kernel launches (no product, no copy): directly, or, where graphs is
-        on, as the CUDA graph captured at the first call with this key, replayed. The key, (direction, dtype,
-        shape, the buffers' addresses...), fixes every argument of every launch: a graph does what its
-        launches do on whatever the buffers hold then, so one kept after its buffers went is still right for
-        the buffers at those addresses."""
+    def _launched(self, direction, G, buffers, launches):
+        """Run launches(), the kernel launches of a time loop over G and its other buffers (no product, no
+        copy): directly, or, where graphs is on, as the CUDA graph captured at the first call with the same
+        key, replayed. The key, (direction, G's dtype and shape, every buffer's address), fixes every argument
+        of every launch: a graph does what its launches do on whatever the buffers hold then, so one kept
+        after its buffers went is still right for the buffers at those addresses."""
         if not self.graphs:
             launches()
             return
-        self._kernels(np.dtype(key[1]))  # compiled and loaded before a capture, not inside it
+        key = (direction, G.dtype.str, G.shape, *map(self._ptr, buffers))
+        self._kernels(G.dtype)  # compiled and loaded before a capture, not inside it
         graph = self._graphs.pop(key, None)
         if graph is None:
             graph = self._capture(launches)
@@ -294,8 +294,8 @@ class CudaOps:
         T, B, H, hstep, gstep, grid = self._loop(G, fused=False)
         H4 = 4 * H
         if B <= self.fused_max_b:
-            key = ('backward', G.dtype.str, G.shape, *map(self._ptr, (Wh, cs, G, dh, dh_next, dc_next)))
-            self._launched(key, lambda: self.backward_steps_fused(Wh, cs, G, dh, dh_next, dc_next))
+            buffers = (Wh, cs, G, dh, dh_next, dc_next)
+            self._launched('backward', G, buffers, lambda: self.backward_steps_fused(*buffers))
             # dh0 = dz[0] Wh^T, the gradient of the carried-in h, as the unfused loop leaves it
             gemm(
                 self._handle,
