@@ -5,17 +5,15 @@ import os
 import select
 import stat
 
-from util import run_folder
+from util import memory, run_folder
 from util.files import ModelFileError
 
 
 def stream_limit():
     """The most bytes read into memory from a stream that cannot be read twice (a pipe, /dev/stdin, a FIFO): a
     quarter of the machine's physical memory (2**38 where the system does not say)."""
-    try:
-        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 4
-    except (ValueError, OSError, AttributeError):
-        return 1 << 38
+    have = memory.machine_bytes()
+    return 1 << 38 if have is None else have // 4
 
 
 def not_yet_written(path):
