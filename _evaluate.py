@@ -36,9 +36,9 @@ DEFAULTS = {
     'num_blocks': NUM_BLOCKS,
     'seed': 0,
 }
-MODES = (
-    ('--dynamic', ('dynamic_lr', 'dynamic_window', 'dynamic_decay')),
-    ('--blocks T', ('num_blocks', 'seed')),
+MODES = (  # a mode, whether it is on, and the options that go with it
+    ('--dynamic', lambda args: args.dynamic, ('dynamic_lr', 'dynamic_window', 'dynamic_decay')),
+    ('--blocks T', lambda args: args.blocks is not None, ('num_blocks', 'seed')),
 )
 
 
@@ -213,9 +213,9 @@ def check_modes(args):
             '--blocks scores the LSTM on blocks read from a zero state: it does not go with --dynamic or '
             '--ngram'
         )
-    for mode, names in MODES:
+    for mode, on, names in MODES:
         given = [cli.option_name(name) for name in names if getattr(args, name) is not None]
-        if given and not (args.dynamic if mode == '--dynamic' else args.blocks is not None):
+        if given and not on(args):
             raise UserError(f'{" and ".join(given)} go{"es" * (len(given) == 1)} with {mode}')
     if args.text is not None and args.val_fraction is not None:
         raise UserError('--val-fraction splits --corpus: with --text the whole file is scored')
