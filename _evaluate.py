@@ -118,7 +118,8 @@ def _add_ngram_options(g):
         metavar='N',
         help='instead of the LSTM, score a character '
         'N-gram model (interpolated Witten-Bell) counted on the training split (N - 1 characters of '
-        'context) over the corpus\'s own characters; no model is read (default: none, the LSTM)',
+        'context) over the corpus\'s own characters, on the CPU; no model is read, so --weights, --lookup and '
+        '--device go with --compare only (default: none, the LSTM)',
     )
     g.add_argument(
         '--compare',
@@ -145,8 +146,6 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     check_modes(args)
-    if args.ngram and not args.compare:  # the n-gram alone never runs the model
-        args.device = 'cpu'
     args.device = cli.open_device(args.device)  # the ops: None for the CPU
     if args.blocks is not None:
         memory.check_fits(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')  # starts and losses
@@ -208,6 +207,12 @@ def check_modes(args):
         )
     if args.compare and not args.ngram:
         raise UserError('--compare goes with --ngram N')
+    model = [cli.option_name(k) for k, v in cli.MODEL_DEFAULTS.items() if getattr(args, k) != v]
+    if args.ngram and not args.compare and model:
+        raise UserError(
+            f'{" and ".join(model)} go{"es" * (len(model) == 1)} with the LSTM, which --ngram N alone does not '
+            'run (it counts on the CPU): add --compare to score the LSTM beside the n-gram model'
+        )
     if args.blocks is not None and (args.dynamic or args.ngram):
         raise UserError(
             '--blocks scores the LSTM on blocks read from a zero state: it does not go with --dynamic or '

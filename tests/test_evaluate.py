@@ -76,11 +76,13 @@ def test_evaluate_ngram_and_the_comparison_by_kind(small_model, tmp_path):
         '10 to 19 after a newline',
     ):
         assert kind in out
-    one = float(run_here('_evaluate.py', *model, '--ngram', 1).stdout.split('loss ')[1].split()[0])
+    one = float(run_here('_evaluate.py', *model[4:], '--ngram', 1).stdout.split('loss ')[1].split()[0])
     three = float(out.split('loss ')[1].split()[0])
     assert three < one  # context helps on a text of repeated words
     assert_one_line_error(run_here('_evaluate.py', *model, '--compare'), '--compare goes with --ngram')
     assert_one_line_error(run_here('_evaluate.py', *model, '--ngram', 0), '--ngram')
+    r = run_here('_evaluate.py', *model, '--ngram', 3)  # the model named, and not read
+    assert_one_line_error(r, '--weights and --lookup go with the LSTM', 'add --compare')
 
 
 SCORE = (
@@ -168,9 +170,7 @@ def test_a_dynamic_rate_the_model_cannot_hold_is_refused_and_a_diverging_one_sai
 def test_the_ngram_alone_scores_a_text_of_any_alphabet_without_a_model(tmp_path):
     """--ngram alone counts the corpus's own characters: no model, no lookup table is read."""
     (tmp_path / 'mine.txt').write_text('héllo wörld 🙂\n' * 300, encoding='utf-8')
-    r = run_here(
-        '_evaluate.py', '--ngram', '3', '--corpus', tmp_path / 'mine.txt', '--weights', tmp_path / 'no'
-    )
+    r = run_here('_evaluate.py', '--ngram', '3', '--corpus', tmp_path / 'mine.txt')
     assert r.returncode == 0, r.stderr
     assert re.search(r'loss 0\.\d{4} nats/char', r.stdout), r.stdout  # a text this regular: near 0
     r = run_here('_evaluate.py', '--ngram', '3', '--compare', '--corpus', tmp_path / 'mine.txt')

@@ -328,26 +328,34 @@ def choice(*values):
     return parse
 
 
+# The options naming a model and where it runs, and their defaults: the shipped model, on the CPU.
+MODEL_DEFAULTS = {
+    'weights': os.path.join(SAVES, 'ShakespeareNet.npz'),
+    'lookup': os.path.join(SAVES, 'ShakespeareLookup.json'),
+    'device': 'cpu',
+}
+
+
 def add_model_options(parser):
     """The option group naming a trained model: --weights and --lookup, the shipped model by default."""
     g = parser.add_argument_group('model')
     g.add_argument(
         '--weights',
         type=path,
-        default=os.path.join(SAVES, 'ShakespeareNet.npz'),
+        default=MODEL_DEFAULTS['weights'],
         help='weights file: an .npz of this repo, or a .json saved by the original project (default '
         'saves/ShakespeareNet.npz)',
     )
     g.add_argument(
         '--lookup',
         type=path,
-        default=os.path.join(SAVES, 'ShakespeareLookup.json'),
+        default=MODEL_DEFAULTS['lookup'],
         help='lookup table saved with the weights (default saves/ShakespeareLookup.json)',
     )
     g.add_argument(
         '--device',
         type=choice('cpu', 'cuda'),
-        default='cpu',
+        default=MODEL_DEFAULTS['device'],
         metavar='{cpu,cuda}',
         help='run the model on the CPU or on an NVIDIA GPU through CuPy (default %(default)s). The GPU '
         'is for long texts and many streams side by side; one sample at a time is a chain of '
