@@ -118,8 +118,8 @@ def _add_ngram_options(g):
         metavar='N',
         help='instead of the LSTM, score a character '
         'N-gram model (interpolated Witten-Bell) counted on the training split (N - 1 characters of '
-        'context) over the corpus\'s own characters, on the CPU; no model is read, so --weights, --lookup and '
-        '--device go with --compare only (default: none, the LSTM)',
+        'context) over the corpus\'s own characters, on the CPU; no model is read, so --weights, --lookup '
+        'and --device go with --compare only (default: none, the LSTM)',
     )
     g.add_argument(
         '--compare',
@@ -210,8 +210,8 @@ def check_modes(args):
     model = [cli.option_name(k) for k, v in cli.MODEL_DEFAULTS.items() if getattr(args, k) != v]
     if args.ngram and not args.compare and model:
         raise UserError(
-            f'{" and ".join(model)} go{"es" * (len(model) == 1)} with the LSTM, which --ngram N alone does not '
-            'run (it counts on the CPU): add --compare to score the LSTM beside the n-gram model'
+            f'{" and ".join(model)} go{"es" * (len(model) == 1)} with the LSTM, which --ngram N alone does '
+            'not run (it counts on the CPU): add --compare to score the LSTM beside the n-gram model'
         )
     if args.blocks is not None and (args.dynamic or args.ngram):
         raise UserError(
