@@ -180,9 +180,17 @@ def main(argv=None):
         )
     N = args.num_samples
     with Progress('beam search' if args.beam else 'sampling', args.length, 'steps') as progress:
+        reading = reading_progress(len(prime), progress)
         if args.beam:  # the likeliest is known only at the end: then printed
             found, _ = beam.search(
-                params, prime, args.length, args.beam, stop_ids, progress=progress, device=device
+                params,
+                prime,
+                args.length,
+                args.beam,
+                stop_ids,
+                progress=progress,
+                device=device,
+                prime_progress=reading,
             )
             progress.close()
             draws = ([ix] for ix in found)
@@ -197,6 +205,7 @@ def main(argv=None):
                 top_k=args.top_k,
                 top_p=args.top_p,
                 device=device,
+                prime_progress=reading,
             )
             # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr says how far.
             if N == 1 and is_terminal(sys.stdout):
@@ -212,15 +221,29 @@ def main(argv=None):
     return 0
 
 
+def reading_progress(n, steps):
+    """The progress of reading a priming text of n characters (a line on a terminal, if it takes a while),
+    cleared once it is read; the progress of the steps then counts from there."""
+    line = Progress('reading the priming text', n, 'characters')
+
+    def read(done):
+        line(done)
+        if done >= n:
+            line.close()
+            steps.restart()
+
+    return read
+
+
 def write_samples(draws, start, stop_ids, chars, N, progress):
     """Print one sample as it is drawn, or N samples one after the other once all are drawn. Returns the
     samples' generated indices."""
     texts = [[] for _ in range(N)]
     done = np.zeros(N, dtype=bool)
     out = sys.stdout  # a closed pipe (| head) is handled by cli.run
-    if N == 1:
-        out.write(start)
     for step, ix in enumerate(draws, start=1):
+        if N == 1 and step == 1:  # the priming text is read now: its progress line is gone
+            out.write(start)
         for k in np.flatnonzero(~done):
             texts[k].append(int(ix[k]))
             if stop_ids is not None and texts[k][-len(stop_ids) :] == stop_ids:

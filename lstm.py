@@ -205,13 +205,16 @@ def predictor(params, B=1, device=None):
 PRIME_WINDOW = 1000  # characters of a priming text read at a time
 
 
-def primed(params, prime, B, device=None, window=PRIME_WINDOW):
+def primed(params, prime, B, device=None, window=PRIME_WINDOW, progress=None):
     """A Predictor of B streams that have all read the indices in prime, and the logits (B, V) after it. The
     text is read once, as one stream a window at a time (any length in bounded memory), and every stream
-    starts from the state it leaves."""
+    starts from the state it leaves. progress: None, or a callable given the number of characters read, after
+    each window."""
     reader = predictor(params, 1, device)
     for t0 in range(0, len(prime), window):
         logits = reader(np.asarray(prime[t0 : t0 + window])[:, None])[-1]
+        if progress is not None:
+            progress(min(t0 + window, len(prime)))
     if B == 1:
         return reader, logits
     model = predictor(params, B, device)
@@ -348,10 +351,21 @@ def next_char_probs(logits, *, temperature=1.0, top_k=0, top_p=1.0):
 
 
 def sample(
-    params, prime, length, *, temperature=1.0, rng=None, num_samples=1, top_k=0, top_p=1.0, device=None
+    params,
+    prime,
+    length,
+    *,
+    temperature=1.0,
+    rng=None,
+    num_samples=1,
+    top_k=0,
+    top_p=1.0,
+    device=None,
+    prime_progress=None,
 ):
     """Draw num_samples texts side by side, one batch: yield `length` arrays of num_samples character indices,
-    one step at a time, after reading the indices in `prime` (the same priming text for every sample).
+    one step at a time, after reading the indices in `prime` (the same priming text for every sample; at the
+    first draw, prime_progress told of it as primed's progress).
 
     Each next character is drawn from next_char_probs(logits, temperature, top_k, top_p); temperature 0 takes
     the most likely one. The samples are independent: each has its own state and its own draws from rng.
@@ -361,7 +375,7 @@ def sample(
     if prime.size == 0:
         raise ValueError('the priming text is empty: give at least one character')
     N = num_samples
-    model, logits = primed(params, prime, N, device)  # logits (N, V) after the priming text
+    model, logits = primed(params, prime, N, device, progress=prime_progress)  # logits (N, V) after it
     x = np.empty((1, N), dtype=np.intp)
     for _ in range(length):
         if temperature == 0:

@@ -15,7 +15,7 @@ import layers
 import lstm
 
 
-def search(params, prime, length, width, stop=None, progress=None, device=None):
+def search(params, prime, length, width, stop=None, progress=None, device=None, prime_progress=None):
     """The likeliest continuation of the indices `prime` that the beam finds.
 
     Inputs:
@@ -23,7 +23,8 @@ def search(params, prime, length, width, stop=None, progress=None, device=None):
     - length: the most characters to add; width: the number of continuations kept, N
     - stop: indices; a continuation that ends with them is finished: it keeps its place in the beam as it is,
       ranked by its score among the others, and grows no more
-    - progress: None, or a callable given the number of steps done, now and then
+    - progress: None, or a callable given the number of steps done, now and then; prime_progress: the same
+      for the characters of the priming text read (lstm.primed)
     The search ends after `length` characters, or once every continuation kept is finished, or once the best
     is finished and scores above every unfinished one (whose scores only fall as they grow: the answer is
     settled).
@@ -38,7 +39,7 @@ def search(params, prime, length, width, stop=None, progress=None, device=None):
     V = params['dense.W'].shape[1]
     N = min(width, V ** min(length, 64))  # no more rows than there are continuations to hold
     S = 0 if stop is None else len(stop)
-    model, logits = lstm.primed(params, prime, N, device)  # (N, V): the N rows are the same so far
+    model, logits = lstm.primed(params, prime, N, device, progress=prime_progress)  # (N, V): N rows alike
     scores = np.full(N, -np.inf)
     scores[0] = 0.0  # so only the first row grows at the first step
     done = np.zeros(N, dtype=bool)

@@ -2,18 +2,26 @@
 top-k, a temperature too small to divide by), and one-line refusals of bad input."""
 
 import os
+import pty
+import re
+import subprocess
+import sys
 
-import _sample
-
+import numpy as np
 import pytest
 
-
+import _sample
+import lstm
 from helpers import (
+    ROOT,
     SAVES,
     assert_one_line_error,
+    model_args,
+    read_pty,
     run_here,
     script,
 )
+from util import weights
 
 
 def test_sample_with_the_shipped_model_is_reproducible():
@@ -115,3 +123,47 @@ def test_a_long_priming_text_takes_bounded_memory_and_a_refusal_names_it(small_m
     assert r.returncode == 0, r.stderr
     r = run_here('_sample.py', *model, '--num-samples', 100_000)
     assert_one_line_error(r, '--num-samples 100000', 'priming text of 30,000 characters', '--start-file')
+
+
+def test_priming_reports_its_progress_a_window_at_a_time(small_model):
+    params, _ = weights.load_params(small_model[0])
+    told = []
+    lstm.primed(params, np.zeros(2500, dtype=np.intp), 2, window=1000, progress=told.append)
+    assert told == [1000, 2000, 2500]
+
+
+SAMPLE = (
+    'import sys, _sample; from util import cli, progress; progress.Progress.interval = 0; '
+    'sys.argv[0] = "_sample.py"; '
+    'cli.run(lambda: _sample.main(sys.argv[1:]))'
+)
+
+
+@pytest.mark.parametrize('beam', [[], ['--beam', '2']])
+def test_a_long_priming_text_shows_its_reading_on_a_terminal_then_the_whole_text(model_dir, tmp_path, beam):
+    """On a terminal, reading a long priming text has its own progress line, cleared before the text is
+    printed: the sample starts with the whole priming text, as in a pipe."""
+    (tmp_path / 'prime.txt').write_text('to be ' * 500, encoding='utf-8')  # 3,000 characters: 3 windows
+    args = [sys.executable, '-c', SAMPLE, '--start-file', tmp_path / 'prime.txt', '--length', 20, *beam]
+    args = [*map(str, args), '--seed', '1', *map(str, model_args(model_dir))]
+    master, slave = pty.openpty()  # stdout and stderr one terminal, as in a shell
+    p = subprocess.Popen(args, cwd=ROOT, stdout=slave, stderr=slave)
+    os.close(slave)
+    shown = read_pty(master)
+    assert p.wait(60) == 0
+    os.close(master)
+    assert 'reading the priming text: 1,000 of 3,000 characters' in shown, shown
+    last_line = list(re.finditer(r'\d+(\.\d)? (s|min) left', shown))[-1]  # of the reading or the search
+    assert shown[last_line.end() :].lstrip('\r ').startswith('to be ' * 500)  # after the line, cleared
+    piped = run_here(
+        '_sample.py',
+        '--start-file',
+        tmp_path / 'prime.txt',
+        '--length',
+        20,
+        *beam,
+        '--seed',
+        1,
+        *model_args(model_dir),
+    )
+    assert piped.returncode == 0 and piped.stderr == '' and piped.stdout.startswith('to be ' * 500)

@@ -34,6 +34,10 @@ class Progress:
             f'{rate:,.0f} {self.unit}/s, {left}'
         )
 
+    def restart(self):
+        """Count the time and the rate from now: after a first part of the work, measured apart."""
+        self.start = self.drawn = time.monotonic()
+
     def close(self):
         if self.width:
             self._draw('')
