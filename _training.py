@@ -36,11 +36,13 @@ from util.run_start import (
     load_data,
     lock_folder,
     new_run,
+    rescore_best,
     resumed_run,
     saving,
     training_size,
 )
 from util.settings import HELP, SETTINGS, lr_at, settings_from
+from util.training_report import nats, report, will_train
 from util.training_progress import Stopped, Stopper, TrainingProgress
 from util.errors import UserError
 
@@ -123,11 +125,6 @@ def parse_args(argv):
     g = p.add_argument_group('output')
     _add_output_options(g)
     return p.parse_args(argv)
-
-
-def nats(loss):
-    """A loss for printing: a cross-entropy is never below zero (-0.0 or -1e-17 is rounding)."""
-    return f'{max(0.0, loss):.4f}'
 
 
 # --- training -----------------------------------------------------------------------------------------------
@@ -327,7 +324,8 @@ def main(argv=None, plan=None):
             if args.resume:
                 complete_stop(out)
             run_folder.remove_temporaries(out)  # a killed run's, now that this one goes on
-            report(run, args, changed, chunked, val_ids)
+            rescored = rescore_best(run, out, val_ids, changed, device) if will_train(run, args) else None
+            report(run, args, changed, chunked, val_ids, rescored)
             say = (lambda text: None) if args.quiet else (lambda text: cli.write(text + '\n'))
             finished = train(run, out, chunked, val_ids, args, say, device)
     except run_folder.Moved:  # nothing written: the folder is wherever it went
@@ -343,47 +341,6 @@ def main(argv=None, plan=None):
         best = 'none' if run.pos.best_val is None else f'{nats(run.pos.best_val)} nats/char'
         say(f'done: {cli.count(run.pos.epoch, "epoch")}, best validation loss {best}; files in {out}')
     return 0
-
-
-def report(run, args, changed, chunked, val_ids):
-    """What is trained, and on --resume where it continues and what the command line changed."""
-    if args.quiet:
-        return
-    s, p = run.settings, run.pos
-    n_params, V = sum(a.size for a in run.params.values()), len(run.chars)
-    cli.write(
-        f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {V:,} distinct; '
-        f'{run.windows * s["chunks"] * s["window"]:,} trained per epoch, {len(val_ids):,} validation\n'
-        f'model {s["layers"]}x{s["hidden"]} LSTM, {n_params:,} parameters, '
-        f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n'
-    )
-    outer = 5 * s['hidden'] * V + V  # the first layer's input weights and the dense layer: per character
-    if V > 256 and outer > n_params / 2:  # an alphabet of thousands (Chinese): the model is mostly those
-        cli.write(
-            f'note: {outer / n_params:.0%} of the parameters are the input and output weights of the {V:,} '
-            'distinct characters\n'
-        )
-    read = chunked[:, : run.windows * s['window'] + 1]  # the inputs and targets of an epoch's windows
-    trained = np.bincount(read.ravel(), minlength=V) > 0
-    unseen = np.unique(val_ids[~trained[val_ids]])
-    if len(unseen):
-        names = ', '.join(data.char_name(run.chars[i]) for i in unseen[:10]) + (' ...' * (len(unseen) > 10))
-        cli.write(
-            f'note: the validation text has {cli.count(len(unseen), "character")} that training never sees '
-            f'({names}): the model gives {"them" if len(unseen) > 1 else "it"} almost no probability, and '
-            'its validation loss counts that\n'
-        )
-    if args.resume:
-        shown = lambda k, v: 'tiny Shakespeare' if k == 'corpus' and v is None else v  # noqa: E731
-        changes = ', '.join(f'{k} {shown(k, a)} -> {shown(k, b)}' for k, (a, b) in changed.items())
-        if changes and not (p.epoch < s['epochs'] and (args.max_steps is None or p.step < args.max_steps)):
-            changes = (
-                f'nothing is left to train, so the checkpoint keeps its settings ({changes} not applied)'
-            )
-        cli.write(
-            f'resuming at epoch {run.epoch():.4f} (epoch {p.epoch}, window {p.window}/{run.windows}), '
-            f'step {p.step}; {changes or "no setting changed"}\n'
-        )
 
 
 if __name__ == '__main__':

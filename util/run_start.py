@@ -10,7 +10,8 @@ import numpy as np
 import data
 import lstm
 from optimizer import RMSprop
-from util import cli, devices, files, memory, position, repo, run_folder, runs
+from util import cli, devices, files, memory, position, repo, run_folder, runs, weights
+from util.progress import Progress
 from util.run_folder import CHECKPOINT
 from util.settings import settings_from
 from util.errors import UserError
@@ -178,6 +179,24 @@ def complete_stop(out):
             raise UserError(
                 f'{e}; the checkpoint in {out} is whole: {run_folder.fix_for(e)} and resume again'
             ) from None
+
+
+def rescore_best(run, out, val_ids, changed, device):
+    """The best validation loss so far was measured on another validation text where --val-chars changed on
+    --resume: score the best epoch's model (best/) on this one, so that later epochs are compared with it on
+    the same text. Returns (the old loss, the new one), or None where nothing changed."""
+    if 'val_chars' not in changed or run.pos.best_val is None:
+        return None
+    try:
+        params, _ = weights.load_params(
+            os.path.join(out, run_folder.BEST, run_folder.WEIGHTS), chars=run.chars
+        )
+    except files.ModelFileError as e:
+        raise UserError(f'cannot resume from {out} with another --val-chars: {e}') from None
+    old = run.pos.best_val
+    with Progress('scoring best/ on the new validation text', len(val_ids) - 1) as progress:
+        run.pos.best_val = lstm.evaluate(params, val_ids, progress=progress, device=device)
+    return old, run.pos.best_val
 
 
 def load_data(run):
