@@ -108,10 +108,16 @@ def load_inputs(args):
         raise UserError(f'{e} (the text read by default: give this model\'s own with --text)') from None
     _, H, n_layers = lstm.sizes(params)
     if args.layer > n_layers:
-        raise UserError(f'--layer {args.layer}: the model has {n_layers} layers')
+        raise UserError(f'--layer {args.layer}: the model has {cli.count(n_layers, "layer")}')
     if args.neuron >= H:
         raise UserError(f'--neuron {args.neuron}: the model has {H} neurons per layer (0 to {H - 1})')
-    return params, ids, data.decode(ids, chars)
+    text = data.decode(ids, chars)
+    if args.periodic_svg and not analysis.line_positions_vary(text):
+        raise UserError(
+            f'--periodic-svg: every character of {args.text} is at the same position in its line, so it has '
+            'no periodic or line-position cell to draw: give a text of several lines of some length'
+        )
+    return params, ids, text
 
 
 def print_found(found, where, out=None):
@@ -178,11 +184,7 @@ def find(args, params, ids, text):
             if per['present']
         ]
         cells += [(layer, s, k, f'line position, r {r:+.2f}') for layer, s, k, r, _ in ramp['best'][:1]]
-        if not cells:
-            raise UserError(
-                f'--periodic-svg: {args.text} ({len(text):,} characters) has too few long lines to find '
-                'periodic or line-position cells in: no picture (the list above stands)'
-            )
+        assert cells, 'load_inputs refuses a text whose line positions do not vary'
         with Progress('mean activation by position', len(ids)) as progress:
             means, counts = analysis.position_profile(
                 params, ids, text, cells, progress=progress, device=args.device

@@ -139,6 +139,13 @@ def _inside_quotes(text):
     return inside
 
 
+def line_positions_vary(text):
+    """Whether the position in the line (char_kinds) takes more than one value over the text: else
+    find_neurons finds neither a line-position cell nor a periodic one (their features are absent)."""
+    _, pos = char_kinds(text)
+    return len(text) > 2 and np.ptp(pos) > 0
+
+
 def features(text):
     """Features of every character of the text: {name: (values, mask, description)}; the correlation of a
     feature is taken over the characters where mask is True."""

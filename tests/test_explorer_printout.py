@@ -101,20 +101,23 @@ def test_find_draws_the_position_profiles(tmp_path):
 def test_the_position_profiles_of_texts_with_little_in_them(small_model, tmp_path):
     """Lines of 6 positions or more: periodic cells and a line-position cell. Shorter lines (a text of
     newlines only, or of two characters) fit every R exactly (0 or 1), so there is no periodic cell: the
-    line-position cell is drawn alone where there is one, and where there is none one line says so."""
+    line-position cell is drawn alone where there is one, and where there is none one line says so before any
+    work: the other outputs asked for are not lost after it."""
     weights, lookup, chars = small_model
     model = ['--weights', weights, '--lookup', lookup, '--find', '--periodic-svg', tmp_path / 'p.svg']
+    model += ['--html', tmp_path / 'p.html']
     line = ''.join(ch for ch in chars if ch != '\n')[:7]
     for text, drawn in (((line + '\n') * 3, 3), ((line[:2] + '\n') * 3, 1), ('\n' * 8, 0), (line[:2], 0)):
         (tmp_path / 't.txt').write_text(text, encoding='utf-8')
         r = run_here('_visualize.py', '--text', tmp_path / 't.txt', *model)
         periodic = r.stdout.split('periodic in line:')[-1]
-        assert ('(absent from this text)' in periodic) == (drawn < 3) and 'period 0' not in periodic, r.stdout
         if drawn:
             assert r.returncode == 0, r.stderr
+            assert ('(absent from this text)' in periodic) == (drawn < 3) and 'period 0' not in periodic
             assert (tmp_path / 'p.svg').read_text().count('<polyline') == drawn
         else:
-            assert_one_line_error(r, 'too few long lines', 'no picture')
+            assert_one_line_error(r, 'is at the same position in its line', 'several lines')
+            assert r.stdout == '' and not (tmp_path / 'p.html').exists()  # said before the --find table
         (tmp_path / 'p.svg').unlink(missing_ok=True)
 
 
