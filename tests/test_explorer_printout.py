@@ -119,6 +119,7 @@ def test_the_position_profiles_of_texts_with_little_in_them(small_model, tmp_pat
             assert_one_line_error(r, 'is at the same position in its line', 'several lines')
             assert r.stdout == '' and not (tmp_path / 'p.html').exists()  # said before the --find table
         (tmp_path / 'p.svg').unlink(missing_ok=True)
+        (tmp_path / 'p.html').unlink(missing_ok=True)
 
 
 def test_the_analyses_on_a_model_trained_on_a_non_latin_text(tmp_path):
