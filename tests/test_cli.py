@@ -175,7 +175,7 @@ def test_no_progress_line_in_a_file_and_a_sample_primed_with_a_line_of_the_valid
     assert all(line.startswith('| ') or line == '| ' for line in sample.split('\n'))  # a blank line shows
 
 
-def test_training_notes_validation_characters_it_never_trains_on_and_an_alphabet_that_is_most_of_it(
+def test_training_notes_unseen_validation_characters_windows_line_ends_and_an_alphabet_that_is_most_of_it(
     tmp_path, capsys
 ):
     text = tiny_corpus(4000)
@@ -183,7 +183,15 @@ def test_training_notes_validation_characters_it_never_trains_on_and_an_alphabet
     assert train('--corpus', tmp_path / 'c.txt', '--out', tmp_path / 'a', '--max-steps', '0', *TINY_LOUD) == 0
     out = capsys.readouterr().out
     assert "the validation text has 2 characters that training never sees ('§', 'Æ')" in out, out
-    assert 'of the parameters are the input and output weights' not in out
+    assert 'of the parameters are the input and output weights' not in out and 'byte-order' not in out
+    (tmp_path / 'w.txt').write_text('\ufeff' + text.replace('\n', '\r\n'), encoding='utf-8')  # Notepad's
+    assert train('--corpus', tmp_path / 'w.txt', '--out', tmp_path / 'w', '--max-steps', '0', *TINY_LOUD) == 0
+    out = capsys.readouterr().out
+    assert 'note: the corpus has carriage returns (Windows line endings: dos2unix FILE' in out, out
+    assert (
+        'note: the corpus has a byte-order mark (save it as UTF-8 without one): the model learns U+FEFF'
+        in out
+    )
     (tmp_path / 'zh.txt').write_text(''.join(chr(0x4E00 + i % 400) for i in range(8000)), encoding='utf-8')
     assert (
         train('--corpus', tmp_path / 'zh.txt', '--out', tmp_path / 'b', '--max-steps', '0', *TINY_LOUD) == 0

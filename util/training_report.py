@@ -38,6 +38,13 @@ def report(run, args, changed, chunked, val_ids, rescored=None):
             f'note: {outer / n_params:.0%} of the parameters are the input and output weights of the {V:,} '
             'distinct characters\n'
         )
+    for c, hint in data.FOREIGN_HINTS.items():  # carriage returns, a byte-order mark: rarely meant
+        if c in run.chars and not args.resume:
+            what = hint.rstrip('; ').replace('the text', 'the corpus', 1)
+            cli.write(
+                f'note: {what}: the model learns {data.char_name(c)} as a character of its own, which the '
+                'texts it reads later need too; convert the corpus first to train without it\n'
+            )
     read = chunked[:, : run.windows * s['window'] + 1]  # the inputs and targets of an epoch's windows
     trained = np.bincount(read.ravel(), minlength=V) > 0
     unseen = np.unique(val_ids[~trained[val_ids]])
