@@ -371,3 +371,16 @@ def test_a_page_written_by_hand_is_a_page_to_replace_and_a_name_too_long_says_so
     assert page.read_text().startswith('<!DOCTYPE html>')
     r = run_here('_visualize.py', *args, '--html', tmp_path / ('p' * 250 + '.html'))
     assert_one_line_error(r, 'path too long', 'its name is', 'choose a shorter path')
+
+
+def test_an_output_named_for_another_format_is_refused_and_the_right_name_given(model_dir, tmp_path):
+    log = two_epoch_log(tmp_path)
+    r = run_here('_plot.py', log, '--out', tmp_path / 'curve.PNG')
+    assert_one_line_error(
+        r, 'the file written is an SVG figure, not PNG', f'name it {tmp_path / "curve.svg"}'
+    )
+    r = run_here('_visualize.py', '--html', tmp_path / 'page.svg', '--text', model_dir / 'text.txt')
+    assert_one_line_error(r, 'an HTML page, not SVG', 'page.html')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['training_log.csv']
+    for name in ('curve', 'curve.htm.svg', 'curve.v2'):  # no ending, its own, or one of no known format
+        assert run_here('_plot.py', log, '--out', tmp_path / name).returncode == 0

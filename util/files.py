@@ -158,9 +158,10 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
     written; a device, pipe or socket where in_place is False (a run's files are read back, so they must be
     files), else one that cannot be written. Also a file this command reads (one of inputs, under any name),
     and an existing file that is not of the kind written (kind: a kinds.Kind, e.g. kinds.SVG), so that a
-    log, a text or a model given as the output by mistake is never lost. A missing folder is made when the
-    file is written (atomic_write), not here, so that a command refused later leaves nothing behind. fix:
-    what to do, ending each message. Raises ModelFileError."""
+    log, a text or a model given as the output by mistake is never lost; and a name that ends as another
+    format's (kinds.misnamed). A missing folder is made when the file is written (atomic_write), not here,
+    so that a command refused later leaves nothing behind. fix: what to do, ending each message. Raises
+    ModelFileError."""
     path = os.fspath(path)
     if not path:
         raise ModelFileError(f'the {what} path is empty: give a file name')
@@ -198,6 +199,8 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
         )
     check_folder(existing, what, flags=not made)  # (a folder made for it has no flags)
     _check_length(real, existing, what)
+    if kind is not None and kinds.misnamed(path, kind):  # (curve.png: a file that no viewer would open)
+        raise ModelFileError(f'{what} {path}: {kinds.misnamed(path, kind)}')
 
 
 def _is_own_stdin_pipe(path):

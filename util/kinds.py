@@ -6,6 +6,7 @@ A file is of a kind if it is empty, or if its first element (after what may come
 mark, white space, an XML declaration, comments, an SVG doctype, also one with an internal subset as
 Illustrator writes) is one of the kind's tags, and it ends with the kind's closing tag."""
 
+import os
 import re
 from typing import NamedTuple
 
@@ -14,20 +15,37 @@ TAIL_BYTES = 1024  # and of its end: its closing tag
 
 
 class Kind(NamedTuple):
-    """A kind of file: the tags its first element may start with (lower case), its closing tag, its name."""
+    """A kind of file: the tags its first element may start with (lower case), its closing tag, its name, the
+    endings of its file names (the usual one first)."""
 
     starts: tuple
     end: bytes
     name: str
+    suffixes: tuple
 
 
-SVG = Kind((b'<svg',), b'</svg>', 'an SVG figure')
-HTML = Kind((b'<!doctype html', b'<html'), b'</html>', 'an HTML page')
+SVG = Kind((b'<svg',), b'</svg>', 'an SVG figure', ('.svg',))
+HTML = Kind((b'<!doctype html', b'<html'), b'</html>', 'an HTML page', ('.html', '.htm'))
+# Endings that name another format: a file of one kind under such a name (curve.png) opens in no program.
+FORMATS = (
+    *('.png', '.jpg', '.jpeg', '.gif', '.bmp', '.webp', '.tif', '.tiff', '.pdf', '.eps', '.ps'),
+    *('.svg', '.html', '.htm', '.json', '.csv', '.npz', '.txt'),
+)
 
 _PROLOG = re.compile(
     rb'(?:\xef\xbb\xbf|\s+|<\?xml[^>]*\?>|<!--.*?-->|<!DOCTYPE\s+svg(?:[^>\[]|\[[^\]]*\])*>)*', re.S | re.I
 )
 _AFTER_TAG = (b' ', b'\t', b'\r', b'\n', b'>', b'/')  # what may follow a tag's name
+
+
+def misnamed(path, kind):
+    """What is wrong with path as the name of a file of the kind, where its ending names another format
+    (curve.png for an SVG figure, which no picture viewer would then open), else None: a name without an
+    ending, or with one of no known format, is the user's choice."""
+    stem, suffix = os.path.splitext(os.fspath(path))
+    if suffix.lower() not in FORMATS or suffix.lower() in kind.suffixes:
+        return None
+    return f'the file written is {kind.name}, not {suffix[1:].upper()}: name it {stem}{kind.suffixes[0]}'
 
 
 def of_kind(size, first, last, kind):
