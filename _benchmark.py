@@ -24,6 +24,8 @@ import sys
 import time
 
 from util import blas, devices, memory
+from util.errors import UserError
+from util.machine import cpu_model, warn_if_pinned
 import engine
 import lstm
 
@@ -84,9 +86,9 @@ def parse_args(argv):
 
 def default_threads():
     """OPENBLAS_NUM_THREADS where it is a positive number (so OPENBLAS_NUM_THREADS=1 measures one thread, as
-    _training.py then trains on one), else every core."""
-    text = os.environ.get('OPENBLAS_NUM_THREADS', '')
-    return int(text) if text.isdigit() and int(text) > 0 else os.cpu_count() or 1
+    _training.py then trains on one), up to the number of cores; else every core."""
+    text, cores = os.environ.get('OPENBLAS_NUM_THREADS', ''), os.cpu_count() or 1
+    return min(int(text), cores) if text.isdigit() and int(text) > 0 else cores
 
 
 def spread(values):
@@ -209,20 +211,6 @@ def torch_trainer(args):
     return train, sampling
 
 
-def cpu_model():
-    """The CPU's model name, from /proc/cpuinfo (Linux) or the platform module."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or 'unknown CPU'
-
-
 def report(result, args, pinned):
     """Print the measurements as a table, then as one line of JSON."""
     has_torch = 'torch_version' in result
@@ -309,26 +297,20 @@ def gpu_main(args):
 
 
 def check_size(args):
-    """Refuse a model that two copies of (this repo's and PyTorch's) would not fit in the machine's memory."""
+    """Refuse a model that the copies measured (this repo's, and PyTorch's unless --no-torch) would not fit in
+    the machine's memory, and more threads than the machine has cores."""
     model = memory.model_bytes(args.vocab, args.hidden, args.layers, args.chunks, args.window, training=True)
+    copies = 1 if args.no_torch else 2
     memory.check_fits(
-        2 * model,
+        copies * model,
         f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on '
-        f'--chunks {args.chunks} x --window {args.window} (this repo and PyTorch)',
+        f'--chunks {args.chunks} x --window {args.window}{" (this repo and PyTorch)" * (copies == 2)}',
     )
-
-
-def warn_if_pinned():
-    """Say on stderr when OPENBLAS_CORETYPE pins OpenBLAS's kernel; returns its value (None where unset)."""
-    pinned = os.environ.get('OPENBLAS_CORETYPE')
-    if pinned:
-        print(
-            f'warning: OPENBLAS_CORETYPE={pinned} pins OpenBLAS to that kernel, which may not be the one it '
-            'would choose on this CPU; for the figures a user would see, run with '
-            '`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python _benchmark.py`',
-            file=sys.stderr,
+    cores = os.cpu_count() or 1
+    if args.threads > cores:
+        raise UserError(
+            f'--threads {args.threads}: this machine has {cli.count(cores, "core")}; give {cores} or fewer'
         )
-    return pinned
 
 
 def import_torch(args):

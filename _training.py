@@ -111,8 +111,8 @@ def parse_args(argv):
     g = groups['optimisation']
     g.add_argument(
         '--threads',
-        type=cli.positive_int,
-        help='threads: 2 runs half of the chunks on each of two '
+        type=cli.one_or_two,
+        help='threads, 1 or 2: 2 runs half of the chunks on each of two '
         'cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)',
     )
     g.add_argument(
@@ -246,7 +246,7 @@ def train(run, out, chunked, val_ids, args, say, device=None):
     s, p = run.settings, run.pos
     trainer = None if device is None else device.trainer(run)
     to_host = (lambda: None) if trainer is None else (lambda: trainer.to_host(run))  # if steps were taken
-    threads = min(args.threads or default_threads(), 2)
+    threads = args.threads or default_threads()
     if threads > 1 and set_blas_threads(1) is None:
         threads = 1  # OpenBLAS not found: let its own threads do the work
     run.plan.threads = threads

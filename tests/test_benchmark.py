@@ -10,6 +10,8 @@ import _training
 
 from helpers import (
     TINY_BENCHMARK,
+    assert_one_line_error,
+    run_here,
     script,
 )
 
@@ -56,6 +58,17 @@ def test_the_benchmark_honours_openblas_num_threads_as_training_does(monkeypatch
     assert _benchmark.parse_args([]).threads == 1 == _training.default_threads()
     monkeypatch.delenv('OPENBLAS_NUM_THREADS')
     assert _benchmark.parse_args([]).threads == (os.cpu_count() or 1)
+    monkeypatch.setenv('OPENBLAS_NUM_THREADS', '99999999999999999999')
+    assert _benchmark.parse_args([]).threads == (os.cpu_count() or 1)  # no more than the cores
+
+
+def test_threads_the_machine_or_the_engine_cannot_run_are_refused():
+    cores = os.cpu_count() or 1
+    r = run_here('_benchmark.py', '--threads', cores + 1, '--no-torch')
+    assert_one_line_error(
+        r, f'--threads {cores + 1}: this machine has {cores} core', f'give {cores} or fewer'
+    )
+    assert_one_line_error(run_here('_training.py', '--threads', 3), '--threads: 3 is not 1 or 2')
 
 
 def test_the_benchmark_says_when_its_rounds_disagree(monkeypatch, capsys):

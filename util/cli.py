@@ -284,6 +284,7 @@ non_negative_float = _number(float, lambda v: 0 <= v < float('inf'), 'zero or a 
 zero_to_below_one = _number(float, lambda v: 0 <= v < 1, 'a fraction in [0, 1)')  # named for what they accept
 above_zero_below_one = _number(float, lambda v: 0 < v < 1, 'a fraction in (0, 1)')
 above_zero_to_one = _number(float, lambda v: 0 < v <= 1, 'a fraction in (0, 1]')
+one_or_two = _number(int, lambda v: v in (1, 2), '1 or 2')
 
 
 def path(text):
