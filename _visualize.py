@@ -32,6 +32,17 @@ class DefaultName(str):
 
 SATURATION_SVG = DefaultName('saturation.svg')  # --saturation without a file name, in the current folder
 DEFAULT_TEXT = os.path.join(cli.SAVES, 'sample.txt')
+# The options of some outputs only: their defaults, set once check_options has seen which were given.
+VIEW_DEFAULTS = {'layer': 1, 'state': 'h', 'neuron': 0, 'html_chars': 3000, 'top': 5}
+VIEW_OPTIONS = (  # options, the outputs they go with, and whether the command line asks for one of those
+    (
+        ('layer', 'state', 'neuron'),
+        'the viewer or --html (the neuron shown first)',
+        lambda a: a.html or viewing(a),
+    ),
+    (('html_chars',), '--html', lambda a: a.html),
+    (('top',), '--find or --html (the neurons listed per feature)', lambda a: a.find or a.html),
+)
 
 
 def parse_args(argv):
@@ -44,18 +55,19 @@ def parse_args(argv):
         help='UTF-8 text to run the model over (default saves/sample.txt)',
     )
     cli.add_model_options(p)
-    g = p.add_argument_group('view')
+    g = p.add_argument_group('view (the viewer and --html)')
     g.add_argument(
-        '--layer', type=cli.positive_int, default=1, help='LSTM layer to show first (default %(default)s)'
+        '--layer', type=cli.positive_int, help=f'LSTM layer to show first (default {VIEW_DEFAULTS["layer"]})'
     )
     g.add_argument(
         '--state',
         choices=['h', 'c'],
-        default='h',
-        help='h: hidden state; c: tanh of the cell state (default %(default)s)',
+        help=f'h: hidden state; c: tanh of the cell state (default {VIEW_DEFAULTS["state"]})',
     )
     g.add_argument(
-        '--neuron', type=cli.non_negative_int, default=0, help='neuron to show first (default %(default)s)'
+        '--neuron',
+        type=cli.non_negative_int,
+        help=f'neuron to show first (default {VIEW_DEFAULTS["neuron"]})',
     )
     g = p.add_argument_group('output (instead of the viewer)')
     g.add_argument(
@@ -68,8 +80,8 @@ def parse_args(argv):
     g.add_argument(
         '--html-chars',
         type=cli.positive_int,
-        default=3000,
-        help='the page shows at most this many characters of the text (default %(default)s)',
+        help='the page shows at most this many characters of the text '
+        f'(default {VIEW_DEFAULTS["html_chars"]})',
     )
     g.add_argument('--find', action='store_true', help='print the neurons that best follow each feature')
     g.add_argument(
@@ -90,7 +102,9 @@ def parse_args(argv):
         '(default: none)',
     )
     g.add_argument(
-        '--top', type=cli.positive_int, default=5, help='neurons listed per feature (default %(default)s)'
+        '--top',
+        type=cli.positive_int,
+        help=f'with --find or --html: neurons listed per feature (default {VIEW_DEFAULTS["top"]})',
     )
     repo.add_overwrite_repo(g)
     return p.parse_args(argv)
@@ -309,10 +323,30 @@ def check_outputs(args):
     return cli.status_stream(*(path for _, path, _ in outputs))
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def viewing(args):
+    """Whether the command opens the viewer: it asks for no other output."""
+    return not (args.find or args.html or args.saturation)
+
+
+def check_options(args):
+    """Refuse an option given without the output it goes with (it would do nothing); then set the defaults."""
     if args.periodic_svg is not None and not args.find:
         raise UserError('--periodic-svg goes with --find')
+    for names, outputs, asked in VIEW_OPTIONS:
+        given = [cli.option_name(name) for name in names if getattr(args, name) is not None]
+        if given and not asked(args):
+            one = len(given) == 1
+            raise UserError(
+                f'{" and ".join(given)} go{"es" * one} with {outputs}: leave {"it" if one else "them"} out'
+            )
+    for name, value in VIEW_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_options(args)
     if isinstance(args.saturation, DefaultName) and repo.in_own_folder('.'):
         raise UserError(
             f'--saturation: the current folder holds the repository\'s own files: give the figure\'s file '
@@ -327,7 +361,7 @@ def main(argv=None):
         html_page(args, params, ids, text)
     if args.saturation:
         saturation(args, params, ids, text)
-    if not (args.find or args.html or args.saturation):
+    if viewing(args):
         show_viewer(args, params, ids, text)
     return 0
 

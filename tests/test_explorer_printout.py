@@ -98,6 +98,22 @@ def test_find_draws_the_position_profiles(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    'args, said',
+    [
+        (['--find', '--neuron', '5'], '--neuron goes with the viewer or --html'),
+        (['--saturation', 'S', '--layer', '1', '--state', 'c'], '--layer and --state go with the viewer or'),
+        (['--find', '--html-chars', '7'], '--html-chars goes with --html'),
+        (['--saturation', 'S', '--top', '3'], '--top goes with --find or --html'),
+    ],
+)
+def test_an_option_of_an_output_not_asked_for_is_refused(tmp_path, args, said):
+    """It would do nothing: said in one line, before any work."""
+    r = run_here('_visualize.py', *[tmp_path / 's.svg' if a == 'S' else a for a in args])
+    assert_one_line_error(r, said, 'leave')
+    assert r.stdout == '' and list(tmp_path.iterdir()) == []
+
+
 def test_the_position_profiles_of_texts_with_little_in_them(small_model, tmp_path):
     """Lines of 6 positions or more: periodic cells and a line-position cell. Shorter lines (a text of
     newlines only, or of two characters) fit every R exactly (0 or 1), so there is no periodic cell: the

@@ -47,9 +47,9 @@ def test_plot_to_stdout_writes_the_picture_alone_and_says_so_on_stderr(tmp_path)
 def test_visualize_to_stdout_writes_the_page_or_figure_alone(small_model, tmp_path):
     weights, lookup, chars = small_model
     (tmp_path / 'long.txt').write_text(''.join(chars) * 40, encoding='utf-8')  # over --html-chars: a note
-    model = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 'long.txt', '--html-chars', 100]
+    model = ['--weights', weights, '--lookup', lookup, '--text', tmp_path / 'long.txt']
     for out in ('/dev/stdout', '-', tmp_path / 'stdout'):
-        r, page = into_a_file(tmp_path, '_visualize.py', *model, '--html', out)
+        r, page = into_a_file(tmp_path, '_visualize.py', *model, '--html', out, '--html-chars', 100)
         assert r.returncode == 0, r.stderr
         assert page.startswith(b'<!DOCTYPE html>') and page.endswith(b'</html>\n'), page[-200:]
         assert 'the page shows the first 100' in r.stderr and 'wrote ' in r.stderr
