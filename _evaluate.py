@@ -125,7 +125,9 @@ def _add_ngram_options(g):
         '--compare',
         action='store_true',
         help='with --ngram: the LSTM and the n-gram side by side, by '
-        'kind of character and by distance from the last newline',
+        'kind of character and by distance from the last newline; the n-gram then spreads its '
+        'probability over the model\'s alphabet, as the LSTM does (its score may differ from --ngram '
+        'alone\'s in the last digits)',
     )
 
 
