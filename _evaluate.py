@@ -178,7 +178,7 @@ def main(argv=None):
         )
     if args.blocks is not None and args.blocks > len(ids) - 1:
         raise UserError(
-            f'{what} has {len(ids):,} characters: a block of --blocks {args.blocks} needs '
+            f'{what} has {cli.count(len(ids), "character")}: a block of --blocks {args.blocks} needs '
             f'{args.blocks + 1:,} (give --blocks {len(ids) - 1} or less)'
         )
     check_sizes(args, params, ids, train_ids)
@@ -321,7 +321,7 @@ def score_dynamic(args, params, ids, what):
             loss = sums[part].sum() / counts[part].sum()
             print(
                 f'{name:<12} loss {loss:.4f} nats/char = {loss / np.log(2):.4f} bits/char '
-                f'({counts[part].sum():,} characters)'
+                f'({cli.count(counts[part].sum(), "character")})'
             )
     return 0
 

@@ -277,7 +277,7 @@ def check_sizes(args, params, prime, device):
     reading = memory.model_bytes(V, H, layers, 1, min(len(prime), lstm.PRIME_WINDOW))  # read once, in windows
     needed = reading + memory.model_bytes(V, H, layers, N, 1) + N * (8 * args.length + 32 * V)
     what = f'--beam {args.beam}' if args.beam else f'--num-samples {args.num_samples}'
-    primed = f' after a priming text of {len(prime):,} characters (--start, --start-file)'
+    primed = f' after a priming text of {cli.count(len(prime), "character")} (--start, --start-file)'
     devices.check_memory(device, needed, f'{what} with --length {args.length}{primed}')
 
 

@@ -189,7 +189,7 @@ def find(args, params, ids, text):
     """--find (and --periodic-svg): print the neurons that follow each feature, and draw the periodic ones."""
     with Progress('finding neurons', len(ids)) as progress:
         found = analysis.find_neurons(params, ids, text, args.top, progress=progress, device=args.device)
-    print_found(found, f'{args.text} ({len(text):,} characters)', args.say)
+    print_found(found, f'{args.text} ({cli.count(len(text), "character")})', args.say)
     if args.periodic_svg:
         per, ramp = found['periodic in line'], found['line position']
         cells = [
@@ -226,7 +226,9 @@ def html_page(args, params, ids, text):
             file=args.say,
         )
         ids, text = ids[: args.html_chars], text[: args.html_chars]
-    memory.check_fits(PAGE_BYTES_PER_CHAR * len(ids), f'--html over {len(ids):,} characters (--html-chars)')
+    memory.check_fits(
+        PAGE_BYTES_PER_CHAR * len(ids), f'--html over {cli.count(len(ids), "character")} (--html-chars)'
+    )
     _, H, n_layers = lstm.sizes(params)
     found = analysis.find_neurons(params, ids, text, args.top, device=args.device)
     acts = analysis.activations(params, ids, device=args.device)
@@ -248,11 +250,11 @@ def saturation(args, params, ids, text):
     """--saturation: print how often the gates saturate, and draw it."""
     with Progress('gate saturation', len(ids)) as progress:
         sat = analysis.gate_saturation(params, ids, progress=progress, device=args.device)
-    print_saturation(sat, f'{args.text} ({len(text):,} characters)', args.say)
+    print_saturation(sat, f'{args.text} ({cli.count(len(text), "character")})', args.say)
     write(
         args.saturation,
         figures.saturation_svg(
-            sat, f'Gate saturation over {os.path.basename(args.text)} ({len(text):,} characters)'
+            sat, f'Gate saturation over {os.path.basename(args.text)} ({cli.count(len(text), "character")})'
         ),
     )
     print(f'wrote {args.saturation}', file=args.say)
@@ -292,7 +294,7 @@ def show_viewer(args, params, ids, text):
     # An estimate: h and tanh(c) of every layer, held twice while they are joined, and a tkinter tag a
     # character.
     per_char = 4 * n_layers * H * itemsize + 2_000
-    memory.check_fits(per_char * len(ids), f'the viewer over {len(ids):,} characters (--text)')
+    memory.check_fits(per_char * len(ids), f'the viewer over {cli.count(len(ids), "character")} (--text)')
     acts = analysis.activations(params, ids, device=args.device)
     open_viewer(lambda: viewer.show(text, acts, H, n_layers, args.layer, args.state, args.neuron))
 

@@ -2,6 +2,7 @@
 checkpoint written on the way out, and a resumed run that equals one that never stopped."""
 
 import os
+import pty
 import select
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from optimizer import RMSprop
 from util import checkpoint, runs
 from util.weights import save_params
 
-from helpers import ROOT, TINY, TINY_LOUD, assert_same_run, assert_whole, load, model_args, train
+from helpers import ROOT, TINY, TINY_LOUD, assert_same_run, assert_whole, load, model_args, read_pty, train
 from interrupted import start_training, wait_for
 
 
@@ -43,6 +44,27 @@ def test_ctrl_c_while_sampling_ends_with_one_line_and_status_130(model_dir):
     err = err.decode()
     assert p.returncode == 130, err
     assert err.strip().splitlines() == ['_sample.py: interrupted (Ctrl-C)'], err
+
+
+def test_ctrl_c_twice_on_a_terminal_says_it_once_on_a_line_of_its_own(model_dir):
+    """A sample stopped in the middle of a line: the message starts a line, and a second Ctrl-C while the
+    script stops adds nothing."""
+    master, slave = pty.openpty()  # stdout and stderr one terminal, as in a shell
+    args = ['--length', str(10**8), '--start', 't', *map(str, model_args(model_dir))]
+    p = subprocess.Popen([sys.executable, '_sample.py', *args], cwd=ROOT, stdout=slave, stderr=slave)
+    os.close(slave)
+    shown = b''
+    while len(shown) < 300:  # it is sampling
+        shown += os.read(master, 4096)
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGINT)
+    shown = (shown + read_pty(master).encode()).decode('utf-8', 'replace')
+    os.close(master)
+    assert p.wait(60) == 130
+    assert shown.count('interrupted (Ctrl-C)') == 1 and '\n_sample.py: interrupted (Ctrl-C)\r\n' in shown, (
+        shown[-300:]
+    )
+    assert 'Traceback' not in shown
 
 
 STOPPED = {  # a signal that stops a script that is not training: its status and its one line

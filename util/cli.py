@@ -115,10 +115,14 @@ def _stop_on_termination():
 def _interrupted(signum=signal.SIGINT):
     """Say that Ctrl-C (or SIGTERM, SIGHUP) stopped the script, in one line; the exit status of a process
     stopped by that signal, 128 + its number."""
+    signal.signal(signum, signal.SIG_IGN)  # a second one while it stops says nothing more
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
         _stdout_to_devnull()
+    raw = getattr(getattr(sys.stdout, 'buffer', None), 'raw', None)
+    if isinstance(raw, _Output) and raw.line_open and raw.isatty() and sys.stderr.isatty():
+        sys.stderr.write('\n')  # the line stopped half-way, on the same screen: the message on its own
     _say('interrupted (Ctrl-C)' if signum == signal.SIGINT else f'stopped by {signal.Signals(signum).name}')
     return 128 + signum
 
@@ -191,6 +195,7 @@ class _Output(io.RawIOBase):
 
     def __init__(self, fd, name, closed):
         self.fd, self.name, self.is_closed, self.discard = fd, name, closed, False
+        self.line_open = False  # whether what was written last ends inside a line
 
     def writable(self):
         return True
@@ -207,7 +212,9 @@ class _Output(io.RawIOBase):
         if self.is_closed:
             raise OutputError(errno.EBADF, f'cannot write the output: {self.name} is closed')
         try:
-            return os.write(self.fd, b)
+            n = os.write(self.fd, b)
+            self.line_open = not bytes(b[:n]).endswith(b'\n') if n else self.line_open
+            return n
         except OSError as e:
             if self.name == 'stderr':  # nowhere left to say anything: go on
                 return len(b)

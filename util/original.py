@@ -154,7 +154,7 @@ def read(path, V=None):
     if V is not None and V != D:
         raise files.ModelFileError(
             f'weights file {path} is for {D} characters but the lookup table has {V}: '
-            'use the lookup table saved with these weights'
+            'give the lookup table saved with these weights (--lookup)'
         )
     return {k: np.ascontiguousarray(v) for k, v in params.items()}
 

@@ -101,7 +101,7 @@ def check_params(arrays, path, V, dtype, what='weights file'):
     if V is not None and V != Vw:
         raise ModelFileError(
             f'{what} {path} is for {Vw} characters but the lookup table has {V}: '
-            'use the lookup table saved with these weights'
+            'give the lookup table saved with these weights (--lookup)'
         )
     return cast_params({k: arrays[k] for k in shapes}, dtype, path)
 
