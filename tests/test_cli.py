@@ -2,6 +2,7 @@
 draws its progress line on a terminal only, estimates the memory of a model before any work, and takes an
 option by its whole name only."""
 
+import io
 import os
 import pty
 import re
@@ -199,3 +200,24 @@ def test_training_notes_unseen_validation_characters_windows_line_ends_and_an_al
     out = capsys.readouterr().out
     assert 'of the parameters are the input and output weights of the 400 distinct characters' in out, out
     assert 'training never sees' not in out
+
+
+def test_a_progress_line_fits_a_narrow_terminal(monkeypatch):
+    """A line wider than the screen would wrap, and each redraw would leave a row behind: it is cut to fit."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 30, 0, 0))  # 30 columns
+    monkeypatch.setattr(progress.Progress, 'interval', 0)
+    with os.fdopen(slave, 'w') as screen:
+        line = progress.Progress('scoring a long text', 10**6, stream=screen)
+        for done in (1, 2, 3):
+            line(done * 1000)
+        line.close()
+        assert progress.fit('x' * 100, screen) == 'x' * 29
+    shown = os.read(master, 65536).decode()
+    os.close(master)
+    assert shown.count('scoring') == 3 and max(len(row) for row in shown.split('\r')) <= 29, shown
+    assert progress.fit('x' * 100, io.StringIO()) == 'x' * 100  # not a terminal: whole

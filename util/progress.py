@@ -1,6 +1,7 @@
 """The progress line of the scripts that read a long text (done, rate, time left), on a terminal only; and the
 test of whether a stream is a terminal, which _training.py's own line (util/training_progress.py) uses too."""
 
+import os
 import sys
 import time
 
@@ -50,12 +51,23 @@ class Progress:
         self.close()
 
     def _draw(self, line):
+        line = fit(line, self.stream)
         try:
             self.stream.write('\r' + line.ljust(self.width) + ('' if line else '\r'))
             self.stream.flush()
         except (OSError, ValueError):  # a terminal gone away: the work goes on without it
             self.shown = False
         self.width = len(line)
+
+
+def fit(line, stream):
+    """line cut to the width of the terminal that stream writes to, less one column: a longer line wraps, and
+    '\r' would then redraw only its last row, leaving a new row on the screen at every redraw."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # not a terminal, or no size known
+        return line
+    return line[: max(columns - 1, 1)] if columns > 0 else line
 
 
 def is_terminal(stream):

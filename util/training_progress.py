@@ -9,7 +9,7 @@ import sys
 import time
 
 from util import cli
-from util.progress import is_terminal
+from util.progress import fit, is_terminal
 
 
 class TrainingProgress:
@@ -52,10 +52,11 @@ class TrainingProgress:
         s, p = run.settings, run.pos
         left = steps_left * s['chunks'] * s['window'] / self.rate()
         self.on_screen = True
-        cli.write(
-            f'\rstep {p.step:6d}  epoch {run.epoch():6.3f}  loss {max(0.0, self.smooth):.4f}  '
+        line = (
+            f'step {p.step:6d}  epoch {run.epoch():6.3f}  loss {max(0.0, self.smooth):.4f}  '
             f'{self.rate():6.0f} chars/s  {left / 60:6.1f} min left '
         )
+        cli.write('\r' + fit(line, sys.stdout))
 
     def end_line(self):
         """'\n' where a progress line is drawn (what follows it starts on a line of its own), else ''."""
