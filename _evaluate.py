@@ -12,6 +12,7 @@ over their last T characters (nanoGPT's measure: a character sees only the chara
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
 from util import cli, devices, memory, precision, weights
+import os
 import time
 
 import numpy as np
@@ -209,11 +210,11 @@ def check_modes(args):
         )
     if args.compare and not args.ngram:
         raise UserError('--compare goes with --ngram N')
-    model = [cli.option_name(k) for k, v in cli.MODEL_DEFAULTS.items() if getattr(args, k) != v]
-    if args.ngram and not args.compare and model:
-        raise UserError(
-            f'{" and ".join(model)} go{"es" * (len(model) == 1)} with the LSTM, which --ngram N alone does '
-            'not run (it counts on the CPU): add --compare to score the LSTM beside the n-gram model'
+    if args.ngram and not args.compare:
+        cli.refuse_unused(
+            named_model(args),
+            'the LSTM, which --ngram N alone does not run (it counts on the CPU)',
+            instead='add --compare to score the LSTM beside the n-gram model',
         )
     if args.blocks is not None and (args.dynamic or args.ngram):
         raise UserError(
@@ -221,14 +222,21 @@ def check_modes(args):
             '--ngram'
         )
     for mode, on, names in MODES:
-        given = [cli.option_name(name) for name in names if getattr(args, name) is not None]
-        if given and not on(args):
-            raise UserError(f'{" and ".join(given)} go{"es" * (len(given) == 1)} with {mode}')
+        if not on(args):
+            cli.refuse_unused(cli.given(args, names), mode)
     if args.text is not None and args.val_fraction is not None:
         raise UserError('--val-fraction splits --corpus: with --text the whole file is scored')
-    for name, value in DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    cli.fill_defaults(args, DEFAULTS)
+
+
+def named_model(args):
+    """The options that name a model other than the shipped one, or a GPU to run it on."""
+    named = [
+        cli.option_name(k)
+        for k in ('weights', 'lookup')
+        if os.path.abspath(getattr(args, k)) != os.path.abspath(cli.MODEL_DEFAULTS[k])
+    ]
+    return named + ['--device'] * (args.device != 'cpu')
 
 
 def check_sizes(args, params, ids, train_ids):

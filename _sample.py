@@ -179,38 +179,14 @@ def main(argv=None):
             f'--top-k {args.top_k} is more than the {len(chars)} characters of the model\'s alphabet'
         )
     N = args.num_samples
-    with Progress('beam search' if args.beam else 'sampling', args.length, 'steps') as progress:
-        reading = reading_progress(len(prime), progress)
-        if args.beam:  # the likeliest is known only at the end: then printed
-            found, _ = beam.search(
-                params,
-                prime,
-                args.length,
-                args.beam,
-                stop_ids,
-                progress=progress,
-                device=device,
-                prime_progress=reading,
-            )
-            progress.close()
-            draws = ([ix] for ix in found)
-        else:
-            draws = lstm.sample(
-                params,
-                prime,
-                args.length,
-                temperature=args.temperature,
-                rng=np.random.default_rng(args.seed),
-                num_samples=N,
-                top_k=args.top_k,
-                top_p=args.top_p,
-                device=device,
-                prime_progress=reading,
-            )
-            # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr says how far.
-            if N == 1 and is_terminal(sys.stdout):
-                progress.close()
-        texts = write_samples(draws, start, stop_ids, chars, N, progress)
+    with (
+        Progress('beam search' if args.beam else 'sampling', args.length, 'steps') as steps,
+        Progress('reading the priming text', len(prime), 'characters') as reading,
+    ):
+        draws = draw(
+            args, params, prime, stop_ids, device, steps, reading_progress(reading, len(prime), steps)
+        )
+        texts = write_samples(draws, start, stop_ids, chars, N, steps)
     if args.show_logprob:
         for k, text in enumerate(texts):
             logp = -lstm.char_losses(params, np.concatenate([prime, text]), device=device)[len(prime) - 1 :]
@@ -221,10 +197,44 @@ def main(argv=None):
     return 0
 
 
-def reading_progress(n, steps):
-    """The progress of reading a priming text of n characters (a line on a terminal, if it takes a while),
-    cleared once it is read; the progress of the steps then counts from there."""
-    line = Progress('reading the priming text', n, 'characters')
+def draw(args, params, prime, stop_ids, device, steps, reading):
+    """The draws, a step at a time, after the priming text: the samples', or the one continuation that the
+    beam search found (known only at the end: then printed). steps, reading: the progress of the steps and
+    of reading the priming text."""
+    if args.beam:
+        found, _ = beam.search(
+            params,
+            prime,
+            args.length,
+            args.beam,
+            stop_ids,
+            progress=steps,
+            device=device,
+            prime_progress=reading,
+        )
+        steps.close()
+        return ([ix] for ix in found)
+    draws = lstm.sample(
+        params,
+        prime,
+        args.length,
+        temperature=args.temperature,
+        rng=np.random.default_rng(args.seed),
+        num_samples=args.num_samples,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        device=device,
+        prime_progress=reading,
+    )
+    # One sample on a terminal shows itself as it is drawn; otherwise a line on stderr says how far.
+    if args.num_samples == 1 and is_terminal(sys.stdout):
+        steps.close()
+    return draws
+
+
+def reading_progress(line, n, steps):
+    """What reading a priming text of n characters tells: its progress line, cleared once it is read; the
+    progress of the steps then counts from there."""
 
     def read(done):
         line(done)

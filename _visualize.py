@@ -45,16 +45,8 @@ VIEW_OPTIONS = (  # options, the outputs they go with, and whether the command l
 )
 
 
-def parse_args(argv):
-    p = cli.Parser(description='Show one neuron\'s activation on every character of a text.')
-    g = p.add_argument_group('data')
-    g.add_argument(
-        '--text',
-        type=cli.path,
-        default=DEFAULT_TEXT,
-        help='UTF-8 text to run the model over (default saves/sample.txt)',
-    )
-    cli.add_model_options(p)
+def _add_view_options(p):
+    """Which neuron the viewer and the page show first."""
     g = p.add_argument_group('view (the viewer and --html)')
     g.add_argument(
         '--layer', type=cli.positive_int, help=f'LSTM layer to show first (default {VIEW_DEFAULTS["layer"]})'
@@ -69,6 +61,19 @@ def parse_args(argv):
         type=cli.non_negative_int,
         help=f'neuron to show first (default {VIEW_DEFAULTS["neuron"]})',
     )
+
+
+def parse_args(argv):
+    p = cli.Parser(description='Show one neuron\'s activation on every character of a text.')
+    g = p.add_argument_group('data')
+    g.add_argument(
+        '--text',
+        type=cli.path,
+        default=DEFAULT_TEXT,
+        help='UTF-8 text to run the model over (default saves/sample.txt)',
+    )
+    cli.add_model_options(p)
+    _add_view_options(p)
     g = p.add_argument_group('output (instead of the viewer)')
     g.add_argument(
         '--html',
@@ -335,15 +340,9 @@ def check_options(args):
     if args.periodic_svg is not None and not args.find:
         raise UserError('--periodic-svg goes with --find')
     for names, outputs, asked in VIEW_OPTIONS:
-        given = [cli.option_name(name) for name in names if getattr(args, name) is not None]
-        if given and not asked(args):
-            one = len(given) == 1
-            raise UserError(
-                f'{" and ".join(given)} go{"es" * one} with {outputs}: leave {"it" if one else "them"} out'
-            )
-    for name, value in VIEW_DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+        if not asked(args):
+            cli.refuse_unused(cli.given(args, names), outputs)
+    cli.fill_defaults(args, VIEW_DEFAULTS)
 
 
 def main(argv=None):
