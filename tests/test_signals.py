@@ -16,7 +16,7 @@ import _training
 import engine
 import lstm
 from optimizer import RMSprop
-from util import checkpoint, runs
+from util import checkpoint, cli, runs
 from util.weights import save_params
 
 from helpers import ROOT, TINY, TINY_LOUD, assert_same_run, assert_whole, load, model_args, read_pty, train
@@ -65,6 +65,11 @@ def test_ctrl_c_twice_on_a_terminal_says_it_once_on_a_line_of_its_own(model_dir)
         shown[-300:]
     )
     assert 'Traceback' not in shown
+    previous = signal.getsignal(signal.SIGINT)  # the second Ctrl-C may come before the first is handled:
+    try:  # that it is ignored once the first is, checked in this process
+        assert cli._interrupted() == 130 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 STOPPED = {  # a signal that stops a script that is not training: its status and its one line

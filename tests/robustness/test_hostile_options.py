@@ -108,7 +108,7 @@ def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
     base = {
         '_sample.py': model + ['--length', '5'],
         '_evaluate.py': model + ['--text', made / 'corpus.txt'],
-        '_visualize.py': model + ['--text', made / 'corpus.txt', '--find'],
+        '_visualize.py': model + ['--text', made / 'corpus.txt', '--html', tmp_path / 'x.html'],
         '_training.py': ['--corpus', made / 'corpus.txt', '--out', tmp_path / 'out', *TINY],
         '_plot.py': [run / 'training_log.csv', '--out', tmp_path / 'x.svg'],
         '_benchmark.py': ['--hidden', '8', '--chunks', '2', '--window', '3', '--rounds', '1', '--no-torch'],
@@ -131,4 +131,6 @@ def test_every_option_refuses_its_mistyped_values(made, tmp_path, name):
             value,
             r.stderr,
         )
-    assert not (tmp_path / 'out').exists() and not (tmp_path / 'x.svg').exists()
+    for (option, value, _), r in zip(cases, results):  # refused for its value, not as an option out of place
+        assert 'goes with' not in r.stderr, (option, value, r.stderr)
+    assert not any((tmp_path / name).exists() for name in ('out', 'x.svg', 'x.html'))
