@@ -132,11 +132,16 @@ def load_inputs(args):
         raise UserError(f'--neuron {args.neuron}: the model has {H} neurons per layer (0 to {H - 1})')
     text = data.decode(ids, chars)
     if args.periodic_svg and not analysis.line_positions_vary(text):
-        raise UserError(
-            f'--periodic-svg: every character of {args.text} is at the same position in its line, so it has '
-            'no periodic or line-position cell to draw: give a text of several lines of some length'
-        )
+        raise UserError(no_profile(args.text))
     return params, ids, text
+
+
+def no_profile(path):
+    """The line for --periodic-svg on a text whose line position never varies (line_positions_vary)."""
+    return (
+        f'--periodic-svg: {path} has no line of two characters or more, or fewer than 3 characters: it has '
+        'no periodic or line-position cell to draw; give a text of several lines of some length'
+    )
 
 
 def print_found(found, where, out=None):
@@ -203,7 +208,8 @@ def find(args, params, ids, text):
             if per['present']
         ]
         cells += [(layer, s, k, f'line position, r {r:+.2f}') for layer, s, k, r, _ in ramp['best'][:1]]
-        assert cells, 'load_inputs refuses a text whose line positions do not vary'
+        if not cells:  # (load_inputs refuses such a text before any work)
+            raise UserError(no_profile(args.text))
         with Progress('mean activation by position', len(ids)) as progress:
             means, counts = analysis.position_profile(
                 params, ids, text, cells, progress=progress, device=args.device

@@ -154,11 +154,13 @@ class _Table:
         return self.order[pos_c].astype(self.dtype)
 
 
-# What a character a model does not know usually means, said before the general fix.
-FOREIGN_HINTS = {
-    '\r': 'the text has carriage returns (Windows line endings: dos2unix FILE; old Mac ones: mac2unix); ',
-    '\ufeff': 'the text has a byte-order mark (save it as UTF-8 without one); ',
+# Characters that a text rarely means to hold, what they are and the fix: named where a model lacks one (said
+# before the general fix), and where a training corpus has one.
+EDITOR_CHARS = {
+    '\r': 'carriage returns (Windows line endings: dos2unix FILE; old Mac ones: mac2unix)',
+    '\ufeff': 'a byte-order mark (save it as UTF-8 without one)',
 }
+FOREIGN_HINTS = {c: f'the text has {what}; ' for c, what in EDITOR_CHARS.items()}
 # The names of the control characters, which Unicode's database leaves out.
 CONTROL_NAMES = {
     '\0': 'NUL',

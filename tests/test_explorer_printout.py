@@ -132,7 +132,7 @@ def test_the_position_profiles_of_texts_with_little_in_them(small_model, tmp_pat
             assert ('(absent from this text)' in periodic) == (drawn < 3) and 'period 0' not in periodic
             assert (tmp_path / 'p.svg').read_text().count('<polyline') == drawn
         else:
-            assert_one_line_error(r, 'is at the same position in its line', 'several lines')
+            assert_one_line_error(r, 'has no line of two characters or more', 'several lines')
             assert r.stdout == '' and not (tmp_path / 'p.html').exists()  # said before the --find table
         (tmp_path / 'p.svg').unlink(missing_ok=True)
         (tmp_path / 'p.html').unlink(missing_ok=True)

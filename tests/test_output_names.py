@@ -381,6 +381,8 @@ def test_an_output_named_for_another_format_is_refused_and_the_right_name_given(
     )
     r = run_here('_visualize.py', '--html', tmp_path / 'page.svg', '--text', model_dir / 'text.txt')
     assert_one_line_error(r, 'an HTML page, not SVG', 'page.html')
+    r = run_here('_plot.py', log, '--out', tmp_path / 'curve.svg.png')
+    assert_one_line_error(r, f'name it {tmp_path / "curve.svg"}')  # not curve.svg.svg
     assert sorted(p.name for p in tmp_path.iterdir()) == ['training_log.csv']
     for name in ('curve', 'curve.htm.svg', 'curve.v2'):  # no ending, its own, or one of no known format
         assert run_here('_plot.py', log, '--out', tmp_path / name).returncode == 0

@@ -27,6 +27,14 @@ def test_a_schedule_changed_on_resume_gives_the_rate_of_its_epoch_and_says_it(tm
     assert [r[4] for r in runs.log_rows(out / runs.LOG)] == ['0.001'] * 3 + ['0.000125']
     assert train('--out', out, '--resume', '--epochs', '5', *QUIET) == 0
     assert 'learning rate' not in capsys.readouterr().out  # nothing changed
+    assert train('--out', out, '--resume', '--epochs', '6', '--lr-decay', '1', *QUIET) == 0
+    printed = capsys.readouterr().out
+    assert 'lr_decay 0.5 -> 1.0' in printed and 'learning rate 3.125e-05 -> 0.001 in epoch 6' in printed, (
+        printed
+    )
+    assert train('--out', out, '--resume', '--epochs', '7', '--decay-after', '9', *QUIET) == 0
+    printed = capsys.readouterr().out  # no decay either way: the same rate
+    assert 'decay_after 0 -> 9' in printed and 'learning rate' not in printed, printed
 
 
 def test_another_val_chars_on_resume_scores_best_on_the_new_text_first(tmp_path, corpus, capsys):

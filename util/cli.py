@@ -213,7 +213,7 @@ class _Output(io.RawIOBase):
             raise OutputError(errno.EBADF, f'cannot write the output: {self.name} is closed')
         try:
             n = os.write(self.fd, b)
-            self.line_open = not bytes(b[:n]).endswith(b'\n') if n else self.line_open
+            self.line_open = bytes(b[n - 1 : n]) != b'\n' if n else self.line_open
             return n
         except OSError as e:
             if self.name == 'stderr':  # nowhere left to say anything: go on

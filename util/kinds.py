@@ -45,7 +45,8 @@ def misnamed(path, kind):
     stem, suffix = os.path.splitext(os.fspath(path))
     if suffix.lower() not in FORMATS or suffix.lower() in kind.suffixes:
         return None
-    return f'the file written is {kind.name}, not {suffix[1:].upper()}: name it {stem}{kind.suffixes[0]}'
+    right = stem if os.path.splitext(stem)[1].lower() in kind.suffixes else stem + kind.suffixes[0]
+    return f'the file written is {kind.name}, not {suffix[1:].upper()}: name it {right}'
 
 
 def of_kind(size, first, last, kind):

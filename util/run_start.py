@@ -192,7 +192,10 @@ def rescore_best(run, out, val_ids, changed, device):
             os.path.join(out, run_folder.BEST, run_folder.WEIGHTS), chars=run.chars
         )
     except files.ModelFileError as e:
-        raise UserError(f'cannot resume from {out} with another --val-chars: {e}') from None
+        raise UserError(
+            f'cannot resume from {out} with another --val-chars ({e}): best/ is scored on the new validation '
+            f'text first; restore it, or resume with the run\'s --val-chars {changed["val_chars"][0]}'
+        ) from None
     old = run.pos.best_val
     with Progress('scoring best/ on the new validation text', len(val_ids) - 1) as progress:
         run.pos.best_val = lstm.evaluate(params, val_ids, progress=progress, device=device)

@@ -38,12 +38,12 @@ def report(run, args, changed, chunked, val_ids, rescored=None):
             f'note: {outer / n_params:.0%} of the parameters are the input and output weights of the {V:,} '
             'distinct characters\n'
         )
-    for c, hint in data.FOREIGN_HINTS.items():  # carriage returns, a byte-order mark: rarely meant
-        if c in run.chars and not args.resume:
-            what = hint.rstrip('; ').replace('the text', 'the corpus', 1)
+    if not args.resume:  # carriage returns, a byte-order mark: a new run may still leave them out
+        for c in (c for c in data.EDITOR_CHARS if c in run.chars):
             cli.write(
-                f'note: {what}: the model learns {data.char_name(c)} as a character of its own, which the '
-                'texts it reads later need too; convert the corpus first to train without it\n'
+                f'note: the corpus has {data.EDITOR_CHARS[c]}: the model learns {data.char_name(c)} as a '
+                'character of its own, and a priming text or a text to score must then hold it too; convert '
+                'the corpus first to train without it\n'
             )
     read = chunked[:, : run.windows * s['window'] + 1]  # the inputs and targets of an epoch's windows
     trained = np.bincount(read.ravel(), minlength=V) > 0
@@ -66,8 +66,8 @@ def report(run, args, changed, chunked, val_ids, rescored=None):
             f'resuming at epoch {run.epoch():.4f} (epoch {p.epoch}, window {p.window}/{run.windows}), '
             f'step {p.step}; {changes or "no setting changed"}\n'
         )
-        if will_train(run, args) and changed.keys() & {'lr', 'lr_decay', 'decay_after'}:
-            old = {**s, **{k: a for k, (a, _) in changed.items()}}
+        old = {**s, **{k: a for k, (a, _) in changed.items()}}
+        if will_train(run, args) and lr_at(old, p.epoch) != lr_at(s, p.epoch):
             cli.write(
                 f'learning rate {lr_at(old, p.epoch):g} -> {lr_at(s, p.epoch):g} in epoch {p.epoch + 1} (the '
                 'schedule is counted from the run\'s first epoch, as if set from the start)\n'
