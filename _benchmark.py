@@ -274,14 +274,9 @@ def gpu_main(args):
 
     device = cli.open_device('cuda')  # one line if there is no GPU
     args.batches = [args.chunks] if args.chunks else [25, 128, 512]
-    B = max(args.batches)
-    need = memory.model_bytes(args.vocab, args.hidden, args.layers, B, args.window, training=True)
-    what = (
-        f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on --chunks {B} x '
-        f'--window {args.window} (this repo and PyTorch)'
-    )
-    memory.check_fits(2 * need, what)
-    devices.check_fits(device, 2 * need, what)
+    need, what = measured_size(args, max(args.batches))
+    memory.check_fits(need, what)
+    devices.check_fits(device, need, what)
     torch = None
     if not args.no_torch:
         try:
@@ -296,16 +291,21 @@ def gpu_main(args):
     return 0
 
 
-def check_size(args):
-    """Refuse a model that the copies measured (this repo's, and PyTorch's unless --no-torch) would not fit in
-    the machine's memory, and more threads than the machine has cores."""
-    model = memory.model_bytes(args.vocab, args.hidden, args.layers, args.chunks, args.window, training=True)
+def measured_size(args, B):
+    """The memory that training the model measured on B chunks needs, for each copy (this repo's, and
+    PyTorch's unless --no-torch), and the words for it."""
     copies = 1 if args.no_torch else 2
-    memory.check_fits(
-        copies * model,
+    need = copies * memory.model_bytes(args.vocab, args.hidden, args.layers, B, args.window, training=True)
+    return need, (
         f'training --layers {args.layers} --hidden {args.hidden} --vocab {args.vocab} on '
-        f'--chunks {args.chunks} x --window {args.window}{" (this repo and PyTorch)" * (copies == 2)}',
+        f'--chunks {B} x --window {args.window}{" (this repo and PyTorch)" * (copies == 2)}'
     )
+
+
+def check_size(args):
+    """Refuse a model that the copies measured would not fit in the machine's memory, and more threads than
+    the machine has cores."""
+    memory.check_fits(*measured_size(args, args.chunks))
     cores = os.cpu_count() or 1
     if args.threads > cores:
         raise UserError(
