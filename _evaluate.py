@@ -154,8 +154,7 @@ def main(argv=None):
         memory.check_fits(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')  # starts and losses
     chars = params = None  # the n-gram alone counts the corpus's own characters, and needs no model
     if not args.ngram or args.compare:
-        chars = data.load_lookup(args.lookup)
-        params, _ = weights.load_params(args.weights, chars=chars)
+        params, chars = weights.load_model(args.weights, args.lookup)
     train_ids = None
     if args.text is not None:
         ids, _ = data.read_corpus(args.text, chars, 'text')
@@ -231,12 +230,8 @@ def check_modes(args):
 
 def named_model(args):
     """The options that name a model other than the shipped one, or a GPU to run it on."""
-    named = [
-        cli.option_name(k)
-        for k in ('weights', 'lookup')
-        if os.path.abspath(getattr(args, k)) != os.path.abspath(cli.MODEL_DEFAULTS[k])
-    ]
-    return named + ['--device'] * (args.device != 'cpu')
+    named = ['--weights'] * (os.path.abspath(args.weights) != os.path.abspath(cli.MODEL_DEFAULTS['weights']))
+    return named + ['--lookup'] * (args.lookup is not None) + ['--device'] * (args.device != 'cpu')
 
 
 def check_sizes(args, params, ids, train_ids):

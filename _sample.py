@@ -162,8 +162,7 @@ def main(argv=None):
     stop = None if args.stop is None else escapes(args.stop)
     if stop == '':
         raise UserError('--stop is empty: give the text to stop after, e.g. \'\\n\\n\'')
-    chars = data.load_lookup(args.lookup)
-    params, _ = weights.load_params(args.weights, chars=chars)
+    params, chars = weights.load_model(args.weights, args.lookup)
     if args.start is None and args.start_file is None:
         start = default_start(chars)
     what = '--start-file' if args.start_file else '--start'

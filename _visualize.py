@@ -117,8 +117,7 @@ def parse_args(argv):
 
 def load_inputs(args):
     """The model, the text and its indices; every problem is a one-line error."""
-    chars = data.load_lookup(args.lookup)
-    params, _ = weights.load_params(args.weights, chars=chars)
+    params, chars = weights.load_model(args.weights, args.lookup)
     try:
         ids, _ = data.read_corpus(args.text, chars, 'text')
     except data.CorpusError as e:

@@ -258,21 +258,27 @@ def load_lookup(path):
         chars = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise CorpusError(f'lookup table {path} is not valid JSON: it should be a list of characters')
-    if not isinstance(chars, list) or not chars:
-        raise CorpusError(f'lookup table {path} should be a non-empty JSON list of characters')
-    if isinstance(chars[0], list):
+    if isinstance(chars, list) and chars and isinstance(chars[0], list):
         raise CorpusError(
             f'lookup table {path} holds a model\'s weights (lists of numbers), not characters: give '
             'it with --weights, and its lookup table with --lookup'
         )
+    return check_alphabet(chars, f'lookup table {path}')
+
+
+def check_alphabet(chars, what):
+    """chars, checked to be a lookup table (a non-empty list of distinct single characters, none a lone
+    surrogate); what: the words for where it comes from. Raises CorpusError."""
+    if not isinstance(chars, list) or not chars:
+        raise CorpusError(f'{what} should be a non-empty JSON list of characters')
     if not all(isinstance(ch, str) and len(ch) == 1 for ch in chars):
-        raise CorpusError(f'lookup table {path} should hold single characters only')
+        raise CorpusError(f'{what} should hold single characters only')
     if len(set(chars)) != len(chars):
-        raise CorpusError(f'lookup table {path} lists a character twice')
+        raise CorpusError(f'{what} lists a character twice')
     lone = [k for k, ch in enumerate(chars) if '\ud800' <= ch <= '\udfff']
     if lone:
         raise CorpusError(
-            f'lookup table {path} holds a lone surrogate, U+{ord(chars[lone[0]]):04X}, at position '
+            f'{what} holds a lone surrogate, U+{ord(chars[lone[0]]):04X}, at position '
             f'{lone[0]}: no UTF-8 text holds one, so it is not a table this repo wrote'
         )
     return chars

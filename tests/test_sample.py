@@ -167,3 +167,23 @@ def test_a_long_priming_text_shows_its_reading_on_a_terminal_then_the_whole_text
         *model_args(model_dir),
     )
     assert piped.returncode == 0 and piped.stderr == '' and piped.stdout.startswith('to be ' * 500)
+
+
+def test_weights_that_hold_their_alphabet_need_no_lookup_table(small_model, tmp_path):
+    """A run's weights hold their alphabet: without --lookup, they are read with it (else it must match)."""
+    weights_path, lookup, chars = small_model
+    params, _ = weights.load_params(weights_path)
+    weights.save_params(tmp_path / 'run.npz', params, chars=chars)
+    (tmp_path / 't.txt').write_text(''.join(chars) * 3, encoding='utf-8')
+    args = ['--length', 50, '--seed', 3, '--start', chars[-1]]
+    alone = run_here('_sample.py', '--weights', tmp_path / 'run.npz', *args)
+    named = run_here('_sample.py', '--weights', weights_path, '--lookup', lookup, *args)
+    assert alone.returncode == 0 and alone.stdout == named.stdout, alone.stderr
+    for script_args in (['_evaluate.py'], ['_visualize.py', '--find']):
+        r = run_here(*script_args, '--text', tmp_path / 't.txt', '--weights', tmp_path / 'run.npz')
+        assert r.returncode == 0, r.stderr
+    weights.save_params(tmp_path / 'bad.npz', params, chars=chars[:-1])
+    r = run_here('_sample.py', '--weights', tmp_path / 'bad.npz')
+    assert_one_line_error(r, f'holds an alphabet of {len(chars) - 1} characters but weights for {len(chars)}')
+    r = run_here('_sample.py', '--weights', weights_path)  # no alphabet held: the shipped model's table
+    assert_one_line_error(r, 'the lookup table has 65', '--lookup')

@@ -358,12 +358,9 @@ def choice(*values):
     return parse
 
 
-# The options naming a model and where it runs, and their defaults: the shipped model, on the CPU.
-MODEL_DEFAULTS = {
-    'weights': os.path.join(SAVES, 'ShakespeareNet.npz'),
-    'lookup': os.path.join(SAVES, 'ShakespeareLookup.json'),
-    'device': 'cpu',
-}
+# The options naming a model and where it runs, and their defaults: the shipped model, on the CPU; the lookup
+# table the weights hold (util/weights.load_model).
+MODEL_DEFAULTS = {'weights': os.path.join(SAVES, 'ShakespeareNet.npz'), 'lookup': None, 'device': 'cpu'}
 
 
 def add_model_options(parser):
@@ -380,7 +377,9 @@ def add_model_options(parser):
         '--lookup',
         type=path,
         default=MODEL_DEFAULTS['lookup'],
-        help='lookup table saved with the weights (default saves/ShakespeareLookup.json)',
+        help='lookup table saved with the weights (default: the alphabet the weights file holds, as this '
+        'repo\'s training saves it; for weights without one, the shipped model\'s, '
+        'saves/ShakespeareLookup.json)',
     )
     g.add_argument(
         '--device',

@@ -2,10 +2,16 @@
 checked whole (every array there, of the shapes the model needs, finite, in one floating-point type) and
 cast."""
 
+import os
+
 import numpy as np
 
+import data
 from util import npz, original
+from util.cli import SAVES
 from util.files import ModelFileError
+
+SHIPPED_LOOKUP = os.path.join(SAVES, 'ShakespeareLookup.json')  # for weights that hold no alphabet
 
 
 def save_params(path, params, meta=None, chars=None):
@@ -43,6 +49,27 @@ def load_params(path, V=None, dtype=None, chars=None):
     if chars is not None and 'alphabet' in meta:
         check_alphabet(meta['alphabet'], chars, path)
     return params, meta
+
+
+def load_model(path, lookup=None):
+    """The weights in the file path and their lookup table: the one in the file lookup where it is given,
+    else the alphabet the weights hold (this repo's training saves it with them), else the shipped model's
+    table (the shipped weights and the original's hold none). Returns (params, chars); raises ModelFileError
+    or CorpusError with a one-line reason."""
+    if lookup is None:
+        params, meta = load_params(path)
+        if 'alphabet' in meta:
+            chars = data.check_alphabet(meta['alphabet'], f'weights file {path}: the alphabet it holds')
+            V = params['dense.W'].shape[1]
+            if len(chars) != V:
+                raise ModelFileError(
+                    f'weights file {path} holds an alphabet of {len(chars)} characters but weights for {V}: '
+                    'it is damaged; give its lookup table with --lookup'
+                )
+            return params, chars
+        lookup = SHIPPED_LOOKUP
+    chars = data.load_lookup(lookup)
+    return load_params(path, chars=chars)[0], chars
 
 
 def check_alphabet(alphabet, chars, path):
