@@ -20,12 +20,11 @@ from util import cli
 import json
 import os
 import resource
-import sys
 import time
 
 from util import blas, devices, memory
 from util.errors import UserError
-from util.machine import cpu_model, warn_if_pinned
+from util.machine import UNRELIABLE, cpu_model, warn_if_pinned, warn_unreliable
 import engine
 import lstm
 
@@ -67,10 +66,9 @@ def parse_args(argv):
     g.add_argument(
         '--threads',
         type=cli.positive_int,
-        default=default_threads(),
         help='threads for numpy (2: half of the chunks on each of two threads, '
         'with OpenBLAS at 1 thread) and for PyTorch (default: OPENBLAS_NUM_THREADS where it is set, '
-        'as _training.py takes it, else all cores; not used on --device cuda)',
+        'as _training.py takes it, else all cores; the CPU only)',
     )
     g.add_argument('--no-torch', action='store_true', help='skip PyTorch even if it is installed')
     g.add_argument(
@@ -81,7 +79,12 @@ def parse_args(argv):
         help='measure on the CPU or on an NVIDIA GPU through CuPy, beside PyTorch\'s cuDNN LSTM where '
         'PyTorch can use the GPU (default %(default)s)',
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.device == 'cuda':
+        cli.refuse_unused(cli.given(args, ['threads']), "--device cpu (the CPU's threads)")
+    elif args.threads is None:
+        args.threads = default_threads()
+    return args
 
 
 def default_threads():
@@ -97,7 +100,6 @@ def spread(values):
     return (values[-1] - values[0]) / values[len(values) // 2]
 
 
-UNRELIABLE = 0.25  # a spread between rounds beyond which no figure is trusted
 WHAT = {'train': 'training', 'sample1': 'sampling (batch 1)', 'sample32': 'sampling (batch 32)'}
 
 
@@ -255,17 +257,12 @@ def report(result, args, pinned):
     for name, value, note in rows:
         print(f'  {name:<28} {value:>16}   {note}')
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
-    if result['unreliable']:
-        print(
-            'warning: these figures are unreliable: '
-            + ', '.join(
-                f'{WHAT[name]} varied by {100 * result[name + "_spread"]:.0f}%'
-                for name in result['unreliable']
-            )
-            + ' between rounds (another process is using the cores, or the machine\'s speed drifts): measure '
-            'again on a quiet machine, with OPENBLAS_NUM_THREADS=1 beside other work, or with more --rounds',
-            file=sys.stderr,
-        )
+    warn_unreliable(
+        [(WHAT[name], result[name + '_spread']) for name in result['unreliable']],
+        'another process is using the cores, or the machine\'s speed drifts',
+        'measure again on a quiet machine, with OPENBLAS_NUM_THREADS=1 beside other work, or with more '
+        '--rounds',
+    )
 
 
 def gpu_main(args):

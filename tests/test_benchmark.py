@@ -7,6 +7,7 @@ import os
 import pytest
 
 import _training
+from util import devices
 
 from helpers import (
     TINY_BENCHMARK,
@@ -62,13 +63,18 @@ def test_the_benchmark_honours_openblas_num_threads_as_training_does(monkeypatch
     assert _benchmark.parse_args([]).threads == (os.cpu_count() or 1)  # no more than the cores
 
 
-def test_threads_the_machine_or_the_engine_cannot_run_are_refused():
+def test_threads_the_machine_or_the_engine_cannot_run_are_refused(tmp_path):
     cores = os.cpu_count() or 1
     r = run_here('_benchmark.py', '--threads', cores + 1, '--no-torch')
     assert_one_line_error(
         r, f'--threads {cores + 1}: this machine has {cores} core', f'give {cores} or fewer'
     )
     assert_one_line_error(run_here('_training.py', '--threads', 3), '--threads: 3 is not 1 or 2')
+    twin = {devices.TWIN_VARIABLE: '1'}  # the GPU's paths, on the kernels' numpy twins
+    for name, *out in (['_benchmark.py'], ['_training.py', '--out', tmp_path / 'run']):
+        r = run_here(name, '--device', 'cuda', '--threads', 1, *out, env=twin)
+        assert_one_line_error(r, '--threads goes with --device cpu')
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_benchmark_says_when_its_rounds_disagree(monkeypatch, capsys):
@@ -111,3 +117,32 @@ def test_the_benchmark_warns_in_one_line_when_figures_are_unreliable(monkeypatch
     assert len(err) == 1 and err[0].startswith('warning: these figures are unreliable: training varied by'), (
         err
     )
+
+
+def test_the_gpu_benchmark_warns_as_the_cpus_does_when_its_rounds_disagree(monkeypatch, capsys):
+    """On the kernels' numpy twins: the same one line on stderr, and the figures named in the JSON."""
+    import _benchmark
+    from util import devices, gpu_benchmark
+
+    monkeypatch.setenv(devices.TWIN_VARIABLE, '1')
+    monkeypatch.setattr(devices, '_opened', {})
+    monkeypatch.setattr(gpu_benchmark, 'UNRELIABLE', -1.0)  # every spread counts as too wide
+    args = [
+        '--device',
+        'cuda',
+        '--no-torch',
+        '--hidden',
+        '8',
+        '--layers',
+        '1',
+        '--window',
+        '4',
+        '--chunks',
+        '2',
+    ]
+    assert _benchmark.main([*args, '--rounds', '2', '--warmup', '0', '--sample-length', '5']) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out.splitlines()[-1])
+    assert 'sampling N=2 this repo' in result['unreliable'], result
+    assert err.count('\n') == 1 and err.startswith('warning: these figures are unreliable: train'), err
+    assert 'varied by' in err and 'with more --rounds' in err

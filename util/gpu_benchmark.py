@@ -16,10 +16,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from util import devices
+from util.machine import UNRELIABLE, warn_unreliable
 import lstm
 from optimizer import RMSprop
-
-SPREAD_WARNING = 0.25  # above this, a figure is flagged as unreliable
 
 
 def our_trainer(device, args, B):
@@ -189,11 +188,18 @@ def report(result, rows):
         )
     )
     print(result['shape'])
+    varied = [(f'{what} {name}', spread) for what, name, _, _, spread in rows if (spread or 0) > UNRELIABLE]
+    result['unreliable'] = [what for what, _ in varied]
     for what, name, rate, sec, spread in rows:
-        flag = '  UNRELIABLE: rounds differ by more than 25%' if (spread or 0) > SPREAD_WARNING else ''
+        flag = '  UNRELIABLE: rounds differ by more than 25%' if (spread or 0) > UNRELIABLE else ''
         apart = 'one round' if spread is None else f'spread {spread:5.1%}'
         print(f'  {what:<16} {name:<20} {rate:>14,.0f} chars/s  {sec * 1e3:9.2f} ms  {apart}{flag}')
     print(
         f'  {"sampling N=1":<16} {"this repo, CPU":<20} {result["sample_N1_cpu_chars_per_s"]:>14,.0f} chars/s'
     )
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+    warn_unreliable(
+        varied,
+        'other work on the GPU or the host, or clocks that drift',
+        'measure again on a quiet machine, or with more --rounds',
+    )

@@ -1,8 +1,10 @@
-"""What the benchmark says of the machine it measures: the CPU's name, and a warning where OpenBLAS's kernel
-is pinned by the environment (the figures would then not be those a user sees)."""
+"""What the benchmark says of the machine it measures: the CPU's name, a warning where OpenBLAS's kernel is
+pinned by the environment (the figures would then not be those a user sees), and one where rounds disagree."""
 
 import os
 import sys
+
+UNRELIABLE = 0.25  # a spread between rounds beyond which no figure is trusted
 
 
 def cpu_model():
@@ -30,3 +32,15 @@ def warn_if_pinned():
             file=sys.stderr,
         )
     return pinned
+
+
+def warn_unreliable(varied, why, fix):
+    """Say on stderr, in one line, which figures varied between rounds by more than UNRELIABLE: varied, (what,
+    spread) pairs (none: nothing to say); why, what may have made them vary; fix, what to do about it."""
+    if varied:
+        print(
+            'warning: these figures are unreliable: '
+            + ', '.join(f'{what} varied by {100 * spread:.0f}%' for what, spread in varied)
+            + f' between rounds ({why}): {fix}',
+            file=sys.stderr,
+        )
