@@ -112,8 +112,8 @@ def parse_args(argv):
     g.add_argument(
         '--threads',
         type=cli.one_or_two,
-        help='threads on the CPU, 1 or 2: 2 runs half of the chunks on each of two '
-        'cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)',
+        help='threads on the CPU, 1 or 2 (a run on the GPU takes none): 2 runs half of the chunks on each of '
+        'two cores (default: 2 on a multi-core machine, 1 if OPENBLAS_NUM_THREADS=1)',
     )
     g.add_argument(
         '--max-steps',
@@ -318,8 +318,6 @@ def main(argv=None, plan=None):
             run.lock = lock
             chunked, val_ids = load_data(run)
             device = cli.open_device(run.settings['device'])
-            if device is not None:
-                cli.refuse_unused(cli.given(args, ['threads']), "--device cpu (the CPU's threads)")
             if device is not None:
                 devices.check_fits(device, *training_size(run.settings, len(run.chars)))
             accepted = True
