@@ -387,8 +387,9 @@ def add_model_options(parser):
         default=MODEL_DEFAULTS['device'],
         metavar='{cpu,cuda}',
         help='run the model on the CPU or on an NVIDIA GPU through CuPy (default %(default)s). The GPU '
-        'is for long texts and many streams side by side; one sample at a time is a chain of '
-        'tiny steps that leaves a GPU idle: the CPU is the better choice for it',
+        'is for training and for many streams side by side (--num-samples, --blocks); one stream at a time '
+        '(a sample, a streamed score) is a chain of tiny steps that leaves a GPU idle: the CPU is the better '
+        'choice for it',
     )
     return g
 

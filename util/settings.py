@@ -41,10 +41,12 @@ HELP = {
     'layers': 'number of LSTM layers',
     'hidden': 'units per LSTM layer',
     'chunks': (
-        'contiguous chunks trained side by side (the batch). On a GPU 128 or 512 train many times more '
-        'characters a second; each step then averages its gradient over more text, so an epoch has 5 or 20 '
-        'times fewer steps and learns less: at 128 chunks use --lr 0.004 (twice the rate at 25), --ema 0.995 '
-        'and about 1.6 times the epochs (measured in RESULTS.md); on a CPU 25 chunks learn faster'
+        'contiguous chunks trained side by side (the batch). On a GPU 128 or 512 are meant to train '
+        'many times more characters a second (PyTorch\'s cuDNN LSTM trains 5 times as many at 128 as at '
+        '25); each step then averages its gradient over more text, so an epoch has 5 or 20 times fewer '
+        'steps and learns less: at 128 chunks use --lr 0.004 (four times the default, twice the 0.002 of '
+        'the recipes), --ema 0.995, about 1.6 times the epochs and a later --decay-after (measured in '
+        'RESULTS.md); on a CPU 25 chunks learn faster'
     ),
     'window': 'truncated-BPTT window in characters (k1 = k2)',
     'lr': 'RMSprop learning rate',
