@@ -10,6 +10,7 @@ import time
 
 from util import cli
 from util.progress import fit, is_terminal
+from util.training_report import nats
 
 
 class TrainingProgress:
@@ -53,7 +54,7 @@ class TrainingProgress:
         left = steps_left * s['chunks'] * s['window'] / self.rate()
         self.on_screen = True
         line = (
-            f'step {p.step:6d}  epoch {run.epoch():6.3f}  loss {max(0.0, self.smooth):.4f}  '
+            f'step {p.step:6d}  epoch {run.epoch():6.3f}  loss {nats(self.smooth)}  '
             f'{self.rate():6.0f} chars/s  {left / 60:6.1f} min left '
         )
         cli.write('\r' + fit(line, sys.stdout))

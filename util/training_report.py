@@ -9,8 +9,10 @@ from util.settings import lr_at
 
 
 def nats(loss):
-    """A loss for printing: a cross-entropy is never below zero (-0.0 or -1e-17 is rounding)."""
-    return f'{max(0.0, loss):.4f}'
+    """A loss for printing: a cross-entropy is never below zero (-0.0 or -1e-17 is rounding); one that has
+    grown huge on its way to diverging is shown in powers of ten, not in hundreds of digits."""
+    loss = max(0.0, loss)
+    return f'{loss:.4f}' if loss < 1e6 else f'{loss:.4g}'
 
 
 def will_train(run, args):
@@ -30,7 +32,7 @@ def report(run, args, changed, chunked, val_ids, rescored=None):
         f'corpus {run.corpus_file()}: {run.corpus_chars:,} characters, {V:,} distinct; '
         f'{run.windows * s["chunks"] * s["window"]:,} trained per epoch, {len(val_ids):,} validation\n'
         f'model {s["layers"]}x{s["hidden"]} LSTM, {n_params:,} parameters, '
-        f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows} steps per epoch\n'
+        f'{s["dtype"]}; {s["chunks"]} chunks x window {s["window"]} = {run.windows:,} steps per epoch\n'
     )
     outer = 5 * s['hidden'] * V + V  # the first layer's input weights and the dense layer: per character
     if V > 256 and outer > n_params / 2:  # an alphabet of thousands (Chinese): the model is mostly those
