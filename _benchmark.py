@@ -22,7 +22,7 @@ import os
 import resource
 import time
 
-from util import blas, devices, memory
+from util import blas, devices, memory, options
 from util.errors import UserError
 from util.machine import UNRELIABLE, cpu_model, warn_if_pinned, warn_unreliable
 import engine
@@ -81,7 +81,7 @@ def parse_args(argv):
     )
     args = p.parse_args(argv)
     if args.device == 'cuda':
-        cli.refuse_unused(cli.given(args, ['threads']), "--device cpu (the CPU's threads)")
+        options.refuse_unused(options.given(args, ['threads']), "--device cpu (the CPU's threads)")
     elif args.threads is None:
         args.threads = default_threads()
     return args

@@ -11,7 +11,7 @@ over their last T characters (nanoGPT's measure: a character sees only the chara
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli, devices, memory, precision, weights
+from util import cli, devices, memory, model, options, precision
 import os
 import time
 
@@ -154,7 +154,7 @@ def main(argv=None):
         memory.check_fits(16 * args.num_blocks, f'--num-blocks {args.num_blocks}')  # starts and losses
     chars = params = None  # the n-gram alone counts the corpus's own characters, and needs no model
     if not args.ngram or args.compare:
-        params, chars = weights.load_model(args.weights, args.lookup)
+        params, chars = model.load(args.weights, args.lookup)
     train_ids = None
     if args.text is not None:
         ids, _ = data.read_corpus(args.text, chars, 'text')
@@ -210,7 +210,7 @@ def check_modes(args):
     if args.compare and not args.ngram:
         raise UserError('--compare goes with --ngram N')
     if args.ngram and not args.compare:
-        cli.refuse_unused(
+        options.refuse_unused(
             named_model(args),
             'the LSTM, which --ngram N alone does not run (it counts on the CPU)',
             instead='add --compare to score the LSTM beside the n-gram model',
@@ -222,10 +222,10 @@ def check_modes(args):
         )
     for mode, on, names in MODES:
         if not on(args):
-            cli.refuse_unused(cli.given(args, names), mode)
+            options.refuse_unused(options.given(args, names), mode)
     if args.text is not None and args.val_fraction is not None:
         raise UserError('--val-fraction splits --corpus: with --text the whole file is scored')
-    cli.fill_defaults(args, DEFAULTS)
+    options.fill_defaults(args, DEFAULTS)
 
 
 def named_model(args):

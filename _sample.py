@@ -6,7 +6,7 @@ python _sample.py --beam 8 --length 200 --start "ROMEO:" --show-logprob   # the 
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli, devices, memory, weights
+from util import cli, devices, memory, model
 import sys
 
 import numpy as np
@@ -162,7 +162,7 @@ def main(argv=None):
     stop = None if args.stop is None else escapes(args.stop)
     if stop == '':
         raise UserError('--stop is empty: give the text to stop after, e.g. \'\\n\\n\'')
-    params, chars = weights.load_model(args.weights, args.lookup)
+    params, chars = model.load(args.weights, args.lookup)
     if args.start is None and args.start_file is None:
         start = default_start(chars)
     what = '--start-file' if args.start_file else '--start'

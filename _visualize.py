@@ -12,7 +12,7 @@ its index, or step through them with Previous and Next.
 """
 
 import util.startup  # noqa: F401  first: Ctrl-C while the script starts is one line (util/startup.py)
-from util import cli, memory, weights
+from util import cli, memory, model, options
 import functools
 import os
 
@@ -117,7 +117,7 @@ def parse_args(argv):
 
 def load_inputs(args):
     """The model, the text and its indices; every problem is a one-line error."""
-    params, chars = weights.load_model(args.weights, args.lookup)
+    params, chars = model.load(args.weights, args.lookup)
     try:
         ids, _ = data.read_corpus(args.text, chars, 'text')
     except data.CorpusError as e:
@@ -346,8 +346,8 @@ def check_options(args):
         raise UserError('--periodic-svg goes with --find')
     for names, outputs, asked in VIEW_OPTIONS:
         if not asked(args):
-            cli.refuse_unused(cli.given(args, names), outputs)
-    cli.fill_defaults(args, VIEW_DEFAULTS)
+            options.refuse_unused(options.given(args, names), outputs)
+    options.fill_defaults(args, VIEW_DEFAULTS)
 
 
 def main(argv=None):

@@ -69,9 +69,16 @@ def test_evaluate_and_explore_the_originals_model(original_model, tmp_path):
 def test_scripts_refuse_mismatched_and_swapped_files_with_one_line(original_model, tmp_path, small_model):
     weights, lookup, chars, _ = original_model
     npz, npz_lookup, _ = small_model
+    r = run_here('_sample.py', '--weights', weights, '--length', 5)  # its table is its own: never a default
+    assert_one_line_error(
+        r, 'holds no lookup table (the original project\'s format has none', '--lookup FILE'
+    )
     (tmp_path / 'short.json').write_text(json.dumps(chars[:-1]))
     r = run_here('_sample.py', '--weights', weights, '--lookup', tmp_path / 'short.json', '--length', 5)
-    assert_one_line_error(r, f'is for {len(chars)} characters but the lookup table has {len(chars) - 1}')
+    assert_one_line_error(
+        r,
+        f'is for {len(chars)} characters but the lookup table {tmp_path / "short.json"} has {len(chars) - 1}',
+    )
     r = run_here('_sample.py', '--weights', lookup, '--lookup', lookup, '--length', 5)
     assert_one_line_error(r, 'holds a lookup table (a list of characters), not a model\'s weights')
     r = run_here('_evaluate.py', '--weights', weights, '--lookup', weights)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import _sample
+import data
 import lstm
 from helpers import (
     ROOT,
@@ -85,6 +86,10 @@ def test_sample_options_stop_start_file_batch_and_top_k(tmp_path):
         (['--temperature', 'nan'], ['--temperature']),
         (['--start', ''], ['--start', 'empty']),
         (['--weights', 'no/such.npz'], ['does not exist']),
+        (
+            ['--weights', os.path.join(SAVES, 'ShakespeareOptimizer.npz')],
+            ['is a training checkpoint', 'Net.npz'],
+        ),
         (['--lookup', 'no/such.json'], ['does not exist']),
     ],
 )
@@ -170,7 +175,8 @@ def test_a_long_priming_text_shows_its_reading_on_a_terminal_then_the_whole_text
 
 
 def test_weights_that_hold_their_alphabet_need_no_lookup_table(small_model, tmp_path):
-    """A run's weights hold their alphabet: without --lookup, they are read with it (else it must match)."""
+    """A run's weights hold their alphabet: without --lookup they are read with it (from a pipe too: read
+    once); weights that hold none take the table beside them, and without one --lookup is asked for."""
     weights_path, lookup, chars = small_model
     params, _ = weights.load_params(weights_path)
     weights.save_params(tmp_path / 'run.npz', params, chars=chars)
@@ -179,11 +185,35 @@ def test_weights_that_hold_their_alphabet_need_no_lookup_table(small_model, tmp_
     alone = run_here('_sample.py', '--weights', tmp_path / 'run.npz', *args)
     named = run_here('_sample.py', '--weights', weights_path, '--lookup', lookup, *args)
     assert alone.returncode == 0 and alone.stdout == named.stdout, alone.stderr
+    piped = subprocess.run(  # stdin a pipe: a stream that can be read only once
+        [sys.executable, '_sample.py', '--weights', '/dev/stdin', *map(str, args)],
+        input=(tmp_path / 'run.npz').read_bytes(),
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert piped.returncode == 0 and piped.stdout.decode() == named.stdout, piped.stderr
     for script_args in (['_evaluate.py'], ['_visualize.py', '--find']):
         r = run_here(*script_args, '--text', tmp_path / 't.txt', '--weights', tmp_path / 'run.npz')
         assert r.returncode == 0, r.stderr
+    r = run_here(
+        '_sample.py',
+        '--weights',
+        tmp_path / 'run.npz',
+        '--lookup',
+        os.path.join(SAVES, 'ShakespeareLookup.json'),
+    )
+    assert_one_line_error(r, 'trained with another lookup table', 'leave --lookup out')
     weights.save_params(tmp_path / 'bad.npz', params, chars=chars[:-1])
     r = run_here('_sample.py', '--weights', tmp_path / 'bad.npz')
-    assert_one_line_error(r, f'holds an alphabet of {len(chars) - 1} characters but weights for {len(chars)}')
-    r = run_here('_sample.py', '--weights', weights_path)  # no alphabet held: the shipped model's table
-    assert_one_line_error(r, 'the lookup table has 65', '--lookup')
+    assert_one_line_error(
+        r, f'damaged (it has {len(chars) - 1} characters, the weights {len(chars)})', '--lookup'
+    )
+    r = run_here('_sample.py', '--weights', tmp_path / 'bad.npz', '--lookup', lookup, *args)  # as it says
+    assert r.returncode == 0 and r.stdout == named.stdout, r.stderr
+    weights.save_params(tmp_path / 'none' / 'w.npz', params)  # no alphabet held, no table beside
+    r = run_here('_sample.py', '--weights', tmp_path / 'none' / 'w.npz')
+    assert_one_line_error(r, 'holds no lookup table', 'none is beside it', '--lookup FILE')
+    data.save_lookup(tmp_path / 'none' / 'ShakespeareLookup.json', chars)
+    r = run_here('_sample.py', '--weights', tmp_path / 'none' / 'w.npz', *args)  # the table beside it
+    assert r.returncode == 0 and r.stdout == named.stdout, r.stderr

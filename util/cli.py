@@ -316,28 +316,6 @@ def option_name(dest):
     return '--' + dest.replace('_', '-')
 
 
-def given(args, dests):
-    """The options among dests (argparse destinations whose default is None) that the command line gave."""
-    return [option_name(dest) for dest in dests if getattr(args, dest) is not None]
-
-
-def refuse_unused(options, goes_with, instead=None):
-    """Refuse options given without what they go with (they would do nothing), in one line: options, their
-    names (none: nothing to refuse); instead, another fix than leaving them out."""
-    if options:
-        one = len(options) == 1
-        fix = f'{instead}, or ' if instead else ''
-        them = 'it' if one else 'them'
-        raise UserError(f'{" and ".join(options)} go{"es" * one} with {goes_with}: {fix}leave {them} out')
-
-
-def fill_defaults(args, defaults):
-    """Set each option of defaults (destination -> value) that the command line did not give."""
-    for dest, value in defaults.items():
-        if getattr(args, dest) is None:
-            setattr(args, dest, value)
-
-
 def boolean(text):
     """true/false (also yes/no, 1/0)."""
     value = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(text.lower())
@@ -359,7 +337,7 @@ def choice(*values):
 
 
 # The options naming a model and where it runs, and their defaults: the shipped model, on the CPU; the lookup
-# table the weights hold (util/weights.load_model).
+# table the weights hold, or the one beside them (util/model.py).
 MODEL_DEFAULTS = {'weights': os.path.join(SAVES, 'ShakespeareNet.npz'), 'lookup': None, 'device': 'cpu'}
 
 
@@ -377,9 +355,9 @@ def add_model_options(parser):
         '--lookup',
         type=path,
         default=MODEL_DEFAULTS['lookup'],
-        help='lookup table saved with the weights (default: the alphabet the weights file holds, as this '
-        'repo\'s training saves it; for weights without one, the shipped model\'s, '
-        'saves/ShakespeareLookup.json)',
+        help='lookup table saved with the weights (default: the one the weights file holds, as this '
+        'repo\'s training saves it, else ShakespeareLookup.json beside the weights; the original\'s .json '
+        'weights need it)',
     )
     g.add_argument(
         '--device',

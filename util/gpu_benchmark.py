@@ -191,7 +191,9 @@ def report(result, rows):
     varied = [(f'{what} {name}', spread) for what, name, _, _, spread in rows if (spread or 0) > UNRELIABLE]
     result['unreliable'] = [what for what, _ in varied]
     for what, name, rate, sec, spread in rows:
-        flag = '  UNRELIABLE: rounds differ by more than 25%' if (spread or 0) > UNRELIABLE else ''
+        flag = (
+            f'  UNRELIABLE: rounds differ by more than {UNRELIABLE:.0%}' if (spread or 0) > UNRELIABLE else ''
+        )
         apart = 'one round' if spread is None else f'spread {spread:5.1%}'
         print(f'  {what:<16} {name:<20} {rate:>14,.0f} chars/s  {sec * 1e3:9.2f} ms  {apart}{flag}')
     print(

@@ -11,6 +11,8 @@ from util.settings import lr_at
 def nats(loss):
     """A loss for printing: a cross-entropy is never below zero (-0.0 or -1e-17 is rounding); one that has
     grown huge on its way to diverging is shown in powers of ten, not in hundreds of digits."""
+    if loss != loss:  # NaN: said as such (max would make it 0)
+        return 'nan'
     loss = max(0.0, loss)
     return f'{loss:.4f}' if loss < 1e6 else f'{loss:.4g}'
 

@@ -2,16 +2,10 @@
 checked whole (every array there, of the shapes the model needs, finite, in one floating-point type) and
 cast."""
 
-import os
-
 import numpy as np
 
-import data
 from util import npz, original
-from util.cli import SAVES
 from util.files import ModelFileError
-
-SHIPPED_LOOKUP = os.path.join(SAVES, 'ShakespeareLookup.json')  # for weights that hold no alphabet
 
 
 def save_params(path, params, meta=None, chars=None):
@@ -51,27 +45,6 @@ def load_params(path, V=None, dtype=None, chars=None):
     return params, meta
 
 
-def load_model(path, lookup=None):
-    """The weights in the file path and their lookup table: the one in the file lookup where it is given,
-    else the alphabet the weights hold (this repo's training saves it with them), else the shipped model's
-    table (the shipped weights and the original's hold none). Returns (params, chars); raises ModelFileError
-    or CorpusError with a one-line reason."""
-    if lookup is None:
-        params, meta = load_params(path)
-        if 'alphabet' in meta:
-            chars = data.check_alphabet(meta['alphabet'], f'weights file {path}: the alphabet it holds')
-            V = params['dense.W'].shape[1]
-            if len(chars) != V:
-                raise ModelFileError(
-                    f'weights file {path} holds an alphabet of {len(chars)} characters but weights for {V}: '
-                    'it is damaged; give its lookup table with --lookup'
-                )
-            return params, chars
-        lookup = SHIPPED_LOOKUP
-    chars = data.load_lookup(lookup)
-    return load_params(path, chars=chars)[0], chars
-
-
 def check_alphabet(alphabet, chars, path):
     """Refuse a lookup table that is not the alphabet saved with the weights, naming the first difference."""
     if not isinstance(alphabet, list) or not all(isinstance(ch, str) and len(ch) == 1 for ch in alphabet):
@@ -84,8 +57,8 @@ def check_alphabet(alphabet, chars, path):
     shown = [repr(x[k]) if k < len(x) else 'nothing' for x in (alphabet, chars)]
     raise ModelFileError(
         f'weights file {path} was trained with another lookup table: character {k} is {shown[0]} '
-        f'in the weights\' alphabet but {shown[1]} in the lookup table given: give the lookup table '
-        'saved with these weights (--lookup)'
+        f'in the weights\' alphabet but {shown[1]} in the lookup table given: leave --lookup out (the '
+        'weights hold their own table)'
     )
 
 
@@ -93,6 +66,11 @@ def check_params(arrays, path, V, dtype, what='weights file'):
     """Check that named arrays form a model of this repo; return them as contiguous arrays of dtype. what:
     how messages name the file ('checkpoint')."""
     for key in ('dense.W', 'dense.b', 'lstm1.W', 'lstm1.b'):
+        if key not in arrays and f'weights.{key}' in arrays:  # a run's checkpoint, not its weights file
+            raise ModelFileError(
+                f'{what} {path} is a training checkpoint: give the weights file saved beside it, '
+                'ShakespeareNet.npz'
+            )
         if key not in arrays:
             raise ModelFileError(f'{what} {path} has no array {key}: it is not a model of this repo')
     n_layers = 0

@@ -1,0 +1,65 @@
+"""The model a script's --weights and --lookup name: the weights, read once (a pipe works), and their lookup
+table, found in this order:
+- the file --lookup names, which must fit the weights (and be the alphabet they hold, where they hold one);
+- the alphabet the weights hold: this repo's training saves it with them;
+- the lookup table saved beside the weights (ShakespeareLookup.json in their folder): the shipped model's,
+  and a run's from before weights held their alphabet.
+Weights that hold none and have none beside them (the original project's .json, a file converted without
+--lookup) are refused in one line that says to give --lookup: another table of the same size would give
+nonsense without an error."""
+
+import os
+
+import data
+from util import files, weights
+from util.errors import UserError
+from util.run_folder import LOOKUP
+
+
+def load(path, lookup=None):
+    """The weights in the file path and their lookup table (see above). Returns (params, chars); raises a
+    UserError with a one-line reason."""
+    params, meta = weights.load_params(path)
+    V = params['dense.W'].shape[1]
+    held, damage = _held_alphabet(meta, V)
+    if lookup is not None:
+        chars = data.load_lookup(lookup)
+        if held is not None:  # the weights know their table: the one given must be it
+            weights.check_alphabet(held, chars, path)
+            return params, chars
+        _check_size(path, V, chars, f'the lookup table {lookup}', 'give the one saved with these weights')
+        return params, chars
+    if held is not None:
+        return params, held
+    if damage:
+        raise UserError(
+            f'weights file {path}: the lookup table it holds is damaged ({damage}): give it with --lookup'
+        )
+    beside = os.path.join(os.path.dirname(path), LOOKUP)
+    if os.path.isfile(beside) and not files.same_file(beside, path):
+        chars = data.load_lookup(beside)
+        _check_size(path, V, chars, f'the lookup table beside it, {beside},', 'give theirs with --lookup')
+        return params, chars
+    raise UserError(
+        f'weights file {path} holds no lookup table (the original project\'s format has none, nor a file '
+        'converted without --lookup), and none is beside it: give the one saved with it, --lookup FILE'
+    )
+
+
+def _held_alphabet(meta, V):
+    """(the alphabet that weights for V characters hold, or None; what is wrong with it where it is damaged,
+    else None)."""
+    if 'alphabet' not in meta:
+        return None, None
+    try:
+        chars = data.check_alphabet(meta['alphabet'], 'it')
+    except data.CorpusError as e:
+        return None, str(e)
+    if len(chars) != V:
+        return None, f'it has {len(chars)} characters, the weights {V}'
+    return chars, None
+
+
+def _check_size(path, V, chars, table, fix):
+    if len(chars) != V:
+        raise UserError(f'weights file {path} is for {V} characters but {table} has {len(chars)}: {fix}')
