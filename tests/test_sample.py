@@ -217,3 +217,14 @@ def test_weights_that_hold_their_alphabet_need_no_lookup_table(small_model, tmp_
     data.save_lookup(tmp_path / 'none' / 'ShakespeareLookup.json', chars)
     r = run_here('_sample.py', '--weights', tmp_path / 'none' / 'w.npz', *args)  # the table beside it
     assert r.returncode == 0 and r.stdout == named.stdout, r.stderr
+    (tmp_path / 'link').mkdir()
+    (tmp_path / 'link' / 'w.npz').symlink_to(tmp_path / 'none' / 'w.npz')  # beside the file it leads to
+    r = run_here('_sample.py', '--weights', tmp_path / 'link' / 'w.npz', *args)
+    assert r.returncode == 0 and r.stdout == named.stdout, r.stderr
+    other = [*chars[:-1], '\u00e9']  # as many characters, another one last: a sample would be nonsense
+    data.save_lookup(tmp_path / 'other.json', other)
+    r = run_here('_sample.py', '--weights', tmp_path / 'none' / 'w.npz', '--lookup', tmp_path / 'other.json')
+    assert_one_line_error(r, 'is not the one saved beside weights file', 'leave --lookup out')
+    (tmp_path / 'none' / 'ShakespeareLookup.json').write_text('{bad')
+    r = run_here('_sample.py', '--weights', tmp_path / 'none' / 'w.npz')
+    assert_one_line_error(r, 'is not valid JSON', 'it lies beside the weights', '--lookup')

@@ -22,11 +22,16 @@ def load(path, lookup=None):
     params, meta = weights.load_params(path)
     V = params['dense.W'].shape[1]
     held, damage = _held_alphabet(meta, V)
+    beside = _beside(path)
     if lookup is not None:
         chars = data.load_lookup(lookup)
         if held is not None:  # the weights know their table: the one given must be it
             weights.check_alphabet(held, chars, path)
-            return params, chars
+        elif beside is not None and not files.same_file(beside, lookup) and _read_beside(beside) != chars:
+            raise UserError(
+                f'the lookup table {lookup} is not the one saved beside weights file {path}, {beside}: leave '
+                '--lookup out to read that one'
+            )
         _check_size(path, V, chars, f'the lookup table {lookup}', 'give the one saved with these weights')
         return params, chars
     if held is not None:
@@ -35,15 +40,34 @@ def load(path, lookup=None):
         raise UserError(
             f'weights file {path}: the lookup table it holds is damaged ({damage}): give it with --lookup'
         )
-    beside = os.path.join(os.path.dirname(path), LOOKUP)
-    if os.path.isfile(beside) and not files.same_file(beside, path):
-        chars = data.load_lookup(beside)
+    if beside is not None:
+        chars = _read_beside(beside)
         _check_size(path, V, chars, f'the lookup table beside it, {beside},', 'give theirs with --lookup')
         return params, chars
     raise UserError(
         f'weights file {path} holds no lookup table (the original project\'s format has none, nor a file '
         'converted without --lookup), and none is beside it: give the one saved with it, --lookup FILE'
     )
+
+
+def _beside(path):
+    """The lookup table saved beside the weights file path (in its folder, or in the folder of the file a link
+    leads to), or None."""
+    for folder in dict.fromkeys((os.path.dirname(path), os.path.dirname(os.path.realpath(path)))):
+        table = os.path.join(folder, LOOKUP)
+        if os.path.isfile(table) and not files.same_file(table, path):
+            return table
+    return None
+
+
+def _read_beside(table):
+    """The lookup table in the file table, found beside the weights; a problem says where it was found."""
+    try:
+        return data.load_lookup(table)
+    except data.CorpusError as e:
+        raise UserError(
+            f'{e} (it lies beside the weights): mend it, or give the right one with --lookup'
+        ) from None
 
 
 def _held_alphabet(meta, V):
