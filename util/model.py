@@ -1,9 +1,10 @@
 """The model a script's --weights and --lookup name: the weights, read once (a pipe works), and their lookup
 table, found in this order:
-- the file --lookup names, which must fit the weights (and be the alphabet they hold, where they hold one);
+- the file --lookup names, which must fit the weights and be the alphabet they hold, or else the table beside
+  them, where there is one;
 - the alphabet the weights hold: this repo's training saves it with them;
-- the lookup table saved beside the weights (ShakespeareLookup.json in their folder): the shipped model's,
-  and a run's from before weights held their alphabet.
+- the lookup table saved beside the weights (ShakespeareLookup.json in their folder, or in that of the file a
+  link leads to): the shipped model's, and a run's from before weights held their alphabet.
 Weights that hold none and have none beside them (the original project's .json, a file converted without
 --lookup) are refused in one line that says to give --lookup: another table of the same size would give
 nonsense without an error."""
