@@ -122,8 +122,21 @@ def main(argv=None):
     V, H, n_layers = lstm.sizes(params)
     dtype = 'float64' if to_json else params['dense.W'].dtype
     layers = f'{cli.count(n_layers, "LSTM layer")} of {cli.count(H, "unit")}'
-    print(f'wrote {args.output}: {layers}, {V} characters, {dtype}', file=status)
+    held = table_note(to_json, chars)
+    print(f'wrote {args.output}: {layers}, {V} characters, {dtype}{held}', file=status)
     return 0
+
+
+def table_note(to_json, chars):
+    """What the line of a written file says of its lookup table: where it holds none, that the scripts then
+    need --lookup (or the table beside it, as ShakespeareLookup.json)."""
+    if to_json:
+        return (
+            "; it holds no lookup table (the original's format has none): give the scripts --lookup with it"
+        )
+    if chars is None:
+        return '; it holds no lookup table (--lookup stores one): give the scripts --lookup with it'
+    return ''
 
 
 if __name__ == '__main__':

@@ -95,7 +95,11 @@ def test_convert_round_trips_are_exact_both_ways(tmp_path, original_model, small
     r = run_here('_convert.py', npz, tmp_path / 'a.json')
     assert r.returncode == 0, r.stderr
     assert 'wrote' in r.stdout and '2 LSTM layers of 16 units' in r.stdout
-    assert run_here('_convert.py', tmp_path / 'a.json', tmp_path / 'b.npz').returncode == 0
+    assert "holds no lookup table (the original's format has none): give the scripts --lookup" in r.stdout
+    r = run_here('_convert.py', tmp_path / 'a.json', tmp_path / 'b.npz')
+    assert r.returncode == 0 and 'holds no lookup table (--lookup stores one)' in r.stdout, r.stdout
+    r = run_here('_convert.py', tmp_path / 'a.json', tmp_path / 'with.npz', '--lookup', small_model[1])
+    assert r.returncode == 0 and 'lookup table' not in r.stdout, r.stdout  # stored: nothing to say
     before, after = np.load(npz), np.load(tmp_path / 'b.npz')
     for k in ('lstm1.W', 'lstm1.b', 'lstm2.W', 'lstm2.b', 'dense.W', 'dense.b'):
         assert after[k].dtype == before[k].dtype == np.float32  # came back as it went out
