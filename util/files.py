@@ -199,8 +199,9 @@ def check_writable(path, what='output', kind=None, inputs=(), *, in_place=True, 
         )
     check_folder(existing, what, flags=not made)  # (a folder made for it has no flags)
     _check_length(real, existing, what)
-    if kind is not None and kinds.misnamed(path, kind):  # (curve.png: a file that no viewer would open)
-        raise ModelFileError(f'{what} {path}: {kinds.misnamed(path, kind)}')
+    misnamed = kind and kinds.misnamed(path, kind)  # (curve.png: a file that no viewer would open)
+    if misnamed:
+        raise ModelFileError(f'{what} {path}: {misnamed}')
 
 
 def _is_own_stdin_pipe(path):

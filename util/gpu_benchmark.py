@@ -188,17 +188,18 @@ def report(result, rows):
         )
     )
     print(result['shape'])
-    varied = [(f'{what} {name}', spread) for what, name, _, _, spread in rows if (spread or 0) > UNRELIABLE]
-    result['unreliable'] = [what for what, _ in varied]
+    varied = []  # (the figure, its spread) beyond UNRELIABLE
     for what, name, rate, sec, spread in rows:
-        flag = (
-            f'  UNRELIABLE: rounds differ by more than {UNRELIABLE:.0%}' if (spread or 0) > UNRELIABLE else ''
-        )
+        flag = ''
+        if (spread or 0) > UNRELIABLE:
+            varied.append((f'{what} {name}', spread))
+            flag = f'  UNRELIABLE: rounds differ by more than {UNRELIABLE:.0%}'
         apart = 'one round' if spread is None else f'spread {spread:5.1%}'
         print(f'  {what:<16} {name:<20} {rate:>14,.0f} chars/s  {sec * 1e3:9.2f} ms  {apart}{flag}')
     print(
         f'  {"sampling N=1":<16} {"this repo, CPU":<20} {result["sample_N1_cpu_chars_per_s"]:>14,.0f} chars/s'
     )
+    result['unreliable'] = [what for what, _ in varied]
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
     warn_unreliable(
         varied,

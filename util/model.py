@@ -23,7 +23,7 @@ def load(path, lookup=None):
     params, meta = weights.load_params(path)
     V = params['dense.W'].shape[1]
     held, damage = _held_alphabet(meta, V)
-    beside = _beside(path)
+    beside = None if held is not None else _beside(path)  # (weights that hold theirs need none)
     if lookup is not None:
         chars = data.load_lookup(lookup)
         if held is not None:  # the weights know their table: the one given must be it
